@@ -1,0 +1,52 @@
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void vset(struct sh_error *e, int code, const char *fmt, va_list ap)
+{
+        e->code = code;
+        vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+}
+
+int sh_err(struct sh_error *e, int code, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!e)
+                return code;
+        va_start(ap, fmt);
+        vset(e, code, fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+int sh_err_prefix(struct sh_error *e, int code, const char *fmt, ...)
+{
+        char prefix[sizeof(e->msg)];
+        char old[sizeof(e->msg)];
+        va_list ap;
+
+        if (!e)
+                return code;
+        va_start(ap, fmt);
+        vsnprintf(prefix, sizeof(prefix), fmt, ap);
+        va_end(ap);
+        if (e->msg[0])
+                memcpy(old, e->msg, sizeof(old));
+        else
+                snprintf(old, sizeof(old), "%s", strerror(code < 0 ? -code : code));
+        e->code = code;
+        /* Truncation is fine: the innermost detail is least useful once the message is long. */
+        int n = snprintf(e->msg, sizeof(e->msg), "%s: %s", prefix, old);
+        (void)n;
+        return code;
+}
+
+void sh_err_clear(struct sh_error *e)
+{
+        if (!e)
+                return;
+        e->code = 0;
+        e->msg[0] = '\0';
+}

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+/*
+ * Runs an external program (skopeo, a CNI plugin, qemu-img ...) with execve argv only,
+ * never a shell. The child gets stdin from @stdin_data (or /dev/null), a clean fd table
+ * (only 0, 1, 2), and its own process group so a timeout kills the whole group.
+ */
+struct sh_exec_opts {
+        const char *const *argv; /* argv[0] is the path to run (absolute, or searched in PATH) */
+        const char *const *envp; /* NULL: inherit the environment */
+        const char *cwd;         /* NULL: inherit */
+        const void *stdin_data;  /* NULL: /dev/null */
+        size_t stdin_len;
+        unsigned timeout_ms;   /* 0: no timeout */
+        size_t max_output;     /* cap per stream in bytes, 0: 16 MiB; beyond it output is dropped */
+        bool stderr_to_stdout; /* merge stderr into the stdout capture */
+};
+
+struct sh_exec_result {
+        int status;      /* raw wait status */
+        int exit_code;   /* WEXITSTATUS, or 128+signal when killed by a signal */
+        bool timed_out;  /* killed because timeout_ms elapsed */
+        char *out;       /* captured stdout, NUL-terminated, owned by the result */
+        size_t out_len;
+        char *err;       /* captured stderr, NUL-terminated, owned by the result */
+        size_t err_len;
+};
+
+/*
+ * Runs @opts->argv, waits for it (up to the timeout, then SIGKILL to its process group) and
+ * fills @ret. Returns 0 when the program ran (whatever its exit code), -ETIMEDOUT on timeout
+ * (with @ret filled), or -errno when it could not be started (-ENOENT for a missing program).
+ * Thread-safe; blocks the caller.
+ */
+int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct sh_error *err);
+
+/* Frees the captures of @r and zeroes it; safe on a zeroed or already-freed result. */
+void sh_exec_result_done(struct sh_exec_result *r);

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* malloc'd printf; returns NULL on ENOMEM. */
+char *sh_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Joins two path parts with exactly one '/', malloc'd; NULL on ENOMEM. */
+char *sh_path_join(const char *a, const char *b);
+
+/* Creates @path and its parents with @mode (like mkdir -p). Returns 0 or -errno. */
+int sh_mkdir_p(const char *path, unsigned mode);
+
+/* Writes @len bytes to @path atomically (temp file in the same dir, fsync, rename). */
+int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode);
+
+/* Reads a whole file (at most @max bytes) into a NUL-terminated malloc'd buffer. */
+int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+
+/* Monotonic clock in nanoseconds. */
+unsigned long long sh_now_ns(void);
+
+static inline bool sh_streq(const char *a, const char *b)
+{
+        return a && b && __builtin_strcmp(a, b) == 0;
+}

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* Longest name or id runt accepts; beyond it a client gets INVALID_ARGUMENT. */
+#define SH_NAME_MAX 253
+
+/*
+ * Checks a client-supplied name that becomes part of a path or an LXC name: non-empty,
+ * at most SH_NAME_MAX bytes, no '/', no NUL, not "." or "..", no control characters,
+ * no leading '-' . @what names the field in the message ("sandbox name").
+ * Returns 0 or -EINVAL.
+ */
+int sh_validate_name(const char *s, size_t len, const char *what, struct sh_error *err);
+
+/* A runt id: exactly 64 lowercase hex digits. Returns 0 or -EINVAL. */
+int sh_validate_id(const char *s, const char *what, struct sh_error *err);
+
+/* An id or a unique prefix of one: 1..64 lowercase hex digits. Returns 0 or -EINVAL. */
+int sh_validate_id_prefix(const char *s, const char *what, struct sh_error *err);
+
+/* Fills @ret (65 bytes) with a new random id (64 hex digits). Returns 0 or -errno. */
+int sh_id_new(char ret[65]);
