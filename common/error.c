@@ -38,8 +38,18 @@ int sh_err_prefix(struct sh_error *e, int code, const char *fmt, ...)
                 snprintf(old, sizeof(old), "%s", strerror(code < 0 ? -code : code));
         e->code = code;
         /* Truncation is fine: the innermost detail is least useful once the message is long. */
-        int n = snprintf(e->msg, sizeof(e->msg), "%s: %s", prefix, old);
-        (void)n;
+        size_t cap = sizeof(e->msg) - 1, n = 0, lp = strlen(prefix), lo = strlen(old);
+
+        n = lp < cap ? lp : cap;
+        memcpy(e->msg, prefix, n);
+        if (n + 2 <= cap) {
+                memcpy(e->msg + n, ": ", 2);
+                n += 2;
+                lo = lo < cap - n ? lo : cap - n;
+                memcpy(e->msg + n, old, lo);
+                n += lo;
+        }
+        e->msg[n] = '\0';
         return code;
 }
 

@@ -13,7 +13,8 @@ struct sh_error {
 };
 
 /* Sets @e (if not NULL) to @code and the formatted message. Returns @code. */
-int sh_err(struct sh_error *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sh_err(struct sh_error *e, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 /*
  * Prefixes the message already in @e with "PREFIX: " and sets its code to @code.

@@ -23,20 +23,22 @@ struct sh_exec_opts {
 };
 
 struct sh_exec_result {
-        int status;      /* raw wait status */
-        int exit_code;   /* WEXITSTATUS, or 128+signal when killed by a signal */
-        bool timed_out;  /* killed because timeout_ms elapsed */
-        char *out;       /* captured stdout, NUL-terminated, owned by the result */
+        int status;     /* raw wait status */
+        int exit_code;  /* WEXITSTATUS, or 128+signal when killed by a signal */
+        bool timed_out; /* killed because timeout_ms elapsed */
+        char *out;      /* captured stdout, NUL-terminated, owned by the result */
         size_t out_len;
-        char *err;       /* captured stderr, NUL-terminated, owned by the result */
+        char *err; /* captured stderr, NUL-terminated, owned by the result */
         size_t err_len;
 };
 
 /*
  * Runs @opts->argv, waits for it (up to the timeout, then SIGKILL to its process group) and
  * fills @ret. Returns 0 when the program ran (whatever its exit code), -ETIMEDOUT on timeout
- * (with @ret filled), or -errno when it could not be started (-ENOENT for a missing program).
- * Thread-safe; blocks the caller.
+ * (with @ret filled), or -errno when it could not be started (-ENOENT for a missing program);
+ * on other errors @ret is untouched. Output a background grandchild keeps writing after the
+ * child exited is read for 200 ms at most. Thread-safe; blocks the caller. The process must
+ * not ignore SIGCHLD or reap with waitpid(-1), or the child's status is lost (-ECHILD).
  */
 int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct sh_error *err);
 

@@ -1,8 +1,9 @@
 #pragma once
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <json-c/json.h>
 
 #include "error.h"
 
@@ -12,13 +13,19 @@
  * @what names the document in messages ("CNI result", "image config").
  */
 
-/* Parses @len bytes of @buf into a new object (ret owned by the caller, json_object_put). */
+/*
+ * Parses @len bytes of @buf (one JSON value, optional surrounding whitespace) into a new object
+ * (@ret owned by the caller, json_object_put). Invalid JSON, trailing data or a top-level null:
+ * -EINVAL with a message naming @what.
+ */
 int sh_json_parse(const char *buf, size_t len, const char *what, json_object **ret,
                   struct sh_error *err);
 
 /*
- * Getters for key @key of object @obj. Absent key: -ENOENT (the out-param untouched),
- * wrong type: -EINVAL with a message naming @what and @key. Strings are borrowed from @obj.
+ * Getters for key @key of object @obj. Absent key or a JSON null value: -ENOENT (the
+ * out-param untouched), wrong type (or @obj not an object): -EINVAL with a message naming
+ * @what and @key. Integers are never coerced from doubles or strings; an integer beyond
+ * int64 is -ERANGE. Strings and objects are borrowed from @obj.
  */
 int sh_json_get_string(json_object *obj, const char *key, const char *what, const char **ret,
                        struct sh_error *err);

@@ -49,8 +49,7 @@ int sh_log_open(const char *path, enum sh_log_level level, struct sh_error *err)
                 int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
                 if (fd < 0)
-                        return sh_err(err, -errno, "open log file '%s': %s", path,
-                                      strerror(errno));
+                        return sh_err(err, -errno, "open log file '%s': %s", path, strerror(errno));
                 if (log_fd > STDERR_FILENO)
                         close(log_fd);
                 log_fd = fd;

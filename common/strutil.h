@@ -13,10 +13,16 @@ char *sh_path_join(const char *a, const char *b);
 /* Creates @path and its parents with @mode (like mkdir -p). Returns 0 or -errno. */
 int sh_mkdir_p(const char *path, unsigned mode);
 
-/* Writes @len bytes to @path atomically (temp file in the same dir, fsync, rename). */
+/*
+ * Writes @len bytes to @path atomically with exactly @mode (temp file in the same dir, fsync,
+ * rename, fsync of the dir). Readers see the old or the new content, never a mix. 0 or -errno.
+ */
 int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode);
 
-/* Reads a whole file (at most @max bytes) into a NUL-terminated malloc'd buffer. */
+/*
+ * Reads a whole file (at most @max bytes) into a NUL-terminated malloc'd buffer (caller frees);
+ * @ret_len may be NULL. Returns 0, -EFBIG when the file is larger than @max, or -errno.
+ */
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 
 /* Monotonic clock in nanoseconds. */

@@ -1,0 +1,94 @@
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "api.pb-c.h"
+#include "config.h"
+#include "error.h"
+
+struct img_mgr;
+struct net_mgr;
+struct pod_mgr;
+
+/*
+ * The daemon context handed to every handler (STYLE R11: no mutable globals). The managers
+ * carry their own locks; @stopping turns true when SIGTERM/SIGINT arrives, and long
+ * handlers poll it.
+ */
+struct cri_ctx {
+        const struct runt_config *cfg;
+        struct pod_mgr *pods;
+        struct img_mgr *images;
+        struct net_mgr *net;
+        atomic_bool stopping;
+        long long started_ns; /* CLOCK_REALTIME at start, for Status info */
+};
+
+/*
+ * A unary handler: reads @req (the unpacked request, owned by the caller) and returns
+ * 0 with *@ret_resp set to a response whose every part is malloc'd (freed with
+ * protobuf_c_message_free_unpacked), or -errno with @err filled. May block.
+ */
+typedef int (*cri_unary_fn)(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                            ProtobufCMessage **ret_resp, struct sh_error *err);
+
+struct cri_method {
+        const char *path;    /* "/runtime.v1.RuntimeService/Version" */
+        const char *service; /* "RuntimeService" */
+        const char *name;    /* "Version" */
+        const ProtobufCMessageDescriptor *req;
+        const ProtobufCMessageDescriptor *resp;
+        bool streaming;     /* server-streaming RPC */
+        bool quick;         /* never blocks: runs on the completion-queue thread */
+        cri_unary_fn unary; /* NULL: answered UNIMPLEMENTED */
+};
+
+/* The dispatch table (dispatch.c): every RuntimeService and ImageService method. */
+const struct cri_method *cri_method_lookup(const char *path, size_t len);
+size_t cri_method_count(void);
+const struct cri_method *cri_method_at(size_t i);
+
+/* One table from -errno to gRPC status (translate.c). */
+grpc_status_code cri_status_from_errno(int r);
+const char *cri_status_name(grpc_status_code code);
+
+/* Handlers (runtime.c, image.c). */
+int cri_version(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                struct sh_error *err);
+int cri_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+               struct sh_error *err);
+int cri_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                       ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                      struct sh_error *err);
+
+/* Response building helpers (translate.c): malloc'd copies, NULL on ENOMEM. */
+char *cri_strdup(const char *s);
+
+/* The gRPC server (server.c). */
+struct cri_server;
+
+/*
+ * Binds @listen ("unix:///path" or "unix:/path"): refuses if another server answers there,
+ * removes a stale socket, creates the socket 0660. Returns 0 or -errno.
+ * Call after grpc_init() and with SIGTERM/SIGINT blocked.
+ */
+int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **ret,
+                   struct sh_error *err);
+/* Serves until cri_server_stop(); returns when every call is done (or after a bounded wait). */
+int cri_server_run(struct cri_server *s);
+/* Thread-safe and async-signal-unsafe: call from the signal thread. */
+void cri_server_stop(struct cri_server *s);
+void cri_server_free(struct cri_server *s);
+
+/*
+ * Allocates and initialises an empty message of type @desc (malloc'd; every part added to
+ * it must be malloc'd too, so protobuf_c_message_free_unpacked frees the whole tree).
+ */
+void *cri_msg_new(const ProtobufCMessageDescriptor *desc);
+/* Allocates an array of @n pointers for a repeated field; NULL on ENOMEM. */
+void *cri_array_new(size_t n);

@@ -1,0 +1,115 @@
+/* The dispatch table: every method of CRI v1 RuntimeService and ImageService. */
+#include <string.h>
+
+#include "cri-internal.h"
+
+#define M(svc_, name_, req_, resp_, streaming_, quick_, fn_)                                     \
+        {                                                                                          \
+                .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
+                .req = &runtime__v1__##req_##__descriptor,                                         \
+                .resp = &runtime__v1__##resp_##__descriptor, .streaming = (streaming_),            \
+                .quick = (quick_), .unary = (fn_),                                                 \
+        }
+
+/*
+ * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
+ * no lock held across I/O). Everything else runs on a handler thread of its own.
+ */
+static const struct cri_method methods[] = {
+        M(RuntimeService, Version, version_request, version_response, false, true, cri_version),
+        M(RuntimeService, RunPodSandbox, run_pod_sandbox_request, run_pod_sandbox_response, false,
+          true, NULL),
+        M(RuntimeService, StopPodSandbox, stop_pod_sandbox_request, stop_pod_sandbox_response,
+          false, true, NULL),
+        M(RuntimeService, RemovePodSandbox, remove_pod_sandbox_request, remove_pod_sandbox_response,
+          false, true, NULL),
+        M(RuntimeService, PodSandboxStatus, pod_sandbox_status_request, pod_sandbox_status_response,
+          false, true, NULL),
+        M(RuntimeService, ListPodSandbox, list_pod_sandbox_request, list_pod_sandbox_response,
+          false, true, NULL),
+        M(RuntimeService, StreamPodSandboxes, stream_pod_sandboxes_request,
+          stream_pod_sandboxes_response, true, true, NULL),
+        M(RuntimeService, CreateContainer, create_container_request, create_container_response,
+          false, true, NULL),
+        M(RuntimeService, StartContainer, start_container_request, start_container_response, false,
+          true, NULL),
+        M(RuntimeService, StopContainer, stop_container_request, stop_container_response, false,
+          true, NULL),
+        M(RuntimeService, RemoveContainer, remove_container_request, remove_container_response,
+          false, true, NULL),
+        M(RuntimeService, ListContainers, list_containers_request, list_containers_response, false,
+          true, NULL),
+        M(RuntimeService, StreamContainers, stream_containers_request, stream_containers_response,
+          true, true, NULL),
+        M(RuntimeService, ContainerStatus, container_status_request, container_status_response,
+          false, true, NULL),
+        M(RuntimeService, UpdateContainerResources, update_container_resources_request,
+          update_container_resources_response, false, true, NULL),
+        M(RuntimeService, ReopenContainerLog, reopen_container_log_request,
+          reopen_container_log_response, false, true, NULL),
+        M(RuntimeService, ExecSync, exec_sync_request, exec_sync_response, false, true, NULL),
+        M(RuntimeService, Exec, exec_request, exec_response, false, true, NULL),
+        M(RuntimeService, Attach, attach_request, attach_response, false, true, NULL),
+        M(RuntimeService, PortForward, port_forward_request, port_forward_response, false, true,
+          NULL),
+        M(RuntimeService, ContainerStats, container_stats_request, container_stats_response, false,
+          true, NULL),
+        M(RuntimeService, ListContainerStats, list_container_stats_request,
+          list_container_stats_response, false, true, NULL),
+        M(RuntimeService, StreamContainerStats, stream_container_stats_request,
+          stream_container_stats_response, true, true, NULL),
+        M(RuntimeService, PodSandboxStats, pod_sandbox_stats_request, pod_sandbox_stats_response,
+          false, true, NULL),
+        M(RuntimeService, ListPodSandboxStats, list_pod_sandbox_stats_request,
+          list_pod_sandbox_stats_response, false, true, NULL),
+        M(RuntimeService, StreamPodSandboxStats, stream_pod_sandbox_stats_request,
+          stream_pod_sandbox_stats_response, true, true, NULL),
+        M(RuntimeService, UpdateRuntimeConfig, update_runtime_config_request,
+          update_runtime_config_response, false, true, NULL),
+        M(RuntimeService, Status, status_request, status_response, false, true, cri_status),
+        M(RuntimeService, CheckpointContainer, checkpoint_container_request,
+          checkpoint_container_response, false, true, NULL),
+        M(RuntimeService, GetContainerEvents, get_events_request, container_event_response, true,
+          true, NULL),
+        M(RuntimeService, ListMetricDescriptors, list_metric_descriptors_request,
+          list_metric_descriptors_response, false, true, NULL),
+        M(RuntimeService, ListPodSandboxMetrics, list_pod_sandbox_metrics_request,
+          list_pod_sandbox_metrics_response, false, true, NULL),
+        M(RuntimeService, StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request,
+          stream_pod_sandbox_metrics_response, true, true, NULL),
+        M(RuntimeService, RuntimeConfig, runtime_config_request, runtime_config_response, false,
+          true, cri_runtime_config),
+        M(RuntimeService, UpdatePodSandboxResources, update_pod_sandbox_resources_request,
+          update_pod_sandbox_resources_response, false, true, NULL),
+        M(ImageService, ListImages, list_images_request, list_images_response, false, true, NULL),
+        M(ImageService, StreamImages, stream_images_request, stream_images_response, true, true,
+          NULL),
+        M(ImageService, ImageStatus, image_status_request, image_status_response, false, true,
+          NULL),
+        M(ImageService, PullImage, pull_image_request, pull_image_response, false, true, NULL),
+        M(ImageService, RemoveImage, remove_image_request, remove_image_response, false, true,
+          NULL),
+        M(ImageService, ImageFsInfo, image_fs_info_request, image_fs_info_response, false, false,
+          cri_image_fs_info),
+};
+
+const struct cri_method *cri_method_lookup(const char *path, size_t len)
+{
+        for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+                const char *p = methods[i].path;
+
+                if (strncmp(p, path, len) == 0 && p[len] == '\0')
+                        return &methods[i];
+        }
+        return NULL;
+}
+
+size_t cri_method_count(void)
+{
+        return sizeof(methods) / sizeof(methods[0]);
+}
+
+const struct cri_method *cri_method_at(size_t i)
+{
+        return i < cri_method_count() ? &methods[i] : NULL;
+}

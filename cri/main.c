@@ -1,0 +1,269 @@
+/* runtd: the runt CRI daemon. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#define SH_LOG_MODULE "runtd"
+#include "config.h"
+#include "cri-internal.h"
+#include "imagemgr.h"
+#include "log.h"
+#include "netmgr.h"
+#include "podmgr.h"
+
+#define DEFAULT_CONFIG "/etc/runt/runt.yaml"
+
+struct opts {
+        const char *config;
+        bool config_given;
+        const char *listen;
+        const char *state_dir;
+        const char *root_dir;
+        const char *run_dir;
+        const char *log_level;
+        const char *log_file;
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: runtd [options]\n"
+                   "\n"
+                   "The runt CRI daemon: serves the CRI v1 RuntimeService and ImageService.\n"
+                   "\n"
+                   "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+                   "  -l, --listen ADDR     listen address, unix:///path\n"
+                   "      --state-dir DIR   state directory (runt.db, exit status, CNI cache)\n"
+                   "      --root-dir DIR    root directory (layers, container rootfs)\n"
+                   "      --run-dir DIR     runtime directory (netns mounts, sockets)\n"
+                   "      --log-level LVL   error, warn, info or debug\n"
+                   "      --log-file FILE   log to FILE instead of stderr\n"
+                   "  -h, --help            show this help\n"
+                   "  -V, --version         show the version\n"
+                   "\n"
+                   "Flags override the configuration file; see docs/configuration.md.\n");
+}
+
+enum { OPT_STATE_DIR = 256, OPT_ROOT_DIR, OPT_RUN_DIR, OPT_LOG_LEVEL, OPT_LOG_FILE };
+
+/* Returns 0 to run, 1 to exit successfully (help, version), -EINVAL on a usage error. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+        static const struct option longopts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"listen", required_argument, NULL, 'l'},
+                {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+                {"root-dir", required_argument, NULL, OPT_ROOT_DIR},
+                {"run-dir", required_argument, NULL, OPT_RUN_DIR},
+                {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                {"log-file", required_argument, NULL, OPT_LOG_FILE},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {NULL, 0, NULL, 0},
+        };
+        int c;
+
+        o->config = DEFAULT_CONFIG;
+        while ((c = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        o->config = optarg;
+                        o->config_given = true;
+                        break;
+                case 'l':
+                        o->listen = optarg;
+                        break;
+                case OPT_STATE_DIR:
+                        o->state_dir = optarg;
+                        break;
+                case OPT_ROOT_DIR:
+                        o->root_dir = optarg;
+                        break;
+                case OPT_RUN_DIR:
+                        o->run_dir = optarg;
+                        break;
+                case OPT_LOG_LEVEL:
+                        o->log_level = optarg;
+                        break;
+                case OPT_LOG_FILE:
+                        o->log_file = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 1;
+                case 'V':
+                        printf("runtd %s (CRI v1)\n", RUNT_VERSION);
+                        return 1;
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "runtd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int set_str(char **dst, const char *v, const char *flag, bool absolute)
+{
+        char *s;
+
+        if (!v)
+                return 0;
+        if (absolute && v[0] != '/') {
+                fprintf(stderr, "runtd: %s: '%s' is not an absolute path\n", flag, v);
+                return -EINVAL;
+        }
+        s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+static int load_config(const struct opts *o, struct runt_config *cfg)
+{
+        struct sh_error err = {0};
+        int r;
+
+        r = runt_config_defaults(cfg, &err);
+        if (r < 0) {
+                fprintf(stderr, "runtd: %s\n", err.msg);
+                return r;
+        }
+        r = runt_config_load(cfg, o->config, &err);
+        if (r == -ENOENT && !o->config_given)
+                r = 0; /* no file: the built-in defaults */
+        if (r < 0) {
+                fprintf(stderr, "runtd: config: %s\n", err.msg[0] ? err.msg : strerror(-r));
+                return r;
+        }
+        if ((r = set_str(&cfg->listen, o->listen, "--listen", false)) < 0 ||
+            (r = set_str(&cfg->state_dir, o->state_dir, "--state-dir", true)) < 0 ||
+            (r = set_str(&cfg->root_dir, o->root_dir, "--root-dir", true)) < 0 ||
+            (r = set_str(&cfg->run_dir, o->run_dir, "--run-dir", true)) < 0 ||
+            (r = set_str(&cfg->log_file, o->log_file, "--log-file", true)) < 0)
+                return r;
+        if (o->log_level && sh_log_level_parse(o->log_level, &cfg->log_level) < 0) {
+                fprintf(stderr, "runtd: --log-level: '%s' is not error, warn, info or debug\n",
+                        o->log_level);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+struct sig_thread {
+        sigset_t set;
+        struct cri_server *srv;
+};
+
+static void *signal_loop(void *arg)
+{
+        struct sig_thread *st = arg;
+        int sig = 0;
+
+        for (;;) {
+                if (sigwait(&st->set, &sig) != 0)
+                        continue;
+                if (sig == SIGTERM || sig == SIGINT)
+                        break;
+        }
+        sh_log_info("signal=%s stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        cri_server_stop(st->srv);
+        return NULL;
+}
+
+int main(int argc, char **argv)
+{
+        struct runt_config cfg = {0};
+        struct cri_ctx ctx = {0};
+        struct sh_error err = {0};
+        struct cri_server *srv = NULL;
+        struct sig_thread st = {0};
+        struct opts o = {0};
+        struct timespec ts;
+        pthread_t sig_tid;
+        int r, rc = EXIT_FAILURE;
+
+        r = parse_args(argc, argv, &o);
+        if (r != 0)
+                return r > 0 ? EXIT_SUCCESS : 2;
+        if (load_config(&o, &cfg) < 0) {
+                runt_config_done(&cfg);
+                return EXIT_FAILURE;
+        }
+        if (sh_log_open(cfg.log_file, cfg.log_level, &err) < 0) {
+                fprintf(stderr, "runtd: %s\n", err.msg);
+                runt_config_done(&cfg);
+                return EXIT_FAILURE;
+        }
+
+        /* Before grpc_init, so every grpc thread inherits the mask (notes/grpc-c-core.md). */
+        sigemptyset(&st.set);
+        sigaddset(&st.set, SIGTERM);
+        sigaddset(&st.set, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &st.set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ctx.cfg = &cfg;
+        ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 || img_mgr_new(&cfg, &ctx.images, &err) < 0 ||
+            net_mgr_new(&cfg, &ctx.net, &err) < 0) {
+                sh_log_error("start failed: %s", err.msg);
+                goto out;
+        }
+        for (size_t i = 0; i < cfg.n_handlers; i++) {
+                const char *why = pod_mgr_handler_error(ctx.pods, cfg.handlers[i].name);
+
+                if (why)
+                        sh_log_warn("handler=%s backend=%s unavailable: %s", cfg.handlers[i].name,
+                                    cfg.handlers[i].backend, why);
+        }
+
+        grpc_init();
+        if (cri_server_new(&ctx, cfg.listen, &srv, &err) < 0) {
+                sh_log_error("listen failed: %s", err.msg);
+                grpc_shutdown_blocking();
+                goto out;
+        }
+        st.srv = srv;
+        if (pthread_create(&sig_tid, NULL, signal_loop, &st) != 0) {
+                sh_log_error("cannot start the signal thread");
+                cri_server_stop(srv);
+                cri_server_run(srv);
+                cri_server_free(srv);
+                grpc_shutdown_blocking();
+                goto out;
+        }
+        sh_log_info("listen=%s version=%s state_dir=%s root_dir=%s ready", cfg.listen, RUNT_VERSION,
+                    cfg.state_dir, cfg.root_dir);
+        r = cri_server_run(srv);
+        pthread_join(sig_tid, NULL);
+        if (r == -ETIMEDOUT) {
+                /* Handlers still running: leave without tearing grpc down under them. */
+                sh_log_warn("exiting with calls in flight");
+                _exit(EXIT_SUCCESS);
+        }
+        cri_server_free(srv);
+        grpc_shutdown_blocking();
+        sh_log_info("stopped");
+        rc = EXIT_SUCCESS;
+out:
+        net_mgr_free(ctx.net);
+        img_mgr_free(ctx.images);
+        pod_mgr_free(ctx.pods);
+        runt_config_done(&cfg);
+        sh_log_close();
+        return rc;
+}

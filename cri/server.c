@@ -1,0 +1,481 @@
+/*
+ * The gRPC server on the grpc C core.
+ *
+ * One notification completion queue carries everything: new calls, each call's batches and
+ * the shutdown tag. A call is a small state machine driven from that queue, so no thread
+ * ever waits on a slow client: a client that sends headers and never its message holds
+ * only its own call struct. Quick handlers (Version, Status, UNIMPLEMENTED answers) run on
+ * the queue thread; the rest get a thread each. See notes/grpc-c-core.md for the facts this
+ * rests on (the trailers-only hang in 1.51, message limits, shutdown order).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#define SH_LOG_MODULE "cri"
+#include "cleanup.h"
+#include "cri-internal.h"
+#include "log.h"
+#include "strutil.h"
+
+/* Calls the server keeps requested at once; more arrive as each one is taken. */
+#define CRI_SLOTS 16
+/* The kubelet's limit, both ways. */
+#define CRI_MAX_MESSAGE (16 << 20)
+/* After shutdown, how long in-flight handlers get before the process leaves anyway. */
+#define CRI_DRAIN_MS 700
+
+enum cri_tag_kind {
+        TAG_NEW,  /* grpc_server_request_call completed */
+        TAG_RECV, /* initial metadata sent + request message received */
+        TAG_DONE, /* response, status and close: the call is finished */
+};
+
+struct cri_call;
+
+struct cri_tag {
+        enum cri_tag_kind kind;
+        struct cri_call *call;
+};
+
+struct cri_call {
+        struct cri_server *srv;
+        grpc_call *call;
+        grpc_call_details details;
+        grpc_metadata_array md;
+        grpc_byte_buffer *recv;
+        grpc_byte_buffer *send;
+        grpc_slice status_msg;
+        int cancelled;
+        const struct cri_method *method;
+        ProtobufCMessage *req;
+        long long t_start_ns;
+        struct cri_tag t_new, t_recv, t_done;
+};
+
+struct cri_server {
+        struct cri_ctx *ctx;
+        grpc_server *server;
+        grpc_completion_queue *cq;
+        char *socket_path;
+        int shutdown_tag; /* its address is the tag */
+        atomic_bool stop_requested;
+        atomic_int active; /* calls requested or in flight, handler threads included */
+};
+
+static void call_free(struct cri_call *c)
+{
+        if (!c)
+                return;
+        if (c->req)
+                protobuf_c_message_free_unpacked(c->req, NULL);
+        if (c->recv)
+                grpc_byte_buffer_destroy(c->recv);
+        if (c->send)
+                grpc_byte_buffer_destroy(c->send);
+        grpc_slice_unref(c->status_msg);
+        if (c->call)
+                grpc_call_unref(c->call);
+        grpc_call_details_destroy(&c->details);
+        grpc_metadata_array_destroy(&c->md);
+        atomic_fetch_sub(&c->srv->active, 1);
+        free(c);
+}
+
+static int post_slot(struct cri_server *s)
+{
+        struct cri_call *c = calloc(1, sizeof(*c));
+        grpc_call_error e;
+
+        if (!c)
+                return -ENOMEM;
+        c->srv = s;
+        c->status_msg = grpc_empty_slice();
+        c->t_new = (struct cri_tag){TAG_NEW, c};
+        c->t_recv = (struct cri_tag){TAG_RECV, c};
+        c->t_done = (struct cri_tag){TAG_DONE, c};
+        grpc_call_details_init(&c->details);
+        grpc_metadata_array_init(&c->md);
+        atomic_fetch_add(&s->active, 1);
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                     &c->t_new);
+        if (e != GRPC_CALL_OK) {
+                call_free(c);
+                return -EIO;
+        }
+        return 0;
+}
+
+/*
+ * Sends the response (if @resp) and the status, and asks for the client's close. The call
+ * is freed when TAG_DONE comes back. Initial metadata went out with the receive batch, so
+ * this never produces a trailers-only response (which 1.51 fails to flush).
+ */
+static void call_finish(struct cri_call *c, grpc_status_code code, const char *msg,
+                        const ProtobufCMessage *resp)
+{
+        grpc_op ops[3];
+        size_t n = 0;
+
+        memset(ops, 0, sizeof(ops));
+        if (resp && code == GRPC_STATUS_OK) {
+                size_t len = protobuf_c_message_get_packed_size(resp);
+                grpc_slice sl = grpc_slice_malloc(len);
+
+                protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
+                c->send = grpc_raw_byte_buffer_create(&sl, 1);
+                grpc_slice_unref(sl);
+                ops[n].op = GRPC_OP_SEND_MESSAGE;
+                ops[n].data.send_message.send_message = c->send;
+                n++;
+        }
+        grpc_slice_unref(c->status_msg);
+        c->status_msg = grpc_slice_from_copied_string(msg ? msg : "");
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = code;
+        ops[n].data.send_status_from_server.status_details = &c->status_msg;
+        n++;
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+        n++;
+        if (grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL) != GRPC_CALL_OK) {
+                sh_log_error("rpc=%s could not send the response",
+                             c->method ? c->method->name : "?");
+                call_free(c);
+        }
+}
+
+static void log_failure(struct cri_call *c, grpc_status_code code, const char *msg)
+{
+        char *path = grpc_slice_to_c_string(c->details.method);
+        long long us = (long long)(sh_now_ns() - (unsigned long long)c->t_start_ns) / 1000;
+
+        /* NOT_FOUND is routine for the kubelet (status of a removed pod); keep it quiet. */
+        if (code == GRPC_STATUS_NOT_FOUND || code == GRPC_STATUS_UNIMPLEMENTED)
+                sh_log_debug("rpc=%s code=%s us=%lld msg=\"%s\"", path, cri_status_name(code), us,
+                             msg);
+        else
+                sh_log_warn("rpc=%s code=%s us=%lld msg=\"%s\"", path, cri_status_name(code), us,
+                            msg);
+        gpr_free(path);
+}
+
+/* Runs the handler of @c (the request is unpacked) and answers. Any thread. */
+static void call_run(struct cri_call *c)
+{
+        struct sh_error err = {0};
+        ProtobufCMessage *resp = NULL;
+        grpc_status_code code;
+        int r;
+
+        r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
+        if (r < 0) {
+                code = cri_status_from_errno(r);
+                if (!err.msg[0])
+                        sh_err(&err, r, "%s: %s", c->method->name, strerror(-r));
+                log_failure(c, code, err.msg);
+                call_finish(c, code, err.msg, NULL);
+        } else if (!resp) {
+                log_failure(c, GRPC_STATUS_INTERNAL, "handler returned no response");
+                call_finish(c, GRPC_STATUS_INTERNAL, "internal error: no response", NULL);
+        } else {
+                call_finish(c, GRPC_STATUS_OK, NULL, resp);
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+}
+
+static void *handler_thread(void *arg)
+{
+        call_run(arg);
+        return NULL;
+}
+
+static void spawn_handler(struct cri_call *c)
+{
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* Handlers are shallow; 256 KiB keeps many concurrent calls cheap. */
+        pthread_attr_setstacksize(&attr, 256 << 10);
+        r = pthread_create(&t, &attr, handler_thread, c);
+        pthread_attr_destroy(&attr);
+        if (r != 0)
+                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "runtd: no thread for the call",
+                            NULL);
+}
+
+/* The request message arrived (or did not): check it and hand it to its handler. */
+static void on_recv(struct cri_call *c)
+{
+        char msg[300];
+        grpc_byte_buffer_reader rd;
+        grpc_slice sl;
+
+        if (!c->method) {
+                char *path = grpc_slice_to_c_string(c->details.method);
+
+                snprintf(msg, sizeof(msg), "unknown method %.200s", path);
+                gpr_free(path);
+                log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+                call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
+                return;
+        }
+        if (!c->method->unary) {
+                snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt yet",
+                         c->method->service, c->method->name);
+                log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+                call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
+                return;
+        }
+        if (!c->recv) {
+                snprintf(msg, sizeof(msg), "%s: no request message", c->method->name);
+                log_failure(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+                call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+                return;
+        }
+        if (!grpc_byte_buffer_reader_init(&rd, c->recv)) {
+                snprintf(msg, sizeof(msg), "%s: cannot read the request (compression?)",
+                         c->method->name);
+                log_failure(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+                call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+                return;
+        }
+        sl = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+        c->req = protobuf_c_message_unpack(c->method->req, NULL, GRPC_SLICE_LENGTH(sl),
+                                           GRPC_SLICE_START_PTR(sl));
+        grpc_slice_unref(sl);
+        grpc_byte_buffer_destroy(c->recv);
+        c->recv = NULL;
+        if (!c->req) {
+                snprintf(msg, sizeof(msg), "%s: malformed %s message", c->method->name,
+                         c->method->req->name);
+                log_failure(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+                call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+                return;
+        }
+        if (c->method->quick)
+                call_run(c);
+        else
+                spawn_handler(c);
+}
+
+/* A new call: find its method, send initial metadata and read the request message. */
+static void on_new(struct cri_call *c)
+{
+        grpc_op ops[2];
+
+        c->t_start_ns = (long long)sh_now_ns();
+        c->method = cri_method_lookup((const char *)GRPC_SLICE_START_PTR(c->details.method),
+                                      GRPC_SLICE_LENGTH(c->details.method));
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[0].data.send_initial_metadata.count = 0;
+        ops[1].op = GRPC_OP_RECV_MESSAGE;
+        ops[1].data.recv_message.recv_message = &c->recv;
+        if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK)
+                call_free(c);
+}
+
+static void on_event(struct cri_server *s, const grpc_event *ev)
+{
+        struct cri_tag *t = ev->tag;
+        struct cri_call *c = t->call;
+
+        switch (t->kind) {
+        case TAG_NEW:
+                if (!ev->success) { /* the server is shutting down */
+                        call_free(c);
+                        return;
+                }
+                if (!atomic_load(&s->stop_requested) && post_slot(s) < 0)
+                        sh_log_error("could not request a new call");
+                on_new(c);
+                return;
+        case TAG_RECV:
+                if (!ev->success) { /* cancelled or the client vanished */
+                        call_free(c);
+                        return;
+                }
+                on_recv(c);
+                return;
+        case TAG_DONE:
+                call_free(c);
+                return;
+        }
+}
+
+/* "unix:///run/x.sock" and "unix:/run/x.sock" -> "/run/x.sock"; NULL if not a unix address. */
+static const char *unix_path(const char *listen)
+{
+        if (strncmp(listen, "unix://", 7) == 0)
+                return listen + 7;
+        if (strncmp(listen, "unix:", 5) == 0)
+                return listen + 5;
+        if (listen[0] == '/')
+                return listen;
+        return NULL;
+}
+
+/* -EADDRINUSE if a server answers on @path, 0 after removing a stale socket or if none. */
+static int claim_socket(const char *path, struct sh_error *err)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return sh_err(err, -ENAMETOOLONG, "socket path '%s' is too long", path);
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : sh_err(err, -errno, "stat '%s'", path);
+        if (!S_ISSOCK(st.st_mode))
+                return sh_err(err, -EEXIST, "'%s' exists and is not a socket", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1); /* length checked above */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return sh_err(err, -errno, "socket");
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+                return sh_err(err, -EADDRINUSE, "another server is listening on '%s'", path);
+        if (errno != ECONNREFUSED)
+                return sh_err(err, -errno, "probe '%s': %s", path, strerror(errno));
+        sh_log_info("socket=%s removing stale socket", path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return sh_err(err, -errno, "remove stale socket '%s'", path);
+        return 0;
+}
+
+int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **ret,
+                   struct sh_error *err)
+{
+        grpc_arg args[] = {
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                 .value.integer = CRI_MAX_MESSAGE},
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+                 .value.integer = CRI_MAX_MESSAGE},
+        };
+        grpc_channel_args cargs = {.num_args = 2, .args = args};
+        grpc_server_credentials *creds;
+        const char *path = unix_path(listen);
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *addr = NULL;
+        struct cri_server *s;
+        mode_t old_mask;
+        int port, r;
+
+        if (!path || path[0] != '/')
+                return sh_err(err, -EINVAL, "listen address '%s': want unix:///absolute/path",
+                              listen);
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        *strrchr(dir, '/') = '\0';
+        if (dir[0] && (r = sh_mkdir_p(dir, 0755)) < 0)
+                return sh_err(err, r, "create socket directory '%s': %s", dir, strerror(-r));
+        r = claim_socket(path, err);
+        if (r < 0)
+                return r;
+        addr = sh_strdup_printf("unix:%s", path);
+        s = calloc(1, sizeof(*s));
+        if (!addr || !s) {
+                free(s);
+                return -ENOMEM;
+        }
+        s->ctx = ctx;
+        s->socket_path = strdup(path);
+        s->server = grpc_server_create(&cargs, NULL);
+        s->cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->server, s->cq, NULL);
+        creds = grpc_insecure_server_credentials_create();
+        /* The socket is born 0660: no window in which others could connect. */
+        old_mask = umask(0117);
+        port = grpc_server_add_http2_port(s->server, addr, creds);
+        umask(old_mask);
+        grpc_server_credentials_release(creds);
+        if (port == 0) {
+                cri_server_free(s);
+                return sh_err(err, -EADDRNOTAVAIL, "cannot listen on '%s'", listen);
+        }
+        if (chmod(path, 0660) < 0 && errno != ENOENT)
+                sh_log_warn_errno(-errno, "socket=%s chmod 0660 failed: %m", path);
+        *ret = s;
+        return 0;
+}
+
+int cri_server_run(struct cri_server *s)
+{
+        bool shut = false;
+        long long drain_until = 0;
+
+        grpc_server_start(s->server);
+        for (int i = 0; i < CRI_SLOTS; i++)
+                if (post_slot(s) < 0)
+                        return -ENOMEM;
+        for (;;) {
+                gpr_timespec deadline = shut ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                            gpr_time_from_millis(50, GPR_TIMESPAN))
+                                             : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+                grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
+
+                if (ev.type == GRPC_QUEUE_SHUTDOWN)
+                        break;
+                if (ev.type == GRPC_OP_COMPLETE) {
+                        if (ev.tag == &s->shutdown_tag) {
+                                shut = true;
+                                drain_until = (long long)sh_now_ns() + CRI_DRAIN_MS * 1000000LL;
+                        } else {
+                                on_event(s, &ev);
+                        }
+                }
+                if (shut && atomic_load(&s->active) == 0)
+                        break;
+                if (shut && (long long)sh_now_ns() > drain_until) {
+                        sh_log_warn("calls=%d still in flight at exit", atomic_load(&s->active));
+                        return -ETIMEDOUT;
+                }
+        }
+        return 0;
+}
+
+void cri_server_stop(struct cri_server *s)
+{
+        if (atomic_exchange(&s->stop_requested, true))
+                return;
+        atomic_store(&s->ctx->stopping, true);
+        grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+        grpc_server_cancel_all_calls(s->server);
+}
+
+void cri_server_free(struct cri_server *s)
+{
+        if (!s)
+                return;
+        if (s->server)
+                grpc_server_destroy(s->server);
+        if (s->cq) {
+                grpc_completion_queue_shutdown(s->cq);
+                while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                               .type != GRPC_QUEUE_SHUTDOWN)
+                        ;
+                grpc_completion_queue_destroy(s->cq);
+        }
+        free(s->socket_path);
+        free(s);
+}

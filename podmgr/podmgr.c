@@ -1,0 +1,196 @@
+#include "podmgr.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "be.h"
+#include "cleanup.h"
+#include "store.h"
+#include "strutil.h"
+
+struct pod_handler {
+        const struct runt_handler *conf; /* borrowed from the config */
+        struct be *be;                   /* NULL when it failed to start */
+        char *error;                     /* why it failed, or NULL */
+};
+
+struct pod_mgr {
+        const struct runt_config *cfg;
+        struct pod_store *store;
+        char *containers_dir; /* writable layers: <root_dir>/containers */
+        size_t n_handlers;
+        struct pod_handler *handlers;
+};
+
+static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
+{
+        struct be_config bc = {
+                .handler = h->conf->name,
+                .root_dir = pm->cfg->root_dir,
+                .state_dir = pm->cfg->state_dir,
+                .run_dir = pm->cfg->run_dir,
+                .n_options = h->conf->n_options,
+                .option_keys = h->conf->option_keys,
+                .option_values = h->conf->option_values,
+        };
+        struct sh_error err = {0};
+        int r;
+
+        r = be_new(h->conf->backend, &bc, &h->be, &err);
+        if (r < 0) {
+                h->error = strdup(err.msg[0] ? err.msg : strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_error *err)
+{
+        _cleanup_free_ char *db = NULL;
+        struct pod_mgr *pm;
+        int r;
+
+        r = sh_mkdir_p(cfg->state_dir, 0700);
+        if (r < 0)
+                return sh_err(err, r, "create state dir '%s': %s", cfg->state_dir, strerror(-r));
+        r = sh_mkdir_p(cfg->root_dir, 0700);
+        if (r < 0)
+                return sh_err(err, r, "create root dir '%s': %s", cfg->root_dir, strerror(-r));
+        pm = calloc(1, sizeof(*pm));
+        db = sh_path_join(cfg->state_dir, "runt.db");
+        if (!pm || !db) {
+                free(pm);
+                return -ENOMEM;
+        }
+        pm->cfg = cfg;
+        pm->containers_dir = sh_path_join(cfg->root_dir, "containers");
+        if (!pm->containers_dir) {
+                pod_mgr_free(pm);
+                return -ENOMEM;
+        }
+        r = sh_mkdir_p(pm->containers_dir, 0700);
+        if (r < 0) {
+                sh_err(err, r, "create '%s': %s", pm->containers_dir, strerror(-r));
+                pod_mgr_free(pm);
+                return r;
+        }
+        r = pod_store_open(db, &pm->store, err);
+        if (r < 0) {
+                pod_mgr_free(pm);
+                return sh_err_prefix(err, r, "state store");
+        }
+        pm->handlers = calloc(cfg->n_handlers ? cfg->n_handlers : 1, sizeof(*pm->handlers));
+        if (!pm->handlers) {
+                pod_mgr_free(pm);
+                return -ENOMEM;
+        }
+        pm->n_handlers = cfg->n_handlers;
+        for (size_t i = 0; i < cfg->n_handlers; i++) {
+                pm->handlers[i].conf = &cfg->handlers[i];
+                r = start_handler(pm, &pm->handlers[i]);
+                if (r == -ENOMEM) {
+                        pod_mgr_free(pm);
+                        return r;
+                }
+        }
+        *ret = pm;
+        return 0;
+}
+
+struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
+{
+        if (!pm)
+                return NULL;
+        for (size_t i = 0; i < pm->n_handlers; i++) {
+                be_free(pm->handlers[i].be);
+                free(pm->handlers[i].error);
+        }
+        free(pm->handlers);
+        pod_store_close(pm->store);
+        free(pm->containers_dir);
+        free(pm);
+        return NULL;
+}
+
+static struct pod_handler *find_handler(struct pod_mgr *pm, const char *name)
+{
+        if (!name || !name[0])
+                name = pm->cfg->default_runtime;
+        for (size_t i = 0; i < pm->n_handlers; i++)
+                if (strcmp(pm->handlers[i].conf->name, name) == 0)
+                        return &pm->handlers[i];
+        return NULL;
+}
+
+const char *pod_mgr_handler_error(struct pod_mgr *pm, const char *name)
+{
+        struct pod_handler *h = find_handler(pm, name);
+
+        if (!h)
+                return "no such handler";
+        return h->error;
+}
+
+void pod_mgr_condition(struct pod_mgr *pm, struct sh_condition *ret)
+{
+        struct pod_handler *h = find_handler(pm, NULL);
+        struct sh_error err = {0};
+
+        memset(ret, 0, sizeof(*ret));
+        snprintf(ret->reason, sizeof(ret->reason), "RuntimeNotReady");
+        if (!h) {
+                snprintf(ret->message, sizeof(ret->message), "default handler '%s' not configured",
+                         pm->cfg->default_runtime);
+                return;
+        }
+        if (!h->be) {
+                snprintf(ret->message, sizeof(ret->message), "handler '%s': %s", h->conf->name,
+                         h->error);
+                return;
+        }
+        if (be_ready(h->be, &err) < 0) {
+                snprintf(ret->message, sizeof(ret->message), "handler '%s': %s", h->conf->name,
+                         err.msg);
+                return;
+        }
+        ret->ok = true;
+        ret->reason[0] = '\0';
+}
+
+int pod_mgr_fs_usage(struct pod_mgr *pm, struct sh_fs_usage *ret, struct sh_error *err)
+{
+        return sh_fs_usage_scan(pm->containers_dir, ret, err);
+}
+
+char *pod_mgr_info_json(struct pod_mgr *pm)
+{
+        json_object *o = json_object_new_object();
+        json_object *hs = json_object_new_array();
+        char *s;
+
+        json_object_object_add(o, "defaultRuntime",
+                               json_object_new_string(pm->cfg->default_runtime));
+        for (size_t i = 0; i < pm->n_handlers; i++) {
+                struct pod_handler *h = &pm->handlers[i];
+                json_object *j = json_object_new_object();
+                struct sh_error err = {0};
+
+                json_object_object_add(j, "name", json_object_new_string(h->conf->name));
+                json_object_object_add(j, "backend", json_object_new_string(h->conf->backend));
+                if (!h->be)
+                        json_object_object_add(j, "error", json_object_new_string(h->error));
+                else if (be_ready(h->be, &err) < 0)
+                        json_object_object_add(j, "error", json_object_new_string(err.msg));
+                json_object_object_add(j, "ready", json_object_new_boolean(h->be && err.code == 0));
+                json_object_array_add(hs, j);
+        }
+        json_object_object_add(o, "handlers", hs);
+        json_object_object_add(o, "stateSchema", json_object_new_int(pod_store_version(pm->store)));
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+        return s;
+}
