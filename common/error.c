@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void vset(struct sh_error *e, int code, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void vset(struct sh_error *e, int code,
+                                                       const char *fmt, va_list ap)
 {
         e->code = code;
         vsnprintf(e->msg, sizeof(e->msg), fmt, ap);

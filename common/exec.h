@@ -12,7 +12,7 @@
  * (only 0, 1, 2), and its own process group so a timeout kills the whole group.
  */
 struct sh_exec_opts {
-        const char *const *argv; /* argv[0] is the path to run (absolute, or searched in PATH) */
+        const char *const *argv; /* argv[0]: a path, or a name searched in our own PATH */
         const char *const *envp; /* NULL: inherit the environment */
         const char *cwd;         /* NULL: inherit */
         const void *stdin_data;  /* NULL: /dev/null */

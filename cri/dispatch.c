@@ -3,7 +3,7 @@
 
 #include "cri-internal.h"
 
-#define M(svc_, name_, req_, resp_, streaming_, quick_, fn_)                                     \
+#define M(svc_, name_, req_, resp_, streaming_, quick_, fn_)                                       \
         {                                                                                          \
                 .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
                 .req = &runtime__v1__##req_##__descriptor,                                         \
@@ -98,7 +98,8 @@ const struct cri_method *cri_method_lookup(const char *path, size_t len)
         for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
                 const char *p = methods[i].path;
 
-                if (strncmp(p, path, len) == 0 && p[len] == '\0')
+                /* @path is length-bounded and may hold a NUL: compare lengths first. */
+                if (strlen(p) == len && memcmp(p, path, len) == 0)
                         return &methods[i];
         }
         return NULL;

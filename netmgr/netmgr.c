@@ -62,7 +62,8 @@ char *net_mgr_info_json(struct net_mgr *nm)
         } else {
                 json_object_object_add(o, "error", json_object_new_string(err.msg));
         }
-        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
         return s;
 }

@@ -190,7 +190,8 @@ char *pod_mgr_info_json(struct pod_mgr *pm)
         }
         json_object_object_add(o, "handlers", hs);
         json_object_object_add(o, "stateSchema", json_object_new_int(pod_store_version(pm->store)));
-        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
         return s;
 }

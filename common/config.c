@@ -1,0 +1,1213 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <yaml.h>
+
+#include "cleanup.h"
+#include "strutil.h"
+
+#define DEF_LISTEN          "unix:///run/runt/runt.sock"
+#define DEF_STATE_DIR       "/var/lib/runt"
+#define DEF_ROOT_DIR        "/var/lib/runt/root"
+#define DEF_RUN_DIR         "/run/runt"
+#define DEF_RUNTIME         "lxc"
+#define DEF_CNI_CONF_DIR    "/etc/cni/net.d"
+#define DEF_REGISTRIES_CONF "/etc/containers/registries.conf"
+#define DEF_STREAMING_ADDR  "127.0.0.1"
+
+#define HANDLER_NAME_MAX 63
+#define TIMEOUT_MAX      86400u /* one day; keeps seconds * 1000 far from overflow */
+#define PORT_MAX         65535u
+#define LOG_LINE_MIN     256u
+#define LOG_LINE_MAX     (1024u * 1024u)
+#define KEY_PATH_MAX     256 /* "images.registries[3].mirrors[0]"; longer paths are truncated */
+#define UNIX_PREFIX      "unix://"
+
+static const char *const backend_names[] = {"lxc", "microvm", "proxmox", "fake"};
+
+/* Freeing */
+
+static void handler_done(struct runt_handler *h)
+{
+        free(h->name);
+        free(h->backend);
+        for (size_t i = 0; i < h->n_options; i++) {
+                free(h->option_keys[i]);
+                free(h->option_values[i]);
+        }
+        free(h->option_keys);
+        free(h->option_values);
+        memset(h, 0, sizeof(*h));
+}
+
+static void registry_done(struct runt_registry *r)
+{
+        free(r->prefix);
+        sh_strv_free(r->mirrors);
+        memset(r, 0, sizeof(*r));
+}
+
+/* An array being built; entries past the filled ones are zeroed, so freeing all n is safe. */
+struct handler_vec {
+        struct runt_handler *v;
+        size_t n;
+};
+
+struct registry_vec {
+        struct runt_registry *v;
+        size_t n;
+};
+
+static void handler_vec_done(struct handler_vec *vec)
+{
+        for (size_t i = 0; vec->v && i < vec->n; i++)
+                handler_done(&vec->v[i]);
+        free(vec->v);
+        vec->v = NULL;
+        vec->n = 0;
+}
+
+static void registry_vec_done(struct registry_vec *vec)
+{
+        for (size_t i = 0; vec->v && i < vec->n; i++)
+                registry_done(&vec->v[i]);
+        free(vec->v);
+        vec->v = NULL;
+        vec->n = 0;
+}
+
+void runt_config_done(struct runt_config *cfg)
+{
+        if (!cfg)
+                return;
+        free(cfg->listen);
+        free(cfg->state_dir);
+        free(cfg->root_dir);
+        free(cfg->run_dir);
+        free(cfg->log_file);
+        free(cfg->default_runtime);
+        handler_vec_done(&(struct handler_vec){cfg->handlers, cfg->n_handlers});
+        free(cfg->cni_conf_dir);
+        sh_strv_free(cfg->cni_bin_dirs);
+        registry_vec_done(&(struct registry_vec){cfg->registries, cfg->n_registries});
+        free(cfg->registries_conf);
+        free(cfg->streaming_address);
+        free(cfg->metrics_address);
+        memset(cfg, 0, sizeof(*cfg));
+}
+
+static void config_donep(struct runt_config *cfg)
+{
+        runt_config_done(cfg);
+}
+
+/* Copying */
+
+/* strdup that keeps NULL. Returns 0 or -ENOMEM. */
+static int dup_str(const char *s, char **ret)
+{
+        char *c = NULL;
+
+        if (s) {
+                c = strdup(s);
+                if (!c)
+                        return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+static int strv_dup(char *const *v, char ***ret)
+{
+        size_t n = 0;
+
+        if (!v) {
+                *ret = NULL;
+                return 0;
+        }
+        while (v[n])
+                n++;
+        _cleanup_strv_ char **c = calloc(n + 1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (dup_str(v[i], &c[i]) < 0)
+                        return -ENOMEM;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static int handler_copy(const struct runt_handler *src, struct runt_handler *dst)
+{
+        if (dup_str(src->name, &dst->name) < 0 || dup_str(src->backend, &dst->backend) < 0)
+                return -ENOMEM;
+        if (src->n_options == 0)
+                return 0;
+        dst->option_keys = calloc(src->n_options, sizeof(char *));
+        dst->option_values = calloc(src->n_options, sizeof(char *));
+        if (!dst->option_keys || !dst->option_values)
+                return -ENOMEM;
+        dst->n_options = src->n_options;
+        for (size_t i = 0; i < src->n_options; i++)
+                if (dup_str(src->option_keys[i], &dst->option_keys[i]) < 0 ||
+                    dup_str(src->option_values[i], &dst->option_values[i]) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* Deep copy of @src into @ret (written only on success). Returns 0 or -ENOMEM. */
+static int config_copy(const struct runt_config *src, struct runt_config *ret)
+{
+        _cleanup_(config_donep) struct runt_config c = {0};
+
+        c.log_level = src->log_level;
+        c.cni_plugin_timeout_s = src->cni_plugin_timeout_s;
+        c.pull_timeout_s = src->pull_timeout_s;
+        c.streaming_port = src->streaming_port;
+        c.max_log_line = src->max_log_line;
+        if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
+            dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
+            dup_str(src->log_file, &c.log_file) < 0 ||
+            dup_str(src->default_runtime, &c.default_runtime) < 0 ||
+            dup_str(src->cni_conf_dir, &c.cni_conf_dir) < 0 ||
+            strv_dup(src->cni_bin_dirs, &c.cni_bin_dirs) < 0 ||
+            dup_str(src->registries_conf, &c.registries_conf) < 0 ||
+            dup_str(src->streaming_address, &c.streaming_address) < 0 ||
+            dup_str(src->metrics_address, &c.metrics_address) < 0)
+                return -ENOMEM;
+
+        if (src->n_handlers > 0) {
+                c.handlers = calloc(src->n_handlers, sizeof(*c.handlers));
+                if (!c.handlers)
+                        return -ENOMEM;
+                c.n_handlers = src->n_handlers;
+                for (size_t i = 0; i < src->n_handlers; i++)
+                        if (handler_copy(&src->handlers[i], &c.handlers[i]) < 0)
+                                return -ENOMEM;
+        }
+        if (src->n_registries > 0) {
+                c.registries = calloc(src->n_registries, sizeof(*c.registries));
+                if (!c.registries)
+                        return -ENOMEM;
+                c.n_registries = src->n_registries;
+                for (size_t i = 0; i < src->n_registries; i++) {
+                        const struct runt_registry *s = &src->registries[i];
+                        struct runt_registry *d = &c.registries[i];
+
+                        d->insecure = s->insecure;
+                        if (dup_str(s->prefix, &d->prefix) < 0 ||
+                            strv_dup(s->mirrors, &d->mirrors) < 0)
+                                return -ENOMEM;
+                }
+        }
+        *ret = c;
+        memset(&c, 0, sizeof(c));
+        return 0;
+}
+
+int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
+{
+        static char *const bin_dirs[] = {"/opt/cni/bin", "/usr/lib/cni", NULL};
+        static const struct runt_handler lxc = {.name = DEF_RUNTIME, .backend = "lxc"};
+        const struct runt_config d = {
+                .listen = DEF_LISTEN,
+                .state_dir = DEF_STATE_DIR,
+                .root_dir = DEF_ROOT_DIR,
+                .run_dir = DEF_RUN_DIR,
+                .log_level = SH_LOG_INFO,
+                .default_runtime = DEF_RUNTIME,
+                .handlers = (struct runt_handler *)&lxc,
+                .n_handlers = 1,
+                .cni_conf_dir = DEF_CNI_CONF_DIR,
+                .cni_bin_dirs = (char **)bin_dirs,
+                .cni_plugin_timeout_s = 60,
+                .pull_timeout_s = 300,
+                .registries_conf = DEF_REGISTRIES_CONF,
+                .streaming_address = DEF_STREAMING_ADDR,
+                .max_log_line = 16384,
+        };
+
+        if (config_copy(&d, cfg) < 0)
+                return sh_err(err, -ENOMEM, "config defaults: out of memory");
+        return 0;
+}
+
+const struct runt_handler *runt_config_handler(const struct runt_config *cfg, const char *name)
+{
+        if (!name || !*name)
+                name = cfg->default_runtime;
+        if (!name)
+                return NULL;
+        for (size_t i = 0; i < cfg->n_handlers; i++)
+                if (sh_streq(cfg->handlers[i].name, name))
+                        return &cfg->handlers[i];
+        return NULL;
+}
+
+/* Loading: a walk over the libyaml document tree, checking each node against the schema. */
+
+struct loader {
+        const char *file;
+        yaml_document_t *doc;
+        struct runt_config *cfg; /* the copy being filled; swapped in only on success */
+        struct sh_error *err;
+        const yaml_node_t *default_runtime_at; /* where default_runtime / runtimes were set, */
+        const yaml_node_t *runtimes_at;        /* for the cross-check at the end */
+};
+
+enum str_flags {
+        STR_NULLABLE = 1 << 0, /* null or "" clears the value to NULL */
+        STR_ABSPATH = 1 << 1,  /* must start with '/' */
+        STR_HOST = 1 << 2,     /* registry host[:port][/path], no scheme, no spaces */
+};
+
+static int fail(struct loader *l, const yaml_node_t *at, const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int fail(struct loader *l, const yaml_node_t *at, const char *path, const char *fmt, ...)
+{
+        char what[sizeof(l->err->msg)];
+        char where[32] = "";
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        /* Values quoted into the message may hold newlines; keep the message one line. */
+        for (char *c = what; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        *c = '?';
+        if (at)
+                snprintf(where, sizeof(where), ":%zu", at->start_mark.line + 1);
+        if (path && *path)
+                return sh_err(l->err, -EINVAL, "%s%s: key '%s': %s", l->file, where, path, what);
+        return sh_err(l->err, -EINVAL, "%s%s: %s", l->file, where, what);
+}
+
+static int oom(struct loader *l)
+{
+        return sh_err(l->err, -ENOMEM, "%s: out of memory", l->file);
+}
+
+/* Appends @part to @buf, replacing control characters so a message stays one line. */
+static void append_sanitized(char *buf, size_t size, const char *part)
+{
+        size_t len = strlen(buf);
+
+        for (; *part && len + 1 < size; part++) {
+                char c = *part;
+
+                if ((unsigned char)c < 0x20 || c == 0x7f)
+                        c = '?';
+                buf[len++] = c;
+        }
+        buf[len] = '\0';
+}
+
+static void path_key(char *buf, size_t size, const char *parent, const char *key)
+{
+        buf[0] = '\0';
+        append_sanitized(buf, size, parent);
+        if (*parent)
+                append_sanitized(buf, size, ".");
+        append_sanitized(buf, size, key);
+}
+
+static void path_index(char *buf, size_t size, const char *parent, size_t i)
+{
+        char idx[32];
+
+        snprintf(idx, sizeof(idx), "[%zu]", i);
+        buf[0] = '\0';
+        append_sanitized(buf, size, parent);
+        append_sanitized(buf, size, idx);
+}
+
+static const yaml_node_t *node_at(struct loader *l, int index)
+{
+        return yaml_document_get_node(l->doc, index);
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+        return (const char *)n->data.scalar.value;
+}
+
+/* A plain empty, "~" or "null" scalar (YAML core schema), or an explicit !!null. */
+static bool is_null(const yaml_node_t *n)
+{
+        static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+
+        if (n->type != YAML_SCALAR_NODE)
+                return false;
+        if (n->tag && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
+                return true;
+        if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                return false;
+        for (size_t i = 0; i < SH_ARRAY_SIZE(nulls); i++)
+                if (strcmp(scalar(n), nulls[i]) == 0)
+                        return true;
+        return false;
+}
+
+static const char *kind_name(const yaml_node_t *n)
+{
+        switch (n->type) {
+        case YAML_SCALAR_NODE:
+                if (is_null(n))
+                        return "null";
+                return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? "a scalar"
+                                                                       : "a quoted string";
+        case YAML_SEQUENCE_NODE:
+                return "a list";
+        case YAML_MAPPING_NODE:
+                return "a mapping";
+        case YAML_NO_NODE:
+                break;
+        }
+        return "nothing";
+}
+
+static size_t n_pairs(const yaml_node_t *n)
+{
+        if (n->type != YAML_MAPPING_NODE)
+                return 0;
+        return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+static size_t n_items(const yaml_node_t *n)
+{
+        if (n->type != YAML_SEQUENCE_NODE)
+                return 0;
+        return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static bool has_nul(const yaml_node_t *n)
+{
+        return strlen(scalar(n)) != n->data.scalar.length;
+}
+
+/*
+ * Checks that @n is a mapping (null counts as an empty one) whose keys are distinct,
+ * non-empty strings.
+ */
+static int check_mapping(struct loader *l, const yaml_node_t *n, const char *path)
+{
+        if (is_null(n))
+                return 0;
+        if (n->type != YAML_MAPPING_NODE)
+                return fail(l, n, path, "expected a mapping, got %s", kind_name(n));
+        for (size_t i = 0; i < n_pairs(n); i++) {
+                const yaml_node_t *k = node_at(l, n->data.mapping.pairs.start[i].key);
+                char sub[KEY_PATH_MAX];
+
+                if (k->type != YAML_SCALAR_NODE || is_null(k) || !*scalar(k) || has_nul(k))
+                        return fail(l, k, path, "keys must be non-empty strings, got %s",
+                                    kind_name(k));
+                for (size_t j = 0; j < i; j++) {
+                        const yaml_node_t *prev = node_at(l, n->data.mapping.pairs.start[j].key);
+
+                        if (strcmp(scalar(prev), scalar(k)) == 0) {
+                                path_key(sub, sizeof(sub), path, scalar(k));
+                                return fail(l, k, sub, "duplicate key (first set at line %zu)",
+                                            prev->start_mark.line + 1);
+                        }
+                }
+        }
+        return 0;
+}
+
+/* Checks that @n is a list (null counts as an empty one). */
+static int check_sequence(struct loader *l, const yaml_node_t *n, const char *path)
+{
+        if (is_null(n) || n->type == YAML_SEQUENCE_NODE)
+                return 0;
+        return fail(l, n, path, "expected a list, got %s", kind_name(n));
+}
+
+static int unknown_key(struct loader *l, const yaml_node_t *k, const char *path, const char *known)
+{
+        return fail(l, k, path, "unknown key (expected one of: %s)", known);
+}
+
+static int check_host(struct loader *l, const yaml_node_t *n, const char *path, const char *s)
+{
+        if (strstr(s, "://") || strpbrk(s, " \t\r\n"))
+                return fail(l, n, path, "'%s' is not host[:port][/path] (no scheme, no spaces)", s);
+        return 0;
+}
+
+/* Replaces *@field with the string in @n, checked against @flags. */
+static int get_string(struct loader *l, const yaml_node_t *n, const char *path, unsigned flags,
+                      char **field)
+{
+        const char *v;
+        char *s;
+        int r;
+
+        if (n->type != YAML_SCALAR_NODE)
+                return fail(l, n, path, "expected a string, got %s", kind_name(n));
+        v = scalar(n);
+        if (has_nul(n))
+                return fail(l, n, path, "contains a NUL byte");
+        if (is_null(n) || !*v) {
+                if (flags & STR_NULLABLE) {
+                        free(*field);
+                        *field = NULL;
+                        return 0;
+                }
+                if (is_null(n))
+                        return fail(l, n, path, "expected a string, got null");
+                return fail(l, n, path, "must not be empty");
+        }
+        if ((flags & STR_ABSPATH) && v[0] != '/')
+                return fail(l, n, path, "'%s' is not an absolute path", v);
+        if (flags & STR_HOST) {
+                r = check_host(l, n, path, v);
+                if (r < 0)
+                        return r;
+        }
+        s = strdup(v);
+        if (!s)
+                return oom(l);
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+/* A non-negative decimal number (plain scalar, no sign, no leading zeros) in [min, max]. */
+static int get_uint(struct loader *l, const yaml_node_t *n, const char *path, unsigned min,
+                    unsigned max, unsigned *field)
+{
+        unsigned long long v = 0;
+        const char *s;
+
+        if (n->type != YAML_SCALAR_NODE || is_null(n) ||
+            n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                return fail(l, n, path, "expected a number, got %s", kind_name(n));
+        s = scalar(n);
+        if (strspn(s, "0123456789") != n->data.scalar.length)
+                return fail(l, n, path, "'%s' is not a non-negative decimal number", s);
+        if (s[0] == '0' && s[1])
+                return fail(l, n, path, "'%s': leading zeros are not allowed", s);
+        for (; *s; s++) {
+                v = v * 10 + (unsigned long long)(*s - '0');
+                if (v > max)
+                        break;
+        }
+        if (v < min || v > max)
+                return fail(l, n, path, "%s is out of range (%u..%u)", scalar(n), min, max);
+        *field = (unsigned)v;
+        return 0;
+}
+
+/* true/false as in the YAML 1.2 core schema (yes/no/on/off are not booleans there). */
+static int get_bool(struct loader *l, const yaml_node_t *n, const char *path, bool *field)
+{
+        static const char *const trues[] = {"true", "True", "TRUE"};
+        static const char *const falses[] = {"false", "False", "FALSE"};
+
+        if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+            is_null(n))
+                return fail(l, n, path, "expected true or false, got %s", kind_name(n));
+        for (size_t i = 0; i < SH_ARRAY_SIZE(trues); i++) {
+                if (strcmp(scalar(n), trues[i]) == 0) {
+                        *field = true;
+                        return 0;
+                }
+                if (strcmp(scalar(n), falses[i]) == 0) {
+                        *field = false;
+                        return 0;
+                }
+        }
+        return fail(l, n, path, "expected true or false, got '%s'", scalar(n));
+}
+
+static int get_level(struct loader *l, const yaml_node_t *n, const char *path,
+                     enum sh_log_level *field)
+{
+        _cleanup_free_ char *s = NULL;
+        int r;
+
+        r = get_string(l, n, path, 0, &s);
+        if (r < 0)
+                return r;
+        if (sh_log_level_parse(s, field) < 0)
+                return fail(l, n, path, "'%s' is not a log level (error, warn, info, debug)", s);
+        return 0;
+}
+
+/* Replaces *@field with the NULL-terminated list of strings in @n, each checked per @flags. */
+static int get_strv(struct loader *l, const yaml_node_t *n, const char *path, unsigned flags,
+                    char ***field)
+{
+        _cleanup_strv_ char **v = NULL;
+        size_t count;
+        int r;
+
+        r = check_sequence(l, n, path);
+        if (r < 0)
+                return r;
+        count = n_items(n);
+        v = calloc(count + 1, sizeof(*v));
+        if (!v)
+                return oom(l);
+        for (size_t i = 0; i < count; i++) {
+                char sub[KEY_PATH_MAX];
+
+                path_index(sub, sizeof(sub), path, i);
+                r = get_string(l, node_at(l, n->data.sequence.items.start[i]), sub,
+                               flags & ~(unsigned)STR_NULLABLE, &v[i]);
+                if (r < 0)
+                        return r;
+        }
+        sh_strv_free(*field);
+        *field = TAKE_PTR(v);
+        return 0;
+}
+
+static bool is_backend(const char *s)
+{
+        for (size_t i = 0; i < SH_ARRAY_SIZE(backend_names); i++)
+                if (strcmp(s, backend_names[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* NULL if @s is a valid handler name, else what is wrong with it. */
+static const char *handler_name_problem(const char *s)
+{
+        size_t len = strlen(s);
+
+        if (len == 0)
+                return "must not be empty";
+        if (len > HANDLER_NAME_MAX)
+                return "is longer than 63 characters";
+        if (strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") != len)
+                return "may contain only a-z, 0-9, '.', '_' and '-'";
+        if (s[0] == '.' || s[0] == '_' || s[0] == '-')
+                return "must start with a letter or digit";
+        return NULL;
+}
+
+/* Field-specific loaders */
+
+static int load_listen(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                       const char *path)
+{
+        _cleanup_free_ char *s = NULL;
+        const char *sock;
+        int r;
+
+        (void)k;
+        r = get_string(l, v, path, 0, &s);
+        if (r < 0)
+                return r;
+        sock = s + strlen(UNIX_PREFIX);
+        if (strncmp(s, UNIX_PREFIX, strlen(UNIX_PREFIX)) != 0 || sock[0] != '/')
+                return fail(l, v, path, "'%s' is not unix:///absolute/path", s);
+        if (strlen(sock) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+                return fail(l, v, path, "socket path is longer than %zu bytes",
+                            sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+        free(l->cfg->listen);
+        l->cfg->listen = TAKE_PTR(s);
+        return 0;
+}
+
+static int load_default_runtime(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                                const char *path)
+{
+        _cleanup_free_ char *s = NULL;
+        const char *problem;
+        int r;
+
+        (void)k;
+        r = get_string(l, v, path, 0, &s);
+        if (r < 0)
+                return r;
+        problem = handler_name_problem(s);
+        if (problem)
+                return fail(l, v, path, "handler name '%s' %s", s, problem);
+        free(l->cfg->default_runtime);
+        l->cfg->default_runtime = TAKE_PTR(s);
+        l->default_runtime_at = v;
+        return 0;
+}
+
+static int load_options(struct loader *l, const yaml_node_t *n, const char *path,
+                        struct runt_handler *h)
+{
+        size_t count;
+        int r;
+
+        r = check_mapping(l, n, path);
+        if (r < 0)
+                return r;
+        count = n_pairs(n);
+        /* Entries are freed by handler_done() up to n_options, filled or still NULL. */
+        h->option_keys = calloc(count + 1, sizeof(char *));
+        h->option_values = calloc(count + 1, sizeof(char *));
+        if (!h->option_keys || !h->option_values)
+                return oom(l);
+        h->n_options = count;
+        for (size_t i = 0; i < count; i++) {
+                const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+                const yaml_node_t *k = node_at(l, p->key), *v = node_at(l, p->value);
+                char sub[KEY_PATH_MAX];
+
+                path_key(sub, sizeof(sub), path, scalar(k));
+                if (v->type != YAML_SCALAR_NODE)
+                        return fail(l, v, sub, "expected a string, got %s", kind_name(v));
+                if (has_nul(v))
+                        return fail(l, v, sub, "contains a NUL byte");
+                h->option_keys[i] = strdup(scalar(k));
+                h->option_values[i] = strdup(is_null(v) ? "" : scalar(v));
+                if (!h->option_keys[i] || !h->option_values[i])
+                        return oom(l);
+        }
+        return 0;
+}
+
+/* One entry of runtimes: @k is the handler name, @n its settings (null = all defaults). */
+static int load_handler(struct loader *l, const yaml_node_t *k, const yaml_node_t *n,
+                        const char *path, struct runt_handler *h)
+{
+        const char *problem = handler_name_problem(scalar(k));
+        int r;
+
+        if (problem)
+                return fail(l, k, path, "handler name %s", problem);
+        h->name = strdup(scalar(k));
+        if (!h->name)
+                return oom(l);
+        r = check_mapping(l, n, path);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_pairs(n); i++) {
+                const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+                const yaml_node_t *key = node_at(l, p->key), *v = node_at(l, p->value);
+                char sub[KEY_PATH_MAX];
+
+                path_key(sub, sizeof(sub), path, scalar(key));
+                if (strcmp(scalar(key), "backend") == 0) {
+                        r = get_string(l, v, sub, 0, &h->backend);
+                        if (r < 0)
+                                return r;
+                        if (!is_backend(h->backend))
+                                return fail(l, v, sub,
+                                            "unknown backend '%s' (expected lxc, microvm, "
+                                            "proxmox or fake)",
+                                            h->backend);
+                } else if (strcmp(scalar(key), "options") == 0) {
+                        r = load_options(l, v, sub, h);
+                } else {
+                        r = unknown_key(l, key, sub, "backend, options");
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (!h->backend) {
+                if (!is_backend(h->name))
+                        return fail(l, k, path,
+                                    "no backend given and '%s' is not a backend name (lxc, "
+                                    "microvm, proxmox, fake)",
+                                    h->name);
+                h->backend = strdup(h->name);
+                if (!h->backend)
+                        return oom(l);
+        }
+        return 0;
+}
+
+/* runtimes replaces the whole handler list; a handler not listed no longer exists. */
+static int load_runtimes(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                         const char *path)
+{
+        _cleanup_(handler_vec_done) struct handler_vec vec = {0};
+        int r;
+
+        r = check_mapping(l, v, path);
+        if (r < 0)
+                return r;
+        vec.n = n_pairs(v);
+        if (vec.n == 0)
+                return fail(l, k, path, "must define at least one handler");
+        vec.v = calloc(vec.n, sizeof(*vec.v));
+        if (!vec.v)
+                return oom(l);
+        for (size_t i = 0; i < vec.n; i++) {
+                const yaml_node_pair_t *p = &v->data.mapping.pairs.start[i];
+                const yaml_node_t *name = node_at(l, p->key);
+                char sub[KEY_PATH_MAX];
+
+                path_key(sub, sizeof(sub), path, scalar(name));
+                r = load_handler(l, name, node_at(l, p->value), sub, &vec.v[i]);
+                if (r < 0)
+                        return r;
+        }
+        handler_vec_done(&(struct handler_vec){l->cfg->handlers, l->cfg->n_handlers});
+        l->cfg->handlers = TAKE_PTR(vec.v);
+        l->cfg->n_handlers = vec.n;
+        vec.n = 0;
+        l->runtimes_at = k;
+        return 0;
+}
+
+static int load_bin_dirs(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                         const char *path)
+{
+        int r;
+
+        (void)k;
+        r = get_strv(l, v, path, STR_ABSPATH, &l->cfg->cni_bin_dirs);
+        if (r < 0)
+                return r;
+        if (!l->cfg->cni_bin_dirs[0])
+                return fail(l, v, path, "must list at least one directory");
+        return 0;
+}
+
+/* One entry of images.registries; @prev are the @n_prev entries before it. */
+static int load_registry(struct loader *l, const yaml_node_t *n, const char *path,
+                         const struct runt_registry *prev, size_t n_prev, struct runt_registry *reg)
+{
+        const yaml_node_t *prefix_at = NULL;
+        int r;
+
+        r = check_mapping(l, n, path);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_pairs(n); i++) {
+                const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+                const yaml_node_t *key = node_at(l, p->key), *v = node_at(l, p->value);
+                char sub[KEY_PATH_MAX];
+
+                path_key(sub, sizeof(sub), path, scalar(key));
+                if (strcmp(scalar(key), "prefix") == 0) {
+                        r = get_string(l, v, sub, STR_HOST, &reg->prefix);
+                        prefix_at = v;
+                } else if (strcmp(scalar(key), "insecure") == 0) {
+                        r = get_bool(l, v, sub, &reg->insecure);
+                } else if (strcmp(scalar(key), "mirrors") == 0) {
+                        r = get_strv(l, v, sub, STR_HOST, &reg->mirrors);
+                } else {
+                        r = unknown_key(l, key, sub, "prefix, insecure, mirrors");
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (!reg->prefix)
+                return fail(l, n, path, "prefix is required");
+        for (size_t i = 0; i < n_prev; i++)
+                if (strcmp(prev[i].prefix, reg->prefix) == 0) {
+                        char sub[KEY_PATH_MAX];
+
+                        path_key(sub, sizeof(sub), path, "prefix");
+                        return fail(l, prefix_at, sub, "registry '%s' is listed twice",
+                                    reg->prefix);
+                }
+        if (!reg->mirrors) {
+                reg->mirrors = calloc(1, sizeof(char *));
+                if (!reg->mirrors)
+                        return oom(l);
+        }
+        return 0;
+}
+
+static int load_registries(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                           const char *path)
+{
+        _cleanup_(registry_vec_done) struct registry_vec vec = {0};
+        int r;
+
+        (void)k;
+        r = check_sequence(l, v, path);
+        if (r < 0)
+                return r;
+        vec.n = n_items(v);
+        if (vec.n > 0) {
+                vec.v = calloc(vec.n, sizeof(*vec.v));
+                if (!vec.v)
+                        return oom(l);
+        }
+        for (size_t i = 0; i < vec.n; i++) {
+                char sub[KEY_PATH_MAX];
+
+                path_index(sub, sizeof(sub), path, i);
+                r = load_registry(l, node_at(l, v->data.sequence.items.start[i]), sub, vec.v, i,
+                                  &vec.v[i]);
+                if (r < 0)
+                        return r;
+        }
+        registry_vec_done(&(struct registry_vec){l->cfg->registries, l->cfg->n_registries});
+        l->cfg->registries = TAKE_PTR(vec.v);
+        l->cfg->n_registries = vec.n;
+        vec.n = 0;
+        return 0;
+}
+
+/* The schema: one table per mapping, a NULL key ends it. */
+
+enum field_kind {
+        F_STRING,  /* string checked per .flags */
+        F_UINT,    /* number in [.min, .max] */
+        F_LEVEL,   /* log level */
+        F_SECTION, /* nested mapping described by .sub */
+        F_CUSTOM,  /* .load does it all */
+};
+
+struct field {
+        const char *key;
+        enum field_kind kind;
+        size_t off; /* of the value in struct runt_config */
+        unsigned flags, min, max;
+        const struct field *sub;
+        int (*load)(struct loader *l, const yaml_node_t *k, const yaml_node_t *v, const char *path);
+};
+
+#define OFF(m) offsetof(struct runt_config, m)
+#define F_STR(k, m, fl)                                                                            \
+        {                                                                                          \
+                .key = (k), .kind = F_STRING, .off = OFF(m), .flags = (fl)                         \
+        }
+#define F_NUM(k, m, lo, hi)                                                                        \
+        {                                                                                          \
+                .key = (k), .kind = F_UINT, .off = OFF(m), .min = (lo), .max = (hi)                \
+        }
+#define F_SUB(k, t)                                                                                \
+        {                                                                                          \
+                .key = (k), .kind = F_SECTION, .sub = (t)                                          \
+        }
+#define F_FN(k, fn)                                                                                \
+        {                                                                                          \
+                .key = (k), .kind = F_CUSTOM, .load = (fn)                                         \
+        }
+
+static const struct field cni_fields[] = {
+        F_STR("conf_dir", cni_conf_dir, STR_ABSPATH),
+        F_FN("bin_dirs", load_bin_dirs),
+        F_NUM("plugin_timeout", cni_plugin_timeout_s, 1, TIMEOUT_MAX),
+        {.key = NULL},
+};
+
+static const struct field images_fields[] = {
+        F_NUM("pull_timeout", pull_timeout_s, 1, TIMEOUT_MAX),
+        F_STR("registries_conf", registries_conf, STR_ABSPATH),
+        F_FN("registries", load_registries),
+        {.key = NULL},
+};
+
+static const struct field streaming_fields[] = {
+        F_STR("address", streaming_address, 0),
+        F_NUM("port", streaming_port, 0, PORT_MAX),
+        {.key = NULL},
+};
+
+static const struct field metrics_fields[] = {
+        F_STR("address", metrics_address, STR_NULLABLE),
+        {.key = NULL},
+};
+
+static const struct field logs_fields[] = {
+        F_NUM("max_line", max_log_line, LOG_LINE_MIN, LOG_LINE_MAX),
+        {.key = NULL},
+};
+
+static const struct field top_fields[] = {
+        F_FN("listen", load_listen),
+        F_STR("state_dir", state_dir, STR_ABSPATH),
+        F_STR("root_dir", root_dir, STR_ABSPATH),
+        F_STR("run_dir", run_dir, STR_ABSPATH),
+        {.key = "log_level", .kind = F_LEVEL, .off = OFF(log_level)},
+        F_STR("log_file", log_file, STR_ABSPATH | STR_NULLABLE),
+        F_FN("default_runtime", load_default_runtime),
+        F_FN("runtimes", load_runtimes),
+        F_SUB("cni", cni_fields),
+        F_SUB("images", images_fields),
+        F_SUB("streaming", streaming_fields),
+        F_SUB("metrics", metrics_fields),
+        F_SUB("logs", logs_fields),
+        {.key = NULL},
+};
+
+static int load_fields(struct loader *l, const yaml_node_t *n, const char *path,
+                       const struct field *table)
+{
+        int r;
+
+        r = check_mapping(l, n, path);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_pairs(n); i++) {
+                const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+                const yaml_node_t *k = node_at(l, p->key), *v = node_at(l, p->value);
+                const struct field *f = table;
+                void *at;
+                char sub[KEY_PATH_MAX];
+
+                path_key(sub, sizeof(sub), path, scalar(k));
+                while (f->key && strcmp(f->key, scalar(k)) != 0)
+                        f++;
+                if (!f->key) {
+                        char known[KEY_PATH_MAX] = "";
+
+                        for (f = table; f->key; f++) {
+                                if (f != table)
+                                        append_sanitized(known, sizeof(known), ", ");
+                                append_sanitized(known, sizeof(known), f->key);
+                        }
+                        return unknown_key(l, k, sub, known);
+                }
+                at = (char *)l->cfg + f->off;
+                switch (f->kind) {
+                case F_STRING:
+                        r = get_string(l, v, sub, f->flags, at);
+                        break;
+                case F_UINT:
+                        r = get_uint(l, v, sub, f->min, f->max, at);
+                        break;
+                case F_LEVEL:
+                        r = get_level(l, v, sub, at);
+                        break;
+                case F_SECTION:
+                        r = load_fields(l, v, sub, f->sub);
+                        break;
+                case F_CUSTOM:
+                        r = f->load(l, k, v, sub);
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Syntax errors */
+
+struct frame {
+        bool is_map;
+        bool have_key; /* map: a key was read, its value is in progress */
+        size_t index;  /* list: items finished */
+        char key[64];
+};
+
+#define FRAMES_MAX 16
+
+static void frame_item_done(struct frame *st, size_t depth, const char *value)
+{
+        struct frame *t;
+
+        if (depth == 0 || depth > FRAMES_MAX)
+                return;
+        t = &st[depth - 1];
+        if (!t->is_map) {
+                t->index++;
+        } else if (t->have_key) {
+                t->have_key = false;
+        } else {
+                t->have_key = true;
+                snprintf(t->key, sizeof(t->key), "%s", value ? value : "?");
+        }
+}
+
+/*
+ * libyaml's document loader does not say where in the tree it failed, so re-read the file
+ * with the event parser up to the error offset @stop, tracking the key path on the way.
+ */
+static void syntax_error_path(FILE *f, size_t stop, char *buf, size_t size)
+{
+        struct frame st[FRAMES_MAX];
+        yaml_parser_t p;
+        yaml_event_t ev;
+        size_t depth = 0;
+        bool done = false;
+
+        buf[0] = '\0';
+        rewind(f);
+        if (!yaml_parser_initialize(&p))
+                return;
+        yaml_parser_set_input_file(&p, f);
+        while (!done && yaml_parser_parse(&p, &ev)) {
+                if (ev.start_mark.index >= stop)
+                        done = true;
+                switch (done ? YAML_NO_EVENT : ev.type) {
+                case YAML_MAPPING_START_EVENT:
+                case YAML_SEQUENCE_START_EVENT:
+                        if (depth < FRAMES_MAX)
+                                st[depth] = (struct frame){
+                                        .is_map = ev.type == YAML_MAPPING_START_EVENT,
+                                };
+                        depth++;
+                        break;
+                case YAML_MAPPING_END_EVENT:
+                case YAML_SEQUENCE_END_EVENT:
+                        if (depth > 0)
+                                depth--;
+                        frame_item_done(st, depth, NULL);
+                        break;
+                case YAML_SCALAR_EVENT:
+                        frame_item_done(st, depth, (const char *)ev.data.scalar.value);
+                        break;
+                case YAML_ALIAS_EVENT:
+                        frame_item_done(st, depth, "*");
+                        break;
+                case YAML_DOCUMENT_START_EVENT:
+                        depth = 0;
+                        break;
+                case YAML_STREAM_END_EVENT:
+                        done = true;
+                        break;
+                case YAML_NO_EVENT:
+                case YAML_STREAM_START_EVENT:
+                case YAML_DOCUMENT_END_EVENT:
+                        break;
+                }
+                yaml_event_delete(&ev);
+        }
+        yaml_parser_delete(&p);
+
+        if (depth > FRAMES_MAX)
+                depth = FRAMES_MAX;
+        if (depth > 0 && !st[0].is_map)
+                return; /* a top-level list is refused anyway; "[0]" names no key */
+        for (size_t i = 0; i < depth; i++) {
+                if (st[i].is_map) {
+                        if (!st[i].have_key)
+                                break;
+                        if (buf[0])
+                                append_sanitized(buf, size, ".");
+                        append_sanitized(buf, size, st[i].key);
+                } else if (i + 1 < depth) {
+                        char idx[32];
+
+                        snprintf(idx, sizeof(idx), "[%zu]", st[i].index);
+                        append_sanitized(buf, size, idx);
+                }
+        }
+}
+
+static size_t line_of_offset(FILE *f, size_t offset)
+{
+        size_t line = 1;
+        int c;
+
+        rewind(f);
+        for (size_t i = 0; i < offset && (c = getc(f)) != EOF; i++)
+                if (c == '\n')
+                        line++;
+        return line;
+}
+
+static int yaml_error(const char *file, const yaml_parser_t *p, FILE *f, struct sh_error *err)
+{
+        char path[KEY_PATH_MAX];
+        char context[128] = "";
+
+        switch (p->error) {
+        case YAML_MEMORY_ERROR:
+                return sh_err(err, -ENOMEM, "%s: out of memory", file);
+        case YAML_READER_ERROR:
+                if (ferror(f))
+                        return sh_err(err, -EIO, "%s: read error", file);
+                return sh_err(err, -EINVAL, "%s:%zu: %s", file,
+                              line_of_offset(f, p->problem_offset), p->problem);
+        case YAML_NO_ERROR:
+        case YAML_SCANNER_ERROR:
+        case YAML_PARSER_ERROR:
+        case YAML_COMPOSER_ERROR:
+        case YAML_WRITER_ERROR:
+        case YAML_EMITTER_ERROR:
+                break;
+        }
+        if (p->context)
+                snprintf(context, sizeof(context), " (%s at line %zu)", p->context,
+                         p->context_mark.line + 1);
+        syntax_error_path(f, p->problem_mark.index, path, sizeof(path));
+        if (path[0])
+                return sh_err(err, -EINVAL, "%s:%zu: key '%s': YAML syntax error: %s%s", file,
+                              p->problem_mark.line + 1, path, p->problem ? p->problem : "unknown",
+                              context);
+        return sh_err(err, -EINVAL, "%s:%zu: YAML syntax error: %s%s", file,
+                      p->problem_mark.line + 1, p->problem ? p->problem : "unknown", context);
+}
+
+static void yaml_parser_deletep(yaml_parser_t *p)
+{
+        yaml_parser_delete(p);
+}
+
+static void yaml_document_deletep(yaml_document_t *d)
+{
+        yaml_document_delete(d);
+}
+
+int runt_config_load(struct runt_config *cfg, const char *path, struct sh_error *err)
+{
+        _cleanup_(config_donep) struct runt_config next = {0};
+        _cleanup_(yaml_parser_deletep) yaml_parser_t parser = {0};
+        _cleanup_(yaml_document_deletep) yaml_document_t doc = {0};
+        _cleanup_(yaml_document_deletep) yaml_document_t extra = {0};
+        _cleanup_fclose_ FILE *f = NULL;
+        struct loader l = {.file = path, .doc = &doc, .cfg = &next, .err = err};
+        const yaml_node_t *root;
+        struct stat st;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                return sh_err(err, r, "%s: %s", path, strerror(-r));
+        }
+        if (fstat(fileno(f), &st) < 0) {
+                r = -errno;
+                return sh_err(err, r, "%s: %s", path, strerror(-r));
+        }
+        if (S_ISDIR(st.st_mode))
+                return sh_err(err, -EISDIR, "%s: is a directory", path);
+
+        r = config_copy(cfg, &next);
+        if (r < 0)
+                return oom(&l);
+        if (!yaml_parser_initialize(&parser))
+                return oom(&l);
+        yaml_parser_set_input_file(&parser, f);
+        if (!yaml_parser_load(&parser, &doc) || !yaml_parser_load(&parser, &extra))
+                return yaml_error(path, &parser, f, err);
+        root = yaml_document_get_root_node(&extra);
+        if (root)
+                return fail(&l, root, NULL, "only one YAML document is allowed");
+
+        /* An empty file, or one with only comments, leaves everything at its default. */
+        root = yaml_document_get_root_node(&doc);
+        if (root && !is_null(root)) {
+                if (root->type != YAML_MAPPING_NODE)
+                        return fail(&l, root, NULL, "the top level must be a mapping, got %s",
+                                    kind_name(root));
+                r = load_fields(&l, root, "", top_fields);
+                if (r < 0)
+                        return r;
+        }
+
+        if (next.default_runtime && !runt_config_handler(&next, next.default_runtime)) {
+                if (l.default_runtime_at)
+                        return fail(&l, l.default_runtime_at, "default_runtime",
+                                    "handler '%s' is not defined in runtimes",
+                                    next.default_runtime);
+                return fail(&l, l.runtimes_at, "default_runtime",
+                            "handler '%s' (the default) is not defined in runtimes; define it "
+                            "or set default_runtime",
+                            next.default_runtime);
+        }
+
+        runt_config_done(cfg);
+        *cfg = next;
+        memset(&next, 0, sizeof(next));
+        return 0;
+}

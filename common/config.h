@@ -1,0 +1,78 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "log.h"
+
+/*
+ * The runtd configuration, read from /etc/runt/runt.yaml (docs/configuration.md lists
+ * every key). Every key is optional: runt_config_defaults() fills the built-in values and
+ * runt_config_load() overlays a file on them. The struct owns every string and array in
+ * it; runt_config_done() frees them. Read-only once runtd has started, so no lock.
+ */
+
+#define RUNT_CONFIG_PATH "/etc/runt/runt.yaml"
+
+/* A RuntimeClass handler: the name the kubelet sends and the backend that serves it. */
+struct runt_handler {
+        char *name;           /* e.g. "lxc", "microvm"; [a-z0-9._-], 1..63 chars */
+        char *backend;        /* "lxc", "microvm", "proxmox" or "fake" */
+        size_t n_options;     /* backend-specific string options, in file order */
+        char **option_keys;   /* n_options entries */
+        char **option_values; /* n_options entries, never NULL ("" for an empty value) */
+};
+
+/* Pull settings for one registry. */
+struct runt_registry {
+        char *prefix;   /* "docker.io", "localhost:5000" */
+        char **mirrors; /* NULL-terminated, may be empty */
+        bool insecure;  /* plain HTTP / no TLS verify */
+};
+
+struct runt_config {
+        char *listen;                /* "unix:///run/runt/runt.sock" */
+        char *state_dir;             /* "/var/lib/runt": runt.db, exit files, CNI cache */
+        char *root_dir;              /* "/var/lib/runt/root": layers, rootfs upper dirs, LXC dirs */
+        char *run_dir;               /* "/run/runt": netns mounts, sockets */
+        enum sh_log_level log_level; /* SH_LOG_INFO */
+        char *log_file;              /* NULL = stderr */
+        char *default_runtime;       /* "lxc": the handler used for "" */
+        struct runt_handler *handlers; /* default: one handler "lxc" -> backend "lxc" */
+        size_t n_handlers;
+        char *cni_conf_dir;               /* "/etc/cni/net.d" */
+        char **cni_bin_dirs;              /* NULL-terminated; {"/opt/cni/bin", "/usr/lib/cni"} */
+        unsigned cni_plugin_timeout_s;    /* 60 */
+        unsigned pull_timeout_s;          /* no-progress timeout of a pull, 300 */
+        struct runt_registry *registries; /* default none */
+        size_t n_registries;
+        char *registries_conf;   /* "/etc/containers/registries.conf" */
+        char *streaming_address; /* "127.0.0.1" */
+        unsigned streaming_port; /* 0 = pick a free port */
+        char *metrics_address;   /* NULL = off */
+        unsigned max_log_line;   /* container log line split size, 16384 */
+};
+
+/*
+ * Fills @cfg (overwritten, not freed) with the built-in defaults. Returns 0 or -ENOMEM;
+ * on failure @cfg holds nothing that needs freeing.
+ */
+int runt_config_defaults(struct runt_config *cfg, struct sh_error *err);
+
+/*
+ * Loads the YAML file @path over the values already in @cfg (normally the defaults).
+ * Returns 0, -ENOENT when @path does not exist (the caller decides whether that is fine),
+ * -EINVAL for a bad file with "FILE:LINE: key 'a.b': what is wrong" in @err, -ENOMEM, or
+ * another -errno from reading. On any failure @cfg is left exactly as it was.
+ */
+int runt_config_load(struct runt_config *cfg, const char *path, struct sh_error *err);
+
+/* Frees everything @cfg owns and zeroes it; safe to call twice. */
+void runt_config_done(struct runt_config *cfg);
+
+/*
+ * The handler called @name, with NULL or "" meaning default_runtime. Returns a pointer
+ * into @cfg (valid until runt_config_done()), or NULL if no handler has that name.
+ */
+const struct runt_handler *runt_config_handler(const struct runt_config *cfg, const char *name);

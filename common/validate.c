@@ -1,0 +1,96 @@
+#include "validate.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define SH_ID_LEN 64
+
+int sh_validate_name(const char *s, size_t len, const char *what, struct sh_error *err)
+{
+        if (!s || len == 0)
+                return sh_err(err, -EINVAL, "%s must not be empty", what);
+        if (len > SH_NAME_MAX)
+                return sh_err(err, -EINVAL, "%s is %zu bytes, longer than %d", what, len,
+                              SH_NAME_MAX);
+        /* The name is echoed only once it is known to hold no control characters. */
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+
+                if (c == '\0')
+                        return sh_err(err, -EINVAL, "%s contains a NUL byte at offset %zu", what,
+                                      i);
+                if (c < 0x20 || c == 0x7f)
+                        return sh_err(err, -EINVAL, "%s contains a control character at offset %zu",
+                                      what, i);
+        }
+        if (memchr(s, '/', len))
+                return sh_err(err, -EINVAL, "%s '%.*s' must not contain '/'", what, (int)len, s);
+        if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+                return sh_err(err, -EINVAL, "%s must not be '%.*s'", what, (int)len, s);
+        if (s[0] == '-')
+                return sh_err(err, -EINVAL, "%s '%.*s' must not start with '-'", what, (int)len, s);
+        return 0;
+}
+
+static bool is_lower_hex(char c)
+{
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* Checks 1..SH_ID_LEN lowercase hex digits, or exactly SH_ID_LEN when @full. */
+static int check_hex_id(const char *s, bool full, const char *what, struct sh_error *err)
+{
+        size_t n;
+
+        if (!s || !*s)
+                return sh_err(err, -EINVAL, "%s must not be empty", what);
+        for (n = 0; s[n]; n++) {
+                if (n >= SH_ID_LEN)
+                        return sh_err(err, -EINVAL, "%s is longer than %d hex digits", what,
+                                      SH_ID_LEN);
+                if (!is_lower_hex(s[n]))
+                        return sh_err(err, -EINVAL,
+                                      "%s must be lowercase hex digits, bad byte at offset %zu",
+                                      what, n);
+        }
+        if (full && n != SH_ID_LEN)
+                return sh_err(err, -EINVAL, "%s '%s' must be %d hex digits, got %zu", what, s,
+                              SH_ID_LEN, n);
+        return 0;
+}
+
+int sh_validate_id(const char *s, const char *what, struct sh_error *err)
+{
+        return check_hex_id(s, true, what, err);
+}
+
+int sh_validate_id_prefix(const char *s, const char *what, struct sh_error *err)
+{
+        return check_hex_id(s, false, what, err);
+}
+
+int sh_id_new(char ret[65])
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char raw[SH_ID_LEN / 2];
+        size_t got = 0;
+
+        while (got < sizeof(raw)) {
+                /* Blocks only until the kernel's pool is first initialised, at early boot. */
+                ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                got += (size_t)n;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++) {
+                ret[2 * i] = hex[raw[i] >> 4];
+                ret[2 * i + 1] = hex[raw[i] & 0xf];
+        }
+        ret[SH_ID_LEN] = '\0';
+        return 0;
+}

@@ -1,0 +1,652 @@
+/* common/config.c: defaults, the full schema, and a message with file, line and key per error. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* A temp file holding @len bytes of @data; the caller unlinks and frees the path. */
+static char *write_file(const void *data, size_t len)
+{
+        const char *base = getenv("TMPDIR");
+        char *path = NULL;
+        int fd;
+
+        assert_true(asprintf(&path, "%s/runt-config-XXXXXX", base && *base ? base : "/tmp") > 0);
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, len), (ssize_t)len);
+        assert_int_equal(close(fd), 0);
+        return path;
+}
+
+static char *write_yaml(const char *yaml)
+{
+        return write_file(yaml, strlen(yaml));
+}
+
+static void remove_file(char *path)
+{
+        unlink(path);
+        free(path);
+}
+
+/* Loads @yaml over the defaults into @cfg; returns what runt_config_load() returned. */
+static int load_yaml(const char *yaml, struct runt_config *cfg, struct sh_error *err)
+{
+        char *path = write_yaml(yaml);
+        int r;
+
+        assert_int_equal(runt_config_defaults(cfg, NULL), 0);
+        r = runt_config_load(cfg, path, err);
+        remove_file(path);
+        return r;
+}
+
+static void assert_defaults(const struct runt_config *c)
+{
+        assert_string_equal(c->listen, "unix:///run/runt/runt.sock");
+        assert_string_equal(c->state_dir, "/var/lib/runt");
+        assert_string_equal(c->root_dir, "/var/lib/runt/root");
+        assert_string_equal(c->run_dir, "/run/runt");
+        assert_int_equal(c->log_level, SH_LOG_INFO);
+        assert_null(c->log_file);
+        assert_string_equal(c->default_runtime, "lxc");
+        assert_int_equal(c->n_handlers, 1);
+        assert_string_equal(c->handlers[0].name, "lxc");
+        assert_string_equal(c->handlers[0].backend, "lxc");
+        assert_int_equal(c->handlers[0].n_options, 0);
+        assert_string_equal(c->cni_conf_dir, "/etc/cni/net.d");
+        assert_non_null(c->cni_bin_dirs);
+        assert_string_equal(c->cni_bin_dirs[0], "/opt/cni/bin");
+        assert_string_equal(c->cni_bin_dirs[1], "/usr/lib/cni");
+        assert_null(c->cni_bin_dirs[2]);
+        assert_int_equal(c->cni_plugin_timeout_s, 60);
+        assert_int_equal(c->pull_timeout_s, 300);
+        assert_int_equal(c->n_registries, 0);
+        assert_null(c->registries);
+        assert_string_equal(c->registries_conf, "/etc/containers/registries.conf");
+        assert_string_equal(c->streaming_address, "127.0.0.1");
+        assert_int_equal(c->streaming_port, 0);
+        assert_null(c->metrics_address);
+        assert_int_equal(c->max_log_line, 16384);
+}
+
+static void test_defaults(void **state)
+{
+        struct runt_config c;
+
+        (void)state;
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        assert_defaults(&c);
+        runt_config_done(&c);
+}
+
+static void test_empty_files_keep_defaults(void **state)
+{
+        static const char *const files[] = {
+                "",
+                "\n\n",
+                "# runt config\n# nothing set yet\n",
+                "---\n",
+                "--- # just a marker\n...\n",
+                "~\n",
+                "cni:\nimages:\nstreaming:\nmetrics:\nlogs:\n",
+                "cni: {}\nimages: {}\n",
+        };
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                struct runt_config c;
+                struct sh_error err = {0};
+
+                assert_int_equal(load_yaml(files[i], &c, &err), 0);
+                assert_defaults(&c);
+                runt_config_done(&c);
+        }
+}
+
+static const char full_yaml[] =
+        "# every key, none at its default\n"
+        "listen: unix:///run/other/runt.sock\n"
+        "state_dir: /srv/runt/state\n"
+        "root_dir: /srv/runt/root\n"
+        "run_dir: /run/other\n"
+        "log_level: debug\n"
+        "log_file: /var/log/runt.log\n"
+        "default_runtime: microvm\n"
+        "runtimes:\n"
+        "  lxc:\n"
+        "    backend: lxc\n"
+        "    options: { lxcpath: /srv/runt/root/lxc, zeta: '1', alpha: two }\n"
+        "  microvm:\n"
+        "    backend: microvm\n"
+        "  pve-1:\n"
+        "    backend: proxmox\n"
+        "    options:\n"
+        "      url: https://pve.example:8006\n"
+        "      empty:\n"
+        "cni:\n"
+        "  conf_dir: /srv/cni/net.d\n"
+        "  bin_dirs: [/srv/cni/bin]\n"
+        "  plugin_timeout: 5\n"
+        "images:\n"
+        "  pull_timeout: 86400\n"
+        "  registries_conf: /srv/registries.conf\n"
+        "  registries:\n"
+        "    - prefix: localhost:5000\n"
+        "      insecure: true\n"
+        "      mirrors: [127.0.0.1:5001, 'mirror.example/cache']\n"
+        "    - prefix: docker.io\n"
+        "      insecure: False\n"
+        "streaming:\n"
+        "  address: 0.0.0.0\n"
+        "  port: 65535\n"
+        "metrics:\n"
+        "  address: 127.0.0.1:9090\n"
+        "logs:\n"
+        "  max_line: 1048576\n";
+
+static void test_full_file(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+        const struct runt_handler *h;
+
+        (void)state;
+        assert_int_equal(load_yaml(full_yaml, &c, &err), 0);
+        assert_string_equal(c.listen, "unix:///run/other/runt.sock");
+        assert_string_equal(c.state_dir, "/srv/runt/state");
+        assert_string_equal(c.root_dir, "/srv/runt/root");
+        assert_string_equal(c.run_dir, "/run/other");
+        assert_int_equal(c.log_level, SH_LOG_DEBUG);
+        assert_string_equal(c.log_file, "/var/log/runt.log");
+        assert_string_equal(c.default_runtime, "microvm");
+
+        assert_int_equal(c.n_handlers, 3);
+        h = &c.handlers[0];
+        assert_string_equal(h->name, "lxc");
+        assert_string_equal(h->backend, "lxc");
+        assert_int_equal(h->n_options, 3);
+        /* file order, not sorted */
+        assert_string_equal(h->option_keys[0], "lxcpath");
+        assert_string_equal(h->option_values[0], "/srv/runt/root/lxc");
+        assert_string_equal(h->option_keys[1], "zeta");
+        assert_string_equal(h->option_values[1], "1");
+        assert_string_equal(h->option_keys[2], "alpha");
+        assert_string_equal(h->option_values[2], "two");
+        h = &c.handlers[1];
+        assert_string_equal(h->name, "microvm");
+        assert_string_equal(h->backend, "microvm");
+        assert_int_equal(h->n_options, 0);
+        h = &c.handlers[2];
+        assert_string_equal(h->name, "pve-1");
+        assert_string_equal(h->backend, "proxmox");
+        assert_int_equal(h->n_options, 2);
+        assert_string_equal(h->option_keys[0], "url");
+        assert_string_equal(h->option_values[0], "https://pve.example:8006");
+        assert_string_equal(h->option_keys[1], "empty");
+        assert_string_equal(h->option_values[1], "");
+
+        assert_string_equal(c.cni_conf_dir, "/srv/cni/net.d");
+        assert_string_equal(c.cni_bin_dirs[0], "/srv/cni/bin");
+        assert_null(c.cni_bin_dirs[1]);
+        assert_int_equal(c.cni_plugin_timeout_s, 5);
+        assert_int_equal(c.pull_timeout_s, 86400);
+        assert_string_equal(c.registries_conf, "/srv/registries.conf");
+        assert_int_equal(c.n_registries, 2);
+        assert_string_equal(c.registries[0].prefix, "localhost:5000");
+        assert_true(c.registries[0].insecure);
+        assert_string_equal(c.registries[0].mirrors[0], "127.0.0.1:5001");
+        assert_string_equal(c.registries[0].mirrors[1], "mirror.example/cache");
+        assert_null(c.registries[0].mirrors[2]);
+        assert_string_equal(c.registries[1].prefix, "docker.io");
+        assert_false(c.registries[1].insecure);
+        assert_non_null(c.registries[1].mirrors);
+        assert_null(c.registries[1].mirrors[0]);
+        assert_string_equal(c.streaming_address, "0.0.0.0");
+        assert_int_equal(c.streaming_port, 65535);
+        assert_string_equal(c.metrics_address, "127.0.0.1:9090");
+        assert_int_equal(c.max_log_line, 1048576);
+
+        assert_ptr_equal(runt_config_handler(&c, ""), &c.handlers[1]);
+        runt_config_done(&c);
+}
+
+/* A section given in part keeps the defaults of the keys it leaves out. */
+static void test_sections_merge(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml("cni:\n  conf_dir: /x\nlogs: {max_line: 256}\n", &c, &err), 0);
+        assert_string_equal(c.cni_conf_dir, "/x");
+        assert_string_equal(c.cni_bin_dirs[0], "/opt/cni/bin");
+        assert_string_equal(c.cni_bin_dirs[1], "/usr/lib/cni");
+        assert_int_equal(c.cni_plugin_timeout_s, 60);
+        assert_int_equal(c.max_log_line, 256);
+        assert_string_equal(c.default_runtime, "lxc");
+        assert_int_equal(c.n_handlers, 1);
+        runt_config_done(&c);
+}
+
+static void test_runtimes_replace_defaults(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml("default_runtime: microvm\n"
+                                   "runtimes:\n"
+                                   "  microvm:\n"
+                                   "  test.fake_1:\n"
+                                   "    backend: fake\n",
+                                   &c, &err),
+                         0);
+        assert_int_equal(c.n_handlers, 2);
+        assert_null(runt_config_handler(&c, "lxc"));
+        assert_string_equal(c.handlers[0].name, "microvm");
+        /* no backend: the handler name is the backend */
+        assert_string_equal(c.handlers[0].backend, "microvm");
+        assert_string_equal(c.handlers[1].name, "test.fake_1");
+        assert_string_equal(c.handlers[1].backend, "fake");
+        runt_config_done(&c);
+}
+
+static void test_handler_lookup(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        assert_ptr_equal(runt_config_handler(&c, ""), &c.handlers[0]);
+        assert_ptr_equal(runt_config_handler(&c, NULL), &c.handlers[0]);
+        assert_ptr_equal(runt_config_handler(&c, "lxc"), &c.handlers[0]);
+        assert_null(runt_config_handler(&c, "microvm"));
+        assert_null(runt_config_handler(&c, "LXC"));
+        runt_config_done(&c);
+
+        assert_int_equal(load_yaml("runtimes:\n"
+                                   "  lxc: {backend: lxc}\n"
+                                   "  vm: {backend: microvm}\n"
+                                   "default_runtime: vm\n",
+                                   &c, &err),
+                         0);
+        assert_string_equal(runt_config_handler(&c, "")->name, "vm");
+        assert_string_equal(runt_config_handler(&c, "")->backend, "microvm");
+        assert_string_equal(runt_config_handler(&c, "lxc")->backend, "lxc");
+        assert_null(runt_config_handler(&c, "nope"));
+        runt_config_done(&c);
+
+        /* a zeroed config knows no handler */
+        memset(&c, 0, sizeof(c));
+        assert_null(runt_config_handler(&c, ""));
+        assert_null(runt_config_handler(&c, "lxc"));
+}
+
+static void test_nullable_strings(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+        char *path;
+
+        (void)state;
+        assert_int_equal(load_yaml("metrics: {address: 127.0.0.1:9090}\nlog_file: /l\n", &c, &err),
+                         0);
+        assert_string_equal(c.metrics_address, "127.0.0.1:9090");
+        assert_string_equal(c.log_file, "/l");
+        /* a second file overlays the first: "" and null turn them off again */
+        path = write_yaml("metrics:\n  address: \"\"\nlog_file: ~\n");
+        assert_int_equal(runt_config_load(&c, path, &err), 0);
+        remove_file(path);
+        assert_null(c.metrics_address);
+        assert_null(c.log_file);
+        runt_config_done(&c);
+}
+
+static void test_aliases(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml("state_dir: &d /srv/runt\n"
+                                   "root_dir: *d\n"
+                                   "cni: {bin_dirs: [*d, /b]}\n",
+                                   &c, &err),
+                         0);
+        assert_string_equal(c.root_dir, "/srv/runt");
+        assert_string_equal(c.cni_bin_dirs[0], "/srv/runt");
+        assert_string_equal(c.cni_bin_dirs[1], "/b");
+        runt_config_done(&c);
+}
+
+static void test_log_levels(void **state)
+{
+        static const struct {
+                const char *yaml;
+                enum sh_log_level level;
+        } cases[] = {
+                {"log_level: error\n", SH_LOG_ERROR},   {"log_level: warn\n", SH_LOG_WARN},
+                {"log_level: warning\n", SH_LOG_WARN},  {"log_level: info\n", SH_LOG_INFO},
+                {"log_level: 'debug'\n", SH_LOG_DEBUG},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct runt_config c;
+                struct sh_error err = {0};
+
+                assert_int_equal(load_yaml(cases[i].yaml, &c, &err), 0);
+                assert_int_equal(c.log_level, cases[i].level);
+                runt_config_done(&c);
+        }
+}
+
+static void test_range_limits_accepted(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml("cni: {plugin_timeout: 1}\n"
+                                   "images: {pull_timeout: 1}\n"
+                                   "streaming: {port: 0}\n"
+                                   "logs: {max_line: 256}\n",
+                                   &c, &err),
+                         0);
+        assert_int_equal(c.cni_plugin_timeout_s, 1);
+        assert_int_equal(c.pull_timeout_s, 1);
+        assert_int_equal(c.streaming_port, 0);
+        assert_int_equal(c.max_log_line, 256);
+        runt_config_done(&c);
+}
+
+struct bad_case {
+        const char *yaml;
+        int line;        /* 1-based line the message must name */
+        const char *key; /* key path the message must name, NULL for none */
+        const char *what;
+};
+
+static const struct bad_case bad_cases[] = {
+        /* unknown keys */
+        {"listen: unix:///a.sock\nlisten_addr: x\n", 2, "listen_addr", "unknown key"},
+        {"cni:\n  conf_dir: /x\n  bin_dir: [/a]\n", 3, "cni.bin_dir", "unknown key"},
+        {"runtimes:\n  lxc:\n    backnd: lxc\n", 3, "runtimes.lxc.backnd", "unknown key"},
+        {"images:\n  registries:\n    - prefix: a\n      secure: true\n", 4,
+         "images.registries[0].secure", "unknown key"},
+        /* wrong types */
+        {"state_dir:\n  a: b\n", 2, "state_dir", "expected a string, got a mapping"},
+        {"listen: [a]\n", 1, "listen", "expected a string, got a list"},
+        {"cni: /etc/cni\n", 1, "cni", "expected a mapping"},
+        {"cni:\n  bin_dirs: /opt/cni/bin\n", 2, "cni.bin_dirs", "expected a list"},
+        {"cni:\n  bin_dirs: [/a, {b: c}]\n", 2, "cni.bin_dirs[1]", "expected a string"},
+        {"runtimes:\n  lxc:\n    options:\n      a: [1]\n", 4, "runtimes.lxc.options.a",
+         "expected a string"},
+        {"runtimes: [lxc]\n", 1, "runtimes", "expected a mapping"},
+        {"images:\n  registries: {prefix: a}\n", 2, "images.registries", "expected a list"},
+        {"state_dir:\n", 1, "state_dir", "got null"},
+        {"streaming: {address: ''}\n", 1, "streaming.address", "must not be empty"},
+        {"metrics:\n  address: {a: 1}\n", 2, "metrics.address", "expected a string"},
+        /* numbers */
+        {"cni:\n  plugin_timeout: sixty\n", 2, "cni.plugin_timeout", "not a non-negative"},
+        {"cni:\n  plugin_timeout: -5\n", 2, "cni.plugin_timeout", "not a non-negative"},
+        {"cni:\n  plugin_timeout: 1.5\n", 2, "cni.plugin_timeout", "not a non-negative"},
+        {"cni:\n  plugin_timeout: 0x10\n", 2, "cni.plugin_timeout", "not a non-negative"},
+        {"cni:\n  plugin_timeout: 010\n", 2, "cni.plugin_timeout", "leading zeros"},
+        {"cni:\n  plugin_timeout: \"60\"\n", 2, "cni.plugin_timeout", "quoted string"},
+        {"cni:\n  plugin_timeout:\n", 2, "cni.plugin_timeout", "expected a number, got null"},
+        {"cni:\n  plugin_timeout: 0\n", 2, "cni.plugin_timeout", "out of range"},
+        {"cni:\n  plugin_timeout: 86401\n", 2, "cni.plugin_timeout", "out of range"},
+        {"images:\n  pull_timeout: 0\n", 2, "images.pull_timeout", "out of range"},
+        {"images:\n  pull_timeout: 99999999999999999999999999\n", 2, "images.pull_timeout",
+         "out of range"},
+        {"streaming:\n  port: 65536\n", 2, "streaming.port", "out of range"},
+        {"logs:\n  max_line: 255\n", 2, "logs.max_line", "out of range"},
+        {"logs:\n  max_line: 1048577\n", 2, "logs.max_line", "out of range"},
+        /* enums and bools */
+        {"log_level: loud\n", 1, "log_level", "not a log level"},
+        {"log_level: [info]\n", 1, "log_level", "expected a string"},
+        {"images:\n  registries:\n    - prefix: a\n      insecure: yes\n", 4,
+         "images.registries[0].insecure", "expected true or false"},
+        {"images:\n  registries:\n    - prefix: a\n      insecure: 'true'\n", 4,
+         "images.registries[0].insecure", "expected true or false"},
+        {"runtimes:\n  vm:\n    backend: qemu\n", 3, "runtimes.vm.backend", "unknown backend"},
+        {"runtimes:\n  kata:\n    options: {}\n", 2, "runtimes.kata", "no backend given"},
+        /* duplicates */
+        {"log_level: info\nstate_dir: /a\nlog_level: debug\n", 3, "log_level",
+         "duplicate key (first set at line 1)"},
+        {"cni:\n  conf_dir: /a\n  conf_dir: /b\n", 3, "cni.conf_dir", "duplicate key"},
+        {"runtimes:\n  lxc: {backend: lxc}\n  lxc: {backend: fake}\n", 3, "runtimes.lxc",
+         "duplicate key"},
+        {"runtimes:\n  lxc:\n    options: {a: 1, a: 2}\n", 3, "runtimes.lxc.options.a",
+         "duplicate key"},
+        {"images:\n  registries:\n    - prefix: a\n    - prefix: b\n    - prefix: a\n", 5,
+         "images.registries[2].prefix", "listed twice"},
+        /* paths and addresses */
+        {"state_dir: var/lib/runt\n", 1, "state_dir", "not an absolute path"},
+        {"state_dir: \"a\\nb\"\n", 1, "state_dir", "'a?b' is not an absolute path"},
+        {"root_dir: ./root\n", 1, "root_dir", "not an absolute path"},
+        {"run_dir: run\n", 1, "run_dir", "not an absolute path"},
+        {"log_file: runt.log\n", 1, "log_file", "not an absolute path"},
+        {"cni:\n  conf_dir: net.d\n", 2, "cni.conf_dir", "not an absolute path"},
+        {"cni:\n  bin_dirs:\n    - /opt/cni/bin\n    - bin\n", 4, "cni.bin_dirs[1]",
+         "not an absolute path"},
+        {"cni:\n  bin_dirs: []\n", 2, "cni.bin_dirs", "at least one"},
+        {"images:\n  registries_conf: registries.conf\n", 2, "images.registries_conf",
+         "not an absolute path"},
+        {"listen: /run/runt.sock\n", 1, "listen", "unix:///"},
+        {"listen: unix://run/runt.sock\n", 1, "listen", "unix:///"},
+        {"listen: tcp://127.0.0.1:1\n", 1, "listen", "unix:///"},
+        {"images:\n  registries:\n    - prefix: https://quay.io\n", 3,
+         "images.registries[0].prefix", "no scheme"},
+        {"images:\n  registries:\n    - prefix: a\n      mirrors: [b, 'c d']\n", 4,
+         "images.registries[0].mirrors[1]", "no scheme, no spaces"},
+        {"images:\n  registries:\n    - insecure: true\n", 3, "images.registries[0]",
+         "prefix is required"},
+        /* handlers */
+        {"runtimes:\n  LXC: {backend: lxc}\n", 2, "runtimes.LXC", "may contain only"},
+        {"runtimes:\n  .hidden: {backend: lxc}\n", 2, "runtimes..hidden", "must start with"},
+        {"runtimes:\n  "
+         "a123456789012345678901234567890123456789012345678901234567890123: {backend: lxc}\n",
+         2, "runtimes.a123456789012345678901234567890123456789012345678901234567890123",
+         "longer than 63"},
+        {"runtimes:\n  lxc/x: {backend: lxc}\n", 2, "runtimes.lxc/x", "may contain only"},
+        {"default_runtime: Bad\n", 1, "default_runtime", "may contain only"},
+        {"state_dir: /a\ndefault_runtime: microvm\n", 2, "default_runtime",
+         "handler 'microvm' is not defined"},
+        {"runtimes:\n  microvm: {backend: microvm}\n", 1, "default_runtime",
+         "handler 'lxc' (the default) is not defined"},
+        {"runtimes: {}\n", 1, "runtimes", "at least one handler"},
+        /* document shape */
+        {"- listen: x\n", 1, NULL, "top level must be a mapping"},
+        {"\n\njust a string\n", 3, NULL, "top level must be a mapping"},
+        {"state_dir: /a\n---\nstate_dir: /b\n", 3, NULL, "only one YAML document"},
+        {"? [a, b]\n: c\n", 1, NULL, "keys must be non-empty strings"},
+        /* syntax */
+        {"cni:\n  conf_dir: /a\n  bin_dirs: [/a, /b\nlogs: {}\n", 4, "cni.bin_dirs",
+         "YAML syntax error"},
+        {"runtimes:\n  lxc:\n    options:\n      a: b\n     c: d\n", 5, "runtimes.lxc.options",
+         "YAML syntax error"},
+        {"state_dir: /a\nroot_dir: *nowhere\n", 2, "root_dir", "undefined alias"},
+        {"state_dir: /a\n\tlisten: x\n", 2, "state_dir", "tab character"},
+        {"\tlisten: x\n", 1, NULL, "YAML syntax error"},
+        {"listen: \"unix:///a.sock\n", 2, "listen", "YAML syntax error"},
+};
+
+static void check_bad(const struct bad_case *bc)
+{
+        char *path = write_yaml(bc->yaml);
+        struct sh_error err = {0};
+        struct runt_config c;
+        char want_at[512], want_key[512];
+        bool ok;
+
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        if (runt_config_load(&c, path, &err) != -EINVAL) {
+                print_error("yaml:\n%s\ngave: %s\n", bc->yaml, err.msg);
+                fail();
+        }
+        assert_int_equal(err.code, -EINVAL);
+        snprintf(want_at, sizeof(want_at), "%s:%d: ", path, bc->line);
+        snprintf(want_key, sizeof(want_key), "key '%s': ", bc->key ? bc->key : "");
+        ok = strncmp(err.msg, want_at, strlen(want_at)) == 0 && strstr(err.msg, bc->what);
+        if (bc->key)
+                ok = ok && strstr(err.msg, want_key);
+        else
+                ok = ok && !strstr(err.msg, "key '");
+        if (!ok) {
+                print_error("yaml:\n%s\nwanted line %d, key %s, '%s'\ngot: %s\n", bc->yaml,
+                            bc->line, bc->key ? bc->key : "(none)", bc->what, err.msg);
+                fail();
+        }
+        /* a refused file leaves the config as it was */
+        assert_defaults(&c);
+        runt_config_done(&c);
+        remove_file(path);
+}
+
+static void test_errors(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
+                check_bad(&bad_cases[i]);
+}
+
+static void test_invalid_utf8(void **state)
+{
+        static const char data[] = "state_dir: /a\nroot_dir: /\xff\xfe\n";
+        char *path = write_file(data, sizeof(data) - 1);
+        struct sh_error err = {0};
+        struct runt_config c;
+        char want[512];
+
+        (void)state;
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        assert_int_equal(runt_config_load(&c, path, &err), -EINVAL);
+        snprintf(want, sizeof(want), "%s:2: ", path);
+        assert_non_null(strstr(err.msg, want));
+        assert_non_null(strstr(err.msg, "UTF-8"));
+        assert_defaults(&c);
+        runt_config_done(&c);
+        remove_file(path);
+}
+
+static void test_embedded_nul(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml("state_dir: \"/a\\0b\"\n", &c, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "key 'state_dir': contains a NUL byte"));
+        runt_config_done(&c);
+}
+
+static void test_missing_file(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        assert_int_equal(runt_config_load(&c, "/nonexistent/runt.yaml", &err), -ENOENT);
+        assert_int_equal(err.code, -ENOENT);
+        assert_non_null(strstr(err.msg, "/nonexistent/runt.yaml"));
+        assert_defaults(&c);
+        runt_config_done(&c);
+}
+
+static void test_directory(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(runt_config_defaults(&c, NULL), 0);
+        assert_int_equal(runt_config_load(&c, "/", &err), -EISDIR);
+        assert_defaults(&c);
+        runt_config_done(&c);
+}
+
+/* A failed load after a good one keeps what the good one set, and frees what it built. */
+static void test_failed_load_keeps_previous(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+        char *path;
+
+        (void)state;
+        assert_int_equal(load_yaml(full_yaml, &c, &err), 0);
+        path = write_yaml("runtimes:\n"
+                          "  a: {backend: lxc, options: {x: y}}\n"
+                          "  b: {backend: fake}\n"
+                          "images:\n"
+                          "  registries: [{prefix: q, mirrors: [m]}]\n"
+                          "cni: {bin_dirs: [/x]}\n"
+                          "logs: {max_line: 1}\n");
+        assert_int_equal(runt_config_load(&c, path, &err), -EINVAL);
+        remove_file(path);
+        assert_non_null(strstr(err.msg, "key 'logs.max_line'"));
+        assert_int_equal(c.n_handlers, 3);
+        assert_string_equal(c.handlers[2].name, "pve-1");
+        assert_int_equal(c.n_registries, 2);
+        assert_string_equal(c.cni_bin_dirs[0], "/srv/cni/bin");
+        assert_int_equal(c.max_log_line, 1048576);
+        runt_config_done(&c);
+}
+
+static void test_done_twice(void **state)
+{
+        struct runt_config c;
+        struct sh_error err = {0};
+
+        (void)state;
+        assert_int_equal(load_yaml(full_yaml, &c, &err), 0);
+        runt_config_done(&c);
+        runt_config_done(&c);
+        assert_null(c.listen);
+        assert_null(c.handlers);
+        assert_int_equal(c.n_handlers, 0);
+        runt_config_done(NULL);
+        memset(&c, 0, sizeof(c));
+        runt_config_done(&c);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_empty_files_keep_defaults),
+                cmocka_unit_test(test_full_file),
+                cmocka_unit_test(test_sections_merge),
+                cmocka_unit_test(test_runtimes_replace_defaults),
+                cmocka_unit_test(test_handler_lookup),
+                cmocka_unit_test(test_nullable_strings),
+                cmocka_unit_test(test_aliases),
+                cmocka_unit_test(test_log_levels),
+                cmocka_unit_test(test_range_limits_accepted),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_invalid_utf8),
+                cmocka_unit_test(test_embedded_nul),
+                cmocka_unit_test(test_missing_file),
+                cmocka_unit_test(test_directory),
+                cmocka_unit_test(test_failed_load_keeps_previous),
+                cmocka_unit_test(test_done_twice),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
