@@ -97,7 +97,7 @@ static int lookup(json_object *obj, const char *key, const char *what, json_type
 int sh_json_get_string(json_object *obj, const char *key, const char *what, const char **ret,
                        struct sh_error *err)
 {
-        json_object *v;
+        json_object *v = NULL;
         int r = lookup(obj, key, what, json_type_string, &v, err);
 
         if (r < 0)
@@ -109,7 +109,7 @@ int sh_json_get_string(json_object *obj, const char *key, const char *what, cons
 int sh_json_get_int64(json_object *obj, const char *key, const char *what, int64_t *ret,
                       struct sh_error *err)
 {
-        json_object *v;
+        json_object *v = NULL;
         int64_t i;
         int r = lookup(obj, key, what, json_type_int, &v, err);
 
@@ -126,7 +126,7 @@ int sh_json_get_int64(json_object *obj, const char *key, const char *what, int64
 int sh_json_get_bool(json_object *obj, const char *key, const char *what, bool *ret,
                      struct sh_error *err)
 {
-        json_object *v;
+        json_object *v = NULL;
         int r = lookup(obj, key, what, json_type_boolean, &v, err);
 
         if (r < 0)
