@@ -98,6 +98,7 @@ void runt_config_done(struct runt_config *cfg)
         sh_strv_free(cfg->cni_bin_dirs);
         registry_vec_done(&(struct registry_vec){cfg->registries, cfg->n_registries});
         free(cfg->registries_conf);
+        sh_strv_free(cfg->pinned_images);
         free(cfg->streaming_address);
         free(cfg->metrics_address);
         memset(cfg, 0, sizeof(*cfg));
@@ -179,6 +180,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
             dup_str(src->cni_conf_dir, &c.cni_conf_dir) < 0 ||
             strv_dup(src->cni_bin_dirs, &c.cni_bin_dirs) < 0 ||
             dup_str(src->registries_conf, &c.registries_conf) < 0 ||
+            strv_dup(src->pinned_images, &c.pinned_images) < 0 ||
             dup_str(src->streaming_address, &c.streaming_address) < 0 ||
             dup_str(src->metrics_address, &c.metrics_address) < 0)
                 return -ENOMEM;
@@ -215,6 +217,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
 int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
 {
         static char *const bin_dirs[] = {"/opt/cni/bin", "/usr/lib/cni", NULL};
+        static char *const no_pins[] = {NULL};
         static const struct runt_handler lxc = {.name = DEF_RUNTIME, .backend = "lxc"};
         const struct runt_config d = {
                 .listen = DEF_LISTEN,
@@ -230,6 +233,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .cni_plugin_timeout_s = 60,
                 .pull_timeout_s = 300,
                 .registries_conf = DEF_REGISTRIES_CONF,
+                .pinned_images = (char **)no_pins,
                 .streaming_address = DEF_STREAMING_ADDR,
                 .max_log_line = 16384,
         };
@@ -774,6 +778,13 @@ static int load_bin_dirs(struct loader *l, const yaml_node_t *k, const yaml_node
         return 0;
 }
 
+static int load_pinned(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                       const char *path)
+{
+        (void)k;
+        return get_strv(l, v, path, 0, &l->cfg->pinned_images);
+}
+
 /* One entry of images.registries; @prev are the @n_prev entries before it. */
 static int load_registry(struct loader *l, const yaml_node_t *n, const char *path,
                          const struct runt_registry *prev, size_t n_prev, struct runt_registry *reg)
@@ -901,6 +912,7 @@ static const struct field images_fields[] = {
         F_NUM("pull_timeout", pull_timeout_s, 1, TIMEOUT_MAX),
         F_STR("registries_conf", registries_conf, STR_ABSPATH),
         F_FN("registries", load_registries),
+        F_FN("pinned", load_pinned),
         {.key = NULL},
 };
 

@@ -48,6 +48,7 @@ struct runt_config {
         struct runt_registry *registries; /* default none */
         size_t n_registries;
         char *registries_conf;   /* "/etc/containers/registries.conf" */
+        char **pinned_images;    /* NULL-terminated references never garbage-collected; {} */
         char *streaming_address; /* "127.0.0.1" */
         unsigned streaming_port; /* 0 = pick a free port */
         char *metrics_address;   /* NULL = off */

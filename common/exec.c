@@ -423,8 +423,9 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         _cleanup_(spawn_setup_done) struct spawn_setup setup = {0};
         _cleanup_(io_done) struct exec_io io = {.fd = {-EBADF, -EBADF, -EBADF, -EBADF}};
         char *const *envp;
-        unsigned long long deadline = 0, grace_end;
+        unsigned long long deadline = 0, grace_end, next_watch = 0, watch_step = 0;
         bool child_done = false, timed_out = false;
+        int watch_r = 0;
         const char *prog;
         int status = 0, r, rr;
         pid_t pid;
@@ -467,9 +468,17 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         io.fd[PFD_PIDFD] = r >= 0 ? r : -EBADF;
         r = 0;
 
+        if (opts->watch) {
+                watch_step = (unsigned long long)(opts->watch_interval_ms ? opts->watch_interval_ms
+                                                                          : 1000) *
+                             1000000ull;
+                next_watch = sh_now_ns() + watch_step;
+        }
+
         /* Phase 1: feed stdin and read output until the child exits or the deadline passes. */
         while (!child_done) {
                 unsigned long long now = sh_now_ns();
+                unsigned long long wake = deadline;
 
                 if (deadline && now >= deadline) {
                         /* The leader is not reaped yet, so its pgid cannot have been reused. */
@@ -477,7 +486,20 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
                         timed_out = true;
                         break;
                 }
-                r = pump(&io, pid, poll_timeout_ms(now, deadline, io.fd[PFD_PIDFD] >= 0, false),
+                if (next_watch && now >= next_watch) {
+                        struct capture *o = &io.cap[PFD_STDOUT], *e = &io.cap[PFD_STDERR];
+
+                        watch_r = opts->watch(opts->watch_data, o->buf ? o->buf : "", o->len,
+                                              e->buf ? e->buf : "", e->len);
+                        if (watch_r < 0) {
+                                kill(-pid, SIGKILL);
+                                break;
+                        }
+                        next_watch = now + watch_step;
+                }
+                if (next_watch && (!wake || next_watch < wake))
+                        wake = next_watch;
+                r = pump(&io, pid, poll_timeout_ms(now, wake, io.fd[PFD_PIDFD] >= 0, false),
                          &child_done);
                 if (r < 0) {
                         kill(-pid, SIGKILL);
@@ -495,6 +517,8 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
          * stop early once every pipe is at EOF or nobody is left in the child's group.
          */
         grace_end = sh_now_ns() + EXEC_DRAIN_GRACE_NS;
+        if (watch_r < 0)
+                grace_end = sh_now_ns();
         if (!timed_out && deadline && deadline < grace_end)
                 grace_end = deadline;
         while (r >= 0 && outputs_open(&io)) {
@@ -533,6 +557,8 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         if (timed_out)
                 return sh_err(err, -ETIMEDOUT, "exec '%s': timed out after %u ms, killed", prog,
                               opts->timeout_ms);
+        if (watch_r < 0)
+                return sh_err(err, watch_r, "exec '%s': stopped by its watcher", prog);
         return 0;
 }
 

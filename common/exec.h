@@ -20,6 +20,15 @@ struct sh_exec_opts {
         unsigned timeout_ms;   /* 0: no timeout */
         size_t max_output;     /* cap per stream in bytes, 0: 16 MiB; beyond it output is dropped */
         bool stderr_to_stdout; /* merge stderr into the stdout capture */
+        /*
+         * Optional watcher, called about every @watch_interval_ms (default 1000) while the
+         * child runs, with the output captured so far. A negative return kills the child's
+         * process group and sh_exec returns that value (with @ret filled); @err then says
+         * only that the watcher stopped it, so the watcher keeps its own reason.
+         */
+        int (*watch)(void *data, const char *out, size_t out_len, const char *err, size_t err_len);
+        void *watch_data;
+        unsigned watch_interval_ms;
 };
 
 struct sh_exec_result {
@@ -35,10 +44,11 @@ struct sh_exec_result {
 /*
  * Runs @opts->argv, waits for it (up to the timeout, then SIGKILL to its process group) and
  * fills @ret. Returns 0 when the program ran (whatever its exit code), -ETIMEDOUT on timeout
- * (with @ret filled), or -errno when it could not be started (-ENOENT for a missing program);
- * on other errors @ret is untouched. Output a background grandchild keeps writing after the
- * child exited is read for 200 ms at most. Thread-safe; blocks the caller. The process must
- * not ignore SIGCHLD or reap with waitpid(-1), or the child's status is lost (-ECHILD).
+ * (with @ret filled), a watcher's negative return (with @ret filled), or -errno when it could not
+ * be started (-ENOENT for a missing program); on other errors @ret is untouched. Output a
+ * background grandchild keeps writing after the child exited is read for 200 ms at most.
+ * Thread-safe; blocks the caller. The process must not ignore SIGCHLD or reap with waitpid(-1), or
+ * the child's status is lost (-ECHILD).
  */
 int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct sh_error *err);
 

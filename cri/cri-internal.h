@@ -65,6 +65,14 @@ int cri_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
                        ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                       struct sh_error *err);
+int cri_pull_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                   struct sh_error *err);
+int cri_image_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                     struct sh_error *err);
+int cri_list_images(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                    struct sh_error *err);
+int cri_remove_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                     struct sh_error *err);
 
 /* Response building helpers (translate.c): malloc'd copies, NULL on ENOMEM. */
 char *cri_strdup(const char *s);

@@ -218,7 +218,8 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &ts);
         ctx.cfg = &cfg;
         ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-        if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 || img_mgr_new(&cfg, &ctx.images, &err) < 0 ||
+        if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 ||
+            img_mgr_new(&cfg, pod_mgr_store_path(ctx.pods), &ctx.stopping, &ctx.images, &err) < 0 ||
             net_mgr_new(&cfg, &ctx.net, &err) < 0) {
                 sh_log_error("start failed: %s", err.msg);
                 goto out;

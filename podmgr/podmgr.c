@@ -22,6 +22,7 @@ struct pod_mgr {
         const struct runt_config *cfg;
         struct pod_store *store;
         char *containers_dir; /* writable layers: <root_dir>/containers */
+        char *db_path;
         size_t n_handlers;
         struct pod_handler *handlers;
 };
@@ -67,8 +68,9 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
                 return -ENOMEM;
         }
         pm->cfg = cfg;
+        pm->db_path = strdup(db);
         pm->containers_dir = sh_path_join(cfg->root_dir, "containers");
-        if (!pm->containers_dir) {
+        if (!pm->containers_dir || !pm->db_path) {
                 pod_mgr_free(pm);
                 return -ENOMEM;
         }
@@ -112,6 +114,7 @@ struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
         free(pm->handlers);
         pod_store_close(pm->store);
         free(pm->containers_dir);
+        free(pm->db_path);
         free(pm);
         return NULL;
 }
@@ -124,6 +127,11 @@ static struct pod_handler *find_handler(struct pod_mgr *pm, const char *name)
                 if (strcmp(pm->handlers[i].conf->name, name) == 0)
                         return &pm->handlers[i];
         return NULL;
+}
+
+const char *pod_mgr_store_path(struct pod_mgr *pm)
+{
+        return pm->db_path;
 }
 
 const char *pod_mgr_handler_error(struct pod_mgr *pm, const char *name)

@@ -19,6 +19,9 @@ struct pod_mgr;
 int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_error *err);
 struct pod_mgr *pod_mgr_free(struct pod_mgr *pm);
 
+/* The state store's file (<state_dir>/runt.db), for the managers that open it too. */
+const char *pod_mgr_store_path(struct pod_mgr *pm);
+
 /* NULL when handler @name started, else why not (borrowed); "" means the default handler. */
 const char *pod_mgr_handler_error(struct pod_mgr *pm, const char *name);
 

@@ -71,6 +71,8 @@ static const char *const migrations[] = {
         "  chain_id TEXT NOT NULL REFERENCES layers(chain_id),"
         "  PRIMARY KEY (image_id, idx)"
         ");",
+        /* 2 -> 3: the manifest digest of an image, for repo digests and verbose status */
+        "ALTER TABLE images ADD COLUMN manifest_digest TEXT;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == POD_STORE_VERSION,

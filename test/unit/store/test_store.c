@@ -167,7 +167,7 @@ static void test_new_db(void **state)
         assert_non_null(st);
         assert_int_equal(err.code, 0);
         assert_int_equal(pod_store_version(st), POD_STORE_VERSION);
-        assert_int_equal(POD_STORE_VERSION, 2);
+        assert_int_equal(POD_STORE_VERSION, 3);
         query_text(pod_store_db(st), "PRAGMA journal_mode", mode, sizeof(mode));
         assert_string_equal(mode, "wal");
         /* synchronous=NORMAL is 1 */
@@ -223,13 +223,43 @@ static void test_migrate_v1_to_v2(void **state)
         st = pod_store_close(st);
 
         assert_int_equal(pod_store_open(f->path, &st, &err), 0);
-        assert_int_equal(pod_store_version(st), 2);
+        assert_int_equal(pod_store_version(st), POD_STORE_VERSION);
         query_text(pod_store_db(st), "SELECT name FROM sandboxes WHERE id = 'old'", name,
                    sizeof(name));
         assert_string_equal(name, "old_uid_ns_0");
         assert_int_equal(query_int(pod_store_db(st), "SELECT count(*) FROM containers"), 1);
         for (size_t i = 0; v2_tables[i]; i++)
                 assert_true(table_exists(pod_store_db(st), v2_tables[i]));
+        pod_store_close(st);
+}
+
+/* 2 -> 3 adds images.manifest_digest and keeps the image rows. */
+static void test_migrate_v2_to_v3(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_store *st = NULL;
+        char md[64];
+
+        assert_int_equal(pod_store_open_version(f->path, 2, &st, &err), 0);
+        assert_int_equal(sqlite3_exec(pod_store_db(st),
+                                      "INSERT INTO images(id, size, config, created_ns) "
+                                      "VALUES ('sha256:aa', 10, '{}', 1)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        assert_int_not_equal(sqlite3_exec(pod_store_db(st), "SELECT manifest_digest FROM images",
+                                          NULL, NULL, NULL),
+                             SQLITE_OK);
+        st = pod_store_close(st);
+        assert_int_equal(pod_store_open(f->path, &st, &err), 0);
+        assert_int_equal(pod_store_version(st), 3);
+        assert_int_equal(query_int(pod_store_db(st), "SELECT size FROM images"), 10);
+        assert_int_equal(sqlite3_exec(pod_store_db(st),
+                                      "UPDATE images SET manifest_digest = 'sha256:bb'", NULL, NULL,
+                                      NULL),
+                         SQLITE_OK);
+        query_text(pod_store_db(st), "SELECT manifest_digest FROM images", md, sizeof(md));
+        assert_string_equal(md, "sha256:bb");
         pod_store_close(st);
 }
 
@@ -249,7 +279,7 @@ static void test_open_version_zero_and_older_request(void **state)
         st = pod_store_close(st);
         /* Asking for an older version never downgrades. */
         assert_int_equal(pod_store_open_version(f->path, 1, &st, &err), 0);
-        assert_int_equal(pod_store_version(st), 2);
+        assert_int_equal(pod_store_version(st), POD_STORE_VERSION);
         pod_store_close(st);
 }
 
@@ -439,6 +469,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_new_db, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_keeps_rows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_v2_to_v3, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_version_zero_and_older_request, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_open_version_out_of_range, setup, teardown),

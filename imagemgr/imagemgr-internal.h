@@ -1,0 +1,63 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* A parsed, normalised image reference. */
+struct img_ref {
+        char *name;   /* "docker.io/library/busybox": registry host and repository path */
+        char *tag;    /* "latest"; NULL for a digest-only reference */
+        char *digest; /* "sha256:<64 hex>", or NULL */
+};
+
+/*
+ * Parses @in as a docker reference and normalises it (docker.io and library/ added, tag
+ * "latest" when neither tag nor digest is given). -EINVAL with the reason for a malformed one.
+ */
+int img_ref_parse(const char *in, struct img_ref *ret, struct sh_error *err);
+void img_ref_done(struct img_ref *r);
+/* "name@digest" when @r has a digest (a tag beside it is dropped), else "name:tag". malloc'd. */
+char *img_ref_string(const struct img_ref *r);
+/* The registry part of r->name ("docker.io", "127.0.0.1:5000"), malloc'd. */
+char *img_ref_domain(const struct img_ref *r);
+
+bool img_is_hex(const char *s, size_t len);
+/* "sha256:" followed by 64 lowercase hex digits. */
+bool img_valid_digest(const char *s);
+
+/* A sha256 digest as "sha256:<64 hex>" plus NUL. */
+typedef char img_digest[72];
+
+/* sha256 of @len bytes at @buf. */
+void img_sha256(const void *buf, size_t len, img_digest ret);
+/* sha256 of the file at @path (read at most @max bytes, -EFBIG beyond). 0 or -errno. */
+int img_sha256_file(const char *path, uint64_t *ret_size, img_digest ret);
+/* The chain id of a layer: its diff id for the base, else sha256("<parent chain> <diff id>"). */
+void img_chain_id(const char *parent_chain, const char *diff_id, img_digest ret);
+
+/* What extracting one layer measured. */
+struct img_unpack_result {
+        img_digest digest;  /* sha256 of the blob as stored (compressed) */
+        img_digest diff_id; /* sha256 of the uncompressed tar stream */
+        uint64_t size;      /* blob bytes */
+        uint64_t unpacked;  /* tar stream bytes */
+        uint64_t entries;   /* tar entries seen */
+};
+
+/*
+ * Extracts the layer blob at @blob_path (tar, optionally gzip/zstd/xz compressed) into the
+ * existing empty directory @dest, in a forked child confined to @dest with chroot(2). OCI
+ * whiteouts become overlayfs whiteouts (".wh.NAME" -> a 0:0 character device,
+ * ".wh..wh..opq" -> trusted.overlay.opaque=y on its directory); owners, modes, times,
+ * xattrs (except trusted.overlay.*) and hard links are kept. Entries with an absolute path,
+ * a ".." component, or a path through a symlink are refused: -EINVAL naming the entry, and
+ * @dest may then hold a partial tree the caller removes. Blocks; needs root.
+ */
+int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_result *ret,
+                     struct sh_error *err);
+
+/* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
+int img_rm_rf(const char *path);
