@@ -297,6 +297,9 @@ static int one_entry(struct archive *in, struct archive *disk, struct archive_en
         base = base ? base + 1 : path;
         if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0)
                 return whiteout(path, m);
+        /* Anything below aufs metadata (".wh..wh.plnk/...") is not image content. */
+        if (strncmp(path, WH_PREFIX WH_PREFIX, 8) == 0 || strstr(path, "/" WH_PREFIX WH_PREFIX))
+                return 0;
         if (archive_entry_hardlink(e)) {
                 r = clean_path(archive_entry_hardlink(e), link, sizeof(link), m, "hard link");
                 if (r < 0)

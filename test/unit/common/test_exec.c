@@ -219,6 +219,63 @@ static void test_exec_timeout_kills(void **state)
         sh_exec_result_done(&res);
 }
 
+struct watch_log {
+        int calls;
+        int stop_after; /* return -ENOLINK on this call */
+        size_t last_out;
+};
+
+static int watcher(void *data, const char *out, size_t out_len, const char *err, size_t err_len)
+{
+        struct watch_log *w = data;
+
+        (void)out;
+        (void)err;
+        (void)err_len;
+        w->last_out = out_len;
+        return ++w->calls >= w->stop_after ? -ENOLINK : 0;
+}
+
+/* A watcher sees output as it comes and can stop the child; its errno is what sh_exec returns. */
+static void test_exec_watch_stops_child(void **state)
+{
+        const char *const argv[] = {"/bin/sh", "-c", "echo hi; sleep 10", NULL};
+        struct watch_log w = {.stop_after = 3};
+        struct sh_exec_result res = {0};
+        struct sh_error err = {0};
+        unsigned long long t0 = sh_now_ns(), dt;
+
+        (void)state;
+        assert_int_equal(sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                                        .watch = watcher,
+                                                        .watch_data = &w,
+                                                        .watch_interval_ms = 50},
+                                 &res, &err),
+                         -ENOLINK);
+        dt = sh_now_ns() - t0;
+        assert_int_equal(w.calls, 3);
+        assert_true(dt >= 150 * MS);
+        assert_true(dt < 1500 * MS);
+        assert_int_equal(w.last_out, 3); /* "hi\n" was visible to the watcher */
+        assert_int_equal(res.exit_code, 128 + SIGKILL);
+        assert_string_equal(res.out, "hi\n");
+        assert_non_null(strstr(err.msg, "watcher"));
+        sh_exec_result_done(&res);
+
+        /* A watcher that never objects changes nothing. */
+        const char *const quick[] = {"/bin/sh", "-c", "sleep 0.2; echo done", NULL};
+        w = (struct watch_log){.stop_after = 1000};
+        assert_int_equal(sh_exec(&(struct sh_exec_opts){.argv = quick,
+                                                        .watch = watcher,
+                                                        .watch_data = &w,
+                                                        .watch_interval_ms = 20},
+                                 &res, &err),
+                         0);
+        assert_true(w.calls >= 3);
+        assert_string_equal(res.out, "done\n");
+        sh_exec_result_done(&res);
+}
+
 static void test_exec_timeout_kills_process_group(void **state)
 {
         /* The shell prints its background child's pid, then waits for it. */
@@ -520,6 +577,7 @@ int test_exec_run(void)
                 cmocka_unit_test(test_exec_output_cap_drops_excess),
                 cmocka_unit_test(test_exec_timeout_kills),
                 cmocka_unit_test(test_exec_timeout_kills_process_group),
+                cmocka_unit_test(test_exec_watch_stops_child),
                 cmocka_unit_test(test_exec_background_holder_does_not_hang),
                 cmocka_unit_test(test_exec_missing_program),
                 cmocka_unit_test(test_exec_not_executable),

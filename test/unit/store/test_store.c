@@ -292,7 +292,7 @@ static void test_open_version_out_of_range(void **state)
         assert_int_equal(pod_store_open_version(f->path, POD_STORE_VERSION + 1, &st, &err),
                          -EINVAL);
         assert_null(st);
-        assert_non_null(strstr(err.msg, "3"));
+        assert_non_null(strstr(err.msg, "4"));
         assert_int_equal(pod_store_open_version(f->path, -1, &st, &err), -EINVAL);
         assert_null(st);
         /* Nothing was created. */
