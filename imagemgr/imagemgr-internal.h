@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -58,6 +59,29 @@ struct img_unpack_result {
  */
 int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_result *ret,
                      struct sh_error *err);
+
+/* The same in two steps, so several layers unpack at once: a running unpacker. */
+struct img_unpack_proc {
+        pid_t pid; /* 0 when none */
+        int fd;    /* its result pipe */
+};
+
+/* Starts unpacking @blob_path into @dest in a child; does not wait. */
+int img_unpack_start(const char *blob_path, const char *dest, struct img_unpack_proc *ret,
+                     struct sh_error *err);
+/*
+ * As img_unpack_start for file @name in directory @dirfd. With @follow the file is still being
+ * written: the unpacker reads on past its current end until @name disappears from @dirfd
+ * (renamed or removed by the writer). The caller kills it if that never happens.
+ */
+int img_unpack_start_at(int dirfd, const char *name, bool follow, const char *dest,
+                        struct img_unpack_proc *ret, struct sh_error *err);
+/* True when the unpacker has finished (its result can be read without blocking). */
+bool img_unpack_done(const struct img_unpack_proc *p);
+/* Waits for the unpacker and returns what img_unpack_layer would. Safe once per start. */
+int img_unpack_wait(struct img_unpack_proc *p, struct img_unpack_result *ret, struct sh_error *err);
+/* Kills and reaps a running unpacker; a no-op for none. */
+void img_unpack_abort(struct img_unpack_proc *p);
 
 /* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
 int img_rm_rf(const char *path);

@@ -41,6 +41,8 @@ struct img_copy_opts {
         unsigned stall_timeout_s;    /* cancel after this long without a byte */
         unsigned watch_interval_ms;  /* progress checks; 0 = 500 */
         const atomic_bool *stopping; /* cancel when true; may be NULL */
+        int (*tick)(void *data);     /* called on every progress check; may be NULL */
+        void *tick_data;
 };
 
 /*

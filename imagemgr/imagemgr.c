@@ -58,7 +58,8 @@ struct img_mgr {
         const struct runt_config *cfg;
         const atomic_bool *stopping;
         char *layers_dir; /* <root_dir>/layers */
-        char *tmp_dir;    /* <root_dir>/tmp: one pull-XXXXXX dir per pull */
+        char *tmp_dir;    /* <root_dir>/tmp: one pull-XXXXXX dir per pull in progress */
+        char *trash_dir;  /* <root_dir>/trash: finished pulls' blobs, being deleted */
         sqlite3 *db;
         pthread_mutex_t lock; /* db, layer dirs, flights, holds */
         pthread_cond_t flight_done;
@@ -236,6 +237,8 @@ static int recover(struct img_mgr *im, struct sh_error *err)
         int r;
 
         r = img_rm_rf(im->tmp_dir);
+        if (r == 0)
+                r = img_rm_rf(im->trash_dir);
         if (r < 0)
                 return sh_err(err, r, "clear '%s': %s", im->tmp_dir, strerror(-r));
         if (fd < 0)
@@ -286,7 +289,8 @@ int img_mgr_new(const struct runt_config *cfg, const char *db_path, const atomic
         pthread_cond_init(&im->flight_done, NULL);
         im->layers_dir = sh_path_join(cfg->root_dir, "layers");
         im->tmp_dir = sh_path_join(cfg->root_dir, "tmp");
-        if (!im->layers_dir || !im->tmp_dir) {
+        im->trash_dir = sh_path_join(cfg->root_dir, "trash");
+        if (!im->layers_dir || !im->tmp_dir || !im->trash_dir) {
                 img_mgr_free(im);
                 return -ENOMEM;
         }
@@ -342,6 +346,7 @@ struct img_mgr *img_mgr_free(struct img_mgr *im)
         pthread_mutex_destroy(&im->lock);
         free(im->layers_dir);
         free(im->tmp_dir);
+        free(im->trash_dir);
         free(im);
         return NULL;
 }
@@ -395,61 +400,238 @@ static int read_blob_json(const char *path, size_t max, const char *want, const 
         return 0;
 }
 
-/* The layer with chain id @chain exists, extracted from @blob (checked against both ids). */
-static int ensure_layer(struct img_mgr *im, size_t idx, const char *chain, const char *parent,
-                        const char *blob, const char *digest, const char *diff_id, uint64_t size,
+/*
+ * Layer extraction jobs of one pull. An unpacker starts as soon as skopeo has renamed a
+ * finished blob into the copy dir (so extraction overlaps the download), or, for blobs the
+ * ticks missed, right after the copy; several run at once. Which blobs are layers is known
+ * only from the manifest, written last: an unpacker given the config blob simply fails and
+ * is discarded. Blobs of layers the store already has are never unpacked.
+ */
+struct unpack_job {
+        char hex[65];     /* the blob, "" while its download is still under a temp name */
+        char tmpname[64]; /* skopeo's temp name when started on a download in progress */
+        ino_t ino;        /* the file's inode, to recognise it once renamed */
+        char *tmpdir;     /* NULL once renamed into place, or for a blob not to unpack */
+        struct img_unpack_proc proc;
+        bool claimed; /* a layer of the manifest uses it (one job per layer, even for twins) */
+};
+
+struct pull_jobs {
+        struct img_mgr *im;
+        const char *copy_dir;
+        int dirfd; /* copy_dir, once skopeo has made it */
+        struct unpack_job *v;
+        size_t n;
+        size_t cap;
+        size_t max_running;
+};
+
+/* The index of an unclaimed, started job for blob @hex, or SIZE_MAX. */
+static size_t job_unclaimed(struct pull_jobs *j, const char *hex)
+{
+        for (size_t i = 0; i < j->n; i++)
+                if (!j->v[i].claimed && j->v[i].tmpdir && strcmp(j->v[i].hex, hex) == 0)
+                        return i;
+        return SIZE_MAX;
+}
+
+static size_t jobs_running(const struct pull_jobs *j)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < j->n; i++)
+                n += j->v[i].proc.pid > 0;
+        return n;
+}
+
+/*
+ * Adds a job for blob @hex, or for the download in progress @tmpname (then @hex is ""), and
+ * starts its unpacker unless @skip. NULL on failure.
+ */
+static struct unpack_job *job_add_at(struct pull_jobs *j, const char *hex, const char *tmpname,
+                                     ino_t ino, bool skip, struct sh_error *err)
+{
+        _cleanup_free_ char *blob = NULL;
+        struct unpack_job *job;
+
+        if (j->n == j->cap) {
+                size_t cap = j->cap ? j->cap * 2 : 8;
+                struct unpack_job *v = realloc(j->v, cap * sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                j->v = v;
+                j->cap = cap;
+        }
+        job = &j->v[j->n++];
+        *job = (struct unpack_job){.proc = {.fd = -EBADF}, .ino = ino};
+        snprintf(job->hex, sizeof(job->hex), "%s", hex);
+        snprintf(job->tmpname, sizeof(job->tmpname), "%s", tmpname ? tmpname : "");
+        if (skip)
+                return job;
+        blob = sh_path_join(j->copy_dir, tmpname ? tmpname : hex);
+        job->tmpdir = sh_strdup_printf("%s/.tmp-XXXXXX", j->im->layers_dir);
+        if (!blob || !job->tmpdir || !mkdtemp(job->tmpdir)) {
+                free(job->tmpdir);
+                job->tmpdir = NULL;
+                return NULL;
+        }
+        chmod(job->tmpdir, 0755); /* the overlay's root takes the top layer root's mode */
+        if ((tmpname ? img_unpack_start_at(j->dirfd, tmpname, true, job->tmpdir, &job->proc, err)
+                     : img_unpack_start(blob, job->tmpdir, &job->proc, err)) < 0) {
+                img_rm_rf(job->tmpdir);
+                free(job->tmpdir);
+                job->tmpdir = NULL;
+                return NULL;
+        }
+        return job;
+}
+
+static struct unpack_job *job_add(struct pull_jobs *j, const char *hex, bool skip,
+                                  struct sh_error *err)
+{
+        return job_add_at(j, hex, NULL, 0, skip, err);
+}
+
+/* Drops the unpacker of @job (its blob is a layer the store has, or not a layer). */
+static void job_drop(struct unpack_job *job)
+{
+        img_unpack_abort(&job->proc);
+        if (job->tmpdir)
+                img_rm_rf(job->tmpdir);
+        free(job->tmpdir);
+        job->tmpdir = NULL;
+}
+
+static void jobs_done(struct pull_jobs *j)
+{
+        for (size_t i = 0; i < j->n; i++) {
+                img_unpack_abort(&j->v[i].proc);
+                if (j->v[i].tmpdir)
+                        img_rm_rf(j->v[i].tmpdir);
+                free(j->v[i].tmpdir);
+        }
+        free(j->v);
+        if (j->dirfd >= 0)
+                close(j->dirfd);
+        *j = (struct pull_jobs){.dirfd = -EBADF};
+}
+
+/* Is @hex the blob of a layer the store has? */
+static bool blob_known(struct img_mgr *im, const char *hex)
+{
+        _cleanup_free_ char *digest = sh_strdup_printf("sha256:%s", hex);
+        _cleanup_free_ char *found = NULL;
+        int r;
+
+        if (!digest)
+                return false;
+        pthread_mutex_lock(&im->lock);
+        r = db_text(im, "SELECT chain_id FROM layers WHERE blob_digest = ?",
+                    (const char *[]){digest, NULL}, &found, NULL);
+        pthread_mutex_unlock(&im->lock);
+        return r == 0;
+}
+
+/*
+ * The skopeo watcher's tick: start unpackers on downloads in progress ("dir-put-blob*", the
+ * dir: transport's temp files) and on finished blobs nobody unpacks yet; name the jobs whose
+ * temp file has been renamed to its digest, and drop those whose blob the store already has.
+ */
+static int jobs_tick(void *data)
+{
+        struct pull_jobs *j = data;
+        DIR *d;
+        struct dirent *de;
+        int fd;
+
+        if (j->dirfd < 0) {
+                j->dirfd = open(j->copy_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (j->dirfd < 0)
+                        return 0;
+        }
+        fd = openat(j->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return 0;
+        }
+        while ((de = readdir(d))) {
+                bool final = strlen(de->d_name) == 64 && img_is_hex(de->d_name, 64);
+                bool temp = strncmp(de->d_name, "dir-put-blob", 12) == 0 &&
+                            strlen(de->d_name) < sizeof(((struct unpack_job *)0)->tmpname);
+                struct unpack_job *job = NULL;
+                struct stat st;
+
+                if ((!final && !temp) || fstatat(j->dirfd, de->d_name, &st, 0) < 0)
+                        continue;
+                for (size_t i = 0; i < j->n; i++)
+                        if (j->v[i].ino == st.st_ino ||
+                            (final && strcmp(j->v[i].hex, de->d_name) == 0))
+                                job = &j->v[i];
+                if (job && final && !job->hex[0]) {
+                        snprintf(job->hex, sizeof(job->hex), "%s", de->d_name);
+                        if (blob_known(j->im, job->hex))
+                                job_drop(job);
+                }
+                if (job || jobs_running(j) >= j->max_running)
+                        continue;
+                if (temp)
+                        job_add_at(j, "", de->d_name, st.st_ino, false, NULL);
+                else
+                        job_add_at(j, de->d_name, NULL, st.st_ino, blob_known(j->im, de->d_name),
+                                   NULL);
+        }
+        closedir(d);
+        return 0;
+}
+
+/* Moves the finished extraction of @job into place as layer @chain and records it. */
+static int layer_commit(struct img_mgr *im, struct unpack_job *job, const char *chain,
+                        const char *parent, const char *diff_id, const char *digest, uint64_t size,
                         struct sh_error *err)
 {
         _cleanup_free_ char *final = layer_dir(im, chain);
-        _cleanup_free_ char *tmpl = sh_strdup_printf("%s/.tmp-XXXXXX", im->layers_dir);
-        _cleanup_free_ char *found = NULL;
-        struct img_unpack_result res = {0};
         char sizebuf[32];
+        int r = 0;
+
+        if (!final)
+                return -ENOMEM;
+        snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)size);
+        pthread_mutex_lock(&im->lock);
+        if (rename(job->tmpdir, final) == 0) {
+                free(job->tmpdir);
+                job->tmpdir = NULL;
+        } else if (errno != EEXIST && errno != ENOTEMPTY) {
+                r = sh_err(err, -errno, "rename into '%s': %s", final, strerror(errno));
+        } /* else another pull put it there first: keep theirs, ours goes with the job */
+        if (r == 0)
+                r = db_run(im,
+                           "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size, refs, "
+                           "blob_digest) VALUES (?, ?, ?, ?, 0, ?)",
+                           (const char *[]){chain, diff_id, parent ? parent : "", sizebuf, digest,
+                                            NULL},
+                           err);
+        pthread_mutex_unlock(&im->lock);
+        return r;
+}
+
+/* Does the store have layer @chain (record and directory)? */
+static bool layer_present(struct img_mgr *im, const char *chain)
+{
+        _cleanup_free_ char *found = NULL, *dir = layer_dir(im, chain);
         struct stat st;
         int r;
 
-        if (!final || !tmpl)
-                return -ENOMEM;
+        if (!dir)
+                return false;
         pthread_mutex_lock(&im->lock);
         r = db_text(im, "SELECT chain_id FROM layers WHERE chain_id = ?",
                     (const char *[]){chain, NULL}, &found, NULL);
         pthread_mutex_unlock(&im->lock);
-        if (r == 0 && stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
-                sh_log_debug("layer=%s present, not extracted again", chain);
-                return 0;
-        }
-        if (!mkdtemp(tmpl))
-                return sh_err(err, -errno, "layer temp dir: %s", strerror(errno));
-        chmod(tmpl, 0755); /* the overlay's root takes the top layer root's mode */
-        r = img_unpack_layer(blob, tmpl, &res, err);
-        if (r == 0 && strcmp(res.digest, digest) != 0)
-                r = sh_err(err, -EBADMSG, "blob digest mismatch: manifest says %s, blob is %s",
-                           digest, res.digest);
-        if (r == 0 && strcmp(res.diff_id, diff_id) != 0)
-                r = sh_err(err, -EBADMSG, "diff id mismatch: config says %s, tar is %s", diff_id,
-                           res.diff_id);
-        if (r < 0) {
-                img_rm_rf(tmpl);
-                return sh_err_prefix(err, r, "layer %zu (%s)", idx, digest);
-        }
-        pthread_mutex_lock(&im->lock);
-        if (rename(tmpl, final) < 0) {
-                r = errno == EEXIST || errno == ENOTEMPTY ? 0 : -errno;
-                img_rm_rf(tmpl); /* another pull extracted it first: keep theirs */
-        }
-        snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)size);
-        if (r == 0)
-                r = db_run(im,
-                           "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size, refs) "
-                           "VALUES (?, ?, ?, ?, 0)",
-                           (const char *[]){chain, diff_id, parent ? parent : "", sizebuf, NULL},
-                           err);
-        pthread_mutex_unlock(&im->lock);
-        if (r < 0)
-                return sh_err_prefix(err, r, "layer %zu (%s)", idx, digest);
-        sh_log_debug("layer=%s extracted entries=%llu bytes=%llu", chain,
-                     (unsigned long long)res.entries, (unsigned long long)res.unpacked);
-        return 0;
+        return r == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static bool ref_pinned(const struct runt_config *cfg, const char *tag_ref, const char *digest_ref)
@@ -542,14 +724,17 @@ static int json_blob_path(const char *dir, const char *digest, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
-/* Imports the dir: copy in @dir as the image @ref. */
-static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char *dir, char **ret_id,
-                      struct sh_error *err)
+/* Imports the dir: copy in @dir as the image @ref, using the unpackers of @jobs. */
+static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char *dir,
+                      struct pull_jobs *jobs, char **ret_id, struct sh_error *err)
 {
         _cleanup_free_ char *mpath = sh_path_join(dir, "manifest.json");
         _cleanup_free_ char *mtext = NULL, *cpath = NULL;
         json_object *manifest = NULL, *config = NULL, *cdesc, *layers, *rootfs, *diff_ids;
         struct import imp = {.ref = ref};
+        img_digest *ldigests = NULL;
+        uint64_t *lsizes = NULL;
+        size_t *job_idx = NULL;
         const char *cdigest = NULL;
         int64_t schema = 0;
         size_t mlen = 0, held = 0;
@@ -604,20 +789,29 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
         }
         imp.size = mlen + strlen(imp.config_text);
 
+        ldigests = calloc(imp.n ? imp.n : 1, sizeof(*ldigests));
+        lsizes = calloc(imp.n ? imp.n : 1, sizeof(*lsizes));
+        job_idx = calloc(imp.n ? imp.n : 1, sizeof(*job_idx));
+        if (!ldigests || !lsizes || !job_idx) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* Check every descriptor, hold every chain, start the unpackers still missing. */
         for (size_t i = 0; i < imp.n; i++) {
                 json_object *l = json_object_array_get_idx(layers, i);
                 json_object *d = json_object_array_get_idx(diff_ids, i);
                 const char *ldigest = NULL, *diff = json_object_get_string(d);
-                _cleanup_free_ char *blob = NULL;
                 int64_t lsize = 0;
 
                 if (sh_json_get_string(l, "digest", "manifest layer", &ldigest, err) < 0 ||
                     sh_json_get_int64(l, "size", "manifest layer", &lsize, err) < 0 ||
                     !json_object_is_type(d, json_type_string) || !img_valid_digest(diff) ||
-                    json_blob_path(dir, ldigest, &blob) < 0) {
+                    !img_valid_digest(ldigest) || lsize < 0) {
                         r = sh_err(err, -EBADMSG, "layer %zu: bad descriptor or diff id", i);
                         goto out;
                 }
+                snprintf(ldigests[i], sizeof(img_digest), "%s", ldigest);
+                lsizes[i] = (uint64_t)lsize;
                 img_chain_id(i ? imp.chains[i - 1] : NULL, diff, imp.chains[i]);
                 pthread_mutex_lock(&im->lock);
                 r = hold_add(im, imp.chains[i]);
@@ -625,11 +819,49 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
                 if (r < 0)
                         goto out;
                 held++;
-                r = ensure_layer(im, i, imp.chains[i], i ? imp.chains[i - 1] : NULL, blob, ldigest,
-                                 diff, (uint64_t)lsize, err);
-                if (r < 0)
-                        goto out;
                 imp.size += (uint64_t)lsize;
+                job_idx[i] = SIZE_MAX;
+                if (layer_present(im, imp.chains[i])) {
+                        sh_log_debug("layer=%s present, not extracted again", imp.chains[i]);
+                        continue;
+                }
+                job_idx[i] = job_unclaimed(jobs, ldigest + 7);
+                if (job_idx[i] == SIZE_MAX) {
+                        if (!job_add(jobs, ldigest + 7, false, err)) {
+                                r = sh_err_prefix(err, err && err->code ? err->code : -ENOMEM,
+                                                  "layer %zu (%s)", i, ldigest);
+                                goto out;
+                        }
+                        job_idx[i] = jobs->n - 1;
+                }
+                jobs->v[job_idx[i]].claimed = true;
+        }
+        /* Collect them in order: check both digests, move into place, record. */
+        for (size_t i = 0; i < imp.n; i++) {
+                json_object *d = json_object_array_get_idx(diff_ids, i);
+                const char *diff = json_object_get_string(d);
+                struct unpack_job *job = job_idx[i] == SIZE_MAX ? NULL : &jobs->v[job_idx[i]];
+                struct img_unpack_result res = {0};
+
+                if (!job)
+                        continue;
+                r = img_unpack_wait(&job->proc, &res, err);
+                if (r == 0 && strcmp(res.digest, ldigests[i]) != 0)
+                        r = sh_err(err, -EBADMSG,
+                                   "blob digest mismatch: manifest says %s, blob is %s",
+                                   ldigests[i], res.digest);
+                if (r == 0 && strcmp(res.diff_id, diff) != 0)
+                        r = sh_err(err, -EBADMSG, "diff id mismatch: config says %s, tar is %s",
+                                   diff, res.diff_id);
+                if (r == 0)
+                        r = layer_commit(im, job, imp.chains[i], i ? imp.chains[i - 1] : NULL, diff,
+                                         ldigests[i], lsizes[i], err);
+                if (r < 0) {
+                        r = sh_err_prefix(err, r, "layer %zu (%s)", i, ldigests[i]);
+                        goto out;
+                }
+                sh_log_debug("layer=%s extracted entries=%llu bytes=%llu", imp.chains[i],
+                             (unsigned long long)res.entries, (unsigned long long)res.unpacked);
         }
         pthread_mutex_lock(&im->lock);
         r = commit(im, &imp, err);
@@ -645,6 +877,9 @@ out:
         pthread_mutex_unlock(&im->lock);
         json_object_put(manifest);
         json_object_put(config);
+        free(ldigests);
+        free(lsizes);
+        free(job_idx);
         free(imp.id);
         free(imp.chains);
         free(imp.config_text);
@@ -653,14 +888,48 @@ out:
 
 /* ---------------------------------------------------------------- pull */
 
+static void *rm_rf_thread(void *path)
+{
+        img_rm_rf(path);
+        free(path);
+        return NULL;
+}
+
+/*
+ * Removes a finished pull's temp dir (the downloaded blobs) without making the caller wait:
+ * it is renamed into <root_dir>/trash at once and a detached thread deletes it. What a crash
+ * leaves in the trash is cleared at the next start.
+ */
+static void rm_rf_later(struct img_mgr *im, char *path)
+{
+        _cleanup_free_ char *dest =
+                sh_strdup_printf("%s/%s", im->trash_dir, strrchr(path, '/') + 1);
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (dest && (mkdir(im->trash_dir, 0700) == 0 || errno == EEXIST) &&
+            rename(path, dest) == 0) {
+                free(path);
+                path = TAKE_PTR(dest);
+        }
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 128 << 10);
+        if (pthread_create(&t, &attr, rm_rf_thread, path) != 0)
+                rm_rf_thread(path);
+        pthread_attr_destroy(&attr);
+}
+
 static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct img_auth *auth,
                    char **ret_id, struct sh_error *err)
 {
         _cleanup_free_ char *tmp = sh_strdup_printf("%s/pull-XXXXXX", im->tmp_dir);
         _cleanup_free_ char *copy = NULL, *authf = NULL, *skotmp = NULL;
         struct img_location *locs = NULL;
+        struct pull_jobs jobs = {.im = im, .dirfd = -EBADF};
         size_t n = 0;
         unsigned long long t0 = sh_now_ns();
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         int r;
 
         if (!tmp)
@@ -674,6 +943,9 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
         authf = sh_path_join(tmp, "auth.json");
         skotmp = sh_path_join(tmp, "skopeo");
         r = copy && authf && skotmp ? img_locations(im->cfg, ref, &locs, &n) : -ENOMEM;
+        jobs.copy_dir = copy;
+        /* Unpackers on downloads mostly wait for bytes: allow a few more than the cores. */
+        jobs.max_running = (ncpu > 0 ? (size_t)ncpu : 1) + 2;
         if (r == 0 && mkdir(skotmp, 0700) < 0)
                 r = sh_err(err, -errno, "pull temp dir: %s", strerror(errno));
         for (size_t i = 0; r == 0 && i < n; i++) {
@@ -684,6 +956,9 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
                         .registries_conf = im->cfg->registries_conf,
                         .stall_timeout_s = im->cfg->pull_timeout_s,
                         .stopping = im->stopping,
+                        .watch_interval_ms = 20,
+                        .tick = jobs_tick,
+                        .tick_data = &jobs,
                 };
                 int wrote = 0;
 
@@ -702,15 +977,27 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
                         break;
                 sh_log_info("pull ref=%s mirror=%s failed, trying the next: %s", locs[i].ref,
                             locs[i].host, err ? err->msg : "");
+                jobs_done(&jobs);
+                jobs = (struct pull_jobs){.im = im,
+                                          .copy_dir = copy,
+                                          .dirfd = -EBADF,
+                                          .max_running = (ncpu > 0 ? (size_t)ncpu : 1) + 2};
                 img_rm_rf(copy);
                 r = 0;
         }
         img_locations_done(locs, n);
+        if (r == 0) {
+                jobs_tick(&jobs); /* name the jobs whose download finished since the last tick */
+                r = import_dir(im, ref, copy, &jobs, ret_id, err);
+        }
+        jobs_done(&jobs);
         if (r == 0)
-                r = import_dir(im, ref, copy, ret_id, err);
-        img_rm_rf(tmp);
+                rm_rf_later(im, TAKE_PTR(tmp));
+        else
+                img_rm_rf(tmp); /* a failed pull leaves nothing behind when it answers */
         if (r == 0)
-                sh_log_info("pull ref=%s id=%s ms=%llu done", ref->name, *ret_id,
+                sh_log_info("pull ref=%s@%s id=%s ms=%llu done", ref->name,
+                            ref->digest ? ref->digest : ref->tag, *ret_id,
                             (sh_now_ns() - t0) / 1000000ull);
         return r;
 }

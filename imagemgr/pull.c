@@ -195,6 +195,7 @@ int img_auth_file(const struct img_auth *a, const char *host, const char *path,
 }
 
 struct watch_state {
+        const struct img_copy_opts *o;
         const char *dir;
         const char *ref;
         const atomic_bool *stopping;
@@ -246,6 +247,8 @@ static int pull_watch(void *data, const char *out, size_t out_len, const char *e
 
         (void)errb;
         (void)err_len;
+        if (w->o->tick)
+                w->o->tick(w->o->tick_data);
         if (w->stopping && atomic_load(w->stopping)) {
                 w->why = -ECANCELED;
                 return w->why;
@@ -322,6 +325,7 @@ int img_skopeo_copy(const struct img_copy_opts *o, struct sh_error *err)
         _cleanup_free_ const char **envp = NULL;
         struct sh_exec_result res = {0};
         struct watch_state w = {
+                .o = o,
                 .dir = o->dest_dir,
                 .ref = o->loc->ref,
                 .stopping = o->stopping,

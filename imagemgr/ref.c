@@ -204,12 +204,10 @@ int img_ref_parse(const char *in, struct img_ref *ret, struct sh_error *err)
         slash = memchr(s, '/', name_len);
         if (slash) {
                 size_t n = (size_t)(slash - s);
-                bool upper = false;
 
-                for (size_t i = 0; i < n; i++)
-                        upper |= isupper((unsigned char)s[i]) != 0;
+                /* As the docker CLI and skopeo: "UPPER/x" is a bad name, not a registry. */
                 if (memchr(s, '.', n) || memchr(s, ':', n) ||
-                    (n == 9 && !memcmp(s, "localhost", 9)) || upper) {
+                    (n == 9 && !memcmp(s, "localhost", 9))) {
                         has_domain = true;
                         dom_len = n;
                 }

@@ -12,6 +12,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -41,6 +45,8 @@ _Static_assert(sizeof(struct unpack_msg) <= 4096, "one atomic pipe write");
 
 struct blob_src {
         int fd;
+        int follow_dir;          /* with follow_name: the file is still being written */
+        const char *follow_name; /* its temp name there; gone once the writer renamed it */
         EVP_MD_CTX *md;
         uint64_t n;
         unsigned char buf[BUF_SIZE];
@@ -62,6 +68,20 @@ static la_ssize_t blob_read(struct archive *a, void *data, const void **buf)
 
                 if (n < 0 && errno == EINTR)
                         continue;
+                /*
+                 * Following a download: EOF is real only once the writer has renamed the file
+                 * (it writes everything first, so one more read then gets the rest). If it
+                 * never does, the parent kills us.
+                 */
+                if (n == 0 && s->follow_name) {
+                        if (faccessat(s->follow_dir, s->follow_name, F_OK, AT_SYMLINK_NOFOLLOW) ==
+                            0) {
+                                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+                                continue;
+                        }
+                        s->follow_name = NULL;
+                        continue;
+                }
                 if (n < 0) {
                         archive_set_error(a, errno, "reading the layer blob");
                         return -1;
@@ -343,7 +363,7 @@ static void digest_hex(EVP_MD_CTX *md, img_digest out)
 }
 
 /* The child's work, already inside the chroot. Returns 0 or -errno with @m filled. */
-static int unpack_stream(int blob_fd, struct unpack_msg *m)
+static int unpack_stream(int blob_fd, int follow_dir, const char *follow_name, struct unpack_msg *m)
 {
         static struct blob_src src;
         static struct tar_src tar;
@@ -355,6 +375,8 @@ static int unpack_stream(int blob_fd, struct unpack_msg *m)
         int r = 0;
 
         src.fd = blob_fd;
+        src.follow_dir = follow_dir;
+        src.follow_name = follow_name;
         src.md = EVP_MD_CTX_new();
         tar.md = EVP_MD_CTX_new();
         raw = archive_read_new();
@@ -402,12 +424,13 @@ static int unpack_stream(int blob_fd, struct unpack_msg *m)
         return 0;
 }
 
-int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_result *ret,
-                     struct sh_error *err)
+int img_unpack_start_at(int dirfd, const char *name, bool follow, const char *dest,
+                        struct img_unpack_proc *ret, struct sh_error *err)
 {
-        _cleanup_close_ int blob = open(blob_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_close_ int blob = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        const char *blob_path = name;
         struct unpack_msg m = {0};
-        int pfd[2], status = 0;
+        int pfd[2];
         ssize_t n;
         pid_t pid;
 
@@ -428,23 +451,76 @@ int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_
                 if (chdir(dest) < 0 || chroot(".") < 0 || chdir("/") < 0)
                         fail(&m, -errno, "enter '%s': %s", dest, strerror(errno));
                 else
-                        unpack_stream(blob, &m);
+                        unpack_stream(blob, dirfd, follow ? name : NULL, &m);
                 n = write(pfd[1], &m, sizeof(m));
                 _exit(n == (ssize_t)sizeof(m) && m.code == 0 ? 0 : 1);
         }
         close(pfd[1]);
-        do
-                n = read(pfd[0], &m, sizeof(m));
-        while (n < 0 && errno == EINTR);
-        close(pfd[0]);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ret->pid = pid;
+        ret->fd = pfd[0];
+        return 0;
+}
+
+int img_unpack_start(const char *blob_path, const char *dest, struct img_unpack_proc *ret,
+                     struct sh_error *err)
+{
+        return img_unpack_start_at(AT_FDCWD, blob_path, false, dest, ret, err);
+}
+
+bool img_unpack_done(const struct img_unpack_proc *p)
+{
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+
+        return p->pid > 0 && poll(&pfd, 1, 0) > 0;
+}
+
+static void reap_child(pid_t pid, int *status)
+{
+        while (waitpid(pid, status, 0) < 0 && errno == EINTR)
                 ;
+}
+
+int img_unpack_wait(struct img_unpack_proc *p, struct img_unpack_result *ret, struct sh_error *err)
+{
+        struct unpack_msg m = {0};
+        int status = 0;
+        ssize_t n;
+
+        if (p->pid <= 0)
+                return sh_err(err, -ECHILD, "no layer unpacker running");
+        do
+                n = read(p->fd, &m, sizeof(m));
+        while (n < 0 && errno == EINTR);
+        close(p->fd);
+        reap_child(p->pid, &status);
+        *p = (struct img_unpack_proc){.fd = -EBADF};
         if (n != (ssize_t)sizeof(m))
                 return sh_err(err, -EIO, "layer unpacker died (status 0x%x)", status);
         if (m.code < 0)
                 return sh_err(err, m.code, "%s", m.msg);
         *ret = m.res;
         return 0;
+}
+
+void img_unpack_abort(struct img_unpack_proc *p)
+{
+        int status;
+
+        if (p->pid <= 0)
+                return;
+        kill(p->pid, SIGKILL);
+        close(p->fd);
+        reap_child(p->pid, &status);
+        *p = (struct img_unpack_proc){.fd = -EBADF};
+}
+
+int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_result *ret,
+                     struct sh_error *err)
+{
+        struct img_unpack_proc p = {.fd = -EBADF};
+        int r = img_unpack_start(blob_path, dest, &p, err);
+
+        return r < 0 ? r : img_unpack_wait(&p, ret, err);
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -71,8 +71,13 @@ static const char *const migrations[] = {
         "  chain_id TEXT NOT NULL REFERENCES layers(chain_id),"
         "  PRIMARY KEY (image_id, idx)"
         ");",
-        /* 2 -> 3: the manifest digest of an image, for repo digests and verbose status */
-        "ALTER TABLE images ADD COLUMN manifest_digest TEXT;",
+        /*
+         * 2 -> 3: the manifest digest of an image, for repo digests and verbose status; the
+         * compressed blob digest of a layer, so a pull can tell a layer it has already.
+         */
+        "ALTER TABLE images ADD COLUMN manifest_digest TEXT;"
+        "ALTER TABLE layers ADD COLUMN blob_digest TEXT;"
+        "CREATE INDEX layers_by_blob ON layers(blob_digest);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == POD_STORE_VERSION,
