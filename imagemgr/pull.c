@@ -320,9 +320,7 @@ int img_skopeo_copy(const struct img_copy_opts *o, struct sh_error *err)
 {
         _cleanup_free_ char *src = sh_strdup_printf("docker://%s", o->loc->ref);
         _cleanup_free_ char *dst = sh_strdup_printf("dir:%s", o->dest_dir);
-        _cleanup_free_ char *env_conf = NULL;
-        const char *argv[20];
-        _cleanup_free_ const char **envp = NULL;
+        const char *argv[24];
         struct sh_exec_result res = {0};
         struct watch_state w = {
                 .o = o,
@@ -350,6 +348,12 @@ int img_skopeo_copy(const struct img_copy_opts *o, struct sh_error *err)
                 argv[n++] = "--insecure-policy"; /* no trust policy on this host: accept */
         argv[n++] = "--tmpdir";
         argv[n++] = o->tmp_dir;
+        /* skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF; its (hidden) global flag works. */
+        if (o->registries_conf && strcmp(o->registries_conf, DEFAULT_REGISTRIES_CONF) != 0 &&
+            access(o->registries_conf, R_OK) == 0) {
+                argv[n++] = "--registries-conf";
+                argv[n++] = o->registries_conf;
+        }
         argv[n++] = "copy";
         argv[n++] = "--retry-times";
         argv[n++] = "1";
@@ -362,25 +366,6 @@ int img_skopeo_copy(const struct img_copy_opts *o, struct sh_error *err)
         argv[n++] = src;
         argv[n++] = dst;
         argv[n] = NULL;
-
-        /* A registries.conf other than skopeo's own default is handed over by its env var. */
-        if (o->registries_conf && strcmp(o->registries_conf, DEFAULT_REGISTRIES_CONF) != 0 &&
-            access(o->registries_conf, R_OK) == 0) {
-                size_t ne = 0, k = 0;
-
-                env_conf = sh_strdup_printf("CONTAINERS_REGISTRIES_CONF=%s", o->registries_conf);
-                while (environ[ne])
-                        ne++;
-                envp = calloc(ne + 2, sizeof(*envp));
-                if (!env_conf || !envp)
-                        return -ENOMEM;
-                for (size_t i = 0; i < ne; i++)
-                        if (strncmp(environ[i], "CONTAINERS_REGISTRIES_CONF=", 27) != 0)
-                                envp[k++] = environ[i];
-                envp[k++] = env_conf;
-                envp[k] = NULL;
-                eo.envp = envp;
-        }
 
         w.last_change = w.last_log = sh_now_ns();
         r = sh_exec(&eo, &res, err);
