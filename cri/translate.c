@@ -33,6 +33,7 @@ static const struct {
         {-EHOSTUNREACH, GRPC_STATUS_UNAVAILABLE},
         {-ENOTCONN, GRPC_STATUS_UNAVAILABLE},
         {-ESHUTDOWN, GRPC_STATUS_UNAVAILABLE},
+        {-EUCLEAN, GRPC_STATUS_DATA_LOSS}, /* content that does not match its digest */
         {-EIO, GRPC_STATUS_INTERNAL},
         {-EPROTO, GRPC_STATUS_INTERNAL},
 };

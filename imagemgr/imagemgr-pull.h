@@ -48,6 +48,7 @@ struct img_copy_opts {
 /*
  * Runs skopeo copy. Returns 0, or -EACCES (credentials refused), -ENOENT (no such image),
  * -ECONNREFUSED (registry unreachable), -ETIMEDOUT (stalled), -ECANCELED (stopping),
+ * -EUCLEAN (a blob that does not match its digest),
  * -EIO (anything else), with @err naming the location. Blocks.
  */
 int img_skopeo_copy(const struct img_copy_opts *o, struct sh_error *err);

@@ -388,7 +388,7 @@ static int read_blob_json(const char *path, size_t max, const char *want, const 
         if (want) {
                 img_sha256(buf, len, got);
                 if (strcmp(got, want) != 0)
-                        return sh_err(err, -EBADMSG, "%s: digest mismatch: expected %s, got %s",
+                        return sh_err(err, -EUCLEAN, "%s: digest mismatch: expected %s, got %s",
                                       what, want, got);
         }
         r = sh_json_parse(buf, len, what, ret_obj, err);
@@ -847,11 +847,11 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
                         continue;
                 r = img_unpack_wait(&job->proc, &res, err);
                 if (r == 0 && strcmp(res.digest, ldigests[i]) != 0)
-                        r = sh_err(err, -EBADMSG,
+                        r = sh_err(err, -EUCLEAN,
                                    "blob digest mismatch: manifest says %s, blob is %s",
                                    ldigests[i], res.digest);
                 if (r == 0 && strcmp(res.diff_id, diff) != 0)
-                        r = sh_err(err, -EBADMSG, "diff id mismatch: config says %s, tar is %s",
+                        r = sh_err(err, -EUCLEAN, "diff id mismatch: config says %s, tar is %s",
                                    diff, res.diff_id);
                 if (r == 0)
                         r = layer_commit(im, job, imp.chains[i], i ? imp.chains[i - 1] : NULL, diff,

@@ -79,8 +79,9 @@ int img_mgr_fs_usage(struct img_mgr *im, struct sh_fs_usage *ret, struct sh_erro
  * reference do the work once and share the result. Returns 0 with *@ret_id (malloc'd, the
  * image id), or: -EINVAL malformed reference, -ENOENT not in the registry, -EACCES refused
  * credentials, -ECONNREFUSED registry unreachable, -ETIMEDOUT no progress for the pull
- * timeout, -ECANCELED runtd stopping, -EBADMSG a corrupt or hostile image; @err names the
- * registry. Nothing is left behind on failure. Blocks for the length of the pull.
+ * timeout, -ECANCELED runtd stopping, -EBADMSG a malformed or hostile image, -EUCLEAN content
+ * that does not match its digest; @err names the registry. Nothing is left behind on failure.
+ * Blocks for the length of the pull.
  */
 int img_pull(struct img_mgr *im, const char *ref, const struct img_auth *auth, char **ret_id,
              struct sh_error *err);

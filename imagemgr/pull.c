@@ -301,6 +301,8 @@ static bool has(const char *s, const char *what)
 /* Maps skopeo's complaint to an errno the CRI edge turns into a status. */
 static int classify(const char *reason)
 {
+        if (has(reason, "digest did not match") || has(reason, "digest mismatch"))
+                return -EUCLEAN;
         if (has(reason, "unauthorized") || has(reason, "authentication required") ||
             has(reason, "denied") || has(reason, "401"))
                 return -EACCES;

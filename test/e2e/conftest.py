@@ -16,6 +16,7 @@ The Python stubs are generated from proto/api.proto at session start, into a tem
 """
 
 import atexit
+import json
 import os
 import random
 import shutil
@@ -47,7 +48,21 @@ IMPLEMENTED = {
     "RuntimeService/Status",
     "RuntimeService/RuntimeConfig",
     "ImageService/ImageFsInfo",
+    "ImageService/ListImages",
+    "ImageService/ImageStatus",
+    "ImageService/PullImage",
+    "ImageService/RemoveImage",
 }
+# Implemented RPCs whose empty request is invalid (a required field is missing).
+NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage"}
+
+# Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
+# there, so a reference that names a real registry (fuzzed requests make such names) fails
+# at once with "connection refused" and nothing leaves this machine, not even a DNS query.
+# Go never proxies loopback, so the local registries are reached directly.
+RUNTD_ENV = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+                 http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+                 NO_PROXY="127.0.0.1,localhost,::1", no_proxy="127.0.0.1,localhost,::1")
 
 
 # --------------------------------------------------------------------------- stubs
@@ -125,8 +140,10 @@ def yaml_str(s):
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None):
-    """A runt.yaml text. runtimes: {name: (backend, {option: value})}."""
+def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
+                images=None):
+    """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images: the
+    `images:` section as a dict (written as JSON, a YAML flow mapping), or None."""
     if runtimes is None:
         runtimes = {"lxc": ("lxc", {}), "fake": ("fake", {})}
     lines = [
@@ -144,6 +161,8 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
             lines += [f"      {k}: {yaml_str(v)}" for k, v in options.items()]
     if default_runtime:
         lines.append(f"default_runtime: {default_runtime}")
+    if images is not None:
+        lines.append("images: " + json.dumps(images))
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +170,7 @@ class Runtd:
     """One runtd process with its own directories under a short /tmp path."""
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
-                 allow_log_errors=False, socket_path=None, log_to_file=True):
+                 allow_log_errors=False, socket_path=None, log_to_file=True, images=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
@@ -162,7 +181,7 @@ class Runtd:
         self.listen = f"unix://{self.socket}"
         self.config = self.base / "runt.yaml"
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
-                                           default_runtime=default_runtime))
+                                           default_runtime=default_runtime, images=images))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"
@@ -185,6 +204,7 @@ class Runtd:
             argv += ["--log-file", str(self.log_file)]
         if self.valgrind:
             argv = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                    "--child-silent-after-fork=yes",
                     "--error-exitcode=99", f"--log-file={self.vg_log}"] + argv
         return argv
 
@@ -193,7 +213,8 @@ class Runtd:
             self._stderr.close()
         self._stderr = open(self.stderr_file, "wb")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=subprocess.STDOUT)
+                                     stdout=self._stderr, stderr=subprocess.STDOUT,
+                                     env=RUNTD_ENV)
 
     def start(self):
         if not RUNTD.exists():
@@ -362,6 +383,37 @@ def shared_runtd():
         d.stop()
     finally:
         d.cleanup()
+
+
+# --------------------------------------------------------------------------- registries
+
+REGISTRY_USER = "runt-e2e"
+# Unique per session, so that a test can look for it in logs and files.
+REGISTRY_PASSWORD = "pw-" + os.urandom(12).hex()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A plain-HTTP docker-registry on 127.0.0.1:<free port>, once per session."""
+    from registry import Registry
+
+    r = Registry()
+    try:
+        yield r.start()
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry():
+    """A docker-registry with htpasswd auth (REGISTRY_USER / REGISTRY_PASSWORD)."""
+    from registry import Registry
+
+    r = Registry(auth=(REGISTRY_USER, REGISTRY_PASSWORD))
+    try:
+        yield r.start()
+    finally:
+        r.stop()
 
 
 # --------------------------------------------------------------------------- messages

@@ -311,7 +311,9 @@ def test_sigterm_with_slow_handlers_in_flight(runtd_factory):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs",
                     str(d.root_dir)], check=True)
     try:
-        layers = d.root_dir / "layers"
+        # The containers' writable layers: ImageFsInfo's container filesystem walks them
+        # (runtd keeps no stray entries in the layer store itself, so not there).
+        layers = d.root_dir / "containers"
         layers.mkdir()
         for i in range(60):
             sub = layers / str(i)
@@ -332,7 +334,7 @@ def test_sigterm_with_slow_handlers_in_flight(runtd_factory):
         assert d.exit_seconds < STOP_TIMEOUT, d.exit_seconds
         for f in futures:
             if f.code() == grpc.StatusCode.OK:
-                assert f.result().image_filesystems[0].inodes_used.value == 60 * 1001 + 1
+                assert f.result().container_filesystems[0].inodes_used.value == 60 * 1001 + 1
             else:
                 assert f.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     finally:

@@ -70,6 +70,7 @@ static void test_ref_invalid(void **state)
                 "",
                 "Busybox",
                 "docker.io/UPPER/case",
+                "UPPER/case",
                 "a b",
                 "name:tag:extra",
                 "x@sha256:short",
@@ -299,8 +300,8 @@ static void test_unpack_layer(void **state)
 static void test_unpack_hostile(void **state)
 {
         static const struct tent dotdot[] = {{"../escape", AE_IFREG, 0644, "x", 0, 0, NULL}};
-        static const struct tent dotdot_mid[] = {{"a/../../escape", AE_IFREG, 0644, "x", 0, 0,
-                                                  NULL}};
+        static const struct tent dotdot_mid[] = {
+                {"a/../../escape", AE_IFREG, 0644, "x", 0, 0, NULL}};
         static const struct tent absolute[] = {{"/escape", AE_IFREG, 0644, "x", 0, 0, NULL}};
         static const struct tent through_link[] = {
                 {"evil", AE_IFLNK, 0777, "..", 0, 0, NULL},
@@ -435,7 +436,8 @@ static void test_auth_file(void **state)
         _cleanup_free_ char *path = sh_path_join(dir, "auth.json");
         _cleanup_free_ char *text = NULL;
         struct img_auth a = {.username = "user", .password = "pa:ss"};
-        struct img_auth other = {.auth = "dXNlcjpwYXNz", .server_address = "https://other.test/v1/"};
+        struct img_auth other = {.auth = "dXNlcjpwYXNz",
+                                 .server_address = "https://other.test/v1/"};
         struct sh_error err = {0};
         struct stat st;
 
@@ -445,7 +447,8 @@ static void test_auth_file(void **state)
         assert_int_equal(st.st_mode & 0777, 0600);
         assert_int_equal(sh_read_file(path, 4096, &text, NULL), 0);
         /* base64("user:pa:ss") */
-        assert_string_equal(text, "{\"auths\":{\"127.0.0.1:5000\":{\"auth\":\"dXNlcjpwYTpzcw==\"}}}");
+        assert_string_equal(text,
+                            "{\"auths\":{\"127.0.0.1:5000\":{\"auth\":\"dXNlcjpwYTpzcw==\"}}}");
         unlink(path);
         /* Credentials for another registry are not written for this one. */
         assert_int_equal(img_auth_file(&other, "127.0.0.1:5000", path, &err), 0);
@@ -460,14 +463,10 @@ static void test_auth_file(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref_normalize),
-                cmocka_unit_test(test_ref_invalid),
-                cmocka_unit_test(test_digests),
-                cmocka_unit_test(test_unpack_layer),
-                cmocka_unit_test(test_unpack_hostile),
-                cmocka_unit_test(test_unpack_garbage),
-                cmocka_unit_test(test_locations_mirrors),
-                cmocka_unit_test(test_auth_file),
+                cmocka_unit_test(test_ref_normalize),     cmocka_unit_test(test_ref_invalid),
+                cmocka_unit_test(test_digests),           cmocka_unit_test(test_unpack_layer),
+                cmocka_unit_test(test_unpack_hostile),    cmocka_unit_test(test_unpack_garbage),
+                cmocka_unit_test(test_locations_mirrors), cmocka_unit_test(test_auth_file),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
