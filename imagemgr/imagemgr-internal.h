@@ -50,7 +50,7 @@ struct img_unpack_result {
 
 /*
  * Extracts the layer blob at @blob_path (tar, optionally gzip/zstd/xz compressed) into the
- * existing empty directory @dest, in a forked child confined to @dest with chroot(2). OCI
+ * existing empty directory @dest, in a runt-unpack process confined to @dest with chroot(2). OCI
  * whiteouts become overlayfs whiteouts (".wh.NAME" -> a 0:0 character device,
  * ".wh..wh..opq" -> trusted.overlay.opaque=y on its directory); owners, modes, times,
  * xattrs (except trusted.overlay.*) and hard links are kept. Entries with an absolute path,
@@ -82,6 +82,9 @@ bool img_unpack_done(const struct img_unpack_proc *p);
 int img_unpack_wait(struct img_unpack_proc *p, struct img_unpack_result *ret, struct sh_error *err);
 /* Kills and reaps a running unpacker; a no-op for none. */
 void img_unpack_abort(struct img_unpack_proc *p);
+
+/* The runt-unpack program runtd runs (beside runtd, else the build's). Borrowed. */
+const char *img_unpack_helper(void);
 
 /* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
 int img_rm_rf(const char *path);

@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "exec.h"
 #include "imagemgr-pull.h"
 #include "log.h"
+#include "sha256.h"
 #include "strutil.h"
 
 #define DEFAULT_REGISTRIES_CONF "/etc/containers/registries.conf"
@@ -159,7 +159,7 @@ int img_auth_file(const struct img_auth *a, const char *host, const char *path,
         } else if (a->username && a->username[0]) {
                 _cleanup_free_ char *plain =
                         sh_strdup_printf("%s:%s", a->username, a->password ? a->password : "");
-                _cleanup_free_ unsigned char *b64 = NULL;
+                _cleanup_free_ char *b64 = NULL;
 
                 if (!plain) {
                         json_object_put(root);
@@ -171,10 +171,10 @@ int img_auth_file(const struct img_auth *a, const char *host, const char *path,
                         json_object_put(root);
                         return -ENOMEM;
                 }
-                EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)strlen(plain));
+                sh_base64_encode(plain, strlen(plain), b64);
                 explicit_bzero(plain, strlen(plain));
-                json_object_object_add(entry, "auth", json_object_new_string((char *)b64));
-                explicit_bzero(b64, strlen((char *)b64));
+                json_object_object_add(entry, "auth", json_object_new_string(b64));
+                explicit_bzero(b64, strlen(b64));
         }
         if (a->identity_token && a->identity_token[0])
                 json_object_object_add(entry, "identitytoken",

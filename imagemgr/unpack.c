@@ -1,463 +1,107 @@
 /*
- * Layer extraction. Each layer is unpacked into a directory of its own by a forked child
- * that chroot()s into that directory first, so no entry (nor a bug in libarchive) can write
- * outside it; the entry checks below then refuse the tricks outright, so a hostile layer
- * fails the pull instead of producing a strange tree. The blob is read through two
- * libarchive readers: a raw one that undoes the compression, and a tar one on top of its
- * output; both streams are hashed on the way, giving the blob digest and the diff id
- * without a second pass.
+ * Running the layer unpacker (runt-unpack, unpack-helper.c): one process per layer, its
+ * result read from a pipe. Several may run at once; the caller collects each one.
  */
-#define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <openssl/evp.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <archive.h>
-#include <archive_entry.h>
 
 #include "cleanup.h"
 #include "imagemgr-internal.h"
+#include "unpack-proto.h"
 
-#define BUF_SIZE  (1 << 17)
-#define WH_PREFIX ".wh."
-#define WH_OPAQUE ".wh..wh..opq"
+/* Where runt-unpack is: beside our own binary, else where the build put it. */
+static char helper[PATH_MAX];
+static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
 
-/* What the child reports through its pipe: one write, smaller than PIPE_BUF. */
-struct unpack_msg {
-        int code;
-        char msg[480];
-        struct img_unpack_result res;
-};
-_Static_assert(sizeof(struct unpack_msg) <= 4096, "one atomic pipe write");
-
-struct blob_src {
-        int fd;
-        int follow_dir;          /* with follow_name: the file is still being written */
-        const char *follow_name; /* its temp name there; gone once the writer renamed it */
-        EVP_MD_CTX *md;
-        uint64_t n;
-        unsigned char buf[BUF_SIZE];
-};
-
-struct tar_src {
-        struct archive *raw;
-        EVP_MD_CTX *md;
-        uint64_t n;
-        unsigned char buf[BUF_SIZE];
-};
-
-static la_ssize_t blob_read(struct archive *a, void *data, const void **buf)
+static void find_helper(void)
 {
-        struct blob_src *s = data;
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-        for (;;) {
-                ssize_t n = read(s->fd, s->buf, sizeof(s->buf));
+        if (n > 0) {
+                self[n] = '\0';
+                char *slash = strrchr(self, '/');
 
-                if (n < 0 && errno == EINTR)
-                        continue;
-                /*
-                 * Following a download: EOF is real only once the writer has renamed the file
-                 * (it writes everything first, so one more read then gets the rest). If it
-                 * never does, the parent kills us.
-                 */
-                if (n == 0 && s->follow_name) {
-                        if (faccessat(s->follow_dir, s->follow_name, F_OK, AT_SYMLINK_NOFOLLOW) ==
-                            0) {
-                                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-                                continue;
-                        }
-                        s->follow_name = NULL;
-                        continue;
-                }
-                if (n < 0) {
-                        archive_set_error(a, errno, "reading the layer blob");
-                        return -1;
-                }
-                EVP_DigestUpdate(s->md, s->buf, (size_t)n);
-                s->n += (uint64_t)n;
-                *buf = s->buf;
-                return n;
-        }
-}
-
-static la_ssize_t tar_read(struct archive *a, void *data, const void **buf)
-{
-        struct tar_src *t = data;
-        la_ssize_t n = archive_read_data(t->raw, t->buf, sizeof(t->buf));
-
-        if (n < 0) {
-                archive_set_error(a, archive_errno(t->raw), "decompressing: %s",
-                                  archive_error_string(t->raw));
-                return -1;
-        }
-        EVP_DigestUpdate(t->md, t->buf, (size_t)n);
-        t->n += (uint64_t)n;
-        *buf = t->buf;
-        return n;
-}
-
-static int fail(struct unpack_msg *m, int code, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static int fail(struct unpack_msg *m, int code, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(m->msg, sizeof(m->msg), fmt, ap);
-        va_end(ap);
-        m->code = code;
-        return code;
-}
-
-/*
- * Normalises a tar path into @out: leading "./" and "/" runs of "./" dropped, "//" folded,
- * a trailing '/' dropped. Refuses absolute paths and any ".." component. "" is the root.
- */
-static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg *m,
-                      const char *what)
-{
-        size_t o = 0;
-        const char *p = in;
-
-        if (!in)
-                return fail(m, -EINVAL, "layer entry without a name");
-        if (in[0] == '/')
-                return fail(m, -EINVAL, "layer %s '%.200s': absolute path", what, in);
-        while (*p) {
-                const char *end = strchr(p, '/');
-                size_t n = end ? (size_t)(end - p) : strlen(p);
-
-                if (n == 2 && p[0] == '.' && p[1] == '.')
-                        return fail(m, -EINVAL, "layer %s '%.200s': '..' component", what, in);
-                if (n > 0 && !(n == 1 && p[0] == '.')) {
-                        if (o + n + 2 > outsz)
-                                return fail(m, -ENAMETOOLONG, "layer %s '%.200s': path too long",
-                                            what, in);
-                        if (o)
-                                out[o++] = '/';
-                        memcpy(out + o, p, n);
-                        o += n;
-                }
-                p += n;
-                if (*p == '/')
-                        p++;
-        }
-        out[o] = '\0';
-        return 0;
-}
-
-/*
- * Opens directory @dir (relative to the root, "" for the root) one component at a time,
- * creating missing ones, never following a symlink: ELOOP/ENOTDIR on one is a refusal.
- */
-static int open_dir_nofollow(const char *dir, int *ret_fd, struct unpack_msg *m, const char *entry)
-{
-        _cleanup_close_ int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        char comp[4096];
-        const char *p = dir;
-
-        if (fd < 0)
-                return fail(m, -errno, "open layer root: %s", strerror(errno));
-        while (*p) {
-                const char *end = strchr(p, '/');
-                size_t n = end ? (size_t)(end - p) : strlen(p);
-                int nfd;
-
-                memcpy(comp, p, n);
-                comp[n] = '\0';
-                nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (nfd < 0 && errno == ENOENT) {
-                        if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST)
-                                return fail(m, -errno, "layer entry '%.200s': mkdir: %s", entry,
-                                            strerror(errno));
-                        nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                }
-                if (nfd < 0 && (errno == ELOOP || errno == ENOTDIR))
-                        return fail(m, -EINVAL, "layer entry '%.200s': path goes through a symlink",
-                                    entry);
-                if (nfd < 0)
-                        return fail(m, -errno, "layer entry '%.200s': %s", entry, strerror(errno));
-                close(fd);
-                fd = nfd;
-                p += n;
-                if (*p == '/')
-                        p++;
-        }
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-/* ".wh.NAME" and ".wh..wh..opq": the overlayfs forms. @path is clean, its base a whiteout. */
-static int whiteout(const char *path, struct unpack_msg *m)
-{
-        const char *slash = strrchr(path, '/');
-        const char *base = slash ? slash + 1 : path;
-        char dir[4096];
-        _cleanup_close_ int dfd = -EBADF;
-        int r;
-
-        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 0, path);
-        if (strcmp(base, WH_OPAQUE) != 0 && strncmp(base, WH_PREFIX WH_PREFIX, 8) == 0)
-                return 0; /* other aufs metadata (.wh..wh.plnk and such): not content */
-        r = open_dir_nofollow(dir, &dfd, m, path);
-        if (r < 0)
-                return r;
-        if (strcmp(base, WH_OPAQUE) == 0) {
-                if (fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
-                        return fail(m, -errno, "layer entry '%.200s': set opaque: %s", path,
-                                    strerror(errno));
-                return 0;
-        }
-        base += strlen(WH_PREFIX);
-        if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-                return fail(m, -EINVAL, "layer entry '%.200s': bad whiteout", path);
-        if (unlinkat(dfd, base, 0) < 0 && errno != ENOENT && errno != EISDIR)
-                return fail(m, -errno, "layer entry '%.200s': %s", path, strerror(errno));
-        if (mknodat(dfd, base, S_IFCHR | 0000, makedev(0, 0)) < 0 ||
-            fchownat(dfd, base, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
-                return fail(m, -errno, "layer entry '%.200s': whiteout: %s", path, strerror(errno));
-        return 0;
-}
-
-/* Drops xattrs a layer must not set: the overlay's own, which would fake whiteouts. */
-static void filter_xattrs(struct archive_entry *e)
-{
-        struct {
-                char *name;
-                void *value;
-                size_t size;
-        } keep[64];
-        size_t n = 0;
-        bool dropped = false;
-        const char *name;
-        const void *value;
-        size_t size;
-
-        if (archive_entry_xattr_reset(e) == 0)
-                return;
-        while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-                if (strncmp(name, "trusted.overlay.", 16) == 0 || n == SH_ARRAY_SIZE(keep)) {
-                        dropped = true;
-                        continue;
-                }
-                keep[n].name = strdup(name);
-                keep[n].value = malloc(size ? size : 1);
-                if (keep[n].name && keep[n].value) {
-                        memcpy(keep[n].value, value, size);
-                        keep[n++].size = size;
-                } else {
-                        free(keep[n].name);
-                        free(keep[n].value);
+                if (slash) {
+                        *slash = '\0';
+                        snprintf(helper, sizeof(helper), "%s/runt-unpack", self);
+                        if (access(helper, X_OK) == 0)
+                                return;
                 }
         }
-        if (dropped) {
-                archive_entry_xattr_clear(e);
-                for (size_t i = 0; i < n; i++)
-                        archive_entry_xattr_add_entry(e, keep[i].name, keep[i].value, keep[i].size);
-        }
-        for (size_t i = 0; i < n; i++) {
-                free(keep[i].name);
-                free(keep[i].value);
-        }
+        snprintf(helper, sizeof(helper), "%s", RUNT_UNPACK_FALLBACK);
 }
 
-static int copy_data(struct archive *in, struct archive *out, struct unpack_msg *m,
-                     const char *path)
+const char *img_unpack_helper(void)
 {
-        for (;;) {
-                const void *buf;
-                size_t size;
-                la_int64_t off;
-                int r = archive_read_data_block(in, &buf, &size, &off);
-
-                if (r == ARCHIVE_EOF)
-                        return 0;
-                if (r < ARCHIVE_WARN)
-                        return fail(m, -EBADMSG, "layer entry '%.200s': %s", path,
-                                    archive_error_string(in));
-                if (archive_write_data_block(out, buf, size, off) < ARCHIVE_WARN)
-                        return fail(m, -EIO, "layer entry '%.200s': write: %s", path,
-                                    archive_error_string(out));
-        }
+        pthread_once(&helper_once, find_helper);
+        return helper;
 }
 
-static int one_entry(struct archive *in, struct archive *disk, struct archive_entry *e,
-                     struct unpack_msg *m)
+/* @fd moved to 10 or above (close-on-exec), so the child's dup2 onto 0..3 cannot clobber it. */
+static int fd_high(int fd)
 {
-        char path[4096], link[4096];
-        const char *base;
-        int r;
-
-        r = clean_path(archive_entry_pathname(e), path, sizeof(path), m, "entry");
-        if (r < 0)
-                return r;
-        if (!path[0]) { /* the layer root itself: only its mode and owner */
-                if (archive_entry_filetype(e) == AE_IFDIR) {
-                        if (chmod("/", archive_entry_perm(e)) < 0 ||
-                            lchown("/", (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e)) <
-                                    0)
-                                return fail(m, -errno, "layer root: %s", strerror(errno));
-                }
-                return 0;
-        }
-        base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0)
-                return whiteout(path, m);
-        /* Anything below aufs metadata (".wh..wh.plnk/...") is not image content. */
-        if (strncmp(path, WH_PREFIX WH_PREFIX, 8) == 0 || strstr(path, "/" WH_PREFIX WH_PREFIX))
-                return 0;
-        if (archive_entry_hardlink(e)) {
-                r = clean_path(archive_entry_hardlink(e), link, sizeof(link), m, "hard link");
-                if (r < 0)
-                        return r;
-                if (!link[0])
-                        return fail(m, -EINVAL, "layer entry '%.200s': hard link to the root",
-                                    path);
-                archive_entry_set_hardlink(e, link);
-        }
-        archive_entry_set_pathname(e, path);
-        filter_xattrs(e);
-        r = archive_write_header(disk, e);
-        if (r < ARCHIVE_WARN) {
-                const char *why = archive_error_string(disk);
-
-                return fail(m, -EINVAL, "layer entry '%.200s': %s", path, why ? why : "refused");
-        }
-        if (archive_entry_size(e) > 0) {
-                r = copy_data(in, disk, m, path);
-                if (r < 0)
-                        return r;
-        }
-        if (archive_write_finish_entry(disk) < ARCHIVE_WARN)
-                return fail(m, -EIO, "layer entry '%.200s': %s", path, archive_error_string(disk));
-        return 0;
-}
-
-static void digest_hex(EVP_MD_CTX *md, img_digest out)
-{
-        unsigned char d[32];
-        unsigned int n = 0;
-        static const char hex[] = "0123456789abcdef";
-
-        EVP_DigestFinal_ex(md, d, &n);
-        memcpy(out, "sha256:", 7);
-        for (int i = 0; i < 32; i++) {
-                out[7 + 2 * i] = hex[d[i] >> 4];
-                out[8 + 2 * i] = hex[d[i] & 15];
-        }
-        out[71] = '\0';
-}
-
-/* The child's work, already inside the chroot. Returns 0 or -errno with @m filled. */
-static int unpack_stream(int blob_fd, int follow_dir, const char *follow_name, struct unpack_msg *m)
-{
-        static struct blob_src src;
-        static struct tar_src tar;
-        struct archive *raw, *in, *disk;
-        struct archive_entry *e;
-        int flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-                    ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                    ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-        int r = 0;
-
-        src.fd = blob_fd;
-        src.follow_dir = follow_dir;
-        src.follow_name = follow_name;
-        src.md = EVP_MD_CTX_new();
-        tar.md = EVP_MD_CTX_new();
-        raw = archive_read_new();
-        in = archive_read_new();
-        disk = archive_write_disk_new();
-        if (!src.md || !tar.md || !raw || !in || !disk)
-                return fail(m, -ENOMEM, "out of memory");
-        EVP_DigestInit_ex(src.md, EVP_sha256(), NULL);
-        EVP_DigestInit_ex(tar.md, EVP_sha256(), NULL);
-
-        archive_read_support_filter_all(raw);
-        archive_read_support_format_raw(raw);
-        if (archive_read_open(raw, &src, NULL, blob_read, NULL) != ARCHIVE_OK ||
-            archive_read_next_header(raw, &e) != ARCHIVE_OK)
-                return fail(m, -EBADMSG, "layer blob: %s", archive_error_string(raw));
-        tar.raw = raw;
-        archive_read_support_format_tar(in);
-        archive_read_support_format_empty(in);
-        if (archive_read_open(in, &tar, NULL, tar_read, NULL) != ARCHIVE_OK)
-                return fail(m, -EBADMSG, "layer tar: %s", archive_error_string(in));
-        archive_write_disk_set_options(disk, flags);
-
-        for (;;) {
-                r = archive_read_next_header(in, &e);
-                if (r == ARCHIVE_EOF)
-                        break;
-                if (r < ARCHIVE_WARN)
-                        return fail(m, -EBADMSG, "layer tar: %s", archive_error_string(in));
-                m->res.entries++;
-                r = one_entry(in, disk, e, m);
-                if (r < 0)
-                        return r;
-        }
-        /* The tar reader stops at its end marker: hash what follows too. */
-        while (tar_read(in, &tar, &(const void *){NULL}) > 0)
-                ;
-        while (blob_read(raw, &src, &(const void *){NULL}) > 0)
-                ;
-        if (archive_write_close(disk) < ARCHIVE_WARN)
-                return fail(m, -EIO, "layer: %s", archive_error_string(disk));
-        digest_hex(src.md, m->res.digest);
-        digest_hex(tar.md, m->res.diff_id);
-        m->res.size = src.n;
-        m->res.unpacked = tar.n;
-        return 0;
+        return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
 int img_unpack_start_at(int dirfd, const char *name, bool follow, const char *dest,
                         struct img_unpack_proc *ret, struct sh_error *err)
 {
-        _cleanup_close_ int blob = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        const char *blob_path = name;
-        struct unpack_msg m = {0};
-        int pfd[2];
-        ssize_t n;
+        _cleanup_close_ int blob0 = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_close_ int blob = -EBADF, rd = -EBADF, wr = -EBADF, dir = -EBADF;
+        const char *argv[4] = {img_unpack_helper(), dest, follow ? name : NULL, NULL};
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, all;
+        int pfd[2], r;
         pid_t pid;
 
-        if (blob < 0)
-                return sh_err(err, -errno, "open layer blob '%s': %s", blob_path, strerror(errno));
+        if (blob0 < 0)
+                return sh_err(err, -errno, "open layer blob '%s': %s", name, strerror(errno));
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 return sh_err(err, -errno, "pipe: %s", strerror(errno));
-        pid = fork();
-        if (pid < 0) {
-                int e = errno;
-
-                close(pfd[0]);
-                close(pfd[1]);
-                return sh_err(err, -e, "fork: %s", strerror(e));
-        }
-        if (pid == 0) {
-                close(pfd[0]);
-                if (chdir(dest) < 0 || chroot(".") < 0 || chdir("/") < 0)
-                        fail(&m, -errno, "enter '%s': %s", dest, strerror(errno));
-                else
-                        unpack_stream(blob, dirfd, follow ? name : NULL, &m);
-                n = write(pfd[1], &m, sizeof(m));
-                _exit(n == (ssize_t)sizeof(m) && m.code == 0 ? 0 : 1);
-        }
+        rd = fd_high(pfd[0]);
+        wr = fd_high(pfd[1]);
+        close(pfd[0]);
         close(pfd[1]);
+        blob = fd_high(blob0);
+        if (follow)
+                dir = fd_high(dirfd);
+        if (rd < 0 || wr < 0 || blob < 0 || (follow && dir < 0))
+                return sh_err(err, -EMFILE, "layer unpacker: out of file descriptors");
+
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        posix_spawn_file_actions_adddup2(&fa, blob, STDIN_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, wr, STDOUT_FILENO);
+        posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        if (follow)
+                posix_spawn_file_actions_adddup2(&fa, dir, 3);
+        posix_spawn_file_actions_addclosefrom_np(&fa, follow ? 4 : 3);
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+        r = posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r != 0)
+                return sh_err(err, -r, "run layer unpacker '%s': %s", argv[0], strerror(r));
         ret->pid = pid;
-        ret->fd = pfd[0];
+        ret->fd = TAKE_FD(rd);
         return 0;
 }
 
@@ -495,7 +139,8 @@ int img_unpack_wait(struct img_unpack_proc *p, struct img_unpack_result *ret, st
         reap_child(p->pid, &status);
         *p = (struct img_unpack_proc){.fd = -EBADF};
         if (n != (ssize_t)sizeof(m))
-                return sh_err(err, -EIO, "layer unpacker died (status 0x%x)", status);
+                return sh_err(err, -EIO, "layer unpacker %s died (status 0x%x)",
+                              img_unpack_helper(), status);
         if (m.code < 0)
                 return sh_err(err, m.code, "%s", m.msg);
         *ret = m.res;

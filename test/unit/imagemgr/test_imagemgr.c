@@ -23,6 +23,7 @@
 #include "imagemgr-internal.h"
 #include "imagemgr-pull.h"
 #include "imagemgr.h"
+#include "sha256.h"
 #include "store.h"
 #include "strutil.h"
 
@@ -113,6 +114,73 @@ static void test_ref_invalid(void **state)
 
 /* ------------------------------------------------------------ digests */
 
+static char *tmpdir_new(void)
+{
+        char *d = strdup("/tmp/runt-imgtest-XXXXXX");
+
+        assert_non_null(d);
+        assert_non_null(mkdtemp(d));
+        return d;
+}
+
+/* FIPS 180-4 example vectors, split updates, and the file form. */
+static void test_sha256_vectors(void **state)
+{
+        static const char m56[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        _cleanup_free_ char *mil = malloc(1000000);
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        struct sh_sha256 c;
+        unsigned char md[32];
+        img_digest d, d2;
+        uint64_t size = 0;
+        char b64[16];
+        FILE *f;
+
+        (void)state;
+        img_sha256("", 0, d);
+        assert_string_equal(
+                d, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        img_sha256(m56, strlen(m56), d);
+        assert_string_equal(
+                d, "sha256:248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+        assert_non_null(mil);
+        memset(mil, 'a', 1000000);
+        img_sha256(mil, 1000000, d);
+        assert_string_equal(
+                d, "sha256:cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+        /* Any split of the input gives the same digest. */
+        for (size_t step = 1; step < 200; step += 37) {
+                sh_sha256_init(&c);
+                for (size_t off = 0; off < 1000000; off += step)
+                        sh_sha256_update(&c, mil + off,
+                                         off + step > 1000000 ? 1000000 - off : step);
+                sh_sha256_final(&c, md);
+                assert_int_equal(md[0], 0xcd);
+                assert_int_equal(md[31], 0xd0);
+        }
+        dir = tmpdir_new();
+        path = sh_path_join(dir, "f");
+        f = fopen(path, "w");
+        assert_non_null(f);
+        assert_int_equal(fwrite(mil, 1, 1000000, f), 1000000);
+        fclose(f);
+        assert_int_equal(img_sha256_file(path, &size, d2), 0);
+        assert_int_equal(size, 1000000);
+        assert_string_equal(d2, d);
+        assert_int_equal(img_sha256_file("/nonexistent", &size, d2), -ENOENT);
+        unlink(path);
+        rmdir(dir);
+
+        sh_base64_encode("", 0, b64);
+        assert_string_equal(b64, "");
+        sh_base64_encode("f", 1, b64);
+        assert_string_equal(b64, "Zg==");
+        sh_base64_encode("fo", 2, b64);
+        assert_string_equal(b64, "Zm8=");
+        sh_base64_encode("foobar", 6, b64);
+        assert_string_equal(b64, "Zm9vYmFy");
+}
+
 static void test_digests(void **state)
 {
         img_digest d, c;
@@ -144,15 +212,6 @@ struct tent {
         int uid, gid;
         const char *xattr; /* "name=value" */
 };
-
-static char *tmpdir_new(void)
-{
-        char *d = strdup("/tmp/runt-imgtest-XXXXXX");
-
-        assert_non_null(d);
-        assert_non_null(mkdtemp(d));
-        return d;
-}
 
 /* Writes @ents as a tar (gzip when @gz) to @path. */
 static void write_tar(const char *path, const struct tent *ents, size_t n, bool gz)
@@ -463,10 +522,11 @@ static void test_auth_file(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref_normalize),     cmocka_unit_test(test_ref_invalid),
-                cmocka_unit_test(test_digests),           cmocka_unit_test(test_unpack_layer),
-                cmocka_unit_test(test_unpack_hostile),    cmocka_unit_test(test_unpack_garbage),
-                cmocka_unit_test(test_locations_mirrors), cmocka_unit_test(test_auth_file),
+                cmocka_unit_test(test_ref_normalize),  cmocka_unit_test(test_ref_invalid),
+                cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_digests),
+                cmocka_unit_test(test_unpack_layer),   cmocka_unit_test(test_unpack_hostile),
+                cmocka_unit_test(test_unpack_garbage), cmocka_unit_test(test_locations_mirrors),
+                cmocka_unit_test(test_auth_file),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
