@@ -734,7 +734,8 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
         struct import imp = {.ref = ref};
         img_digest *ldigests = NULL;
         uint64_t *lsizes = NULL;
-        size_t *job_idx = NULL;
+        size_t *job_idx = NULL, extracted = 0;
+        uint64_t unpacked = 0;
         const char *cdigest = NULL;
         int64_t schema = 0;
         size_t mlen = 0, held = 0;
@@ -862,12 +863,18 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
                 }
                 sh_log_debug("layer=%s extracted entries=%llu bytes=%llu", imp.chains[i],
                              (unsigned long long)res.entries, (unsigned long long)res.unpacked);
+                extracted++;
+                unpacked += res.unpacked;
         }
         pthread_mutex_lock(&im->lock);
         r = commit(im, &imp, err);
         pthread_mutex_unlock(&im->lock);
-        if (r == 0)
+        if (r == 0) {
+                sh_log_info("image=%s layers=%zu extracted=%zu bytes=%llu unpacked=%llu imported",
+                            imp.id, imp.n, extracted, (unsigned long long)imp.size,
+                            (unsigned long long)unpacked);
                 *ret_id = TAKE_PTR(imp.id);
+        }
 out:
         pthread_mutex_lock(&im->lock);
         for (size_t i = 0; i < held; i++)
