@@ -1,12 +1,20 @@
 #include "netmgr.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "cleanup.h"
+#include "netmgr-internal.h"
+#include "strutil.h"
 
 struct net_mgr {
         const struct runt_config *cfg;
+        char *cache_dir; /* <state_dir>/cni */
+        _Atomic unsigned long long plugin_ns;
 };
 
 int net_mgr_new(const struct runt_config *cfg, struct net_mgr **ret, struct sh_error *err)
@@ -17,14 +25,133 @@ int net_mgr_new(const struct runt_config *cfg, struct net_mgr **ret, struct sh_e
         if (!nm)
                 return -ENOMEM;
         nm->cfg = cfg;
+        nm->cache_dir = sh_path_join(cfg->state_dir, "cni");
+        if (!nm->cache_dir) {
+                free(nm);
+                return -ENOMEM;
+        }
         *ret = nm;
         return 0;
 }
 
 struct net_mgr *net_mgr_free(struct net_mgr *nm)
 {
+        if (!nm)
+                return NULL;
+        free(nm->cache_dir);
         free(nm);
         return NULL;
+}
+
+void net_mgr_count_plugin(struct net_mgr *nm, unsigned long long ns)
+{
+        nm->plugin_ns += ns;
+}
+
+unsigned long long net_mgr_plugin_ns(struct net_mgr *nm)
+{
+        return nm->plugin_ns;
+}
+
+const struct runt_config *net_mgr_config(struct net_mgr *nm)
+{
+        return nm->cfg;
+}
+
+const char *net_mgr_run_dir(struct net_mgr *nm)
+{
+        return nm->cfg->run_dir;
+}
+
+const char *net_mgr_cache_dir(struct net_mgr *nm)
+{
+        return nm->cache_dir;
+}
+
+/* Appends "PREFIX a b c\n" for a non-empty list. */
+static int put_list(FILE *f, const char *prefix, char *const *v)
+{
+        if (!v || !v[0])
+                return 0;
+        fputs(prefix, f);
+        for (size_t i = 0; v[i]; i++)
+                fprintf(f, " %s", v[i]);
+        return fputc('\n', f) == EOF ? -EIO : 0;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, size_t len,
+                      struct sh_error *err)
+{
+        _cleanup_free_ char *path = sh_path_join(dir, name);
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = sh_write_file_atomic(path, text, len, 0644);
+        return r < 0 ? sh_err(err, r, "write '%s': %s", path, strerror(-r)) : 0;
+}
+
+int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *hostname,
+                        char *const *ips, struct sh_error *err)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+        int r;
+
+        r = sh_mkdir_p(dir, 0755);
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", dir, strerror(-r));
+        /* resolv.conf: the pod's DNSConfig, or the host's as it is. */
+        if (dns && (dns->servers || dns->searches || dns->options)) {
+                f = open_memstream(&buf, &len);
+                if (!f)
+                        return -ENOMEM;
+                r = put_list(f, "search", dns->searches);
+                for (size_t i = 0; r == 0 && dns->servers && dns->servers[i]; i++)
+                        fprintf(f, "nameserver %s\n", dns->servers[i]);
+                if (r == 0)
+                        r = put_list(f, "options", dns->options);
+                fclose(f);
+        } else {
+                r = sh_read_file("/etc/resolv.conf", 1 << 20, &buf, &len);
+                if (r == -ENOENT) {
+                        buf = strdup("");
+                        len = 0;
+                        r = buf ? 0 : -ENOMEM;
+                }
+        }
+        if (r == 0)
+                r = write_text(dir, "resolv.conf", buf, len, err);
+        free(buf);
+        buf = NULL;
+        if (r < 0)
+                return r;
+
+        f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "%s\n", hostname ? hostname : "");
+        fclose(f);
+        r = write_text(dir, "hostname", buf, len, err);
+        free(buf);
+        buf = NULL;
+        if (r < 0)
+                return r;
+
+        f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        fputs("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+              "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\n"
+              "fe00::2\tip6-allrouters\n",
+              f);
+        for (size_t i = 0; hostname && hostname[0] && ips && ips[i]; i++)
+                fprintf(f, "%s\t%s\n", ips[i], hostname);
+        fclose(f);
+        r = write_text(dir, "hosts", buf, len, err);
+        free(buf);
+        return r;
 }
 
 void net_mgr_condition(struct net_mgr *nm, struct sh_condition *ret)

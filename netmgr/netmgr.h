@@ -40,5 +40,93 @@ void net_conf_done(struct net_conf *c);
 /* NetworkReady: true when a valid config is present now (re-read on every call). */
 void net_mgr_condition(struct net_mgr *nm, struct sh_condition *ret);
 
+/* Nanoseconds spent in CNI plugins so far (for the benchmark's breakdown). */
+unsigned long long net_mgr_plugin_ns(struct net_mgr *nm);
+
 /* A JSON summary for Status verbose info (malloc'd string). */
 char *net_mgr_info_json(struct net_mgr *nm);
+
+/* ------------------------------------------------------------------ pods */
+
+/* A port the pod publishes on the host (CRI PortMapping), for portmap. */
+struct net_port {
+        const char *protocol; /* "tcp", "udp" or "sctp" */
+        int container_port;
+        int host_port;
+        const char *host_ip; /* "" or NULL: every address */
+};
+
+/* What ADD needs to know about a pod. Borrowed for the call. */
+struct net_pod {
+        const char *id;        /* the sandbox id: CNI_CONTAINERID and the cache key */
+        const char *name;      /* K8S_POD_NAME */
+        const char *namespace; /* K8S_POD_NAMESPACE */
+        const char *uid;       /* K8S_POD_UID */
+        const struct net_port *ports;
+        size_t n_ports;
+        char *const *dns_servers; /* NULL-terminated, may be NULL: runtimeConfig.dns */
+        char *const *dns_searches;
+        char *const *dns_options;
+        /* runtimeConfig.bandwidth, bits per second and bits; 0 = unset */
+        unsigned long long ingress_rate, ingress_burst, egress_rate, egress_burst;
+};
+
+/* What ADD produced. Owned; net_result_done frees it. */
+struct net_result {
+        char **ips;    /* NULL-terminated pod addresses without prefix, IPv4 first */
+        char *network; /* the network's name */
+        char *json;    /* the last plugin's result, as cached */
+};
+void net_result_done(struct net_result *r);
+
+/*
+ * Creates a network namespace for pod @id, pinned by a bind mount at
+ * <run_dir>/netns/<id> (no `ip`: a thread unshares and the mount keeps the namespace).
+ * *@ret_path is malloc'd. -EEXIST when one is there already. Blocks briefly.
+ */
+int net_netns_create(struct net_mgr *nm, const char *id, char **ret_path, struct sh_error *err);
+
+/* Unmounts and removes pod @id's namespace. 0 when there was none. */
+int net_netns_remove(struct net_mgr *nm, const char *id, struct sh_error *err);
+
+/*
+ * Sets up pod networking in @netns as libcni does: loopback, then every plugin of the
+ * current network config in order (name and cniVersion injected, prevResult chained,
+ * CNI_ARGS with the pod's identity, runtimeConfig for the capabilities a plugin declares),
+ * each with the plugin timeout. The whole ADD input and the result are cached on disk under
+ * <state_dir>/cni/<id>.json before returning, so DEL works the same after a restart. A
+ * plugin failing part-way undoes (DEL, reverse order) those that succeeded, and nothing is
+ * cached. Errors carry the plugin's msg and details. Blocks for the plugins' time.
+ */
+int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+              struct net_result *ret, struct sh_error *err);
+
+/*
+ * Tears pod @id's networking down from its cache: DEL for each plugin in reverse order with
+ * the cached input and result, then loopback. Idempotent: no cache, nothing to do, 0. The
+ * cache is removed only when every DEL succeeded, so a failed teardown can be retried.
+ */
+int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err);
+
+/* CHECK for pod @id (CNI >= 0.4.0; older configs: 0). -ENOENT without a cache. */
+int net_check(struct net_mgr *nm, const char *id, struct sh_error *err);
+
+/* The cached result of pod @id (as net_setup returned it). -ENOENT without a cache. */
+int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struct sh_error *err);
+
+/* ------------------------------------------------------------------ pod files */
+
+/* DNS for a pod's resolv.conf (CRI DNSConfig); all NULL: a copy of the host's. */
+struct net_dns {
+        char *const *servers;
+        char *const *searches;
+        char *const *options;
+};
+
+/*
+ * Writes @dir/resolv.conf (from @dns, or the host's /etc/resolv.conf), @dir/hostname and
+ * @dir/hosts (localhost lines, then @hostname on each of @ips) atomically, 0644. @dir is
+ * created 0755. The backend bind-mounts them into the pod.
+ */
+int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *hostname,
+                        char *const *ips, struct sh_error *err);

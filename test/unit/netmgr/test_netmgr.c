@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "netmgr.h"
+#include "strutil.h"
 
 struct fixture {
         char base[64];
@@ -623,6 +624,65 @@ static void test_mgr_info_json(void **state)
         runt_config_done(&cfg);
 }
 
+static char *slurp(const char *dir, const char *name)
+{
+        char path[512];
+        char *buf = NULL;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        assert_int_equal(sh_read_file(path, 1 << 20, &buf, NULL), 0);
+        return buf;
+}
+
+static void test_pod_files(void **state)
+{
+        struct fixture *f = *state;
+        char dir[512];
+        char *servers[] = {"10.96.0.10", "1.1.1.1", NULL};
+        char *searches[] = {"ns.svc.cluster.local", "svc.cluster.local", NULL};
+        char *options[] = {"ndots:5", NULL};
+        char *ips[] = {"10.211.0.5", "fd00::5", NULL};
+        struct net_dns dns = {.servers = servers, .searches = searches, .options = options};
+        struct sh_error err = {0};
+        struct stat st;
+        char *s;
+
+        snprintf(dir, sizeof(dir), "%s/pods/p1", f->base);
+        assert_int_equal(net_write_pod_files(dir, &dns, "web-0", ips, &err), 0);
+        s = slurp(dir, "resolv.conf");
+        assert_string_equal(s, "search ns.svc.cluster.local svc.cluster.local\n"
+                               "nameserver 10.96.0.10\nnameserver 1.1.1.1\noptions ndots:5\n");
+        free(s);
+        s = slurp(dir, "hostname");
+        assert_string_equal(s, "web-0\n");
+        free(s);
+        s = slurp(dir, "hosts");
+        assert_non_null(strstr(s, "127.0.0.1\tlocalhost\n"));
+        assert_non_null(strstr(s, "10.211.0.5\tweb-0\n"));
+        assert_non_null(strstr(s, "fd00::5\tweb-0\n"));
+        free(s);
+        snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/hosts");
+        assert_int_equal(stat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0644);
+
+        /* No DNSConfig: the host's resolv.conf as it is. */
+        snprintf(dir, sizeof(dir), "%s/pods/p2", f->base);
+        assert_int_equal(net_write_pod_files(dir, NULL, "h", NULL, &err), 0);
+        s = slurp(dir, "resolv.conf");
+        {
+                char *host = NULL;
+
+                if (sh_read_file("/etc/resolv.conf", 1 << 20, &host, NULL) == 0) {
+                        assert_string_equal(s, host);
+                        free(host);
+                }
+        }
+        free(s);
+        s = slurp(dir, "hosts");
+        assert_null(strstr(s, "\th\n")); /* no addresses: no line for the name */
+        free(s);
+}
+
 static void test_mgr_free_null(void **state)
 {
         (void)state;
@@ -654,6 +714,7 @@ int main(void)
                 T(test_done_twice),
                 T(test_mgr_condition),
                 T(test_mgr_info_json),
+                T(test_pod_files),
                 cmocka_unit_test(test_mgr_free_null),
         };
 

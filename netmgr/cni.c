@@ -1,0 +1,665 @@
+/*
+ * CNI plugin execution with libcni's semantics (libcni's api.go, written here in C): the
+ * plugin chain of a network list run in order for ADD (prevResult chained) and in reverse
+ * for DEL, name and cniVersion injected into each plugin's config, runtimeConfig holding
+ * only the capabilities a plugin declares, loopback as a separate invocation on "lo", and
+ * the ADD input cached so DEL after a restart gets exactly what ADD got.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SH_LOG_MODULE "netmgr"
+#include "cleanup.h"
+#include "exec.h"
+#include "json.h"
+#include "log.h"
+#include "netmgr-internal.h"
+#include "strutil.h"
+#include "validate.h"
+
+#define CACHE_MAX  (4u << 20)
+#define IFNAME     "eth0"
+#define CACHE_KIND "runt-cni-cache"
+
+static void json_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+        *o = NULL;
+}
+#define _cleanup_json_ _cleanup_(json_putp)
+
+void net_result_done(struct net_result *r)
+{
+        if (!r)
+                return;
+        sh_strv_free(r->ips);
+        free(r->network);
+        free(r->json);
+        memset(r, 0, sizeof(*r));
+}
+
+/* "CNI_PATH": the bin dirs joined with ':'. */
+static char *cni_path(char *const *dirs)
+{
+        size_t len = 1;
+        char *s;
+
+        for (size_t i = 0; dirs && dirs[i]; i++)
+                len += strlen(dirs[i]) + 1;
+        s = calloc(1, len);
+        for (size_t i = 0, o = 0; s && dirs && dirs[i]; i++)
+                o += (size_t)snprintf(s + o, len - o, "%s%s", i ? ":" : "", dirs[i]);
+        return s;
+}
+
+struct invocation {
+        struct net_mgr *nm;    /* for the plugin time counter */
+        const char *command;   /* ADD, DEL, CHECK */
+        const char *container; /* CNI_CONTAINERID */
+        const char *netns;     /* CNI_NETNS */
+        const char *ifname;    /* CNI_IFNAME */
+        const char *args;      /* CNI_ARGS */
+        char *const *bin_dirs; /* CNI_PATH */
+        unsigned timeout_s;
+};
+
+/* The plugin's environment: ours without any CNI_* of our own, plus the call's. */
+static char **plugin_env(const struct invocation *inv)
+{
+        size_t n = 0, k = 0;
+        char **env;
+
+        while (environ[n])
+                n++;
+        env = calloc(n + 7, sizeof(char *));
+        if (!env)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (strncmp(environ[i], "CNI_", 4) != 0 && !(env[k++] = strdup(environ[i])))
+                        goto oom;
+        {
+                _cleanup_free_ char *path = cni_path(inv->bin_dirs);
+
+                if (!path)
+                        goto oom;
+                env[k++] = sh_strdup_printf("CNI_COMMAND=%s", inv->command);
+                env[k++] = sh_strdup_printf("CNI_CONTAINERID=%s", inv->container);
+                env[k++] = sh_strdup_printf("CNI_NETNS=%s", inv->netns ? inv->netns : "");
+                env[k++] = sh_strdup_printf("CNI_IFNAME=%s", inv->ifname);
+                env[k++] = sh_strdup_printf("CNI_ARGS=%s", inv->args ? inv->args : "");
+                env[k++] = sh_strdup_printf("CNI_PATH=%s", path);
+                for (size_t i = k - 6; i < k; i++)
+                        if (!env[i])
+                                goto oom;
+        }
+        return env;
+oom:
+        sh_strv_free(env);
+        return NULL;
+}
+
+/*
+ * Runs one plugin. ADD: *@ret_result is its result object (owned). A plugin error gives
+ * -EIO with its msg and details (CNI error JSON on stdout) in @err.
+ */
+static int run_plugin(const struct invocation *inv, const char *path, const char *type,
+                      json_object *input, json_object **ret_result, struct sh_error *err)
+{
+        _cleanup_strv_ char **env = plugin_env(inv);
+        const char *argv[] = {path, NULL};
+        const char *in = json_object_to_json_string_ext(input, JSON_C_TO_STRING_PLAIN);
+        struct sh_exec_result res = {0};
+        struct sh_exec_opts o = {
+                .argv = argv,
+                .envp = (const char *const *)env,
+                .stdin_data = in,
+                .stdin_len = strlen(in),
+                .timeout_ms = inv->timeout_s * 1000u,
+                .max_output = 4u << 20,
+        };
+        int r;
+
+        unsigned long long t0 = sh_now_ns();
+
+        if (!env)
+                return -ENOMEM;
+        r = sh_exec(&o, &res, err);
+        net_mgr_count_plugin(inv->nm, sh_now_ns() - t0);
+        if (r == -ETIMEDOUT) {
+                sh_exec_result_done(&res);
+                return sh_err(err, r, "plugin %s %s: no answer within %u s, killed", type,
+                              inv->command, inv->timeout_s);
+        }
+        if (r < 0)
+                return sh_err_prefix(err, r, "plugin %s %s", type, inv->command);
+        if (res.exit_code != 0) {
+                json_object *e = NULL;
+                const char *msg = NULL, *details = NULL;
+                int64_t code = 0;
+
+                if (sh_json_parse(res.out, res.out_len, "CNI error", &e, NULL) == 0) {
+                        sh_json_get_string(e, "msg", "CNI error", &msg, NULL);
+                        sh_json_get_string(e, "details", "CNI error", &details, NULL);
+                        sh_json_get_int64(e, "code", "CNI error", &code, NULL);
+                }
+                if (msg)
+                        r = sh_err(err, -EIO, "plugin %s %s failed (CNI code %lld): %s%s%s", type,
+                                   inv->command, (long long)code, msg,
+                                   details && details[0] ? ": " : "", details ? details : "");
+                else
+                        r = sh_err(err, -EIO, "plugin %s %s failed (exit %d): %.300s", type,
+                                   inv->command, res.exit_code,
+                                   res.err && res.err[0] ? res.err : res.out);
+                json_putp(&e);
+                sh_exec_result_done(&res);
+                return r;
+        }
+        if (ret_result) {
+                struct sh_error perr = {0};
+
+                r = sh_json_parse(res.out, res.out_len, "CNI result", ret_result, &perr);
+                if (r == 0 && !json_object_is_type(*ret_result, json_type_object)) {
+                        json_putp(ret_result);
+                        r = -EINVAL;
+                        sh_err(&perr, r, "not an object");
+                }
+                if (r < 0) {
+                        r = sh_err(err, -EPROTO, "plugin %s %s returned a bad result: %s", type,
+                                   inv->command, perr.msg);
+                        sh_exec_result_done(&res);
+                        return r;
+                }
+        }
+        sh_exec_result_done(&res);
+        return 0;
+}
+
+/* The runtimeConfig a pod offers, by capability name. */
+static json_object *runtime_config(const struct net_pod *pod)
+{
+        json_object *rc = json_object_new_object();
+
+        if (pod->n_ports) {
+                json_object *pm = json_object_new_array();
+
+                for (size_t i = 0; i < pod->n_ports; i++) {
+                        const struct net_port *p = &pod->ports[i];
+                        json_object *m = json_object_new_object();
+
+                        json_object_object_add(m, "hostPort", json_object_new_int(p->host_port));
+                        json_object_object_add(m, "containerPort",
+                                               json_object_new_int(p->container_port));
+                        json_object_object_add(
+                                m, "protocol",
+                                json_object_new_string(p->protocol ? p->protocol : "tcp"));
+                        json_object_object_add(
+                                m, "hostIP", json_object_new_string(p->host_ip ? p->host_ip : ""));
+                        json_object_array_add(pm, m);
+                }
+                json_object_object_add(rc, "portMappings", pm);
+        }
+        if (pod->ingress_rate || pod->egress_rate) {
+                json_object *bw = json_object_new_object();
+
+                if (pod->ingress_rate) {
+                        json_object_object_add(bw, "ingressRate",
+                                               json_object_new_int64((int64_t)pod->ingress_rate));
+                        json_object_object_add(
+                                bw, "ingressBurst",
+                                json_object_new_int64((int64_t)(pod->ingress_burst ?: 0x7fffffff)));
+                }
+                if (pod->egress_rate) {
+                        json_object_object_add(bw, "egressRate",
+                                               json_object_new_int64((int64_t)pod->egress_rate));
+                        json_object_object_add(
+                                bw, "egressBurst",
+                                json_object_new_int64((int64_t)(pod->egress_burst ?: 0x7fffffff)));
+                }
+                json_object_object_add(rc, "bandwidth", bw);
+        }
+        if (pod->dns_servers || pod->dns_searches || pod->dns_options) {
+                json_object *dns = json_object_new_object();
+                struct {
+                        const char *key;
+                        char *const *v;
+                } parts[] = {{"servers", pod->dns_servers},
+                             {"searches", pod->dns_searches},
+                             {"options", pod->dns_options}};
+
+                for (size_t i = 0; i < SH_ARRAY_SIZE(parts); i++) {
+                        json_object *a = json_object_new_array();
+
+                        for (size_t k = 0; parts[i].v && parts[i].v[k]; k++)
+                                json_object_array_add(a, json_object_new_string(parts[i].v[k]));
+                        json_object_object_add(dns, parts[i].key, a);
+                }
+                json_object_object_add(rc, "dns", dns);
+        }
+        return rc;
+}
+
+/*
+ * A plugin's stdin: its own config with the list's name and cniVersion, the previous
+ * result, and runtimeConfig for the capabilities it declares (libcni's buildOneConfig).
+ */
+static json_object *plugin_input(json_object *plugin, const char *name, const char *version,
+                                 json_object *prev, json_object *rtconf)
+{
+        json_object *in = NULL, *caps = NULL, *rc = NULL;
+
+        if (json_object_deep_copy(plugin, &in, NULL) != 0)
+                return NULL;
+        json_object_object_add(in, "name", json_object_new_string(name));
+        json_object_object_add(in, "cniVersion", json_object_new_string(version));
+        json_object_object_del(in, "runtimeConfig");
+        if (prev)
+                json_object_object_add(in, "prevResult", json_object_get(prev));
+        if (json_object_object_get_ex(plugin, "capabilities", &caps) &&
+            json_object_is_type(caps, json_type_object) && rtconf) {
+                json_object_object_foreach (caps, key, val) {
+                        json_object *v;
+
+                        if (json_object_get_boolean(val) &&
+                            json_object_object_get_ex(rtconf, key, &v)) {
+                                if (!rc)
+                                        rc = json_object_new_object();
+                                json_object_object_add(rc, key, json_object_get(v));
+                        }
+                }
+        }
+        if (rc)
+                json_object_object_add(in, "runtimeConfig", rc);
+        return in;
+}
+
+static bool version_at_least_040(const char *v)
+{
+        return v && (strcmp(v, "0.4.0") == 0 || strncmp(v, "1.", 2) == 0);
+}
+
+static char *cache_path(struct net_mgr *nm, const char *id)
+{
+        return sh_strdup_printf("%s/%s.json", net_mgr_cache_dir(nm), id);
+}
+
+static char *find_in(char *const *dirs, const char *type)
+{
+        for (size_t i = 0; dirs && dirs[i]; i++) {
+                char *p = sh_path_join(dirs[i], type);
+
+                if (p && access(p, X_OK) == 0)
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
+
+/* Loopback ADD or DEL ("lo" comes up in the pod's namespace). */
+static int loopback(struct invocation inv, const char *version, struct sh_error *err)
+{
+        _cleanup_free_ char *path = find_in(inv.bin_dirs, "loopback");
+        _cleanup_json_ json_object *in = json_object_new_object();
+        _cleanup_json_ json_object *res = NULL;
+
+        if (!path)
+                return sh_err(err, -ENOENT, "plugin loopback was not found in the CNI bin dirs");
+        json_object_object_add(in, "cniVersion", json_object_new_string(version));
+        json_object_object_add(in, "name", json_object_new_string("cni-loopback"));
+        json_object_object_add(in, "type", json_object_new_string("loopback"));
+        inv.ifname = "lo";
+        return run_plugin(&inv, path, "loopback", in, strcmp(inv.command, "ADD") ? NULL : &res,
+                          err);
+}
+
+/* Fills @ret->ips from a result's "ips" (IPv4 first), and its JSON. */
+static int result_facts(json_object *result, const char *network, struct net_result *ret)
+{
+        json_object *ips = NULL;
+        size_t n = 0;
+
+        memset(ret, 0, sizeof(*ret));
+        ret->ips = calloc(1, sizeof(char *));
+        ret->network = strdup(network);
+        ret->json = sh_json_to_string(result);
+        if (!ret->ips || !ret->network || !ret->json)
+                goto oom;
+        if (!json_object_object_get_ex(result, "ips", &ips) ||
+            !json_object_is_type(ips, json_type_array))
+                return 0;
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < json_object_array_length(ips); i++) {
+                        json_object *ip = json_object_array_get_idx(ips, i);
+                        const char *addr = NULL;
+                        char **v;
+
+                        if (sh_json_get_string(ip, "address", "CNI result", &addr, NULL) < 0)
+                                continue;
+                        if ((strchr(addr, ':') != NULL) != (pass == 1))
+                                continue;
+                        v = realloc(ret->ips, (n + 2) * sizeof(char *));
+                        if (!v)
+                                goto oom;
+                        ret->ips = v;
+                        v[n] = strndup(addr, strcspn(addr, "/"));
+                        v[n + 1] = NULL;
+                        if (!v[n++])
+                                goto oom;
+                }
+        return 0;
+oom:
+        net_result_done(ret);
+        return -ENOMEM;
+}
+
+static char *cni_args(const struct net_pod *pod)
+{
+        return sh_strdup_printf("IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;"
+                                "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
+                                pod->namespace ? pod->namespace : "", pod->name ? pod->name : "",
+                                pod->id, pod->uid ? pod->uid : "");
+}
+
+/* Runs DEL for plugins @from-1 .. 0 of @plugins (errors kept, the first one reported). */
+static int del_chain(const struct invocation *base, json_object *plugins, size_t from,
+                     const char *name, const char *version, json_object *result,
+                     json_object *rtconf, char *const *paths, struct sh_error *err)
+{
+        struct invocation inv = *base;
+        int first = 0;
+
+        inv.command = "DEL";
+        for (size_t i = from; i-- > 0;) {
+                json_object *p = json_object_array_get_idx(plugins, i);
+                const char *type = NULL;
+                _cleanup_free_ char *found = NULL;
+                _cleanup_json_ json_object *in = NULL;
+                struct sh_error e = {0};
+                int r;
+
+                sh_json_get_string(p, "type", "CNI config", &type, NULL);
+                if (!type || !type[0] || strchr(type, '/')) {
+                        if (!first)
+                                first = sh_err(err, -EINVAL, "plugin %zu has no usable type", i);
+                        continue;
+                }
+                if (!paths || !paths[i])
+                        found = find_in(inv.bin_dirs, type);
+                in = plugin_input(p, name, version, result, rtconf);
+                if (!in)
+                        return -ENOMEM;
+                if (!(paths && paths[i]) && !found)
+                        r = sh_err(&e, -ENOENT, "plugin %s was not found in the CNI bin dirs",
+                                   type);
+                else
+                        r = run_plugin(&inv, paths && paths[i] ? paths[i] : found, type, in, NULL,
+                                       &e);
+                if (r < 0 && !first) {
+                        first = r;
+                        if (err)
+                                *err = e;
+                }
+        }
+        return first;
+}
+
+int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+              struct net_result *ret, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        struct net_conf conf = {0};
+        _cleanup_free_ char *args = NULL, *cache = NULL, *text = NULL;
+        _cleanup_json_ json_object *rtconf = NULL, *prev = NULL, *doc = NULL;
+        json_object *plugins = NULL;
+        struct invocation inv;
+        size_t done = 0;
+        int r;
+
+        r = sh_validate_name(pod->id, strlen(pod->id), "pod id", err);
+        if (r < 0)
+                return r;
+        r = net_conf_load(cfg->cni_conf_dir, cfg->cni_bin_dirs, &conf, err);
+        if (r < 0)
+                return sh_err_prefix(err, r == -ENOENT ? -EAGAIN : r, "network not ready");
+        args = cni_args(pod);
+        cache = cache_path(nm, pod->id);
+        rtconf = runtime_config(pod);
+        if (!args || !cache || !rtconf) {
+                net_conf_done(&conf);
+                return -ENOMEM;
+        }
+        inv = (struct invocation){
+                .nm = nm,
+                .command = "ADD",
+                .container = pod->id,
+                .netns = netns,
+                .ifname = IFNAME,
+                .args = args,
+                .bin_dirs = cfg->cni_bin_dirs,
+                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
+        };
+        json_object_object_get_ex(conf.list, "plugins", &plugins);
+
+        r = loopback(inv, conf.cni_version, err);
+        if (r < 0)
+                goto fail;
+        for (; done < conf.n_plugins; done++) {
+                _cleanup_json_ json_object *in =
+                        plugin_input(json_object_array_get_idx(plugins, done), conf.name,
+                                     conf.cni_version, prev, rtconf);
+                json_object *res = NULL;
+
+                if (!in) {
+                        r = -ENOMEM;
+                        goto undo;
+                }
+                r = run_plugin(&inv, conf.plugin_paths[done], conf.plugin_types[done], in, &res,
+                               err);
+                if (r < 0)
+                        goto undo;
+                json_putp(&prev);
+                prev = res;
+        }
+        if (!prev) {
+                r = sh_err(err, -EPROTO, "network %s gave no result", conf.name);
+                goto undo;
+        }
+
+        /* The whole ADD input, so DEL can repeat it after a restart. */
+        doc = json_object_new_object();
+        json_object_object_add(doc, "kind", json_object_new_string(CACHE_KIND));
+        json_object_object_add(doc, "containerId", json_object_new_string(pod->id));
+        json_object_object_add(doc, "netns", json_object_new_string(netns ? netns : ""));
+        json_object_object_add(doc, "ifname", json_object_new_string(IFNAME));
+        json_object_object_add(doc, "cniArgs", json_object_new_string(args));
+        json_object_object_add(doc, "configFile", json_object_new_string(conf.path));
+        json_object_object_add(doc, "config", json_object_get(conf.list));
+        json_object_object_add(doc, "runtimeConfig", json_object_get(rtconf));
+        json_object_object_add(doc, "result", json_object_get(prev));
+        text = sh_json_to_string(doc);
+        r = text ? sh_mkdir_p(net_mgr_cache_dir(nm), 0700) : -ENOMEM;
+        if (r == 0)
+                r = sh_write_file_atomic(cache, text, strlen(text), 0600);
+        if (r < 0) {
+                sh_err(err, r, "write CNI cache '%s': %s", cache, strerror(-r));
+                goto undo;
+        }
+        r = result_facts(prev, conf.name, ret);
+        if (r < 0) {
+                unlink(cache);
+                goto undo;
+        }
+        net_conf_done(&conf);
+        return 0;
+
+undo:
+        /* Undo what succeeded, newest first; the error reported is the one that stopped us. */
+        {
+                struct sh_error ignored = {0};
+
+                del_chain(&inv, plugins, done, conf.name, conf.cni_version, prev, rtconf,
+                          conf.plugin_paths, &ignored);
+                inv.command = "DEL";
+                loopback(inv, conf.cni_version, &ignored);
+        }
+fail:
+        net_conf_done(&conf);
+        return sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
+}
+
+/* Reads pod @id's cache. -ENOENT when there is none. */
+static int read_cache(struct net_mgr *nm, const char *id, json_object **ret, struct sh_error *err)
+{
+        _cleanup_free_ char *path = cache_path(nm, id);
+        _cleanup_free_ char *buf = NULL;
+        const char *kind = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = sh_read_file(path, CACHE_MAX, &buf, &len);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0)
+                return sh_err(err, r, "read CNI cache '%s': %s", path, strerror(-r));
+        r = sh_json_parse(buf, len, path, ret, err);
+        if (r < 0)
+                return r;
+        if (sh_json_get_string(*ret, "kind", path, &kind, NULL) < 0 || strcmp(kind, CACHE_KIND)) {
+                json_putp(ret);
+                return sh_err(err, -EINVAL, "%s is not a runt CNI cache", path);
+        }
+        return 0;
+}
+
+/* The cached pieces a DEL or CHECK needs. */
+struct cached {
+        json_object *doc; /* owned */
+        json_object *list, *plugins, *rtconf, *result;
+        const char *name, *version, *netns, *args;
+};
+
+static int load_cached(struct net_mgr *nm, const char *id, struct cached *c, struct sh_error *err)
+{
+        int r;
+
+        memset(c, 0, sizeof(*c));
+        r = sh_validate_name(id, strlen(id), "pod id", err);
+        if (r < 0)
+                return r;
+        r = read_cache(nm, id, &c->doc, err);
+        if (r < 0)
+                return r;
+        if (sh_json_get_object(c->doc, "config", "CNI cache", &c->list, err) < 0 ||
+            sh_json_get_array(c->list, "plugins", "CNI cache", &c->plugins, err) < 0 ||
+            sh_json_get_string(c->list, "name", "CNI cache", &c->name, err) < 0 ||
+            sh_json_get_string(c->list, "cniVersion", "CNI cache", &c->version, err) < 0) {
+                json_putp(&c->doc);
+                return sh_err(err, -EINVAL, "CNI cache of pod %s is damaged", id);
+        }
+        json_object_object_get_ex(c->doc, "runtimeConfig", &c->rtconf);
+        json_object_object_get_ex(c->doc, "result", &c->result);
+        sh_json_get_string(c->doc, "netns", "CNI cache", &c->netns, NULL);
+        sh_json_get_string(c->doc, "cniArgs", "CNI cache", &c->args, NULL);
+        return 0;
+}
+
+int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        _cleanup_free_ char *path = NULL;
+        struct cached c;
+        struct invocation inv;
+        struct sh_error lo_err = {0};
+        int r, rl;
+
+        r = load_cached(nm, id, &c, err);
+        if (r == -ENOENT)
+                return 0; /* never set up, or torn down already */
+        if (r < 0)
+                return r;
+        inv = (struct invocation){
+                .nm = nm,
+                .command = "DEL",
+                .container = id,
+                .netns = c.netns,
+                .ifname = IFNAME,
+                .args = c.args,
+                .bin_dirs = cfg->cni_bin_dirs,
+                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
+        };
+        r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), c.name, c.version,
+                      c.result, c.rtconf, NULL, err);
+        rl = access(c.netns ? c.netns : "", F_OK) == 0 ? loopback(inv, c.version, &lo_err) : 0;
+        json_putp(&c.doc);
+        if (r < 0)
+                return sh_err_prefix(err, r, "network teardown of pod %s", id);
+        if (rl < 0)
+                sh_log_debug("pod=%s loopback DEL failed, ignoring: %s", id, lo_err.msg);
+        path = cache_path(nm, id);
+        if (path && unlink(path) < 0 && errno != ENOENT)
+                return sh_err(err, -errno, "remove CNI cache '%s': %s", path, strerror(errno));
+        return 0;
+}
+
+int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        struct cached c;
+        struct invocation inv;
+        int r = load_cached(nm, id, &c, err);
+
+        if (r == -ENOENT)
+                return sh_err(err, r, "pod %s has no network set up", id);
+        if (r < 0)
+                return r;
+        if (!version_at_least_040(c.version)) {
+                json_putp(&c.doc);
+                return 0; /* CHECK arrived with CNI 0.4.0 */
+        }
+        inv = (struct invocation){
+                .nm = nm,
+                .command = "CHECK",
+                .container = id,
+                .netns = c.netns,
+                .ifname = IFNAME,
+                .args = c.args,
+                .bin_dirs = cfg->cni_bin_dirs,
+                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
+        };
+        for (size_t i = 0; r == 0 && i < json_object_array_length(c.plugins); i++) {
+                json_object *p = json_object_array_get_idx(c.plugins, i);
+                const char *type = NULL;
+                _cleanup_free_ char *pp = NULL;
+                _cleanup_json_ json_object *in = NULL;
+
+                sh_json_get_string(p, "type", "CNI cache", &type, NULL);
+                pp = type && !strchr(type, '/') ? find_in(inv.bin_dirs, type) : NULL;
+                if (!pp) {
+                        r = sh_err(err, -ENOENT, "plugin %s was not found in the CNI bin dirs",
+                                   type ? type : "?");
+                        break;
+                }
+                in = plugin_input(p, c.name, c.version, c.result, c.rtconf);
+                r = in ? run_plugin(&inv, pp, type, in, NULL, err) : -ENOMEM;
+        }
+        json_putp(&c.doc);
+        return r;
+}
+
+int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struct sh_error *err)
+{
+        struct cached c;
+        int r = load_cached(nm, id, &c, err);
+
+        if (r < 0)
+                return r;
+        r = c.result ? result_facts(c.result, c.name, ret)
+                     : sh_err(err, -EINVAL, "CNI cache of pod %s has no result", id);
+        json_putp(&c.doc);
+        return r;
+}
