@@ -65,6 +65,81 @@ int be_ready(struct be *be, struct sh_error *err)
         return be->ops->ready(be, err);
 }
 
+static int unsupported(struct be *be, const char *op, struct sh_error *err)
+{
+        return sh_err(err, -EOPNOTSUPP, "backend %s (handler %s) does not support %s",
+                      be->ops->name, be->handler, op);
+}
+
+int be_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
+{
+        if (!be->ops->sandbox_create)
+                return unsupported(be, "pod sandboxes", err);
+        return be->ops->sandbox_create(be, sb, err);
+}
+
+int be_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh_error *err)
+{
+        if (!be->ops->sandbox_stop)
+                return unsupported(be, "stopping pod sandboxes", err);
+        return be->ops->sandbox_stop(be, id, timeout_s, err);
+}
+
+int be_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        if (!be->ops->sandbox_remove)
+                return unsupported(be, "removing pod sandboxes", err);
+        return be->ops->sandbox_remove(be, id, err);
+}
+
+int be_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
+{
+        if (!be->ops->sandbox_running)
+                return unsupported(be, "sandbox state", err);
+        return be->ops->sandbox_running(be, id, ret, err);
+}
+
+static void kv_free(struct be_kv *v, size_t n)
+{
+        for (size_t i = 0; v && i < n; i++) {
+                free(v[i].key);
+                free(v[i].value);
+        }
+        free(v);
+}
+
+static void strv_free(char **v)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                free(v[i]);
+        free(v);
+}
+
+void be_sandbox_spec_done(struct be_sandbox_spec *s)
+{
+        if (!s)
+                return;
+        free(s->name);
+        free(s->uid);
+        free(s->namespace);
+        free(s->handler);
+        free(s->hostname);
+        free(s->log_directory);
+        free(s->cgroup_parent);
+        strv_free(s->dns_servers);
+        strv_free(s->dns_searches);
+        strv_free(s->dns_options);
+        for (size_t i = 0; s->ports && i < s->n_ports; i++) {
+                free(s->ports[i].protocol);
+                free(s->ports[i].host_ip);
+        }
+        free(s->ports);
+        kv_free(s->labels, s->n_labels);
+        kv_free(s->annotations, s->n_annotations);
+        kv_free(s->sysctls, s->n_sysctls);
+        memset(s, 0, sizeof(*s));
+}
+
 const char *be_config_option(const struct be_config *cfg, const char *key)
 {
         for (size_t i = 0; i < cfg->n_options; i++)

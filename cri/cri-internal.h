@@ -65,6 +65,26 @@ int cri_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
                        ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                       struct sh_error *err);
+int cri_run_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                        ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_stop_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_remove_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                           ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                           ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_run_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                        ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_stop_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_remove_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                           ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                           ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_pull_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                    struct sh_error *err);
 int cri_image_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,

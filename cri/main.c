@@ -224,6 +224,11 @@ int main(int argc, char **argv)
                 sh_log_error("start failed: %s", err.msg);
                 goto out;
         }
+        pod_mgr_set_net(ctx.pods, ctx.net);
+        if (pod_mgr_recover(ctx.pods, &err) < 0) {
+                sh_log_error("recovery failed: %s", err.msg);
+                goto out;
+        }
         for (size_t i = 0; i < cfg.n_handlers; i++) {
                 const char *why = pod_mgr_handler_error(ctx.pods, cfg.handlers[i].name);
 

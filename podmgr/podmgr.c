@@ -9,6 +9,7 @@
 
 #include "be.h"
 #include "cleanup.h"
+#include "podmgr-internal.h"
 #include "store.h"
 #include "strutil.h"
 
@@ -20,6 +21,7 @@ struct pod_handler {
 
 struct pod_mgr {
         const struct runt_config *cfg;
+        struct net_mgr *net;
         struct pod_store *store;
         char *containers_dir; /* writable layers: <root_dir>/containers */
         char *db_path;
@@ -127,6 +129,41 @@ static struct pod_handler *find_handler(struct pod_mgr *pm, const char *name)
                 if (strcmp(pm->handlers[i].conf->name, name) == 0)
                         return &pm->handlers[i];
         return NULL;
+}
+
+static struct pod_handler *find_handler(struct pod_mgr *pm, const char *name);
+
+void pod_mgr_set_net(struct pod_mgr *pm, struct net_mgr *net)
+{
+        pm->net = net;
+}
+
+struct net_mgr *pod_mgr_net(struct pod_mgr *pm)
+{
+        return pm->net;
+}
+
+const struct runt_config *pod_mgr_config(struct pod_mgr *pm)
+{
+        return pm->cfg;
+}
+
+sqlite3 *pod_mgr_db(struct pod_mgr *pm)
+{
+        return pod_store_db(pm->store);
+}
+
+int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, struct sh_error *err)
+{
+        struct pod_handler *h = find_handler(pm, handler);
+
+        if (!h)
+                return sh_err(err, -EINVAL, "unknown runtime handler '%s'", handler ? handler : "");
+        if (!h->be)
+                return sh_err(err, -EAGAIN, "runtime handler '%s' is not available: %s",
+                              h->conf->name, h->error ? h->error : "not started");
+        *ret = h->be;
+        return 0;
 }
 
 const char *pod_mgr_store_path(struct pod_mgr *pm)

@@ -1,0 +1,676 @@
+/*
+ * Pod sandboxes: the RunPodSandbox / Stop / Remove / Status / List state machine over the
+ * store, netmgr and the handler's backend. The record is written first ("creating", which
+ * reserves the name through the UNIQUE column), so a crash part-way leaves a row that says
+ * what to undo; it turns "ready" only when every step is done.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#define SH_LOG_MODULE "podmgr"
+#include "cleanup.h"
+#include "json.h"
+#include "log.h"
+#include "netmgr.h"
+#include "podmgr-internal.h"
+#include "strutil.h"
+#include "validate.h"
+
+#define STOP_TIMEOUT_S 10
+
+static enum pod_state state_parse(const char *s)
+{
+        return sh_streq(s, "ready")      ? POD_READY
+               : sh_streq(s, "notready") ? POD_NOTREADY
+                                         : POD_CREATING;
+}
+
+/* ---------------------------------------------------------------- spec <-> JSON */
+
+static json_object *strv_json(char *const *v)
+{
+        json_object *a = json_object_new_array();
+
+        for (size_t i = 0; v && v[i]; i++)
+                json_object_array_add(a, json_object_new_string(v[i]));
+        return a;
+}
+
+static json_object *kv_json(const struct be_kv *v, size_t n)
+{
+        json_object *o = json_object_new_object();
+
+        for (size_t i = 0; i < n; i++)
+                json_object_object_add(o, v[i].key, json_object_new_string(v[i].value));
+        return o;
+}
+
+static char *spec_to_json(const struct be_sandbox_spec *s)
+{
+        json_object *o = json_object_new_object(), *ports = json_object_new_array();
+        char *t;
+
+        json_object_object_add(o, "name", json_object_new_string(s->name));
+        json_object_object_add(o, "uid", json_object_new_string(s->uid));
+        json_object_object_add(o, "namespace", json_object_new_string(s->namespace));
+        json_object_object_add(o, "attempt", json_object_new_int64(s->attempt));
+        json_object_object_add(o, "handler", json_object_new_string(s->handler));
+        json_object_object_add(o, "hostname", json_object_new_string(s->hostname));
+        json_object_object_add(o, "logDirectory", json_object_new_string(s->log_directory));
+        json_object_object_add(o, "cgroupParent", json_object_new_string(s->cgroup_parent));
+        json_object_object_add(o, "dnsServers", strv_json(s->dns_servers));
+        json_object_object_add(o, "dnsSearches", strv_json(s->dns_searches));
+        json_object_object_add(o, "dnsOptions", strv_json(s->dns_options));
+        for (size_t i = 0; i < s->n_ports; i++) {
+                json_object *p = json_object_new_object();
+
+                json_object_object_add(p, "protocol", json_object_new_string(s->ports[i].protocol));
+                json_object_object_add(p, "containerPort",
+                                       json_object_new_int(s->ports[i].container_port));
+                json_object_object_add(p, "hostPort", json_object_new_int(s->ports[i].host_port));
+                json_object_object_add(p, "hostIP", json_object_new_string(s->ports[i].host_ip));
+                json_object_array_add(ports, p);
+        }
+        json_object_object_add(o, "ports", ports);
+        json_object_object_add(o, "labels", kv_json(s->labels, s->n_labels));
+        json_object_object_add(o, "annotations", kv_json(s->annotations, s->n_annotations));
+        json_object_object_add(o, "sysctls", kv_json(s->sysctls, s->n_sysctls));
+        json_object_object_add(o, "netMode", json_object_new_int(s->net_mode));
+        json_object_object_add(o, "pidMode", json_object_new_int(s->pid_mode));
+        json_object_object_add(o, "ipcMode", json_object_new_int(s->ipc_mode));
+        json_object_object_add(o, "privileged", json_object_new_boolean(s->privileged));
+        t = sh_json_to_string(o);
+        json_object_put(o);
+        return t;
+}
+
+static char *jstr(json_object *o, const char *key)
+{
+        const char *v = NULL;
+
+        sh_json_get_string(o, key, "sandbox spec", &v, NULL);
+        return strdup(v ? v : "");
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+        int64_t v = 0;
+
+        sh_json_get_int64(o, key, "sandbox spec", &v, NULL);
+        return v;
+}
+
+static char **jstrv(json_object *o, const char *key)
+{
+        json_object *a = NULL;
+        size_t n;
+        char **v;
+
+        sh_json_get_array(o, key, "sandbox spec", &a, NULL);
+        n = a ? json_object_array_length(a) : 0;
+        v = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; v && i < n; i++)
+                v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i)) ?: "");
+        return v;
+}
+
+static struct be_kv *jkv(json_object *o, const char *key, size_t *ret_n)
+{
+        json_object *m = NULL;
+        struct be_kv *v;
+        size_t n = 0;
+
+        sh_json_get_object(o, key, "sandbox spec", &m, NULL);
+        v = calloc(m ? (size_t)json_object_object_length(m) + 1 : 1, sizeof(*v));
+        if (v && m) {
+                json_object_object_foreach (m, k, val) {
+                        v[n].key = strdup(k);
+                        v[n].value = strdup(json_object_get_string(val) ?: "");
+                        n++;
+                }
+        }
+        *ret_n = n;
+        return v;
+}
+
+static int spec_from_json(const char *text, struct be_sandbox_spec *s)
+{
+        json_object *o = NULL, *ports = NULL;
+
+        memset(s, 0, sizeof(*s));
+        if (sh_json_parse(text, strlen(text), "sandbox spec", &o, NULL) < 0)
+                return -EIO;
+        s->name = jstr(o, "name");
+        s->uid = jstr(o, "uid");
+        s->namespace = jstr(o, "namespace");
+        s->attempt = (unsigned)jint(o, "attempt");
+        s->handler = jstr(o, "handler");
+        s->hostname = jstr(o, "hostname");
+        s->log_directory = jstr(o, "logDirectory");
+        s->cgroup_parent = jstr(o, "cgroupParent");
+        s->dns_servers = jstrv(o, "dnsServers");
+        s->dns_searches = jstrv(o, "dnsSearches");
+        s->dns_options = jstrv(o, "dnsOptions");
+        sh_json_get_array(o, "ports", "sandbox spec", &ports, NULL);
+        s->n_ports = ports ? json_object_array_length(ports) : 0;
+        s->ports = calloc(s->n_ports + 1, sizeof(*s->ports));
+        for (size_t i = 0; s->ports && i < s->n_ports; i++) {
+                json_object *p = json_object_array_get_idx(ports, i);
+
+                s->ports[i].protocol = jstr(p, "protocol");
+                s->ports[i].container_port = (int)jint(p, "containerPort");
+                s->ports[i].host_port = (int)jint(p, "hostPort");
+                s->ports[i].host_ip = jstr(p, "hostIP");
+        }
+        s->labels = jkv(o, "labels", &s->n_labels);
+        s->annotations = jkv(o, "annotations", &s->n_annotations);
+        s->sysctls = jkv(o, "sysctls", &s->n_sysctls);
+        s->net_mode = (enum be_ns_mode)jint(o, "netMode");
+        s->pid_mode = (enum be_ns_mode)jint(o, "pidMode");
+        s->ipc_mode = (enum be_ns_mode)jint(o, "ipcMode");
+        sh_json_get_bool(o, "privileged", "sandbox spec", &s->privileged, NULL);
+        json_object_put(o);
+        if (!s->name || !s->uid || !s->namespace || !s->handler || !s->hostname ||
+            !s->log_directory || !s->cgroup_parent || !s->dns_servers || !s->dns_searches ||
+            !s->dns_options || !s->ports || !s->labels || !s->annotations || !s->sysctls) {
+                be_sandbox_spec_done(s);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------- store */
+
+static int db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what)
+{
+        return sh_err(err, -EIO, "state store: %s: %s", what, sqlite3_errmsg(pod_mgr_db(pm)));
+}
+
+static int db_run(struct pod_mgr *pm, const char *sql, const char *const *args,
+                  struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (sqlite3_prepare_v2(pod_mgr_db(pm), sql, -1, &st, NULL) != SQLITE_OK)
+                return db_fail(pm, err, sql);
+        for (int i = 0; args && args[i]; i++)
+                sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_CONSTRAINT)
+                return -EEXIST;
+        return rc == SQLITE_DONE ? 0 : db_fail(pm, err, sql);
+}
+
+static char *reserved_name(const struct be_sandbox_spec *s)
+{
+        return sh_strdup_printf("%s_%s_%s_%u", s->name, s->namespace, s->uid, s->attempt);
+}
+
+static long long now_realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Builds an info from the current row of a "SELECT id, state, created_ns, netns, spec,
+ * status FROM sandboxes" statement. */
+static struct pod_sandbox_info *row_info(sqlite3_stmt *st)
+{
+        struct pod_sandbox_info *i = calloc(1, sizeof(*i));
+        const char *status = (const char *)sqlite3_column_text(st, 5);
+        json_object *o = NULL, *ips = NULL;
+
+        if (!i)
+                return NULL;
+        i->id = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
+        i->state = state_parse((const char *)sqlite3_column_text(st, 1));
+        i->created_ns = sqlite3_column_int64(st, 2);
+        i->netns = strdup((const char *)sqlite3_column_text(st, 3) ?: "");
+        if (!i->id || !i->netns ||
+            spec_from_json((const char *)sqlite3_column_text(st, 4) ?: "{}", &i->spec) < 0)
+                return pod_sandbox_info_free(i);
+        if (status && sh_json_parse(status, strlen(status), "sandbox status", &o, NULL) == 0)
+                sh_json_get_array(o, "ips", "sandbox status", &ips, NULL);
+        i->ips = calloc((ips ? json_object_array_length(ips) : 0) + 1, sizeof(char *));
+        for (size_t k = 0; i->ips && ips && k < json_object_array_length(ips); k++)
+                i->ips[k] = strdup(json_object_get_string(json_object_array_get_idx(ips, k)) ?: "");
+        json_object_put(o);
+        if (!i->ips)
+                return pod_sandbox_info_free(i);
+        return i;
+}
+
+#define SELECT_SANDBOX "SELECT id, state, created_ns, netns, spec, status FROM sandboxes"
+
+/* Loads the sandbox @id names (an id, or a unique hex prefix of one). */
+static int load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                struct sh_error *err)
+{
+        _cleanup_free_ char *pat = NULL;
+        sqlite3_stmt *st = NULL;
+        struct pod_sandbox_info *found = NULL;
+        int rows = 0, r;
+
+        r = sh_validate_id_prefix(id, "pod sandbox id", err);
+        if (r < 0)
+                return r;
+        pat = sh_strdup_printf("%s*", id);
+        if (!pat)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(pod_mgr_db(pm), SELECT_SANDBOX " WHERE id GLOB ? LIMIT 2", -1, &st,
+                               NULL) != SQLITE_OK)
+                return db_fail(pm, err, "load sandbox");
+        sqlite3_bind_text(st, 1, pat, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+                if (rows++ == 0)
+                        found = row_info(st);
+        sqlite3_finalize(st);
+        if (rows > 1) {
+                pod_sandbox_info_free(found);
+                return sh_err(err, -ENOENT, "pod sandbox id prefix '%s' is ambiguous", id);
+        }
+        if (rows == 0)
+                return sh_err(err, -ENOENT, "pod sandbox '%s' not found", id);
+        if (!found)
+                return -ENOMEM;
+        *ret = found;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static char *pod_dir(struct pod_mgr *pm, const char *id)
+{
+        return sh_strdup_printf("%s/pods/%s", pod_mgr_config(pm)->run_dir, id);
+}
+
+static void rm_pod_dir(struct pod_mgr *pm, const char *id)
+{
+        _cleanup_free_ char *dir = pod_dir(pm, id);
+        const char *files[] = {"resolv.conf", "hostname", "hosts"};
+
+        if (!dir)
+                return;
+        for (size_t i = 0; i < SH_ARRAY_SIZE(files); i++) {
+                _cleanup_free_ char *p = sh_path_join(dir, files[i]);
+
+                if (p)
+                        unlink(p);
+        }
+        rmdir(dir);
+}
+
+static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
+{
+        int r;
+
+        if ((r = sh_validate_name(s->name, strlen(s->name), "metadata.name", err)) < 0 ||
+            (r = sh_validate_name(s->namespace, strlen(s->namespace), "metadata.namespace", err)) <
+                    0 ||
+            (r = sh_validate_name(s->uid, strlen(s->uid), "metadata.uid", err)) < 0)
+                return r;
+        if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
+            strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
+                return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
+        if (strlen(s->hostname) > 253 || strchr(s->hostname, '/') || strchr(s->hostname, '\n'))
+                return sh_err(err, -EINVAL, "hostname '%.64s' is not a host name", s->hostname);
+        for (size_t i = 0; i < s->n_ports; i++)
+                if (s->ports[i].host_port < 0 || s->ports[i].host_port > 65535 ||
+                    s->ports[i].container_port <= 0 || s->ports[i].container_port > 65535)
+                        return sh_err(err, -EINVAL, "port_mappings[%zu]: port out of range", i);
+        return 0;
+}
+
+/* Tears down what a sandbox has on the network side: CNI, then its namespace. */
+static int net_down(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct net_mgr *net = pod_mgr_net(pm);
+        int r;
+
+        if (!net)
+                return 0;
+        r = net_teardown(net, id, err);
+        if (r < 0)
+                return r;
+        return net_netns_remove(net, id, err);
+}
+
+int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char **ret_id,
+                    struct sh_error *err)
+{
+        struct net_mgr *net = pod_mgr_net(pm);
+        _cleanup_free_ char *name = NULL, *json = NULL, *dir = NULL, *netns = NULL;
+        _cleanup_free_ char *status = NULL;
+        struct net_result nres = {0};
+        struct be *be = NULL;
+        char id[65], created[32], att[16];
+        struct sh_error ignored = {0};
+        bool host_net = spec->net_mode == BE_NS_NODE;
+        int r;
+
+        r = check_spec(spec, err);
+        if (r < 0)
+                return r;
+        r = pod_mgr_backend(pm, spec->handler, &be, err);
+        if (r < 0)
+                return r;
+        r = sh_id_new(id);
+        if (r < 0)
+                return sh_err(err, r, "new sandbox id: %s", strerror(-r));
+        name = reserved_name(spec);
+        json = spec_to_json(spec);
+        dir = pod_dir(pm, id);
+        if (!name || !json || !dir)
+                return -ENOMEM;
+        snprintf(created, sizeof(created), "%lld", now_realtime_ns());
+        snprintf(att, sizeof(att), "%u", spec->attempt);
+
+        /* 1. The record: reserves the name. */
+        r = db_run(
+                pm,
+                "INSERT INTO sandboxes(id, name, pod_name, pod_namespace, pod_uid, attempt, "
+                "handler, state, created_ns, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?)",
+                (const char *[]){id, name, spec->name, spec->namespace, spec->uid, att,
+                                 spec->handler, created, json, NULL},
+                err);
+        if (r == -EEXIST) {
+                sqlite3_stmt *st = NULL;
+                _cleanup_free_ char *holder = NULL;
+
+                if (sqlite3_prepare_v2(pod_mgr_db(pm), "SELECT id FROM sandboxes WHERE name = ?",
+                                       -1, &st, NULL) == SQLITE_OK) {
+                        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+                        if (sqlite3_step(st) == SQLITE_ROW)
+                                holder = strdup((const char *)sqlite3_column_text(st, 0));
+                        sqlite3_finalize(st);
+                }
+                return sh_err(err, -EEXIST, "pod sandbox name '%s' is reserved for %s", name,
+                              holder ? holder : "another sandbox");
+        }
+        if (r < 0)
+                return r;
+
+        /* 2. Network: a namespace of its own and CNI, unless it shares the host's. */
+        if (!host_net) {
+                struct net_port *ports = calloc(spec->n_ports + 1, sizeof(*ports));
+                struct net_pod pod = {
+                        .id = id,
+                        .name = spec->name,
+                        .namespace = spec->namespace,
+                        .uid = spec->uid,
+                        .ports = ports,
+                        .n_ports = spec->n_ports,
+                        .dns_servers = spec->dns_servers,
+                        .dns_searches = spec->dns_searches,
+                        .dns_options = spec->dns_options,
+                };
+
+                if (!ports) {
+                        r = -ENOMEM;
+                        goto undo_record;
+                }
+                for (size_t i = 0; i < spec->n_ports; i++)
+                        ports[i] = (struct net_port){
+                                .protocol = spec->ports[i].protocol,
+                                .container_port = spec->ports[i].container_port,
+                                .host_port = spec->ports[i].host_port,
+                                .host_ip = spec->ports[i].host_ip,
+                        };
+                r = net ? net_netns_create(net, id, &netns, err)
+                        : sh_err(err, -EAGAIN, "no network manager");
+                if (r == 0) {
+                        r = net_setup(net, &pod, netns, &nres, err);
+                        if (r < 0)
+                                net_netns_remove(net, id, &ignored);
+                }
+                free(ports);
+                if (r < 0)
+                        goto undo_record;
+        }
+
+        /* 3. The pod's resolv.conf, hostname and hosts. */
+        {
+                struct net_dns dns = {
+                        spec->dns_servers && spec->dns_servers[0] ? spec->dns_servers : NULL,
+                        spec->dns_searches && spec->dns_searches[0] ? spec->dns_searches : NULL,
+                        spec->dns_options && spec->dns_options[0] ? spec->dns_options : NULL};
+                _cleanup_free_ char *hn = strdup(spec->hostname[0] ? spec->hostname : spec->name);
+
+                r = hn ? net_write_pod_files(dir, &dns, hn, nres.ips, err) : -ENOMEM;
+                if (r < 0)
+                        goto undo_net;
+        }
+
+        /* 4. The backend's sandbox. */
+        {
+                struct be_sandbox sb = {.id = id, .spec = spec, .netns = netns, .pod_dir = dir};
+
+                r = be_sandbox_create(be, &sb, err);
+                if (r < 0) {
+                        sh_err_prefix(err, r, "sandbox %.12s: %s", id, be->ops->name);
+                        goto undo_files;
+                }
+        }
+
+        /* 5. Ready. */
+        {
+                json_object *st = json_object_new_object();
+
+                json_object_object_add(st, "ips", strv_json(nres.ips));
+                json_object_object_add(st, "network",
+                                       json_object_new_string(nres.network ? nres.network : ""));
+                status = sh_json_to_string(st);
+                json_object_put(st);
+        }
+        r = status ? db_run(pm,
+                            "UPDATE sandboxes SET state = 'ready', netns = ?, status = ? "
+                            "WHERE id = ?",
+                            (const char *[]){netns ? netns : "", status, id, NULL}, err)
+                   : -ENOMEM;
+        if (r < 0) {
+                be_sandbox_remove(be, id, &ignored);
+                goto undo_files;
+        }
+        net_result_done(&nres);
+        *ret_id = strdup(id);
+        if (!*ret_id)
+                return -ENOMEM;
+        sh_log_debug("sandbox=%s name=%s ready", id, name);
+        return 0;
+
+undo_files:
+        rm_pod_dir(pm, id);
+undo_net:
+        if (!host_net)
+                net_down(pm, id, &ignored);
+undo_record:
+        net_result_done(&nres);
+        db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){id, NULL}, NULL);
+        return r;
+}
+
+int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct pod_sandbox_info *i = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, err);
+        if (r < 0)
+                return r;
+        r = pod_mgr_backend(pm, i->spec.handler, &be, err);
+        if (r == 0)
+                r = be_sandbox_stop(be, i->id, STOP_TIMEOUT_S, err);
+        if (r == 0 && i->spec.net_mode != BE_NS_NODE)
+                r = net_down(pm, i->id, err);
+        if (r == 0)
+                r = db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                           (const char *[]){i->id, NULL}, err);
+        if (r < 0)
+                sh_err_prefix(err, r, "stop sandbox %.12s", i->id);
+        pod_sandbox_info_free(i);
+        return r;
+}
+
+int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct pod_sandbox_info *i = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, err);
+        if (r == -ENOENT) {
+                sh_err_clear(err);
+                return 0; /* removed already: CRI says that is success */
+        }
+        if (r < 0)
+                return r;
+        r = pod_mgr_backend(pm, i->spec.handler, &be, err);
+        if (r == 0)
+                r = be_sandbox_stop(be, i->id, STOP_TIMEOUT_S, err);
+        if (r == 0)
+                r = be_sandbox_remove(be, i->id, err);
+        if (r == 0)
+                r = net_down(pm, i->id, err);
+        if (r == 0) {
+                rm_pod_dir(pm, i->id);
+                r = db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){i->id, NULL},
+                           err);
+        }
+        if (r < 0)
+                sh_err_prefix(err, r, "remove sandbox %.12s", i->id);
+        pod_sandbox_info_free(i);
+        return r;
+}
+
+int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                       struct sh_error *err)
+{
+        return load(pm, id, ret, err);
+}
+
+static bool matches(const struct pod_sandbox_info *i, const struct pod_sandbox_filter *f)
+{
+        if (!f)
+                return true;
+        if (f->id && f->id[0] && strncmp(i->id, f->id, strlen(f->id)) != 0)
+                return false;
+        if (f->has_state && i->state != f->state)
+                return false;
+        for (size_t k = 0; k < f->n_labels; k++) {
+                bool hit = false;
+
+                for (size_t l = 0; l < i->spec.n_labels && !hit; l++)
+                        hit = sh_streq(i->spec.labels[l].key, f->labels[k].key) &&
+                              sh_streq(i->spec.labels[l].value, f->labels[k].value);
+                if (!hit)
+                        return false;
+        }
+        return true;
+}
+
+int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
+                     struct pod_sandbox_info ***ret, size_t *ret_n, struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        struct pod_sandbox_info **v = calloc(1, sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               SELECT_SANDBOX " WHERE state != 'creating' ORDER BY created_ns, id",
+                               -1, &st, NULL) != SQLITE_OK) {
+                free(v);
+                return db_fail(pm, err, "list sandboxes");
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                struct pod_sandbox_info *i = row_info(st), **nv;
+
+                if (!i || !matches(i, f)) {
+                        pod_sandbox_info_free(i);
+                        continue;
+                }
+                nv = realloc(v, (n + 2) * sizeof(*v));
+                if (!nv) {
+                        pod_sandbox_info_free(i);
+                        break;
+                }
+                v = nv;
+                v[n++] = i;
+                v[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+struct pod_sandbox_info *pod_sandbox_info_free(struct pod_sandbox_info *i)
+{
+        if (!i)
+                return NULL;
+        free(i->id);
+        be_sandbox_spec_done(&i->spec);
+        sh_strv_free(i->ips);
+        free(i->netns);
+        free(i);
+        return NULL;
+}
+
+void pod_sandbox_info_list_free(struct pod_sandbox_info **l)
+{
+        for (size_t i = 0; l && l[i]; i++)
+                pod_sandbox_info_free(l[i]);
+        free(l);
+}
+
+int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        char **ids = NULL;
+        size_t n = 0;
+
+        /* A sandbox still "creating" was cut off by a crash: undo it as a failed run would. */
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               "SELECT id, handler FROM sandboxes "
+                               "WHERE state = 'creating'",
+                               -1, &st, NULL) != SQLITE_OK)
+                return db_fail(pm, err, "recover sandboxes");
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char **nv = realloc(ids, (n + 3) * sizeof(char *));
+
+                if (!nv)
+                        break;
+                ids = nv;
+                ids[n++] = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
+                ids[n++] = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
+                ids[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        for (size_t i = 0; i + 1 < n; i += 2) {
+                struct sh_error e = {0};
+                struct be *be = NULL;
+
+                if (!ids[i] || !ids[i + 1])
+                        continue;
+                if (pod_mgr_backend(pm, ids[i + 1], &be, &e) == 0)
+                        be_sandbox_remove(be, ids[i], &e);
+                net_down(pm, ids[i], &e);
+                rm_pod_dir(pm, ids[i]);
+                db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){ids[i], NULL},
+                       &e);
+                sh_log_info("sandbox=%s half-created before a restart: cleaned up", ids[i]);
+        }
+        sh_strv_free(ids);
+        return 0;
+}
