@@ -496,12 +496,17 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
         return 0;
 
 undo:
-        /* Undo what succeeded, newest first; the error reported is the one that stopped us. */
+        /*
+         * Undo, newest first: the plugins that succeeded, and the one that failed too, since
+         * a plugin can fail after making things (bridge makes the veth before its IPAM
+         * fails) and CNI's DEL is the way to clean up after it. The error reported is the
+         * one that stopped us.
+         */
         {
                 struct sh_error ignored = {0};
 
-                del_chain(&inv, plugins, done, conf.name, conf.cni_version, prev, rtconf,
-                          conf.plugin_paths, &ignored);
+                del_chain(&inv, plugins, done < conf.n_plugins ? done + 1 : done, conf.name,
+                          conf.cni_version, prev, rtconf, conf.plugin_paths, &ignored);
                 inv.command = "DEL";
                 loopback(inv, conf.cni_version, &ignored);
         }

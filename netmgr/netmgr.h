@@ -95,8 +95,8 @@ int net_netns_remove(struct net_mgr *nm, const char *id, struct sh_error *err);
  * CNI_ARGS with the pod's identity, runtimeConfig for the capabilities a plugin declares),
  * each with the plugin timeout. The whole ADD input and the result are cached on disk under
  * <state_dir>/cni/<id>.json before returning, so DEL works the same after a restart. A
- * plugin failing part-way undoes (DEL, reverse order) those that succeeded, and nothing is
- * cached. Errors carry the plugin's msg and details. Blocks for the plugins' time.
+ * plugin failing part-way undoes (DEL, reverse order) itself and those that succeeded, and
+ * nothing is cached. Errors carry the plugin's msg and details. Blocks for the plugins' time.
  */
 int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
               struct net_result *ret, struct sh_error *err);

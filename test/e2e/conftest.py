@@ -52,9 +52,16 @@ IMPLEMENTED = {
     "ImageService/ImageStatus",
     "ImageService/PullImage",
     "ImageService/RemoveImage",
+    "RuntimeService/RunPodSandbox",
+    "RuntimeService/StopPodSandbox",
+    "RuntimeService/RemovePodSandbox",
+    "RuntimeService/PodSandboxStatus",
+    "RuntimeService/ListPodSandbox",
 }
 # Implemented RPCs whose empty request is invalid (a required field is missing).
-NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage"}
+NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
+                "RuntimeService/RunPodSandbox", "RuntimeService/StopPodSandbox",
+                "RuntimeService/RemovePodSandbox", "RuntimeService/PodSandboxStatus"}
 
 # Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
 # there, so a reference that names a real registry (fuzzed requests make such names) fails
