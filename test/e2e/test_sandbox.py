@@ -111,6 +111,7 @@ def pods(runtd_factory, tmp_path):
     p.cleanup()
 
 
+@pytest.mark.valgrind
 def test_lifecycle_with_network(pods):
     cfg = pods.config("web", hostname="web-0", labels={"app": "web", "tier": "front"},
                       annotations={"note": "x"},
