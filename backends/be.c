@@ -39,6 +39,8 @@ int be_new(const char *backend, const struct be_config *cfg, struct be **ret, st
         }
         r = ops->init ? ops->init(be, cfg, err) : 0;
         if (r < 0) {
+                if (ops->fini)
+                        ops->fini(be); /* frees whatever init set up before it failed */
                 free(be->handler);
                 free(be);
                 return sh_err_prefix(err, r, "backend %s", backend);

@@ -25,6 +25,9 @@ int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned
  */
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 
+/* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
+int sh_rm_rf(const char *path);
+
 /* Monotonic clock in nanoseconds. */
 unsigned long long sh_now_ns(void);
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "error.h"
+#include "strutil.h"
 
 /* A parsed, normalised image reference. */
 struct img_ref {
@@ -85,6 +86,3 @@ void img_unpack_abort(struct img_unpack_proc *p);
 
 /* The runt-unpack program runtd runs (beside runtd, else the build's). Borrowed. */
 const char *img_unpack_helper(void);
-
-/* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
-int img_rm_rf(const char *path);

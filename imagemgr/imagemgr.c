@@ -215,7 +215,7 @@ static void gc_layers(struct img_mgr *im)
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *dir =
                         img_valid_digest(victims[i]) ? layer_dir(im, victims[i]) : NULL;
-                int r = dir ? img_rm_rf(dir) : 0;
+                int r = dir ? sh_rm_rf(dir) : 0;
 
                 if (r < 0)
                         sh_log_warn_errno(r, "layer=%s remove failed, keeping its record: %m",
@@ -236,9 +236,9 @@ static int recover(struct img_mgr *im, struct sh_error *err)
         struct dirent *de;
         int r;
 
-        r = img_rm_rf(im->tmp_dir);
+        r = sh_rm_rf(im->tmp_dir);
         if (r == 0)
-                r = img_rm_rf(im->trash_dir);
+                r = sh_rm_rf(im->trash_dir);
         if (r < 0)
                 return sh_err(err, r, "clear '%s': %s", im->tmp_dir, strerror(-r));
         if (fd < 0)
@@ -260,7 +260,7 @@ static int recover(struct img_mgr *im, struct sh_error *err)
                             (const char *[]){chain, NULL}, &found, NULL) == 0)
                         continue;
                 path = sh_path_join(im->layers_dir, de->d_name);
-                if (path && (r = img_rm_rf(path)) < 0)
+                if (path && (r = sh_rm_rf(path)) < 0)
                         sh_log_warn_errno(r, "path=%s stray layer dir not removed: %m", path);
         }
         closedir(d);
@@ -479,7 +479,7 @@ static struct unpack_job *job_add_at(struct pull_jobs *j, const char *hex, const
         chmod(job->tmpdir, 0755); /* the overlay's root takes the top layer root's mode */
         if ((tmpname ? img_unpack_start_at(j->dirfd, tmpname, true, job->tmpdir, &job->proc, err)
                      : img_unpack_start(blob, job->tmpdir, &job->proc, err)) < 0) {
-                img_rm_rf(job->tmpdir);
+                sh_rm_rf(job->tmpdir);
                 free(job->tmpdir);
                 job->tmpdir = NULL;
                 return NULL;
@@ -498,7 +498,7 @@ static void job_drop(struct unpack_job *job)
 {
         img_unpack_abort(&job->proc);
         if (job->tmpdir)
-                img_rm_rf(job->tmpdir);
+                sh_rm_rf(job->tmpdir);
         free(job->tmpdir);
         job->tmpdir = NULL;
 }
@@ -508,7 +508,7 @@ static void jobs_done(struct pull_jobs *j)
         for (size_t i = 0; i < j->n; i++) {
                 img_unpack_abort(&j->v[i].proc);
                 if (j->v[i].tmpdir)
-                        img_rm_rf(j->v[i].tmpdir);
+                        sh_rm_rf(j->v[i].tmpdir);
                 free(j->v[i].tmpdir);
         }
         free(j->v);
@@ -897,7 +897,7 @@ out:
 
 static void *rm_rf_thread(void *path)
 {
-        img_rm_rf(path);
+        sh_rm_rf(path);
         free(path);
         return NULL;
 }
@@ -989,7 +989,7 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
                                           .copy_dir = copy,
                                           .dirfd = -EBADF,
                                           .max_running = (ncpu > 0 ? (size_t)ncpu : 1) + 2};
-                img_rm_rf(copy);
+                sh_rm_rf(copy);
                 r = 0;
         }
         img_locations_done(locs, n);
@@ -1001,7 +1001,7 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
         if (r == 0)
                 rm_rf_later(im, TAKE_PTR(tmp));
         else
-                img_rm_rf(tmp); /* a failed pull leaves nothing behind when it answers */
+                sh_rm_rf(tmp); /* a failed pull leaves nothing behind when it answers */
         if (r == 0)
                 sh_log_info("pull ref=%s@%s id=%s ms=%llu done", ref->name,
                             ref->digest ? ref->digest : ref->tag, *ret_id,

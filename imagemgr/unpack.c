@@ -167,25 +167,3 @@ int img_unpack_layer(const char *blob_path, const char *dest, struct img_unpack_
 
         return r < 0 ? r : img_unpack_wait(&p, ret, err);
 }
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)ftw;
-        if (flag == FTW_DP || flag == FTW_D)
-                return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
-        return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-int img_rm_rf(const char *path)
-{
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
-                return unlink(path) < 0 ? -errno : 0;
-        if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-                return errno ? -errno : -EIO;
-        return 0;
-}

@@ -552,10 +552,26 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
         return r;
 }
 
+/* A ready sandbox whose backend says it is not running (its PID 1 died) is not ready. */
+static void refresh_state(struct pod_mgr *pm, struct pod_sandbox_info *i)
+{
+        struct be *be = NULL;
+        bool running = true;
+
+        if (i->state != POD_READY || pod_mgr_backend(pm, i->spec.handler, &be, NULL) < 0)
+                return;
+        if (be_sandbox_running(be, i->id, &running, NULL) == -ENOENT || !running)
+                i->state = POD_NOTREADY;
+}
+
 int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
                        struct sh_error *err)
 {
-        return load(pm, id, ret, err);
+        int r = load(pm, id, ret, err);
+
+        if (r == 0)
+                refresh_state(pm, *ret);
+        return r;
 }
 
 static bool matches(const struct pod_sandbox_info *i, const struct pod_sandbox_filter *f)
@@ -596,6 +612,8 @@ int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
         while (sqlite3_step(st) == SQLITE_ROW) {
                 struct pod_sandbox_info *i = row_info(st), **nv;
 
+                if (i)
+                        refresh_state(pm, i);
                 if (!i || !matches(i, f)) {
                         pod_sandbox_info_free(i);
                         continue;

@@ -1,45 +1,134 @@
-/* The lxc backend: pods as LXC containers through liblxc (notes/lxc.md). */
+/*
+ * The lxc backend: pods as LXC containers through liblxc (notes/lxc.md).
+ *
+ * A sandbox is an LXC container named by the sandbox id, in runt's own lxcpath, running
+ * runt-pause as PID 1 on an overlay rootfs (a shared read-only dir holding only /pause, and
+ * an upper dir of the sandbox's own), in the pod's network namespace. It is started
+ * daemonized, so its LXC monitor is not a child of runtd and the pod outlives runtd.
+ * destroy() is never used: runt removes <lxcpath>/<id> itself (notes/lxc.md, pitfalls).
+ */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lxc/lxccontainer.h>
 
+#define SH_LOG_MODULE "lxc"
 #include "be-internal.h"
 #include "cleanup.h"
+#include "log.h"
 #include "strutil.h"
 
 struct lxc_be {
-        char *lxcpath; /* where runt's LXC container dirs live */
+        char *lxcpath;     /* where runt's LXC container dirs live */
+        char *pause_root;  /* the shared sandbox rootfs: /pause and empty mount points */
+        char *cgroup_base; /* cgroup dir sandboxes go below when the kubelet gives none */
 };
+
+static void lxc_put(struct lxc_container **c)
+{
+        if (*c)
+                lxc_container_put(*c);
+        *c = NULL;
+}
+#define _cleanup_lxc_ _cleanup_(lxc_put)
+
+/* runt-pause: beside our own binary, else where the build put it. */
+static int find_pause(char *out, size_t size)
+{
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (n > 0) {
+                char *slash;
+
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        snprintf(out, size, "%s/runt-pause", self);
+                        if (access(out, X_OK) == 0)
+                                return 0;
+                }
+        }
+        snprintf(out, size, "%s", RUNT_PAUSE_FALLBACK);
+        return access(out, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+/* Copies @src to @dst (0755) unless @dst has the same size and mtime already. */
+static int install_pause(const char *src, const char *dst, struct sh_error *err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        struct stat a, b;
+        int r;
+
+        if (stat(src, &a) < 0)
+                return sh_err(err, -errno, "runt-pause '%s': %s", src, strerror(errno));
+        if (stat(dst, &b) == 0 && a.st_size == b.st_size && a.st_mtime <= b.st_mtime)
+                return 0;
+        r = sh_read_file(src, 16u << 20, &buf, &len);
+        if (r == 0)
+                r = sh_write_file_atomic(dst, buf, len, 0755);
+        return r < 0 ? sh_err(err, r, "install '%s': %s", dst, strerror(-r)) : 0;
+}
+
+static int make_pause_root(struct lxc_be *lb, struct sh_error *err)
+{
+        static const char *const dirs[] = {"proc", "sys", "dev", "etc", "tmp", "run"};
+        char pause[PATH_MAX];
+        _cleanup_free_ char *dst = NULL;
+        int r;
+
+        r = find_pause(pause, sizeof(pause));
+        if (r < 0)
+                return sh_err(err, r, "runt-pause not found (looked beside runtd and at %s)",
+                              RUNT_PAUSE_FALLBACK);
+        for (size_t i = 0; i < SH_ARRAY_SIZE(dirs); i++) {
+                _cleanup_free_ char *d = sh_path_join(lb->pause_root, dirs[i]);
+
+                if (!d)
+                        return -ENOMEM;
+                r = sh_mkdir_p(d, 0755);
+                if (r < 0)
+                        return sh_err(err, r, "create '%s': %s", d, strerror(-r));
+        }
+        chmod(lb->pause_root, 0755);
+        dst = sh_path_join(lb->pause_root, "pause");
+        return dst ? install_pause(pause, dst, err) : -ENOMEM;
+}
 
 static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error *err)
 {
         const char *path = be_config_option(cfg, "lxcpath");
-        _cleanup_free_ struct lxc_be *lb = calloc(1, sizeof(*lb));
+        struct lxc_be *lb = calloc(1, sizeof(*lb));
         int r;
 
         if (!lb)
                 return -ENOMEM;
+        be->priv = lb;
         if (!lxc_get_version())
                 return sh_err(err, -ENOPKG, "liblxc reports no version");
         lb->lxcpath = path ? strdup(path) : sh_path_join(cfg->root_dir, "lxc");
-        if (!lb->lxcpath)
+        lb->pause_root = sh_path_join(cfg->root_dir, "pause");
+        lb->cgroup_base = strdup("runt");
+        if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base)
                 return -ENOMEM;
-        if (lb->lxcpath[0] != '/') {
-                r = sh_err(err, -EINVAL, "lxcpath '%s' is not absolute", lb->lxcpath);
-                free(lb->lxcpath);
-                return r;
-        }
+        if (lb->lxcpath[0] != '/')
+                return sh_err(err, -EINVAL, "lxcpath '%s' is not absolute", lb->lxcpath);
         r = sh_mkdir_p(lb->lxcpath, 0700);
-        if (r < 0) {
-                sh_err(err, r, "create lxcpath '%s': %s", lb->lxcpath, strerror(-r));
-                free(lb->lxcpath);
-                return r;
-        }
-        be->priv = TAKE_PTR(lb);
-        return 0;
+        if (r < 0)
+                return sh_err(err, r, "create lxcpath '%s': %s", lb->lxcpath, strerror(-r));
+        return make_pause_root(lb, err);
 }
 
 static int lxc_ready(struct be *be, struct sh_error *err)
@@ -52,12 +141,281 @@ static int lxc_ready(struct be *be, struct sh_error *err)
         return 0;
 }
 
+/* The last error LXC recorded, for messages. */
+static const char *why(struct lxc_container *c)
+{
+        return c && c->error_string ? c->error_string : "see the container's lxc.log";
+}
+
+/* The first ERROR line of @dir/lxc.log, what LXC says nowhere else. */
+static void log_tail(const char *dir, char *out, size_t size)
+{
+        _cleanup_free_ char *path = sh_path_join(dir, "lxc.log");
+        _cleanup_free_ char *buf = NULL;
+        const char *best = NULL;
+
+        snprintf(out, size, "no details in lxc.log");
+        if (!path || sh_read_file(path, 1 << 20, &buf, NULL) < 0)
+                return;
+        /* The first error is the cause; the ones after it are LXC unwinding. */
+        for (char *line = strtok(buf, "\n"); line && !best; line = strtok(NULL, "\n"))
+                if (strstr(line, " ERROR "))
+                        best = line;
+        if (best) {
+                const char *msg = strstr(best, " - ");
+
+                msg = msg ? strstr(msg + 3, " - ") : NULL;
+                snprintf(out, size, "%.300s", msg ? msg + 3 : best);
+        }
+}
+
+static int set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err)
+{
+        if (!c->set_config_item(c, key, value))
+                return sh_err(err, -EINVAL, "lxc config %s = %s refused", key, value);
+        return 0;
+}
+
+static char *cgroup_dir(struct lxc_be *lb, const struct be_sandbox *sb, const char *kind)
+{
+        const char *parent = sb->spec->cgroup_parent;
+
+        while (parent && *parent == '/')
+                parent++;
+        if (!parent || !parent[0])
+                parent = lb->cgroup_base;
+        return sh_strdup_printf("%s/%s%s", parent, kind, sb->id);
+}
+
+static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be_sandbox *sb,
+                     const char *dir, struct sh_error *err)
+{
+        _cleanup_free_ char *rootfs = sh_strdup_printf("overlay:%s:%s/upper", lb->pause_root, dir);
+        _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
+        _cleanup_free_ char *cg = cgroup_dir(lb, sb, "");
+        _cleanup_free_ char *cgm = cgroup_dir(lb, sb, "monitor-");
+        const struct be_sandbox_spec *s = sb->spec;
+        int r = 0;
+
+        if (!rootfs || !log || !cg || !cgm)
+                return -ENOMEM;
+        if ((r = set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err)) < 0 ||
+            (r = set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
+            (r = set(c, "lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed", err)) < 0 ||
+            (r = set(c, "lxc.autodev", "1", err)) < 0 ||
+            (r = set(c, "lxc.console.path", "none", err)) < 0 ||
+            (r = set(c, "lxc.tty.max", "0", err)) < 0 ||
+            (r = set(c, "lxc.pty.max", "0", err)) < 0 ||
+            (r = set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
+            (r = set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
+            (r = set(c, "lxc.log.file", log, err)) < 0 ||
+            (r = set(c, "lxc.log.level", "WARN", err)) < 0 ||
+            (r = set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
+            (r = set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
+                return r;
+        /* The network namespace is the pod's (CNI set it up), or the host's. */
+        /*
+         * The host's is given as a file too: with lxc.namespace.keep = net, liblxc 5.0.2 fails
+         * the overlay rootfs mount (EINVAL) for reasons of its own.
+         */
+        r = set(c, "lxc.namespace.share.net", sb->netns ? sb->netns : "/proc/self/ns/net", err);
+        if (r == 0 && s->ipc_mode == BE_NS_NODE)
+                r = set(c, "lxc.namespace.keep", "ipc", err);
+        if (r == 0 && s->pid_mode == BE_NS_NODE)
+                r = set(c, "lxc.namespace.keep", "pid", err);
+        for (size_t i = 0; r == 0 && i < s->n_sysctls; i++) {
+                _cleanup_free_ char *key = sh_strdup_printf("lxc.sysctl.%s", s->sysctls[i].key);
+
+                r = key ? set(c, key, s->sysctls[i].value, err) : -ENOMEM;
+        }
+        return r;
+}
+
+/*
+ * Starts container @id daemonized, from a forked child: liblxc moves the process that calls
+ * start() into the container's monitor cgroup (all its threads, on every hierarchy), which
+ * must not be runtd. The child is single-threaded and only calls liblxc, then exits; LXC's
+ * own double fork makes the monitor, so the container is no child of runtd.
+ */
+static int start_detached(struct lxc_be *lb, const char *id, char *const argv[])
+{
+        int status = 0;
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+                bool ok;
+
+                if (!c)
+                        _exit(2);
+                c->want_daemonize(c, true);
+                c->want_close_all_fds(c, true);
+                ok = c->start(c, 0, argv);
+                _exit(ok ? 0 : 1);
+        }
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return 0;
+        return -EIO;
+}
+
+static char *sandbox_dir(struct lxc_be *lb, const char *id)
+{
+        return sh_path_join(lb->lxcpath, id);
+}
+
+static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = sandbox_dir(lb, sb->id);
+        _cleanup_free_ char *upper = NULL;
+        _cleanup_lxc_ struct lxc_container *c = NULL;
+        char *const argv[] = {"/pause", NULL};
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        upper = sh_path_join(dir, "upper");
+        if (!upper)
+                return -ENOMEM;
+        r = sh_mkdir_p(upper, 0755);
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", upper, strerror(-r));
+        c = lxc_container_new(sb->id, lb->lxcpath);
+        if (!c) {
+                r = sh_err(err, -ENOMEM, "lxc_container_new(%s) failed", sb->id);
+                goto fail;
+        }
+        r = configure(lb, c, sb, dir, err);
+        if (r < 0)
+                goto fail;
+        if (!c->save_config(c, NULL)) {
+                r = sh_err(err, -EIO, "save the LXC config of %s: %s", sb->id, why(c));
+                goto fail;
+        }
+        r = start_detached(lb, sb->id, argv);
+        if (r < 0) {
+                char tail[320];
+
+                log_tail(dir, tail, sizeof(tail));
+                r = sh_err(err, r, "start the pause container: %s", tail);
+                goto fail;
+        }
+        return 0;
+fail:
+        if (c && c->is_running(c))
+                c->stop(c);
+        sh_rm_rf(dir);
+        return r;
+}
+
+static int lxc_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+
+        if (!c || !c->is_defined(c) || !c->is_running(c))
+                return 0;
+        /* runt-pause exits on SIGTERM; SIGKILL if it does not within the grace period. */
+        if (!c->shutdown(c, (int)timeout_s) && c->is_running(c) && !c->stop(c))
+                return sh_err(err, -EIO, "stop the pause container %.12s: %s", id, why(c));
+        return 0;
+}
+
+/*
+ * Removes cgroup @rel (relative to each hierarchy's root) on every mounted hierarchy, v1 and
+ * v2. LXC removes a container's payload cgroup when it stops cleanly but never the monitor's
+ * (the monitor is still in it); a monitor just exiting keeps it busy for a moment.
+ */
+static void rm_cgroup(const char *rel)
+{
+        static const char *const root = "/sys/fs/cgroup";
+        _cleanup_(sh_strv_freep) char **bases = NULL;
+        DIR *d = opendir(root);
+        struct dirent *de;
+        size_t n = 0;
+
+        bases = calloc(64, sizeof(char *));
+        if (!bases) {
+                if (d)
+                        closedir(d);
+                return;
+        }
+        bases[n++] = strdup(root); /* cgroup2 mounted on the root itself */
+        while (d && (de = readdir(d)) && n < 63)
+                if (de->d_name[0] != '.' && de->d_type == DT_DIR)
+                        bases[n++] = sh_path_join(root, de->d_name);
+        if (d)
+                closedir(d);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *p = bases[i] ? sh_path_join(bases[i], rel) : NULL;
+
+                for (int tries = 0; p && tries < 50; tries++) {
+                        if (rmdir(p) == 0 || errno == ENOENT || errno == ENOTDIR)
+                                break;
+                        if (errno != EBUSY)
+                                break;
+                        nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                }
+        }
+}
+
+static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = sandbox_dir(lb, id);
+        char cg[PATH_MAX] = "", cgm[PATH_MAX] = "";
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        {
+                _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+
+                if (c && c->is_defined(c)) {
+                        if (c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) < 0)
+                                cg[0] = '\0';
+                        if (c->get_config_item(c, "lxc.cgroup.dir.monitor", cgm, sizeof(cgm)) < 0)
+                                cgm[0] = '\0';
+                }
+        }
+        r = lxc_sandbox_stop(be, id, 0, err);
+        if (r < 0)
+                return r;
+        sh_log_debug("sandbox=%s cgroups container=%s monitor=%s", id, cg, cgm);
+        if (cg[0])
+                rm_cgroup(cg);
+        if (cgm[0])
+                rm_cgroup(cgm);
+        r = sh_rm_rf(dir);
+        if (r < 0)
+                return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
+        return 0;
+}
+
+static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+
+        if (!c || !c->is_defined(c))
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
+        *ret = c->is_running(c);
+        return 0;
+}
+
 static void lxc_fini(struct be *be)
 {
         struct lxc_be *lb = be->priv;
 
-        if (lb)
+        if (lb) {
                 free(lb->lxcpath);
+                free(lb->pause_root);
+                free(lb->cgroup_base);
+        }
         free(lb);
         be->priv = NULL;
 }
@@ -67,5 +425,9 @@ const struct be_ops be_lxc_ops = {
         .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_SHARED_NETNS,
         .init = lxc_init,
         .ready = lxc_ready,
+        .sandbox_create = lxc_sandbox_create,
+        .sandbox_stop = lxc_sandbox_stop,
+        .sandbox_remove = lxc_sandbox_remove,
+        .sandbox_running = lxc_sandbox_running,
         .fini = lxc_fini,
 };
