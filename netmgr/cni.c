@@ -67,6 +67,24 @@ struct invocation {
         unsigned timeout_s;
 };
 
+/* An invocation of @command for pod @id with the configured bin dirs and plugin timeout. */
+static struct invocation invocation_for(struct net_mgr *nm, const char *command, const char *id,
+                                        const char *netns, const char *args)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+
+        return (struct invocation){
+                .nm = nm,
+                .command = command,
+                .container = id,
+                .netns = netns,
+                .ifname = IFNAME,
+                .args = args,
+                .bin_dirs = cfg->cni_bin_dirs,
+                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
+        };
+}
+
 /* The plugin's environment: ours without any CNI_* of our own, plus the call's. */
 static char **plugin_env(const struct invocation *inv)
 {
@@ -431,16 +449,7 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
                 net_conf_done(&conf);
                 return -ENOMEM;
         }
-        inv = (struct invocation){
-                .nm = nm,
-                .command = "ADD",
-                .container = pod->id,
-                .netns = netns,
-                .ifname = IFNAME,
-                .args = args,
-                .bin_dirs = cfg->cni_bin_dirs,
-                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
-        };
+        inv = invocation_for(nm, "ADD", pod->id, netns, args);
         json_object_object_get_ex(conf.list, "plugins", &plugins);
 
         r = loopback(inv, conf.cni_version, err);
@@ -575,7 +584,6 @@ static int load_cached(struct net_mgr *nm, const char *id, struct cached *c, str
 
 int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
-        const struct runt_config *cfg = net_mgr_config(nm);
         _cleanup_free_ char *path = NULL;
         struct cached c;
         struct invocation inv;
@@ -587,16 +595,7 @@ int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
                 return 0; /* never set up, or torn down already */
         if (r < 0)
                 return r;
-        inv = (struct invocation){
-                .nm = nm,
-                .command = "DEL",
-                .container = id,
-                .netns = c.netns,
-                .ifname = IFNAME,
-                .args = c.args,
-                .bin_dirs = cfg->cni_bin_dirs,
-                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
-        };
+        inv = invocation_for(nm, "DEL", id, c.netns, c.args);
         r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), c.name, c.version,
                       c.result, c.rtconf, NULL, err);
         rl = access(c.netns ? c.netns : "", F_OK) == 0 ? loopback(inv, c.version, &lo_err) : 0;
@@ -613,7 +612,6 @@ int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
 
 int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
-        const struct runt_config *cfg = net_mgr_config(nm);
         struct cached c;
         struct invocation inv;
         int r = load_cached(nm, id, &c, err);
@@ -626,16 +624,7 @@ int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
                 json_putp(&c.doc);
                 return 0; /* CHECK arrived with CNI 0.4.0 */
         }
-        inv = (struct invocation){
-                .nm = nm,
-                .command = "CHECK",
-                .container = id,
-                .netns = c.netns,
-                .ifname = IFNAME,
-                .args = c.args,
-                .bin_dirs = cfg->cni_bin_dirs,
-                .timeout_s = cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60,
-        };
+        inv = invocation_for(nm, "CHECK", id, c.netns, c.args);
         for (size_t i = 0; r == 0 && i < json_object_array_length(c.plugins); i++) {
                 json_object *p = json_object_array_get_idx(c.plugins, i);
                 const char *type = NULL;
