@@ -25,6 +25,7 @@
 #define SH_LOG_MODULE "lxc"
 #include "be-internal.h"
 #include "cleanup.h"
+#include "exec.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -42,8 +43,8 @@ static void lxc_put(struct lxc_container **c)
 }
 #define _cleanup_lxc_ _cleanup_(lxc_put)
 
-/* runt-pause: beside our own binary, else where the build put it. */
-static int find_pause(char *out, size_t size)
+/* A helper of runt's: beside our own binary, else where the build put it. */
+static int find_helper(const char *name, const char *fallback, char *out, size_t size)
 {
         char self[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -55,12 +56,12 @@ static int find_pause(char *out, size_t size)
                 slash = strrchr(self, '/');
                 if (slash) {
                         *slash = '\0';
-                        snprintf(out, size, "%s/runt-pause", self);
+                        snprintf(out, size, "%s/%s", self, name);
                         if (access(out, X_OK) == 0)
                                 return 0;
                 }
         }
-        snprintf(out, size, "%s", RUNT_PAUSE_FALLBACK);
+        snprintf(out, size, "%s", fallback);
         return access(out, X_OK) == 0 ? 0 : -ENOENT;
 }
 
@@ -89,7 +90,7 @@ static int make_pause_root(struct lxc_be *lb, struct sh_error *err)
         _cleanup_free_ char *dst = NULL;
         int r;
 
-        r = find_pause(pause, sizeof(pause));
+        r = find_helper("runt-pause", RUNT_PAUSE_FALLBACK, pause, sizeof(pause));
         if (r < 0)
                 return sh_err(err, r, "runt-pause not found (looked beside runtd and at %s)",
                               RUNT_PAUSE_FALLBACK);
@@ -232,34 +233,32 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
 }
 
 /*
- * Starts container @id daemonized, from a forked child: liblxc moves the process that calls
- * start() into the container's monitor cgroup (all its threads, on every hierarchy), which
- * must not be runtd. The child is single-threaded and only calls liblxc, then exits; LXC's
- * own double fork makes the monitor, so the container is no child of runtd.
+ * Starts container @id daemonized through runt-lxc-start (lxc/lxc-start.c says why not
+ * here). LXC's double fork makes the monitor, so the container is no child of runtd.
  */
-static int start_detached(struct lxc_be *lb, const char *id, char *const argv[])
+static int start_detached(struct lxc_be *lb, const char *id, const char *const *args,
+                          struct sh_error *err)
 {
-        int status = 0;
-        pid_t pid = fork();
+        char helper[PATH_MAX];
+        const char *argv[8];
+        struct sh_exec_result res = {0};
+        size_t n = 0;
+        int r;
 
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
-                bool ok;
-
-                if (!c)
-                        _exit(2);
-                c->want_daemonize(c, true);
-                c->want_close_all_fds(c, true);
-                ok = c->start(c, 0, argv);
-                _exit(ok ? 0 : 1);
-        }
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                return 0;
-        return -EIO;
+        if (find_helper("runt-lxc-start", RUNT_LXC_START_FALLBACK, helper, sizeof(helper)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-start not found (beside runtd or at %s)",
+                              RUNT_LXC_START_FALLBACK);
+        argv[n++] = helper;
+        argv[n++] = lb->lxcpath;
+        argv[n++] = id;
+        for (size_t i = 0; args[i] && n < SH_ARRAY_SIZE(argv) - 1; i++)
+                argv[n++] = args[i];
+        argv[n] = NULL;
+        r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
+        if (r == 0 && res.exit_code != 0)
+                r = -EIO;
+        sh_exec_result_done(&res);
+        return r;
 }
 
 static char *sandbox_dir(struct lxc_be *lb, const char *id)
@@ -273,7 +272,7 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
         _cleanup_free_ char *dir = sandbox_dir(lb, sb->id);
         _cleanup_free_ char *upper = NULL;
         _cleanup_lxc_ struct lxc_container *c = NULL;
-        char *const argv[] = {"/pause", NULL};
+        const char *const argv[] = {"/pause", NULL};
         int r;
 
         if (!dir)
@@ -296,7 +295,7 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
                 r = sh_err(err, -EIO, "save the LXC config of %s: %s", sb->id, why(c));
                 goto fail;
         }
-        r = start_detached(lb, sb->id, argv);
+        r = start_detached(lb, sb->id, argv, err);
         if (r < 0) {
                 char tail[320];
 
