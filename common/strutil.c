@@ -256,3 +256,24 @@ int sh_rm_rf(const char *path)
                 return errno ? -errno : -EIO;
         return 0;
 }
+
+int sh_find_helper(const char *name, const char *fallback, char *out, size_t size)
+{
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (n > 0) {
+                char *slash;
+
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        snprintf(out, size, "%s/%s", self, name);
+                        if (access(out, X_OK) == 0)
+                                return 0;
+                }
+        }
+        snprintf(out, size, "%s", fallback);
+        return access(out, X_OK) == 0 ? 0 : -ENOENT;
+}

@@ -28,6 +28,13 @@ int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 /* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
 int sh_rm_rf(const char *path);
 
+/*
+ * Finds runt's helper program @name (runt-unpack, runt-pause ...): beside the running
+ * binary, else @fallback (where the build put it). Fills @out; -ENOENT when neither is
+ * executable (@out then holds the fallback, for messages).
+ */
+int sh_find_helper(const char *name, const char *fallback, char *out, size_t size);
+
 /* Monotonic clock in nanoseconds. */
 unsigned long long sh_now_ns(void);
 

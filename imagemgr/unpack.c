@@ -27,21 +27,7 @@ static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
 
 static void find_helper(void)
 {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-        if (n > 0) {
-                self[n] = '\0';
-                char *slash = strrchr(self, '/');
-
-                if (slash) {
-                        *slash = '\0';
-                        snprintf(helper, sizeof(helper), "%s/runt-unpack", self);
-                        if (access(helper, X_OK) == 0)
-                                return;
-                }
-        }
-        snprintf(helper, sizeof(helper), "%s", RUNT_UNPACK_FALLBACK);
+        sh_find_helper("runt-unpack", RUNT_UNPACK_FALLBACK, helper, sizeof(helper));
 }
 
 const char *img_unpack_helper(void)

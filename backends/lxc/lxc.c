@@ -43,28 +43,6 @@ static void lxc_put(struct lxc_container **c)
 }
 #define _cleanup_lxc_ _cleanup_(lxc_put)
 
-/* A helper of runt's: beside our own binary, else where the build put it. */
-static int find_helper(const char *name, const char *fallback, char *out, size_t size)
-{
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-        if (n > 0) {
-                char *slash;
-
-                self[n] = '\0';
-                slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = '\0';
-                        snprintf(out, size, "%s/%s", self, name);
-                        if (access(out, X_OK) == 0)
-                                return 0;
-                }
-        }
-        snprintf(out, size, "%s", fallback);
-        return access(out, X_OK) == 0 ? 0 : -ENOENT;
-}
-
 /* Copies @src to @dst (0755) unless @dst has the same size and mtime already. */
 static int install_pause(const char *src, const char *dst, struct sh_error *err)
 {
@@ -90,7 +68,7 @@ static int make_pause_root(struct lxc_be *lb, struct sh_error *err)
         _cleanup_free_ char *dst = NULL;
         int r;
 
-        r = find_helper("runt-pause", RUNT_PAUSE_FALLBACK, pause, sizeof(pause));
+        r = sh_find_helper("runt-pause", RUNT_PAUSE_FALLBACK, pause, sizeof(pause));
         if (r < 0)
                 return sh_err(err, r, "runt-pause not found (looked beside runtd and at %s)",
                               RUNT_PAUSE_FALLBACK);
@@ -245,7 +223,7 @@ static int start_detached(struct lxc_be *lb, const char *id, const char *const *
         size_t n = 0;
         int r;
 
-        if (find_helper("runt-lxc-start", RUNT_LXC_START_FALLBACK, helper, sizeof(helper)) < 0)
+        if (sh_find_helper("runt-lxc-start", RUNT_LXC_START_FALLBACK, helper, sizeof(helper)) < 0)
                 return sh_err(err, -ENOENT, "runt-lxc-start not found (beside runtd or at %s)",
                               RUNT_LXC_START_FALLBACK);
         argv[n++] = helper;
