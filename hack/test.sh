@@ -53,9 +53,9 @@ fi
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz (libFuzzer, ${FUZZ_SECONDS:-30} s per target)"
   if cmake --preset fuzz >"$logs/cmake-fuzz.log" 2>&1 &&
-     cmake --build --preset fuzz -j"$(nproc)" --target fuzz_cri_request fuzz_config \
+     cmake --build --preset fuzz -j"$(nproc)" --target fuzz_cri_request fuzz_config fuzz_image_ref \
        >"$logs/build-fuzz.log" 2>&1; then
-    for t in fuzz_cri_request fuzz_config; do
+    for t in fuzz_cri_request fuzz_config fuzz_image_ref; do
       work=$(mktemp -d)
       cp -r "test/fuzz/corpus/$t/." "$work/" 2>/dev/null || true
       if (cd "$work" && "$top/build/fuzz/test/fuzz/$t" -max_total_time="${FUZZ_SECONDS:-30}" \
