@@ -27,16 +27,6 @@ class LxcPods(Pods):
         self.write_conf()
         self.d.start()
 
-    def cleanup(self):
-        """Best effort, for a test that failed half-way: no pod outlives its test."""
-        try:
-            if self.d.alive():
-                for i in self.list():
-                    self.remove(i.id)
-        except grpc.RpcError:
-            pass
-        super().cleanup()
-
     def lxc_dirs(self):
         p = self.d.root_dir / "lxc"
         return sorted(os.listdir(p)) if p.exists() else []

@@ -98,6 +98,14 @@ class Pods:
                 if (self.d.run_dir / "pods").exists() else []}
 
     def cleanup(self):
+        """Best effort, for a test that failed half-way: no pod (nor its portmap rules)
+        outlives its test."""
+        try:
+            if self.d.alive():
+                for i in self.list():
+                    self.remove(i.id)
+        except grpc.RpcError:
+            pass
         sh("ip", "link", "del", self.bridge, check=False)
 
 
