@@ -517,20 +517,28 @@ static void jobs_done(struct pull_jobs *j)
         *j = (struct pull_jobs){.dirfd = -EBADF};
 }
 
+/* Is there a layer record whose @column ("chain_id", "blob_digest") is @value? Takes the lock. */
+static bool layer_row(struct img_mgr *im, const char *column, const char *value)
+{
+        _cleanup_free_ char *sql =
+                sh_strdup_printf("SELECT chain_id FROM layers WHERE %s = ?", column);
+        _cleanup_free_ char *found = NULL;
+        int r;
+
+        if (!sql)
+                return false;
+        pthread_mutex_lock(&im->lock);
+        r = db_text(im, sql, (const char *[]){value, NULL}, &found, NULL);
+        pthread_mutex_unlock(&im->lock);
+        return r == 0;
+}
+
 /* Is @hex the blob of a layer the store has? */
 static bool blob_known(struct img_mgr *im, const char *hex)
 {
         _cleanup_free_ char *digest = sh_strdup_printf("sha256:%s", hex);
-        _cleanup_free_ char *found = NULL;
-        int r;
 
-        if (!digest)
-                return false;
-        pthread_mutex_lock(&im->lock);
-        r = db_text(im, "SELECT chain_id FROM layers WHERE blob_digest = ?",
-                    (const char *[]){digest, NULL}, &found, NULL);
-        pthread_mutex_unlock(&im->lock);
-        return r == 0;
+        return digest && layer_row(im, "blob_digest", digest);
 }
 
 /*
@@ -621,17 +629,11 @@ static int layer_commit(struct img_mgr *im, struct unpack_job *job, const char *
 /* Does the store have layer @chain (record and directory)? */
 static bool layer_present(struct img_mgr *im, const char *chain)
 {
-        _cleanup_free_ char *found = NULL, *dir = layer_dir(im, chain);
+        _cleanup_free_ char *dir = layer_dir(im, chain);
         struct stat st;
-        int r;
 
-        if (!dir)
-                return false;
-        pthread_mutex_lock(&im->lock);
-        r = db_text(im, "SELECT chain_id FROM layers WHERE chain_id = ?",
-                    (const char *[]){chain, NULL}, &found, NULL);
-        pthread_mutex_unlock(&im->lock);
-        return r == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+        return dir && layer_row(im, "chain_id", chain) && stat(dir, &st) == 0 &&
+               S_ISDIR(st.st_mode);
 }
 
 static bool ref_pinned(const struct runt_config *cfg, const char *tag_ref, const char *digest_ref)

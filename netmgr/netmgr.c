@@ -91,6 +91,19 @@ static int write_text(const char *dir, const char *name, const char *text, size_
         return r < 0 ? sh_err(err, r, "write '%s': %s", path, strerror(-r)) : 0;
 }
 
+/* Closes the memstream @f and writes what it holds to @dir/@name. */
+static int write_stream(FILE *f, char **buf, size_t *len, const char *dir, const char *name,
+                        struct sh_error *err)
+{
+        int r;
+
+        fclose(f);
+        r = *buf ? write_text(dir, name, *buf, *len, err) : -ENOMEM;
+        free(*buf);
+        *buf = NULL;
+        return r;
+}
+
 int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *hostname,
                         char *const *ips, struct sh_error *err)
 {
@@ -107,24 +120,20 @@ int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *
                 f = open_memstream(&buf, &len);
                 if (!f)
                         return -ENOMEM;
-                r = put_list(f, "search", dns->searches);
-                for (size_t i = 0; r == 0 && dns->servers && dns->servers[i]; i++)
+                put_list(f, "search", dns->searches);
+                for (size_t i = 0; dns->servers && dns->servers[i]; i++)
                         fprintf(f, "nameserver %s\n", dns->servers[i]);
-                if (r == 0)
-                        r = put_list(f, "options", dns->options);
-                fclose(f);
+                put_list(f, "options", dns->options);
+                r = write_stream(f, &buf, &len, dir, "resolv.conf", err);
         } else {
                 r = sh_read_file("/etc/resolv.conf", 1 << 20, &buf, &len);
-                if (r == -ENOENT) {
-                        buf = strdup("");
-                        len = 0;
-                        r = buf ? 0 : -ENOMEM;
-                }
+                if (r == -ENOENT)
+                        r = write_text(dir, "resolv.conf", "", 0, err);
+                else if (r == 0)
+                        r = write_text(dir, "resolv.conf", buf, len, err);
+                free(buf);
+                buf = NULL;
         }
-        if (r == 0)
-                r = write_text(dir, "resolv.conf", buf, len, err);
-        free(buf);
-        buf = NULL;
         if (r < 0)
                 return r;
 
@@ -132,10 +141,7 @@ int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *
         if (!f)
                 return -ENOMEM;
         fprintf(f, "%s\n", hostname ? hostname : "");
-        fclose(f);
-        r = write_text(dir, "hostname", buf, len, err);
-        free(buf);
-        buf = NULL;
+        r = write_stream(f, &buf, &len, dir, "hostname", err);
         if (r < 0)
                 return r;
 
@@ -148,10 +154,7 @@ int net_write_pod_files(const char *dir, const struct net_dns *dns, const char *
               f);
         for (size_t i = 0; hostname && hostname[0] && ips && ips[i]; i++)
                 fprintf(f, "%s\t%s\n", ips[i], hostname);
-        fclose(f);
-        r = write_text(dir, "hosts", buf, len, err);
-        free(buf);
-        return r;
+        return write_stream(f, &buf, &len, dir, "hosts", err);
 }
 
 void net_mgr_condition(struct net_mgr *nm, struct sh_condition *ret)
