@@ -101,6 +101,68 @@ int be_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error
         return be->ops->sandbox_running(be, id, ret, err);
 }
 
+int be_container_create(struct be *be, const struct be_container *c, struct sh_error *err)
+{
+        if (!be->ops->container_create)
+                return unsupported(be, "containers", err);
+        return be->ops->container_create(be, c, err);
+}
+
+int be_container_start(struct be *be, const char *id, struct sh_error *err)
+{
+        if (!be->ops->container_start)
+                return unsupported(be, "starting containers", err);
+        return be->ops->container_start(be, id, err);
+}
+
+int be_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+                      struct sh_error *err)
+{
+        if (!be->ops->container_stop)
+                return unsupported(be, "stopping containers", err);
+        return be->ops->container_stop(be, id, signal, timeout_s, err);
+}
+
+int be_container_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        if (!be->ops->container_remove)
+                return unsupported(be, "removing containers", err);
+        return be->ops->container_remove(be, id, err);
+}
+
+int be_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+                        struct sh_error *err)
+{
+        if (!be->ops->container_status)
+                return unsupported(be, "container status", err);
+        memset(ret, 0, sizeof(*ret));
+        return be->ops->container_status(be, id, ret, err);
+}
+
+int be_container_update(struct be *be, const char *id, const struct be_resources *res,
+                        struct sh_error *err)
+{
+        if (!be->ops->container_update)
+                return unsupported(be, "updating container resources", err);
+        return be->ops->container_update(be, id, res, err);
+}
+
+int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
+{
+        if (!be->ops->container_reopen_log)
+                return unsupported(be, "reopening container logs", err);
+        return be->ops->container_reopen_log(be, id, err);
+}
+
+int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+                 struct be_exec_result *ret, struct sh_error *err)
+{
+        if (!be->ops->exec_sync || !(be->ops->caps & BE_CAP_EXEC))
+                return unsupported(be, "exec", err);
+        memset(ret, 0, sizeof(*ret));
+        return be->ops->exec_sync(be, id, argv, timeout_ms, ret, err);
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {
@@ -148,4 +210,59 @@ const char *be_config_option(const struct be_config *cfg, const char *key)
                 if (strcmp(cfg->option_keys[i], key) == 0)
                         return cfg->option_values[i];
         return NULL;
+}
+
+void be_resources_done(struct be_resources *r)
+{
+        if (!r)
+                return;
+        free(r->cpuset_cpus);
+        free(r->cpuset_mems);
+        kv_free(r->hugepages, r->n_hugepages);
+        memset(r, 0, sizeof(*r));
+}
+
+void be_container_spec_done(struct be_container_spec *s)
+{
+        if (!s)
+                return;
+        free(s->name);
+        free(s->image_ref);
+        free(s->image_id);
+        strv_free(s->layer_dirs);
+        strv_free(s->argv);
+        strv_free(s->env);
+        free(s->cwd);
+        free(s->groups);
+        free(s->log_path);
+        for (size_t i = 0; s->mounts && i < s->n_mounts; i++) {
+                free(s->mounts[i].container_path);
+                free(s->mounts[i].host_path);
+        }
+        free(s->mounts);
+        for (size_t i = 0; s->devices && i < s->n_devices; i++) {
+                free(s->devices[i].container_path);
+                free(s->devices[i].host_path);
+                free(s->devices[i].permissions);
+        }
+        free(s->devices);
+        kv_free(s->labels, s->n_labels);
+        kv_free(s->annotations, s->n_annotations);
+        be_resources_done(&s->resources);
+        strv_free(s->cap_add);
+        strv_free(s->cap_drop);
+        free(s->seccomp_profile);
+        strv_free(s->masked_paths);
+        strv_free(s->readonly_paths);
+        free(s->stop_signal);
+        memset(s, 0, sizeof(*s));
+}
+
+void be_exec_result_done(struct be_exec_result *r)
+{
+        if (!r)
+                return;
+        free(r->out);
+        free(r->err);
+        memset(r, 0, sizeof(*r));
 }

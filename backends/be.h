@@ -9,8 +9,8 @@
  * The backend driver interface (DESIGN.md "The backend interface", STYLE R7/R8).
  * One const ops table per backend; ops return 0 or -errno with @err filled; an optional
  * op is NULL and the be_* wrappers turn that into -EOPNOTSUPP (gRPC UNIMPLEMENTED).
- * The pod and container ops arrive with the issues that need them; what is here now is
- * what every backend must have from the start: set-up, a readiness probe and tear-down.
+ * Sandbox ops, container ops and exec; streaming and stats arrive with the issues that need
+ * them.
  */
 struct be;
 
@@ -76,6 +76,132 @@ struct be_sandbox {
         const char *pod_dir; /* resolv.conf, hostname, hosts for the pod's containers */
 };
 
+/* A bind mount into a container (CRI Mount). */
+enum be_propagation {
+        BE_PROPAGATION_PRIVATE = 0,
+        BE_PROPAGATION_HOST_TO_CONTAINER = 1, /* rslave */
+        BE_PROPAGATION_BIDIRECTIONAL = 2,     /* rshared */
+};
+
+struct be_mount {
+        char *container_path; /* absolute, no ".." */
+        char *host_path;      /* absolute; a directory is created when missing */
+        bool readonly;
+        enum be_propagation propagation;
+};
+
+/* A host device made visible in a container (CRI Device). */
+struct be_device {
+        char *container_path;
+        char *host_path;
+        char *permissions; /* "rwm" or a subset */
+};
+
+/* Cgroup limits of a container (CRI LinuxContainerResources); 0 / "" means unset. */
+struct be_resources {
+        long long cpu_period; /* us */
+        long long cpu_quota;  /* us; -1 = unlimited */
+        long long cpu_shares;
+        long long memory_limit; /* bytes */
+        long long memory_swap_limit;
+        long long oom_score_adj;
+        bool has_oom_score_adj;
+        char *cpuset_cpus;
+        char *cpuset_mems;
+        struct be_kv *hugepages; /* page size ("2MB") -> limit in bytes */
+        size_t n_hugepages;
+};
+void be_resources_done(struct be_resources *r);
+
+/* seccomp for a container: CRI SecurityProfile. */
+enum be_seccomp {
+        BE_SECCOMP_RUNTIME_DEFAULT = 0,
+        BE_SECCOMP_UNCONFINED = 1,
+        BE_SECCOMP_LOCALHOST = 2, /* seccomp_profile: an OCI/Docker JSON profile file */
+};
+
+/*
+ * What a container is asked to be, resolved: the image config is merged with the CRI
+ * ContainerConfig already (podmgr does that), so a backend gets the argv, env, user and
+ * rootfs layers it runs. Strings are owned and non-NULL, strvs NULL-terminated.
+ * Freed with be_container_spec_done.
+ */
+struct be_container_spec {
+        char *name; /* metadata */
+        unsigned attempt;
+        char *image_ref;   /* as the request named it */
+        char *image_id;    /* "sha256:..." */
+        char **layer_dirs; /* the image's layer directories, base first */
+        char **argv;       /* what runs; argv[0] non-empty */
+        char **env;        /* "K=V" */
+        char *cwd;         /* absolute */
+        unsigned uid, gid;
+        unsigned *groups; /* supplementary groups */
+        size_t n_groups;
+        char *log_path; /* absolute path of the CRI log file, "" for none */
+        bool tty, stdin_open, stdin_once;
+        struct be_mount *mounts;
+        size_t n_mounts;
+        struct be_device *devices;
+        size_t n_devices;
+        struct be_kv *labels;
+        size_t n_labels;
+        struct be_kv *annotations;
+        size_t n_annotations;
+        struct be_resources resources;
+        bool privileged;
+        bool readonly_rootfs;
+        bool no_new_privs;
+        char **cap_add; /* "NET_ADMIN" or "ALL", without CAP_ */
+        char **cap_drop;
+        enum be_seccomp seccomp;
+        char *seccomp_profile;    /* the Localhost profile's path, else "" */
+        char **masked_paths;      /* empty: the default set */
+        char **readonly_paths;    /* empty: the default set */
+        enum be_ns_mode pid_mode; /* POD: the sandbox's, CONTAINER: its own, NODE: the host's */
+        char *stop_signal;        /* "SIGTERM", "SIGINT", "15" ... from the image, or "" */
+};
+void be_container_spec_done(struct be_container_spec *s);
+
+/* A container handed to a backend to create. Borrowed for the call. */
+struct be_container {
+        const char *id;         /* 64 hex digits */
+        const char *sandbox_id; /* its pod, created and running */
+        const struct be_sandbox_spec *sandbox;
+        const char *netns;   /* the pod's network namespace; NULL for host network */
+        const char *pod_dir; /* resolv.conf, hostname, hosts to bind into the container */
+        const struct be_container_spec *spec;
+};
+
+enum be_ctr_state {
+        BE_CTR_CREATED = 0,
+        BE_CTR_RUNNING = 1,
+        BE_CTR_EXITED = 2,
+        BE_CTR_UNKNOWN = 3,
+};
+
+/* What the backend knows of a container now. */
+struct be_ctr_status {
+        enum be_ctr_state state;
+        int pid;               /* host pid of its init while running, else 0 */
+        long long started_ns;  /* CLOCK_REALTIME; 0 when it never started */
+        long long finished_ns; /* 0 while it runs */
+        int exit_code;         /* 128+signal when killed by one */
+        bool oom_killed;
+        char reason[32];   /* "Completed", "Error", "OOMKilled", "StartError", "" */
+        char message[256]; /* what went wrong, for a start error */
+};
+
+/* ExecSync's result. Owned buffers; be_exec_result_done. */
+struct be_exec_result {
+        int exit_code;
+        char *out;
+        size_t out_len;
+        char *err;
+        size_t err_len;
+};
+void be_exec_result_done(struct be_exec_result *r);
+
 /* What a RuntimeClass handler's backend is configured with. Borrowed for the call. */
 struct be_config {
         const char *handler;   /* the handler name, e.g. "lxc" */
@@ -114,6 +240,40 @@ struct be_ops {
         int (*sandbox_remove)(struct be *be, const char *id, struct sh_error *err);
         /* *@ret: is sandbox @id running? -ENOENT when the backend does not know it. */
         int (*sandbox_running)(struct be *be, const char *id, bool *ret, struct sh_error *err);
+        /*
+         * Defines container @c (rootfs, namespaces shared with its sandbox, limits, security,
+         * mounts, log) without starting it. On failure nothing of it is left.
+         */
+        int (*container_create)(struct be *be, const struct be_container *c, struct sh_error *err);
+        /*
+         * Starts created container @id; returns once it runs (or ran: a process that exits at
+         * once is started). Its output goes to the log path and its exit status is recorded
+         * durably by a monitor that outlives runtd.
+         */
+        int (*container_start)(struct be *be, const char *id, struct sh_error *err);
+        /*
+         * Signals container @id with @signal (0: SIGTERM), SIGKILL after @timeout_s, and
+         * returns once it exited. Stopped already is 0. May block for the grace period.
+         */
+        int (*container_stop)(struct be *be, const char *id, int signal, unsigned timeout_s,
+                              struct sh_error *err);
+        /* Removes everything of container @id (stopped before). Unknown is 0. */
+        int (*container_remove)(struct be *be, const char *id, struct sh_error *err);
+        /* Fills @ret; -ENOENT when the backend does not know @id. Cheap. */
+        int (*container_status)(struct be *be, const char *id, struct be_ctr_status *ret,
+                                struct sh_error *err);
+        /* Applies new limits to container @id (running or not). */
+        int (*container_update)(struct be *be, const char *id, const struct be_resources *res,
+                                struct sh_error *err);
+        /* Has the monitor of running container @id reopen its log file. */
+        int (*container_reopen_log)(struct be *be, const char *id, struct sh_error *err);
+        /*
+         * Runs @argv in running container @id as its user, with its env and cwd; stdout and
+         * stderr apart. After @timeout_ms (0: none) the command is killed and -ETIMEDOUT
+         * returned. Output held open by background processes is not waited for.
+         */
+        int (*exec_sync)(struct be *be, const char *id, const char *const *argv,
+                         unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -139,6 +299,18 @@ int be_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_erro
 int be_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh_error *err);
 int be_sandbox_remove(struct be *be, const char *id, struct sh_error *err);
 int be_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err);
+int be_container_create(struct be *be, const struct be_container *c, struct sh_error *err);
+int be_container_start(struct be *be, const char *id, struct sh_error *err);
+int be_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+                      struct sh_error *err);
+int be_container_remove(struct be *be, const char *id, struct sh_error *err);
+int be_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+                        struct sh_error *err);
+int be_container_update(struct be *be, const char *id, const struct be_resources *res,
+                        struct sh_error *err);
+int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err);
+int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+                 struct be_exec_result *ret, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

@@ -56,7 +56,7 @@ const struct cri_method *cri_method_at(size_t i);
 grpc_status_code cri_status_from_errno(int r);
 const char *cri_status_name(grpc_status_code code);
 
-/* Handlers (runtime.c, image.c). */
+/* Handlers (runtime.c, sandbox.c, container.c, image.c). */
 int cri_version(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                 struct sh_error *err);
 int cri_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
@@ -75,16 +75,24 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                            ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_run_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+int cri_create_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_start_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_stop_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+int cri_stop_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                       ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_remove_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_remove_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
-                           ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
-                           ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
+int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                        ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                                   ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                             ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                  struct sh_error *err);
 int cri_pull_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                    struct sh_error *err);
 int cri_image_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,

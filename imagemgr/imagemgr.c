@@ -187,14 +187,18 @@ static int recount(struct img_mgr *im, struct sh_error *err)
                        err);
 }
 
-/* Removes layers no image uses and no pull holds: directory first, then the row. Lock held. */
+/* Removes layers no image, no container and no pull uses: directory first, then the row. Lock held.
+ */
 static void gc_layers(struct img_mgr *im)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char **victims = NULL;
         size_t n = 0, cap = 0;
 
-        st = db_prep(im, "SELECT chain_id FROM layers WHERE refs = 0", NULL);
+        st = db_prep(im,
+                     "SELECT chain_id FROM layers WHERE refs = 0 AND chain_id NOT IN "
+                     "(SELECT chain_id FROM container_layers)",
+                     NULL);
         while (st && sqlite3_step(st) == SQLITE_ROW) {
                 const char *c = (const char *)sqlite3_column_text(st, 0);
 
@@ -1469,6 +1473,15 @@ int img_remove(struct img_mgr *im, const char *ref, struct sh_error *err)
 out:
         pthread_mutex_unlock(&im->lock);
         return r;
+}
+
+int img_gc(struct img_mgr *im, struct sh_error *err)
+{
+        (void)err;
+        pthread_mutex_lock(&im->lock);
+        gc_layers(im);
+        pthread_mutex_unlock(&im->lock);
+        return 0;
 }
 
 static void img_config_done(struct img_config *c)

@@ -102,6 +102,9 @@ int img_list(struct img_mgr *im, const char *filter, struct img_info ***ret, siz
  */
 int img_remove(struct img_mgr *im, const char *ref, struct sh_error *err);
 
+/* Removes layers no image and no container uses (after a container is removed). */
+int img_gc(struct img_mgr *im, struct sh_error *err);
+
 struct img_info *img_info_free(struct img_info *info);
 void img_info_list_free(struct img_info **list);
 

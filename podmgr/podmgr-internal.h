@@ -11,3 +11,29 @@ const struct runt_config *pod_mgr_config(struct pod_mgr *pm);
 sqlite3 *pod_mgr_db(struct pod_mgr *pm);
 /* The backend of handler @handler ("" = default): -EINVAL unknown, -EAGAIN not started. */
 int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, struct sh_error *err);
+
+/* Shared by sandbox.c and container.c. */
+#include <json-c/json.h>
+
+/* Runs @sql with text @args (NULL-terminated); -EEXIST on a constraint, else 0 or -EIO. */
+int pod_db_run(struct pod_mgr *pm, const char *sql, const char *const *args, struct sh_error *err);
+int pod_db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what);
+long long pod_now_ns(void); /* CLOCK_REALTIME */
+json_object *pod_strv_json(char *const *v);
+json_object *pod_kv_json(const struct be_kv *v, size_t n);
+/* Readers of JSON written by the above; missing keys give "", 0, empty. */
+char *pod_jstr(json_object *o, const char *key);
+int64_t pod_jint(json_object *o, const char *key);
+char **pod_jstrv(json_object *o, const char *key);
+struct be_kv *pod_jkv(json_object *o, const char *key, size_t *ret_n);
+/* Loads the sandbox @id names (an id or a unique prefix); -ENOENT when none. */
+int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                     struct sh_error *err);
+/* The pod's resolv.conf/hostname/hosts dir (malloc'd). */
+char *pod_dir_of(struct pod_mgr *pm, const char *id);
+/* Stops (SIGKILL, @timeout_s grace) or removes every container of sandbox @id. */
+int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,
+                            struct sh_error *err);
+int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct sh_error *err);
+/* After a restart: removes containers a crash left half-created. */
+void pod_containers_recover(struct pod_mgr *pm);

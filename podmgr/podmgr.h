@@ -96,3 +96,121 @@ struct pod_sandbox_filter {
 /* Sandboxes matching @f (NULL: all), oldest first; *@ret NULL-terminated. */
 int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
                      struct pod_sandbox_info ***ret, size_t *ret_n, struct sh_error *err);
+
+/* ------------------------------------------------------------------ containers */
+
+/*
+ * The image a container runs, as CreateContainer's caller resolved it (cri/ asks imagemgr).
+ * Borrowed for the call; strvs NULL-terminated, NULL when the image config has none.
+ */
+struct pod_image {
+        const char *id;          /* "sha256:..." */
+        char *const *layer_dirs; /* base first, at least one */
+        char *const *chain_ids;  /* parallel to layer_dirs */
+        char *const *entrypoint; /* NULL: unset */
+        char *const *cmd;        /* NULL: unset */
+        char *const *env;        /* "K=V" */
+        const char *user;        /* "", "uid", "uid:gid", "name", "name:group" */
+        const char *working_dir; /* "" when unset */
+        const char *stop_signal; /* "" when unset */
+};
+
+/*
+ * CreateContainer: @spec holds everything of the CRI ContainerConfig except the process,
+ * which podmgr resolves from the request's fields below and the image (entrypoint/cmd as
+ * Docker and containerd merge them, env, working dir, user by number or by name in the
+ * image's /etc/passwd, groups from its /etc/group). Borrowed for the call.
+ */
+struct pod_ctr_request {
+        const char *sandbox_id;
+        struct be_container_spec *spec; /* argv, env, cwd, uid, gid, groups, layer_dirs,
+                                           image_id and stop_signal are filled by podmgr */
+        char *const *command;           /* NULL-terminated, may be empty */
+        char *const *args;
+        char *const *envs; /* "K=V" from the request, after the image's */
+        const char *working_dir;
+        bool has_uid;
+        long long uid;
+        bool has_gid;
+        long long gid;
+        const char *username; /* "" when not given */
+        const long long *supplemental_groups;
+        size_t n_supplemental_groups;
+        const char *log_path; /* relative to the sandbox's log directory; "" for none */
+        struct pod_image image;
+};
+
+/*
+ * Reserves the container's name in its pod, records it, resolves its process and has the
+ * sandbox's backend define it. -ENOENT: no such sandbox; -EINVAL: not ready or a bad spec;
+ * -EEXIST naming the holder of the name. A failure leaves nothing and frees the name.
+ */
+int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
+                         struct sh_error *err);
+
+/* StartContainer: -EINVAL unless created. A start that fails records StartError (exit 128). */
+int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err);
+
+/* StopContainer: stop signal, then SIGKILL after @timeout_s. Stopped already: 0. */
+int pod_container_stop(struct pod_mgr *pm, const char *id, long long timeout_s,
+                       struct sh_error *err);
+
+/* RemoveContainer: stops it (no grace) and removes everything. Unknown id: 0. */
+int pod_container_remove(struct pod_mgr *pm, const char *id, struct sh_error *err);
+
+enum pod_ctr_state {
+        POD_CTR_CREATED = 0,
+        POD_CTR_RUNNING = 1,
+        POD_CTR_EXITED = 2,
+        POD_CTR_UNKNOWN = 3,
+};
+
+/* A container as runt knows it. Owned; pod_container_info_free. */
+struct pod_container_info {
+        char *id;
+        char *sandbox_id;
+        struct be_container_spec spec;
+        long long created_ns;
+        enum pod_ctr_state state;
+        int pid;
+        long long started_ns;
+        long long finished_ns;
+        int exit_code;
+        char *reason;  /* "Completed", "Error", "OOMKilled", "StartError", "" */
+        char *message; /* "" */
+        char *user;    /* the image's User or the request's, as given ("" none) */
+};
+struct pod_container_info *pod_container_info_free(struct pod_container_info *i);
+void pod_container_info_list_free(struct pod_container_info **l);
+
+/* The container @id names (an id or a unique prefix). -ENOENT when there is none. */
+int pod_container_status(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
+                         struct sh_error *err);
+
+/* ListContainers' filter; every field optional. */
+struct pod_container_filter {
+        const char *id;         /* an id or a prefix */
+        const char *sandbox_id; /* an id or a prefix */
+        bool has_state;
+        enum pod_ctr_state state;
+        const struct be_kv *labels;
+        size_t n_labels;
+};
+
+/* Containers matching @f (NULL: all), oldest first; *@ret NULL-terminated. */
+int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
+                       struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err);
+
+/* UpdateContainerResources: applies and records @res. -EINVAL for an exited container. */
+int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
+                         struct sh_error *err);
+
+/* ReopenContainerLog: -EINVAL unless running. */
+int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err);
+
+/*
+ * ExecSync: runs @argv in running container @id. @timeout_s 0: none. -ETIMEDOUT after the
+ * timeout (the command is killed), -EINVAL when it is not running.
+ */
+int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
+                            long long timeout_s, struct be_exec_result *ret, struct sh_error *err);

@@ -32,7 +32,7 @@ static enum pod_state state_parse(const char *s)
 
 /* ---------------------------------------------------------------- spec <-> JSON */
 
-static json_object *strv_json(char *const *v)
+json_object *pod_strv_json(char *const *v)
 {
         json_object *a = json_object_new_array();
 
@@ -41,7 +41,7 @@ static json_object *strv_json(char *const *v)
         return a;
 }
 
-static json_object *kv_json(const struct be_kv *v, size_t n)
+json_object *pod_kv_json(const struct be_kv *v, size_t n)
 {
         json_object *o = json_object_new_object();
 
@@ -63,9 +63,9 @@ static char *spec_to_json(const struct be_sandbox_spec *s)
         json_object_object_add(o, "hostname", json_object_new_string(s->hostname));
         json_object_object_add(o, "logDirectory", json_object_new_string(s->log_directory));
         json_object_object_add(o, "cgroupParent", json_object_new_string(s->cgroup_parent));
-        json_object_object_add(o, "dnsServers", strv_json(s->dns_servers));
-        json_object_object_add(o, "dnsSearches", strv_json(s->dns_searches));
-        json_object_object_add(o, "dnsOptions", strv_json(s->dns_options));
+        json_object_object_add(o, "dnsServers", pod_strv_json(s->dns_servers));
+        json_object_object_add(o, "dnsSearches", pod_strv_json(s->dns_searches));
+        json_object_object_add(o, "dnsOptions", pod_strv_json(s->dns_options));
         for (size_t i = 0; i < s->n_ports; i++) {
                 json_object *p = json_object_new_object();
 
@@ -77,9 +77,9 @@ static char *spec_to_json(const struct be_sandbox_spec *s)
                 json_object_array_add(ports, p);
         }
         json_object_object_add(o, "ports", ports);
-        json_object_object_add(o, "labels", kv_json(s->labels, s->n_labels));
-        json_object_object_add(o, "annotations", kv_json(s->annotations, s->n_annotations));
-        json_object_object_add(o, "sysctls", kv_json(s->sysctls, s->n_sysctls));
+        json_object_object_add(o, "labels", pod_kv_json(s->labels, s->n_labels));
+        json_object_object_add(o, "annotations", pod_kv_json(s->annotations, s->n_annotations));
+        json_object_object_add(o, "sysctls", pod_kv_json(s->sysctls, s->n_sysctls));
         json_object_object_add(o, "netMode", json_object_new_int(s->net_mode));
         json_object_object_add(o, "pidMode", json_object_new_int(s->pid_mode));
         json_object_object_add(o, "ipcMode", json_object_new_int(s->ipc_mode));
@@ -89,7 +89,7 @@ static char *spec_to_json(const struct be_sandbox_spec *s)
         return t;
 }
 
-static char *jstr(json_object *o, const char *key)
+char *pod_jstr(json_object *o, const char *key)
 {
         const char *v = NULL;
 
@@ -97,7 +97,7 @@ static char *jstr(json_object *o, const char *key)
         return strdup(v ? v : "");
 }
 
-static int64_t jint(json_object *o, const char *key)
+int64_t pod_jint(json_object *o, const char *key)
 {
         int64_t v = 0;
 
@@ -105,7 +105,7 @@ static int64_t jint(json_object *o, const char *key)
         return v;
 }
 
-static char **jstrv(json_object *o, const char *key)
+char **pod_jstrv(json_object *o, const char *key)
 {
         json_object *a = NULL;
         size_t n;
@@ -119,7 +119,7 @@ static char **jstrv(json_object *o, const char *key)
         return v;
 }
 
-static struct be_kv *jkv(json_object *o, const char *key, size_t *ret_n)
+struct be_kv *pod_jkv(json_object *o, const char *key, size_t *ret_n)
 {
         json_object *m = NULL;
         struct be_kv *v;
@@ -145,34 +145,34 @@ static int spec_from_json(const char *text, struct be_sandbox_spec *s)
         memset(s, 0, sizeof(*s));
         if (sh_json_parse(text, strlen(text), "sandbox spec", &o, NULL) < 0)
                 return -EIO;
-        s->name = jstr(o, "name");
-        s->uid = jstr(o, "uid");
-        s->namespace = jstr(o, "namespace");
-        s->attempt = (unsigned)jint(o, "attempt");
-        s->handler = jstr(o, "handler");
-        s->hostname = jstr(o, "hostname");
-        s->log_directory = jstr(o, "logDirectory");
-        s->cgroup_parent = jstr(o, "cgroupParent");
-        s->dns_servers = jstrv(o, "dnsServers");
-        s->dns_searches = jstrv(o, "dnsSearches");
-        s->dns_options = jstrv(o, "dnsOptions");
+        s->name = pod_jstr(o, "name");
+        s->uid = pod_jstr(o, "uid");
+        s->namespace = pod_jstr(o, "namespace");
+        s->attempt = (unsigned)pod_jint(o, "attempt");
+        s->handler = pod_jstr(o, "handler");
+        s->hostname = pod_jstr(o, "hostname");
+        s->log_directory = pod_jstr(o, "logDirectory");
+        s->cgroup_parent = pod_jstr(o, "cgroupParent");
+        s->dns_servers = pod_jstrv(o, "dnsServers");
+        s->dns_searches = pod_jstrv(o, "dnsSearches");
+        s->dns_options = pod_jstrv(o, "dnsOptions");
         sh_json_get_array(o, "ports", "sandbox spec", &ports, NULL);
         s->n_ports = ports ? json_object_array_length(ports) : 0;
         s->ports = calloc(s->n_ports + 1, sizeof(*s->ports));
         for (size_t i = 0; s->ports && i < s->n_ports; i++) {
                 json_object *p = json_object_array_get_idx(ports, i);
 
-                s->ports[i].protocol = jstr(p, "protocol");
-                s->ports[i].container_port = (int)jint(p, "containerPort");
-                s->ports[i].host_port = (int)jint(p, "hostPort");
-                s->ports[i].host_ip = jstr(p, "hostIP");
+                s->ports[i].protocol = pod_jstr(p, "protocol");
+                s->ports[i].container_port = (int)pod_jint(p, "containerPort");
+                s->ports[i].host_port = (int)pod_jint(p, "hostPort");
+                s->ports[i].host_ip = pod_jstr(p, "hostIP");
         }
-        s->labels = jkv(o, "labels", &s->n_labels);
-        s->annotations = jkv(o, "annotations", &s->n_annotations);
-        s->sysctls = jkv(o, "sysctls", &s->n_sysctls);
-        s->net_mode = (enum be_ns_mode)jint(o, "netMode");
-        s->pid_mode = (enum be_ns_mode)jint(o, "pidMode");
-        s->ipc_mode = (enum be_ns_mode)jint(o, "ipcMode");
+        s->labels = pod_jkv(o, "labels", &s->n_labels);
+        s->annotations = pod_jkv(o, "annotations", &s->n_annotations);
+        s->sysctls = pod_jkv(o, "sysctls", &s->n_sysctls);
+        s->net_mode = (enum be_ns_mode)pod_jint(o, "netMode");
+        s->pid_mode = (enum be_ns_mode)pod_jint(o, "pidMode");
+        s->ipc_mode = (enum be_ns_mode)pod_jint(o, "ipcMode");
         sh_json_get_bool(o, "privileged", "sandbox spec", &s->privileged, NULL);
         json_object_put(o);
         if (!s->name || !s->uid || !s->namespace || !s->handler || !s->hostname ||
@@ -186,26 +186,25 @@ static int spec_from_json(const char *text, struct be_sandbox_spec *s)
 
 /* ---------------------------------------------------------------- store */
 
-static int db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what)
+int pod_db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what)
 {
         return sh_err(err, -EIO, "state store: %s: %s", what, sqlite3_errmsg(pod_mgr_db(pm)));
 }
 
-static int db_run(struct pod_mgr *pm, const char *sql, const char *const *args,
-                  struct sh_error *err)
+int pod_db_run(struct pod_mgr *pm, const char *sql, const char *const *args, struct sh_error *err)
 {
         sqlite3_stmt *st = NULL;
         int rc;
 
         if (sqlite3_prepare_v2(pod_mgr_db(pm), sql, -1, &st, NULL) != SQLITE_OK)
-                return db_fail(pm, err, sql);
+                return pod_db_fail(pm, err, sql);
         for (int i = 0; args && args[i]; i++)
                 sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc == SQLITE_CONSTRAINT)
                 return -EEXIST;
-        return rc == SQLITE_DONE ? 0 : db_fail(pm, err, sql);
+        return rc == SQLITE_DONE ? 0 : pod_db_fail(pm, err, sql);
 }
 
 static char *reserved_name(const struct be_sandbox_spec *s)
@@ -213,7 +212,7 @@ static char *reserved_name(const struct be_sandbox_spec *s)
         return sh_strdup_printf("%s_%s_%s_%u", s->name, s->namespace, s->uid, s->attempt);
 }
 
-static long long now_realtime_ns(void)
+long long pod_now_ns(void)
 {
         struct timespec ts;
 
@@ -252,8 +251,8 @@ static struct pod_sandbox_info *row_info(sqlite3_stmt *st)
 #define SELECT_SANDBOX "SELECT id, state, created_ns, netns, spec, status FROM sandboxes"
 
 /* Loads the sandbox @id names (an id, or a unique hex prefix of one). */
-static int load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
-                struct sh_error *err)
+int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                     struct sh_error *err)
 {
         _cleanup_free_ char *pat = NULL;
         sqlite3_stmt *st = NULL;
@@ -268,7 +267,7 @@ static int load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **re
                 return -ENOMEM;
         if (sqlite3_prepare_v2(pod_mgr_db(pm), SELECT_SANDBOX " WHERE id GLOB ? LIMIT 2", -1, &st,
                                NULL) != SQLITE_OK)
-                return db_fail(pm, err, "load sandbox");
+                return pod_db_fail(pm, err, "load sandbox");
         sqlite3_bind_text(st, 1, pat, -1, SQLITE_TRANSIENT);
         while (sqlite3_step(st) == SQLITE_ROW)
                 if (rows++ == 0)
@@ -288,14 +287,14 @@ static int load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **re
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static char *pod_dir(struct pod_mgr *pm, const char *id)
+char *pod_dir_of(struct pod_mgr *pm, const char *id)
 {
         return sh_strdup_printf("%s/pods/%s", pod_mgr_config(pm)->run_dir, id);
 }
 
 static void rm_pod_dir(struct pod_mgr *pm, const char *id)
 {
-        _cleanup_free_ char *dir = pod_dir(pm, id);
+        _cleanup_free_ char *dir = pod_dir_of(pm, id);
         const char *files[] = {"resolv.conf", "hostname", "hosts"};
 
         if (!dir)
@@ -368,14 +367,14 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                 return sh_err(err, r, "new sandbox id: %s", strerror(-r));
         name = reserved_name(spec);
         json = spec_to_json(spec);
-        dir = pod_dir(pm, id);
+        dir = pod_dir_of(pm, id);
         if (!name || !json || !dir)
                 return -ENOMEM;
-        snprintf(created, sizeof(created), "%lld", now_realtime_ns());
+        snprintf(created, sizeof(created), "%lld", pod_now_ns());
         snprintf(att, sizeof(att), "%u", spec->attempt);
 
         /* 1. The record: reserves the name. */
-        r = db_run(
+        r = pod_db_run(
                 pm,
                 "INSERT INTO sandboxes(id, name, pod_name, pod_namespace, pod_uid, attempt, "
                 "handler, state, created_ns, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?)",
@@ -465,16 +464,16 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         {
                 json_object *st = json_object_new_object();
 
-                json_object_object_add(st, "ips", strv_json(nres.ips));
+                json_object_object_add(st, "ips", pod_strv_json(nres.ips));
                 json_object_object_add(st, "network",
                                        json_object_new_string(nres.network ? nres.network : ""));
                 status = sh_json_to_string(st);
                 json_object_put(st);
         }
-        r = status ? db_run(pm,
-                            "UPDATE sandboxes SET state = 'ready', netns = ?, status = ? "
-                            "WHERE id = ?",
-                            (const char *[]){netns ? netns : "", status, id, NULL}, err)
+        r = status ? pod_db_run(pm,
+                                "UPDATE sandboxes SET state = 'ready', netns = ?, status = ? "
+                                "WHERE id = ?",
+                                (const char *[]){netns ? netns : "", status, id, NULL}, err)
                    : -ENOMEM;
         if (r < 0) {
                 be_sandbox_remove(be, id, &ignored);
@@ -494,7 +493,7 @@ undo_net:
                 net_down(pm, id, &ignored);
 undo_record:
         net_result_done(&nres);
-        db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){id, NULL}, NULL);
+        pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){id, NULL}, NULL);
         return r;
 }
 
@@ -504,17 +503,19 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
         struct be *be = NULL;
         int r;
 
-        r = load(pm, id, &i, err);
+        r = pod_sandbox_load(pm, id, &i, err);
         if (r < 0)
                 return r;
         r = pod_mgr_backend(pm, i->spec.handler, &be, err);
+        if (r == 0)
+                r = pod_containers_stop_all(pm, i->id, 0, err);
         if (r == 0)
                 r = be_sandbox_stop(be, i->id, STOP_TIMEOUT_S, err);
         if (r == 0 && i->spec.net_mode != BE_NS_NODE)
                 r = net_down(pm, i->id, err);
         if (r == 0)
-                r = db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
-                           (const char *[]){i->id, NULL}, err);
+                r = pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                               (const char *[]){i->id, NULL}, err);
         if (r < 0)
                 sh_err_prefix(err, r, "stop sandbox %.12s", i->id);
         pod_sandbox_info_free(i);
@@ -527,7 +528,7 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
         struct be *be = NULL;
         int r;
 
-        r = load(pm, id, &i, err);
+        r = pod_sandbox_load(pm, id, &i, err);
         if (r == -ENOENT) {
                 sh_err_clear(err);
                 return 0; /* removed already: CRI says that is success */
@@ -536,6 +537,8 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
                 return r;
         r = pod_mgr_backend(pm, i->spec.handler, &be, err);
         if (r == 0)
+                r = pod_containers_remove_all(pm, i->id, err);
+        if (r == 0)
                 r = be_sandbox_stop(be, i->id, STOP_TIMEOUT_S, err);
         if (r == 0)
                 r = be_sandbox_remove(be, i->id, err);
@@ -543,8 +546,8 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
                 r = net_down(pm, i->id, err);
         if (r == 0) {
                 rm_pod_dir(pm, i->id);
-                r = db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){i->id, NULL},
-                           err);
+                r = pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?",
+                               (const char *[]){i->id, NULL}, err);
         }
         if (r < 0)
                 sh_err_prefix(err, r, "remove sandbox %.12s", i->id);
@@ -567,7 +570,7 @@ static void refresh_state(struct pod_mgr *pm, struct pod_sandbox_info *i)
 int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
                        struct sh_error *err)
 {
-        int r = load(pm, id, ret, err);
+        int r = pod_sandbox_load(pm, id, ret, err);
 
         if (r == 0)
                 refresh_state(pm, *ret);
@@ -607,7 +610,7 @@ int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
                                SELECT_SANDBOX " WHERE state != 'creating' ORDER BY created_ns, id",
                                -1, &st, NULL) != SQLITE_OK) {
                 free(v);
-                return db_fail(pm, err, "list sandboxes");
+                return pod_db_fail(pm, err, "list sandboxes");
         }
         while (sqlite3_step(st) == SQLITE_ROW) {
                 struct pod_sandbox_info *i = row_info(st), **nv;
@@ -658,12 +661,13 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
         char **ids = NULL;
         size_t n = 0;
 
+        pod_containers_recover(pm);
         /* A sandbox still "creating" was cut off by a crash: undo it as a failed run would. */
         if (sqlite3_prepare_v2(pod_mgr_db(pm),
                                "SELECT id, handler FROM sandboxes "
                                "WHERE state = 'creating'",
                                -1, &st, NULL) != SQLITE_OK)
-                return db_fail(pm, err, "recover sandboxes");
+                return pod_db_fail(pm, err, "recover sandboxes");
         while (sqlite3_step(st) == SQLITE_ROW) {
                 char **nv = realloc(ids, (n + 3) * sizeof(char *));
 
@@ -685,8 +689,8 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
                         be_sandbox_remove(be, ids[i], &e);
                 net_down(pm, ids[i], &e);
                 rm_pod_dir(pm, ids[i]);
-                db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){ids[i], NULL},
-                       &e);
+                pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){ids[i], NULL},
+                           &e);
                 sh_log_info("sandbox=%s half-created before a restart: cleaned up", ids[i]);
         }
         sh_strv_free(ids);

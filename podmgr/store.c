@@ -78,6 +78,17 @@ static const char *const migrations[] = {
         "ALTER TABLE images ADD COLUMN manifest_digest TEXT;"
         "ALTER TABLE layers ADD COLUMN blob_digest TEXT;"
         "CREATE INDEX layers_by_blob ON layers(blob_digest);",
+        /*
+         * 3 -> 4: the layers each container's rootfs stands on, so the image GC keeps them
+         * while the container exists even when its image is removed.
+         */
+        "CREATE TABLE container_layers ("
+        "  container_id TEXT NOT NULL,"
+        "  chain_id TEXT NOT NULL,"
+        "  PRIMARY KEY (container_id, chain_id)"
+        ");"
+        "CREATE INDEX container_layers_by_chain ON container_layers(chain_id);"
+        "CREATE INDEX containers_by_state ON containers(state);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == POD_STORE_VERSION,

@@ -13,7 +13,7 @@
 struct pod_store;
 
 /* The schema version this runtd writes. */
-#define POD_STORE_VERSION 3
+#define POD_STORE_VERSION 4
 
 /*
  * Opens (creating if needed) the database at @path and migrates it to POD_STORE_VERSION.

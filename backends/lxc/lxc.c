@@ -27,21 +27,9 @@
 #include "cleanup.h"
 #include "exec.h"
 #include "log.h"
+#include "lxc-internal.h"
+#include "seccomp.h"
 #include "strutil.h"
-
-struct lxc_be {
-        char *lxcpath;     /* where runt's LXC container dirs live */
-        char *pause_root;  /* the shared sandbox rootfs: /pause and empty mount points */
-        char *cgroup_base; /* cgroup dir sandboxes go below when the kubelet gives none */
-};
-
-static void lxc_put(struct lxc_container **c)
-{
-        if (*c)
-                lxc_container_put(*c);
-        *c = NULL;
-}
-#define _cleanup_lxc_ _cleanup_(lxc_put)
 
 /* Copies @src to @dst (0755) unless @dst has the same size and mtime already. */
 static int install_pause(const char *src, const char *dst, struct sh_error *err)
@@ -100,8 +88,19 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         lb->lxcpath = path ? strdup(path) : sh_path_join(cfg->root_dir, "lxc");
         lb->pause_root = sh_path_join(cfg->root_dir, "pause");
         lb->cgroup_base = strdup("runt");
-        if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base)
+        lb->seccomp_default = sh_path_join(cfg->root_dir, "seccomp-default.lxc");
+        if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
                 return -ENOMEM;
+        {
+                _cleanup_free_ char *adj = NULL;
+                const char *policy = lxc_seccomp_runtime_default();
+
+                if (sh_read_file("/proc/self/oom_score_adj", 64, &adj, NULL) == 0)
+                        lb->own_oom_score_adj = atol(adj);
+                r = sh_write_file_atomic(lb->seccomp_default, policy, strlen(policy), 0644);
+                if (r < 0)
+                        return sh_err(err, r, "write '%s': %s", lb->seccomp_default, strerror(-r));
+        }
         if (lb->lxcpath[0] != '/')
                 return sh_err(err, -EINVAL, "lxcpath '%s' is not absolute", lb->lxcpath);
         r = sh_mkdir_p(lb->lxcpath, 0700);
@@ -121,13 +120,13 @@ static int lxc_ready(struct be *be, struct sh_error *err)
 }
 
 /* The last error LXC recorded, for messages. */
-static const char *why(struct lxc_container *c)
+const char *lb_why(struct lxc_container *c)
 {
         return c && c->error_string ? c->error_string : "see the container's lxc.log";
 }
 
 /* The first ERROR line of @dir/lxc.log, what LXC says nowhere else. */
-static void log_tail(const char *dir, char *out, size_t size)
+void lb_log_tail(const char *dir, char *out, size_t size)
 {
         _cleanup_free_ char *path = sh_path_join(dir, "lxc.log");
         _cleanup_free_ char *buf = NULL;
@@ -148,22 +147,23 @@ static void log_tail(const char *dir, char *out, size_t size)
         }
 }
 
-static int set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err)
+int lb_set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err)
 {
         if (!c->set_config_item(c, key, value))
                 return sh_err(err, -EINVAL, "lxc config %s = %s refused", key, value);
         return 0;
 }
 
-static char *cgroup_dir(struct lxc_be *lb, const struct be_sandbox *sb, const char *kind)
+char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
+                    const char *id)
 {
-        const char *parent = sb->spec->cgroup_parent;
+        const char *parent = pod->cgroup_parent;
 
         while (parent && *parent == '/')
                 parent++;
         if (!parent || !parent[0])
                 parent = lb->cgroup_base;
-        return sh_strdup_printf("%s/%s%s", parent, kind, sb->id);
+        return sh_strdup_printf("%s/%s%s", parent, kind, id);
 }
 
 static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be_sandbox *sb,
@@ -171,41 +171,41 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
 {
         _cleanup_free_ char *rootfs = sh_strdup_printf("overlay:%s:%s/upper", lb->pause_root, dir);
         _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
-        _cleanup_free_ char *cg = cgroup_dir(lb, sb, "");
-        _cleanup_free_ char *cgm = cgroup_dir(lb, sb, "monitor-");
+        _cleanup_free_ char *cg = lb_cgroup_dir(lb, sb->spec, "", sb->id);
+        _cleanup_free_ char *cgm = lb_cgroup_dir(lb, sb->spec, "monitor-", sb->id);
         const struct be_sandbox_spec *s = sb->spec;
         int r = 0;
 
         if (!rootfs || !log || !cg || !cgm)
                 return -ENOMEM;
-        if ((r = set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err)) < 0 ||
-            (r = set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
-            (r = set(c, "lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed", err)) < 0 ||
-            (r = set(c, "lxc.autodev", "1", err)) < 0 ||
-            (r = set(c, "lxc.console.path", "none", err)) < 0 ||
-            (r = set(c, "lxc.tty.max", "0", err)) < 0 ||
-            (r = set(c, "lxc.pty.max", "0", err)) < 0 ||
-            (r = set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
-            (r = set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
-            (r = set(c, "lxc.log.file", log, err)) < 0 ||
-            (r = set(c, "lxc.log.level", "WARN", err)) < 0 ||
-            (r = set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
-            (r = set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
+        if ((r = lb_set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err)) < 0 ||
+            (r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
+            (r = lb_set(c, "lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed", err)) < 0 ||
+            (r = lb_set(c, "lxc.autodev", "1", err)) < 0 ||
+            (r = lb_set(c, "lxc.console.path", "none", err)) < 0 ||
+            (r = lb_set(c, "lxc.tty.max", "0", err)) < 0 ||
+            (r = lb_set(c, "lxc.pty.max", "0", err)) < 0 ||
+            (r = lb_set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
+            (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
+            (r = lb_set(c, "lxc.log.file", log, err)) < 0 ||
+            (r = lb_set(c, "lxc.log.level", "WARN", err)) < 0 ||
+            (r = lb_set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
+            (r = lb_set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
                 return r;
         /* The network namespace is the pod's (CNI set it up), or the host's. */
         /*
          * The host's is given as a file too: with lxc.namespace.keep = net, liblxc 5.0.2 fails
          * the overlay rootfs mount (EINVAL) for reasons of its own.
          */
-        r = set(c, "lxc.namespace.share.net", sb->netns ? sb->netns : "/proc/self/ns/net", err);
+        r = lb_set(c, "lxc.namespace.share.net", sb->netns ? sb->netns : "/proc/self/ns/net", err);
         if (r == 0 && s->ipc_mode == BE_NS_NODE)
-                r = set(c, "lxc.namespace.keep", "ipc", err);
+                r = lb_set(c, "lxc.namespace.keep", "ipc", err);
         if (r == 0 && s->pid_mode == BE_NS_NODE)
-                r = set(c, "lxc.namespace.keep", "pid", err);
+                r = lb_set(c, "lxc.namespace.keep", "pid", err);
         for (size_t i = 0; r == 0 && i < s->n_sysctls; i++) {
                 _cleanup_free_ char *key = sh_strdup_printf("lxc.sysctl.%s", s->sysctls[i].key);
 
-                r = key ? set(c, key, s->sysctls[i].value, err) : -ENOMEM;
+                r = key ? lb_set(c, key, s->sysctls[i].value, err) : -ENOMEM;
         }
         return r;
 }
@@ -239,7 +239,7 @@ static int start_detached(struct lxc_be *lb, const char *id, const char *const *
         return r;
 }
 
-static char *sandbox_dir(struct lxc_be *lb, const char *id)
+char *lb_dir(struct lxc_be *lb, const char *id)
 {
         return sh_path_join(lb->lxcpath, id);
 }
@@ -247,7 +247,7 @@ static char *sandbox_dir(struct lxc_be *lb, const char *id)
 static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_free_ char *dir = sandbox_dir(lb, sb->id);
+        _cleanup_free_ char *dir = lb_dir(lb, sb->id);
         _cleanup_free_ char *upper = NULL;
         _cleanup_lxc_ struct lxc_container *c = NULL;
         const char *const argv[] = {"/pause", NULL};
@@ -270,14 +270,14 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
         if (r < 0)
                 goto fail;
         if (!c->save_config(c, NULL)) {
-                r = sh_err(err, -EIO, "save the LXC config of %s: %s", sb->id, why(c));
+                r = sh_err(err, -EIO, "save the LXC config of %s: %s", sb->id, lb_why(c));
                 goto fail;
         }
         r = start_detached(lb, sb->id, argv, err);
         if (r < 0) {
                 char tail[320];
 
-                log_tail(dir, tail, sizeof(tail));
+                lb_log_tail(dir, tail, sizeof(tail));
                 r = sh_err(err, r, "start the pause container: %s", tail);
                 goto fail;
         }
@@ -298,7 +298,7 @@ static int lxc_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, s
                 return 0;
         /* runt-pause exits on SIGTERM; SIGKILL if it does not within the grace period. */
         if (!c->shutdown(c, (int)timeout_s) && c->is_running(c) && !c->stop(c))
-                return sh_err(err, -EIO, "stop the pause container %.12s: %s", id, why(c));
+                return sh_err(err, -EIO, "stop the pause container %.12s: %s", id, lb_why(c));
         return 0;
 }
 
@@ -307,7 +307,29 @@ static int lxc_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, s
  * v2. LXC removes a container's payload cgroup when it stops cleanly but never the monitor's
  * (the monitor is still in it); a monitor just exiting keeps it busy for a moment.
  */
-static void rm_cgroup(const char *rel)
+/* rmdir()s the child cgroups of @path (liblxc's attach makes a ".lxc" leaf on cgroup2). */
+static void rm_children(const char *path, int depth)
+{
+        DIR *d = depth < 8 ? opendir(path) : NULL;
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *p = NULL;
+
+                if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
+                    strcmp(de->d_name, "..") == 0)
+                        continue;
+                p = sh_path_join(path, de->d_name);
+                if (p) {
+                        rm_children(p, depth + 1);
+                        rmdir(p);
+                }
+        }
+        if (d)
+                closedir(d);
+}
+
+void lb_rm_cgroup(const char *rel)
 {
         static const char *const root = "/sys/fs/cgroup";
         _cleanup_(sh_strv_freep) char **bases = NULL;
@@ -330,6 +352,8 @@ static void rm_cgroup(const char *rel)
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *p = bases[i] ? sh_path_join(bases[i], rel) : NULL;
 
+                if (p)
+                        rm_children(p, 0);
                 for (int tries = 0; p && tries < 50; tries++) {
                         if (rmdir(p) == 0 || errno == ENOENT || errno == ENOTDIR)
                                 break;
@@ -343,7 +367,7 @@ static void rm_cgroup(const char *rel)
 static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_free_ char *dir = sandbox_dir(lb, id);
+        _cleanup_free_ char *dir = lb_dir(lb, id);
         char cg[PATH_MAX] = "", cgm[PATH_MAX] = "";
         int r;
 
@@ -364,9 +388,9 @@ static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *er
                 return r;
         sh_log_debug("sandbox=%s cgroups container=%s monitor=%s", id, cg, cgm);
         if (cg[0])
-                rm_cgroup(cg);
+                lb_rm_cgroup(cg);
         if (cgm[0])
-                rm_cgroup(cgm);
+                lb_rm_cgroup(cgm);
         r = sh_rm_rf(dir);
         if (r < 0)
                 return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
@@ -392,6 +416,7 @@ static void lxc_fini(struct be *be)
                 free(lb->lxcpath);
                 free(lb->pause_root);
                 free(lb->cgroup_base);
+                free(lb->seccomp_default);
         }
         free(lb);
         be->priv = NULL;
@@ -406,5 +431,13 @@ const struct be_ops be_lxc_ops = {
         .sandbox_stop = lxc_sandbox_stop,
         .sandbox_remove = lxc_sandbox_remove,
         .sandbox_running = lxc_sandbox_running,
+        .container_create = lb_container_create,
+        .container_start = lb_container_start,
+        .container_stop = lb_container_stop,
+        .container_remove = lb_container_remove,
+        .container_status = lb_container_status,
+        .container_update = lb_container_update,
+        .container_reopen_log = lb_container_reopen_log,
+        .exec_sync = lb_exec_sync,
         .fini = lxc_fini,
 };

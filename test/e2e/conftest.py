@@ -57,11 +57,24 @@ IMPLEMENTED = {
     "RuntimeService/RemovePodSandbox",
     "RuntimeService/PodSandboxStatus",
     "RuntimeService/ListPodSandbox",
+    "RuntimeService/CreateContainer",
+    "RuntimeService/StartContainer",
+    "RuntimeService/StopContainer",
+    "RuntimeService/RemoveContainer",
+    "RuntimeService/ListContainers",
+    "RuntimeService/ContainerStatus",
+    "RuntimeService/UpdateContainerResources",
+    "RuntimeService/ReopenContainerLog",
+    "RuntimeService/ExecSync",
 }
 # Implemented RPCs whose empty request is invalid (a required field is missing).
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
                 "RuntimeService/RunPodSandbox", "RuntimeService/StopPodSandbox",
-                "RuntimeService/RemovePodSandbox", "RuntimeService/PodSandboxStatus"}
+                "RuntimeService/RemovePodSandbox", "RuntimeService/PodSandboxStatus",
+                "RuntimeService/CreateContainer", "RuntimeService/StartContainer",
+                "RuntimeService/StopContainer", "RuntimeService/RemoveContainer",
+                "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
+                "RuntimeService/ReopenContainerLog", "RuntimeService/ExecSync"}
 
 # Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
 # there, so a reference that names a real registry (fuzzed requests make such names) fails

@@ -76,8 +76,8 @@ def test_unimplemented_through_stubs(shared_runtd):
     d = shared_runtd
     rt, img = d.runtime(), d.image()
     with pytest.raises(grpc.RpcError) as e:
-        rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id="a" * 64), timeout=T)
-    assert e.value.code() == UNIMPL and "CreateContainer" in e.value.details()
+        rt.CheckpointContainer(pb.CheckpointContainerRequest(container_id="a" * 64), timeout=T)
+    assert e.value.code() == UNIMPL and "CheckpointContainer" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
         list(img.StreamImages(pb.StreamImagesRequest(), timeout=T))
     assert e.value.code() == UNIMPL and "StreamImages" in e.value.details()
@@ -140,13 +140,27 @@ def random_inputs(rpc, n):
 # (the fully filled request) it carries auth.registry_token, which runt refuses.
 # A fuzzed RunPodSandbox reaches the network step at most (the daemon has no CNI config),
 # a fuzzed sandbox id names no sandbox.
+# The daemon has no container and no image: a fuzzed container id that is an id ("a") names
+# nothing (NOT_FOUND), one that is none ("pod-1") is refused. A fuzzed CreateContainer names an
+# image never pulled or a sandbox that is not there, or asks for what runt refuses to fake
+# (CDI devices, image or id-mapped mounts, the TARGET pid namespace: UNIMPLEMENTED).
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
 PARSED_CODES = {
     "ImageService/PullImage": (grpc.StatusCode.UNAVAILABLE, INVALID, UNIMPL),
     "RuntimeService/RunPodSandbox": (grpc.StatusCode.UNAVAILABLE, INVALID, UNIMPL),
-    "RuntimeService/PodSandboxStatus": (grpc.StatusCode.NOT_FOUND, INVALID, OK),
+    "RuntimeService/PodSandboxStatus": (NOT_FOUND, INVALID, OK),
     # ids that cannot be sandbox ids ("pod-1") are refused; unknown hex ids are success.
     "RuntimeService/StopPodSandbox": (OK, INVALID),
     "RuntimeService/RemovePodSandbox": (OK, INVALID),
+    "RuntimeService/CreateContainer": (NOT_FOUND, INVALID, UNIMPL),
+    "RuntimeService/StartContainer": (NOT_FOUND, INVALID),
+    # Stopping an unknown container is NOT_FOUND (as containerd); removing one is success.
+    "RuntimeService/StopContainer": (NOT_FOUND, INVALID),
+    "RuntimeService/RemoveContainer": (OK, INVALID),
+    "RuntimeService/ContainerStatus": (NOT_FOUND, INVALID),
+    "RuntimeService/UpdateContainerResources": (NOT_FOUND, INVALID),
+    "RuntimeService/ReopenContainerLog": (NOT_FOUND, INVALID),
+    "RuntimeService/ExecSync": (NOT_FOUND, INVALID),
 }
 
 
@@ -322,8 +336,9 @@ def test_concurrent_mixed_calls_one_channel(shared_runtd):
         futures.append(rt.Status.future(pb.StatusRequest(verbose=bool(i & 1)), timeout=T))
         futures.append(img.ImageFsInfo.future(pb.ImageFsInfoRequest(), timeout=T))
         futures.append(rt.ListContainers.future(pb.ListContainersRequest(), timeout=T))
+        futures.append(rt.ContainerStats.future(pb.ContainerStatsRequest(), timeout=T))
     codes = {}
     for f in futures:
         c = f.code()
         codes[c] = codes.get(c, 0) + 1
-    assert codes == {OK: 300, UNIMPL: 100}, codes
+    assert codes == {OK: 400, UNIMPL: 100}, codes

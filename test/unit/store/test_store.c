@@ -167,7 +167,8 @@ static void test_new_db(void **state)
         assert_non_null(st);
         assert_int_equal(err.code, 0);
         assert_int_equal(pod_store_version(st), POD_STORE_VERSION);
-        assert_int_equal(POD_STORE_VERSION, 3);
+        assert_int_equal(POD_STORE_VERSION, 4);
+        assert_true(table_exists(pod_store_db(st), "container_layers"));
         query_text(pod_store_db(st), "PRAGMA journal_mode", mode, sizeof(mode));
         assert_string_equal(mode, "wal");
         /* synchronous=NORMAL is 1 */
@@ -252,7 +253,7 @@ static void test_migrate_v2_to_v3(void **state)
                              SQLITE_OK);
         st = pod_store_close(st);
         assert_int_equal(pod_store_open(f->path, &st, &err), 0);
-        assert_int_equal(pod_store_version(st), 3);
+        assert_int_equal(pod_store_version(st), POD_STORE_VERSION);
         assert_int_equal(query_int(pod_store_db(st), "SELECT size FROM images"), 10);
         assert_int_equal(sqlite3_exec(pod_store_db(st),
                                       "UPDATE images SET manifest_digest = 'sha256:bb'", NULL, NULL,
@@ -260,6 +261,32 @@ static void test_migrate_v2_to_v3(void **state)
                          SQLITE_OK);
         query_text(pod_store_db(st), "SELECT manifest_digest FROM images", md, sizeof(md));
         assert_string_equal(md, "sha256:bb");
+        pod_store_close(st);
+}
+
+/* 3 -> 4 adds container_layers, which the image GC consults. */
+static void test_migrate_v3_to_v4(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_store *st = NULL;
+
+        assert_int_equal(pod_store_open_version(f->path, 3, &st, &err), 0);
+        assert_false(table_exists(pod_store_db(st), "container_layers"));
+        st = pod_store_close(st);
+        assert_int_equal(pod_store_open(f->path, &st, &err), 0);
+        assert_int_equal(pod_store_version(st), 4);
+        assert_int_equal(sqlite3_exec(pod_store_db(st),
+                                      "INSERT INTO container_layers(container_id, chain_id) "
+                                      "VALUES ('c1', 'sha256:aa')",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        /* One row per layer and container. */
+        assert_int_not_equal(sqlite3_exec(pod_store_db(st),
+                                          "INSERT INTO container_layers(container_id, chain_id) "
+                                          "VALUES ('c1', 'sha256:aa')",
+                                          NULL, NULL, NULL),
+                             SQLITE_OK);
         pod_store_close(st);
 }
 
@@ -292,7 +319,7 @@ static void test_open_version_out_of_range(void **state)
         assert_int_equal(pod_store_open_version(f->path, POD_STORE_VERSION + 1, &st, &err),
                          -EINVAL);
         assert_null(st);
-        assert_non_null(strstr(err.msg, "4"));
+        assert_non_null(strstr(err.msg, "5"));
         assert_int_equal(pod_store_open_version(f->path, -1, &st, &err), -EINVAL);
         assert_null(st);
         /* Nothing was created. */
@@ -469,6 +496,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_new_db, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_keeps_rows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_v3_to_v4, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrate_v2_to_v3, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_version_zero_and_older_request, setup,
                                                 teardown),

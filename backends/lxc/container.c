@@ -1,0 +1,1170 @@
+/*
+ * The lxc backend's app containers (notes/lxc.md sections 4 and 6).
+ *
+ * A container is an LXC container named by its id in runt's lxcpath, on an overlay rootfs
+ * over the image's shared layer directories with an upper dir of its own, sharing the
+ * network (the pod netns), ipc and uts (and pid when asked) of its sandbox. Its files:
+ *   <lxcpath>/<id>/config      LXC's config, written at create
+ *   <lxcpath>/<id>/upper       the writable layer
+ *   <lxcpath>/<id>/start       what runt-lxc-shim is run with (NUL-separated)
+ *   <lxcpath>/<id>/process     uid gid cwd groups, for exec
+ *   <lxcpath>/<id>/shim.pid    the monitor (runt-lxc-shim), once started
+ *   <lxcpath>/<id>/started     "<init pid> <started_ns>", once it ran
+ *   <lxcpath>/<id>/exit        "<exit code> <oom> <started_ns> <finished_ns>", once it exited
+ * The state is read from these files alone, so it is right after runtd restarted.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SH_LOG_MODULE "lxc"
+#include "be-internal.h"
+#include "exec.h"
+#include "log.h"
+#include "lxc-internal.h"
+#include "seccomp.h"
+#include "strutil.h"
+
+#define KILL_WAIT_MS 10000
+#define INIT_PATH    "/dev/.runt-init"
+
+/* containerd's default capability set for a container that is not privileged. */
+static const char *const default_caps[] = {
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+        NULL,
+};
+
+/* Every capability Linux 6.x knows, in number order. */
+static const char *const all_caps[] = {
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        NULL,
+};
+
+static const char *const default_masked[] = {
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+        NULL,
+};
+
+static const char *const default_readonly[] = {
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
+};
+
+/* Device nodes every container may use (containerd's default device cgroup). */
+static const char *const default_devices[] = {
+        "c *:* m",     "b *:* m",      "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
+        "c 1:8 rwm",   "c 1:9 rwm",    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",
+        "c 136:* rwm", "c 10:200 rwm", NULL,
+};
+
+static char *file_in(struct lxc_be *lb, const char *id, const char *name)
+{
+        return sh_strdup_printf("%s/%s/%s", lb->lxcpath, id, name);
+}
+
+/* ---------------------------------------------------------------- rootfs */
+
+/* Does @rel (no leading '/') exist in the image (any layer) or the upper dir? */
+static bool in_rootfs(const struct be_container_spec *s, const char *upper, const char *rel)
+{
+        struct stat st;
+        size_t n = 0;
+
+        while (s->layer_dirs[n])
+                n++;
+        {
+                _cleanup_free_ char *p = sh_path_join(upper, rel);
+
+                if (p && lstat(p, &st) == 0)
+                        return true;
+        }
+        for (size_t i = n; i-- > 0;) {
+                _cleanup_free_ char *p = sh_path_join(s->layer_dirs[i], rel);
+
+                if (p && lstat(p, &st) == 0)
+                        return !(S_ISCHR(st.st_mode) && st.st_rdev == 0); /* a whiteout */
+        }
+        return false;
+}
+
+/*
+ * Makes mount point @rel in the upper dir unless the image has it, so a bind mount works on
+ * a read-only rootfs too (LXC's create= needs a writable one).
+ */
+static int make_mount_point(const struct be_container_spec *s, const char *upper, const char *rel,
+                            bool dir)
+{
+        _cleanup_free_ char *p = NULL, *parent = NULL;
+        char *slash;
+        int fd, r;
+
+        if (!rel[0] || in_rootfs(s, upper, rel))
+                return 0;
+        p = sh_path_join(upper, rel);
+        parent = p ? strdup(p) : NULL;
+        if (!p || !parent)
+                return -ENOMEM;
+        if (dir)
+                return sh_mkdir_p(p, 0755);
+        slash = strrchr(parent, '/');
+        if (slash)
+                *slash = '\0';
+        r = sh_mkdir_p(parent, 0755);
+        if (r < 0)
+                return r;
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        close(fd);
+        return 0;
+}
+
+/* @path in fstab escaping (spaces, tabs, newlines, backslashes), as liblxc's parser reads it. */
+static char *fstab_escape(const char *path)
+{
+        size_t n = strlen(path);
+        char *out = malloc(n * 4 + 1), *o = out;
+
+        if (!out)
+                return NULL;
+        for (const char *p = path; *p; p++) {
+                if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\') {
+                        snprintf(o, 5, "\\%03o", (unsigned char)*p);
+                        o += 4;
+                } else {
+                        *o++ = *p;
+                }
+        }
+        *o = '\0';
+        return out;
+}
+
+static int mount_entry(struct lxc_container *c, const char *src, const char *target,
+                       const char *type, const char *opts, struct sh_error *err)
+{
+        _cleanup_free_ char *es = fstab_escape(src);
+        _cleanup_free_ char *et = NULL;
+        _cleanup_free_ char *line = NULL;
+
+        while (*target == '/')
+                target++;
+        et = fstab_escape(target);
+        if (!es || !et)
+                return -ENOMEM;
+        line = sh_strdup_printf("%s %s %s %s 0 0", es, et, type, opts);
+        return line ? lb_set(c, "lxc.mount.entry", line, err) : -ENOMEM;
+}
+
+/* ---------------------------------------------------------------- config */
+
+static bool strv_has(char *const *v, const char *s)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                if (strcasecmp(v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+static int set_caps(struct lxc_container *c, const struct be_container_spec *s,
+                    struct sh_error *err)
+{
+        char keep[1024] = "";
+        size_t len = 0;
+        bool all = strv_has(s->cap_add, "ALL");
+
+        if (s->privileged && !s->cap_drop[0])
+                return 0; /* LXC keeps every capability */
+        for (size_t i = 0; all_caps[i]; i++) {
+                bool want = all || strv_has(s->cap_add, all_caps[i]);
+
+                for (size_t k = 0; !want && default_caps[k]; k++)
+                        want = strcmp(default_caps[k], all_caps[i]) == 0;
+                if (s->privileged)
+                        want = true;
+                if (strv_has(s->cap_drop, "ALL") && !strv_has(s->cap_add, all_caps[i]))
+                        want = false;
+                if (strv_has(s->cap_drop, all_caps[i]))
+                        want = false;
+                if (!want)
+                        continue;
+                for (const char *p = all_caps[i]; *p && len + 2 < sizeof(keep); p++)
+                        keep[len++] = (char)tolower((unsigned char)*p);
+                keep[len++] = ' ';
+                keep[len] = '\0';
+        }
+        for (size_t i = 0; s->cap_add[i]; i++) {
+                bool known = strcasecmp(s->cap_add[i], "ALL") == 0;
+
+                for (size_t k = 0; all_caps[k] && !known; k++)
+                        known = strcasecmp(all_caps[k], s->cap_add[i]) == 0;
+                if (!known)
+                        return sh_err(err, -EINVAL, "capability '%s' is not known", s->cap_add[i]);
+        }
+        if (len)
+                keep[len - 1] = '\0';
+        return lb_set(c, "lxc.cap.keep", len ? keep : "none", err);
+}
+
+static int set_seccomp(struct lxc_be *lb, struct lxc_container *c,
+                       const struct be_container_spec *s, const char *dir, struct sh_error *err)
+{
+        _cleanup_free_ char *json = NULL, *policy = NULL, *path = NULL;
+        size_t len = 0;
+        int r;
+
+        if (s->privileged || s->seccomp == BE_SECCOMP_UNCONFINED)
+                return 0;
+        if (s->seccomp == BE_SECCOMP_RUNTIME_DEFAULT)
+                return lb_set(c, "lxc.seccomp.profile", lb->seccomp_default, err);
+        if (s->seccomp_profile[0] != '/')
+                return sh_err(err, -EINVAL, "seccomp profile '%s' is not an absolute path",
+                              s->seccomp_profile);
+        r = sh_read_file(s->seccomp_profile, 1u << 20, &json, &len);
+        if (r < 0)
+                return sh_err(err, r == -EFBIG ? -EINVAL : r, "seccomp profile '%s': %s",
+                              s->seccomp_profile, strerror(-r));
+        r = lxc_seccomp_from_oci(json, len, &policy, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "seccomp profile '%s'", s->seccomp_profile);
+        path = sh_path_join(dir, "seccomp");
+        if (!path)
+                return -ENOMEM;
+        r = sh_write_file_atomic(path, policy, strlen(policy), 0600);
+        if (r < 0)
+                return sh_err(err, r, "write '%s': %s", path, strerror(-r));
+        return lb_set(c, "lxc.seccomp.profile", path, err);
+}
+
+/* The cgroup v1 controller directory @ctrl exists on this host. */
+static bool have_controller(const char *ctrl)
+{
+        _cleanup_free_ char *p = sh_path_join("/sys/fs/cgroup", ctrl);
+        struct stat st;
+
+        return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool have_cgroup_file(const char *ctrl, const char *file)
+{
+        _cleanup_free_ char *p = sh_strdup_printf("/sys/fs/cgroup/%s/%s", ctrl, file);
+
+        return p && access(p, F_OK) == 0;
+}
+
+/* The cgroup settings for @res as key/value pairs LXC takes (v1 names). */
+static int resource_items(struct lxc_be *lb, const struct be_resources *res,
+                          int (*fn)(void *data, const char *key, const char *value,
+                                    struct sh_error *err),
+                          void *data, struct sh_error *err)
+{
+        char v[64];
+        int r = 0;
+
+        if (res->cpu_shares > 0) {
+                snprintf(v, sizeof(v), "%lld", res->cpu_shares < 2 ? 2 : res->cpu_shares);
+                r = fn(data, "cpu.shares", v, err);
+        }
+        if (r == 0 && res->cpu_period > 0) {
+                snprintf(v, sizeof(v), "%lld", res->cpu_period);
+                r = fn(data, "cpu.cfs_period_us", v, err);
+        }
+        if (r == 0 && res->cpu_quota != 0) {
+                snprintf(v, sizeof(v), "%lld", res->cpu_quota < 0 ? -1 : res->cpu_quota);
+                r = fn(data, "cpu.cfs_quota_us", v, err);
+        }
+        if (r == 0 && res->cpuset_cpus && res->cpuset_cpus[0])
+                r = fn(data, "cpuset.cpus", res->cpuset_cpus, err);
+        if (r == 0 && res->cpuset_mems && res->cpuset_mems[0])
+                r = fn(data, "cpuset.mems", res->cpuset_mems, err);
+        if (r == 0 && res->memory_limit > 0) {
+                snprintf(v, sizeof(v), "%lld", res->memory_limit);
+                r = fn(data, "memory.limit_in_bytes", v, err);
+        }
+        if (r == 0 && res->memory_swap_limit > 0 &&
+            have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
+                snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
+                r = fn(data, "memory.memsw.limit_in_bytes", v, err);
+        }
+        for (size_t i = 0; r == 0 && i < res->n_hugepages; i++) {
+                _cleanup_free_ char *key = NULL;
+
+                if (!have_controller("hugetlb"))
+                        break; /* not on this host: the limit cannot be set, nor exceeded */
+                key = sh_strdup_printf("hugetlb.%s.limit_in_bytes", res->hugepages[i].key);
+                r = key ? fn(data, key, res->hugepages[i].value, err) : -ENOMEM;
+        }
+        (void)lb;
+        return r;
+}
+
+static int set_cgroup_config(void *data, const char *key, const char *value, struct sh_error *err)
+{
+        struct lxc_container *c = data;
+        _cleanup_free_ char *k = sh_strdup_printf("lxc.cgroup.%s", key);
+
+        if (!k)
+                return -ENOMEM;
+        c->clear_config_item(c, k);
+        return lb_set(c, k, value, err);
+}
+
+static int set_process(struct lxc_be *lb, struct lxc_container *c,
+                       const struct be_container_spec *s, struct sh_error *err)
+{
+        char v[64];
+        int r = 0;
+
+        for (size_t i = 0; r == 0 && s->env[i]; i++)
+                r = lb_set(c, "lxc.environment", s->env[i], err);
+        if (r < 0)
+                return r;
+        snprintf(v, sizeof(v), "%u", s->uid);
+        if ((r = lb_set(c, "lxc.init.uid", v, err)) < 0)
+                return r;
+        snprintf(v, sizeof(v), "%u", s->gid);
+        if ((r = lb_set(c, "lxc.init.gid", v, err)) < 0)
+                return r;
+        if ((r = lb_set(c, "lxc.init.cwd", s->cwd, err)) < 0)
+                return r;
+        if (s->n_groups) {
+                char groups[1024] = "";
+                size_t len = 0;
+
+                for (size_t i = 0; i < s->n_groups && len + 12 < sizeof(groups); i++)
+                        len += (size_t)snprintf(groups + len, sizeof(groups) - len, "%s%u",
+                                                i ? "," : "", s->groups[i]);
+                if ((r = lb_set(c, "lxc.init.groups", groups, err)) < 0)
+                        return r;
+        }
+        if (s->no_new_privs && (r = lb_set(c, "lxc.no_new_privs", "1", err)) < 0)
+                return r;
+        if (s->resources.has_oom_score_adj) {
+                long adj = (long)s->resources.oom_score_adj;
+
+                /* Root without CAP_SYS_RESOURCE cannot go below its own value. */
+                if (adj < lb->own_oom_score_adj)
+                        adj = lb->own_oom_score_adj;
+                if (adj > 1000)
+                        adj = 1000;
+                snprintf(v, sizeof(v), "%ld", adj);
+                if ((r = lb_set(c, "lxc.proc.oom_score_adj", v, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
+                      struct sh_error *err)
+{
+        const struct be_container_spec *s = bc->spec;
+        static const char *const pod_files[] = {"hosts", "hostname", "resolv.conf"};
+
+        char init[PATH_MAX];
+        int r;
+
+        if (sh_find_helper("runt-init", RUNT_INIT_FALLBACK, init, sizeof(init)) < 0)
+                return sh_err(err, -ENOENT, "runt-init not found (beside runtd or at %s)",
+                              RUNT_INIT_FALLBACK);
+        /* PID 1 (lxc/init.c), on the autodev tmpfs, so a read-only rootfs needs no mount point. */
+        r = mount_entry(c, init, INIT_PATH + 1, "none", "bind,ro,create=file", err);
+        if (r == 0)
+                r = mount_entry(c, "tmpfs", "dev/shm", "tmpfs",
+                                "rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir", err);
+        for (size_t i = 0; r == 0 && bc->pod_dir && i < SH_ARRAY_SIZE(pod_files); i++) {
+                _cleanup_free_ char *src = sh_path_join(bc->pod_dir, pod_files[i]);
+                _cleanup_free_ char *dst = sh_path_join("etc", pod_files[i]);
+
+                if (!src || !dst)
+                        return -ENOMEM;
+                if (access(src, F_OK) < 0)
+                        continue;
+                /* A mount of the container's own at that path wins. */
+                for (size_t m = 0; m < s->n_mounts && src; m++)
+                        if (strcmp(s->mounts[m].container_path + 1, dst) == 0)
+                                goto next;
+                r = make_mount_point(s, upper, dst, false);
+                if (r < 0)
+                        return sh_err(err, r, "mount point /%s: %s", dst, strerror(-r));
+                r = mount_entry(c, src, dst, "none", s->readonly_rootfs ? "bind,ro" : "bind", err);
+        next:;
+        }
+        for (size_t i = 0; r == 0 && i < s->n_mounts; i++) {
+                const struct be_mount *m = &s->mounts[i];
+                const char *prop = m->propagation == BE_PROPAGATION_BIDIRECTIONAL ? "rshared"
+                                   : m->propagation == BE_PROPAGATION_HOST_TO_CONTAINER
+                                           ? "rslave"
+                                           : "rprivate";
+                _cleanup_free_ char *opts = NULL;
+                struct stat st;
+                bool dir = true;
+
+                if (stat(m->host_path, &st) < 0) {
+                        /* As containerd does: a missing host path is made a directory. */
+                        r = sh_mkdir_p(m->host_path, 0755);
+                        if (r < 0)
+                                return sh_err(err, r, "mounts[%zu]: create '%s': %s", i,
+                                              m->host_path, strerror(-r));
+                } else {
+                        dir = S_ISDIR(st.st_mode);
+                }
+                r = make_mount_point(s, upper, m->container_path + 1, dir);
+                if (r < 0)
+                        return sh_err(err, r, "mounts[%zu]: mount point '%s': %s", i,
+                                      m->container_path, strerror(-r));
+                opts = sh_strdup_printf("rbind,%s%s", prop, m->readonly ? ",ro" : "");
+                r = opts ? mount_entry(c, m->host_path, m->container_path, "none", opts, err)
+                         : -ENOMEM;
+        }
+        for (size_t i = 0; r == 0 && i < s->n_devices; i++) {
+                const struct be_device *d = &s->devices[i];
+                _cleanup_free_ char *rule = NULL;
+                struct stat st;
+
+                if (stat(d->host_path, &st) < 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+                        return sh_err(err, -EINVAL, "devices[%zu]: '%s' is not a device", i,
+                                      d->host_path);
+                r = mount_entry(c, d->host_path, d->container_path, "none", "bind,create=file",
+                                err);
+                rule = sh_strdup_printf("%c %u:%u %s", S_ISCHR(st.st_mode) ? 'c' : 'b',
+                                        major(st.st_rdev), minor(st.st_rdev),
+                                        d->permissions[0] ? d->permissions : "rwm");
+                if (r == 0 && !s->privileged)
+                        r = rule ? lb_set(c, "lxc.cgroup.devices.allow", rule, err) : -ENOMEM;
+        }
+        if (r < 0 || s->privileged)
+                return r;
+        /* Masked paths: /dev/null over files, an empty read-only tmpfs over directories. */
+        for (size_t i = 0; r == 0; i++) {
+                const char *p = s->masked_paths[0] ? s->masked_paths[i] : default_masked[i];
+                struct stat st;
+
+                if (!p)
+                        break;
+                if (p[0] != '/' || stat(p, &st) < 0)
+                        continue; /* not on this kernel */
+                r = S_ISDIR(st.st_mode)
+                            ? mount_entry(c, "tmpfs", p, "tmpfs", "ro,size=0,optional", err)
+                            : mount_entry(c, "/dev/null", p, "none", "bind,optional", err);
+        }
+        for (size_t i = 0; r == 0; i++) {
+                const char *p = s->readonly_paths[0] ? s->readonly_paths[i] : default_readonly[i];
+
+                if (!p)
+                        break;
+                /* proc:mixed has /proc/sys and /proc/sysrq-trigger read-only, per netns. */
+                if (p[0] != '/' || strcmp(p, "/proc/sys") == 0 ||
+                    strcmp(p, "/proc/sysrq-trigger") == 0 || access(p, F_OK) < 0)
+                        continue;
+                r = mount_entry(c, p, p, "none", "bind,ro,optional", err);
+        }
+        return r;
+}
+
+static char *rootfs_path(const struct be_container_spec *s, const char *upper)
+{
+        size_t n = 0, len = strlen("overlay:") + strlen(upper) + 1;
+        char *out, *o;
+
+        while (s->layer_dirs[n])
+                len += strlen(s->layer_dirs[n++]) + 1;
+        out = malloc(len + 1);
+        if (!out)
+                return NULL;
+        o = out + snprintf(out, len + 1, "overlay:");
+        for (size_t i = n; i-- > 0;) /* overlayfs lists the top layer first */
+                o += snprintf(o, len + 1 - (size_t)(o - out), "%s:", s->layer_dirs[i]);
+        snprintf(o, len + 1 - (size_t)(o - out), "%s", upper);
+        return out;
+}
+
+static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be_container *bc,
+                     const char *dir, const char *upper, struct sh_error *err)
+{
+        const struct be_container_spec *s = bc->spec;
+        _cleanup_free_ char *rootfs = rootfs_path(s, upper);
+        _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
+        _cleanup_free_ char *cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
+        _cleanup_free_ char *cgm = lb_cgroup_dir(lb, bc->sandbox, "monitor-", bc->id);
+        int r;
+
+        if (!rootfs || !log || !cg || !cgm)
+                return -ENOMEM;
+        if (strlen(rootfs) > 3800)
+                return sh_err(err, -E2BIG, "image has too many layers for one overlay mount (%zu)",
+                              strlen(rootfs));
+        if ((r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
+            (s->readonly_rootfs && (r = lb_set(c, "lxc.rootfs.options", "ro", err)) < 0) ||
+            (r = lb_set(c, "lxc.mount.auto",
+                        s->privileged ? "proc:rw sys:rw cgroup:rw"
+                                      : "proc:mixed sys:mixed cgroup:mixed",
+                        err)) < 0 ||
+            (r = lb_set(c, "lxc.autodev", "1", err)) < 0 ||
+            (r = lb_set(c, "lxc.console.path", "none", err)) < 0 ||
+            (r = lb_set(c, "lxc.tty.max", "0", err)) < 0 ||
+            (r = lb_set(c, "lxc.pty.max", "16", err)) < 0 ||
+            (r = lb_set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
+            (r = lb_set(c, "lxc.log.file", log, err)) < 0 ||
+            (r = lb_set(c, "lxc.log.level", "WARN", err)) < 0 ||
+            (r = lb_set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
+            (r = lb_set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
+                return r;
+        /* Namespaces: the pod's network; ipc and uts of the sandbox (LXC finds it by name). */
+        if ((r = lb_set(c, "lxc.namespace.share.net", bc->netns ? bc->netns : "/proc/self/ns/net",
+                        err)) < 0 ||
+            (r = lb_set(c, "lxc.namespace.share.ipc", bc->sandbox_id, err)) < 0 ||
+            (r = lb_set(c, "lxc.namespace.share.uts", bc->sandbox_id, err)) < 0)
+                return r;
+        if (s->pid_mode == BE_NS_POD || s->pid_mode == BE_NS_NODE) {
+                /* The sandbox is in the host's pid namespace when the pod asked for that. */
+                r = lb_set(c, "lxc.namespace.share.pid", bc->sandbox_id, err);
+                if (r < 0)
+                        return r;
+        }
+        if (!s->privileged) {
+                r = lb_set(c, "lxc.cgroup.devices.deny", "a", err);
+                for (size_t i = 0; r == 0 && default_devices[i]; i++)
+                        r = lb_set(c, "lxc.cgroup.devices.allow", default_devices[i], err);
+                if (r < 0)
+                        return r;
+        }
+        if ((r = set_caps(c, s, err)) < 0 || (r = set_seccomp(lb, c, s, dir, err)) < 0 ||
+            (r = set_process(lb, c, s, err)) < 0 ||
+            (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
+                return r;
+        return set_mounts(c, bc, upper, err);
+}
+
+/* Writes the NUL-separated fields @v (NULL-terminated) to @path. */
+static int write_fields(const char *path, const char *const *v)
+{
+        size_t len = 0, n = 0;
+        _cleanup_free_ char *buf = NULL;
+
+        for (size_t i = 0; v[i]; i++)
+                len += strlen(v[i]) + 1;
+        buf = malloc(len + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; v[i]; i++) {
+                size_t l = strlen(v[i]) + 1;
+
+                memcpy(buf + n, v[i], l);
+                n += l;
+        }
+        return sh_write_file_atomic(path, buf, n, 0600);
+}
+
+/* Reads what write_fields wrote: a NULL-terminated vector (malloc'd, one block). */
+static int read_fields(const char *path, char ***ret)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, n = 0;
+        char **v;
+        int r;
+
+        r = sh_read_file(path, 1u << 20, &buf, &len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < len; i++)
+                n += buf[i] == '\0';
+        v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0, k = 0; i < len && k < n; k++) {
+                v[k] = strdup(buf + i);
+                if (!v[k]) {
+                        sh_strv_free(v);
+                        return -ENOMEM;
+                }
+                i += strlen(buf + i) + 1;
+        }
+        *ret = v;
+        return 0;
+}
+
+static char *memcg_of(const char *cg)
+{
+        if (!have_controller("memory"))
+                return strdup("");
+        return sh_strdup_printf("/sys/fs/cgroup/memory/%s", cg);
+}
+
+int lb_container_create(struct be *be, const struct be_container *bc, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        const struct be_container_spec *s = bc->spec;
+        _cleanup_free_ char *dir = lb_dir(lb, bc->id);
+        _cleanup_free_ char *upper = NULL, *start = NULL, *process = NULL, *cg = NULL;
+        _cleanup_free_ char *memcg = NULL;
+        _cleanup_lxc_ struct lxc_container *c = NULL;
+        char flags[4] = "-", uid[16], gid[16], groups[1024] = "-";
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        if (!s->layer_dirs[0])
+                return sh_err(err, -EINVAL, "image %s has no layers", s->image_id);
+        upper = sh_path_join(dir, "upper");
+        start = sh_path_join(dir, "start");
+        process = sh_path_join(dir, "process");
+        cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
+        memcg = cg ? memcg_of(cg) : NULL;
+        if (!upper || !start || !process || !memcg)
+                return -ENOMEM;
+        if (access(dir, F_OK) == 0)
+                return sh_err(err, -EEXIST, "container dir '%s' exists", dir);
+        r = sh_mkdir_p(upper, 0755);
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", upper, strerror(-r));
+        c = lxc_container_new(bc->id, lb->lxcpath);
+        if (!c) {
+                r = sh_err(err, -ENOMEM, "lxc_container_new(%s) failed", bc->id);
+                goto fail;
+        }
+        /* LXC mounts /dev, /proc and /sys; a read-only rootfs must have their mount points. */
+        for (size_t i = 0; r == 0 && i < 3; i++)
+                r = make_mount_point(s, upper, (const char *[]){"dev", "proc", "sys"}[i], true);
+        /* The working dir is made when the image lacks it, as runc does. */
+        if (r == 0)
+                r = make_mount_point(s, upper, s->cwd + 1, true);
+        if (r < 0) {
+                r = sh_err(err, r, "working dir '%s': %s", s->cwd, strerror(-r));
+                goto fail;
+        }
+        r = configure(lb, c, bc, dir, upper, err);
+        if (r < 0)
+                goto fail;
+        if (!c->save_config(c, NULL)) {
+                r = sh_err(err, -EIO, "save the LXC config of %.12s: %s", bc->id, lb_why(c));
+                goto fail;
+        }
+        if (s->tty)
+                snprintf(flags, sizeof(flags), "t");
+        else if (s->stdin_open)
+                snprintf(flags, sizeof(flags), "i");
+        {
+                size_t n = 0;
+                const char **v;
+
+                while (s->argv[n])
+                        n++;
+                v = calloc(n + 5, sizeof(char *));
+                if (!v) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                v[0] = s->log_path;
+                v[1] = flags;
+                v[2] = memcg;
+                v[3] = INIT_PATH;
+                for (size_t i = 0; i < n; i++)
+                        v[4 + i] = s->argv[i];
+                r = write_fields(start, v);
+                free(v);
+        }
+        if (r == 0) {
+                size_t len = 0;
+
+                for (size_t i = 0; i < s->n_groups && len + 12 < sizeof(groups); i++)
+                        len += (size_t)snprintf(groups + len, sizeof(groups) - len, "%s%u",
+                                                i ? "," : "", s->groups[i]);
+                snprintf(uid, sizeof(uid), "%u", s->uid);
+                snprintf(gid, sizeof(gid), "%u", s->gid);
+                r = write_fields(process, (const char *[]){uid, gid, s->cwd, groups, NULL});
+        }
+        if (r < 0) {
+                r = sh_err(err, r, "write the start files of %.12s: %s", bc->id, strerror(-r));
+                goto fail;
+        }
+        return 0;
+fail:
+        sh_rm_rf(dir);
+        return r;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static int read_pid(const char *path)
+{
+        _cleanup_free_ char *buf = NULL;
+
+        if (sh_read_file(path, 64, &buf, NULL) < 0)
+                return 0;
+        return atoi(buf);
+}
+
+/* Is the monitor of @id (pid in shim.pid) alive? */
+static bool shim_alive(struct lxc_be *lb, const char *id, int *ret_pid)
+{
+        _cleanup_free_ char *pidfile = file_in(lb, id, "shim.pid");
+        _cleanup_free_ char *cmdline = NULL, *cl = NULL;
+        size_t len = 0;
+        int pid = pidfile ? read_pid(pidfile) : 0;
+
+        if (ret_pid)
+                *ret_pid = pid;
+        if (pid <= 0 || kill(pid, 0) < 0)
+                return false;
+        cl = sh_strdup_printf("/proc/%d/cmdline", pid);
+        if (!cl || sh_read_file(cl, 65536, &cmdline, &len) < 0)
+                return false;
+        /* The pid is ours only while its command line names this container. */
+        for (size_t i = 0; i + 64 <= len; i++)
+                if ((i == 0 || cmdline[i - 1] == '\0') && strncmp(cmdline + i, id, 64) == 0)
+                        return true;
+        return false;
+}
+
+int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+                        struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = lb_dir(lb, id);
+        _cleanup_free_ char *exitf = file_in(lb, id, "exit"),
+                            *startedf = file_in(lb, id, "started");
+        _cleanup_free_ char *buf = NULL;
+        int code = 0, oom = 0;
+        long long started = 0, finished = 0;
+
+        if (!dir || !exitf || !startedf)
+                return -ENOMEM;
+        if (access(dir, F_OK) < 0)
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
+        memset(ret, 0, sizeof(*ret));
+        if (sh_read_file(exitf, 256, &buf, NULL) == 0 &&
+            sscanf(buf, "%d %d %lld %lld", &code, &oom, &started, &finished) == 4) {
+                ret->state = BE_CTR_EXITED;
+                ret->exit_code = code;
+                ret->oom_killed = oom != 0;
+                ret->started_ns = started;
+                ret->finished_ns = finished;
+                snprintf(ret->reason, sizeof(ret->reason), "%s",
+                         oom && code != 0 ? "OOMKilled"
+                         : code == 0      ? "Completed"
+                                          : "Error");
+                return 0;
+        }
+        free(buf);
+        buf = NULL;
+        if (sh_read_file(startedf, 256, &buf, NULL) == 0 &&
+            sscanf(buf, "%d %lld", &ret->pid, &ret->started_ns) == 2) {
+                if (shim_alive(lb, id, NULL)) {
+                        ret->state = BE_CTR_RUNNING;
+                        return 0;
+                }
+                /* Ran, and its monitor is gone without a word: the status is lost. */
+                ret->state = BE_CTR_EXITED;
+                ret->pid = 0;
+                ret->exit_code = 255;
+                snprintf(ret->reason, sizeof(ret->reason), "Unknown");
+                snprintf(ret->message, sizeof(ret->message),
+                         "the container monitor exited without recording an exit status");
+                return 0;
+        }
+        ret->state = BE_CTR_CREATED;
+        return 0;
+}
+
+int lb_container_start(struct be *be, const char *id, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = lb_dir(lb, id), *start = file_in(lb, id, "start");
+        _cleanup_(sh_strv_freep) char **fields = NULL;
+        _cleanup_free_ const char **argv = NULL;
+        struct sh_exec_result res = {0};
+        char helper[PATH_MAX];
+        size_t n = 0;
+        int r;
+
+        if (!dir || !start)
+                return -ENOMEM;
+        r = read_fields(start, &fields);
+        if (r < 0)
+                return sh_err(err, r == -ENOENT ? -ENOENT : r, "container %.12s: no start file",
+                              id);
+        while (fields[n])
+                n++;
+        if (n < 4)
+                return sh_err(err, -EIO, "container %.12s: start file is damaged", id);
+        if (sh_find_helper("runt-lxc-shim", RUNT_LXC_SHIM_FALLBACK, helper, sizeof(helper)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-shim not found (beside runtd or at %s)",
+                              RUNT_LXC_SHIM_FALLBACK);
+        argv = calloc(n + 5, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        argv[0] = helper;
+        argv[1] = lb->lxcpath;
+        argv[2] = id;
+        argv[3] = dir;
+        argv[4] = fields[0]; /* log */
+        argv[5] = fields[1]; /* flags */
+        argv[6] = fields[2]; /* memcg */
+        for (size_t i = 3; i < n; i++)
+                argv[4 + i] = fields[i];
+        if (fields[0][0]) {
+                _cleanup_free_ char *logdir = strdup(fields[0]);
+                char *slash = logdir ? strrchr(logdir, '/') : NULL;
+
+                if (slash && slash != logdir) {
+                        *slash = '\0';
+                        sh_mkdir_p(logdir, 0755);
+                }
+        }
+        r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
+        if (r == 0 && res.exit_code != 0) {
+                size_t l = res.err_len;
+
+                while (l && res.err[l - 1] == '\n')
+                        res.err[--l] = '\0';
+                r = sh_err(err, -EIO, "start container %.12s: %s", id,
+                           l ? res.err : "runt-lxc-shim failed");
+        }
+        sh_exec_result_done(&res);
+        return r;
+}
+
+/* Waits up to @ms for @id's exit file. */
+static bool wait_exit(struct lxc_be *lb, const char *id, unsigned ms)
+{
+        _cleanup_free_ char *exitf = file_in(lb, id, "exit");
+        unsigned long long end = sh_now_ns() + (unsigned long long)ms * 1000000ULL;
+
+        while (exitf) {
+                if (access(exitf, F_OK) == 0)
+                        return true;
+                if (!shim_alive(lb, id, NULL))
+                        return true; /* its monitor is gone, and the container with it */
+                if (sh_now_ns() >= end)
+                        return false;
+                nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+        }
+        return false;
+}
+
+/*
+ * Sends @sig to every process of @id's cgroup (a pid namespace shared with the pod has no
+ * init whose death takes the rest along). Returns how many it signalled.
+ */
+static int kill_cgroup(struct lxc_be *lb, const char *id, int sig)
+{
+        _cleanup_free_ char *cfg = file_in(lb, id, "start");
+        _cleanup_(sh_strv_freep) char **fields = NULL;
+        _cleanup_free_ char *procs = NULL, *buf = NULL;
+
+        int n = 0;
+
+        if (!cfg || read_fields(cfg, &fields) < 0 || !fields[0] || !fields[1] || !fields[2] ||
+            !fields[2][0])
+                return 0;
+        procs = sh_path_join(fields[2], "cgroup.procs");
+        if (!procs || sh_read_file(procs, 1u << 20, &buf, NULL) < 0)
+                return 0;
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+                if (atoi(line) > 1 && kill(atoi(line), sig) == 0)
+                        n++;
+        return n; /* how many were there */
+}
+
+static int pidfd_signal(int pid, int sig)
+{
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+        r = r < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+                      struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        struct be_ctr_status st;
+        int r;
+
+        r = lb_container_status(be, id, &st, err);
+        if (r == -ENOENT) {
+                sh_err_clear(err);
+                return 0;
+        }
+        if (r < 0 || st.state != BE_CTR_RUNNING)
+                return r;
+        if (st.pid > 0 && timeout_s > 0) {
+                /* init.lxc, the container's PID 1, hands the signal to the process. */
+                if (pidfd_signal(st.pid, signal ? signal : SIGTERM) == 0 &&
+                    wait_exit(lb, id, timeout_s * 1000)) {
+                        /* What it left in a pid namespace shared with the pod goes too. */
+                        kill_cgroup(lb, id, SIGKILL);
+                        return 0;
+                }
+        }
+        if (st.pid > 0)
+                pidfd_signal(st.pid, SIGKILL);
+        kill_cgroup(lb, id, SIGKILL);
+        if (!wait_exit(lb, id, KILL_WAIT_MS))
+                return sh_err(err, -ETIMEDOUT, "container %.12s did not exit after SIGKILL", id);
+        return 0;
+}
+
+int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = lb_dir(lb, id);
+        char cg[PATH_MAX] = "", cgm[PATH_MAX] = "";
+        int shim = 0, r;
+
+        if (!dir)
+                return -ENOMEM;
+        if (access(dir, F_OK) < 0)
+                return 0;
+        {
+                _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+
+                if (c && c->is_defined(c)) {
+                        if (c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) < 0)
+                                cg[0] = '\0';
+                        if (c->get_config_item(c, "lxc.cgroup.dir.monitor", cgm, sizeof(cgm)) < 0)
+                                cgm[0] = '\0';
+                }
+        }
+        r = lb_container_stop(be, id, SIGKILL, 0, err);
+        if (r < 0)
+                return r;
+        if (shim_alive(lb, id, &shim)) {
+                /* Still writing the last of the log: it is leaving, a moment only. */
+                for (int i = 0; i < 400 && shim_alive(lb, id, NULL); i++)
+                        nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+                if (shim_alive(lb, id, NULL))
+                        kill(shim, SIGKILL);
+        }
+        /* Stragglers of an exec or a shared pid namespace keep the cgroup busy. */
+        for (int i = 0; i < 200 && kill_cgroup(lb, id, SIGKILL) > 0; i++)
+                nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+        if (cg[0])
+                lb_rm_cgroup(cg);
+        if (cgm[0])
+                lb_rm_cgroup(cgm);
+        r = sh_rm_rf(dir);
+        if (r < 0)
+                return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
+        return 0;
+}
+
+struct live_cg {
+        const char *rel;
+};
+
+static int write_cgroup_file(void *data, const char *key, const char *value, struct sh_error *err)
+{
+        const struct live_cg *l = data;
+        char ctrl[32];
+        const char *dot = strchr(key, '.');
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!dot || (size_t)(dot - key) >= sizeof(ctrl))
+                return -EINVAL;
+        snprintf(ctrl, sizeof(ctrl), "%.*s", (int)(dot - key), key);
+        path = sh_strdup_printf("/sys/fs/cgroup/%s/%s/%s", ctrl, l->rel, key);
+        if (!path)
+                return -ENOMEM;
+        r = sh_write_file_atomic(path, value, strlen(value), 0644);
+        if (r == -EXDEV || r == -EACCES || r == -EPERM || r == -EINVAL || r < 0) {
+                /* cgroup files take a plain write, not a rename. */
+                int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+                r = 0;
+                if (fd < 0 || write(fd, value, strlen(value)) < 0)
+                        r = -errno;
+                if (fd >= 0)
+                        close(fd);
+        }
+        return r < 0 ? sh_err(err, r, "cgroup %s = %s: %s", key, value, strerror(-r)) : 0;
+}
+
+int lb_container_update(struct be *be, const char *id, const struct be_resources *res,
+                        struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+        struct be_ctr_status st;
+        char cg[PATH_MAX] = "";
+        int r;
+
+        if (!c || !c->is_defined(c))
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
+        r = lb_container_status(be, id, &st, err);
+        if (r < 0)
+                return r;
+        if (st.state == BE_CTR_RUNNING) {
+                if (c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) < 0)
+                        return sh_err(err, -EIO, "container %.12s has no cgroup dir", id);
+                /* Memory first raises memsw's ceiling before memsw follows, and the reverse. */
+                r = resource_items(lb, res, write_cgroup_file, &(struct live_cg){cg}, err);
+                if (r < 0)
+                        return r;
+        }
+        r = resource_items(lb, res, set_cgroup_config, c, err);
+        if (r == 0 && !c->save_config(c, NULL))
+                r = sh_err(err, -EIO, "save the LXC config of %.12s: %s", id, lb_why(c));
+        return r;
+}
+
+int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *start = file_in(lb, id, "start");
+        _cleanup_(sh_strv_freep) char **fields = NULL;
+        int pid = 0;
+
+        if (!start)
+                return -ENOMEM;
+        if (!shim_alive(lb, id, &pid))
+                return sh_err(err, -EINVAL, "container %.12s is not running", id);
+        if (read_fields(start, &fields) < 0 || !fields[0])
+                return sh_err(err, -EIO, "container %.12s: start file is damaged", id);
+        if (!fields[0][0])
+                return 0; /* no log */
+        if (kill(pid, SIGUSR1) < 0)
+                return sh_err(err, -errno, "signal the monitor of %.12s: %s", id, strerror(errno));
+        /* Done when the file is there again. */
+        for (int i = 0; i < 200 && access(fields[0], F_OK) < 0; i++)
+                nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+        if (access(fields[0], F_OK) < 0)
+                return sh_err(err, -EIO, "container %.12s: log '%s' was not reopened", id,
+                              fields[0]);
+        return 0;
+}
+
+int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+                 struct be_exec_result *ret, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *process = file_in(lb, id, "process");
+        _cleanup_(sh_strv_freep) char **p = NULL;
+        _cleanup_free_ const char **v = NULL;
+        struct sh_exec_result res = {0};
+        char helper[PATH_MAX];
+        size_t n = 0;
+        int r;
+
+        if (!process)
+                return -ENOMEM;
+        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3])
+                return sh_err(err, -ENOENT, "container %.12s: no process file", id);
+        if (sh_find_helper("runt-lxc-exec", RUNT_LXC_EXEC_FALLBACK, helper, sizeof(helper)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-exec not found (beside runtd or at %s)",
+                              RUNT_LXC_EXEC_FALLBACK);
+        while (argv[n])
+                n++;
+        v = calloc(n + 9, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        v[0] = helper;
+        v[1] = lb->lxcpath;
+        v[2] = id;
+        v[3] = p[0];
+        v[4] = p[1];
+        v[5] = p[2];
+        v[6] = p[3];
+        for (size_t i = 0; i < n; i++)
+                v[7 + i] = argv[i];
+        r = sh_exec(&(struct sh_exec_opts){.argv = v, .timeout_ms = timeout_ms}, &res, err);
+        if (r == -ETIMEDOUT) {
+                sh_exec_result_done(&res);
+                return sh_err(err, -ETIMEDOUT, "exec in %.12s timed out after %u ms", id,
+                              timeout_ms);
+        }
+        if (r < 0)
+                return r;
+        if (res.exit_code == 125 && res.err_len > 6 && strncmp(res.err, "runt: ", 6) == 0) {
+                res.err[strcspn(res.err, "\n")] = '\0';
+                r = sh_err(err, -EIO, "%s", res.err + 6);
+                sh_exec_result_done(&res);
+                return r;
+        }
+        ret->exit_code = res.exit_code;
+        ret->out = res.out;
+        ret->out_len = res.out_len;
+        ret->err = res.err;
+        ret->err_len = res.err_len;
+        res.out = res.err = NULL;
+        sh_exec_result_done(&res);
+        return 0;
+}

@@ -1,0 +1,51 @@
+#pragma once
+
+/* What the lxc backend's files (lxc.c: sandboxes, container.c: containers) share. */
+#include <lxc/lxccontainer.h>
+
+#include "be.h"
+#include "cleanup.h"
+
+struct lxc_be {
+        char *lxcpath;          /* where runt's LXC container dirs live */
+        char *pause_root;       /* the shared sandbox rootfs: /pause and empty mount points */
+        char *cgroup_base;      /* cgroup dir sandboxes go below when the kubelet gives none */
+        char *seccomp_default;  /* runt's RuntimeDefault policy file */
+        long own_oom_score_adj; /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
+};
+
+static inline void lb_put(struct lxc_container **c)
+{
+        if (*c)
+                lxc_container_put(*c);
+        *c = NULL;
+}
+#define _cleanup_lxc_ _cleanup_(lb_put)
+
+/* The last error LXC recorded, for messages. */
+const char *lb_why(struct lxc_container *c);
+/* The first ERROR line of @dir/lxc.log, what LXC says nowhere else. */
+void lb_log_tail(const char *dir, char *out, size_t size);
+/* set_config_item with an error naming the key. */
+int lb_set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err);
+/* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
+char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
+                    const char *id);
+/* Removes cgroup @rel on every mounted hierarchy, waiting a moment while it is busy. */
+void lb_rm_cgroup(const char *rel);
+/* <lxcpath>/<id> (malloc'd). */
+char *lb_dir(struct lxc_be *lb, const char *id);
+
+/* Container ops (container.c). */
+int lb_container_create(struct be *be, const struct be_container *c, struct sh_error *err);
+int lb_container_start(struct be *be, const char *id, struct sh_error *err);
+int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+                      struct sh_error *err);
+int lb_container_remove(struct be *be, const char *id, struct sh_error *err);
+int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+                        struct sh_error *err);
+int lb_container_update(struct be *be, const char *id, const struct be_resources *res,
+                        struct sh_error *err);
+int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err);
+int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+                 struct be_exec_result *ret, struct sh_error *err);

@@ -1,0 +1,510 @@
+/*
+ * runt-lxc-shim: the per-container monitor (notes/lxc.md, "shim model").
+ *
+ *   runt-lxc-shim LXCPATH NAME DIR LOG FLAGS MEMCG ARG...
+ *
+ * Starts the LXC container NAME (its config saved already by runtd) non-daemonized, so this
+ * process is its LXC monitor, and stays with it until it exits:
+ *   - the container's stdout and stderr are pipes (a pty with FLAGS 't') read here and
+ *     written to LOG in the CRI format: "<RFC3339Nano> stdout|stderr F|P <line>";
+ *   - SIGUSR1 reopens LOG (ReopenContainerLog, after the kubelet rotated it);
+ *   - an OOM kill in the container's memory cgroup MEMCG (a cgroup v1 directory, "" for
+ *     none) is noticed through cgroup.event_control;
+ *   - the exit status, OOM flag and times go to DIR/exit, written atomically, so runtd reads
+ *     them whenever it asks, also after it restarted or crashed.
+ * FLAGS: 't' a pty for stdio, 'i' stdin is a pipe held open (else /dev/null), '-' none.
+ *
+ * The process runtd runs forks the monitor, which calls setsid(), and waits until the
+ * container runs (or could not start); it prints "<pid> <started_ns>" on stdout and exits
+ * 0, or prints why on stderr and exits 1. The monitor is then no child of runtd.
+ *
+ * Inside the monitor a child calls liblxc's start(), which blocks until the container exits
+ * and leaves the init's wait status in error_num; it writes that to DIR/status for us.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lxc/lxccontainer.h>
+
+#define MAX_LINE 16384
+#define DRAIN_MS 1000
+
+struct stream {
+        const char *name; /* "stdout", "stderr" */
+        int fd;           /* read end, -1 at EOF */
+        char buf[MAX_LINE];
+        size_t len;
+};
+
+struct shim {
+        const char *lxcpath, *name, *dir, *log_path, *memcg;
+        int log_fd;
+        struct stream out, err;
+        int oom_efd;
+        int oom_ctl; /* memory.oom_control, to read its oom_kill counter */
+        bool oom;
+};
+
+static long long now_ns(clockid_t clk)
+{
+        struct timespec ts;
+
+        clock_gettime(clk, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void path_in(char *out, size_t size, const char *dir, const char *file)
+{
+        snprintf(out, size, "%s/%s", dir, file);
+}
+
+/* Writes @text to DIR/@file through a temp file and rename, durably. */
+static int write_state(const char *dir, const char *file, const char *text)
+{
+        char tmp[PATH_MAX], dst[PATH_MAX];
+        size_t len = strlen(text);
+        int fd, ok;
+
+        snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, file);
+        path_in(dst, sizeof(dst), dir, file);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+        close(fd);
+        if (!ok || rename(tmp, dst) < 0) {
+                unlink(tmp);
+                return -EIO;
+        }
+        return 0;
+}
+
+static void open_log(struct shim *s)
+{
+        if (s->log_fd >= 0)
+                close(s->log_fd);
+        s->log_fd = -1;
+        if (s->log_path[0])
+                s->log_fd = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* One CRI log record. A failed write is dropped: the container must never block on it. */
+static void log_record(struct shim *s, const char *stream, char tag, const char *line, size_t len)
+{
+        char head[80];
+        struct timespec ts;
+        struct tm tm;
+        size_t n;
+
+        if (s->log_fd < 0)
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
+        n += (size_t)snprintf(head + n, sizeof(head) - n, ".%09ldZ %s %c ", ts.tv_nsec, stream,
+                              tag);
+        {
+                struct iovec iov[3] = {
+                        {head, n},
+                        {(void *)line, len},
+                        {"\n", 1},
+                };
+                ssize_t w = writev(s->log_fd, iov, 3);
+
+                (void)w;
+        }
+}
+
+/* Splits what arrived on @st into records: full lines F, a line longer than MAX_LINE in P parts. */
+static void stream_feed(struct shim *s, struct stream *st, const char *data, size_t len)
+{
+        for (size_t i = 0; i < len; i++) {
+                if (data[i] == '\n') {
+                        size_t l = st->len;
+
+                        if (l && st->buf[l - 1] == '\r')
+                                l--; /* a pty's line end */
+                        log_record(s, st->name, 'F', st->buf, l);
+                        st->len = 0;
+                        continue;
+                }
+                if (st->len == sizeof(st->buf)) {
+                        log_record(s, st->name, 'P', st->buf, st->len);
+                        st->len = 0;
+                }
+                st->buf[st->len++] = data[i];
+        }
+}
+
+static void stream_read(struct shim *s, struct stream *st)
+{
+        char buf[65536];
+        ssize_t n;
+
+        if (st->fd < 0)
+                return;
+        n = read(st->fd, buf, sizeof(buf));
+        if (n > 0) {
+                stream_feed(s, st, buf, (size_t)n);
+                return;
+        }
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        /* EOF (or EIO: a pty whose last holder is gone): the rest is a last full line. */
+        if (st->len)
+                log_record(s, st->name, 'F', st->buf, st->len);
+        st->len = 0;
+        close(st->fd);
+        st->fd = -1;
+}
+
+/*
+ * Reads the oom_kill counter of the container's memory cgroup: the event alone does not say
+ * OOM, cgroup v1 signals it on the cgroup's removal too. Sets s->oom when it is not 0.
+ */
+static void check_oom(struct shim *s)
+{
+        char buf[512];
+        ssize_t n;
+
+        if (s->oom_ctl < 0)
+                return;
+        n = pread(s->oom_ctl, buf, sizeof(buf) - 1, 0);
+        if (n > 0) {
+                const char *k;
+
+                buf[n] = '\0';
+                k = strstr(buf, "\noom_kill ");
+                if (k && atol(k + 10) > 0)
+                        s->oom = true;
+        }
+}
+
+/* Arms the OOM notification of the container's memory cgroup; sets s->oom if one happened. */
+static void watch_oom(struct shim *s)
+{
+        char path[PATH_MAX], line[64];
+        int ofd, cfd;
+
+        if (!s->memcg[0])
+                return;
+        path_in(path, sizeof(path), s->memcg, "memory.oom_control");
+        ofd = open(path, O_RDONLY | O_CLOEXEC);
+        if (ofd < 0)
+                return;
+        s->oom_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        path_in(path, sizeof(path), s->memcg, "cgroup.event_control");
+        cfd = open(path, O_WRONLY | O_CLOEXEC);
+        if (s->oom_efd >= 0 && cfd >= 0) {
+                int l = snprintf(line, sizeof(line), "%d %d", s->oom_efd, ofd);
+
+                if (write(cfd, line, (size_t)l) != l) {
+                        close(s->oom_efd);
+                        s->oom_efd = -1;
+                }
+        }
+        if (cfd >= 0)
+                close(cfd);
+        s->oom_ctl = ofd;
+        /* A kill before the notification was armed shows in the counter. */
+        check_oom(s);
+}
+
+/* The exit code of a wait status; liblxc gives a kill as (sig << 8) | 0x7f. */
+static int exit_code_of(int st)
+{
+        if ((st & 0x7f) == 0)
+                return (st >> 8) & 0xff;
+        if ((st & 0x7f) == 0x7f)
+                return 128 + ((st >> 8) & 0x7f);
+        return 128 + (st & 0x7f);
+}
+
+/* The child that becomes nothing but liblxc's start(): the container's monitor proper. */
+static void run_start(struct shim *s, int in, int out, int err, char **argv)
+{
+        struct lxc_container *c;
+        char text[64];
+        sigset_t none;
+        bool ok;
+        int st;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+                _exit(3);
+        for (int fd = 3; fd < 1024; fd++)
+                close(fd);
+        c = lxc_container_new(s->name, s->lxcpath);
+        if (!c || !c->is_defined(c))
+                _exit(3);
+        c->want_daemonize(c, false);
+        c->want_close_all_fds(c, true);
+        ok = c->start(c, 0, argv); /* argv[0] is runt-init */
+        st = c->error_num;
+        snprintf(text, sizeof(text), "%d %d\n", ok ? 1 : 0, st);
+        write_state(s->dir, "status", text);
+        _exit(ok ? 0 : 1);
+}
+
+/* Reads DIR/status: did start() succeed, and the wait status. */
+static bool read_status(struct shim *s, int *ret_status)
+{
+        char path[PATH_MAX], buf[64] = "";
+        int ok = 0, st = 0;
+        FILE *f;
+
+        path_in(path, sizeof(path), s->dir, "status");
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%d %d", &ok, &st) != 2)
+                ok = 0;
+        fclose(f);
+        unlink(path);
+        *ret_status = st;
+        return ok == 1;
+}
+
+static void report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(int fd, const char *fmt, ...)
+{
+        char buf[512];
+        va_list ap;
+        int n;
+
+        if (fd < 0)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        if (n > 0 && write(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) < 0)
+                return;
+}
+
+static int monitor(struct shim *s, int ready, const char *flags, char **argv)
+{
+        struct lxc_container *probe = lxc_container_new(s->name, s->lxcpath);
+        int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+        bool tty = strchr(flags, 't'), keep_stdin = strchr(flags, 'i');
+        long long started = 0, finished = 0, deadline = 0;
+        int sfd, status = 0, pid = 0;
+        bool child_done = false;
+        sigset_t mask;
+        pid_t child;
+        char text[160];
+
+        if (!probe)
+                return report(ready, "lxc_container_new failed\n"), 1;
+        open_log(s);
+        if (s->log_path[0] && s->log_fd < 0)
+                return report(ready, "open log '%s': %s\n", s->log_path, strerror(errno)), 1;
+        if (tty) {
+                if (openpty(&out[0], &out[1], NULL, NULL, NULL) < 0)
+                        return report(ready, "openpty: %s\n", strerror(errno)), 1;
+                err[1] = dup(out[1]);
+                in[0] = dup(out[1]);
+        } else {
+                if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+                        return report(ready, "pipe: %s\n", strerror(errno)), 1;
+                if (keep_stdin ? pipe2(in, O_CLOEXEC) < 0
+                               : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+                        return report(ready, "stdin: %s\n", strerror(errno)), 1;
+        }
+        s->out = (struct stream){.name = "stdout", .fd = out[0]};
+        s->err = (struct stream){.name = "stderr", .fd = tty ? -1 : err[0]};
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGUSR1);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+        child = fork();
+        if (child < 0)
+                return report(ready, "fork: %s\n", strerror(errno)), 1;
+        if (child == 0)
+                run_start(s, in[0], out[1], tty ? out[1] : err[1], argv);
+        close(out[1]);
+        if (err[1] >= 0)
+                close(err[1]);
+        close(in[0]); /* keep_stdin: in[1] stays open, so the container's reads block */
+
+        for (;;) {
+                struct pollfd p[4] = {
+                        {.fd = s->out.fd, .events = POLLIN},
+                        {.fd = s->err.fd, .events = POLLIN},
+                        {.fd = sfd, .events = POLLIN},
+                        {.fd = s->oom_efd, .events = POLLIN},
+                };
+                int timeout = -1;
+
+                if (!started && !child_done)
+                        timeout = 2;
+                if (child_done)
+                        timeout = (int)((deadline - now_ns(CLOCK_MONOTONIC)) / 1000000);
+                if (child_done && (timeout <= 0 || (s->out.fd < 0 && s->err.fd < 0)))
+                        break;
+                if (poll(p, 4, timeout) < 0 && errno != EINTR)
+                        break;
+                if (p[0].revents)
+                        stream_read(s, &s->out);
+                if (p[1].revents)
+                        stream_read(s, &s->err);
+                if (p[3].revents & POLLIN) {
+                        uint64_t v;
+
+                        char buf[64];
+
+                        /*
+                         * An event while the cgroup is there is an OOM (its counter may not
+                         * count the kill yet); one on its removal finds the file gone.
+                         */
+                        if (read(s->oom_efd, &v, sizeof(v)) == sizeof(v) && s->oom_ctl >= 0 &&
+                            pread(s->oom_ctl, buf, sizeof(buf), 0) > 0)
+                                s->oom = true;
+                }
+                if (p[2].revents & POLLIN) {
+                        struct signalfd_siginfo si;
+
+                        while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                                if (si.ssi_signo == SIGUSR1)
+                                        open_log(s);
+                        }
+                        if (!child_done && waitpid(child, NULL, WNOHANG) == child) {
+                                child_done = true;
+                                finished = now_ns(CLOCK_REALTIME);
+                                /* Output a background process holds open is read a while. */
+                                deadline = now_ns(CLOCK_MONOTONIC) + DRAIN_MS * 1000000LL;
+                        }
+                }
+                if (!started && !child_done) {
+                        const char *state = probe->state(probe);
+
+                        if (state && strcmp(state, "RUNNING") == 0) {
+                                started = now_ns(CLOCK_REALTIME);
+                                pid = probe->init_pid(probe);
+                                watch_oom(s);
+                                snprintf(text, sizeof(text), "%d %lld\n", pid, started);
+                                write_state(s->dir, "started", text);
+                                report(ready, "%s", text);
+                                close(ready);
+                                ready = -1;
+                        }
+                }
+        }
+        /* One last look: the kill may be counted before the event arrives. */
+        check_oom(s);
+        stream_read(s, &s->out); /* flushes a pending partial line at EOF */
+        stream_read(s, &s->err);
+        if (!read_status(s, &status)) {
+                char log[PATH_MAX], line[512] = "", best[512] = "";
+                FILE *f;
+
+                if (!started) {
+                        path_in(log, sizeof(log), s->dir, "lxc.log");
+                        f = fopen(log, "re");
+                        while (f && fgets(line, sizeof(line), f))
+                                if (strstr(line, " ERROR ") && !best[0])
+                                        snprintf(best, sizeof(best), "%s", line);
+                        if (f)
+                                fclose(f);
+                        best[strcspn(best, "\n")] = '\0';
+                        report(ready, "the container did not start: %s\n",
+                               best[0] ? best : "see its lxc.log");
+                        return 1;
+                }
+                status = 255 << 8; /* ran, but liblxc said no status: unknown */
+        }
+        if (!started) {
+                /* It ran and exited before we saw it running: it did start. */
+                started = finished;
+                snprintf(text, sizeof(text), "0 %lld\n", started);
+                write_state(s->dir, "started", text);
+                report(ready, "%s", text);
+        }
+        snprintf(text, sizeof(text), "%d %d %lld %lld\n", exit_code_of(status), s->oom ? 1 : 0,
+                 started, finished);
+        write_state(s->dir, "exit", text);
+        lxc_container_put(probe);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct shim s = {.log_fd = -1, .oom_efd = -1, .oom_ctl = -1};
+        int ready[2];
+        sigset_t none;
+        pid_t pid;
+        char buf[512];
+        ssize_t n;
+        size_t len = 0;
+
+        if (argc < 8) {
+                fprintf(stderr, "usage: runt-lxc-shim LXCPATH NAME DIR LOG FLAGS MEMCG ARG... "
+                                "(run by runtd)\n");
+                return 2;
+        }
+        s.lxcpath = argv[1];
+        s.name = argv[2];
+        s.dir = argv[3];
+        s.log_path = argv[4];
+        s.memcg = argv[6];
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (pipe2(ready, O_CLOEXEC) < 0)
+                return 1;
+        pid = fork();
+        if (pid < 0)
+                return 1;
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                char pidtext[32];
+
+                close(ready[0]);
+                setsid();
+                /* runtd reads our parent's output until EOF: let go of its pipes. */
+                dup2(null, 0);
+                dup2(null, 1);
+                dup2(null, 2);
+                snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
+                write_state(s.dir, "shim.pid", pidtext);
+                _exit(monitor(&s, ready[1], argv[5], argv + 7));
+        }
+        close(ready[1]);
+        while (len < sizeof(buf) - 1 &&
+               (n = read(ready[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        if (len && buf[0] >= '0' && buf[0] <= '9') {
+                fputs(buf, stdout);
+                return 0;
+        }
+        fputs(len ? buf : "the container monitor exited before the container ran\n", stderr);
+        return 1;
+}

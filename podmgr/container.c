@@ -1,0 +1,1260 @@
+/*
+ * Containers: Create / Start / Stop / Remove / Status / List / Update / ReopenLog / ExecSync
+ * over the store and the sandbox's backend.
+ *
+ * The record is written first ("creating"; the UNIQUE name column reserves the name), with
+ * the layers its rootfs uses (container_layers, which the image GC honours), then the
+ * backend defines the container and the record turns "created". The backend is the truth
+ * for running and exited: each status read asks it and records an exit once seen, so an
+ * exit that happened while runtd was down shows with its real code.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SH_LOG_MODULE "podmgr"
+#include "cleanup.h"
+#include "json.h"
+#include "log.h"
+#include "podmgr-internal.h"
+#include "strutil.h"
+#include "validate.h"
+
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const char *const state_names[] = {"created", "running", "exited", "unknown"};
+
+static enum pod_ctr_state state_parse(const char *s)
+{
+        for (size_t i = 0; i < SH_ARRAY_SIZE(state_names); i++)
+                if (sh_streq(s, state_names[i]))
+                        return (enum pod_ctr_state)i;
+        return POD_CTR_UNKNOWN;
+}
+
+/* ---------------------------------------------------------------- spec <-> JSON */
+
+static json_object *res_json(const struct be_resources *r)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "cpuPeriod", json_object_new_int64(r->cpu_period));
+        json_object_object_add(o, "cpuQuota", json_object_new_int64(r->cpu_quota));
+        json_object_object_add(o, "cpuShares", json_object_new_int64(r->cpu_shares));
+        json_object_object_add(o, "memory", json_object_new_int64(r->memory_limit));
+        json_object_object_add(o, "memorySwap", json_object_new_int64(r->memory_swap_limit));
+        json_object_object_add(o, "oomScoreAdj", json_object_new_int64(r->oom_score_adj));
+        json_object_object_add(o, "hasOomScoreAdj", json_object_new_boolean(r->has_oom_score_adj));
+        json_object_object_add(o, "cpusetCpus", json_object_new_string(r->cpuset_cpus ?: ""));
+        json_object_object_add(o, "cpusetMems", json_object_new_string(r->cpuset_mems ?: ""));
+        json_object_object_add(o, "hugepages", pod_kv_json(r->hugepages, r->n_hugepages));
+        return o;
+}
+
+static int res_from_json(json_object *o, struct be_resources *r)
+{
+        memset(r, 0, sizeof(*r));
+        r->cpu_period = pod_jint(o, "cpuPeriod");
+        r->cpu_quota = pod_jint(o, "cpuQuota");
+        r->cpu_shares = pod_jint(o, "cpuShares");
+        r->memory_limit = pod_jint(o, "memory");
+        r->memory_swap_limit = pod_jint(o, "memorySwap");
+        r->oom_score_adj = pod_jint(o, "oomScoreAdj");
+        sh_json_get_bool(o, "hasOomScoreAdj", "resources", &r->has_oom_score_adj, NULL);
+        r->cpuset_cpus = pod_jstr(o, "cpusetCpus");
+        r->cpuset_mems = pod_jstr(o, "cpusetMems");
+        r->hugepages = pod_jkv(o, "hugepages", &r->n_hugepages);
+        return r->cpuset_cpus && r->cpuset_mems && r->hugepages ? 0 : -ENOMEM;
+}
+
+static char *spec_to_json(const struct be_container_spec *s, const char *user)
+{
+        json_object *o = json_object_new_object(), *mounts = json_object_new_array();
+        json_object *devices = json_object_new_array(), *groups = json_object_new_array();
+        char *t;
+
+        json_object_object_add(o, "name", json_object_new_string(s->name));
+        json_object_object_add(o, "attempt", json_object_new_int64(s->attempt));
+        json_object_object_add(o, "imageRef", json_object_new_string(s->image_ref));
+        json_object_object_add(o, "imageId", json_object_new_string(s->image_id));
+        json_object_object_add(o, "layerDirs", pod_strv_json(s->layer_dirs));
+        json_object_object_add(o, "argv", pod_strv_json(s->argv));
+        json_object_object_add(o, "env", pod_strv_json(s->env));
+        json_object_object_add(o, "cwd", json_object_new_string(s->cwd));
+        json_object_object_add(o, "uid", json_object_new_int64(s->uid));
+        json_object_object_add(o, "gid", json_object_new_int64(s->gid));
+        for (size_t i = 0; i < s->n_groups; i++)
+                json_object_array_add(groups, json_object_new_int64(s->groups[i]));
+        json_object_object_add(o, "groups", groups);
+        json_object_object_add(o, "user", json_object_new_string(user ? user : ""));
+        json_object_object_add(o, "logPath", json_object_new_string(s->log_path));
+        json_object_object_add(o, "tty", json_object_new_boolean(s->tty));
+        json_object_object_add(o, "stdin", json_object_new_boolean(s->stdin_open));
+        json_object_object_add(o, "stdinOnce", json_object_new_boolean(s->stdin_once));
+        for (size_t i = 0; i < s->n_mounts; i++) {
+                json_object *m = json_object_new_object();
+
+                json_object_object_add(m, "containerPath",
+                                       json_object_new_string(s->mounts[i].container_path));
+                json_object_object_add(m, "hostPath",
+                                       json_object_new_string(s->mounts[i].host_path));
+                json_object_object_add(m, "readonly",
+                                       json_object_new_boolean(s->mounts[i].readonly));
+                json_object_object_add(m, "propagation",
+                                       json_object_new_int(s->mounts[i].propagation));
+                json_object_array_add(mounts, m);
+        }
+        json_object_object_add(o, "mounts", mounts);
+        for (size_t i = 0; i < s->n_devices; i++) {
+                json_object *d = json_object_new_object();
+
+                json_object_object_add(d, "containerPath",
+                                       json_object_new_string(s->devices[i].container_path));
+                json_object_object_add(d, "hostPath",
+                                       json_object_new_string(s->devices[i].host_path));
+                json_object_object_add(d, "permissions",
+                                       json_object_new_string(s->devices[i].permissions));
+                json_object_array_add(devices, d);
+        }
+        json_object_object_add(o, "devices", devices);
+        json_object_object_add(o, "labels", pod_kv_json(s->labels, s->n_labels));
+        json_object_object_add(o, "annotations", pod_kv_json(s->annotations, s->n_annotations));
+        json_object_object_add(o, "resources", res_json(&s->resources));
+        json_object_object_add(o, "privileged", json_object_new_boolean(s->privileged));
+        json_object_object_add(o, "readonlyRootfs", json_object_new_boolean(s->readonly_rootfs));
+        json_object_object_add(o, "noNewPrivs", json_object_new_boolean(s->no_new_privs));
+        json_object_object_add(o, "capAdd", pod_strv_json(s->cap_add));
+        json_object_object_add(o, "capDrop", pod_strv_json(s->cap_drop));
+        json_object_object_add(o, "seccomp", json_object_new_int(s->seccomp));
+        json_object_object_add(o, "seccompProfile", json_object_new_string(s->seccomp_profile));
+        json_object_object_add(o, "maskedPaths", pod_strv_json(s->masked_paths));
+        json_object_object_add(o, "readonlyPaths", pod_strv_json(s->readonly_paths));
+        json_object_object_add(o, "pidMode", json_object_new_int(s->pid_mode));
+        json_object_object_add(o, "stopSignal", json_object_new_string(s->stop_signal));
+        t = sh_json_to_string(o);
+        json_object_put(o);
+        return t;
+}
+
+static int spec_from_json(const char *text, struct be_container_spec *s, char **ret_user)
+{
+        json_object *o = NULL, *a = NULL, *res = NULL;
+        int r = 0;
+
+        memset(s, 0, sizeof(*s));
+        if (sh_json_parse(text, strlen(text), "container spec", &o, NULL) < 0)
+                return -EIO;
+        s->name = pod_jstr(o, "name");
+        s->attempt = (unsigned)pod_jint(o, "attempt");
+        s->image_ref = pod_jstr(o, "imageRef");
+        s->image_id = pod_jstr(o, "imageId");
+        s->layer_dirs = pod_jstrv(o, "layerDirs");
+        s->argv = pod_jstrv(o, "argv");
+        s->env = pod_jstrv(o, "env");
+        s->cwd = pod_jstr(o, "cwd");
+        s->uid = (unsigned)pod_jint(o, "uid");
+        s->gid = (unsigned)pod_jint(o, "gid");
+        sh_json_get_array(o, "groups", "container spec", &a, NULL);
+        s->n_groups = a ? json_object_array_length(a) : 0;
+        s->groups = calloc(s->n_groups + 1, sizeof(*s->groups));
+        for (size_t i = 0; s->groups && i < s->n_groups; i++)
+                s->groups[i] = (unsigned)json_object_get_int64(json_object_array_get_idx(a, i));
+        *ret_user = pod_jstr(o, "user");
+        s->log_path = pod_jstr(o, "logPath");
+        sh_json_get_bool(o, "tty", "container spec", &s->tty, NULL);
+        sh_json_get_bool(o, "stdin", "container spec", &s->stdin_open, NULL);
+        sh_json_get_bool(o, "stdinOnce", "container spec", &s->stdin_once, NULL);
+        a = NULL;
+        sh_json_get_array(o, "mounts", "container spec", &a, NULL);
+        s->n_mounts = a ? json_object_array_length(a) : 0;
+        s->mounts = calloc(s->n_mounts + 1, sizeof(*s->mounts));
+        for (size_t i = 0; s->mounts && i < s->n_mounts; i++) {
+                json_object *m = json_object_array_get_idx(a, i);
+
+                s->mounts[i].container_path = pod_jstr(m, "containerPath");
+                s->mounts[i].host_path = pod_jstr(m, "hostPath");
+                sh_json_get_bool(m, "readonly", "mount", &s->mounts[i].readonly, NULL);
+                s->mounts[i].propagation = (enum be_propagation)pod_jint(m, "propagation");
+                if (!s->mounts[i].container_path || !s->mounts[i].host_path)
+                        r = -ENOMEM;
+        }
+        a = NULL;
+        sh_json_get_array(o, "devices", "container spec", &a, NULL);
+        s->n_devices = a ? json_object_array_length(a) : 0;
+        s->devices = calloc(s->n_devices + 1, sizeof(*s->devices));
+        for (size_t i = 0; s->devices && i < s->n_devices; i++) {
+                json_object *d = json_object_array_get_idx(a, i);
+
+                s->devices[i].container_path = pod_jstr(d, "containerPath");
+                s->devices[i].host_path = pod_jstr(d, "hostPath");
+                s->devices[i].permissions = pod_jstr(d, "permissions");
+                if (!s->devices[i].container_path || !s->devices[i].host_path ||
+                    !s->devices[i].permissions)
+                        r = -ENOMEM;
+        }
+        s->labels = pod_jkv(o, "labels", &s->n_labels);
+        s->annotations = pod_jkv(o, "annotations", &s->n_annotations);
+        sh_json_get_object(o, "resources", "container spec", &res, NULL);
+        if (res_from_json(res, &s->resources) < 0)
+                r = -ENOMEM;
+        sh_json_get_bool(o, "privileged", "container spec", &s->privileged, NULL);
+        sh_json_get_bool(o, "readonlyRootfs", "container spec", &s->readonly_rootfs, NULL);
+        sh_json_get_bool(o, "noNewPrivs", "container spec", &s->no_new_privs, NULL);
+        s->cap_add = pod_jstrv(o, "capAdd");
+        s->cap_drop = pod_jstrv(o, "capDrop");
+        s->seccomp = (enum be_seccomp)pod_jint(o, "seccomp");
+        s->seccomp_profile = pod_jstr(o, "seccompProfile");
+        s->masked_paths = pod_jstrv(o, "maskedPaths");
+        s->readonly_paths = pod_jstrv(o, "readonlyPaths");
+        s->pid_mode = (enum be_ns_mode)pod_jint(o, "pidMode");
+        s->stop_signal = pod_jstr(o, "stopSignal");
+        json_object_put(o);
+        if (r < 0 || !s->name || !s->image_ref || !s->image_id || !s->layer_dirs || !s->argv ||
+            !s->env || !s->cwd || !s->groups || !*ret_user || !s->log_path || !s->mounts ||
+            !s->devices || !s->labels || !s->annotations || !s->cap_add || !s->cap_drop ||
+            !s->seccomp_profile || !s->masked_paths || !s->readonly_paths || !s->stop_signal) {
+                be_container_spec_done(s);
+                free(*ret_user);
+                *ret_user = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------- process resolution */
+
+static char **strv_cat(char *const *a, char *const *b)
+{
+        size_t na = 0, nb = 0;
+        char **v;
+
+        while (a && a[na])
+                na++;
+        while (b && b[nb])
+                nb++;
+        v = calloc(na + nb + 1, sizeof(char *));
+        for (size_t i = 0; v && i < na + nb; i++)
+                if (!(v[i] = strdup(i < na ? a[i] : b[i - na]))) {
+                        sh_strv_free(v);
+                        return NULL;
+                }
+        return v;
+}
+
+/* Sets "K=V" @kv in env @v (replacing K), growing it. */
+static int env_set(char ***v, const char *kv)
+{
+        size_t klen = strcspn(kv, "="), n = 0;
+        char **nv;
+
+        for (; (*v)[n]; n++)
+                if (strncmp((*v)[n], kv, klen) == 0 && (*v)[n][klen] == '=') {
+                        char *d = strdup(kv);
+
+                        if (!d)
+                                return -ENOMEM;
+                        free((*v)[n]);
+                        (*v)[n] = d;
+                        return 0;
+                }
+        nv = realloc(*v, (n + 2) * sizeof(char *));
+        if (!nv)
+                return -ENOMEM;
+        *v = nv;
+        nv[n] = strdup(kv);
+        nv[n + 1] = NULL;
+        return nv[n] ? 0 : -ENOMEM;
+}
+
+static bool env_has(char *const *v, const char *key)
+{
+        size_t klen = strlen(key);
+
+        for (size_t i = 0; v && v[i]; i++)
+                if (strncmp(v[i], key, klen) == 0 && v[i][klen] == '=')
+                        return true;
+        return false;
+}
+
+/* The topmost layer's copy of image file @rel (no leading '/'), or NULL. */
+static char *image_file(char *const *layers, const char *rel)
+{
+        size_t n = 0;
+
+        while (layers && layers[n])
+                n++;
+        for (size_t i = n; i-- > 0;) {
+                char *p = sh_path_join(layers[i], rel);
+                struct stat st;
+
+                if (p && lstat(p, &st) == 0) {
+                        char *buf = NULL;
+
+                        if (S_ISREG(st.st_mode) && sh_read_file(p, 4u << 20, &buf, NULL) == 0) {
+                                free(p);
+                                return buf;
+                        }
+                        free(p);
+                        return NULL; /* a whiteout or something odd hides lower copies */
+                }
+                free(p);
+        }
+        return NULL;
+}
+
+static bool parse_uint(const char *s, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        if (!s || !s[0] || !isdigit((unsigned char)s[0]))
+                return false;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || *end || v > 0xffffffffUL)
+                return false;
+        *ret = (unsigned)v;
+        return true;
+}
+
+/*
+ * Looks up a passwd(5) or group(5) entry in @text by name (@name) or by id (@id, when
+ * @name is NULL). Fills the entry's name (malloc'd) and its id (field 3) and gid (field 4).
+ */
+static bool db_lookup(const char *text, const char *name, unsigned id, char **ret_name,
+                      unsigned *ret_id, unsigned *ret_gid)
+{
+        const char *line = text;
+
+        while (line && *line) {
+                const char *end = strchr(line, '\n');
+                size_t len = end ? (size_t)(end - line) : strlen(line);
+                char buf[1024], *f[5] = {0}, *save = NULL, *tok;
+                size_t nf = 0;
+                unsigned fid = 0, fgid = 0;
+
+                if (len < sizeof(buf)) {
+                        memcpy(buf, line, len);
+                        buf[len] = '\0';
+                        /* strsep keeps empty fields (the password is often empty). */
+                        save = buf;
+                        while (nf < 5 && (tok = strsep(&save, ":")))
+                                f[nf++] = tok;
+                        if (nf >= 3 && parse_uint(f[2], &fid)) {
+                                if (nf >= 4)
+                                        parse_uint(f[3], &fgid);
+                                if (name ? strcmp(f[0], name) == 0 : fid == id) {
+                                        if (ret_name)
+                                                *ret_name = strdup(f[0]);
+                                        *ret_id = fid;
+                                        if (ret_gid)
+                                                *ret_gid = fgid;
+                                        return true;
+                                }
+                        }
+                }
+                line = end ? end + 1 : NULL;
+        }
+        return false;
+}
+
+/* Groups of /etc/group that list @user as a member. */
+static int member_groups(const char *text, const char *user, unsigned **v, size_t *n)
+{
+        const char *line = text;
+
+        while (user && line && *line) {
+                const char *end = strchr(line, '\n');
+                size_t len = end ? (size_t)(end - line) : strlen(line);
+                char buf[4096], *f[4] = {0}, *save, *tok;
+                size_t nf = 0;
+                unsigned gid;
+
+                if (len < sizeof(buf)) {
+                        memcpy(buf, line, len);
+                        buf[len] = '\0';
+                        save = buf;
+                        while (nf < 4 && (tok = strsep(&save, ":")))
+                                f[nf++] = tok;
+                        if (nf == 4 && parse_uint(f[2], &gid)) {
+                                char *m = f[3], *ms = NULL;
+
+                                for (char *u = strtok_r(m, ",", &ms); u;
+                                     u = strtok_r(NULL, ",", &ms))
+                                        if (strcmp(u, user) == 0) {
+                                                unsigned *nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+                                                if (!nv)
+                                                        return -ENOMEM;
+                                                *v = nv;
+                                                nv[(*n)++] = gid;
+                                        }
+                        }
+                }
+                line = end ? end + 1 : NULL;
+        }
+        return 0;
+}
+
+static void add_group(unsigned **v, size_t *n, unsigned g)
+{
+        unsigned *nv;
+
+        for (size_t i = 0; i < *n; i++)
+                if ((*v)[i] == g)
+                        return;
+        nv = realloc(*v, (*n + 1) * sizeof(**v));
+        if (!nv)
+                return;
+        *v = nv;
+        nv[(*n)++] = g;
+}
+
+/* The user, group and supplementary groups, as containerd resolves them. */
+static int resolve_user(const struct pod_ctr_request *req, struct be_container_spec *s,
+                        struct sh_error *err)
+{
+        _cleanup_free_ char *passwd = image_file(req->image.layer_dirs, "etc/passwd");
+        _cleanup_free_ char *group = image_file(req->image.layer_dirs, "etc/group");
+        _cleanup_free_ char *uname = NULL, *user = NULL;
+        const char *gpart = NULL;
+        unsigned uid = 0, gid = 0, pgid = 0;
+        int r;
+
+        if (req->has_uid) {
+                if (req->uid < 0 || req->uid > 0xfffffffeLL)
+                        return sh_err(err, -EINVAL, "run_as_user %lld is out of range", req->uid);
+                uid = (unsigned)req->uid;
+                if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid))
+                        gid = pgid;
+        } else if (req->username && req->username[0]) {
+                if (!passwd || !db_lookup(passwd, req->username, 0, &uname, &uid, &gid))
+                        return sh_err(err, -EINVAL,
+                                      "run_as_username '%.64s': no such user in the image's "
+                                      "/etc/passwd",
+                                      req->username);
+        } else if (req->image.user && req->image.user[0]) {
+                char *colon;
+
+                user = strdup(req->image.user);
+                if (!user)
+                        return -ENOMEM;
+                colon = strchr(user, ':');
+                if (colon) {
+                        *colon = '\0';
+                        gpart = colon + 1;
+                }
+                if (parse_uint(user, &uid)) {
+                        if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid))
+                                gid = pgid;
+                } else if (!passwd || !db_lookup(passwd, user, 0, &uname, &uid, &gid)) {
+                        return sh_err(err, -EINVAL,
+                                      "image user '%.64s': no such user in the image's "
+                                      "/etc/passwd",
+                                      user);
+                }
+                if (gpart && gpart[0] && !parse_uint(gpart, &gid) &&
+                    (!group || !db_lookup(group, gpart, 0, NULL, &gid, NULL)))
+                        return sh_err(err, -EINVAL,
+                                      "image user '%.64s': no group '%.64s' in the image's "
+                                      "/etc/group",
+                                      req->image.user, gpart);
+        }
+        if (req->has_gid) {
+                if (req->gid < 0 || req->gid > 0xfffffffeLL)
+                        return sh_err(err, -EINVAL, "run_as_group %lld is out of range", req->gid);
+                gid = (unsigned)req->gid;
+        }
+        s->uid = uid;
+        s->gid = gid;
+        free(s->groups);
+        s->groups = NULL;
+        s->n_groups = 0;
+        add_group(&s->groups, &s->n_groups, gid);
+        if (group && uname) {
+                unsigned *mg = NULL;
+                size_t nmg = 0;
+
+                r = member_groups(group, uname, &mg, &nmg);
+                for (size_t i = 0; r == 0 && i < nmg; i++)
+                        add_group(&s->groups, &s->n_groups, mg[i]);
+                free(mg);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < req->n_supplemental_groups; i++) {
+                if (req->supplemental_groups[i] < 0 || req->supplemental_groups[i] > 0xfffffffeLL)
+                        return sh_err(err, -EINVAL, "supplemental_groups[%zu] is out of range", i);
+                add_group(&s->groups, &s->n_groups, (unsigned)req->supplemental_groups[i]);
+        }
+        if (!s->groups)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Is @p absolute with no "." or ".." component and no newline? */
+static bool clean_abs_path(const char *p)
+{
+        if (!p || p[0] != '/' || strchr(p, '\n') || strlen(p) > 4096)
+                return false;
+        for (const char *c = p; *c;) {
+                size_t len;
+
+                while (*c == '/')
+                        c++;
+                len = strcspn(c, "/");
+                if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+                        return false;
+                c += len;
+        }
+        return true;
+}
+
+/* Resolves the process of @req into @s: argv, env, cwd, user, stop signal, layers, log. */
+static int resolve(const struct pod_ctr_request *req, const struct pod_sandbox_info *sb,
+                   struct be_container_spec *s, struct sh_error *err)
+{
+        const struct pod_image *im = &req->image;
+        bool has_cmd = req->command && req->command[0];
+        int r;
+
+        sh_strv_free(s->argv);
+        if (has_cmd)
+                s->argv = strv_cat(req->command, req->args);
+        else
+                s->argv = strv_cat(im->entrypoint, req->args && req->args[0] ? req->args : im->cmd);
+        if (!s->argv)
+                return -ENOMEM;
+        if (!s->argv[0] || !s->argv[0][0])
+                return sh_err(err, -EINVAL,
+                              "no command: the request has none and image %s has neither "
+                              "Entrypoint nor Cmd",
+                              im->id);
+        sh_strv_free(s->env);
+        s->env = strv_cat(im->env, NULL);
+        if (!s->env)
+                return -ENOMEM;
+        for (size_t i = 0; req->envs && req->envs[i]; i++) {
+                if (!strchr(req->envs[i], '=') || req->envs[i][0] == '=')
+                        return sh_err(err, -EINVAL, "envs[%zu]: the key is empty", i);
+                if ((r = env_set(&s->env, req->envs[i])) < 0)
+                        return r;
+        }
+        if (!env_has(s->env, "PATH") && (r = env_set(&s->env, DEFAULT_PATH)) < 0)
+                return r;
+        if (!env_has(s->env, "HOSTNAME")) {
+                _cleanup_free_ char *h = sh_strdup_printf(
+                        "HOSTNAME=%s", sb->spec.hostname[0] ? sb->spec.hostname : sb->spec.name);
+
+                if (!h || (r = env_set(&s->env, h)) < 0)
+                        return h ? r : -ENOMEM;
+        }
+        for (size_t i = 0; s->env[i]; i++)
+                if (strchr(s->env[i], '\n') || strlen(s->env[i]) > 131072)
+                        return sh_err(err, -EINVAL,
+                                      "environment variable '%.32s...' has a "
+                                      "newline or is too long",
+                                      s->env[i]);
+        free(s->cwd);
+        s->cwd = strdup(req->working_dir && req->working_dir[0] ? req->working_dir
+                        : im->working_dir && im->working_dir[0] ? im->working_dir
+                                                                : "/");
+        if (!s->cwd)
+                return -ENOMEM;
+        if (!clean_abs_path(s->cwd))
+                return sh_err(err, -EINVAL, "working_dir '%.64s' is not a clean absolute path",
+                              s->cwd);
+        r = resolve_user(req, s, err);
+        if (r < 0)
+                return r;
+        free(s->stop_signal);
+        s->stop_signal = strdup(im->stop_signal ? im->stop_signal : "");
+        free(s->image_id);
+        s->image_id = strdup(im->id ? im->id : "");
+        sh_strv_free(s->layer_dirs);
+        s->layer_dirs = strv_cat(im->layer_dirs, NULL);
+        free(s->log_path);
+        s->log_path = NULL;
+        if (req->log_path && req->log_path[0] && sb->spec.log_directory[0]) {
+                _cleanup_free_ char *probe = sh_strdup_printf("/%s", req->log_path);
+
+                if (!probe || !clean_abs_path(probe) || req->log_path[0] == '/')
+                        return sh_err(err, -EINVAL, "log_path '%.64s' must be relative, no '..'",
+                                      req->log_path);
+                s->log_path = sh_path_join(sb->spec.log_directory, req->log_path);
+        } else {
+                s->log_path = strdup("");
+        }
+        if (!s->stop_signal || !s->image_id || !s->layer_dirs || !s->log_path)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_mounts; i++)
+                if (!clean_abs_path(s->mounts[i].container_path) ||
+                    !clean_abs_path(s->mounts[i].host_path) ||
+                    strcmp(s->mounts[i].container_path, "/") == 0)
+                        return sh_err(err, -EINVAL,
+                                      "mounts[%zu]: '%.64s' -> '%.64s': paths must be absolute, "
+                                      "without '..', and not /",
+                                      i, s->mounts[i].host_path, s->mounts[i].container_path);
+        for (size_t i = 0; i < s->n_devices; i++)
+                if (!clean_abs_path(s->devices[i].container_path) ||
+                    !clean_abs_path(s->devices[i].host_path) ||
+                    strspn(s->devices[i].permissions, "rwm") != strlen(s->devices[i].permissions))
+                        return sh_err(err, -EINVAL, "devices[%zu]: bad path or permissions", i);
+        return 0;
+}
+
+/* The signal number of an image's StopSignal ("SIGINT", "INT", "2"); SIGTERM when unset. */
+static int signal_of(const char *name)
+{
+        static const struct {
+                const char *name;
+                int sig;
+        } table[] = {
+                {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
+                {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"STOP", SIGSTOP},
+                {"CONT", SIGCONT}, {"PWR", SIGPWR},   {"WINCH", SIGWINCH},
+        };
+        unsigned n;
+
+        if (!name || !name[0])
+                return SIGTERM;
+        if (parse_uint(name, &n) && n > 0 && n < 65)
+                return (int)n;
+        if (strncasecmp(name, "SIG", 3) == 0)
+                name += 3;
+        for (size_t i = 0; i < SH_ARRAY_SIZE(table); i++)
+                if (strcasecmp(name, table[i].name) == 0)
+                        return table[i].sig;
+        if (strncasecmp(name, "RTMIN+", 6) == 0 && parse_uint(name + 6, &n) &&
+            SIGRTMIN + (int)n <= SIGRTMAX)
+                return SIGRTMIN + (int)n;
+        return SIGTERM;
+}
+
+/* ---------------------------------------------------------------- store */
+
+struct row {
+        struct pod_container_info *info;
+        char *handler;
+};
+
+#define SELECT_CONTAINER                                                                           \
+        "SELECT c.id, c.sandbox_id, c.state, c.created_ns, c.started_ns, c.finished_ns, "          \
+        "c.exit_code, c.reason, c.message, c.spec, s.handler FROM containers c "                   \
+        "JOIN sandboxes s ON s.id = c.sandbox_id"
+
+static struct pod_container_info *row_info(sqlite3_stmt *st, char **ret_handler)
+{
+        struct pod_container_info *i = calloc(1, sizeof(*i));
+
+        if (!i)
+                return NULL;
+        i->id = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
+        i->sandbox_id = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
+        i->state = state_parse((const char *)sqlite3_column_text(st, 2));
+        i->created_ns = sqlite3_column_int64(st, 3);
+        i->started_ns = sqlite3_column_int64(st, 4);
+        i->finished_ns = sqlite3_column_int64(st, 5);
+        i->exit_code = sqlite3_column_int(st, 6);
+        i->reason = strdup((const char *)sqlite3_column_text(st, 7) ?: "");
+        i->message = strdup((const char *)sqlite3_column_text(st, 8) ?: "");
+        *ret_handler = strdup((const char *)sqlite3_column_text(st, 10) ?: "");
+        if (!i->id || !i->sandbox_id || !i->reason || !i->message || !*ret_handler ||
+            spec_from_json((const char *)sqlite3_column_text(st, 9) ?: "{}", &i->spec, &i->user) <
+                    0) {
+                free(*ret_handler);
+                *ret_handler = NULL;
+                return pod_container_info_free(i);
+        }
+        return i;
+}
+
+/* Records what the backend says of @i now (an exit once seen is kept). */
+static void refresh(struct pod_mgr *pm, struct pod_container_info *i, const char *handler)
+{
+        struct be *be = NULL;
+        struct be_ctr_status st;
+        char code[16], started[32], finished[32];
+
+        if (i->state == POD_CTR_EXITED || pod_mgr_backend(pm, handler, &be, NULL) < 0)
+                return;
+        if (be_container_status(be, i->id, &st, NULL) < 0) {
+                if (i->state == POD_CTR_RUNNING)
+                        i->state = POD_CTR_UNKNOWN;
+                return;
+        }
+        i->pid = st.pid;
+        if (st.state == BE_CTR_RUNNING) {
+                i->state = POD_CTR_RUNNING;
+                if (!i->started_ns)
+                        i->started_ns = st.started_ns;
+                return;
+        }
+        if (st.state != BE_CTR_EXITED)
+                return;
+        i->state = POD_CTR_EXITED;
+        i->started_ns = st.started_ns ? st.started_ns : i->started_ns;
+        i->finished_ns = st.finished_ns ? st.finished_ns : pod_now_ns();
+        i->exit_code = st.exit_code;
+        free(i->reason);
+        free(i->message);
+        i->reason = strdup(st.reason);
+        i->message = strdup(st.message);
+        snprintf(code, sizeof(code), "%d", i->exit_code);
+        snprintf(started, sizeof(started), "%lld", i->started_ns);
+        snprintf(finished, sizeof(finished), "%lld", i->finished_ns);
+        pod_db_run(pm,
+                   "UPDATE containers SET state = 'exited', exit_code = ?, started_ns = ?, "
+                   "finished_ns = ?, reason = ?, message = ? WHERE id = ?",
+                   (const char *[]){code, started, finished, st.reason, st.message, i->id, NULL},
+                   NULL);
+}
+
+static int load(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
+                char **ret_handler, struct sh_error *err)
+{
+        _cleanup_free_ char *pat = NULL;
+        sqlite3_stmt *st = NULL;
+        struct pod_container_info *found = NULL;
+        char *handler = NULL;
+        int rows = 0, r;
+
+        r = sh_validate_id_prefix(id, "container id", err);
+        if (r < 0)
+                return r;
+        pat = sh_strdup_printf("%s*", id);
+        if (!pat)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               SELECT_CONTAINER " WHERE c.id GLOB ? AND c.state != 'creating' "
+                                                "LIMIT 2",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pod_db_fail(pm, err, "load container");
+        sqlite3_bind_text(st, 1, pat, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+                if (rows++ == 0)
+                        found = row_info(st, &handler);
+        sqlite3_finalize(st);
+        if (rows > 1) {
+                pod_container_info_free(found);
+                free(handler);
+                return sh_err(err, -ENOENT, "container id prefix '%s' is ambiguous", id);
+        }
+        if (rows == 0)
+                return sh_err(err, -ENOENT, "container '%s' not found", id);
+        if (!found)
+                return -ENOMEM;
+        refresh(pm, found, handler);
+        *ret = found;
+        if (ret_handler)
+                *ret_handler = handler;
+        else
+                free(handler);
+        return 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static char *reserved_name(const struct be_container_spec *s, const struct pod_sandbox_info *sb)
+{
+        return sh_strdup_printf("%s_%s_%s_%s_%u", s->name, sb->spec.name, sb->spec.namespace,
+                                sb->spec.uid, s->attempt);
+}
+
+static void forget(struct pod_mgr *pm, const char *id)
+{
+        pod_db_run(pm, "DELETE FROM container_layers WHERE container_id = ?",
+                   (const char *[]){id, NULL}, NULL);
+        pod_db_run(pm, "DELETE FROM containers WHERE id = ?", (const char *[]){id, NULL}, NULL);
+}
+
+int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
+                         struct sh_error *err)
+{
+        struct be_container_spec *s = req->spec;
+        struct pod_sandbox_info *sb = NULL;
+        _cleanup_free_ char *name = NULL, *json = NULL, *pdir = NULL;
+        struct sh_error ignored = {0};
+        struct be *be = NULL;
+        char id[65], created[32];
+        int r;
+
+        r = sh_validate_name(s->name, strlen(s->name), "metadata.name", err);
+        if (r < 0)
+                return r;
+        if (strchr(s->name, '_'))
+                return sh_err(err, -EINVAL, "metadata.name '%.64s': '_' is not allowed", s->name);
+        if (!req->image.layer_dirs || !req->image.layer_dirs[0])
+                return sh_err(err, -EINVAL, "image %s has no layers", req->image.id);
+        r = pod_sandbox_status(pm, req->sandbox_id, &sb, err);
+        if (r < 0)
+                return r;
+        if (sb->state != POD_READY) {
+                r = sh_err(err, -EINVAL, "pod sandbox %.12s is not ready", sb->id);
+                goto out;
+        }
+        r = pod_mgr_backend(pm, sb->spec.handler, &be, err);
+        if (r < 0)
+                goto out;
+        r = resolve(req, sb, s, err);
+        if (r < 0)
+                goto out;
+        r = sh_id_new(id);
+        if (r < 0)
+                goto out;
+        name = reserved_name(s, sb);
+        json = spec_to_json(s, req->has_uid || (req->username && req->username[0])
+                                       ? req->username
+                                       : req->image.user);
+        pdir = pod_dir_of(pm, sb->id);
+        if (!name || !json || !pdir) {
+                r = -ENOMEM;
+                goto out;
+        }
+        snprintf(created, sizeof(created), "%lld", pod_now_ns());
+
+        /* 1. The record: reserves the name; the layers it uses are kept from the GC. */
+        r = pod_db_run(
+                pm,
+                "INSERT INTO containers(id, sandbox_id, name, state, created_ns, "
+                "image_ref, image_id, spec) VALUES (?, ?, ?, 'creating', ?, ?, ?, ?)",
+                (const char *[]){id, sb->id, name, created, s->image_ref, s->image_id, json, NULL},
+                err);
+        if (r == -EEXIST) {
+                sqlite3_stmt *st = NULL;
+                _cleanup_free_ char *holder = NULL;
+
+                if (sqlite3_prepare_v2(pod_mgr_db(pm), "SELECT id FROM containers WHERE name = ?",
+                                       -1, &st, NULL) == SQLITE_OK) {
+                        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+                        if (sqlite3_step(st) == SQLITE_ROW)
+                                holder = strdup((const char *)sqlite3_column_text(st, 0));
+                        sqlite3_finalize(st);
+                }
+                r = sh_err(err, -EEXIST, "container name '%s' is reserved for %s", name,
+                           holder ? holder : "another container");
+                goto out;
+        }
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; r == 0 && req->image.chain_ids && req->image.chain_ids[i]; i++)
+                r = pod_db_run(pm,
+                               "INSERT OR IGNORE INTO container_layers(container_id, chain_id) "
+                               "VALUES (?, ?)",
+                               (const char *[]){id, req->image.chain_ids[i], NULL}, err);
+        /* The image may have been removed since it was looked up: its layers must be there. */
+        for (size_t i = 0; r == 0 && s->layer_dirs[i]; i++)
+                if (access(s->layer_dirs[i], F_OK) < 0)
+                        r = sh_err(err, -ENOENT, "image %s was removed meanwhile", s->image_id);
+        if (r < 0)
+                goto undo_record;
+
+        /* 2. The backend's container. */
+        {
+                struct be_container bc = {
+                        .id = id,
+                        .sandbox_id = sb->id,
+                        .sandbox = &sb->spec,
+                        .netns = sb->netns[0] ? sb->netns : NULL,
+                        .pod_dir = pdir,
+                        .spec = s,
+                };
+
+                r = be_container_create(be, &bc, err);
+                if (r < 0) {
+                        sh_err_prefix(err, r, "container %.12s: %s", id, be->ops->name);
+                        goto undo_record;
+                }
+        }
+        r = pod_db_run(pm, "UPDATE containers SET state = 'created' WHERE id = ?",
+                       (const char *[]){id, NULL}, err);
+        if (r < 0) {
+                be_container_remove(be, id, &ignored);
+                goto undo_record;
+        }
+        *ret_id = strdup(id);
+        r = *ret_id ? 0 : -ENOMEM;
+        sh_log_debug("container=%s name=%s created", id, name);
+        goto out;
+undo_record:
+        forget(pm, id);
+out:
+        pod_sandbox_info_free(sb);
+        return r;
+}
+
+int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_CREATED) {
+                r = sh_err(err, -EINVAL, "container %.12s is %s, not created", i->id,
+                           state_names[i->state]);
+                goto out;
+        }
+        r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_container_start(be, i->id, err);
+        if (r == 0) {
+                struct be_ctr_status st;
+                char started[32];
+
+                if (be_container_status(be, i->id, &st, NULL) < 0 || !st.started_ns)
+                        st.started_ns = pod_now_ns();
+                snprintf(started, sizeof(started), "%lld", st.started_ns);
+                r = pod_db_run(pm,
+                               "UPDATE containers SET state = 'running', started_ns = ? "
+                               "WHERE id = ? AND state = 'created'",
+                               (const char *[]){started, i->id, NULL}, err);
+        } else {
+                /* As containerd: a start that failed is an exit, code 128, StartError. */
+                char finished[32];
+
+                snprintf(finished, sizeof(finished), "%lld", pod_now_ns());
+                pod_db_run(pm,
+                           "UPDATE containers SET state = 'exited', exit_code = 128, "
+                           "finished_ns = ?, reason = 'StartError', message = ? WHERE id = ?",
+                           (const char *[]){finished, err ? err->msg : "", i->id, NULL}, NULL);
+        }
+out:
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_stop(struct pod_mgr *pm, const char *id, long long timeout_s,
+                       struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state == POD_CTR_RUNNING || i->state == POD_CTR_UNKNOWN) {
+                r = pod_mgr_backend(pm, handler, &be, err);
+                if (r == 0)
+                        r = be_container_stop(be, i->id, signal_of(i->spec.stop_signal),
+                                              timeout_s < 0           ? 0
+                                              : timeout_s > 24 * 3600 ? 24 * 3600
+                                                                      : (unsigned)timeout_s,
+                                              err);
+                if (r == 0)
+                        refresh(pm, i, handler);
+        }
+        if (r < 0)
+                sh_err_prefix(err, r, "stop container %.12s", i->id);
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r == -ENOENT) {
+                sh_err_clear(err);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_container_remove(be, i->id, err);
+        if (r == 0)
+                forget(pm, i->id);
+        if (r < 0)
+                sh_err_prefix(err, r, "remove container %.12s", i->id);
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_status(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
+                         struct sh_error *err)
+{
+        return load(pm, id, ret, NULL, err);
+}
+
+static bool matches(const struct pod_container_info *i, const struct pod_container_filter *f)
+{
+        if (!f)
+                return true;
+        if (f->id && f->id[0] && strncmp(i->id, f->id, strlen(f->id)) != 0)
+                return false;
+        if (f->sandbox_id && f->sandbox_id[0] &&
+            strncmp(i->sandbox_id, f->sandbox_id, strlen(f->sandbox_id)) != 0)
+                return false;
+        if (f->has_state && i->state != f->state)
+                return false;
+        for (size_t k = 0; k < f->n_labels; k++) {
+                bool hit = false;
+
+                for (size_t l = 0; l < i->spec.n_labels && !hit; l++)
+                        hit = sh_streq(i->spec.labels[l].key, f->labels[k].key) &&
+                              sh_streq(i->spec.labels[l].value, f->labels[k].value);
+                if (!hit)
+                        return false;
+        }
+        return true;
+}
+
+/* Every container (of sandbox @sandbox_id when not NULL), refreshed, oldest first. */
+static int list_rows(struct pod_mgr *pm, const char *sandbox_id, struct row **ret, size_t *ret_n,
+                     struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        struct row *v = NULL;
+        size_t n = 0;
+
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               sandbox_id ? SELECT_CONTAINER " WHERE c.sandbox_id = ? AND "
+                                                             "c.state != 'creating' ORDER BY "
+                                                             "c.created_ns, c.id"
+                                          : SELECT_CONTAINER " WHERE c.state != 'creating' "
+                                                             "ORDER BY c.created_ns, c.id",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pod_db_fail(pm, err, "list containers");
+        if (sandbox_id)
+                sqlite3_bind_text(st, 1, sandbox_id, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                struct row *nv = realloc(v, (n + 1) * sizeof(*v));
+                char *handler = NULL;
+                struct pod_container_info *i;
+
+                if (!nv)
+                        break;
+                v = nv;
+                i = row_info(st, &handler);
+                if (!i)
+                        continue;
+                v[n].info = i;
+                v[n].handler = handler;
+                n++;
+        }
+        sqlite3_finalize(st);
+        for (size_t k = 0; k < n; k++)
+                refresh(pm, v[k].info, v[k].handler);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static void rows_free(struct row *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                pod_container_info_free(v[i].info);
+                free(v[i].handler);
+        }
+        free(v);
+}
+
+int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
+                       struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err)
+{
+        struct row *rows = NULL;
+        size_t n = 0, k = 0;
+        struct pod_container_info **v;
+        int r;
+
+        r = list_rows(pm, NULL, &rows, &n, err);
+        if (r < 0)
+                return r;
+        v = calloc(n + 1, sizeof(*v));
+        if (!v) {
+                rows_free(rows, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (matches(rows[i].info, f)) {
+                        v[k++] = rows[i].info;
+                        rows[i].info = NULL;
+                }
+        }
+        rows_free(rows, n);
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
+                         struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL, *json = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state == POD_CTR_EXITED) {
+                r = sh_err(err, -EINVAL, "container %.12s has exited", i->id);
+                goto out;
+        }
+        r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_container_update(be, i->id, res, err);
+        if (r < 0)
+                goto out;
+        be_resources_done(&i->spec.resources);
+        i->spec.resources = *res;
+        json = spec_to_json(&i->spec, i->user);
+        memset(&i->spec.resources, 0, sizeof(i->spec.resources)); /* borrowed from @res */
+        r = json ? pod_db_run(pm, "UPDATE containers SET spec = ? WHERE id = ?",
+                              (const char *[]){json, i->id, NULL}, err)
+                 : -ENOMEM;
+out:
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_RUNNING)
+                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
+        if (r == 0)
+                r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_container_reopen_log(be, i->id, err);
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
+                            long long timeout_s, struct be_exec_result *ret, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        if (!argv || !argv[0] || !argv[0][0])
+                return sh_err(err, -EINVAL, "ExecSync: cmd is required");
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_RUNNING)
+                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
+        if (r == 0)
+                r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_exec_sync(be, i->id, argv,
+                                 timeout_s <= 0          ? 0
+                                 : timeout_s > 24 * 3600 ? 24 * 3600 * 1000u
+                                                         : (unsigned)timeout_s * 1000u,
+                                 ret, err);
+        pod_container_info_free(i);
+        return r;
+}
+
+/* ---------------------------------------------------------------- the pod's containers */
+
+int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,
+                            struct sh_error *err)
+{
+        struct row *rows = NULL;
+        size_t n = 0;
+        int r;
+
+        r = list_rows(pm, sandbox_id, &rows, &n, err);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (rows[i].info->state == POD_CTR_RUNNING ||
+                    rows[i].info->state == POD_CTR_UNKNOWN)
+                        r = pod_container_stop(pm, rows[i].info->id, timeout_s, err);
+        rows_free(rows, n);
+        return r;
+}
+
+int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct sh_error *err)
+{
+        struct row *rows = NULL;
+        size_t n = 0;
+        int r;
+
+        r = list_rows(pm, sandbox_id, &rows, &n, err);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = pod_container_remove(pm, rows[i].info->id, err);
+        rows_free(rows, n);
+        return r;
+}
+
+void pod_containers_recover(struct pod_mgr *pm)
+{
+        sqlite3_stmt *st = NULL;
+        char **ids = NULL;
+        size_t n = 0;
+
+        /* Half-created by a crash: the backend may have some of it. */
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               "SELECT c.id, s.handler FROM containers c JOIN sandboxes s ON "
+                               "s.id = c.sandbox_id WHERE c.state = 'creating'",
+                               -1, &st, NULL) != SQLITE_OK)
+                return;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char **nv = realloc(ids, (n + 3) * sizeof(char *));
+
+                if (!nv)
+                        break;
+                ids = nv;
+                ids[n++] = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
+                ids[n++] = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
+                ids[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        for (size_t i = 0; i + 1 < n; i += 2) {
+                struct be *be = NULL;
+
+                if (!ids[i] || !ids[i + 1])
+                        continue;
+                if (pod_mgr_backend(pm, ids[i + 1], &be, NULL) == 0)
+                        be_container_remove(be, ids[i], NULL);
+                forget(pm, ids[i]);
+                sh_log_info("container=%s half-created before a restart: cleaned up", ids[i]);
+        }
+        sh_strv_free(ids);
+}
+
+struct pod_container_info *pod_container_info_free(struct pod_container_info *i)
+{
+        if (!i)
+                return NULL;
+        free(i->id);
+        free(i->sandbox_id);
+        be_container_spec_done(&i->spec);
+        free(i->reason);
+        free(i->message);
+        free(i->user);
+        free(i);
+        return NULL;
+}
+
+void pod_container_info_list_free(struct pod_container_info **l)
+{
+        for (size_t i = 0; l && l[i]; i++)
+                pod_container_info_free(l[i]);
+        free(l);
+}

@@ -1,0 +1,551 @@
+"""Containers on the LXC backend, end to end: real liblxc as root, real CNI plugins, images
+built here (busybox-static + umoci) and pulled from a local docker-registry.
+
+Every test checks what is left on the host afterwards: LXC dirs, cgroups, pause and monitor
+processes, netns, reservations."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+import registry as R
+from conftest import pb
+from test_lxc_sandbox import EMPTY_LXC, LxcPods, pause_pids
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need root")
+T = 60
+
+
+@pytest.fixture(scope="module")
+def images(registry, tmp_path_factory):
+    """busybox images in the session registry: name -> reference."""
+    lay = R.OciLayout.create(tmp_path_factory.mktemp("ctr-oci"))
+    out = {}
+    try:
+        R.busybox_image(lay, "plain", cmd=["/bin/sh", "-c", "echo from-image-cmd"],
+                        env=["PATH=/bin", "FROM_IMAGE=1", "OVERRIDE=image"])
+        R.busybox_image(lay, "user", user="user", workdir="/home/user/work",
+                        cmd=["/bin/sh", "-c", "id -u; id -g; pwd"])
+        # A layer of its own (the others share one), for the image GC test.
+        R.busybox_image(lay, "entry", extra={"entry-only": b"e\n"},
+                        entrypoint=["/bin/echo", "entry"], cmd=["cmd-arg"])
+        for tag in ("plain", "user", "entry"):
+            lay.push(tag, registry.host, f"ctr/{tag}:1")
+            out[tag] = f"{registry.host}/ctr/{tag}:1"
+    finally:
+        lay.remove()
+    return out
+
+
+def shim_pids(root):
+    """runt-lxc-shim processes of the runtd whose root is @root."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cl = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cl and cl[0].endswith(b"runt-lxc-shim") and str(root).encode() in b" ".join(cl):
+            pids.append(int(p.name))
+    return pids
+
+
+def mounts_under(root):
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[4].startswith(str(root))]
+
+
+class Ctrs(LxcPods):
+    def __init__(self, runtd_factory, tmp_path, images):
+        hosts = sorted({ref.split("/")[0] for ref in images.values()})
+        super().__init__(runtd_factory, tmp_path, images={
+            "registries": [{"prefix": h, "insecure": True} for h in hosts]})
+        self.images = images
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
+        for ref in images.values():
+            self.d.image().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)),
+                                     timeout=T)
+
+    def leftovers(self):
+        left = super().leftovers()
+        left["shims"] = shim_pids(self.d.root_dir)
+        left["mounts"] = mounts_under(self.d.root_dir)
+        return left
+
+    def pod(self, name="p", **kw):
+        cfg = self.config(name, log_directory=str(self.logs / name), **kw)
+        return self.run(cfg), cfg
+
+    def create(self, pod, cfg, name="c", image="plain", **kw):
+        kw.setdefault("log_path", f"{name}.log")
+        # As the kubelet: a pid namespace of its own unless the pod shares one.
+        linux = kw.setdefault("linux", pb.LinuxContainerConfig())
+        if not linux.security_context.HasField("namespace_options"):
+            linux.security_context.namespace_options.pid = pb.CONTAINER
+        c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name),
+                               image=pb.ImageSpec(image=self.images[image]), **kw)
+        return self.rt().CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=c, sandbox_config=cfg), timeout=T).container_id
+
+    def start(self, cid):
+        self.rt().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
+
+    def run_ctr(self, pod, cfg, name="c", **kw):
+        cid = self.create(pod, cfg, name, **kw)
+        self.start(cid)
+        return cid
+
+    def cstatus(self, cid):
+        return self.rt().ContainerStatus(pb.ContainerStatusRequest(container_id=cid),
+                                         timeout=T).status
+
+    def wait_exit(self, cid, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.cstatus(cid)
+            if st.state == pb.CONTAINER_EXITED:
+                return st
+            time.sleep(0.05)
+        raise AssertionError(f"container {cid} did not exit: {self.cstatus(cid)}")
+
+    def exec(self, cid, cmd, timeout=10):
+        return self.rt().ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd,
+                                                     timeout=timeout), timeout=T)
+
+    def cstop(self, cid, timeout=10):
+        self.rt().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=timeout),
+                                timeout=T)
+
+    def crm(self, cid):
+        self.rt().RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=T)
+
+    def clist(self, **f):
+        req = pb.ListContainersRequest(filter=pb.ContainerFilter(**f)) if f else \
+            pb.ListContainersRequest()
+        return list(self.rt().ListContainers(req, timeout=T).containers)
+
+    def log_records(self, path):
+        out = []
+        for line in Path(path).read_text().splitlines():
+            ts, stream, tag, msg = (line.split(" ", 3) + [""])[:4]
+            assert ts.endswith("Z") and "T" in ts, line
+            out.append((stream, tag, msg))
+        return out
+
+
+EMPTY_CTRS = dict(EMPTY_LXC, shims=[], mounts=[])
+
+
+@pytest.fixture
+def ctrs(runtd_factory, tmp_path, images):
+    assert pause_pids(None) == [], "runt-pause processes from elsewhere are running"
+    c = Ctrs(runtd_factory, tmp_path, images)
+    yield c
+    c.cleanup()
+
+
+def sleeper(**kw):
+    return dict(command=["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+                **kw)
+
+
+def test_lifecycle_logs_and_exit_code(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.create(pod, cfg, "job", command=["/bin/sh", "-c",
+                                                "echo out-line; echo err-line >&2; "
+                                                "printf 'no newline'; exit 3"],
+                      labels={"app": "job"}, annotations={"a": "b"})
+    st = ctrs.cstatus(cid)
+    assert st.state == pb.CONTAINER_CREATED and st.created_at > 0 and st.started_at == 0
+    assert st.metadata.name == "job" and st.labels["app"] == "job"
+    assert st.image.image == ctrs.images["plain"] and st.image_ref.startswith("sha256:")
+    ctrs.start(cid)
+    st = ctrs.wait_exit(cid)
+    assert st.exit_code == 3 and st.reason == "Error"
+    assert st.started_at >= st.created_at and st.finished_at >= st.started_at
+    assert st.log_path == str(ctrs.logs / "p" / "job.log")
+    recs = ctrs.log_records(st.log_path)
+    assert ("stdout", "F", "out-line") in recs and ("stderr", "F", "err-line") in recs
+    assert ("stdout", "F", "no newline") in recs
+    [item] = ctrs.clist()
+    assert item.id == cid and item.pod_sandbox_id == pod and item.state == pb.CONTAINER_EXITED
+    ctrs.crm(cid)
+    assert ctrs.clist() == []
+    ctrs.crm(cid)  # idempotent
+    ctrs.stop(pod)
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_image_config_merge(ctrs):
+    pod, cfg = ctrs.pod()
+    a = ctrs.run_ctr(pod, cfg, "a", envs=[pb.KeyValue(key="OVERRIDE", value=b"request")],
+                     args=[])
+    assert ctrs.wait_exit(a).exit_code == 0
+    assert ("stdout", "F", "from-image-cmd") in ctrs.log_records(ctrs.cstatus(a).log_path)
+    # args replace the image's Cmd and keep its Entrypoint.
+    b = ctrs.run_ctr(pod, cfg, "b", image="entry", args=["x", "y"])
+    ctrs.wait_exit(b)
+    assert ("stdout", "F", "entry x y") in ctrs.log_records(ctrs.cstatus(b).log_path)
+    c = ctrs.run_ctr(pod, cfg, "c", image="entry")
+    ctrs.wait_exit(c)
+    assert ("stdout", "F", "entry cmd-arg") in ctrs.log_records(ctrs.cstatus(c).log_path)
+    # env: the image's, the request's over it; working dir; the image's user by name.
+    d = ctrs.run_ctr(pod, cfg, "d", **sleeper(envs=[pb.KeyValue(key="OVERRIDE", value=b"req")],
+                                              working_dir="/tmp"))
+    env = ctrs.exec(d, ["env"]).stdout.decode().splitlines()
+    assert "FROM_IMAGE=1" in env and "OVERRIDE=req" in env and "PATH=/bin" in env
+    assert ctrs.exec(d, ["sh", "-c", "pwd"]).stdout.decode().strip() == "/tmp"
+    u = ctrs.run_ctr(pod, cfg, "u", image="user")
+    ctrs.wait_exit(u)
+    out = [m for s, _, m in ctrs.log_records(ctrs.cstatus(u).log_path) if s == "stdout"]
+    assert out == ["1000", "1000", "/home/user/work"]
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_exec_sync(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    r = ctrs.exec(cid, ["/bin/sh", "-c", "echo to-out; echo to-err >&2; exit 5"])
+    assert (r.stdout, r.stderr, r.exit_code) == (b"to-out\n", b"to-err\n", 5)
+    r = ctrs.exec(cid, ["/bin/no-such-program"])
+    assert r.exit_code != 0
+    # The timeout holds even when a background process keeps the output open.
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as e:
+        ctrs.exec(cid, ["/bin/sh", "-c", "sleep 30 & sleep 30"], timeout=1)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    r = ctrs.exec(cid, ["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo started"], timeout=5)
+    assert r.stdout == b"started\n" and time.monotonic() - t0 < 2.0
+    ps = ctrs.exec(cid, ["ps", "-o", "pid,args"]).stdout.decode()
+    assert "sleep 30" in ps
+    ctrs.cstop(cid, timeout=5)
+    st = ctrs.cstatus(cid)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0, st
+    with pytest.raises(grpc.RpcError) as e:
+        ctrs.exec(cid, ["true"])
+    assert e.value.code() != grpc.StatusCode.OK
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_two_containers_reach_each_other_on_localhost(ctrs):
+    pod, cfg = ctrs.pod()
+    ctrs.run_ctr(pod, cfg, "server", command=[
+        "/bin/sh", "-c", "mkdir -p /tmp/www; echo hello-from-server > /tmp/www/index.html; "
+                         "exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www"])
+    client = ctrs.run_ctr(pod, cfg, "client", **sleeper())
+    deadline = time.monotonic() + 10
+    while True:
+        r = ctrs.exec(client, ["busybox", "wget", "-q", "-O", "-",
+                               "http://127.0.0.1:8080/index.html"])
+        if r.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.stdout == b"hello-from-server\n", r
+    # Same hostname (uts shared with the sandbox), own pid namespace.
+    assert ctrs.exec(client, ["busybox", "hostname"]).stdout.decode().strip() == "p"
+    assert "httpd" not in ctrs.exec(client, ["ps", "-o", "args"]).stdout.decode()
+    assert len(ctrs.clist(pod_sandbox_id=pod)) == 2
+    assert len(ctrs.clist(state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING))) == 2
+    ctrs.stop(pod)  # stops both containers
+    assert all(c.state == pb.CONTAINER_EXITED for c in ctrs.clist())
+    ctrs.remove(pod)
+    assert ctrs.clist() == [] and ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_shared_pid_namespace(ctrs):
+    pod, cfg = ctrs.pod(linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(pid=pb.POD))))
+    ns = pb.NamespaceOption(pid=pb.POD)
+    a = ctrs.run_ctr(pod, cfg, "a", **sleeper(linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(namespace_options=ns))))
+    b = ctrs.run_ctr(pod, cfg, "b", command=["/bin/sh", "-c", "exec sleep 1000"],
+                     linux=pb.LinuxContainerConfig(
+                         security_context=pb.LinuxContainerSecurityContext(
+                             namespace_options=ns)))
+    assert ctrs.exec(a, ["cat", "/proc/1/cmdline"]).stdout == b"/pause\x00"
+    ps = ctrs.exec(a, ["ps", "-o", "args"]).stdout.decode()
+    assert "sleep 1000" in ps, ps
+    ctrs.cstop(b, timeout=2)
+    assert ctrs.cstatus(b).state == pb.CONTAINER_EXITED
+    assert "sleep 1000" not in ctrs.exec(a, ["ps", "-o", "args"]).stdout.decode()
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_stop_term_ignoring_process_within_grace(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sh", "-c",
+                                          "trap '' TERM; while true; do sleep 0.1; done"])
+    t0 = time.monotonic()
+    ctrs.cstop(cid, timeout=2)
+    took = time.monotonic() - t0
+    st = ctrs.cstatus(cid)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+    assert 1.9 < took < 5, took
+    # A process with a TERM handler ends at once, with its own code.
+    c2 = ctrs.run_ctr(pod, cfg, "c2", command=["/bin/sh", "-c",
+                                               "trap 'exit 42' TERM; while true; do sleep 0.1; "
+                                               "done"])
+    t0 = time.monotonic()
+    ctrs.cstop(c2, timeout=10)
+    assert time.monotonic() - t0 < 2 and ctrs.cstatus(c2).exit_code == 42
+    ctrs.cstop(c2, timeout=10)  # stopped already: fine
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_oom_kill_is_reported(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sh", "-c", "sleep 0.3; busybox tail /dev/zero"],
+                       linux=pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
+                           memory_limit_in_bytes=32 << 20)))
+    st = ctrs.wait_exit(cid, timeout=30)
+    assert st.reason == "OOMKilled" and st.exit_code == 137, st
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def security(**kw):
+    return pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(**kw))
+
+
+def cap_eff(ctrs, cid):
+    for line in ctrs.exec(cid, ["cat", "/proc/self/status"]).stdout.decode().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no CapEff")
+
+
+def status_field(ctrs, cid, name):
+    for line in ctrs.exec(cid, ["cat", "/proc/self/status"]).stdout.decode().splitlines():
+        if line.startswith(name + ":"):
+            return line.split()[1]
+    raise AssertionError(name)
+
+
+def test_security_context(ctrs, tmp_path):
+    pod, cfg = ctrs.pod()
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    ro = ctrs.run_ctr(pod, cfg, "ro", **sleeper(
+        linux=security(readonly_rootfs=True),
+        mounts=[pb.Mount(container_path="/data/vol", host_path=str(vol))]))
+    r = ctrs.exec(ro, ["touch", "/file"])
+    assert r.exit_code != 0 and b"Read-only" in r.stderr, r
+    assert ctrs.exec(ro, ["touch", "/data/vol/ok"]).exit_code == 0
+    assert (vol / "ok").exists()
+
+    user = ctrs.run_ctr(pod, cfg, "user", **sleeper(linux=security(
+        run_as_user=pb.Int64Value(value=1000), supplemental_groups=[4242])))
+    assert ctrs.exec(user, ["id", "-u"]).stdout == b"1000\n"
+    assert "4242" in ctrs.exec(user, ["id", "-G"]).stdout.decode()
+    byname = ctrs.run_ctr(pod, cfg, "byname", **sleeper(linux=security(
+        run_as_username="nobody")))
+    assert ctrs.exec(byname, ["id", "-u"]).stdout == b"65534\n"
+
+    CAP_CHOWN, CAP_NET_RAW, CAP_SYS_ADMIN = 0, 13, 21
+    plain = ctrs.run_ctr(pod, cfg, "plain", **sleeper())
+    caps = cap_eff(ctrs, plain)
+    assert caps & (1 << CAP_CHOWN) and caps & (1 << CAP_NET_RAW)
+    assert not caps & (1 << CAP_SYS_ADMIN)
+    assert status_field(ctrs, plain, "Seccomp") == "2"  # RuntimeDefault
+    r = ctrs.exec(plain, ["busybox", "unshare", "-n", "true"])
+    assert r.exit_code != 0
+    # Masked paths (containerd's defaults): /proc/keys reads empty, /proc/acpi is empty.
+    assert Path("/proc/keys").read_text() != ""
+    assert ctrs.exec(plain, ["sh", "-c", "wc -c < /proc/keys"]).stdout.strip() == b"0"
+    assert ctrs.exec(plain, ["ls", "-A", "/proc/acpi"]).stdout == b""
+    dropped = ctrs.run_ctr(pod, cfg, "dropped", **sleeper(linux=security(
+        capabilities=pb.Capability(drop_capabilities=["CHOWN"],
+                                   add_capabilities=["SYS_ADMIN"]))))
+    caps = cap_eff(ctrs, dropped)
+    assert not caps & (1 << CAP_CHOWN) and caps & (1 << CAP_SYS_ADMIN)
+    r = ctrs.exec(dropped, ["sh", "-c", "touch /tmp/f; chown 1 /tmp/f"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    sc = ctrs.run_ctr(pod, cfg, "seccomp", **sleeper(linux=security(
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost,
+                                   localhost_ref=str(profile)),
+        no_new_privs=True)))
+    r = ctrs.exec(sc, ["mkdir", "/tmp/denied"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+    assert ctrs.exec(sc, ["touch", "/tmp/allowed"]).exit_code == 0
+    assert status_field(ctrs, sc, "NoNewPrivs") == "1"
+    assert status_field(ctrs, plain, "NoNewPrivs") == "0"
+    unconfined = ctrs.run_ctr(pod, cfg, "unconfined", **sleeper(linux=security(
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined))))
+    assert status_field(ctrs, unconfined, "Seccomp") == "0"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_resources_and_update(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper(linux=pb.LinuxContainerConfig(
+        resources=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20, cpu_shares=512,
+                                             cpu_quota=50000, cpu_period=100000))))
+    cg = f"/sys/fs/cgroup/memory/runt/{cid}/memory.limit_in_bytes"
+    assert int(Path(cg).read_text()) == 64 << 20
+    assert int(Path(f"/sys/fs/cgroup/cpu/runt/{cid}/cpu.shares").read_text()) == 512
+    assert int(Path(f"/sys/fs/cgroup/cpu/runt/{cid}/cpu.cfs_quota_us").read_text()) == 50000
+    ctrs.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20)),
+        timeout=T)
+    assert int(Path(cg).read_text()) == 96 << 20
+    st = ctrs.cstatus(cid)
+    assert st.resources.linux.memory_limit_in_bytes == 96 << 20
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_reopen_log(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sh", "-c",
+                                          "i=0; while true; do echo tick $i; i=$((i+1)); "
+                                          "sleep 0.05; done"])
+    log = Path(ctrs.cstatus(cid).log_path)
+    time.sleep(0.3)
+    log.rename(str(log) + ".1")
+    ctrs.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+    time.sleep(0.3)
+    assert log.exists() and ctrs.log_records(log)
+    assert ctrs.log_records(str(log) + ".1")[0] == ("stdout", "F", "tick 0")
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_bad_requests(ctrs):
+    pod, cfg = ctrs.pod()
+    rt = ctrs.rt()
+
+    def code(fn, req):
+        with pytest.raises(grpc.RpcError) as e:
+            fn(req, timeout=T)
+        return e.value.code(), e.value.details()
+
+    def creq(pod_id=pod, image=ctrs.images["plain"], name="x", **kw):
+        return pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image), **kw))
+
+    assert code(rt.CreateContainer, pb.CreateContainerRequest())[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert code(rt.CreateContainer, creq(pod_id="f" * 64))[0] == grpc.StatusCode.NOT_FOUND
+    assert code(rt.CreateContainer, creq(image="127.0.0.1:1/nope:1"))[0] == \
+        grpc.StatusCode.NOT_FOUND
+    assert code(rt.CreateContainer, creq(name="../x"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    for m in (pb.Mount(container_path="../etc", host_path="/tmp"),
+              pb.Mount(container_path="/a/../../etc", host_path="/tmp"),
+              pb.Mount(container_path="/x", host_path="relative")):
+        assert code(rt.CreateContainer, creq(mounts=[m]))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert code(rt.CreateContainer, creq(working_dir="../w"))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert code(rt.CreateContainer, creq(envs=[pb.KeyValue(key="A", value=b"x\ny")]))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert code(rt.CreateContainer, creq(linux=security(run_as_username="nosuchuser")))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    # Nothing of the refused ones is left, and the name is free.
+    assert ctrs.clist() == [] and sorted(ctrs.lxc_dirs()) == [pod]
+    cid = ctrs.create(pod, cfg, "x")
+    c, msg = code(rt.CreateContainer, creq())
+    assert c == grpc.StatusCode.ALREADY_EXISTS and cid in msg
+    for fn, req in ((rt.StartContainer, pb.StartContainerRequest(container_id="nothex")),
+                    (rt.ContainerStatus, pb.ContainerStatusRequest(container_id="")),
+                    (rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=[]))):
+        assert code(fn, req)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert code(rt.ContainerStatus, pb.ContainerStatusRequest(container_id="e" * 64))[0] == \
+        grpc.StatusCode.NOT_FOUND
+    ctrs.start(cid)
+    assert code(rt.StartContainer, pb.StartContainerRequest(container_id=cid))[0] != \
+        grpc.StatusCode.OK
+    ctrs.remove(pod)
+    assert ctrs.clist() == [] and ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_image_layers_kept_while_a_container_uses_them(ctrs):
+    pod, cfg = ctrs.pod()
+    ref = ctrs.images["entry"]
+    img = ctrs.d.image().ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)),
+                                     timeout=T).image
+    cid = ctrs.create(pod, cfg, "e", image="entry", command=["/bin/sh", "-c", "cat /etc/hostname"])
+    layers = sorted(os.listdir(ctrs.d.root_dir / "layers"))
+    ctrs.d.image().RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=img.id)),
+                               timeout=T)
+    assert sorted(os.listdir(ctrs.d.root_dir / "layers")) == layers
+    ctrs.start(cid)
+    assert ctrs.wait_exit(cid).exit_code == 0
+    ctrs.crm(cid)
+    assert len(os.listdir(ctrs.d.root_dir / "layers")) < len(layers)
+    ctrs.remove(pod)
+    ctrs.d.image().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=T)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_restart_and_crash_recovery(ctrs):
+    pod, cfg = ctrs.pod()
+    long = ctrs.run_ctr(pod, cfg, "long", **sleeper())
+    short = ctrs.run_ctr(pod, cfg, "short", command=["/bin/sh", "-c", "sleep 1.5; exit 7"])
+    created = ctrs.create(pod, cfg, "later", **sleeper())
+    ctrs.d.kill()  # SIGKILL
+    time.sleep(2.5)  # short exits while runtd is down
+    ctrs.d.start()
+    st = ctrs.cstatus(long)
+    assert st.state == pb.CONTAINER_RUNNING
+    assert ctrs.exec(long, ["echo", "alive"]).stdout == b"alive\n"
+    st = ctrs.cstatus(short)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 7 and st.reason == "Error"
+    assert ctrs.cstatus(created).state == pb.CONTAINER_CREATED
+    ctrs.start(created)
+    assert ctrs.cstatus(created).state == pb.CONTAINER_RUNNING
+    # A clean stop of runtd leaves them running too.
+    ctrs.d.stop()
+    ctrs.d.start()
+    assert ctrs.cstatus(long).state == pb.CONTAINER_RUNNING
+    ctrs.cstop(long)
+    assert ctrs.cstatus(long).exit_code == 0
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_fifty_pods_concurrently_leave_nothing(ctrs):
+    before = ctrs.leftovers()
+    errors = []
+
+    def one(i):
+        try:
+            pod, cfg = ctrs.pod(f"m{i}")
+            cid = ctrs.run_ctr(pod, cfg, "c", **sleeper())
+            assert ctrs.exec(cid, ["echo", str(i)]).stdout == f"{i}\n".encode()
+            ctrs.cstop(cid, timeout=5)
+            ctrs.crm(cid)
+            ctrs.stop(pod)
+            ctrs.remove(pod)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"pod {i}: {e!r}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    assert ctrs.list() == [] and ctrs.clist() == []
+    assert ctrs.leftovers() == before == EMPTY_CTRS
