@@ -3,6 +3,8 @@
  * trying the CRI surface on a machine without liblxc privileges. Option "ready" set to
  * "false" makes it report not ready, so tests can see RuntimeReady turn false; option
  * "fail_create" names a pod whose sandbox fails to start, so tests can see the unwinding.
+ * Containers live in memory too: a container whose argv[0] is "fail" fails to start, stop
+ * ends one with 128+signal, and exec answers argv[1..] on stdout ("exit N" exits N).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "be-internal.h"
 
@@ -19,12 +22,163 @@ struct fake_sandbox {
         bool running;
 };
 
+struct fake_container {
+        struct fake_container *next;
+        char id[65];
+        bool fail_start;
+        struct be_ctr_status st;
+};
+
 struct fake_be {
         bool ready;
         char *fail_create;    /* option "fail_create": a pod name whose sandbox fails to start */
-        pthread_mutex_t lock; /* protects sandboxes */
+        pthread_mutex_t lock; /* protects sandboxes and containers */
         struct fake_sandbox *sandboxes;
+        struct fake_container *containers;
 };
+
+static long long fake_now(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static struct fake_container *find_ctr(struct fake_be *fb, const char *id)
+{
+        for (struct fake_container *c = fb->containers; c; c = c->next)
+                if (strcmp(c->id, id) == 0)
+                        return c;
+        return NULL;
+}
+
+static int fake_container_create(struct be *be, const struct be_container *bc, struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct fake_container *c = calloc(1, sizeof(*c));
+
+        (void)err;
+        if (!c)
+                return -ENOMEM;
+        snprintf(c->id, sizeof(c->id), "%s", bc->id);
+        c->fail_start = strcmp(bc->spec->argv[0], "fail") == 0;
+        c->st.state = BE_CTR_CREATED;
+        pthread_mutex_lock(&fb->lock);
+        c->next = fb->containers;
+        fb->containers = c;
+        pthread_mutex_unlock(&fb->lock);
+        return 0;
+}
+
+static int fake_container_start(struct be *be, const char *id, struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct fake_container *c;
+        int r = 0;
+
+        pthread_mutex_lock(&fb->lock);
+        c = find_ctr(fb, id);
+        if (!c)
+                r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
+        else if (c->fail_start)
+                r = sh_err(err, -EIO, "fake backend: told to fail the start");
+        else {
+                c->st.state = BE_CTR_RUNNING;
+                c->st.pid = 4242;
+                c->st.started_ns = fake_now();
+        }
+        pthread_mutex_unlock(&fb->lock);
+        return r;
+}
+
+static int fake_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+                               struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct fake_container *c;
+
+        (void)err;
+        pthread_mutex_lock(&fb->lock);
+        c = find_ctr(fb, id);
+        if (c && c->st.state == BE_CTR_RUNNING) {
+                c->st.state = BE_CTR_EXITED;
+                c->st.pid = 0;
+                c->st.finished_ns = fake_now();
+                c->st.exit_code = 128 + (timeout_s ? signal : 9);
+                snprintf(c->st.reason, sizeof(c->st.reason), "Error");
+        }
+        pthread_mutex_unlock(&fb->lock);
+        return 0;
+}
+
+static int fake_container_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+
+        (void)err;
+        pthread_mutex_lock(&fb->lock);
+        for (struct fake_container **p = &fb->containers; *p; p = &(*p)->next)
+                if (strcmp((*p)->id, id) == 0) {
+                        struct fake_container *c = *p;
+
+                        *p = c->next;
+                        free(c);
+                        break;
+                }
+        pthread_mutex_unlock(&fb->lock);
+        return 0;
+}
+
+static int fake_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+                                 struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct fake_container *c;
+        int r = 0;
+
+        pthread_mutex_lock(&fb->lock);
+        c = find_ctr(fb, id);
+        if (c)
+                *ret = c->st;
+        else
+                r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
+        pthread_mutex_unlock(&fb->lock);
+        return r;
+}
+
+static int fake_exec_sync(struct be *be, const char *id, const char *const *argv,
+                          unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct be_ctr_status st;
+        size_t len = 0;
+        int r;
+
+        (void)timeout_ms;
+        r = fake_container_status(be, id, &st, err);
+        (void)fb;
+        if (r < 0)
+                return r;
+        if (st.state != BE_CTR_RUNNING)
+                return sh_err(err, -EINVAL, "fake backend: container %s is not running", id);
+        if (strcmp(argv[0], "exit") == 0 && argv[1])
+                ret->exit_code = atoi(argv[1]);
+        for (size_t i = 1; argv[i]; i++)
+                len += strlen(argv[i]) + 1;
+        ret->out = calloc(1, len + 1);
+        ret->err = calloc(1, 1);
+        if (!ret->out || !ret->err)
+                return -ENOMEM;
+        for (size_t i = 1; argv[i]; i++) {
+                size_t l = strlen(argv[i]);
+
+                memcpy(ret->out + ret->out_len, argv[i], l);
+                ret->out_len += l;
+                ret->out[ret->out_len++] = argv[i + 1] ? ' ' : '\n';
+        }
+        return 0;
+}
 
 static struct fake_sandbox *find(struct fake_be *fb, const char *id)
 {
@@ -130,6 +284,12 @@ static void fake_fini(struct be *be)
 {
         struct fake_be *fb = be->priv;
 
+        while (fb && fb->containers) {
+                struct fake_container *c = fb->containers;
+
+                fb->containers = c->next;
+                free(c);
+        }
         while (fb && fb->sandboxes) {
                 struct fake_sandbox *s = fb->sandboxes;
 
@@ -153,5 +313,11 @@ const struct be_ops be_fake_ops = {
         .sandbox_stop = fake_sandbox_stop,
         .sandbox_remove = fake_sandbox_remove,
         .sandbox_running = fake_sandbox_running,
+        .container_create = fake_container_create,
+        .container_start = fake_container_start,
+        .container_stop = fake_container_stop,
+        .container_remove = fake_container_remove,
+        .container_status = fake_container_status,
+        .exec_sync = fake_exec_sync,
         .fini = fake_fini,
 };
