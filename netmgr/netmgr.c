@@ -184,6 +184,9 @@ char *net_mgr_info_json(struct net_mgr *nm)
         for (size_t i = 0; nm->cfg->cni_bin_dirs && nm->cfg->cni_bin_dirs[i]; i++)
                 json_object_array_add(bins, json_object_new_string(nm->cfg->cni_bin_dirs[i]));
         json_object_object_add(o, "binDirs", bins);
+        /* Time spent in CNI plugins since start (the lifecycle benchmark reports it apart). */
+        json_object_object_add(o, "pluginTimeNs",
+                               json_object_new_int64((int64_t)net_mgr_plugin_ns(nm)));
         if (net_conf_load(nm->cfg->cni_conf_dir, nm->cfg->cni_bin_dirs, &c, &err) == 0) {
                 json_object_object_add(o, "configFile", json_object_new_string(c.path));
                 json_object_object_add(o, "network", json_object_new_string(c.name));

@@ -151,7 +151,7 @@ static int fake_exec_sync(struct be *be, const char *id, const char *const *argv
                           unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err)
 {
         struct fake_be *fb = be->priv;
-        struct be_ctr_status st;
+        struct be_ctr_status st = {0};
         size_t len = 0;
         int r;
 

@@ -32,6 +32,9 @@
  *   action (EEXIST): the converter never writes any of those.
  * - A name starting with "reject_force_umount" is not looked up but installs liblxc's
  *   own umount2(MNT_FORCE) rule; the converter drops such names.
+ * - Under a kill or trap default, an allowlist that never names umount2 also gets
+ *   "umount2 errno 1": liblxc's init umounts itself under the filter (see
+ *   lxc_seccomp_from_oci()), and killing that kills the container.
  * - liblxc loads the filter at the very end of its setup in the container's init
  *   (lxc:src/lxc/start.c do_start(): after lxc_setup() mounted the rootfs, pivoted and
  *   dropped capabilities; before lxc.hook.start, setgroups/setuid and exec) and before
@@ -546,7 +549,8 @@ struct conv {
         struct act def;
         struct buf out;
         struct seen seen;
-        size_t rules; /* (name, argument set) pairs read, written or not */
+        size_t rules;       /* (name, argument set) pairs read, written or not */
+        bool names_umount2; /* some rule names umount2 */
 };
 
 /* Writes the rule @name @act @args once, counting it against the limit. */
@@ -641,7 +645,7 @@ static int convert_entry(struct conv *c, json_object *e, size_t i, struct sh_err
         bool split = false;
         struct act act;
         char what[64];
-        int errnum, r;
+        int errnum = -1, r;
 
         snprintf(what, sizeof(what), WHAT ": syscalls[%zu]", i);
         if (!json_object_is_type(e, json_type_object))
@@ -650,6 +654,9 @@ static int convert_entry(struct conv *c, json_object *e, size_t i, struct sh_err
         r = entry_names(e, what, &names, &n_names, err);
         if (r < 0)
                 return r;
+        for (size_t k = 0; k < n_names; k++)
+                if (strcmp(names[k], "umount2") == 0)
+                        c->names_umount2 = true;
         r = required(sh_json_get_string(e, "action", what, &action, err), what, "action", err);
         if (r < 0)
                 return r;
@@ -722,7 +729,7 @@ int lxc_seccomp_from_oci(const char *json, size_t len, char **ret, struct sh_err
         json_object *syscalls = NULL;
         const char *def = NULL;
         char word[32];
-        int errnum, r;
+        int errnum = -1, r;
 
         if (!ret)
                 return sh_err(err, -EINVAL, WHAT ": no output");
@@ -776,6 +783,16 @@ int lxc_seccomp_from_oci(const char *json, size_t len, char **ret, struct sh_err
                 if (r < 0)
                         break;
         }
+        /*
+         * liblxc's init (lxc_container_init(), which is init.lxc and lxc-execute's PID 1)
+         * umount2()s its own bind mount under the filter and ignores the error. Killed or
+         * trapped (it forwards the SIGSYS to the workload), the container dies at start.
+         * EPERM is what Docker's own profile gives umount2 without CAP_SYS_ADMIN.
+         */
+        if (r >= 0 && (c.def.kind == ACT_KILL || c.def.kind == ACT_TRAP) && !c.names_umount2 &&
+            buf_printf(&c.out, "# liblxc's init umounts itself: EPERM, not the default\n"
+                               "umount2 errno 1\n") < 0)
+                r = sh_err(err, -ENOMEM, WHAT ": out of memory");
         seen_done(&c.seen);
         if (r < 0) {
                 buf_done(&c.out);

@@ -25,7 +25,8 @@ const char *lxc_seccomp_runtime_default(void);
  * Converts the OCI/Docker JSON seccomp profile in @json (@len bytes, a Kubernetes Localhost
  * profile) into LXC policy text, malloc'd into @ret (caller frees). A default action of
  * SCMP_ACT_ALLOW (or SCMP_ACT_LOG) gives a denylist of the other rules, any other an
- * allowlist with that default action. Errors: -EINVAL for malformed JSON or a field with a
+ * allowlist with that default action (with a kill or trap default and no umount2 rule,
+ * umount2 also gets EPERM, for liblxc's init). Errors: -EINVAL for malformed JSON or a field with a
  * wrong type or value (the message names the field), -EOPNOTSUPP for SCMP_ACT_NOTIFY and
  * SCMP_ACT_TRACE, which liblxc cannot express, -EFBIG above LXC_SECCOMP_PROFILE_MAX bytes,
  * -E2BIG above LXC_SECCOMP_RULES_MAX rules, -ENOMEM. @ret is untouched on error.

@@ -87,8 +87,9 @@ static void conv_fail(const char *json, int code, const char *needle)
                 fail_msg("'%s': message '%s' lacks '%s'", json, err.msg, needle);
 }
 
-#define HEAD_DENY  "2\ndenylist\n# converted by runt from an OCI seccomp profile\n[all]\n"
-#define HEAD_ALLOW "# converted by runt from an OCI seccomp profile\n[all]\n"
+#define HEAD_DENY     "2\ndenylist\n# converted by runt from an OCI seccomp profile\n[all]\n"
+#define HEAD_ALLOW    "# converted by runt from an OCI seccomp profile\n[all]\n"
+#define UMOUNT2_EPERM "# liblxc's init umounts itself: EPERM, not the default\numount2 errno 1\n"
 
 static void test_runtime_default(void **state)
 {
@@ -204,7 +205,7 @@ static void test_denylist_defaults(void **state)
 
 static void test_allowlist(void **state)
 {
-        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL, *f = NULL;
 
         (void)state;
         a = conv_ok("{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": ["
@@ -227,10 +228,19 @@ static void test_allowlist(void **state)
         c = conv_ok("{\"defaultAction\": \"SCMP_ACT_KILL_PROCESS\", \"syscalls\": ["
                     "{\"names\": [\"read\"], \"action\": \"SCMP_ACT_ALLOW\"},"
                     "{\"names\": [\"exit\"], \"action\": \"SCMP_ACT_KILL\"}]}");
-        assert_string_equal(c, "2\nallowlist kill\n" HEAD_ALLOW "read allow\n");
+        /* A kill or trap default spares liblxc's init its umount2() of itself. */
+        assert_string_equal(c, "2\nallowlist kill\n" HEAD_ALLOW "read allow\n" UMOUNT2_EPERM);
         d = conv_ok("{\"defaultAction\": \"SCMP_ACT_TRAP\", \"syscalls\": ["
                     "{\"names\": [\"read\"], \"action\": \"SCMP_ACT_ALLOW\"}]}");
-        assert_string_equal(d, "2\nallowlist trap\n" HEAD_ALLOW "read allow\n");
+        assert_string_equal(d, "2\nallowlist trap\n" HEAD_ALLOW "read allow\n" UMOUNT2_EPERM);
+        /* ... unless the profile says what umount2 gets itself. */
+        e = conv_ok("{\"defaultAction\": \"SCMP_ACT_KILL\", \"syscalls\": ["
+                    "{\"names\": [\"read\"], \"action\": \"SCMP_ACT_ALLOW\"},"
+                    "{\"names\": [\"umount2\"], \"action\": \"SCMP_ACT_KILL\"}]}");
+        assert_string_equal(e, "2\nallowlist kill\n" HEAD_ALLOW "read allow\n");
+        f = conv_ok("{\"defaultAction\": \"SCMP_ACT_TRAP\", \"syscalls\": [{\"names\":"
+                    " [\"umount2\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 16}]}");
+        assert_string_equal(f, "2\nallowlist trap\n" HEAD_ALLOW "umount2 errno 16\n");
 }
 
 static void test_old_name_form(void **state)
