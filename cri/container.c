@@ -358,6 +358,21 @@ static int to_spec(const Runtime__V1__ContainerConfig *c, struct be_container_sp
                 return rc;
         if ((rc = seccomp_from(sc, s, err)) < 0)
                 return rc;
+        /* The request's StopSignal wins over the image's; its enum name ("SIGRTMINPLUS3"). */
+        if (c->stop_signal != RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT) {
+                const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+                        &runtime__v1__signal__descriptor, (int)c->stop_signal);
+
+                if (!v)
+                        return sh_err(err, -EINVAL,
+                                      "CreateContainer: config.stop_signal %d is "
+                                      "not a signal",
+                                      (int)c->stop_signal);
+                free(s->stop_signal);
+                s->stop_signal = strdup(v->name);
+                if (!s->stop_signal)
+                        return -ENOMEM;
+        }
         return pid_mode_from(sc, &s->pid_mode, err);
 }
 
@@ -820,6 +835,13 @@ static Runtime__V1__ContainerStatus *status_msg(const struct pod_container_info 
                 &runtime__v1__container_status__annotations_entry__descriptor, i->spec.annotations,
                 i->spec.n_annotations, &s->n_annotations);
         s->log_path = cri_strdup(i->spec.log_path);
+        {
+                const ProtobufCEnumValue *sig = protobuf_c_enum_descriptor_get_value_by_name(
+                        &runtime__v1__signal__descriptor, i->spec.stop_signal);
+
+                s->stop_signal = sig ? (Runtime__V1__Signal)sig->value
+                                     : RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT;
+        }
         s->resources = resources_msg(&i->spec.resources);
         s->user = user_msg(&i->spec);
         ok = add_mounts(s, &i->spec);

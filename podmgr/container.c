@@ -572,8 +572,10 @@ static int resolve(const struct pod_ctr_request *req, const struct pod_sandbox_i
         r = resolve_user(req, s, err);
         if (r < 0)
                 return r;
-        free(s->stop_signal);
-        s->stop_signal = strdup(im->stop_signal ? im->stop_signal : "");
+        if (!s->stop_signal || !s->stop_signal[0]) { /* the request's, when it gave one */
+                free(s->stop_signal);
+                s->stop_signal = strdup(im->stop_signal ? im->stop_signal : "");
+        }
         free(s->image_id);
         s->image_id = strdup(im->id ? im->id : "");
         sh_strv_free(s->layer_dirs);
@@ -630,9 +632,17 @@ static int signal_of(const char *name)
         for (size_t i = 0; i < SH_ARRAY_SIZE(table); i++)
                 if (strcasecmp(name, table[i].name) == 0)
                         return table[i].sig;
-        if (strncasecmp(name, "RTMIN+", 6) == 0 && parse_uint(name + 6, &n) &&
-            SIGRTMIN + (int)n <= SIGRTMAX)
-                return SIGRTMIN + (int)n;
+        /* "RTMIN+3" (images) and "RTMINPLUS3" (the CRI enum's names); RTMAX-n likewise. */
+        if (strcasecmp(name, "RTMIN") == 0)
+                return SIGRTMIN;
+        if (strcasecmp(name, "RTMAX") == 0)
+                return SIGRTMAX;
+        if ((strncasecmp(name, "RTMIN+", 6) == 0 && parse_uint(name + 6, &n)) ||
+            (strncasecmp(name, "RTMINPLUS", 9) == 0 && parse_uint(name + 9, &n)))
+                return SIGRTMIN + (int)n <= SIGRTMAX ? SIGRTMIN + (int)n : SIGTERM;
+        if ((strncasecmp(name, "RTMAX-", 6) == 0 && parse_uint(name + 6, &n)) ||
+            (strncasecmp(name, "RTMAXMINUS", 10) == 0 && parse_uint(name + 10, &n)))
+                return SIGRTMAX - (int)n >= SIGRTMIN ? SIGRTMAX - (int)n : SIGTERM;
         return SIGTERM;
 }
 

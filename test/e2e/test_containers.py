@@ -158,6 +158,7 @@ def sleeper(**kw):
                 **kw)
 
 
+@pytest.mark.valgrind
 def test_lifecycle_logs_and_exit_code(ctrs):
     pod, cfg = ctrs.pod()
     cid = ctrs.create(pod, cfg, "job", command=["/bin/sh", "-c",
@@ -213,6 +214,7 @@ def test_image_config_merge(ctrs):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
+@pytest.mark.valgrind
 def test_exec_sync(ctrs):
     pod, cfg = ctrs.pod()
     cid = ctrs.run_ctr(pod, cfg, **sleeper())
@@ -305,6 +307,14 @@ def test_stop_term_ignoring_process_within_grace(ctrs):
     ctrs.cstop(c2, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c2).exit_code == 42
     ctrs.cstop(c2, timeout=10)  # stopped already: fine
+    # The request's stop signal (Kubernetes' lifecycle.stopSignal) is the one sent.
+    c3 = ctrs.run_ctr(pod, cfg, "c3", stop_signal=pb.SIGINT,
+                      command=["/bin/sh", "-c", "trap 'exit 7' INT; trap '' TERM; "
+                                                "while true; do sleep 0.1; done"])
+    assert ctrs.cstatus(c3).stop_signal == pb.SIGINT
+    t0 = time.monotonic()
+    ctrs.cstop(c3, timeout=10)
+    assert time.monotonic() - t0 < 2 and ctrs.cstatus(c3).exit_code == 7
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
