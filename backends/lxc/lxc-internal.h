@@ -1,17 +1,21 @@
 #pragma once
 
 /* What the lxc backend's files (lxc.c: sandboxes, container.c: containers) share. */
+#include <pthread.h>
+
 #include <lxc/lxccontainer.h>
 
 #include "be.h"
 #include "cleanup.h"
 
 struct lxc_be {
-        char *lxcpath;          /* where runt's LXC container dirs live */
-        char *pause_root;       /* the shared sandbox rootfs: /pause and empty mount points */
-        char *cgroup_base;      /* cgroup dir sandboxes go below when the kubelet gives none */
-        char *seccomp_default;  /* runt's RuntimeDefault policy file */
-        long own_oom_score_adj; /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
+        char *lxcpath;           /* where runt's LXC container dirs live */
+        char *pause_root;        /* the shared sandbox rootfs: /pause and empty mount points */
+        char *cgroup_base;       /* cgroup dir sandboxes go below when the kubelet gives none */
+        char *seccomp_default;   /* runt's RuntimeDefault policy file */
+        long own_oom_score_adj;  /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
+        char *cg_created;        /* the cgroup parents runt created, one per line */
+        pthread_mutex_t cg_lock; /* cg_created, and sandbox starts against parent removal */
 };
 
 static inline void lb_put(struct lxc_container **c)
@@ -33,6 +37,8 @@ char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const 
                     const char *id);
 /* Removes cgroup @rel on every mounted hierarchy, waiting a moment while it is busy. */
 void lb_rm_cgroup(const char *rel);
+/* rmdir()s cgroup @rel on every hierarchy without waiting: true when it is gone from all. */
+bool lb_rm_cgroup_empty(const char *rel);
 /* <lxcpath>/<id> (malloc'd). */
 char *lb_dir(struct lxc_be *lb, const char *id);
 

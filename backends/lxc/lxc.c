@@ -89,6 +89,10 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         lb->pause_root = sh_path_join(cfg->root_dir, "pause");
         lb->cgroup_base = strdup("runt");
         lb->seccomp_default = sh_path_join(cfg->root_dir, "seccomp-default.lxc");
+        lb->cg_created = sh_path_join(cfg->root_dir, "cgroup-parents");
+        pthread_mutex_init(&lb->cg_lock, NULL);
+        if (!lb->cg_created)
+                return -ENOMEM;
         if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
                 return -ENOMEM;
         {
@@ -244,6 +248,110 @@ char *lb_dir(struct lxc_be *lb, const char *id)
         return sh_path_join(lb->lxcpath, id);
 }
 
+/*
+ * The cgroup parents of a pod ("kubepods/burstable/podX" when the kubelet gives one, "runt"
+ * otherwise) that did not exist before runt made a pod below them are runt's: it records
+ * them and removes them when their last pod goes. The record outlives restarts.
+ */
+static bool cgroup_exists(const char *rel)
+{
+        _cleanup_free_ char *m = sh_strdup_printf("/sys/fs/cgroup/memory/%s", rel);
+        _cleanup_free_ char *u = sh_strdup_printf("/sys/fs/cgroup/%s", rel);
+        struct stat st;
+
+        return (m && stat(m, &st) == 0) || (u && stat(u, &st) == 0 && S_ISDIR(st.st_mode) &&
+                                            access("/sys/fs/cgroup/memory", F_OK) < 0);
+}
+
+/* The parent of @leaf ("a/b/<id>"): "a/b", or NULL at the top. malloc'd. */
+static char *parent_of(const char *leaf)
+{
+        const char *slash = strrchr(leaf, '/');
+
+        return slash && slash != leaf ? strndup(leaf, (size_t)(slash - leaf)) : NULL;
+}
+
+static bool created_has(const char *list, const char *rel)
+{
+        size_t n = strlen(rel);
+
+        for (const char *l = list; l && *l;) {
+                const char *e = strchr(l, '\n');
+                size_t len = e ? (size_t)(e - l) : strlen(l);
+
+                if (len == n && strncmp(l, rel, n) == 0)
+                        return true;
+                l = e ? e + 1 : NULL;
+        }
+        return false;
+}
+
+/* Records the parents of @leaf that do not exist yet. cg_lock held. */
+static void note_new_parents(struct lxc_be *lb, const char *leaf)
+{
+        _cleanup_free_ char *list = NULL, *add = strdup("");
+        _cleanup_free_ char *p = parent_of(leaf);
+
+        sh_read_file(lb->cg_created, 1u << 20, &list, NULL);
+        while (p && add && !cgroup_exists(p)) {
+                char *more =
+                        created_has(list, p) ? strdup(add) : sh_strdup_printf("%s%s\n", add, p);
+                char *up = parent_of(p);
+
+                free(add);
+                add = more;
+                free(p);
+                p = up;
+        }
+        if (add && add[0]) {
+                _cleanup_free_ char *all = sh_strdup_printf("%s%s", list ? list : "", add);
+
+                if (all)
+                        sh_write_file_atomic(lb->cg_created, all, strlen(all), 0600);
+        }
+}
+
+/* Removes the runt-made parents of @leaf that are empty now, deepest first. cg_lock held. */
+static void drop_parents(struct lxc_be *lb, const char *leaf)
+{
+        _cleanup_free_ char *list = NULL;
+        _cleanup_free_ char *p = parent_of(leaf);
+        bool changed = false;
+
+        if (sh_read_file(lb->cg_created, 1u << 20, &list, NULL) < 0)
+                return;
+        while (p && created_has(list, p)) {
+                char *up = parent_of(p);
+
+                if (!lb_rm_cgroup_empty(p)) {
+                        free(up);
+                        break; /* another pod is in it */
+                }
+                /* Off the list: cut its line out. */
+                {
+                        size_t n = strlen(p);
+                        char *l = list;
+
+                        while (l && *l) {
+                                char *e = strchr(l, '\n');
+                                size_t len = e ? (size_t)(e - l) : strlen(l);
+
+                                if (len == n && strncmp(l, p, n) == 0) {
+                                        memmove(l, e ? e + 1 : l + len,
+                                                strlen(e ? e + 1 : l + len) + 1);
+                                        break;
+                                }
+                                l = e ? e + 1 : NULL;
+                        }
+                }
+                changed = true;
+                free(p);
+                p = up;
+        }
+        if (changed)
+                sh_write_file_atomic(lb->cg_created, list, strlen(list), 0600);
+}
+
 static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
@@ -273,7 +381,15 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
                 r = sh_err(err, -EIO, "save the LXC config of %s: %s", sb->id, lb_why(c));
                 goto fail;
         }
-        r = start_detached(lb, sb->id, argv, err);
+        {
+                _cleanup_free_ char *leaf = lb_cgroup_dir(lb, sb->spec, "", sb->id);
+
+                pthread_mutex_lock(&lb->cg_lock);
+                if (leaf)
+                        note_new_parents(lb, leaf);
+                r = start_detached(lb, sb->id, argv, err);
+                pthread_mutex_unlock(&lb->cg_lock);
+        }
         if (r < 0) {
                 char tail[320];
 
@@ -364,6 +480,33 @@ void lb_rm_cgroup(const char *rel)
         }
 }
 
+bool lb_rm_cgroup_empty(const char *rel)
+{
+        DIR *d = opendir("/sys/fs/cgroup");
+        struct dirent *de;
+        bool gone = true;
+
+        {
+                _cleanup_free_ char *p = sh_path_join("/sys/fs/cgroup", rel);
+
+                if (p && rmdir(p) < 0 && errno != ENOENT && errno != ENOTDIR)
+                        gone = false; /* cgroup2 mounted at the root, and busy */
+        }
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *base = NULL, *p = NULL;
+
+                if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+                        continue;
+                base = sh_path_join("/sys/fs/cgroup", de->d_name);
+                p = base ? sh_path_join(base, rel) : NULL;
+                if (p && rmdir(p) < 0 && errno != ENOENT && errno != ENOTDIR)
+                        gone = false;
+        }
+        if (d)
+                closedir(d);
+        return gone;
+}
+
 static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
@@ -391,6 +534,11 @@ static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *er
                 lb_rm_cgroup(cg);
         if (cgm[0])
                 lb_rm_cgroup(cgm);
+        if (cg[0]) {
+                pthread_mutex_lock(&lb->cg_lock);
+                drop_parents(lb, cg);
+                pthread_mutex_unlock(&lb->cg_lock);
+        }
         r = sh_rm_rf(dir);
         if (r < 0)
                 return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
@@ -417,6 +565,8 @@ static void lxc_fini(struct be *be)
                 free(lb->pause_root);
                 free(lb->cgroup_base);
                 free(lb->seccomp_default);
+                free(lb->cg_created);
+                pthread_mutex_destroy(&lb->cg_lock);
         }
         free(lb);
         be->priv = NULL;

@@ -559,3 +559,21 @@ def test_fifty_pods_concurrently_leave_nothing(ctrs):
     assert errors == []
     assert ctrs.list() == [] and ctrs.clist() == []
     assert ctrs.leftovers() == before == EMPTY_CTRS
+
+
+def test_cgroup_parents_runt_made_are_removed_with_their_last_pod(ctrs):
+    parent = f"runt-e2e-{os.getpid()}/pods"
+    top = Path("/sys/fs/cgroup/memory") / parent.split("/")[0]
+    assert not top.exists()
+    cfgs = [ctrs.config(f"cg{i}", linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+            for i in range(2)]
+    pods = [ctrs.run(c) for c in cfgs]
+    cid = ctrs.run_ctr(pods[0], cfgs[0], "c", **sleeper())
+    assert (Path("/sys/fs/cgroup/memory") / parent / cid).is_dir()
+    assert (Path("/sys/fs/cgroup/memory") / parent / pods[1]).is_dir()
+    ctrs.remove(pods[0])
+    assert top.exists()  # the other pod is still in it
+    ctrs.remove(pods[1])
+    assert not any((Path("/sys/fs/cgroup") / h / parent.split("/")[0]).exists()
+                   for h in os.listdir("/sys/fs/cgroup"))
+    assert ctrs.leftovers() == EMPTY_CTRS
