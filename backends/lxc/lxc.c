@@ -198,14 +198,15 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
                 return r;
         /* The network namespace is the pod's (CNI set it up), or the host's. */
         /*
-         * The host's is given as a file too: with lxc.namespace.keep = net, liblxc 5.0.2 fails
+         * The host's is given as a file too (and so are its ipc and pid for hostIPC and
+         * hostPID): with lxc.namespace.keep, liblxc 5.0.2 fails
          * the overlay rootfs mount (EINVAL) for reasons of its own.
          */
         r = lb_set(c, "lxc.namespace.share.net", sb->netns ? sb->netns : "/proc/self/ns/net", err);
         if (r == 0 && s->ipc_mode == BE_NS_NODE)
-                r = lb_set(c, "lxc.namespace.keep", "ipc", err);
+                r = lb_set(c, "lxc.namespace.share.ipc", "/proc/self/ns/ipc", err);
         if (r == 0 && s->pid_mode == BE_NS_NODE)
-                r = lb_set(c, "lxc.namespace.keep", "pid", err);
+                r = lb_set(c, "lxc.namespace.share.pid", "/proc/self/ns/pid", err);
         for (size_t i = 0; r == 0 && i < s->n_sysctls; i++) {
                 _cleanup_free_ char *key = sh_strdup_printf("lxc.sysctl.%s", s->sysctls[i].key);
 
@@ -401,6 +402,21 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
 fail:
         if (c && c->is_running(c))
                 c->stop(c);
+        {
+                /* LXC made the cgroups before it failed, and maybe parents. */
+                _cleanup_free_ char *cg = lb_cgroup_dir(lb, sb->spec, "", sb->id);
+                _cleanup_free_ char *cgm = lb_cgroup_dir(lb, sb->spec, "monitor-", sb->id);
+
+                if (cg)
+                        lb_rm_cgroup(cg);
+                if (cgm)
+                        lb_rm_cgroup(cgm);
+                if (cg) {
+                        pthread_mutex_lock(&lb->cg_lock);
+                        drop_parents(lb, cg);
+                        pthread_mutex_unlock(&lb->cg_lock);
+                }
+        }
         sh_rm_rf(dir);
         return r;
 }

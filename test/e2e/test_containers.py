@@ -577,3 +577,61 @@ def test_cgroup_parents_runt_made_are_removed_with_their_last_pod(ctrs):
     assert not any((Path("/sys/fs/cgroup") / h / parent.split("/")[0]).exists()
                    for h in os.listdir("/sys/fs/cgroup"))
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_tty_devices_privileged_and_host_namespaces(ctrs, tmp_path):
+    pod, cfg = ctrs.pod()
+    # tty: one stream, on a pty, logged as stdout.
+    t = ctrs.run_ctr(pod, cfg, "tty", tty=True,
+                     command=["/bin/sh", "-c", "test -t 1 && echo on-a-tty; echo err >&2"])
+    ctrs.wait_exit(t)
+    recs = ctrs.log_records(ctrs.cstatus(t).log_path)
+    assert ("stdout", "F", "on-a-tty") in recs and ("stdout", "F", "err") in recs, recs
+    # A device, with the device cgroup letting it through.
+    d = ctrs.run_ctr(pod, cfg, "dev", **sleeper(devices=[
+        pb.Device(container_path="/dev/my-null", host_path="/dev/null", permissions="rwm")]))
+    r = ctrs.exec(d, ["sh", "-c", "echo x > /dev/my-null && stat -c %t:%T /dev/my-null"])
+    assert r.exit_code == 0 and r.stdout == b"1:3\n", r
+    # Not listed: the device cgroup refuses it even with CAP_MKNOD.
+    r = ctrs.exec(d, ["sh", "-c", "busybox mknod /tmp/mem c 1 1 && cat /tmp/mem"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+    # Privileged: every capability, no seccomp.
+    p = ctrs.run_ctr(pod, cfg, "priv", **sleeper(linux=security(privileged=True)))
+    assert status_field(ctrs, p, "Seccomp") == "0"
+    assert cap_eff(ctrs, p) == int(Path("/proc/self/status").read_text().split("CapEff:")[1]
+                                   .split()[0], 16)
+    ctrs.remove(pod)
+    # hostPID: the container sees the host's processes.
+    hp, hcfg = ctrs.pod("hostpid", linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(pid=pb.NODE))))
+    c = ctrs.run_ctr(hp, hcfg, "c", **sleeper(linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(
+            namespace_options=pb.NamespaceOption(pid=pb.NODE)))))
+    assert str(os.getpid()).encode() in ctrs.exec(c, ["ls", "/proc"]).stdout.split()
+    ctrs.remove(hp)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_mount_propagation_host_to_container(ctrs, tmp_path):
+    import subprocess
+    vol = tmp_path / "prop"
+    vol.mkdir()
+    subprocess.run(["mount", "--bind", str(vol), str(vol)], check=True)
+    subprocess.run(["mount", "--make-shared", str(vol)], check=True)
+    try:
+        pod, cfg = ctrs.pod()
+        c = ctrs.run_ctr(pod, cfg, "c", **sleeper(mounts=[
+            pb.Mount(container_path="/vol", host_path=str(vol), readonly=True,
+                     propagation=pb.PROPAGATION_HOST_TO_CONTAINER)]))
+        (vol / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(vol / "sub")], check=True)
+        (vol / "sub" / "late").write_text("mounted after start\n")
+        assert ctrs.exec(c, ["cat", "/vol/sub/late"]).stdout == b"mounted after start\n"
+        r = ctrs.exec(c, ["touch", "/vol/x"])
+        assert r.exit_code != 0  # read-only
+        subprocess.run(["umount", str(vol / "sub")], check=True)
+        ctrs.remove(pod)
+    finally:
+        subprocess.run(["umount", "-R", str(vol)], check=False)
+    assert ctrs.leftovers() == EMPTY_CTRS
