@@ -130,6 +130,22 @@ static const char *const default_devices[] = {
         "c 136:* rwm", "c 10:200 rwm", NULL,
 };
 
+/*
+ * The writable layer lives in <root>/containers/<id>/upper (LXC puts overlay's work dir
+ * beside it), where ImageFsInfo counts the containers' disk use.
+ */
+static char *layer_dir(struct lxc_be *lb, const char *id, const char *name)
+{
+        return sh_strdup_printf("%s/%s/%s", lb->containers_dir, id, name);
+}
+
+static int rm_layer(struct lxc_be *lb, const char *id)
+{
+        _cleanup_free_ char *d = sh_path_join(lb->containers_dir, id);
+
+        return d ? sh_rm_rf(d) : -ENOMEM;
+}
+
 static char *file_in(struct lxc_be *lb, const char *id, const char *name)
 {
         return sh_strdup_printf("%s/%s/%s", lb->lxcpath, id, name);
@@ -677,7 +693,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
                 return -ENOMEM;
         if (!s->layer_dirs[0])
                 return sh_err(err, -EINVAL, "image %s has no layers", s->image_id);
-        upper = sh_path_join(dir, "upper");
+        upper = layer_dir(lb, bc->id, "upper");
         start = sh_path_join(dir, "start");
         process = sh_path_join(dir, "process");
         cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
@@ -751,6 +767,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         }
         return 0;
 fail:
+        rm_layer(lb, bc->id);
         sh_rm_rf(dir);
         return r;
 }
@@ -994,7 +1011,7 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
         if (!dir)
                 return -ENOMEM;
         if (access(dir, F_OK) < 0)
-                return 0;
+                return rm_layer(lb, id); /* a removal cut short: only the layer is left */
         {
                 _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
 
@@ -1022,9 +1039,11 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
                 lb_rm_cgroup(cg);
         if (cgm[0])
                 lb_rm_cgroup(cgm);
-        r = sh_rm_rf(dir);
+        r = rm_layer(lb, id);
+        if (r == 0)
+                r = sh_rm_rf(dir);
         if (r < 0)
-                return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
+                return sh_err(err, r, "remove container %.12s: %s", id, strerror(-r));
         return 0;
 }
 

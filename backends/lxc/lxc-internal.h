@@ -13,6 +13,7 @@ struct lxc_be {
         char *pause_root;        /* the shared sandbox rootfs: /pause and empty mount points */
         char *cgroup_base;       /* cgroup dir sandboxes go below when the kubelet gives none */
         char *seccomp_default;   /* runt's RuntimeDefault policy file */
+        char *containers_dir;    /* <root>/containers: the containers' writable layers */
         long own_oom_score_adj;  /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
         char *cg_created;        /* the cgroup parents runt created, one per line */
         pthread_mutex_t cg_lock; /* cg_created, and sandbox starts against parent removal */

@@ -90,8 +90,9 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         lb->cgroup_base = strdup("runt");
         lb->seccomp_default = sh_path_join(cfg->root_dir, "seccomp-default.lxc");
         lb->cg_created = sh_path_join(cfg->root_dir, "cgroup-parents");
+        lb->containers_dir = sh_path_join(cfg->root_dir, "containers");
         pthread_mutex_init(&lb->cg_lock, NULL);
-        if (!lb->cg_created)
+        if (!lb->cg_created || !lb->containers_dir)
                 return -ENOMEM;
         if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
                 return -ENOMEM;
@@ -582,6 +583,7 @@ static void lxc_fini(struct be *be)
                 free(lb->cgroup_base);
                 free(lb->seccomp_default);
                 free(lb->cg_created);
+                free(lb->containers_dir);
                 pthread_mutex_destroy(&lb->cg_lock);
         }
         free(lb);

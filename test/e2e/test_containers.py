@@ -635,3 +635,21 @@ def test_mount_propagation_host_to_container(ctrs, tmp_path):
     finally:
         subprocess.run(["umount", "-R", str(vol)], check=False)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_writable_layers_count_in_image_fs_info(ctrs):
+    def used():
+        r = ctrs.d.image().ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T)
+        [c] = r.container_filesystems
+        return c.used_bytes.value
+
+    pod, cfg = ctrs.pod()
+    before = used()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    assert ctrs.exec(cid, ["sh", "-c", "head -c 3000000 /dev/zero > /big"]).exit_code == 0
+    assert used() >= before + 3000000
+    assert (ctrs.d.root_dir / "containers" / cid / "upper" / "big").is_file()
+    ctrs.remove(pod)
+    assert not (ctrs.d.root_dir / "containers" / cid).exists()
+    assert used() < before + 3000000
+    assert ctrs.leftovers() == EMPTY_CTRS
