@@ -20,47 +20,6 @@
 
 #define NEW(type, lower) ((type *)cri_msg_new(&runtime__v1__##lower##__descriptor))
 
-/* Map entries (any of the generated string-to-string *Entry types: base, key, value). */
-struct entry {
-        ProtobufCMessage base;
-        char *key;
-        char *value;
-};
-
-/* A NULL-terminated copy of @v (@n strings, NULL ones as ""); NULL on ENOMEM. */
-static char **strv_from(char *const *v, size_t n)
-{
-        char **out = calloc(n + 1, sizeof(char *));
-
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i] = strdup(v[i] ? v[i] : ""))) {
-                        sh_strv_free(out);
-                        return NULL;
-                }
-        return out;
-}
-
-/* *@ret: the entries as kv pairs, freed with the spec even when this fails half-way. */
-static int kv_from(void *const *entries, size_t n, struct be_kv **ret, size_t *ret_n)
-{
-        struct be_kv *v = calloc(n + 1, sizeof(*v));
-
-        *ret = v;
-        *ret_n = 0;
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                const struct entry *e = entries[i];
-
-                v[i].key = strdup(e->key ? e->key : "");
-                v[i].value = strdup(e->value ? e->value : "");
-                *ret_n = i + 1;
-                if (!v[i].key || !v[i].value)
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
 /* ------------------------------------------------------------------ requests */
 
 static int container_id_of(const char *id, const char *rpc, struct sh_error *err)
@@ -330,9 +289,9 @@ static int to_spec(const Runtime__V1__ContainerConfig *c, struct be_container_sp
         s->privileged = sc && sc->privileged;
         s->readonly_rootfs = sc && sc->readonly_rootfs;
         s->no_new_privs = sc && sc->no_new_privs;
-        s->masked_paths = strv_from(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0);
+        s->masked_paths = cri_strv_from(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0);
         s->readonly_paths =
-                strv_from(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0);
+                cri_strv_from(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0);
         if (!s->name || !s->image_ref || !s->log_path || !s->masked_paths || !s->readonly_paths)
                 return -ENOMEM;
         if (c->n_cdi_devices)
@@ -340,9 +299,10 @@ static int to_spec(const Runtime__V1__ContainerConfig *c, struct be_container_sp
                               "CreateContainer: config.CDI_devices are not supported");
         if ((rc = mounts_from(c, s, err)) < 0 || (rc = devices_from(c, s, err)) < 0)
                 return rc;
-        if ((rc = kv_from((void *const *)c->labels, c->n_labels, &s->labels, &s->n_labels)) < 0 ||
-            (rc = kv_from((void *const *)c->annotations, c->n_annotations, &s->annotations,
-                          &s->n_annotations)) < 0)
+        if ((rc = cri_kv_from((void *const *)c->labels, c->n_labels, &s->labels, &s->n_labels)) <
+                    0 ||
+            (rc = cri_kv_from((void *const *)c->annotations, c->n_annotations, &s->annotations,
+                              &s->n_annotations)) < 0)
                 return rc;
         rc = resources_from(lx ? lx->resources : NULL, "CreateContainer: config.linux.resources",
                             &s->resources, err);
@@ -445,8 +405,8 @@ static int to_request(const Runtime__V1__ContainerConfig *c, struct pod_ctr_requ
         size_t ngroups = sc ? sc->n_supplemental_groups : 0;
         int rc;
 
-        a->command = strv_from(c->command, c->n_command);
-        a->args = strv_from(c->args, c->n_args);
+        a->command = cri_strv_from(c->command, c->n_command);
+        a->args = cri_strv_from(c->args, c->n_args);
         a->groups = calloc(ngroups + 1, sizeof(*a->groups));
         if (!a->command || !a->args || !a->groups)
                 return -ENOMEM;
@@ -670,32 +630,6 @@ static Runtime__V1__ImageSpec *image_spec(const struct be_container_spec *s)
         return i;
 }
 
-/* Map entries of the generated type @desc from @v; NULL (nothing left over) on ENOMEM. */
-static void **entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v, size_t n,
-                      size_t *ret_n)
-{
-        void **out = cri_array_new(n);
-
-        *ret_n = 0;
-        for (size_t k = 0; out && k < n; k++) {
-                struct entry *e = cri_msg_new(desc);
-
-                if (e) {
-                        out[(*ret_n)++] = e;
-                        e->key = cri_strdup(v[k].key);
-                        e->value = cri_strdup(v[k].value);
-                }
-                if (!e || !e->key || !e->value) {
-                        for (size_t i = 0; i < *ret_n; i++)
-                                protobuf_c_message_free_unpacked(out[i], NULL);
-                        free(out);
-                        *ret_n = 0;
-                        return NULL;
-                }
-        }
-        return out;
-}
-
 static Runtime__V1__ContainerState state_of(enum pod_ctr_state s)
 {
         switch (s) {
@@ -828,10 +762,10 @@ static Runtime__V1__ContainerStatus *status_msg(const struct pod_container_info 
         s->image_id = cri_strdup(i->spec.image_id);
         s->reason = cri_strdup(i->reason);
         s->message = cri_strdup(i->message);
-        s->labels = (Runtime__V1__ContainerStatus__LabelsEntry **)entries(
+        s->labels = (Runtime__V1__ContainerStatus__LabelsEntry **)cri_entries(
                 &runtime__v1__container_status__labels_entry__descriptor, i->spec.labels,
                 i->spec.n_labels, &s->n_labels);
-        s->annotations = (Runtime__V1__ContainerStatus__AnnotationsEntry **)entries(
+        s->annotations = (Runtime__V1__ContainerStatus__AnnotationsEntry **)cri_entries(
                 &runtime__v1__container_status__annotations_entry__descriptor, i->spec.annotations,
                 i->spec.n_annotations, &s->n_annotations);
         s->log_path = cri_strdup(i->spec.log_path);
@@ -949,10 +883,10 @@ static Runtime__V1__Container *container_msg(const struct pod_container_info *i)
         c->image_id = cri_strdup(i->spec.image_id);
         c->state = state_of(i->state);
         c->created_at = i->created_ns;
-        c->labels = (Runtime__V1__Container__LabelsEntry **)entries(
+        c->labels = (Runtime__V1__Container__LabelsEntry **)cri_entries(
                 &runtime__v1__container__labels_entry__descriptor, i->spec.labels, i->spec.n_labels,
                 &c->n_labels);
-        c->annotations = (Runtime__V1__Container__AnnotationsEntry **)entries(
+        c->annotations = (Runtime__V1__Container__AnnotationsEntry **)cri_entries(
                 &runtime__v1__container__annotations_entry__descriptor, i->spec.annotations,
                 i->spec.n_annotations, &c->n_annotations);
         if (!c->id || !c->pod_sandbox_id || !c->metadata || !c->image || !c->image_ref ||

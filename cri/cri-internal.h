@@ -105,6 +105,25 @@ int cri_remove_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufC
 /* Response building helpers (translate.c): malloc'd copies, NULL on ENOMEM. */
 char *cri_strdup(const char *s);
 
+/* Any of the generated string-to-string map *Entry types: base, key, value. */
+struct cri_map_entry {
+        ProtobufCMessage base;
+        char *key;
+        char *value;
+};
+
+/* A NULL-terminated copy of @v (@n strings, NULL ones as ""); NULL on ENOMEM. */
+char **cri_strv_from(char *const *v, size_t n);
+/*
+ * *@ret: the map entries @entries as kv pairs (NULL-terminated array, @n of them); on ENOMEM
+ * what was made is in *@ret, *@ret_n, for the caller's spec_done.
+ */
+struct be_kv;
+int cri_kv_from(void *const *entries, size_t n, struct be_kv **ret, size_t *ret_n);
+/* Map entries of the generated type @desc from @v; NULL (nothing left over) on ENOMEM. */
+void **cri_entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v, size_t n,
+                   size_t *ret_n);
+
 /* The gRPC server (server.c). */
 struct cri_server;
 

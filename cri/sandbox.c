@@ -12,43 +12,6 @@
 
 #define NEW(type, lower) ((type *)cri_msg_new(&runtime__v1__##lower##__descriptor))
 
-static char **strv_from(char *const *v, size_t n)
-{
-        char **out = calloc(n + 1, sizeof(char *));
-
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i] = strdup(v[i] ? v[i] : ""))) {
-                        sh_strv_free(out);
-                        return NULL;
-                }
-        return out;
-}
-
-/* Map entries (any of the generated *Entry types: base, key, value) into kv pairs. */
-struct entry {
-        ProtobufCMessage base;
-        char *key;
-        char *value;
-};
-
-static struct be_kv *kv_from(void *const *entries, size_t n, size_t *ret_n)
-{
-        struct be_kv *v = calloc(n + 1, sizeof(*v));
-
-        for (size_t i = 0; v && i < n; i++) {
-                const struct entry *e = entries[i];
-
-                v[i].key = strdup(e->key ? e->key : "");
-                v[i].value = strdup(e->value ? e->value : "");
-                if (!v[i].key || !v[i].value) {
-                        *ret_n = i + 1;
-                        return v; /* caller frees through spec_done */
-                }
-        }
-        *ret_n = v ? n : 0;
-        return v;
-}
-
 static const char *protocol_name(Runtime__V1__Protocol p)
 {
         return p == RUNTIME__V1__PROTOCOL__UDP    ? "udp"
@@ -82,9 +45,9 @@ static int to_spec(const Runtime__V1__RunPodSandboxRequest *in, struct be_sandbo
         s->hostname = strdup(c->hostname ? c->hostname : "");
         s->log_directory = strdup(c->log_directory ? c->log_directory : "");
         s->cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : "");
-        s->dns_servers = strv_from(dns ? dns->servers : NULL, dns ? dns->n_servers : 0);
-        s->dns_searches = strv_from(dns ? dns->searches : NULL, dns ? dns->n_searches : 0);
-        s->dns_options = strv_from(dns ? dns->options : NULL, dns ? dns->n_options : 0);
+        s->dns_servers = cri_strv_from(dns ? dns->servers : NULL, dns ? dns->n_servers : 0);
+        s->dns_searches = cri_strv_from(dns ? dns->searches : NULL, dns ? dns->n_searches : 0);
+        s->dns_options = cri_strv_from(dns ? dns->options : NULL, dns ? dns->n_options : 0);
         s->ports = calloc(c->n_port_mappings + 1, sizeof(*s->ports));
         for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
                 const Runtime__V1__PortMapping *p = c->port_mappings[i];
@@ -97,11 +60,13 @@ static int to_spec(const Runtime__V1__RunPodSandboxRequest *in, struct be_sandbo
                 if (!s->ports[i].protocol || !s->ports[i].host_ip)
                         return -ENOMEM;
         }
-        s->labels = kv_from((void *const *)c->labels, c->n_labels, &s->n_labels);
-        s->annotations =
-                kv_from((void *const *)c->annotations, c->n_annotations, &s->n_annotations);
-        s->sysctls = kv_from(lx ? (void *const *)lx->sysctls : NULL, lx ? lx->n_sysctls : 0,
-                             &s->n_sysctls);
+        if (cri_kv_from((void *const *)c->labels, c->n_labels, &s->labels, &s->n_labels) < 0)
+                return -ENOMEM;
+        if (cri_kv_from((void *const *)c->annotations, c->n_annotations, &s->annotations,
+                        &s->n_annotations) < 0 ||
+            cri_kv_from(lx ? (void *const *)lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls,
+                        &s->n_sysctls) < 0)
+                return -ENOMEM;
         if (ns) {
                 s->net_mode = (enum be_ns_mode)ns->network;
                 s->pid_mode = (enum be_ns_mode)ns->pid;
@@ -210,25 +175,6 @@ static Runtime__V1__PodSandboxMetadata *metadata(const struct be_sandbox_spec *s
         return m;
 }
 
-/* Map entries of the generated type @desc from @v. */
-static void **entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v, size_t n,
-                      size_t *ret_n)
-{
-        void **out = cri_array_new(n);
-
-        *ret_n = 0;
-        for (size_t i = 0; out && i < n; i++) {
-                struct entry *e = cri_msg_new(desc);
-
-                if (!e)
-                        break;
-                e->key = cri_strdup(v[i].key);
-                e->value = cri_strdup(v[i].value);
-                out[(*ret_n)++] = e;
-        }
-        return out;
-}
-
 static Runtime__V1__PodSandboxState state_of(enum pod_state s)
 {
         return s == POD_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
@@ -247,10 +193,10 @@ static Runtime__V1__PodSandboxStatus *status_msg(const struct pod_sandbox_info *
         s->state = state_of(i->state);
         s->created_at = i->created_ns;
         s->runtime_handler = cri_strdup(i->spec.handler);
-        s->labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)entries(
+        s->labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)cri_entries(
                 &runtime__v1__pod_sandbox_status__labels_entry__descriptor, i->spec.labels,
                 i->spec.n_labels, &s->n_labels);
-        s->annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)entries(
+        s->annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)cri_entries(
                 &runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
                 i->spec.annotations, i->spec.n_annotations, &s->n_annotations);
         s->network = NEW(Runtime__V1__PodSandboxNetworkStatus, pod_sandbox_network_status);
@@ -391,10 +337,10 @@ empty:
                 p->state = state_of(list[i]->state);
                 p->created_at = list[i]->created_ns;
                 p->runtime_handler = cri_strdup(list[i]->spec.handler);
-                p->labels = (Runtime__V1__PodSandbox__LabelsEntry **)entries(
+                p->labels = (Runtime__V1__PodSandbox__LabelsEntry **)cri_entries(
                         &runtime__v1__pod_sandbox__labels_entry__descriptor, list[i]->spec.labels,
                         list[i]->spec.n_labels, &p->n_labels);
-                p->annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)entries(
+                p->annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)cri_entries(
                         &runtime__v1__pod_sandbox__annotations_entry__descriptor,
                         list[i]->spec.annotations, list[i]->spec.n_annotations, &p->n_annotations);
         }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
+#include "cleanup.h"
 #include "cri-internal.h"
 
 static const struct {
@@ -92,4 +94,64 @@ void *cri_msg_new(const ProtobufCMessageDescriptor *desc)
 void *cri_array_new(size_t n)
 {
         return calloc(n ? n : 1, sizeof(void *));
+}
+
+/* A NULL-terminated copy of @v (@n strings, NULL ones as ""); NULL on ENOMEM. */
+char **cri_strv_from(char *const *v, size_t n)
+{
+        char **out = calloc(n + 1, sizeof(char *));
+
+        for (size_t i = 0; out && i < n; i++)
+                if (!(out[i] = strdup(v[i] ? v[i] : ""))) {
+                        sh_strv_free(out);
+                        return NULL;
+                }
+        return out;
+}
+
+/* *@ret: the entries as kv pairs, freed with the spec even when this fails half-way. */
+int cri_kv_from(void *const *entries, size_t n, struct be_kv **ret, size_t *ret_n)
+{
+        struct be_kv *v = calloc(n + 1, sizeof(*v));
+
+        *ret = v;
+        *ret_n = 0;
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const struct cri_map_entry *e = entries[i];
+
+                v[i].key = strdup(e->key ? e->key : "");
+                v[i].value = strdup(e->value ? e->value : "");
+                *ret_n = i + 1;
+                if (!v[i].key || !v[i].value)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Map entries of the generated type @desc from @v; NULL (nothing left over) on ENOMEM. */
+void **cri_entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v, size_t n,
+                   size_t *ret_n)
+{
+        void **out = cri_array_new(n);
+
+        *ret_n = 0;
+        for (size_t k = 0; out && k < n; k++) {
+                struct cri_map_entry *e = cri_msg_new(desc);
+
+                if (e) {
+                        out[(*ret_n)++] = e;
+                        e->key = cri_strdup(v[k].key);
+                        e->value = cri_strdup(v[k].value);
+                }
+                if (!e || !e->key || !e->value) {
+                        for (size_t i = 0; i < *ret_n; i++)
+                                protobuf_c_message_free_unpacked(out[i], NULL);
+                        free(out);
+                        *ret_n = 0;
+                        return NULL;
+                }
+        }
+        return out;
 }

@@ -836,16 +836,9 @@ int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, 
                 (const char *[]){id, sb->id, name, created, s->image_ref, s->image_id, json, NULL},
                 err);
         if (r == -EEXIST) {
-                sqlite3_stmt *st = NULL;
-                _cleanup_free_ char *holder = NULL;
+                _cleanup_free_ char *holder =
+                        pod_db_text(pm, "SELECT id FROM containers WHERE name = ?", name);
 
-                if (sqlite3_prepare_v2(pod_mgr_db(pm), "SELECT id FROM containers WHERE name = ?",
-                                       -1, &st, NULL) == SQLITE_OK) {
-                        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-                        if (sqlite3_step(st) == SQLITE_ROW)
-                                holder = strdup((const char *)sqlite3_column_text(st, 0));
-                        sqlite3_finalize(st);
-                }
                 r = sh_err(err, -EEXIST, "container name '%s' is reserved for %s", name,
                            holder ? holder : "another container");
                 goto out;
@@ -1012,16 +1005,7 @@ static bool matches(const struct pod_container_info *i, const struct pod_contain
                 return false;
         if (f->has_state && i->state != f->state)
                 return false;
-        for (size_t k = 0; k < f->n_labels; k++) {
-                bool hit = false;
-
-                for (size_t l = 0; l < i->spec.n_labels && !hit; l++)
-                        hit = sh_streq(i->spec.labels[l].key, f->labels[k].key) &&
-                              sh_streq(i->spec.labels[l].value, f->labels[k].value);
-                if (!hit)
-                        return false;
-        }
-        return true;
+        return pod_labels_match(i->spec.labels, i->spec.n_labels, f->labels, f->n_labels);
 }
 
 /* Every container (of sandbox @sandbox_id when not NULL), refreshed, oldest first. */

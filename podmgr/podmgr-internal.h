@@ -19,6 +19,11 @@ int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, st
 int pod_db_run(struct pod_mgr *pm, const char *sql, const char *const *args, struct sh_error *err);
 int pod_db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what);
 long long pod_now_ns(void); /* CLOCK_REALTIME */
+/* The first column of the first row of @sql with one text parameter @arg (malloc'd), or NULL. */
+char *pod_db_text(struct pod_mgr *pm, const char *sql, const char *arg);
+/* Does every pair of @want appear in @have? (a CRI label selector) */
+bool pod_labels_match(const struct be_kv *have, size_t n_have, const struct be_kv *want,
+                      size_t n_want);
 json_object *pod_strv_json(char *const *v);
 json_object *pod_kv_json(const struct be_kv *v, size_t n);
 /* Readers of JSON written by the above; missing keys give "", 0, empty. */

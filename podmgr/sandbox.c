@@ -382,16 +382,9 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                                  spec->handler, created, json, NULL},
                 err);
         if (r == -EEXIST) {
-                sqlite3_stmt *st = NULL;
-                _cleanup_free_ char *holder = NULL;
+                _cleanup_free_ char *holder =
+                        pod_db_text(pm, "SELECT id FROM sandboxes WHERE name = ?", name);
 
-                if (sqlite3_prepare_v2(pod_mgr_db(pm), "SELECT id FROM sandboxes WHERE name = ?",
-                                       -1, &st, NULL) == SQLITE_OK) {
-                        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-                        if (sqlite3_step(st) == SQLITE_ROW)
-                                holder = strdup((const char *)sqlite3_column_text(st, 0));
-                        sqlite3_finalize(st);
-                }
                 return sh_err(err, -EEXIST, "pod sandbox name '%s' is reserved for %s", name,
                               holder ? holder : "another sandbox");
         }
@@ -577,6 +570,35 @@ int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_in
         return r;
 }
 
+bool pod_labels_match(const struct be_kv *have, size_t n_have, const struct be_kv *want,
+                      size_t n_want)
+{
+        for (size_t k = 0; k < n_want; k++) {
+                bool hit = false;
+
+                for (size_t l = 0; l < n_have && !hit; l++)
+                        hit = sh_streq(have[l].key, want[k].key) &&
+                              sh_streq(have[l].value, want[k].value);
+                if (!hit)
+                        return false;
+        }
+        return true;
+}
+
+char *pod_db_text(struct pod_mgr *pm, const char *sql, const char *arg)
+{
+        sqlite3_stmt *st = NULL;
+        char *out = NULL;
+
+        if (sqlite3_prepare_v2(pod_mgr_db(pm), sql, -1, &st, NULL) != SQLITE_OK)
+                return NULL;
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+                out = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return out;
+}
+
 static bool matches(const struct pod_sandbox_info *i, const struct pod_sandbox_filter *f)
 {
         if (!f)
@@ -585,16 +607,7 @@ static bool matches(const struct pod_sandbox_info *i, const struct pod_sandbox_f
                 return false;
         if (f->has_state && i->state != f->state)
                 return false;
-        for (size_t k = 0; k < f->n_labels; k++) {
-                bool hit = false;
-
-                for (size_t l = 0; l < i->spec.n_labels && !hit; l++)
-                        hit = sh_streq(i->spec.labels[l].key, f->labels[k].key) &&
-                              sh_streq(i->spec.labels[l].value, f->labels[k].value);
-                if (!hit)
-                        return false;
-        }
-        return true;
+        return pod_labels_match(i->spec.labels, i->spec.n_labels, f->labels, f->n_labels);
 }
 
 int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,

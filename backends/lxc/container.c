@@ -571,31 +571,21 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
 {
         const struct be_container_spec *s = bc->spec;
         _cleanup_free_ char *rootfs = rootfs_path(s, upper);
-        _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
         _cleanup_free_ char *cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
         _cleanup_free_ char *cgm = lb_cgroup_dir(lb, bc->sandbox, "monitor-", bc->id);
         int r;
 
-        if (!rootfs || !log || !cg || !cgm)
+        if (!rootfs || !cg || !cgm)
                 return -ENOMEM;
         if (strlen(rootfs) > 3800)
                 return sh_err(err, -E2BIG, "image has too many layers for one overlay mount (%zu)",
                               strlen(rootfs));
         if ((r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
             (s->readonly_rootfs && (r = lb_set(c, "lxc.rootfs.options", "ro", err)) < 0) ||
-            (r = lb_set(c, "lxc.mount.auto",
-                        s->privileged ? "proc:rw sys:rw cgroup:rw"
-                                      : "proc:mixed sys:mixed cgroup:mixed",
-                        err)) < 0 ||
-            (r = lb_set(c, "lxc.autodev", "1", err)) < 0 ||
-            (r = lb_set(c, "lxc.console.path", "none", err)) < 0 ||
-            (r = lb_set(c, "lxc.tty.max", "0", err)) < 0 ||
-            (r = lb_set(c, "lxc.pty.max", "16", err)) < 0 ||
-            (r = lb_set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
-            (r = lb_set(c, "lxc.log.file", log, err)) < 0 ||
-            (r = lb_set(c, "lxc.log.level", "WARN", err)) < 0 ||
-            (r = lb_set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
-            (r = lb_set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
+            (r = lb_set_common(c,
+                               s->privileged ? "proc:rw sys:rw cgroup:rw"
+                                             : "proc:mixed sys:mixed cgroup:mixed",
+                               "16", dir, cg, cgm, err)) < 0)
                 return r;
         /* Namespaces: the pod's network; ipc and uts of the sandbox (LXC finds it by name). */
         if ((r = lb_set(c, "lxc.namespace.share.net", bc->netns ? bc->netns : "/proc/self/ns/net",

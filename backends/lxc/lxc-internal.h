@@ -33,6 +33,9 @@ const char *lb_why(struct lxc_container *c);
 void lb_log_tail(const char *dir, char *out, size_t size);
 /* set_config_item with an error naming the key. */
 int lb_set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err);
+/* The config keys sandboxes and containers share: mounts, /dev, no console, log, cgroups. */
+int lb_set_common(struct lxc_container *c, const char *mount_auto, const char *pty_max,
+                  const char *dir, const char *cg, const char *cgm, struct sh_error *err);
 /* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id);

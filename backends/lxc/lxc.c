@@ -171,31 +171,43 @@ char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const 
         return sh_strdup_printf("%s/%s%s", parent, kind, id);
 }
 
+int lb_set_common(struct lxc_container *c, const char *mount_auto, const char *pty_max,
+                  const char *dir, const char *cg, const char *cgm, struct sh_error *err)
+{
+        _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
+        int r;
+
+        if (!log)
+                return -ENOMEM;
+        if ((r = lb_set(c, "lxc.mount.auto", mount_auto, err)) < 0 ||
+            (r = lb_set(c, "lxc.autodev", "1", err)) < 0 ||
+            (r = lb_set(c, "lxc.console.path", "none", err)) < 0 ||
+            (r = lb_set(c, "lxc.tty.max", "0", err)) < 0 ||
+            (r = lb_set(c, "lxc.pty.max", pty_max, err)) < 0 ||
+            (r = lb_set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
+            (r = lb_set(c, "lxc.log.file", log, err)) < 0 ||
+            (r = lb_set(c, "lxc.log.level", "WARN", err)) < 0 ||
+            (r = lb_set(c, "lxc.cgroup.dir.container", cg, err)) < 0)
+                return r;
+        return lb_set(c, "lxc.cgroup.dir.monitor", cgm, err);
+}
+
 static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be_sandbox *sb,
                      const char *dir, struct sh_error *err)
 {
         _cleanup_free_ char *rootfs = sh_strdup_printf("overlay:%s:%s/upper", lb->pause_root, dir);
-        _cleanup_free_ char *log = sh_path_join(dir, "lxc.log");
         _cleanup_free_ char *cg = lb_cgroup_dir(lb, sb->spec, "", sb->id);
         _cleanup_free_ char *cgm = lb_cgroup_dir(lb, sb->spec, "monitor-", sb->id);
         const struct be_sandbox_spec *s = sb->spec;
         int r = 0;
 
-        if (!rootfs || !log || !cg || !cgm)
+        if (!rootfs || !cg || !cgm)
                 return -ENOMEM;
         if ((r = lb_set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err)) < 0 ||
             (r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
-            (r = lb_set(c, "lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed", err)) < 0 ||
-            (r = lb_set(c, "lxc.autodev", "1", err)) < 0 ||
-            (r = lb_set(c, "lxc.console.path", "none", err)) < 0 ||
-            (r = lb_set(c, "lxc.tty.max", "0", err)) < 0 ||
-            (r = lb_set(c, "lxc.pty.max", "0", err)) < 0 ||
-            (r = lb_set(c, "lxc.apparmor.profile", "unconfined", err)) < 0 ||
-            (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
-            (r = lb_set(c, "lxc.log.file", log, err)) < 0 ||
-            (r = lb_set(c, "lxc.log.level", "WARN", err)) < 0 ||
-            (r = lb_set(c, "lxc.cgroup.dir.container", cg, err)) < 0 ||
-            (r = lb_set(c, "lxc.cgroup.dir.monitor", cgm, err)) < 0)
+            (r = lb_set_common(c, "proc:mixed sys:mixed cgroup:mixed", "0", dir, cg, cgm, err)) <
+                    0 ||
+            (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0)
                 return r;
         /* The network namespace is the pod's (CNI set it up), or the host's. */
         /*
