@@ -31,6 +31,8 @@ static const char *const state_names[] = {"created", "running", "exited", "unkno
 
 static enum pod_ctr_state state_parse(const char *s)
 {
+        if (sh_streq(s, "starting")) /* a StartContainer under way, or cut off by a crash */
+                return POD_CTR_CREATED;
         for (size_t i = 0; i < SH_ARRAY_SIZE(state_names); i++)
                 if (sh_streq(s, state_names[i]))
                         return (enum pod_ctr_state)i;
@@ -907,8 +909,22 @@ int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err
                 goto out;
         }
         r = pod_mgr_backend(pm, handler, &be, err);
-        if (r == 0)
-                r = be_container_start(be, i->id, err);
+        if (r < 0)
+                goto out;
+        /* One start wins: the row turns 'starting' (read as created) only once. */
+        {
+                _cleanup_free_ char *won =
+                        pod_db_text(pm,
+                                    "UPDATE containers SET state = 'starting' WHERE id = ? AND "
+                                    "state = 'created' RETURNING id",
+                                    i->id);
+
+                if (!won) {
+                        r = sh_err(err, -EINVAL, "container %.12s is being started already", i->id);
+                        goto out;
+                }
+        }
+        r = be_container_start(be, i->id, err);
         if (r == 0) {
                 struct be_ctr_status st;
                 char started[32];
@@ -918,7 +934,7 @@ int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err
                 snprintf(started, sizeof(started), "%lld", st.started_ns);
                 r = pod_db_run(pm,
                                "UPDATE containers SET state = 'running', started_ns = ? "
-                               "WHERE id = ? AND state = 'created'",
+                               "WHERE id = ? AND state = 'starting'",
                                (const char *[]){started, i->id, NULL}, err);
         } else {
                 /* As containerd: a start that failed is an exit, code 128, StartError. */
@@ -1198,28 +1214,11 @@ int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct
 
 void pod_containers_recover(struct pod_mgr *pm)
 {
-        sqlite3_stmt *st = NULL;
-        char **ids = NULL;
-        size_t n = 0;
-
         /* Half-created by a crash: the backend may have some of it. */
-        if (sqlite3_prepare_v2(pod_mgr_db(pm),
-                               "SELECT c.id, s.handler FROM containers c JOIN sandboxes s ON "
-                               "s.id = c.sandbox_id WHERE c.state = 'creating'",
-                               -1, &st, NULL) != SQLITE_OK)
-                return;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                char **nv = realloc(ids, (n + 3) * sizeof(char *));
+        char **ids = pod_db_pairs(pm, "SELECT c.id, s.handler FROM containers c JOIN sandboxes "
+                                      "s ON s.id = c.sandbox_id WHERE c.state = 'creating'");
 
-                if (!nv)
-                        break;
-                ids = nv;
-                ids[n++] = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
-                ids[n++] = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
-                ids[n] = NULL;
-        }
-        sqlite3_finalize(st);
-        for (size_t i = 0; i + 1 < n; i += 2) {
+        for (size_t i = 0; ids && ids[i] && ids[i + 1]; i += 2) {
                 struct be *be = NULL;
 
                 if (!ids[i] || !ids[i + 1])

@@ -21,6 +21,8 @@ int pod_db_fail(struct pod_mgr *pm, struct sh_error *err, const char *what);
 long long pod_now_ns(void); /* CLOCK_REALTIME */
 /* The first column of the first row of @sql with one text parameter @arg (malloc'd), or NULL. */
 char *pod_db_text(struct pod_mgr *pm, const char *sql, const char *arg);
+/* The two text columns of every row of @sql, flat and NULL-terminated; NULL on error. */
+char **pod_db_pairs(struct pod_mgr *pm, const char *sql);
 /* Does every pair of @want appear in @have? (a CRI label selector) */
 bool pod_labels_match(const struct be_kv *have, size_t n_have, const struct be_kv *want,
                       size_t n_want);

@@ -585,6 +585,38 @@ bool pod_labels_match(const struct be_kv *have, size_t n_have, const struct be_k
         return true;
 }
 
+char **pod_db_pairs(struct pod_mgr *pm, const char *sql)
+{
+        sqlite3_stmt *st = NULL;
+        char **v = calloc(1, sizeof(char *));
+        size_t n = 0;
+
+        if (!v || sqlite3_prepare_v2(pod_mgr_db(pm), sql, -1, &st, NULL) != SQLITE_OK) {
+                free(v);
+                return NULL;
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char **nv = realloc(v, (n + 3) * sizeof(char *));
+                char *a, *b;
+
+                if (!nv)
+                        break;
+                v = nv;
+                a = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
+                b = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
+                if (!a || !b) {
+                        free(a);
+                        free(b);
+                        break;
+                }
+                v[n++] = a;
+                v[n++] = b;
+                v[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        return v;
+}
+
 char *pod_db_text(struct pod_mgr *pm, const char *sql, const char *arg)
 {
         sqlite3_stmt *st = NULL;
@@ -670,34 +702,16 @@ void pod_sandbox_info_list_free(struct pod_sandbox_info **l)
 
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
-        sqlite3_stmt *st = NULL;
-        char **ids = NULL;
-        size_t n = 0;
+        char **ids;
 
         pod_containers_recover(pm);
         /* A sandbox still "creating" was cut off by a crash: undo it as a failed run would. */
-        if (sqlite3_prepare_v2(pod_mgr_db(pm),
-                               "SELECT id, handler FROM sandboxes "
-                               "WHERE state = 'creating'",
-                               -1, &st, NULL) != SQLITE_OK)
+        ids = pod_db_pairs(pm, "SELECT id, handler FROM sandboxes WHERE state = 'creating'");
+        if (!ids)
                 return pod_db_fail(pm, err, "recover sandboxes");
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                char **nv = realloc(ids, (n + 3) * sizeof(char *));
-
-                if (!nv)
-                        break;
-                ids = nv;
-                ids[n++] = strdup((const char *)sqlite3_column_text(st, 0) ?: "");
-                ids[n++] = strdup((const char *)sqlite3_column_text(st, 1) ?: "");
-                ids[n] = NULL;
-        }
-        sqlite3_finalize(st);
-        for (size_t i = 0; i + 1 < n; i += 2) {
+        for (size_t i = 0; ids[i] && ids[i + 1]; i += 2) {
                 struct sh_error e = {0};
                 struct be *be = NULL;
-
-                if (!ids[i] || !ids[i + 1])
-                        continue;
                 if (pod_mgr_backend(pm, ids[i + 1], &be, &e) == 0)
                         be_sandbox_remove(be, ids[i], &e);
                 net_down(pm, ids[i], &e);
