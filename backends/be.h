@@ -138,7 +138,8 @@ struct be_container_spec {
         unsigned uid, gid;
         unsigned *groups; /* supplementary groups */
         size_t n_groups;
-        char *log_path; /* absolute path of the CRI log file, "" for none */
+        char *log_path;        /* absolute path of the CRI log file, "" for none */
+        unsigned log_max_line; /* longer lines are logged in partial (P) parts; 0: 16 KiB */
         bool tty, stdin_open, stdin_once;
         struct be_mount *mounts;
         size_t n_mounts;

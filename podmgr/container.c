@@ -518,8 +518,9 @@ static bool clean_abs_path(const char *p)
 }
 
 /* Resolves the process of @req into @s: argv, env, cwd, user, stop signal, layers, log. */
-static int resolve(const struct pod_ctr_request *req, const struct pod_sandbox_info *sb,
-                   struct be_container_spec *s, struct sh_error *err)
+static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
+                   const struct pod_sandbox_info *sb, struct be_container_spec *s,
+                   struct sh_error *err)
 {
         const struct pod_image *im = &req->image;
         bool has_cmd = req->command && req->command[0];
@@ -596,6 +597,7 @@ static int resolve(const struct pod_ctr_request *req, const struct pod_sandbox_i
         }
         if (!s->stop_signal || !s->image_id || !s->layer_dirs || !s->log_path)
                 return -ENOMEM;
+        s->log_max_line = pod_mgr_config(pm)->max_log_line;
         for (size_t i = 0; i < s->n_mounts; i++)
                 if (!clean_abs_path(s->mounts[i].container_path) ||
                     !clean_abs_path(s->mounts[i].host_path) ||
@@ -813,7 +815,7 @@ int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, 
         r = pod_mgr_backend(pm, sb->spec.handler, &be, err);
         if (r < 0)
                 goto out;
-        r = resolve(req, sb, s, err);
+        r = resolve(pm, req, sb, s, err);
         if (r < 0)
                 goto out;
         r = sh_id_new(id);

@@ -676,7 +676,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         _cleanup_free_ char *upper = NULL, *start = NULL, *process = NULL, *cg = NULL;
         _cleanup_free_ char *memcg = NULL;
         _cleanup_lxc_ struct lxc_container *c = NULL;
-        char flags[4] = "-", uid[16], gid[16], groups[1024] = "-";
+        char flags[32], uid[16], gid[16], groups[1024] = "-";
         int r;
 
         if (!dir)
@@ -717,10 +717,12 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
                 r = sh_err(err, -EIO, "save the LXC config of %.12s: %s", bc->id, lb_why(c));
                 goto fail;
         }
-        if (s->tty)
-                snprintf(flags, sizeof(flags), "t");
-        else if (s->stdin_open)
-                snprintf(flags, sizeof(flags), "i");
+        /* runt-lxc-shim's FLAGS: t (pty), i (stdin held open) or -, and the log line limit. */
+        snprintf(flags, sizeof(flags), "%s:%u",
+                 s->tty          ? "t"
+                 : s->stdin_open ? "i"
+                                 : "-",
+                 s->log_max_line ? s->log_max_line : 16384);
         {
                 size_t n = 0;
                 const char **v;

@@ -12,7 +12,8 @@
  *     none) is noticed through cgroup.event_control;
  *   - the exit status, OOM flag and times go to DIR/exit, written atomically, so runtd reads
  *     them whenever it asks, also after it restarted or crashed.
- * FLAGS: 't' a pty for stdio, 'i' stdin is a pipe held open (else /dev/null), '-' none.
+ * FLAGS: 't' a pty for stdio, 'i' stdin is a pipe held open (else /dev/null), '-' none;
+ * then ":N", the length beyond which a line is logged in partial (P) records.
  *
  * The process runtd runs forks the monitor, which calls setsid(), and waits until the
  * container runs (or could not start); it prints "<pid> <started_ns>" on stdout and exits
@@ -42,14 +43,14 @@
 
 #include <lxc/lxccontainer.h>
 
-#define MAX_LINE 16384
-#define DRAIN_MS 1000
+#define MAX_LINE_DEFAULT 16384
+#define DRAIN_MS         1000
 
 struct stream {
         const char *name; /* "stdout", "stderr" */
         int fd;           /* read end, -1 at EOF */
-        char buf[MAX_LINE];
-        size_t len;
+        char *buf;        /* max_line bytes */
+        size_t len, max_line;
 };
 
 struct shim {
@@ -131,7 +132,7 @@ static void log_record(struct shim *s, const char *stream, char tag, const char 
         }
 }
 
-/* Splits what arrived on @st into records: full lines F, a line longer than MAX_LINE in P parts. */
+/* Splits what arrived on @st into records: full lines F, longer ones in max_line P parts. */
 static void stream_feed(struct shim *s, struct stream *st, const char *data, size_t len)
 {
         for (size_t i = 0; i < len; i++) {
@@ -144,7 +145,7 @@ static void stream_feed(struct shim *s, struct stream *st, const char *data, siz
                         st->len = 0;
                         continue;
                 }
-                if (st->len == sizeof(st->buf)) {
+                if (st->len == st->max_line) {
                         log_record(s, st->name, 'P', st->buf, st->len);
                         st->len = 0;
                 }
@@ -327,8 +328,20 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                                : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
                         return report(ready, "stdin: %s\n", strerror(errno)), 1;
         }
-        s->out = (struct stream){.name = "stdout", .fd = out[0]};
-        s->err = (struct stream){.name = "stderr", .fd = tty ? -1 : err[0]};
+        {
+                const char *colon = strchr(flags, ':');
+                unsigned long max = colon ? strtoul(colon + 1, NULL, 10) : 0;
+
+                if (max < 64 || max > (16u << 20))
+                        max = MAX_LINE_DEFAULT;
+                s->out = (struct stream){.name = "stdout", .fd = out[0], .max_line = max};
+                s->err =
+                        (struct stream){.name = "stderr", .fd = tty ? -1 : err[0], .max_line = max};
+                s->out.buf = malloc(max);
+                s->err.buf = malloc(max);
+                if (!s->out.buf || !s->err.buf)
+                        return report(ready, "out of memory\n"), 1;
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);

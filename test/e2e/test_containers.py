@@ -653,3 +653,16 @@ def test_writable_layers_count_in_image_fs_info(ctrs):
     assert not (ctrs.d.root_dir / "containers" / cid).exists()
     assert used() < before + 3000000
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_long_lines_are_logged_in_partial_records(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=[
+        "/bin/sh", "-c", "head -c 40000 /dev/zero | tr '\\0' a; echo; echo short"])
+    ctrs.wait_exit(cid)
+    recs = ctrs.log_records(ctrs.cstatus(cid).log_path)
+    assert [(s, t, len(m)) for s, t, m in recs] == [
+        ("stdout", "P", 16384), ("stdout", "P", 16384), ("stdout", "F", 40000 - 2 * 16384),
+        ("stdout", "F", 5)], [(s, t, len(m)) for s, t, m in recs]
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
