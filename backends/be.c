@@ -163,6 +163,15 @@ int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
         return be->ops->exec_sync(be, id, argv, timeout_ms, ret, err);
 }
 
+int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
+                   bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
+{
+        if (!be->ops->exec_stream || !(be->ops->caps & BE_CAP_EXEC))
+                return unsupported(be, "streaming exec", err);
+        *ret = (struct be_exec_stream){-1, -1, -1, -1, 0};
+        return be->ops->exec_stream(be, id, argv, tty, want_stdin, ret, err);
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {

@@ -193,6 +193,18 @@ struct be_ctr_status {
         char message[256]; /* what went wrong, for a start error */
 };
 
+/*
+ * A streaming exec in progress (CRI Exec): the caller owns the fds and must reap @pid, whose
+ * exit code is the command's (128+signal when a signal ended it).
+ */
+struct be_exec_stream {
+        int stdin_fd;  /* write end; -1 without stdin */
+        int stdout_fd; /* read end; the pty master with a tty */
+        int stderr_fd; /* read end; -1 with a tty (one stream) */
+        int pty_fd;    /* the pty master, for resize; -1 without a tty */
+        int pid;       /* the process to wait for */
+};
+
 /* ExecSync's result. Owned buffers; be_exec_result_done. */
 struct be_exec_result {
         int exit_code;
@@ -275,6 +287,13 @@ struct be_ops {
          */
         int (*exec_sync)(struct be *be, const char *id, const char *const *argv,
                          unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err);
+        /*
+         * Starts @argv in running container @id as its user, stdio on the fds returned in
+         * @ret (a pty when @tty, which becomes the process's controlling terminal; a stdin
+         * pipe when @want_stdin). Returns at once; the caller streams and reaps.
+         */
+        int (*exec_stream)(struct be *be, const char *id, const char *const *argv, bool tty,
+                           bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -312,6 +331,8 @@ int be_container_update(struct be *be, const char *id, const struct be_resources
 int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err);
 int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
                  struct be_exec_result *ret, struct sh_error *err);
+int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
+                   bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

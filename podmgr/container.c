@@ -1183,6 +1183,29 @@ int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *cons
         return r;
 }
 
+int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *const *argv, bool tty,
+                              bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int r;
+
+        if (!argv || !argv[0] || !argv[0][0])
+                return sh_err(err, -EINVAL, "Exec: cmd is required");
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_RUNNING)
+                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
+        if (r == 0)
+                r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_exec_stream(be, i->id, argv, tty, want_stdin, ret, err);
+        pod_container_info_free(i);
+        return r;
+}
+
 /* ---------------------------------------------------------------- the pod's containers */
 
 int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,

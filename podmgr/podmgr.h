@@ -214,3 +214,11 @@ int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error
  */
 int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
                             long long timeout_s, struct be_exec_result *ret, struct sh_error *err);
+
+/*
+ * Exec (streaming): starts @argv in running container @id with its stdio on the fds in
+ * @ret (see struct be_exec_stream); the caller streams, closes and reaps. -EINVAL when the
+ * container is not running.
+ */
+int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *const *argv, bool tty,
+                              bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);

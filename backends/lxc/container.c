@@ -18,7 +18,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pty.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1180,4 +1182,119 @@ int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
         res.out = res.err = NULL;
         sh_exec_result_done(&res);
         return 0;
+}
+
+/* Closes the fds of @s that are open and marks them closed. */
+static void stream_close(struct be_exec_stream *s)
+{
+        int *fds[] = {&s->stdin_fd, &s->stdout_fd, &s->stderr_fd, &s->pty_fd};
+
+        for (size_t i = 0; i < SH_ARRAY_SIZE(fds); i++) {
+                if (*fds[i] >= 0 && (i != 1 || *fds[i] != s->pty_fd))
+                        close(*fds[i]);
+                *fds[i] = -1;
+        }
+}
+
+int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
+                   bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *process = file_in(lb, id, "process");
+        _cleanup_(sh_strv_freep) char **p = NULL;
+        _cleanup_free_ const char **v = NULL;
+        int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, slave = -1;
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none;
+        char helper[PATH_MAX];
+        size_t n = 0, k = 0;
+        pid_t pid;
+        int r;
+
+        if (!process)
+                return -ENOMEM;
+        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3])
+                return sh_err(err, -ENOENT, "container %.12s: no process file", id);
+        if (sh_find_helper("runt-lxc-exec", RUNT_LXC_EXEC_FALLBACK, helper, sizeof(helper)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-exec not found (beside runtd or at %s)",
+                              RUNT_LXC_EXEC_FALLBACK);
+        while (argv[n])
+                n++;
+        v = calloc(n + 10, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        v[k++] = helper;
+        if (tty)
+                v[k++] = "--tty";
+        v[k++] = lb->lxcpath;
+        v[k++] = id;
+        for (size_t i = 0; i < 4; i++)
+                v[k++] = p[i];
+        for (size_t i = 0; i < n; i++)
+                v[k++] = argv[i];
+        if (tty) {
+                if (openpty(&ret->pty_fd, &slave, NULL, NULL, NULL) < 0)
+                        return sh_err(err, -errno, "openpty: %s", strerror(errno));
+                fcntl(ret->pty_fd, F_SETFD, FD_CLOEXEC);
+                fcntl(slave, F_SETFD, FD_CLOEXEC);
+                ret->stdout_fd = ret->pty_fd;
+                ret->stdin_fd = want_stdin ? dup(ret->pty_fd) : -1;
+                if (want_stdin && ret->stdin_fd >= 0)
+                        fcntl(ret->stdin_fd, F_SETFD, FD_CLOEXEC);
+        } else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+                   (want_stdin && pipe2(in, O_CLOEXEC) < 0)) {
+                r = sh_err(err, -errno, "pipe: %s", strerror(errno));
+                goto fail;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        sigemptyset(&none);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setpgroup(&attr, 0);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+        if (tty) {
+                for (int fd = 0; fd < 3; fd++)
+                        posix_spawn_file_actions_adddup2(&fa, slave, fd);
+        } else {
+                if (want_stdin)
+                        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+                else
+                        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+                posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+                posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+        }
+        r = posix_spawn(&pid, helper, &fa, &attr, (char *const *)v, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r != 0) {
+                r = sh_err(err, -r, "spawn runt-lxc-exec: %s", strerror(r));
+                goto fail;
+        }
+        ret->pid = (int)pid;
+        if (slave >= 0)
+                close(slave);
+        if (!tty) {
+                close(out[1]);
+                close(errp[1]);
+                if (in[0] >= 0)
+                        close(in[0]);
+                ret->stdout_fd = out[0];
+                ret->stderr_fd = errp[0];
+                ret->stdin_fd = in[1];
+        }
+        return 0;
+fail:
+        for (int i = 0; i < 2; i++) {
+                if (in[i] >= 0)
+                        close(in[i]);
+                if (out[i] >= 0)
+                        close(out[i]);
+                if (errp[i] >= 0)
+                        close(errp[i]);
+        }
+        if (slave >= 0)
+                close(slave);
+        stream_close(ret);
+        return r;
 }

@@ -1,8 +1,9 @@
 /*
- * runt-lxc-exec LXCPATH NAME UID GID CWD GROUPS ARG...: runs ARG... in the running LXC
- * container NAME through liblxc's attach, with our stdout and stderr as its own, and exits
- * with its exit code (128+signal when a signal ended it). GROUPS: comma-separated
- * supplementary gids, or "-".
+ * runt-lxc-exec [--tty] LXCPATH NAME UID GID CWD GROUPS ARG...: runs ARG... in the running
+ * LXC container NAME through liblxc's attach, with our stdin, stdout and stderr as its own,
+ * and exits with its exit code (128+signal when a signal ended it). GROUPS: comma-separated
+ * supplementary gids, or "-". With --tty our stdio is a pty, which the process takes as its
+ * controlling terminal in a session of its own.
  *
  * A program of its own, for the reasons runt-lxc-start gives, and so that runtd can end an
  * exec that outlives its timeout by killing one process group: the attached process stays
@@ -10,17 +11,32 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <lxc/attach_options.h>
 #include <lxc/lxccontainer.h>
 
+/* Runs in the container, as its user: a session and the pty as the controlling terminal. */
+static int run_on_tty(void *payload)
+{
+        char **argv = payload;
+
+        setsid();
+        ioctl(0, TIOCSCTTY, 0);
+        execvp(argv[0], argv);
+        fprintf(stderr, "runt: exec %s: %s\n", argv[0], strerror(errno));
+        return errno == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv)
 {
+        bool tty = argc > 1 && strcmp(argv[1], "--tty") == 0;
         lxc_attach_options_t opts = LXC_ATTACH_OPTIONS_DEFAULT;
         lxc_attach_command_t cmd;
         struct lxc_container *c;
@@ -30,6 +46,10 @@ int main(int argc, char **argv)
         pid_t pid;
         int st;
 
+        if (tty) {
+                argv++;
+                argc--;
+        }
         if (argc < 8) {
                 fprintf(stderr, "usage: runt-lxc-exec LXCPATH NAME UID GID CWD GROUPS ARG... "
                                 "(run by runtd)\n");
@@ -59,7 +79,8 @@ int main(int argc, char **argv)
         opts.log_fd = 2;
         cmd.program = argv[7];
         cmd.argv = argv + 7;
-        if (c->attach(c, lxc_attach_run_command, &cmd, &opts, &pid) < 0) {
+        if ((tty ? c->attach(c, run_on_tty, argv + 7, &opts, &pid)
+                 : c->attach(c, lxc_attach_run_command, &cmd, &opts, &pid)) < 0) {
                 fprintf(stderr, "runt: attach to container %.12s failed\n", argv[2]);
                 return 125;
         }

@@ -619,5 +619,6 @@ const struct be_ops be_lxc_ops = {
         .container_update = lb_container_update,
         .container_reopen_log = lb_container_reopen_log,
         .exec_sync = lb_exec_sync,
+        .exec_stream = lb_exec_stream,
         .fini = lxc_fini,
 };

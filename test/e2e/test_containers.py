@@ -666,3 +666,30 @@ def test_long_lines_are_logged_in_partial_records(ctrs):
         ("stdout", "F", 5)], [(s, t, len(m)) for s, t, m in recs]
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+BECTL = Path(os.environ.get("RUNT_BECTL", Path(os.environ.get("RUNTD", "build/dev/cri/runtd"))
+                            .resolve().parent.parent / "test" / "tools" / "runt-bectl"))
+
+
+def test_streaming_exec_backend(ctrs):
+    """The backend half of CRI Exec (the streaming server is issue 7): stdin, tty, streams,
+    exit code, through runt-bectl, a test driver of be_exec_stream."""
+    import subprocess
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+
+    def bectl(*args, data=b""):
+        return subprocess.run([str(BECTL), "--root", str(ctrs.d.root_dir), *args], input=data,
+                              capture_output=True, timeout=T)
+
+    r = bectl("--stdin", "exec", cid, "cat", data=b"hello\nworld\n")
+    assert (r.returncode, r.stdout) == (0, b"hello\nworld\n"), r
+    r = bectl("exec", cid, "/bin/sh", "-c", "echo o; echo e >&2; exit 4")
+    assert (r.returncode, r.stdout, r.stderr) == (4, b"o\n", b"e\n"), r
+    r = bectl("--tty", "exec", cid, "/bin/sh", "-c", "test -t 0 && test -t 1 && echo on-tty; exit 3")
+    assert r.returncode == 3 and b"on-tty" in r.stdout, r
+    r = bectl("exec", cid, "/no/such")
+    assert r.returncode == 127, r
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
