@@ -277,3 +277,35 @@ int sh_find_helper(const char *name, const char *fallback, char *out, size_t siz
         snprintf(out, size, "%s", fallback);
         return access(out, X_OK) == 0 ? 0 : -ENOENT;
 }
+
+int sh_open_nofollow(const char *base, const char *rel, int flags)
+{
+        char *copy = strdup(rel), *save = NULL, *comp, *next;
+        int fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC), r;
+
+        if (!copy || fd < 0) {
+                r = copy ? -errno : -ENOMEM;
+                free(copy);
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        comp = strtok_r(copy, "/", &save);
+        while (comp && (next = strtok_r(NULL, "/", &save))) {
+                int d = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                close(fd);
+                if (d < 0) {
+                        r = errno == ENOENT ? -ENOENT : -ENOTDIR;
+                        free(copy);
+                        return r;
+                }
+                fd = d;
+                comp = next;
+        }
+        r = comp ? openat(fd, comp, flags | O_NOFOLLOW | O_CLOEXEC) : -1;
+        r = r < 0 ? (comp ? -errno : -EISDIR) : r;
+        close(fd);
+        free(copy);
+        return r;
+}

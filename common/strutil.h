@@ -25,6 +25,13 @@ int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned
  */
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 
+/*
+ * Opens @rel below the directory @base with @flags, following no symlink on the way (each
+ * component a real directory, the last not a link): an image's files can be read without
+ * its symlinks leading out of it. Returns the fd or -errno (-ENOTDIR, -ELOOP for a link).
+ */
+int sh_open_nofollow(const char *base, const char *rel, int flags);
+
 /* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
 int sh_rm_rf(const char *path);
 

@@ -10,6 +10,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,7 +284,10 @@ static bool env_has(char *const *v, const char *key)
         return false;
 }
 
-/* The topmost layer's copy of image file @rel (no leading '/'), or NULL. */
+/*
+ * The topmost layer's copy of image file @rel (no leading '/'), or NULL. Read without
+ * following symlinks, so an image cannot make runtd read a host file.
+ */
 static char *image_file(char *const *layers, const char *rel)
 {
         size_t n = 0;
@@ -291,20 +295,20 @@ static char *image_file(char *const *layers, const char *rel)
         while (layers && layers[n])
                 n++;
         for (size_t i = n; i-- > 0;) {
-                char *p = sh_path_join(layers[i], rel);
+                int fd = sh_open_nofollow(layers[i], rel, O_RDONLY | O_NONBLOCK);
+                char proc[64], *buf = NULL;
                 struct stat st;
 
-                if (p && lstat(p, &st) == 0) {
-                        char *buf = NULL;
-
-                        if (S_ISREG(st.st_mode) && sh_read_file(p, 4u << 20, &buf, NULL) == 0) {
-                                free(p);
-                                return buf;
-                        }
-                        free(p);
-                        return NULL; /* a whiteout or something odd hides lower copies */
-                }
-                free(p);
+                if (fd == -ENOENT)
+                        continue;
+                if (fd < 0)
+                        return NULL; /* a link or a non-directory on the way hides lower copies */
+                snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+                    sh_read_file(proc, 4u << 20, &buf, NULL) < 0)
+                        buf = NULL; /* a whiteout or something odd */
+                close(fd);
+                return buf;
         }
         return NULL;
 }

@@ -155,48 +155,175 @@ static char *file_in(struct lxc_be *lb, const char *id, const char *name)
 
 /* ---------------------------------------------------------------- rootfs */
 
-/* Does @rel (no leading '/') exist in the image (any layer) or the upper dir? */
-static bool in_rootfs(const struct be_container_spec *s, const char *upper, const char *rel)
+/*
+ * The image as the container will see it: the upper dir over the layers, top first. Paths
+ * are looked up one component at a time without following symlinks on the host (a layer's
+ * symlink points into the container's rootfs, never out of it), so a hostile image can make
+ * runt neither look at nor create anything outside the container's own dirs.
+ */
+
+/* lstat of @rel in the dir @base, every component but the last a real directory. */
+static int base_lstat(const char *base, const char *rel, struct stat *st)
 {
-        struct stat st;
+        _cleanup_free_ char *copy = strdup(rel);
+        char *save = NULL, *comp, *next;
+        int fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+        if (!copy || fd < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return copy ? -ENOENT : -ENOMEM;
+        }
+        comp = strtok_r(copy, "/", &save);
+        while (comp && (next = strtok_r(NULL, "/", &save))) {
+                int d = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                close(fd);
+                if (d < 0)
+                        return errno == ENOENT ? -ENOENT : -ENOTDIR;
+                fd = d;
+                comp = next;
+        }
+        if (comp && fstatat(fd, comp, st, AT_SYMLINK_NOFOLLOW) < 0)
+                r = -errno;
+        if (!comp && fstat(fd, st) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+/*
+ * What the image holds at @rel (no symlink in any but maybe the last component): 0, the
+ * lstat and the dir it was found in (*@ret_base), or -ENOENT (absent, whited out, or hidden
+ * under an upper layer's non-directory).
+ */
+static int view_lstat(const struct be_container_spec *s, const char *upper, const char *rel,
+                      struct stat *st, const char **ret_base)
+{
         size_t n = 0;
 
         while (s->layer_dirs[n])
                 n++;
-        {
-                _cleanup_free_ char *p = sh_path_join(upper, rel);
+        for (size_t i = n + 1; i-- > 0;) {
+                const char *base = i == n ? upper : s->layer_dirs[i];
+                int r = base_lstat(base, rel, st);
 
-                if (p && lstat(p, &st) == 0)
-                        return true;
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return -ENOENT; /* a non-directory up here hides the lower layers */
+                if (S_ISCHR(st->st_mode) && st->st_rdev == 0)
+                        return -ENOENT; /* a whiteout */
+                *ret_base = base;
+                return 0;
         }
-        for (size_t i = n; i-- > 0;) {
-                _cleanup_free_ char *p = sh_path_join(s->layer_dirs[i], rel);
-
-                if (p && lstat(p, &st) == 0)
-                        return !(S_ISCHR(st.st_mode) && st.st_rdev == 0); /* a whiteout */
-        }
-        return false;
+        return -ENOENT;
 }
 
 /*
- * Makes mount point @rel in the upper dir unless the image has it, so a bind mount works on
- * a read-only rootfs too (LXC's create= needs a writable one).
+ * Resolves @rel in the image as the container will see it, symlinks followed inside the
+ * rootfs ("/" is the rootfs, ".." stops there). *@ret: the path without symlinks (malloc'd,
+ * no leading '/'); *@ret_exists: whether something is there.
+ */
+static int resolve_in_view(const struct be_container_spec *s, const char *upper, const char *rel,
+                           char **ret, bool *ret_exists)
+{
+        _cleanup_free_ char *res = strdup(""), *rest = strdup(rel);
+        unsigned links = 0;
+
+        while (res && rest && rest[0]) {
+                size_t len = strcspn(rest, "/");
+                _cleanup_free_ char *comp = strndup(rest, len);
+                _cleanup_free_ char *cand = NULL;
+                const char *base = NULL;
+                struct stat st;
+                char *tail = rest + len + strspn(rest + len, "/");
+
+                if (!comp)
+                        return -ENOMEM;
+                memmove(rest, tail, strlen(tail) + 1);
+                if (!comp[0] || strcmp(comp, ".") == 0)
+                        continue;
+                if (strcmp(comp, "..") == 0) {
+                        char *slash = strrchr(res, '/');
+
+                        if (slash)
+                                *slash = '\0';
+                        else
+                                res[0] = '\0';
+                        continue;
+                }
+                cand = res[0] ? sh_strdup_printf("%s/%s", res, comp) : strdup(comp);
+                if (!cand)
+                        return -ENOMEM;
+                if (view_lstat(s, upper, cand, &st, &base) < 0) {
+                        *ret = rest[0] ? sh_strdup_printf("%s/%s", cand, rest) : strdup(cand);
+                        *ret_exists = false;
+                        return *ret ? 0 : -ENOMEM;
+                }
+                if (S_ISLNK(st.st_mode)) {
+                        _cleanup_free_ char *link = sh_path_join(base, cand);
+                        char target[PATH_MAX];
+                        ssize_t tl;
+                        char *nrest;
+
+                        if (++links > 40)
+                                return -ELOOP;
+                        tl = link ? readlink(link, target, sizeof(target) - 1) : -1;
+                        if (tl < 0)
+                                return -EIO;
+                        target[tl] = '\0';
+                        if (target[0] == '/')
+                                res[0] = '\0';
+                        nrest = sh_strdup_printf("%s/%s", target, rest);
+                        if (!nrest)
+                                return -ENOMEM;
+                        free(rest);
+                        rest = nrest;
+                        continue;
+                }
+                if (!S_ISDIR(st.st_mode) && rest[0])
+                        return -ENOTDIR;
+                free(res);
+                res = cand;
+                cand = NULL;
+        }
+        if (!res || !rest)
+                return -ENOMEM;
+        *ret_exists = true;
+        *ret = res;
+        res = NULL;
+        return 0;
+}
+
+/*
+ * Resolves mount point @rel in the image and makes it in the upper dir unless the image has
+ * it, so a bind mount works on a read-only rootfs too (LXC's create= needs a writable one).
+ * *@ret: the resolved path to mount on (malloc'd, no leading '/').
  */
 static int make_mount_point(const struct be_container_spec *s, const char *upper, const char *rel,
-                            bool dir)
+                            bool dir, char **ret)
 {
-        _cleanup_free_ char *p = NULL, *parent = NULL;
+        _cleanup_free_ char *res = NULL, *p = NULL, *parent = NULL;
+        bool exists = false;
         char *slash;
         int fd, r;
 
-        if (!rel[0] || in_rootfs(s, upper, rel))
-                return 0;
-        p = sh_path_join(upper, rel);
+        r = resolve_in_view(s, upper, rel, &res, &exists);
+        if (r < 0)
+                return r;
+        if (exists || !res[0])
+                goto done;
+        p = sh_path_join(upper, res);
         parent = p ? strdup(p) : NULL;
         if (!p || !parent)
                 return -ENOMEM;
-        if (dir)
-                return sh_mkdir_p(p, 0755);
+        if (dir) {
+                r = sh_mkdir_p(p, 0755);
+                if (r < 0)
+                        return r;
+                goto done;
+        }
         slash = strrchr(parent, '/');
         if (slash)
                 *slash = '\0';
@@ -207,6 +334,11 @@ static int make_mount_point(const struct be_container_spec *s, const char *upper
         if (fd < 0)
                 return -errno;
         close(fd);
+done:
+        if (ret) {
+                *ret = res;
+                res = NULL;
+        }
         return 0;
 }
 
@@ -473,10 +605,15 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 for (size_t m = 0; m < s->n_mounts && src; m++)
                         if (strcmp(s->mounts[m].container_path + 1, dst) == 0)
                                 goto next;
-                r = make_mount_point(s, upper, dst, false);
-                if (r < 0)
-                        return sh_err(err, r, "mount point /%s: %s", dst, strerror(-r));
-                r = mount_entry(c, src, dst, "none", s->readonly_rootfs ? "bind,ro" : "bind", err);
+                {
+                        _cleanup_free_ char *at = NULL;
+
+                        r = make_mount_point(s, upper, dst, false, &at);
+                        if (r < 0)
+                                return sh_err(err, r, "mount point /%s: %s", dst, strerror(-r));
+                        r = mount_entry(c, src, at, "none", s->readonly_rootfs ? "bind,ro" : "bind",
+                                        err);
+                }
         next:;
         }
         for (size_t i = 0; r == 0 && i < s->n_mounts; i++) {
@@ -485,7 +622,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                    : m->propagation == BE_PROPAGATION_HOST_TO_CONTAINER
                                            ? "rslave"
                                            : "rprivate";
-                _cleanup_free_ char *opts = NULL;
+                _cleanup_free_ char *opts = NULL, *at = NULL;
                 struct stat st;
                 bool dir = true;
 
@@ -498,13 +635,12 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 } else {
                         dir = S_ISDIR(st.st_mode);
                 }
-                r = make_mount_point(s, upper, m->container_path + 1, dir);
+                r = make_mount_point(s, upper, m->container_path + 1, dir, &at);
                 if (r < 0)
                         return sh_err(err, r, "mounts[%zu]: mount point '%s': %s", i,
                                       m->container_path, strerror(-r));
                 opts = sh_strdup_printf("rbind,%s%s", prop, m->readonly ? ",ro" : "");
-                r = opts ? mount_entry(c, m->host_path, m->container_path, "none", opts, err)
-                         : -ENOMEM;
+                r = opts ? mount_entry(c, m->host_path, at, "none", opts, err) : -ENOMEM;
         }
         for (size_t i = 0; r == 0 && i < s->n_devices; i++) {
                 const struct be_device *d = &s->devices[i];
@@ -704,10 +840,11 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         }
         /* LXC mounts /dev, /proc and /sys; a read-only rootfs must have their mount points. */
         for (size_t i = 0; r == 0 && i < 3; i++)
-                r = make_mount_point(s, upper, (const char *[]){"dev", "proc", "sys"}[i], true);
+                r = make_mount_point(s, upper, (const char *[]){"dev", "proc", "sys"}[i], true,
+                                     NULL);
         /* The working dir is made when the image lacks it, as runc does. */
         if (r == 0)
-                r = make_mount_point(s, upper, s->cwd + 1, true);
+                r = make_mount_point(s, upper, s->cwd + 1, true, NULL);
         if (r < 0) {
                 r = sh_err(err, r, "working dir '%s': %s", s->cwd, strerror(-r));
                 goto fail;

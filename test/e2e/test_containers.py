@@ -35,7 +35,22 @@ def images(registry, tmp_path_factory):
         # A layer of its own (the others share one), for the image GC test.
         R.busybox_image(lay, "entry", extra={"entry-only": b"e\n"},
                         entrypoint=["/bin/echo", "entry"], cmd=["cmd-arg"])
-        for tag in ("plain", "user", "entry"):
+        # Symlinks an image may carry: a relative one inside (var/run -> ../run, as Debian
+        # has), an absolute one (meant for the rootfs, not the host), /etc/passwd -> host file.
+        def links(rootfs):
+            R.busybox_rootfs(rootfs)
+            os.makedirs(os.path.join(rootfs, "run"), exist_ok=True)
+            os.makedirs(os.path.join(rootfs, "var"), exist_ok=True)
+            os.symlink("../run", os.path.join(rootfs, "var", "run"))
+            os.symlink("/etc", os.path.join(rootfs, "escape"))
+            for f in ("passwd", "group"):
+                os.unlink(os.path.join(rootfs, "etc", f))
+            os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "group"))
+            os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "passwd"))
+
+        lay.new_rootfs("links", links)
+        lay.config("links", cmd=["/bin/sh"], env=["PATH=/bin"])
+        for tag in ("plain", "user", "entry", "links"):
             lay.push(tag, registry.host, f"ctr/{tag}:1")
             out[tag] = f"{registry.host}/ctr/{tag}:1"
     finally:
@@ -691,5 +706,31 @@ def test_streaming_exec_backend(ctrs):
     assert r.returncode == 3 and b"on-tty" in r.stdout, r
     r = bectl("exec", cid, "/no/such")
     assert r.returncode == 127, r
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_image_symlinks_stay_inside_the_rootfs(ctrs, tmp_path):
+    pod, cfg = ctrs.pod()
+    vol = tmp_path / "v"
+    vol.mkdir()
+    (vol / "token").write_text("secret\n")
+    marker = f"runt-e2e-{os.getpid()}"
+    assert not Path("/etc", marker).exists()
+    for ro in (False, True):
+        cid = ctrs.run_ctr(pod, cfg, f"l{int(ro)}", image="links", **sleeper(
+            linux=security(readonly_rootfs=ro),
+            mounts=[pb.Mount(container_path="/var/run/secrets/sa", host_path=str(vol)),
+                    pb.Mount(container_path=f"/escape/{marker}", host_path=str(vol))]))
+        # /var/run is still the image's symlink, the mount is where it leads.
+        assert ctrs.exec(cid, ["busybox", "readlink", "/var/run"]).stdout == b"../run\n"
+        assert ctrs.exec(cid, ["cat", "/run/secrets/sa/token"]).stdout == b"secret\n"
+        assert ctrs.exec(cid, ["cat", f"/etc/{marker}/token"]).stdout == b"secret\n"
+        assert not Path("/etc", marker).exists()  # the host's /etc was not touched
+    # /etc/passwd is a link to the host's /etc/shadow: runtd does not read it.
+    with pytest.raises(grpc.RpcError) as e:
+        ctrs.create(pod, cfg, "byname", image="links",
+                    linux=security(run_as_username="root"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
