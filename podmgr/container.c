@@ -295,7 +295,8 @@ static char *image_file(char *const *layers, const char *rel)
         while (layers && layers[n])
                 n++;
         for (size_t i = n; i-- > 0;) {
-                int fd = sh_open_nofollow(layers[i], rel, O_RDONLY | O_NONBLOCK);
+                /* O_PATH: a device node the image carries is never opened. */
+                int fd = sh_open_nofollow(layers[i], rel, O_PATH);
                 char proc[64], *buf = NULL;
                 struct stat st;
 
@@ -506,8 +507,11 @@ static int resolve_user(const struct pod_ctr_request *req, struct be_container_s
 /* Is @p absolute with no "." or ".." component and no newline? */
 static bool clean_abs_path(const char *p)
 {
-        if (!p || p[0] != '/' || strchr(p, '\n') || strlen(p) > 4096)
+        if (!p || p[0] != '/' || strlen(p) > 4096)
                 return false;
+        for (const char *c = p; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        return false; /* a control character ends a config line */
         for (const char *c = p; *c;) {
                 size_t len;
 
@@ -562,7 +566,7 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
                         return h ? r : -ENOMEM;
         }
         for (size_t i = 0; s->env[i]; i++)
-                if (strchr(s->env[i], '\n') || strlen(s->env[i]) > 131072)
+                if (strpbrk(s->env[i], "\n\r") || strlen(s->env[i]) > 131072)
                         return sh_err(err, -EINVAL,
                                       "environment variable '%.32s...' has a "
                                       "newline or is too long",

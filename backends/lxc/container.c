@@ -230,6 +230,7 @@ static int resolve_in_view(const struct be_container_spec *s, const char *upper,
 {
         _cleanup_free_ char *res = strdup(""), *rest = strdup(rel);
         unsigned links = 0;
+        bool missing = false; /* a component was not there: the rest is made, not looked up */
 
         while (res && rest && rest[0]) {
                 size_t len = strcspn(rest, "/");
@@ -256,10 +257,13 @@ static int resolve_in_view(const struct be_container_spec *s, const char *upper,
                 cand = res[0] ? sh_strdup_printf("%s/%s", res, comp) : strdup(comp);
                 if (!cand)
                         return -ENOMEM;
-                if (view_lstat(s, upper, cand, &st, &base) < 0) {
-                        *ret = rest[0] ? sh_strdup_printf("%s/%s", cand, rest) : strdup(cand);
-                        *ret_exists = false;
-                        return *ret ? 0 : -ENOMEM;
+                if (missing || view_lstat(s, upper, cand, &st, &base) < 0) {
+                        /* Not there: made as a directory (or the file, last); ".." still pops. */
+                        missing = true;
+                        free(res);
+                        res = cand;
+                        cand = NULL;
+                        continue;
                 }
                 if (S_ISLNK(st.st_mode)) {
                         _cleanup_free_ char *link = sh_path_join(base, cand);
@@ -290,7 +294,7 @@ static int resolve_in_view(const struct be_container_spec *s, const char *upper,
         }
         if (!res || !rest)
                 return -ENOMEM;
-        *ret_exists = true;
+        *ret_exists = !missing;
         *ret = res;
         res = NULL;
         return 0;
@@ -351,7 +355,7 @@ static char *fstab_escape(const char *path)
         if (!out)
                 return NULL;
         for (const char *p = path; *p; p++) {
-                if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\') {
+                if ((unsigned char)*p <= ' ' || *p == '\\' || *p == 0x7f) {
                         snprintf(o, 5, "\\%03o", (unsigned char)*p);
                         o += 4;
                 } else {
@@ -442,6 +446,14 @@ static int set_seccomp(struct lxc_be *lb, struct lxc_container *c,
         if (s->seccomp_profile[0] != '/')
                 return sh_err(err, -EINVAL, "seccomp profile '%s' is not an absolute path",
                               s->seccomp_profile);
+        {
+                struct stat st;
+
+                /* Not a FIFO or a device: reading one would block or touch hardware. */
+                if (stat(s->seccomp_profile, &st) < 0 || !S_ISREG(st.st_mode))
+                        return sh_err(err, -EINVAL, "seccomp profile '%s' is not a regular file",
+                                      s->seccomp_profile);
+        }
         r = sh_read_file(s->seccomp_profile, 1u << 20, &json, &len);
         if (r < 0)
                 return sh_err(err, r == -EFBIG ? -EINVAL : r, "seccomp profile '%s': %s",
@@ -650,8 +662,19 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 if (stat(d->host_path, &st) < 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
                         return sh_err(err, -EINVAL, "devices[%zu]: '%s' is not a device", i,
                                       d->host_path);
-                r = mount_entry(c, d->host_path, d->container_path, "none", "bind,create=file",
-                                err);
+                if (strncmp(d->container_path, "/dev/", 5) == 0) {
+                        /* On the autodev tmpfs, which holds nothing of the image. */
+                        r = mount_entry(c, d->host_path, d->container_path, "none",
+                                        "bind,create=file", err);
+                } else {
+                        _cleanup_free_ char *at = NULL;
+
+                        r = make_mount_point(s, upper, d->container_path + 1, false, &at);
+                        if (r < 0)
+                                return sh_err(err, r, "devices[%zu]: mount point '%s': %s", i,
+                                              d->container_path, strerror(-r));
+                        r = mount_entry(c, d->host_path, at, "none", "bind", err);
+                }
                 rule = sh_strdup_printf("%c %u:%u %s", S_ISCHR(st.st_mode) ? 'c' : 'b',
                                         major(st.st_rdev), minor(st.st_rdev),
                                         d->permissions[0] ? d->permissions : "rwm");
@@ -1227,7 +1250,19 @@ int lb_container_update(struct be *be, const char *id, const struct be_resources
         if (st.state == BE_CTR_RUNNING) {
                 if (c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) < 0)
                         return sh_err(err, -EIO, "container %.12s has no cgroup dir", id);
-                /* Memory first raises memsw's ceiling before memsw follows, and the reverse. */
+                /*
+                 * memsw may not be below memory: raising both needs memsw first, lowering
+                 * needs memory first. memsw is tried first (failing harmlessly when lowering),
+                 * then everything in order.
+                 */
+                if (res->memory_swap_limit > 0 &&
+                    have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
+                        char v[32];
+
+                        snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
+                        write_cgroup_file(&(struct live_cg){cg}, "memory.memsw.limit_in_bytes", v,
+                                          NULL);
+                }
                 r = resource_items(lb, res, write_cgroup_file, &(struct live_cg){cg}, err);
                 if (r < 0)
                         return r;

@@ -3,7 +3,7 @@
  *
  * A pid namespace's init gets no signal it has no handler for, so a process run as PID 1
  * would ignore StopContainer's SIGTERM. This init runs ARG... as its child, hands it the
- * signals a container is stopped or poked with, reaps whatever is orphaned to it, and exits
+ * signals it gets (all but KILL, STOP and CHLD), reaps whatever is orphaned to it, and exits
  * with the child's exit code (128+signal when a signal ended it). Static: it runs in
  * whatever rootfs the image has.
  */
@@ -24,7 +24,6 @@ static void forward(int sig)
 
 int main(int argc, char **argv)
 {
-        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
         struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
         sigset_t none, all;
         int st;
@@ -47,8 +46,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runt-init: exec %s: %s\n", argv[1], strerror(errno));
                 _exit(errno == ENOENT ? 127 : 126);
         }
-        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-                sigaction(sigs[i], &sa, NULL);
+        /* Every signal but those that cannot be caught and the children's own (as tini). */
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
+                        sigaction(sig, &sa, NULL);
         sigprocmask(SIG_SETMASK, &none, NULL);
         for (;;) {
                 pid_t p = waitpid(-1, &st, 0);

@@ -152,8 +152,21 @@ void lb_log_tail(const char *dir, char *out, size_t size)
         }
 }
 
+/* A control character would end the config line (liblxc takes \r as a line end too). */
+static bool has_control(const char *s)
+{
+        for (; s && *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
 int lb_set(struct lxc_container *c, const char *key, const char *value, struct sh_error *err)
 {
+        /* The one choke point for everything a request or an image puts in an LXC config. */
+        if (has_control(key) || has_control(value))
+                return sh_err(err, -EINVAL, "lxc config %.64s: a control character in the value",
+                              key);
         if (!c->set_config_item(c, key, value))
                 return sh_err(err, -EINVAL, "lxc config %s = %s refused", key, value);
         return 0;

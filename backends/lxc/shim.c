@@ -197,6 +197,44 @@ static void check_oom(struct shim *s)
         }
 }
 
+/* Reads what is there now, then logs a pending partial line as the last full one. */
+static void stream_flush(struct shim *s, struct stream *st)
+{
+        for (int i = 0; i < 64 && st->fd >= 0; i++) {
+                size_t before = st->len;
+                int fd = st->fd;
+
+                errno = 0;
+                stream_read(s, st);
+                if (st->fd == fd && st->len == before && errno == EAGAIN)
+                        break;
+        }
+        if (st->fd >= 0) {
+                if (st->len)
+                        log_record(s, st->name, 'F', st->buf, st->len);
+                st->len = 0;
+                close(st->fd);
+                st->fd = -1;
+        }
+}
+
+/* SIGKILLs what is left in the container's memory cgroup. */
+static void kill_leftovers(struct shim *s)
+{
+        char path[PATH_MAX], line[32];
+        FILE *f;
+
+        if (!s->memcg[0])
+                return;
+        path_in(path, sizeof(path), s->memcg, "cgroup.procs");
+        f = fopen(path, "re");
+        while (f && fgets(line, sizeof(line), f))
+                if (atoi(line) > 1)
+                        kill(atoi(line), SIGKILL);
+        if (f)
+                fclose(f);
+}
+
 /* Arms the OOM notification of the container's memory cgroup; sets s->oom if one happened. */
 static void watch_oom(struct shim *s)
 {
@@ -337,6 +375,11 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                 s->out = (struct stream){.name = "stdout", .fd = out[0], .max_line = max};
                 s->err =
                         (struct stream){.name = "stderr", .fd = tty ? -1 : err[0], .max_line = max};
+                /* Never block on a read: a process left in a shared pid namespace may hold
+                 * the write end open for ever. */
+                fcntl(out[0], F_SETFL, O_NONBLOCK);
+                if (!tty)
+                        fcntl(err[0], F_SETFL, O_NONBLOCK);
                 s->out.buf = malloc(max);
                 s->err.buf = malloc(max);
                 if (!s->out.buf || !s->err.buf)
@@ -406,6 +449,9 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                         }
                         if (!child_done && waitpid(child, NULL, WNOHANG) == child) {
                                 child_done = true;
+                                /* As containerd: what outlives PID 1 (a pid namespace shared
+                                 * with the pod keeps it) is killed with it. */
+                                kill_leftovers(s);
                                 finished = now_ns(CLOCK_REALTIME);
                                 /* Output a background process holds open is read a while. */
                                 deadline = now_ns(CLOCK_MONOTONIC) + DRAIN_MS * 1000000LL;
@@ -428,8 +474,8 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         }
         /* One last look: the kill may be counted before the event arrives. */
         check_oom(s);
-        stream_read(s, &s->out); /* flushes a pending partial line at EOF */
-        stream_read(s, &s->err);
+        stream_flush(s, &s->out);
+        stream_flush(s, &s->err);
         if (!read_status(s, &status)) {
                 char log[PATH_MAX], line[512] = "", best[512] = "";
                 FILE *f;

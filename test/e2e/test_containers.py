@@ -300,6 +300,15 @@ def test_shared_pid_namespace(ctrs):
     ctrs.cstop(b, timeout=2)
     assert ctrs.cstatus(b).state == pb.CONTAINER_EXITED
     assert "sleep 1000" not in ctrs.exec(a, ["ps", "-o", "args"]).stdout.decode()
+    # PID 1 exits leaving a background process (holding stdout) behind: the container has
+    # exited all the same, and the leftover is killed with it.
+    c = ctrs.run_ctr(pod, cfg, "c", command=["/bin/sh", "-c", "sleep 999 & echo hi; exit 3"],
+                     linux=pb.LinuxContainerConfig(
+                         security_context=pb.LinuxContainerSecurityContext(
+                             namespace_options=ns)))
+    assert ctrs.wait_exit(c, timeout=10).exit_code == 3
+    assert "sleep 999" not in ctrs.exec(a, ["ps", "-o", "args"]).stdout.decode()
+    assert ("stdout", "F", "hi") in ctrs.log_records(ctrs.cstatus(c).log_path)
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
@@ -330,6 +339,13 @@ def test_stop_term_ignoring_process_within_grace(ctrs):
     t0 = time.monotonic()
     ctrs.cstop(c3, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c3).exit_code == 7
+    # Any signal reaches the process through runt-init, SIGPWR too.
+    c4 = ctrs.run_ctr(pod, cfg, "c4", stop_signal=pb.SIGPWR,
+                      command=["/bin/sh", "-c", "trap 'exit 9' PWR; trap '' TERM; "
+                                                "while true; do sleep 0.1; done"])
+    t0 = time.monotonic()
+    ctrs.cstop(c4, timeout=10)
+    assert time.monotonic() - t0 < 2 and ctrs.cstatus(c4).exit_code == 9
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
@@ -487,6 +503,15 @@ def test_bad_requests(ctrs):
         grpc.StatusCode.INVALID_ARGUMENT
     assert code(rt.CreateContainer, creq(linux=security(run_as_username="nosuchuser")))[0] == \
         grpc.StatusCode.INVALID_ARGUMENT
+    # Control characters would end an LXC config line (liblxc takes \r as one too).
+    pwned = Path(f"/tmp/runt-e2e-pwned-{os.getpid()}")
+    hook = f"\rlxc.hook.pre-start = /bin/touch {pwned}"
+    for bad in (creq(envs=[pb.KeyValue(key="A", value=("x" + hook).encode())]),
+                creq(working_dir="/w" + hook),
+                creq(linux=pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
+                    cpuset_cpus="0\n" + hook.strip())))):
+        assert code(rt.CreateContainer, bad)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert not pwned.exists()
     # Nothing of the refused ones is left, and the name is free.
     assert ctrs.clist() == [] and sorted(ctrs.lxc_dirs()) == [pod]
     cid = ctrs.create(pod, cfg, "x")
