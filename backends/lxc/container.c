@@ -690,7 +690,10 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
 
                 if (!p)
                         break;
-                if (p[0] != '/' || stat(p, &st) < 0)
+                /* Only the kernel's files, which the host and the container share: a path in
+                 * the image would be decided by the host's copy (the kubelet sends these). */
+                if ((strncmp(p, "/proc/", 6) != 0 && strncmp(p, "/sys/", 5) != 0) ||
+                    stat(p, &st) < 0)
                         continue; /* not on this kernel */
                 r = S_ISDIR(st.st_mode)
                             ? mount_entry(c, "tmpfs", p, "tmpfs", "ro,size=0,optional", err)
@@ -702,8 +705,9 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 if (!p)
                         break;
                 /* proc:mixed has /proc/sys and /proc/sysrq-trigger read-only, per netns. */
-                if (p[0] != '/' || strcmp(p, "/proc/sys") == 0 ||
-                    strcmp(p, "/proc/sysrq-trigger") == 0 || access(p, F_OK) < 0)
+                if ((strncmp(p, "/proc/", 6) != 0 && strncmp(p, "/sys/", 5) != 0) ||
+                    strcmp(p, "/proc/sys") == 0 || strcmp(p, "/proc/sysrq-trigger") == 0 ||
+                    access(p, F_OK) < 0)
                         continue;
                 r = mount_entry(c, p, p, "none", "bind,ro,optional", err);
         }
