@@ -1113,7 +1113,39 @@ static int kill_cgroup(struct lxc_be *lb, const char *id, int sig)
         return n; /* how many were there */
 }
 
-static int pidfd_signal(int pid, int sig)
+/* Field 22 of /proc/<pid>/stat (start time in ticks since boot); 0 when unknown. */
+static unsigned long long proc_starttime(int pid)
+{
+        _cleanup_free_ char *path = sh_strdup_printf("/proc/%d/stat", pid), *buf = NULL;
+        const char *p;
+
+        if (!path || sh_read_file(path, 4096, &buf, NULL) < 0)
+                return 0;
+        p = strrchr(buf, ')'); /* the command name may hold anything */
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* The start time runt-lxc-shim recorded for @id's PID 1, or 0. */
+static unsigned long long recorded_starttime(struct lxc_be *lb, const char *id)
+{
+        _cleanup_free_ char *f = file_in(lb, id, "started"), *buf = NULL;
+        unsigned long long v = 0;
+        long long ns;
+        int pid;
+
+        if (f && sh_read_file(f, 256, &buf, NULL) == 0 &&
+            sscanf(buf, "%d %lld %llu", &pid, &ns, &v) == 3)
+                return v;
+        return 0;
+}
+
+/*
+ * Signals @pid if it is still the process that started at @starttime (0: not recorded). The
+ * pidfd holds the process, so the check cannot race a reuse of the number.
+ */
+static int pidfd_signal(int pid, int sig, unsigned long long starttime)
 {
         int fd = (int)syscall(SYS_pidfd_open, pid, 0);
         int r;
@@ -1122,6 +1154,10 @@ static int pidfd_signal(int pid, int sig)
                 return kill(pid, sig) < 0 ? -errno : 0;
         if (fd < 0)
                 return -errno;
+        if (starttime && proc_starttime(pid) != starttime) {
+                close(fd);
+                return -ESRCH; /* PID 1 is gone and its number is someone else's */
+        }
         r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
         r = r < 0 ? -errno : 0;
         close(fd);
@@ -1133,6 +1169,7 @@ int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeou
 {
         struct lxc_be *lb = be->priv;
         struct be_ctr_status st;
+        unsigned long long start;
         int r;
 
         r = lb_container_status(be, id, &st, err);
@@ -1142,9 +1179,10 @@ int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeou
         }
         if (r < 0 || st.state != BE_CTR_RUNNING)
                 return r;
+        start = recorded_starttime(lb, id);
         if (st.pid > 0 && timeout_s > 0) {
-                /* init.lxc, the container's PID 1, hands the signal to the process. */
-                if (pidfd_signal(st.pid, signal ? signal : SIGTERM) == 0 &&
+                /* runt-init, the container's PID 1, hands the signal to the process. */
+                if (pidfd_signal(st.pid, signal ? signal : SIGTERM, start) == 0 &&
                     wait_exit(lb, id, timeout_s * 1000)) {
                         /* What it left in a pid namespace shared with the pod goes too. */
                         kill_cgroup(lb, id, SIGKILL);
@@ -1152,7 +1190,7 @@ int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                 }
         }
         if (st.pid > 0)
-                pidfd_signal(st.pid, SIGKILL);
+                pidfd_signal(st.pid, SIGKILL, start);
         kill_cgroup(lb, id, SIGKILL);
         if (!wait_exit(lb, id, KILL_WAIT_MS))
                 return sh_err(err, -ETIMEDOUT, "container %.12s did not exit after SIGKILL", id);

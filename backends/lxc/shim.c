@@ -265,6 +265,32 @@ static void watch_oom(struct shim *s)
         check_oom(s);
 }
 
+/* Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+static unsigned long long proc_starttime(int pid)
+{
+        char path[64], buf[1024];
+        unsigned long long v = 0;
+        const char *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        p = strrchr(buf, ')'); /* the command name may hold anything */
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        if (p)
+                v = strtoull(p + 1, NULL, 10);
+        return v;
+}
+
 /* The exit code of a wait status; liblxc gives a kill as (sig << 8) | 0x7f. */
 static int exit_code_of(int st)
 {
@@ -464,7 +490,9 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                                 started = now_ns(CLOCK_REALTIME);
                                 pid = probe->init_pid(probe);
                                 watch_oom(s);
-                                snprintf(text, sizeof(text), "%d %lld\n", pid, started);
+                                /* Its start time too: stop checks it is still this process. */
+                                snprintf(text, sizeof(text), "%d %lld %llu\n", pid, started,
+                                         proc_starttime(pid));
                                 write_state(s->dir, "started", text);
                                 report(ready, "%s", text);
                                 close(ready);

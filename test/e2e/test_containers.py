@@ -759,3 +759,19 @@ def test_image_symlinks_stay_inside_the_rootfs(ctrs, tmp_path):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_stop_checks_pid1_is_still_the_container_init(ctrs):
+    """The monitor records PID 1's start time; a pid whose start time differs (a reused
+    number) is never signalled: here the record is forged, so the TERM the process would
+    exit 0 on is not sent and only the cgroup kill ends it."""
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    started = ctrs.d.root_dir / "lxc" / cid / "started"
+    pid, ns, start = started.read_text().split()
+    assert int(start) > 0
+    started.write_text(f"{pid} {ns} {int(start) + 1}\n")
+    ctrs.cstop(cid, timeout=5)
+    assert ctrs.cstatus(cid).exit_code == 137
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
