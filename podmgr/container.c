@@ -1144,11 +1144,15 @@ out:
         return r;
 }
 
-int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err)
+/*
+ * The backend of running container @id, for the calls that need one running: *@ret_id is
+ * its full id (malloc'd). -EINVAL when it is not running.
+ */
+static int running(struct pod_mgr *pm, const char *id, char **ret_id, struct be **ret_be,
+                   struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL;
-        struct be *be = NULL;
         int r;
 
         r = load(pm, id, &i, &handler, err);
@@ -1157,61 +1161,54 @@ int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error
         if (i->state != POD_CTR_RUNNING)
                 r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
         if (r == 0)
-                r = pod_mgr_backend(pm, handler, &be, err);
-        if (r == 0)
-                r = be_container_reopen_log(be, i->id, err);
+                r = pod_mgr_backend(pm, handler, ret_be, err);
+        if (r == 0) {
+                *ret_id = i->id;
+                i->id = NULL;
+        }
         pod_container_info_free(i);
         return r;
+}
+
+int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        _cleanup_free_ char *full = NULL;
+        struct be *be = NULL;
+        int r = running(pm, id, &full, &be, err);
+
+        return r < 0 ? r : be_container_reopen_log(be, full, err);
 }
 
 int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
                             long long timeout_s, struct be_exec_result *ret, struct sh_error *err)
 {
-        struct pod_container_info *i = NULL;
-        _cleanup_free_ char *handler = NULL;
+        _cleanup_free_ char *full = NULL;
         struct be *be = NULL;
         int r;
 
         if (!argv || !argv[0] || !argv[0][0])
                 return sh_err(err, -EINVAL, "ExecSync: cmd is required");
-        r = load(pm, id, &i, &handler, err);
+        r = running(pm, id, &full, &be, err);
         if (r < 0)
                 return r;
-        if (i->state != POD_CTR_RUNNING)
-                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
-        if (r == 0)
-                r = pod_mgr_backend(pm, handler, &be, err);
-        if (r == 0)
-                r = be_exec_sync(be, i->id, argv,
-                                 timeout_s <= 0          ? 0
-                                 : timeout_s > 24 * 3600 ? 24 * 3600 * 1000u
-                                                         : (unsigned)timeout_s * 1000u,
-                                 ret, err);
-        pod_container_info_free(i);
-        return r;
+        return be_exec_sync(be, full, argv,
+                            timeout_s <= 0          ? 0
+                            : timeout_s > 24 * 3600 ? 24 * 3600 * 1000u
+                                                    : (unsigned)timeout_s * 1000u,
+                            ret, err);
 }
 
 int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *const *argv, bool tty,
                               bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
 {
-        struct pod_container_info *i = NULL;
-        _cleanup_free_ char *handler = NULL;
+        _cleanup_free_ char *full = NULL;
         struct be *be = NULL;
         int r;
 
         if (!argv || !argv[0] || !argv[0][0])
                 return sh_err(err, -EINVAL, "Exec: cmd is required");
-        r = load(pm, id, &i, &handler, err);
-        if (r < 0)
-                return r;
-        if (i->state != POD_CTR_RUNNING)
-                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
-        if (r == 0)
-                r = pod_mgr_backend(pm, handler, &be, err);
-        if (r == 0)
-                r = be_exec_stream(be, i->id, argv, tty, want_stdin, ret, err);
-        pod_container_info_free(i);
-        return r;
+        r = running(pm, id, &full, &be, err);
+        return r < 0 ? r : be_exec_stream(be, full, argv, tty, want_stdin, ret, err);
 }
 
 /* ---------------------------------------------------------------- the pod's containers */

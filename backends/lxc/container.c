@@ -1341,39 +1341,64 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         return 0;
 }
 
+/*
+ * The argv of runt-lxc-exec for @argv in container @id, as its user (the process file):
+ * malloc'd vector whose strings live in *@ret_fields and @helper. *@ret_fields freed by caller.
+ */
+static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv, bool tty,
+                     char helper[PATH_MAX], char ***ret_fields, const char ***ret,
+                     struct sh_error *err)
+{
+        _cleanup_free_ char *process = file_in(lb, id, "process");
+        char **p = NULL;
+        const char **v;
+        size_t n = 0, k = 0;
+
+        if (!process)
+                return -ENOMEM;
+        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3]) {
+                sh_strv_free(p);
+                return sh_err(err, -ENOENT, "container %.12s: no process file", id);
+        }
+        if (sh_find_helper("runt-lxc-exec", RUNT_LXC_EXEC_FALLBACK, helper, PATH_MAX) < 0) {
+                sh_strv_free(p);
+                return sh_err(err, -ENOENT, "runt-lxc-exec not found (beside runtd or at %s)",
+                              RUNT_LXC_EXEC_FALLBACK);
+        }
+        while (argv[n])
+                n++;
+        v = calloc(n + 10, sizeof(char *));
+        if (!v) {
+                sh_strv_free(p);
+                return -ENOMEM;
+        }
+        v[k++] = helper;
+        if (tty)
+                v[k++] = "--tty";
+        v[k++] = lb->lxcpath;
+        v[k++] = id;
+        for (size_t i = 0; i < 4; i++)
+                v[k++] = p[i];
+        for (size_t i = 0; i < n; i++)
+                v[k++] = argv[i];
+        *ret_fields = p;
+        *ret = v;
+        return 0;
+}
+
 int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
                  struct be_exec_result *ret, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_free_ char *process = file_in(lb, id, "process");
         _cleanup_(sh_strv_freep) char **p = NULL;
         _cleanup_free_ const char **v = NULL;
         struct sh_exec_result res = {0};
         char helper[PATH_MAX];
-        size_t n = 0;
         int r;
 
-        if (!process)
-                return -ENOMEM;
-        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3])
-                return sh_err(err, -ENOENT, "container %.12s: no process file", id);
-        if (sh_find_helper("runt-lxc-exec", RUNT_LXC_EXEC_FALLBACK, helper, sizeof(helper)) < 0)
-                return sh_err(err, -ENOENT, "runt-lxc-exec not found (beside runtd or at %s)",
-                              RUNT_LXC_EXEC_FALLBACK);
-        while (argv[n])
-                n++;
-        v = calloc(n + 9, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        v[0] = helper;
-        v[1] = lb->lxcpath;
-        v[2] = id;
-        v[3] = p[0];
-        v[4] = p[1];
-        v[5] = p[2];
-        v[6] = p[3];
-        for (size_t i = 0; i < n; i++)
-                v[7 + i] = argv[i];
+        r = exec_argv(lb, id, argv, false, helper, &p, &v, err);
+        if (r < 0)
+                return r;
         r = sh_exec(&(struct sh_exec_opts){.argv = v, .timeout_ms = timeout_ms}, &res, err);
         if (r == -ETIMEDOUT) {
                 sh_exec_result_done(&res);
@@ -1414,7 +1439,6 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_free_ char *process = file_in(lb, id, "process");
         _cleanup_(sh_strv_freep) char **p = NULL;
         _cleanup_free_ const char **v = NULL;
         int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, slave = -1;
@@ -1422,31 +1446,12 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         posix_spawnattr_t attr;
         sigset_t none;
         char helper[PATH_MAX];
-        size_t n = 0, k = 0;
         pid_t pid;
         int r;
 
-        if (!process)
-                return -ENOMEM;
-        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3])
-                return sh_err(err, -ENOENT, "container %.12s: no process file", id);
-        if (sh_find_helper("runt-lxc-exec", RUNT_LXC_EXEC_FALLBACK, helper, sizeof(helper)) < 0)
-                return sh_err(err, -ENOENT, "runt-lxc-exec not found (beside runtd or at %s)",
-                              RUNT_LXC_EXEC_FALLBACK);
-        while (argv[n])
-                n++;
-        v = calloc(n + 10, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        v[k++] = helper;
-        if (tty)
-                v[k++] = "--tty";
-        v[k++] = lb->lxcpath;
-        v[k++] = id;
-        for (size_t i = 0; i < 4; i++)
-                v[k++] = p[i];
-        for (size_t i = 0; i < n; i++)
-                v[k++] = argv[i];
+        r = exec_argv(lb, id, argv, tty, helper, &p, &v, err);
+        if (r < 0)
+                return r;
         if (tty) {
                 if (openpty(&ret->pty_fd, &slave, NULL, NULL, NULL) < 0)
                         return sh_err(err, -errno, "openpty: %s", strerror(errno));
