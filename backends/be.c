@@ -172,6 +172,13 @@ int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         return be->ops->exec_stream(be, id, argv, tty, want_stdin, ret, err);
 }
 
+int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        if (!be->ops->container_attach || !(be->ops->caps & BE_CAP_ATTACH))
+                return unsupported(be, "attach", err);
+        return be->ops->container_attach(be, id, ret_fd, err);
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {

@@ -294,6 +294,19 @@ struct be_ops {
          */
         int (*exec_stream)(struct be *be, const char *id, const char *const *argv, bool tty,
                            bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
+        /*
+         * Connects to the stdio of running container @id (CRI Attach): *@ret_fd is a
+         * connected SOCK_SEQPACKET socket, CLOEXEC and blocking, owned by the caller, that
+         * speaks the attach protocol: each packet is a kind byte and at most 32 KiB of
+         * payload; from the container 1 + stdout, 2 + stderr (a tty: all 1), each one sent to
+         * every client besides the log, a client too slow for it missing it; to it 0 + stdin
+         * (an empty one says the session has stdin), 3 = stdin EOF, 4 + u16 width + u16
+         * height (network order) = tty resize. Stdin goes nowhere unless the container was
+         * made with stdin; with stdin_once, the first session that had stdin closes it when it
+         * sends 3 or disconnects. EOF: the container exited (its status is recorded by then).
+         * -EINVAL when it is not running, -ENOENT when unknown. Does not block.
+         */
+        int (*container_attach)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -333,6 +346,7 @@ int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
                  struct be_exec_result *ret, struct sh_error *err);
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
+int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

@@ -172,6 +172,9 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.cni_plugin_timeout_s = src->cni_plugin_timeout_s;
         c.pull_timeout_s = src->pull_timeout_s;
         c.streaming_port = src->streaming_port;
+        c.streaming_token_ttl_s = src->streaming_token_ttl_s;
+        c.streaming_creation_timeout_s = src->streaming_creation_timeout_s;
+        c.streaming_idle_timeout_s = src->streaming_idle_timeout_s;
         c.max_log_line = src->max_log_line;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
@@ -235,6 +238,9 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .registries_conf = DEF_REGISTRIES_CONF,
                 .pinned_images = (char **)no_pins,
                 .streaming_address = DEF_STREAMING_ADDR,
+                .streaming_token_ttl_s = 60,
+                .streaming_creation_timeout_s = 30,
+                .streaming_idle_timeout_s = 14400,
                 .max_log_line = 16384,
         };
 
@@ -919,6 +925,9 @@ static const struct field images_fields[] = {
 static const struct field streaming_fields[] = {
         F_STR("address", streaming_address, 0),
         F_NUM("port", streaming_port, 0, PORT_MAX),
+        F_NUM("token_ttl", streaming_token_ttl_s, 1, 3600),
+        F_NUM("stream_creation_timeout", streaming_creation_timeout_s, 1, 3600),
+        F_NUM("idle_timeout", streaming_idle_timeout_s, 0, TIMEOUT_MAX),
         {.key = NULL},
 };
 

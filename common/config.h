@@ -47,12 +47,15 @@ struct runt_config {
         unsigned pull_timeout_s;          /* no-progress timeout of a pull, 300 */
         struct runt_registry *registries; /* default none */
         size_t n_registries;
-        char *registries_conf;   /* "/etc/containers/registries.conf" */
-        char **pinned_images;    /* NULL-terminated references never garbage-collected; {} */
-        char *streaming_address; /* "127.0.0.1" */
-        unsigned streaming_port; /* 0 = pick a free port */
-        char *metrics_address;   /* NULL = off */
-        unsigned max_log_line;   /* container log line split size, 16384 */
+        char *registries_conf;          /* "/etc/containers/registries.conf" */
+        char **pinned_images;           /* NULL-terminated references never garbage-collected; {} */
+        char *streaming_address;        /* "127.0.0.1" */
+        unsigned streaming_port;        /* 0 = pick a free port */
+        unsigned streaming_token_ttl_s; /* a URL's life before first use, 60 */
+        unsigned streaming_creation_timeout_s; /* a session's streams must arrive within, 30 */
+        unsigned streaming_idle_timeout_s;     /* a session with no traffic ends, 14400; 0 never */
+        char *metrics_address;                 /* NULL = off */
+        unsigned max_log_line;                 /* container log line split size, 16384 */
 };
 
 /*

@@ -1062,3 +1062,106 @@ int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
         *ret_resp = &r->base;
         return 0;
 }
+
+/* The streaming server is needed for Exec, Attach and PortForward. */
+static int stream_ready(struct cri_ctx *ctx, const char *rpc, struct sh_error *err)
+{
+        return ctx->stream ? 0
+                           : sh_err(err, -EAGAIN, "%s: the streaming server is not running", rpc);
+}
+
+int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+             struct sh_error *err)
+{
+        const Runtime__V1__ExecRequest *in = (const Runtime__V1__ExecRequest *)req;
+        struct cri_stream_req *sr;
+        Runtime__V1__ExecResponse *r;
+        char *url = NULL;
+        int rc = container_id_of(in->container_id, "Exec", err);
+
+        if (rc < 0)
+                return rc;
+        if (in->n_cmd == 0)
+                return sh_err(err, -EINVAL, "Exec: cmd is required");
+        if (!in->cmd[0] || !in->cmd[0][0])
+                return sh_err(err, -EINVAL, "Exec: cmd[0] must not be empty");
+        if (in->tty && in->stderr)
+                return sh_err(err, -EINVAL, "Exec: tty and stderr cannot both be true");
+        if (!in->stdin && !in->stdout && !in->stderr)
+                return sh_err(err, -EINVAL, "Exec: one of stdin, stdout, or stderr must be set");
+        if ((rc = stream_ready(ctx, "Exec", err)) < 0)
+                return rc;
+        sr = calloc(1, sizeof(*sr));
+        if (!sr)
+                return -ENOMEM;
+        sr->kind = CRI_STREAM_EXEC;
+        sr->tty = in->tty;
+        sr->in = in->stdin;
+        sr->out = in->stdout;
+        sr->err = in->stderr;
+        sr->argv = cri_strv_from(in->cmd, in->n_cmd);
+        if (!sr->argv) {
+                cri_stream_req_free(sr);
+                return -ENOMEM;
+        }
+        rc = pod_container_running(ctx->pods, in->container_id, &sr->id, NULL, NULL, err);
+        if (rc < 0) {
+                cri_stream_req_free(sr);
+                return sh_err_prefix(err, rc, "Exec");
+        }
+        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        if (rc < 0)
+                return rc;
+        r = NEW(Runtime__V1__ExecResponse, exec_response);
+        if (!r) {
+                free(url);
+                return -ENOMEM;
+        }
+        r->url = url;
+        *ret_resp = &r->base;
+        return 0;
+}
+
+int cri_attach(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+               struct sh_error *err)
+{
+        const Runtime__V1__AttachRequest *in = (const Runtime__V1__AttachRequest *)req;
+        struct cri_stream_req *sr;
+        Runtime__V1__AttachResponse *r;
+        char *url = NULL;
+        int rc = container_id_of(in->container_id, "Attach", err);
+
+        if (rc < 0)
+                return rc;
+        if (in->tty && in->stderr)
+                return sh_err(err, -EINVAL, "Attach: tty and stderr cannot both be true");
+        if (!in->stdin && !in->stdout && !in->stderr)
+                return sh_err(err, -EINVAL, "Attach: one of stdin, stdout, or stderr must be set");
+        if ((rc = stream_ready(ctx, "Attach", err)) < 0)
+                return rc;
+        sr = calloc(1, sizeof(*sr));
+        if (!sr)
+                return -ENOMEM;
+        sr->kind = CRI_STREAM_ATTACH;
+        sr->in = in->stdin;
+        sr->out = in->stdout;
+        sr->err = in->stderr;
+        rc = pod_container_running(ctx->pods, in->container_id, &sr->id, NULL, NULL, err);
+        if (rc < 0) {
+                cri_stream_req_free(sr);
+                return sh_err_prefix(err, rc, "Attach");
+        }
+        /* The kubelet asks with the container's own tty setting; the streams follow it. */
+        sr->tty = in->tty;
+        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        if (rc < 0)
+                return rc;
+        r = NEW(Runtime__V1__AttachResponse, attach_response);
+        if (!r) {
+                free(url);
+                return -ENOMEM;
+        }
+        r->url = url;
+        *ret_resp = &r->base;
+        return 0;
+}

@@ -2,6 +2,8 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
@@ -10,6 +12,7 @@
 #include "config.h"
 #include "error.h"
 
+struct cri_stream;
 struct img_mgr;
 struct net_mgr;
 struct pod_mgr;
@@ -24,6 +27,7 @@ struct cri_ctx {
         struct pod_mgr *pods;
         struct img_mgr *images;
         struct net_mgr *net;
+        struct cri_stream *stream; /* the exec/attach/port-forward server (stream.c) */
         atomic_bool stopping;
         long long started_ns; /* CLOCK_REALTIME at start, for Status info */
 };
@@ -93,6 +97,12 @@ int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,
                              ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                   struct sh_error *err);
+int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+             struct sh_error *err);
+int cri_attach(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+               struct sh_error *err);
+int cri_port_forward(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                     struct sh_error *err);
 int cri_pull_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                    struct sh_error *err);
 int cri_image_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
@@ -139,6 +149,44 @@ int cri_server_run(struct cri_server *s);
 /* Thread-safe and async-signal-unsafe: call from the signal thread. */
 void cri_server_stop(struct cri_server *s);
 void cri_server_free(struct cri_server *s);
+
+/* ---- The streaming server (stream.c, stream-session.c) ---- */
+
+enum cri_stream_kind {
+        CRI_STREAM_EXEC,
+        CRI_STREAM_ATTACH,
+        CRI_STREAM_PORTFORWARD,
+};
+
+/* What a streaming URL was issued for; everything owned (cri_stream_req_free). */
+struct cri_stream_req {
+        enum cri_stream_kind kind;
+        char *id;    /* the full container id (exec, attach) or sandbox id (port-forward) */
+        char **argv; /* exec: NULL-terminated */
+        bool tty, in, out, err;
+        char *netns;     /* port-forward: the pod's netns path, "" for the host's */
+        uint16_t *ports; /* port-forward: the request's ports (WebSocket form), may be none */
+        size_t n_ports;
+};
+void cri_stream_req_free(struct cri_stream_req *r);
+
+/*
+ * Starts the HTTP server on cfg streaming.address:port (port 0: any free one), serving the
+ * Kubernetes remotecommand and portforward protocols over SPDY/3.1 and WebSocket for the
+ * URLs cri_stream_issue() hands out. Returns 0 or -errno.
+ */
+int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error *err);
+/* Ends every session (their exec processes are killed) and stops the server; NULL-safe. */
+void cri_stream_free(struct cri_stream *s);
+/* "http://127.0.0.1:PORT", what URLs start with. */
+const char *cri_stream_base_url(const struct cri_stream *s);
+/*
+ * Registers @req (taken, also on failure) under a new single-use token that expires after
+ * streaming.token_ttl, and returns its URL in *@ret_url (malloc'd). -EAGAIN when too many
+ * unused tokens are outstanding.
+ */
+int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **ret_url,
+                     struct sh_error *err);
 
 /*
  * Allocates and initialises an empty message of type @desc (malloc'd; every part added to

@@ -237,6 +237,10 @@ int main(int argc, char **argv)
                                     cfg.handlers[i].backend, why);
         }
 
+        if (cri_stream_new(&ctx, &ctx.stream, &err) < 0) {
+                sh_log_error("streaming server failed: %s", err.msg);
+                goto out;
+        }
         grpc_init();
         if (cri_server_new(&ctx, cfg.listen, &srv, &err) < 0) {
                 sh_log_error("listen failed: %s", err.msg);
@@ -263,9 +267,12 @@ int main(int argc, char **argv)
         }
         cri_server_free(srv);
         grpc_shutdown_blocking();
+        cri_stream_free(ctx.stream);
+        ctx.stream = NULL;
         sh_log_info("stopped");
         rc = EXIT_SUCCESS;
 out:
+        cri_stream_free(ctx.stream);
         net_mgr_free(ctx.net);
         img_mgr_free(ctx.images);
         pod_mgr_free(ctx.pods);

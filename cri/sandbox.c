@@ -353,3 +353,60 @@ empty:
         *ret_resp = &r->base;
         return 0;
 }
+
+int cri_port_forward(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                     struct sh_error *err)
+{
+        const Runtime__V1__PortForwardRequest *in = (const Runtime__V1__PortForwardRequest *)req;
+        Runtime__V1__PortForwardResponse *r;
+        struct pod_sandbox_info *i = NULL;
+        struct cri_stream_req *sr;
+        char *url = NULL;
+        int rc = id_of(in->pod_sandbox_id, "PortForward", err);
+
+        if (rc < 0)
+                return rc;
+        for (size_t k = 0; k < in->n_port; k++)
+                if (in->port[k] < 1 || in->port[k] > 65535)
+                        return sh_err(err, -EINVAL, "PortForward: port %d is not in 1..65535",
+                                      in->port[k]);
+        if (in->n_port > 64)
+                return sh_err(err, -EINVAL, "PortForward: %zu ports, at most 64", in->n_port);
+        if (!ctx->stream)
+                return sh_err(err, -EAGAIN, "PortForward: the streaming server is not running");
+        rc = pod_sandbox_status(ctx->pods, in->pod_sandbox_id, &i, err);
+        if (rc < 0)
+                return rc;
+        if (i->state != POD_READY) {
+                rc = sh_err(err, -EINVAL, "PortForward: sandbox %.12s is not ready", i->id);
+                pod_sandbox_info_free(i);
+                return rc;
+        }
+        sr = calloc(1, sizeof(*sr));
+        if (sr) {
+                sr->kind = CRI_STREAM_PORTFORWARD;
+                sr->id = i->id;
+                sr->netns = i->netns;
+                i->id = i->netns = NULL;
+                if (in->n_port)
+                        sr->ports = calloc(in->n_port, sizeof(*sr->ports));
+                for (size_t k = 0; sr->ports && k < in->n_port; k++)
+                        sr->ports[sr->n_ports++] = (uint16_t)in->port[k];
+        }
+        pod_sandbox_info_free(i);
+        if (!sr || !sr->id || !sr->netns || (in->n_port && !sr->ports)) {
+                cri_stream_req_free(sr);
+                return -ENOMEM;
+        }
+        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        if (rc < 0)
+                return rc;
+        r = NEW(Runtime__V1__PortForwardResponse, port_forward_response);
+        if (!r) {
+                free(url);
+                return -ENOMEM;
+        }
+        r->url = url;
+        *ret_resp = &r->base;
+        return 0;
+}

@@ -1211,6 +1211,55 @@ int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *co
         return r < 0 ? r : be_exec_stream(be, full, argv, tty, want_stdin, ret, err);
 }
 
+int pod_container_attach(struct pod_mgr *pm, const char *id, int *ret_fd, bool *ret_tty,
+                         bool *ret_stdin, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        struct be *be = NULL;
+        int fd = -1, r;
+
+        r = load(pm, id, &i, &handler, err);
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_RUNNING)
+                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
+        if (r == 0)
+                r = pod_mgr_backend(pm, handler, &be, err);
+        if (r == 0)
+                r = be_container_attach(be, i->id, &fd, err);
+        if (r == 0) {
+                *ret_fd = fd;
+                *ret_tty = i->spec.tty;
+                *ret_stdin = i->spec.stdin_open;
+        }
+        pod_container_info_free(i);
+        return r;
+}
+
+int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, bool *ret_tty,
+                          bool *ret_stdin, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        int r = load(pm, id, &i, &handler, err);
+
+        if (r < 0)
+                return r;
+        if (i->state != POD_CTR_RUNNING)
+                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
+        if (r == 0) {
+                if (ret_tty)
+                        *ret_tty = i->spec.tty;
+                if (ret_stdin)
+                        *ret_stdin = i->spec.stdin_open;
+                *ret_id = i->id;
+                i->id = NULL;
+        }
+        pod_container_info_free(i);
+        return r;
+}
+
 /* ---------------------------------------------------------------- the pod's containers */
 
 int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,

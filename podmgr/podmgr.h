@@ -216,9 +216,26 @@ int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *cons
                             long long timeout_s, struct be_exec_result *ret, struct sh_error *err);
 
 /*
+ * For Exec and Attach before they hand out a URL: *@ret_id (malloc'd) is the full id of
+ * running container @id (an id or unique prefix), *@ret_tty / *@ret_stdin (may be NULL) its
+ * tty and stdin flags. -EINVAL "not running", -ENOENT unknown.
+ */
+int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, bool *ret_tty,
+                          bool *ret_stdin, struct sh_error *err);
+
+/*
  * Exec (streaming): starts @argv in running container @id with its stdio on the fds in
  * @ret (see struct be_exec_stream); the caller streams, closes and reaps. -EINVAL when the
  * container is not running.
  */
 int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *const *argv, bool tty,
                               bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
+
+/*
+ * Attach: *@ret_fd is connected to running container @id's stdio (the packet protocol of
+ * be_ops.container_attach), owned by the caller; *@ret_tty and *@ret_stdin are the
+ * container's tty and stdin flags, so the caller knows the streams to offer. -EINVAL when
+ * it is not running, -ENOENT when unknown.
+ */
+int pod_container_attach(struct pod_mgr *pm, const char *id, int *ret_fd, bool *ret_tty,
+                         bool *ret_stdin, struct sh_error *err);

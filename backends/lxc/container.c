@@ -11,6 +11,7 @@
  *   <lxcpath>/<id>/shim.pid    the monitor (runt-lxc-shim), once started
  *   <lxcpath>/<id>/started     "<init pid> <started_ns>", once it ran
  *   <lxcpath>/<id>/exit        "<exit code> <oom> <started_ns> <finished_ns>", once it exited
+ *   <lxcpath>/<id>/attach      the monitor's attach socket while it runs (attach.h)
  * The state is read from these files alone, so it is right after runtd restarted.
  */
 #include <ctype.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #define SH_LOG_MODULE "lxc"
+#include "attach.h"
 #include "be-internal.h"
 #include "exec.h"
 #include "log.h"
@@ -841,7 +843,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         _cleanup_free_ char *upper = NULL, *start = NULL, *process = NULL, *cg = NULL;
         _cleanup_free_ char *memcg = NULL;
         _cleanup_lxc_ struct lxc_container *c = NULL;
-        char flags[32], uid[16], gid[16], groups[1024] = "-";
+        char flags[32], mode[8] = "", uid[16], gid[16], groups[1024] = "-";
         int r;
 
         if (!dir)
@@ -883,11 +885,13 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
                 r = sh_err(err, -EIO, "save the LXC config of %.12s: %s", bc->id, lb_why(c));
                 goto fail;
         }
-        /* runt-lxc-shim's FLAGS: t (pty), i (stdin held open) or -, and the log line limit. */
-        snprintf(flags, sizeof(flags), "%s:%u",
-                 s->tty          ? "t"
-                 : s->stdin_open ? "i"
-                                 : "-",
+        /*
+         * runt-lxc-shim's FLAGS: t (pty), i (stdin open), o (stdin_once), or -; then the log
+         * line limit.
+         */
+        snprintf(mode, sizeof(mode), "%s%s%s", s->tty ? "t" : "", s->stdin_open ? "i" : "",
+                 s->stdin_open && s->stdin_once ? "o" : "");
+        snprintf(flags, sizeof(flags), "%s:%u", mode[0] ? mode : "-",
                  s->log_max_line ? s->log_max_line : 16384);
         {
                 size_t n = 0;
@@ -1341,6 +1345,57 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         return 0;
 }
 
+int lb_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = lb_dir(lb, id), *exitf = file_in(lb, id, "exit");
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa;
+        socklen_t len = 0;
+        int dirfd = -1, r, e = 0;
+
+        if (!dir || !exitf)
+                return -ENOMEM;
+        if (access(dir, F_OK) < 0)
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
+        if (!shim_alive(lb, id, NULL) || access(exitf, F_OK) == 0)
+                return sh_err(err, -EINVAL, "container %.12s is not running", id);
+        /* No chdir(): runtd has threads. A long path goes through an O_PATH fd of the dir. */
+        r = lb_attach_addr(dir, &sa, &len, &dirfd);
+        if (r < 0)
+                return sh_err(err, r, "container %.12s: attach socket: %s", id, strerror(-r));
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                e = errno;
+        /* Non-blocking, so that a monitor that does not accept cannot hang the call. */
+        for (int i = 0; e == 0 && connect(fd, (struct sockaddr *)&sa, len) < 0; i++) {
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN || i == 100) {
+                        e = errno;
+                        break;
+                }
+                nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        }
+        if (dirfd >= 0)
+                close(dirfd);
+        if ((e == ENOENT || e == ECONNREFUSED) &&
+            (!shim_alive(lb, id, NULL) || access(exitf, F_OK) == 0))
+                return sh_err(err, -EINVAL, "container %.12s is not running", id);
+        if (e == ENOENT)
+                return sh_err(err, -EOPNOTSUPP,
+                              "container %.12s: its monitor has no attach socket (started by an "
+                              "older runt?)",
+                              id);
+        if (e != 0)
+                return sh_err(err, -e, "container %.12s: connect to its attach socket: %s", id,
+                              strerror(e));
+        if (fcntl(fd, F_SETFL, 0) < 0)
+                return sh_err(err, -errno, "fcntl: %s", strerror(errno));
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 /*
  * The argv of runt-lxc-exec for @argv in container @id, as its user (the process file):
  * malloc'd vector whose strings live in *@ret_fields and @helper. *@ret_fields freed by caller.
@@ -1444,7 +1499,7 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, slave = -1;
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
-        sigset_t none;
+        sigset_t none, dfl;
         char helper[PATH_MAX];
         pid_t pid;
         int r;
@@ -1470,8 +1525,13 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         posix_spawnattr_init(&attr);
         sigemptyset(&none);
         posix_spawnattr_setsigmask(&attr, &none);
+        /* runtd ignores SIGPIPE; the command must not inherit that. */
+        sigemptyset(&dfl);
+        sigaddset(&dfl, SIGPIPE);
+        posix_spawnattr_setsigdefault(&attr, &dfl);
         posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                                POSIX_SPAWN_SETPGROUP);
         if (tty) {
                 for (int fd = 0; fd < 3; fd++)
                         posix_spawn_file_actions_adddup2(&fa, slave, fd);
@@ -1483,6 +1543,9 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
                 posix_spawn_file_actions_adddup2(&fa, out[1], 1);
                 posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
         }
+        /* After the dup2s: nothing of runtd's beyond stdio (its sockets, other sessions'
+         * pipes) reaches the command. */
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
         r = posix_spawn(&pid, helper, &fa, &attr, (char *const *)v, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);

@@ -633,5 +633,6 @@ const struct be_ops be_lxc_ops = {
         .container_reopen_log = lb_container_reopen_log,
         .exec_sync = lb_exec_sync,
         .exec_stream = lb_exec_stream,
+        .container_attach = lb_container_attach,
         .fini = lxc_fini,
 };

@@ -11,9 +11,14 @@
  *   - an OOM kill in the container's memory cgroup MEMCG (a cgroup v1 directory, "" for
  *     none) is noticed through cgroup.event_control;
  *   - the exit status, OOM flag and times go to DIR/exit, written atomically, so runtd reads
- *     them whenever it asks, also after it restarted or crashed.
- * FLAGS: 't' a pty for stdio, 'i' stdin is a pipe held open (else /dev/null), '-' none;
- * then ":N", the length beyond which a line is logged in partial (P) records.
+ *     them whenever it asks, also after it restarted or crashed;
+ *   - DIR/attach, a SOCK_SEQPACKET socket (attach.h), lets clients (CRI Attach) read the
+ *     output as it is logged, write stdin and resize the tty; never at the cost of blocking
+ *     the container: a client too slow for its output misses parts of it.
+ * FLAGS: 't' a pty for stdio, 'i' stdin is open (a pipe held open, or the pty; else
+ * /dev/null or, with 't', a pty nobody writes), 'o' stdin_once: the container's stdin is
+ * closed when the first attach session that had stdin ends, '-' none; then ":N", the
+ * length beyond which a line is logged in partial (P) records.
  *
  * The process runtd runs forks the monitor, which calls setsid(), and waits until the
  * container runs (or could not start); it prints "<pid> <started_ns>" on stdout and exits
@@ -22,6 +27,7 @@
  * Inside the monitor a child calls liblxc's start(), which blocks until the container exits
  * and leaves the init's wait status in error_num; it writes that to DIR/status for us.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -34,23 +40,44 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <lxc/lxccontainer.h>
 
+#include "attach.h"
+
 #define MAX_LINE_DEFAULT 16384
 #define DRAIN_MS         1000
+#define MAX_CLIENTS      32
+#define CLIENT_SNDBUF    (1 << 20) /* so that a client rarely misses output */
+#define N_ELEMS(a)       (sizeof(a) / sizeof((a)[0]))
 
 struct stream {
         const char *name; /* "stdout", "stderr" */
+        char kind;        /* LB_ATTACH_STDOUT, LB_ATTACH_STDERR */
         int fd;           /* read end, -1 at EOF */
         char *buf;        /* max_line bytes */
         size_t len, max_line;
+};
+
+/*
+ * An attach client. A free slot has fd -1 and no pending; one with fd -1 and pending is a
+ * client gone whose stdin is still being written.
+ */
+struct client {
+        int fd;
+        bool had_stdin;  /* sent stdin (or its EOF): its end counts for stdin_once */
+        bool stdin_done; /* sent LB_ATTACH_STDIN_EOF: later stdin of it is discarded */
+        char *pending; /* stdin the full pipe did not take yet; the client is not read meanwhile */
+        size_t pending_off, pending_len;
 };
 
 struct shim {
@@ -60,6 +87,13 @@ struct shim {
         int oom_efd;
         int oom_ctl; /* memory.oom_control, to read its oom_kill counter */
         bool oom;
+        int dir_fd;    /* O_PATH of DIR, for the attach socket's file */
+        int listen_fd; /* the attach socket; -1 once the container is gone */
+        struct client clients[MAX_CLIENTS];
+        int pty;          /* the pty master (FLAGS 't'), for resizes; else -1 */
+        int in_fd;        /* where stdin goes: the pipe's write end or the pty; -1 none or closed */
+        bool stdin_once;  /* FLAGS 'o' */
+        bool in_line_end; /* the last stdin byte to the pty ended a line (or there was none) */
 };
 
 static long long now_ns(clockid_t clk)
@@ -153,6 +187,266 @@ static void stream_feed(struct shim *s, struct stream *st, const char *data, siz
         }
 }
 
+/* ---------------------------------------------------------------- attach (attach.h) */
+
+/* Creates DIR/attach (0600), listening, non-blocking. 0 or -errno. */
+static int attach_listen(struct shim *s)
+{
+        struct sockaddr_un sa;
+        socklen_t len = 0;
+        int dirfd = -1, r;
+        mode_t old;
+
+        s->dir_fd = open(s->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (s->dir_fd < 0)
+                return -errno;
+        r = lb_attach_addr(s->dir, &sa, &len, &dirfd);
+        if (r < 0)
+                return r;
+        s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s->listen_fd < 0)
+                r = -errno;
+        unlinkat(s->dir_fd, LB_ATTACH_SOCKET, 0); /* left by a monitor that was killed */
+        old = umask(0177);
+        if (r == 0 && bind(s->listen_fd, (struct sockaddr *)&sa, len) < 0)
+                r = -errno;
+        umask(old);
+        if (dirfd >= 0)
+                close(dirfd);
+        if (r == 0 && (fchmodat(s->dir_fd, LB_ATTACH_SOCKET, 0600, 0) < 0 ||
+                       listen(s->listen_fd, MAX_CLIENTS) < 0))
+                r = -errno;
+        return r;
+}
+
+/* Takes the clients waiting; one more than MAX_CLIENTS is refused by closing it. */
+static void attach_accept(struct shim *s)
+{
+        for (int i = 0; i < 2 * MAX_CLIENTS; i++) {
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int size = CLIENT_SNDBUF;
+                struct client *c = NULL;
+
+                if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+                        continue;
+                if (fd < 0)
+                        return; /* EAGAIN: none left */
+                for (size_t k = 0; k < MAX_CLIENTS && !c; k++)
+                        if (s->clients[k].fd < 0 && !s->clients[k].pending)
+                                c = &s->clients[k];
+                if (!c) {
+                        close(fd);
+                        continue;
+                }
+                /* Root may go past net.core.wmem_max. */
+                if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+                        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+                *c = (struct client){.fd = fd};
+        }
+}
+
+/*
+ * Closes the container's stdin for good (stdin_once): a pipe is closed, so reads see EOF;
+ * a pty cannot be closed without hanging up its output, so it gets the EOF character (twice
+ * in the middle of a line: the first one only ends the line). Pending stdin is dropped.
+ */
+static void stdin_close(struct shim *s)
+{
+        if (s->in_fd < 0)
+                return;
+        if (s->in_fd == s->pty) {
+                struct termios t;
+                char eof[2] = {4, 4}; /* ^D */
+                size_t n = 1;
+                ssize_t w;
+
+                if (tcgetattr(s->pty, &t) == 0) {
+                        if (t.c_cc[VEOF] != _POSIX_VDISABLE)
+                                eof[0] = eof[1] = (char)t.c_cc[VEOF];
+                        if ((t.c_lflag & ICANON) && !s->in_line_end)
+                                n = 2;
+                }
+                w = write(s->pty, eof, n);
+                (void)w;
+        } else {
+                close(s->in_fd);
+        }
+        s->in_fd = -1;
+        for (size_t k = 0; k < MAX_CLIENTS; k++) {
+                free(s->clients[k].pending);
+                s->clients[k].pending = NULL;
+        }
+}
+
+/* Client @c's session is over: its slot is freed; with stdin_once, stdin too if it had any. */
+static void client_done(struct shim *s, struct client *c)
+{
+        bool had_stdin = c->had_stdin;
+
+        free(c->pending);
+        *c = (struct client){.fd = -1};
+        if (had_stdin && s->stdin_once)
+                stdin_close(s);
+}
+
+/* Client @c disconnected (or broke the protocol): done, once its stdin is written. */
+static void client_end(struct shim *s, struct client *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        if (!c->pending)
+                client_done(s, c);
+}
+
+/*
+ * Writes @len bytes of @data to the container's stdin without blocking; what the full pipe
+ * does not take waits in @c->pending, and @c is not read until it is written. Returns
+ * false when stdin broke (the container no longer reads it), which closes it.
+ */
+static bool stdin_write(struct shim *s, struct client *c, const char *data, size_t len)
+{
+        while (len && s->in_fd >= 0) {
+                ssize_t n = write(s->in_fd, data, len);
+
+                if (n > 0) {
+                        s->in_line_end = data[n - 1] == '\n' || data[n - 1] == '\r';
+                        data += n;
+                        len -= (size_t)n;
+                        continue;
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (!c->pending) {
+                                c->pending = malloc(len);
+                                if (!c->pending)
+                                        return true; /* out of memory: lost, alas */
+                                memcpy(c->pending, data, len);
+                                c->pending_off = 0;
+                                c->pending_len = len;
+                        }
+                        return true;
+                }
+                stdin_close(s); /* EPIPE: nobody reads it any more */
+                return false;
+        }
+        return true;
+}
+
+/* The container's stdin has room again: writes what clients left pending, in slot order. */
+static void stdin_drain(struct shim *s)
+{
+        for (size_t k = 0; k < MAX_CLIENTS && s->in_fd >= 0; k++) {
+                struct client *c = &s->clients[k];
+                char *buf = c->pending;
+                size_t len;
+
+                if (!buf)
+                        continue;
+                len = c->pending_len - c->pending_off;
+                c->pending = NULL; /* so that stdin_write takes what is left afresh */
+                if (!stdin_write(s, c, buf + c->pending_off, len)) {
+                        free(buf);
+                        return;
+                }
+                free(buf);
+                if (c->pending)
+                        return; /* full again */
+                if (c->fd < 0)
+                        client_done(s, c);
+        }
+}
+
+/* One packet from client @c. */
+static void client_read(struct shim *s, struct client *c)
+{
+        char buf[1 + LB_ATTACH_MAX_PAYLOAD];
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        /* 0 is EOF: every packet of the protocol has its kind byte. */
+        if (n <= 0 || (size_t)n > sizeof(buf)) {
+                client_end(s, c);
+                return;
+        }
+        switch (buf[0]) {
+        case LB_ATTACH_STDIN:
+                c->had_stdin = true;
+                if (!c->stdin_done)
+                        stdin_write(s, c, buf + 1, (size_t)n - 1);
+                break;
+        case LB_ATTACH_STDIN_EOF:
+                c->had_stdin = true;
+                c->stdin_done = true;
+                if (s->stdin_once)
+                        stdin_close(s);
+                break;
+        case LB_ATTACH_RESIZE:
+                if (n == 5 && s->pty >= 0) {
+                        uint16_t w, h;
+                        struct winsize ws = {0};
+
+                        memcpy(&w, buf + 1, 2);
+                        memcpy(&h, buf + 3, 2);
+                        ws.ws_col = ntohs(w);
+                        ws.ws_row = ntohs(h);
+                        ioctl(s->pty, TIOCSWINSZ, &ws);
+                }
+                break;
+        default:
+                break; /* not ours to send: ignored */
+        }
+}
+
+/*
+ * Sends @len bytes of output to every client, LB_ATTACH_MAX_PAYLOAD per packet, never
+ * waiting: a client whose socket is full misses the packet.
+ */
+static void attach_broadcast(struct shim *s, char kind, const char *data, size_t len)
+{
+        for (size_t off = 0; off < len;) {
+                size_t chunk =
+                        len - off < LB_ATTACH_MAX_PAYLOAD ? len - off : LB_ATTACH_MAX_PAYLOAD;
+
+                for (size_t k = 0; k < MAX_CLIENTS; k++) {
+                        struct client *c = &s->clients[k];
+                        struct iovec iov[2] = {{&kind, 1}, {(void *)(data + off), chunk}};
+                        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+
+                        if (c->fd < 0)
+                                continue;
+                        if (sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+                            (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN))
+                                client_end(s, c);
+                }
+                off += chunk;
+        }
+}
+
+/* The container is gone: no new clients. */
+static void attach_unlink(struct shim *s)
+{
+        if (s->listen_fd >= 0) {
+                unlinkat(s->dir_fd, LB_ATTACH_SOCKET, 0);
+                close(s->listen_fd);
+                s->listen_fd = -1;
+        }
+}
+
+/* Closes every client, which read EOF. */
+static void attach_close(struct shim *s)
+{
+        attach_unlink(s);
+        for (size_t k = 0; k < MAX_CLIENTS; k++) {
+                if (s->clients[k].fd >= 0)
+                        close(s->clients[k].fd);
+                free(s->clients[k].pending);
+                s->clients[k] = (struct client){.fd = -1};
+        }
+}
+
 static void stream_read(struct shim *s, struct stream *st)
 {
         char buf[65536];
@@ -163,6 +457,7 @@ static void stream_read(struct shim *s, struct stream *st)
         n = read(st->fd, buf, sizeof(buf));
         if (n > 0) {
                 stream_feed(s, st, buf, (size_t)n);
+                attach_broadcast(s, st->kind, buf, (size_t)n);
                 return;
         }
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -369,7 +664,7 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
         bool tty = strchr(flags, 't'), keep_stdin = strchr(flags, 'i');
         long long started = 0, finished = 0, deadline = 0;
-        int sfd, status = 0, pid = 0;
+        int sfd, status = 0, pid = 0, r;
         bool child_done = false;
         sigset_t mask;
         pid_t child;
@@ -385,22 +680,36 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                         return report(ready, "openpty: %s\n", strerror(errno)), 1;
                 err[1] = dup(out[1]);
                 in[0] = dup(out[1]);
+                /* Its own fd: output EOF closes out[0] while stdin and resizes go on. */
+                s->pty = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+                if (s->pty < 0)
+                        return report(ready, "dup: %s\n", strerror(errno)), 1;
+                if (keep_stdin)
+                        s->in_fd = s->pty;
         } else {
                 if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
                         return report(ready, "pipe: %s\n", strerror(errno)), 1;
                 if (keep_stdin ? pipe2(in, O_CLOEXEC) < 0
                                : (in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
                         return report(ready, "stdin: %s\n", strerror(errno)), 1;
+                if (keep_stdin) {
+                        s->in_fd = in[1];
+                        fcntl(in[1], F_SETFL, O_NONBLOCK); /* the container never blocks us */
+                }
         }
+        s->stdin_once = keep_stdin && strchr(flags, 'o');
         {
                 const char *colon = strchr(flags, ':');
                 unsigned long max = colon ? strtoul(colon + 1, NULL, 10) : 0;
 
                 if (max < 64 || max > (16u << 20))
                         max = MAX_LINE_DEFAULT;
-                s->out = (struct stream){.name = "stdout", .fd = out[0], .max_line = max};
-                s->err =
-                        (struct stream){.name = "stderr", .fd = tty ? -1 : err[0], .max_line = max};
+                s->out = (struct stream){
+                        .name = "stdout", .kind = LB_ATTACH_STDOUT, .fd = out[0], .max_line = max};
+                s->err = (struct stream){.name = "stderr",
+                                         .kind = LB_ATTACH_STDERR,
+                                         .fd = tty ? -1 : err[0],
+                                         .max_line = max};
                 /* Never block on a read: a process left in a shared pid namespace may hold
                  * the write end open for ever. */
                 fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -410,6 +719,11 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                 s->err.buf = malloc(max);
                 if (!s->out.buf || !s->err.buf)
                         return report(ready, "out of memory\n"), 1;
+        }
+        r = attach_listen(s);
+        if (r < 0) {
+                attach_close(s);
+                return report(ready, "attach socket in '%s': %s\n", s->dir, strerror(-r)), 1;
         }
 
         sigemptyset(&mask);
@@ -433,13 +747,24 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         close(in[0]); /* keep_stdin: in[1] stays open, so the container's reads block */
 
         for (;;) {
-                struct pollfd p[4] = {
+                struct pollfd p[6 + MAX_CLIENTS] = {
                         {.fd = s->out.fd, .events = POLLIN},
                         {.fd = s->err.fd, .events = POLLIN},
                         {.fd = sfd, .events = POLLIN},
                         {.fd = s->oom_efd, .events = POLLIN},
+                        {.fd = s->listen_fd, .events = POLLIN},
+                        {.fd = -1, .events = POLLOUT}, /* stdin, while some is pending */
                 };
                 int timeout = -1;
+
+                for (size_t k = 0; k < MAX_CLIENTS; k++) {
+                        const struct client *c = &s->clients[k];
+
+                        if (c->pending)
+                                p[5].fd = s->in_fd;
+                        /* Backpressure: a client's stdin is read once its last is written. */
+                        p[6 + k] = (struct pollfd){.fd = c->pending ? -1 : c->fd, .events = POLLIN};
+                }
 
                 if (!started && !child_done)
                         timeout = 2;
@@ -447,12 +772,19 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                         timeout = (int)((deadline - now_ns(CLOCK_MONOTONIC)) / 1000000);
                 if (child_done && (timeout <= 0 || (s->out.fd < 0 && s->err.fd < 0)))
                         break;
-                if (poll(p, 4, timeout) < 0 && errno != EINTR)
+                if (poll(p, N_ELEMS(p), timeout) < 0 && errno != EINTR)
                         break;
                 if (p[0].revents)
                         stream_read(s, &s->out);
                 if (p[1].revents)
                         stream_read(s, &s->err);
+                if (p[5].fd >= 0 && p[5].revents)
+                        stdin_drain(s);
+                for (size_t k = 0; k < MAX_CLIENTS; k++)
+                        if (p[6 + k].fd >= 0 && p[6 + k].fd == s->clients[k].fd && p[6 + k].revents)
+                                client_read(s, &s->clients[k]);
+                if (p[4].revents & POLLIN)
+                        attach_accept(s);
                 if (p[3].revents & POLLIN) {
                         uint64_t v;
 
@@ -486,9 +818,14 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                 if (!started && !child_done) {
                         const char *state = probe->state(probe);
 
-                        if (state && strcmp(state, "RUNNING") == 0) {
-                                started = now_ns(CLOCK_REALTIME);
+                        /*
+                         * An init that exits at once can be gone between the two calls
+                         * (init_pid -1): then it counts as seen running once it exited.
+                         */
+                        if (state && strcmp(state, "RUNNING") == 0)
                                 pid = probe->init_pid(probe);
+                        if (pid > 0) {
+                                started = now_ns(CLOCK_REALTIME);
                                 watch_oom(s);
                                 /* Its start time too: stop checks it is still this process. */
                                 snprintf(text, sizeof(text), "%d %lld %llu\n", pid, started,
@@ -504,6 +841,7 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         check_oom(s);
         stream_flush(s, &s->out);
         stream_flush(s, &s->err);
+        attach_unlink(s);
         if (!read_status(s, &status)) {
                 char log[PATH_MAX], line[512] = "", best[512] = "";
                 FILE *f;
@@ -519,6 +857,7 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                         best[strcspn(best, "\n")] = '\0';
                         report(ready, "the container did not start: %s\n",
                                best[0] ? best : "see its lxc.log");
+                        attach_close(s);
                         return 1;
                 }
                 status = 255 << 8; /* ran, but liblxc said no status: unknown */
@@ -533,13 +872,22 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         snprintf(text, sizeof(text), "%d %d %lld %lld\n", exit_code_of(status), s->oom ? 1 : 0,
                  started, finished);
         write_state(s->dir, "exit", text);
+        /* After the exit file: a client that reads EOF finds the container exited. */
+        attach_close(s);
         lxc_container_put(probe);
         return 0;
 }
 
 int main(int argc, char **argv)
 {
-        struct shim s = {.log_fd = -1, .oom_efd = -1, .oom_ctl = -1};
+        struct shim s = {.log_fd = -1,
+                         .oom_efd = -1,
+                         .oom_ctl = -1,
+                         .dir_fd = -1,
+                         .listen_fd = -1,
+                         .pty = -1,
+                         .in_fd = -1,
+                         .in_line_end = true};
         int ready[2];
         sigset_t none;
         pid_t pid;
@@ -557,6 +905,8 @@ int main(int argc, char **argv)
         s.dir = argv[3];
         s.log_path = argv[4];
         s.memcg = argv[6];
+        for (size_t k = 0; k < MAX_CLIENTS; k++)
+                s.clients[k].fd = -1;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (pipe2(ready, O_CLOEXEC) < 0)

@@ -66,6 +66,9 @@ IMPLEMENTED = {
     "RuntimeService/UpdateContainerResources",
     "RuntimeService/ReopenContainerLog",
     "RuntimeService/ExecSync",
+    "RuntimeService/Exec",
+    "RuntimeService/Attach",
+    "RuntimeService/PortForward",
 }
 # Implemented RPCs whose empty request is invalid (a required field is missing).
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
@@ -74,7 +77,8 @@ NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageServ
                 "RuntimeService/CreateContainer", "RuntimeService/StartContainer",
                 "RuntimeService/StopContainer", "RuntimeService/RemoveContainer",
                 "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
-                "RuntimeService/ReopenContainerLog", "RuntimeService/ExecSync"}
+                "RuntimeService/ReopenContainerLog", "RuntimeService/ExecSync",
+                "RuntimeService/Exec", "RuntimeService/Attach", "RuntimeService/PortForward"}
 
 # Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
 # there, so a reference that names a real registry (fuzzed requests make such names) fails
@@ -161,9 +165,10 @@ def yaml_str(s):
 
 
 def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
-                images=None):
-    """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images: the
-    `images:` section as a dict (written as JSON, a YAML flow mapping), or None."""
+                images=None, streaming=None):
+    """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images, streaming:
+    the `images:` / `streaming:` sections as dicts (written as JSON, a YAML flow mapping),
+    or None (no such section)."""
     if runtimes is None:
         runtimes = {"lxc": ("lxc", {}), "fake": ("fake", {})}
     lines = [
@@ -183,6 +188,8 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
         lines.append(f"default_runtime: {default_runtime}")
     if images is not None:
         lines.append("images: " + json.dumps(images))
+    if streaming is not None:
+        lines.append("streaming: " + json.dumps(streaming))
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +197,8 @@ class Runtd:
     """One runtd process with its own directories under a short /tmp path."""
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
-                 allow_log_errors=False, socket_path=None, log_to_file=True, images=None):
+                 allow_log_errors=False, socket_path=None, log_to_file=True, images=None,
+                 streaming=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
@@ -201,7 +209,8 @@ class Runtd:
         self.listen = f"unix://{self.socket}"
         self.config = self.base / "runt.yaml"
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
-                                           default_runtime=default_runtime, images=images))
+                                           default_runtime=default_runtime, images=images,
+                                           streaming=streaming))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"
@@ -368,9 +377,7 @@ def runtd_binary():
     return RUNTD
 
 
-@pytest.fixture
-def runtd_factory():
-    """runtd_factory(**Runtd kwargs) -> a started Runtd, stopped and checked at teardown."""
+def _runtd_factory():
     started = []
 
     def make(start=True, **kw):
@@ -386,6 +393,18 @@ def runtd_factory():
     finally:
         for d in started:
             d.cleanup()
+
+
+@pytest.fixture
+def runtd_factory():
+    """runtd_factory(**Runtd kwargs) -> a started Runtd, stopped and checked at teardown."""
+    yield from _runtd_factory()
+
+
+@pytest.fixture(scope="module")
+def module_runtd_factory():
+    """As runtd_factory, for daemons a whole module of tests shares."""
+    yield from _runtd_factory()
 
 
 @pytest.fixture

@@ -161,6 +161,9 @@ PARSED_CODES = {
     "RuntimeService/UpdateContainerResources": (NOT_FOUND, INVALID),
     "RuntimeService/ReopenContainerLog": (NOT_FOUND, INVALID),
     "RuntimeService/ExecSync": (NOT_FOUND, INVALID),
+    "RuntimeService/Exec": (NOT_FOUND, INVALID),
+    "RuntimeService/Attach": (NOT_FOUND, INVALID),
+    "RuntimeService/PortForward": (NOT_FOUND, INVALID),
 }
 
 

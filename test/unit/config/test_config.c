@@ -78,6 +78,9 @@ static void assert_defaults(const struct runt_config *c)
         assert_string_equal(c->registries_conf, "/etc/containers/registries.conf");
         assert_string_equal(c->streaming_address, "127.0.0.1");
         assert_int_equal(c->streaming_port, 0);
+        assert_int_equal(c->streaming_token_ttl_s, 60);
+        assert_int_equal(c->streaming_creation_timeout_s, 30);
+        assert_int_equal(c->streaming_idle_timeout_s, 14400);
         assert_null(c->metrics_address);
         assert_int_equal(c->max_log_line, 16384);
 }
@@ -152,6 +155,9 @@ static const char full_yaml[] =
         "streaming:\n"
         "  address: 0.0.0.0\n"
         "  port: 65535\n"
+        "  token_ttl: 5\n"
+        "  stream_creation_timeout: 7\n"
+        "  idle_timeout: 0\n"
         "metrics:\n"
         "  address: 127.0.0.1:9090\n"
         "logs:\n"
@@ -216,6 +222,9 @@ static void test_full_file(void **state)
         assert_null(c.registries[1].mirrors[0]);
         assert_string_equal(c.streaming_address, "0.0.0.0");
         assert_int_equal(c.streaming_port, 65535);
+        assert_int_equal(c.streaming_token_ttl_s, 5);
+        assert_int_equal(c.streaming_creation_timeout_s, 7);
+        assert_int_equal(c.streaming_idle_timeout_s, 0);
         assert_string_equal(c.metrics_address, "127.0.0.1:9090");
         assert_int_equal(c.max_log_line, 1048576);
 
@@ -415,6 +424,8 @@ static const struct bad_case bad_cases[] = {
         {"images:\n  pull_timeout: 99999999999999999999999999\n", 2, "images.pull_timeout",
          "out of range"},
         {"streaming:\n  port: 65536\n", 2, "streaming.port", "out of range"},
+        {"streaming:\n  token_ttl: 0\n", 2, "streaming.token_ttl", "out of range"},
+        {"streaming:\n  token_ttl: 3601\n", 2, "streaming.token_ttl", "out of range"},
         {"logs:\n  max_line: 255\n", 2, "logs.max_line", "out of range"},
         {"logs:\n  max_line: 1048577\n", 2, "logs.max_line", "out of range"},
         /* enums and bools */

@@ -1,0 +1,52 @@
+#pragma once
+
+/*
+ * The streaming server's insides, shared by stream.c (HTTP, tokens, the server's life) and
+ * stream-session.c (one upgraded connection: SPDY or WebSocket, exec, attach, port-forward).
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cri-internal.h"
+#include "websocket.h"
+
+struct MHD_Daemon;
+struct MHD_UpgradeResponseHandle;
+
+struct cri_stream {
+        struct cri_ctx *ctx;
+        struct MHD_Daemon *mhd;
+        char base_url[96];
+        unsigned ttl_s, creation_s, idle_s;
+        int stop_fd; /* eventfd, readable once the server stops: sessions end */
+        pthread_mutex_t lock;
+        pthread_cond_t idle; /* signalled when n_sessions drops */
+        struct st_token *tokens;
+        size_t n_tokens, n_unused;
+        size_t n_sessions;
+        bool stopping;
+};
+
+/* One upgraded connection, handed from the HTTP side to its session thread. */
+struct st_session {
+        struct cri_stream *srv;
+        struct cri_stream_req *req;
+        int fd;
+        struct MHD_UpgradeResponseHandle *urh;
+        bool spdy;            /* else WebSocket */
+        int version;          /* remotecommand: 1 (channel.k8s.io) .. 5; port-forward: 0 */
+        enum ws_k8s_proto ws; /* WebSocket framing */
+        uint8_t *extra;       /* bytes MHD read past the request headers */
+        size_t n_extra;
+};
+
+/* The session thread (stream-session.c): runs @arg (a struct st_session) and frees it. */
+void *st_session_main(void *arg);
+
+/* Frees @s and closes its connection; for a session that never ran. */
+void st_session_free(struct st_session *s);
+
+/* Called by a session thread as its last step. */
+void st_session_done(struct cri_stream *srv);

@@ -1,0 +1,739 @@
+/*
+ * The streaming server: the URLs Exec, Attach and PortForward return, their single-use
+ * tokens, and the HTTP/1.1 side up to the protocol upgrade (libmicrohttpd carries it). Each
+ * upgraded connection then gets a thread of its own (stream-session.c).
+ *
+ * A token names one request and is good for one connection within streaming.token_ttl
+ * seconds. Unknown tokens answer 404; a used or expired one 401, for as long as it is
+ * remembered (ten minutes, or until 4096 newer ones push it out), 404 after that.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#define SH_LOG_MODULE "stream"
+#include "cleanup.h"
+#include "log.h"
+#include "stream-internal.h"
+#include "strutil.h"
+
+#define MAX_UNUSED        1000 /* outstanding tokens, as the kubelet's request cache */
+#define MAX_REMEMBERED    4096
+#define REMEMBER_NS       (600LL * 1000000000LL)
+#define HEADER_TIMEOUT_S  30 /* a client has this long to send its request */
+#define MAX_CONNECTIONS   512
+#define MEMORY_PER_CONN   (32 * 1024) /* request headers beyond this get 431 */
+#define STOP_WAIT_MS      3000
+#define SPDY_PROTO_HEADER "X-Stream-Protocol-Version"
+#define PORTFORWARD_PROTO "portforward.k8s.io"
+
+struct st_token {
+        char key[33];
+        long long expires_ns; /* CLOCK_MONOTONIC */
+        bool used;
+        struct cri_stream_req *req; /* NULL once used */
+        struct st_token *next;
+};
+
+/* What MHD keeps per request: the session made for it until the upgrade takes it. */
+struct st_conn {
+        struct st_session *pending;
+};
+
+static long long mono_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void cri_stream_req_free(struct cri_stream_req *r)
+{
+        if (!r)
+                return;
+        free(r->id);
+        sh_strv_free(r->argv);
+        free(r->netns);
+        free(r->ports);
+        free(r);
+}
+
+const char *cri_stream_base_url(const struct cri_stream *s)
+{
+        return s->base_url;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+static void token_free(struct st_token *t)
+{
+        cri_stream_req_free(t->req);
+        free(t);
+}
+
+/* Drops tokens expired long ago, and the oldest beyond MAX_REMEMBERED. Under the lock. */
+static void tokens_prune(struct cri_stream *s, long long now)
+{
+        struct st_token **pp = &s->tokens;
+        size_t kept = 0;
+
+        while (*pp) {
+                struct st_token *t = *pp;
+                bool drop = kept >= MAX_REMEMBERED || now > t->expires_ns + REMEMBER_NS;
+
+                if (!t->used && now > t->expires_ns && t->req) {
+                        /* Expired unused: keep the key for the 401, free the request. */
+                        cri_stream_req_free(t->req);
+                        t->req = NULL;
+                        s->n_unused--;
+                }
+                if (drop) {
+                        if (t->req)
+                                s->n_unused--;
+                        *pp = t->next;
+                        token_free(t);
+                        s->n_tokens--;
+                        continue;
+                }
+                kept++;
+                pp = &t->next;
+        }
+}
+
+int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **ret_url,
+                     struct sh_error *err)
+{
+        static const char hex[] = "0123456789abcdef";
+        static const char *const paths[] = {"exec", "attach", "portforward"};
+        struct st_token *t = calloc(1, sizeof(*t));
+        uint8_t raw[16];
+        long long now = mono_ns();
+        char *url;
+
+        if (!t) {
+                cri_stream_req_free(req);
+                return -ENOMEM;
+        }
+        if (getrandom(raw, sizeof(raw), 0) != sizeof(raw)) {
+                free(t);
+                cri_stream_req_free(req);
+                return sh_err(err, -EIO, "streaming: no random bytes for a token");
+        }
+        for (size_t i = 0; i < sizeof(raw); i++) {
+                t->key[2 * i] = hex[raw[i] >> 4];
+                t->key[2 * i + 1] = hex[raw[i] & 15];
+        }
+        url = sh_strdup_printf("%s/%s/%s", s->base_url, paths[req->kind], t->key);
+        if (!url) {
+                free(t);
+                cri_stream_req_free(req);
+                return -ENOMEM;
+        }
+        t->req = req;
+        t->expires_ns = now + (long long)s->ttl_s * 1000000000LL;
+        pthread_mutex_lock(&s->lock);
+        tokens_prune(s, now);
+        if (s->n_unused >= MAX_UNUSED) {
+                pthread_mutex_unlock(&s->lock);
+                free(url);
+                token_free(t);
+                return sh_err(err, -EAGAIN, "streaming: %d requests wait for a connection already",
+                              MAX_UNUSED);
+        }
+        t->next = s->tokens;
+        s->tokens = t;
+        s->n_tokens++;
+        s->n_unused++;
+        pthread_mutex_unlock(&s->lock);
+        *ret_url = url;
+        return 0;
+}
+
+/*
+ * Takes the request of token @key for a connection to @kind's path. -ENOENT unknown (or
+ * issued for another path), -EACCES used already, -ETIME expired.
+ */
+static int token_take(struct cri_stream *s, enum cri_stream_kind kind, const char *key,
+                      struct cri_stream_req **ret)
+{
+        long long now = mono_ns();
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&s->lock);
+        for (struct st_token *t = s->tokens; t; t = t->next) {
+                if (strcmp(t->key, key) != 0)
+                        continue;
+                if (t->used)
+                        r = -EACCES;
+                else if (now > t->expires_ns)
+                        r = -ETIME;
+                else if (t->req && t->req->kind == kind) {
+                        *ret = t->req;
+                        t->req = NULL;
+                        t->used = true;
+                        s->n_unused--;
+                        r = 0;
+                }
+                break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *extra_name,
+                             const char *extra_value, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *extra_name,
+                             const char *extra_value, const char *fmt, ...)
+{
+        char body[512];
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                n = 0;
+        if ((size_t)n > sizeof(body) - 2)
+                n = (int)sizeof(body) - 2;
+        body[n++] = '\n';
+        body[n] = '\0';
+        resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        if (extra_name)
+                MHD_add_response_header(resp, extra_name, extra_value);
+        ret = MHD_queue_response(c, code, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+/* True if the comma-separated header value @v holds @token (case-insensitive). */
+static bool has_token(const char *v, const char *token)
+{
+        size_t tl = strlen(token);
+
+        while (v && *v) {
+                size_t n;
+
+                v += strspn(v, " \t,");
+                n = strcspn(v, ",");
+                {
+                        size_t m = n;
+
+                        while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                                m--;
+                        if (m == tl && strncasecmp(v, token, tl) == 0)
+                                return true;
+                }
+                v += n;
+        }
+        return false;
+}
+
+/* Every value of header @name, joined with ", " (MHD keeps repeated headers apart). */
+struct joined {
+        const char *name;
+        char buf[2048];
+        size_t len;
+        bool overflow;
+};
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+        struct joined *j = cls;
+        size_t n;
+
+        (void)kind;
+        if (!key || !value || strcasecmp(key, j->name) != 0)
+                return MHD_YES;
+        n = strlen(value);
+        if (j->len + n + 3 > sizeof(j->buf)) {
+                j->overflow = true;
+                return MHD_NO;
+        }
+        if (j->len) {
+                memcpy(j->buf + j->len, ", ", 2);
+                j->len += 2;
+        }
+        memcpy(j->buf + j->len, value, n);
+        j->len += n;
+        j->buf[j->len] = '\0';
+        return MHD_YES;
+}
+
+static int joined_header(struct MHD_Connection *c, enum MHD_ValueKind kind, const char *name,
+                         struct joined *j)
+{
+        j->name = name;
+        j->len = 0;
+        j->buf[0] = '\0';
+        j->overflow = false;
+        MHD_get_connection_values(c, kind, join_header, j);
+        return j->overflow ? -E2BIG : 0;
+}
+
+/*
+ * The SPDY sub-protocol: the first the client offered that we speak (the kubelet's
+ * negotiation). remotecommand: v5 (as v4 over SPDY) down to v1; port-forward: one.
+ */
+static int spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
+                       const char **ret_name)
+{
+        static const struct {
+                const char *name;
+                int version;
+        } rc[] = {
+                {"v5.channel.k8s.io", 5}, {"v4.channel.k8s.io", 4}, {"v3.channel.k8s.io", 3},
+                {"v2.channel.k8s.io", 2}, {"channel.k8s.io", 1},
+        };
+        const char *v = offered;
+
+        while (v && *v) {
+                size_t n, m;
+
+                v += strspn(v, " \t,");
+                n = strcspn(v, ",");
+                m = n;
+                while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                        m--;
+                if (kind == CRI_STREAM_PORTFORWARD) {
+                        if (m == strlen(PORTFORWARD_PROTO) &&
+                            strncmp(v, PORTFORWARD_PROTO, m) == 0) {
+                                *ret_version = 0;
+                                *ret_name = PORTFORWARD_PROTO;
+                                return 0;
+                        }
+                } else {
+                        for (size_t i = 0; i < SH_ARRAY_SIZE(rc); i++)
+                                if (m == strlen(rc[i].name) && strncmp(v, rc[i].name, m) == 0) {
+                                        *ret_version = rc[i].version;
+                                        *ret_name = rc[i].name;
+                                        return 0;
+                                }
+                }
+                v += n;
+        }
+        return -ENOENT;
+}
+
+struct port_args {
+        uint16_t ports[64];
+        size_t n;
+        int r;
+        struct sh_error err;
+};
+
+static enum MHD_Result collect_port(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        struct port_args *pa = cls;
+
+        (void)kind;
+        if (!key || strcmp(key, "port") != 0)
+                return MHD_YES;
+        pa->r = ws_k8s_pf_parse_ports(value ? value : "", pa->ports, SH_ARRAY_SIZE(pa->ports),
+                                      &pa->n, &pa->err);
+        return pa->r < 0 ? MHD_NO : MHD_YES;
+}
+
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra_in,
+                       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+        struct st_session *s = cls;
+        struct st_conn *conn = con_cls;
+        struct cri_stream *srv = s->srv;
+        pthread_attr_t attr;
+        pthread_t tid;
+        bool started;
+
+        (void)c;
+        if (conn)
+                conn->pending = NULL; /* ours now, whatever happens */
+        s->fd = sock;
+        s->urh = urh;
+        if (extra_in_size) {
+                s->extra = malloc(extra_in_size);
+                if (!s->extra) {
+                        st_session_free(s);
+                        return;
+                }
+                memcpy(s->extra, extra_in, extra_in_size);
+                s->n_extra = extra_in_size;
+        }
+        pthread_mutex_lock(&srv->lock);
+        started = !srv->stopping;
+        if (started)
+                srv->n_sessions++;
+        pthread_mutex_unlock(&srv->lock);
+        if (!started) {
+                st_session_free(s);
+                return;
+        }
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        if (pthread_create(&tid, &attr, st_session_main, s) != 0) {
+                sh_log_warn("cannot start a session thread");
+                st_session_free(s);
+                st_session_done(srv);
+        }
+        pthread_attr_destroy(&attr);
+}
+
+void st_session_done(struct cri_stream *srv)
+{
+        pthread_mutex_lock(&srv->lock);
+        srv->n_sessions--;
+        pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->lock);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+        struct st_conn *conn = *con_cls;
+
+        (void)cls;
+        (void)c;
+        (void)toe;
+        if (!conn)
+                return;
+        if (conn->pending)
+                st_session_free(conn->pending); /* the upgrade never happened */
+        free(conn);
+        *con_cls = NULL;
+}
+
+static const char *const kind_paths[] = {"/exec/", "/attach/", "/portforward/"};
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+        struct cri_stream *srv = cls;
+        struct cri_stream_req *req = NULL;
+        struct st_session *s;
+        struct st_conn *conn;
+        struct MHD_Response *resp;
+        struct joined j;
+        const char *upgrade, *connection, *token = NULL, *proto = NULL;
+        char accept[29];
+        enum cri_stream_kind kind = CRI_STREAM_EXEC;
+        enum MHD_Result ret;
+        bool spdy;
+        int r;
+
+        (void)version;
+        (void)upload;
+        if (*con_cls) {
+                /* A body (none is expected): drop it; the answer is queued already. */
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        conn = calloc(1, sizeof(*conn));
+        if (!conn)
+                return MHD_NO;
+        *con_cls = conn;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+                return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Allow", "GET, POST",
+                             "method %s not allowed", method);
+        for (size_t i = 0; i < SH_ARRAY_SIZE(kind_paths); i++)
+                if (strncmp(url, kind_paths[i], strlen(kind_paths[i])) == 0) {
+                        kind = (enum cri_stream_kind)i;
+                        token = url + strlen(kind_paths[i]);
+                }
+        if (!token || !*token || strchr(token, '/') || strlen(token) != 32)
+                return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL, "404 page not found");
+        r = token_take(srv, kind, token, &req);
+        if (r == -ENOENT)
+                return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL,
+                             "unknown streaming token: request a new URL");
+        if (r == -EACCES)
+                return reply(c, MHD_HTTP_UNAUTHORIZED, NULL, NULL,
+                             "streaming token already used: request a new URL");
+        if (r == -ETIME)
+                return reply(c, MHD_HTTP_UNAUTHORIZED, NULL, NULL,
+                             "streaming token expired: request a new URL");
+
+        upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upgrade");
+        connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
+        if (!upgrade || !has_token(connection, "upgrade") ||
+            (strcasecmp(upgrade, "SPDY/3.1") != 0 && strcasecmp(upgrade, "websocket") != 0)) {
+                cri_stream_req_free(req);
+                return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
+                             "unable to upgrade: this endpoint needs 'Connection: Upgrade' and "
+                             "'Upgrade: SPDY/3.1' or 'Upgrade: websocket'");
+        }
+        spdy = strcasecmp(upgrade, "SPDY/3.1") == 0;
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                cri_stream_req_free(req);
+                return MHD_NO;
+        }
+        s->srv = srv;
+        s->req = req;
+        s->fd = -1;
+        s->spdy = spdy;
+        if (spdy) {
+                if (joined_header(c, MHD_HEADER_KIND, SPDY_PROTO_HEADER, &j) < 0 || !j.len) {
+                        st_session_free(s);
+                        return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
+                                     "unable to upgrade: %s is required", SPDY_PROTO_HEADER);
+                }
+                if (spdy_choose(j.buf, kind, &s->version, &proto) < 0) {
+                        st_session_free(s);
+                        return reply(c, MHD_HTTP_FORBIDDEN, "X-Accepted-Stream-Protocol-Versions",
+                                     kind == CRI_STREAM_PORTFORWARD
+                                             ? PORTFORWARD_PROTO
+                                             : "v5.channel.k8s.io, v4.channel.k8s.io, "
+                                               "v3.channel.k8s.io, v2.channel.k8s.io, "
+                                               "channel.k8s.io",
+                                     "unable to upgrade: unable to negotiate protocol: client "
+                                     "supports [%.200s]",
+                                     j.buf);
+                }
+        } else {
+                const char *key =
+                        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+
+                if (ws_check_version(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                                 "Sec-WebSocket-Version")) < 0) {
+                        st_session_free(s);
+                        return reply(c, MHD_HTTP_UPGRADE_REQUIRED, "Sec-WebSocket-Version", "13",
+                                     "unsupported WebSocket version: 13 is required");
+                }
+                if (!key || ws_accept_key(key, accept) < 0) {
+                        st_session_free(s);
+                        return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
+                                     "bad or missing Sec-WebSocket-Key");
+                }
+                if (joined_header(c, MHD_HEADER_KIND, "Sec-WebSocket-Protocol", &j) < 0 ||
+                    ws_choose_protocol(j.buf,
+                                       kind == CRI_STREAM_PORTFORWARD
+                                               ? ws_k8s_portforward_protocols()
+                                               : ws_k8s_exec_protocols(),
+                                       &proto) < 0 ||
+                    ws_k8s_proto_from_name(proto, &s->ws) < 0) {
+                        st_session_free(s);
+                        return reply(c, MHD_HTTP_FORBIDDEN, NULL, NULL,
+                                     "unable to upgrade: none of the offered WebSocket "
+                                     "protocols [%.200s] is supported",
+                                     j.buf);
+                }
+                s->version = 4;
+                if (s->ws == WS_V5_CHANNEL)
+                        s->version = 5;
+                else if (!ws_k8s_proto_status_errors(s->ws))
+                        s->version = 2;
+                if (kind == CRI_STREAM_PORTFORWARD) {
+                        s->version = 0;
+                        if (!req->n_ports) {
+                                struct port_args pa = {.n = 0};
+
+                                MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_port,
+                                                          &pa);
+                                if (pa.r < 0 || !pa.n) {
+                                        st_session_free(s);
+                                        return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL, "%s",
+                                                     pa.r < 0 ? pa.err.msg
+                                                              : "query parameter \"port\" is "
+                                                                "required");
+                                }
+                                req->ports = malloc(pa.n * sizeof(*req->ports));
+                                if (!req->ports) {
+                                        st_session_free(s);
+                                        return MHD_NO;
+                                }
+                                memcpy(req->ports, pa.ports, pa.n * sizeof(*req->ports));
+                                req->n_ports = pa.n;
+                        }
+                }
+        }
+
+        resp = MHD_create_response_for_upgrade(on_upgrade, s);
+        if (!resp) {
+                st_session_free(s);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, spdy ? "SPDY/3.1" : "websocket");
+        /* MHD adds "Connection: Upgrade" itself. */
+        if (spdy) {
+                MHD_add_response_header(resp, SPDY_PROTO_HEADER, proto);
+        } else {
+                MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+                if (proto)
+                        MHD_add_response_header(resp, "Sec-WebSocket-Protocol", proto);
+        }
+        conn->pending = s;
+        ret = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+        MHD_destroy_response(resp);
+        if (ret != MHD_YES) {
+                conn->pending = NULL;
+                st_session_free(s);
+        }
+        return ret;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char buf[512];
+
+        (void)cls;
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        buf[strcspn(buf, "\n")] = '\0';
+        sh_log_debug("mhd: %s", buf);
+}
+
+/* Binds @addr:@port (IPv4 or IPv6 literal) and fills the URL base. */
+static int bind_listener(struct cri_stream *s, const char *addr, unsigned port, int *ret_fd,
+                         struct sh_error *err)
+{
+        struct sockaddr_storage ss = {0};
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        socklen_t len;
+        bool v6 = false;
+        int fd, one = 1;
+
+        if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons((uint16_t)port);
+                len = sizeof(*in4);
+        } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t)port);
+                len = sizeof(*in6);
+                v6 = true;
+        } else {
+                return sh_err(err, -EINVAL, "streaming.address '%s' is not an IPv4 or IPv6 address",
+                              addr);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return sh_err(err, -errno, "streaming: socket: %s", strerror(errno));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (v6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+                int e = errno;
+
+                close(fd);
+                return sh_err(err, -e, "streaming: listen on %s:%u: %s", addr, port, strerror(e));
+        }
+        len = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &len);
+        port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
+        snprintf(s->base_url, sizeof(s->base_url), v6 ? "http://[%s]:%u" : "http://%s:%u", addr,
+                 port);
+        *ret_fd = fd;
+        return 0;
+}
+
+int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error *err)
+{
+        const struct runt_config *cfg = ctx->cfg;
+        struct cri_stream *s = calloc(1, sizeof(*s));
+        int fd = -1, r;
+
+        if (!s)
+                return -ENOMEM;
+        s->ctx = ctx;
+        s->ttl_s = cfg->streaming_token_ttl_s ? cfg->streaming_token_ttl_s : 60;
+        s->creation_s = cfg->streaming_creation_timeout_s ? cfg->streaming_creation_timeout_s : 30;
+        s->idle_s = cfg->streaming_idle_timeout_s;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->idle, NULL);
+        s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->stop_fd < 0) {
+                r = sh_err(err, -errno, "streaming: eventfd: %s", strerror(errno));
+                goto fail;
+        }
+        r = bind_listener(s, cfg->streaming_address, cfg->streaming_port, &fd, err);
+        if (r < 0)
+                goto fail;
+        s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                          MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC,
+                                  0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HEADER_TIMEOUT_S,
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONN,
+                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        if (!s->mhd) {
+                close(fd);
+                r = sh_err(err, -EIO, "streaming: cannot start the HTTP server");
+                goto fail;
+        }
+        sh_log_info("url=%s streaming server ready", s->base_url);
+        *ret = s;
+        return 0;
+fail:
+        if (s->stop_fd >= 0)
+                close(s->stop_fd);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->idle);
+        free(s);
+        return r;
+}
+
+void cri_stream_free(struct cri_stream *s)
+{
+        struct timespec until;
+        uint64_t one = 1;
+        bool idle;
+
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_mutex_unlock(&s->lock);
+        if (write(s->stop_fd, &one, sizeof(one)) < 0)
+                sh_log_warn("cannot tell streaming sessions to stop");
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += STOP_WAIT_MS / 1000;
+        pthread_mutex_lock(&s->lock);
+        while (s->n_sessions > 0)
+                if (pthread_cond_timedwait(&s->idle, &s->lock, &until) == ETIMEDOUT)
+                        break;
+        idle = s->n_sessions == 0;
+        pthread_mutex_unlock(&s->lock);
+        if (!idle) {
+                /* A session still runs: leave the server to the process's exit. */
+                sh_log_warn("streaming sessions still running at stop");
+                return;
+        }
+        MHD_stop_daemon(s->mhd);
+        while (s->tokens) {
+                struct st_token *t = s->tokens;
+
+                s->tokens = t->next;
+                token_free(t);
+        }
+        close(s->stop_fd);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->idle);
+        free(s);
+}
