@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -468,10 +469,14 @@ static void spdy_rst(struct sess *s, uint32_t sid, uint32_t status)
         spdy_encode_rst_stream(&s->tx, sid, status, NULL);
 }
 
+/* Header @name of @f into @out; names compare without regard to case, as the kubelet's. */
 static void header_copy(const struct spdy_frame *f, const char *name, char *out, size_t size)
 {
-        const struct spdy_header *h = spdy_frame_header(f, name);
+        const struct spdy_header *h = NULL;
 
+        for (size_t i = 0; i < f->n_headers && !h; i++)
+                if (strcasecmp(f->headers[i].name, name) == 0)
+                        h = &f->headers[i];
         out[0] = '\0';
         if (h && h->value_len < size) {
                 memcpy(out, h->value, h->value_len);

@@ -137,49 +137,33 @@ int ws_check_version(const char *value)
         return n == 2 && memcmp(v, "13", 2) == 0 ? 0 : -EINVAL;
 }
 
-/* True if the comma-separated @list holds @name; *@any is set if it holds any name. */
-static bool list_has(const char *list, const char *name, bool *any)
-{
-        size_t nlen = strlen(name);
-        bool found = false;
-
-        *any = false;
-        for (const char *s = list; *s;) {
-                const char *e = strchr(s, ',');
-                size_t len = e ? (size_t)(e - s) : strlen(s);
-                const char *t = s;
-
-                while (len > 0 && is_ows(*t))
-                        t++, len--;
-                while (len > 0 && is_ows(t[len - 1]))
-                        len--;
-                if (len > 0) {
-                        *any = true;
-                        if (len == nlen && memcmp(t, name, len) == 0)
-                                found = true;
-                }
-                if (!e)
-                        break;
-                s = e + 1;
-        }
-        return found;
-}
-
 int ws_choose_protocol(const char *offered, const char *const *supported, const char **chosen)
 {
         bool any = false;
 
-        if (offered)
-                (void)list_has(offered, "", &any);
+        /* The client's order decides, as the kubelet's handshake does. */
+        for (const char *v = offered; v && *v;) {
+                size_t n, m;
+
+                v += strspn(v, " \t,");
+                n = strcspn(v, ",");
+                m = n;
+                while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                        m--;
+                if (m) {
+                        any = true;
+                        for (const char *const *s = supported; s && *s; s++)
+                                if (strlen(*s) == m && strncmp(v, *s, m) == 0) {
+                                        *chosen = *s;
+                                        return 0;
+                                }
+                }
+                v += n;
+        }
         if (!any) {
                 *chosen = NULL;
                 return 0;
         }
-        for (const char *const *s = supported; s && *s; s++)
-                if (list_has(offered, *s, &any)) {
-                        *chosen = *s;
-                        return 0;
-                }
         return -ENOENT;
 }
 

@@ -63,9 +63,10 @@ int ws_accept_key(const char *client_key, char out[29]);
 int ws_check_version(const char *value);
 
 /*
- * Picks the sub-protocol: the first entry of @supported (NULL-terminated, the server's
- * preference order) that appears in @offered, the comma-separated Sec-WebSocket-Protocol
- * value (several header lines joined with ","; names compare exactly). *@chosen borrows
+ * Picks the sub-protocol: the first name in @offered, the comma-separated
+ * Sec-WebSocket-Protocol value (several header lines joined with ","), that @supported
+ * (NULL-terminated) holds; the client's order decides, as in the kubelet's handshake, and
+ * names compare exactly. *@chosen borrows
  * the @supported entry. An absent or blank @offered gives 0 with *@chosen = NULL: answer
  * without the header (Kubernetes then speaks channel.k8s.io). -ENOENT if nothing offered
  * is supported: refuse the upgrade.

@@ -1,0 +1,577 @@
+/*
+ * cri/stream.c and stream-session.c without a backend: the token rules and HTTP answers,
+ * protocol negotiation, and whole port-forward sessions over SPDY and WebSocket into a TCP
+ * echo server on loopback (a request with the host's netns, "", needs no pod).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "cri-internal.h"
+#include "spdy.h"
+#include "strutil.h"
+
+struct fixture {
+        struct runt_config cfg;
+        struct cri_ctx ctx;
+        struct cri_stream *srv;
+        char host[64];
+        unsigned port;
+};
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct sh_error err = {0};
+        const char *base;
+
+        assert_non_null(f);
+        assert_int_equal(runt_config_defaults(&f->cfg, &err), 0);
+        f->cfg.streaming_token_ttl_s = 1;
+        f->cfg.streaming_creation_timeout_s = 2;
+        f->ctx.cfg = &f->cfg;
+        assert_int_equal(cri_stream_new(&f->ctx, &f->srv, &err), 0);
+        base = cri_stream_base_url(f->srv);
+        assert_int_equal(sscanf(base, "http://%63[^:]:%u", f->host, &f->port), 2);
+        assert_string_equal(f->host, "127.0.0.1");
+        assert_true(f->port > 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+
+        cri_stream_free(f->srv);
+        runt_config_done(&f->cfg);
+        free(f);
+        return 0;
+}
+
+static char *issue(struct fixture *f, enum cri_stream_kind kind, const uint16_t *ports, size_t n)
+{
+        struct cri_stream_req *r = calloc(1, sizeof(*r));
+        struct sh_error err = {0};
+        char *url = NULL;
+
+        assert_non_null(r);
+        r->kind = kind;
+        r->id = strdup("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        r->netns = strdup("");
+        if (kind == CRI_STREAM_EXEC) {
+                r->argv = calloc(2, sizeof(char *));
+                r->argv[0] = strdup("true");
+                r->out = true;
+        }
+        if (n) {
+                r->ports = malloc(n * sizeof(*r->ports));
+                memcpy(r->ports, ports, n * sizeof(*r->ports));
+                r->n_ports = n;
+        }
+        assert_int_equal(cri_stream_issue(f->srv, r, &url, &err), 0);
+        return url;
+}
+
+static int dial(unsigned port)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        struct timeval tv = {.tv_sec = 5};
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_true(fd >= 0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        return fd;
+}
+
+/* The path of @url (after host:port). */
+static const char *path_of(const char *url)
+{
+        const char *p = strchr(url + strlen("http://"), '/');
+
+        assert_non_null(p);
+        return p;
+}
+
+/*
+ * Sends "METHOD PATH" with @headers (CRLF-terminated lines) and reads the response head;
+ * returns the status, the head in @head, the connection in *@ret_fd (or closed when NULL).
+ * Bytes read past the head stay in @rest/@n_rest.
+ */
+static int request(struct fixture *f, const char *method, const char *path, const char *headers,
+                   char *head, size_t size, int *ret_fd, uint8_t *rest, size_t *n_rest)
+{
+        int fd = dial(f->port), status = 0;
+        char *req = sh_strdup_printf("%s %s HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n", method, path,
+                                     f->host, f->port, headers ? headers : "");
+        size_t len = 0;
+        char *end;
+
+        assert_non_null(req);
+        assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        free(req);
+        for (;;) {
+                ssize_t n = read(fd, head + len, size - 1 - len);
+
+                assert_true(n > 0);
+                len += (size_t)n;
+                head[len] = '\0';
+                end = strstr(head, "\r\n\r\n");
+                if (end)
+                        break;
+                assert_true(len < size - 1);
+        }
+        assert_int_equal(sscanf(head, "HTTP/1.1 %d", &status), 1);
+        if (rest) {
+                *n_rest = len - (size_t)(end + 4 - head);
+                memcpy(rest, end + 4, *n_rest);
+        } else {
+                /* The body, for the tests that read the reason. */
+                ssize_t n;
+
+                while (len < size - 1 && (n = read(fd, head + len, size - 1 - len)) > 0)
+                        len += (size_t)n;
+                head[len] = '\0';
+        }
+        if (ret_fd)
+                *ret_fd = fd;
+        else
+                close(fd);
+        return status;
+}
+
+#define SPDY_UP "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+
+static void test_tokens(void **state)
+{
+        struct fixture *f = *state;
+        char head[4096];
+        char *url = issue(f, CRI_STREAM_EXEC, NULL, 0), *other;
+        char wrong[128];
+
+        assert_true(strncmp(url, cri_stream_base_url(f->srv),
+                            strlen(cri_stream_base_url(f->srv))) == 0);
+        assert_non_null(strstr(url, "/exec/"));
+        /* No upgrade: 400, and the token is spent. */
+        assert_int_equal(
+                request(f, "GET", path_of(url), NULL, head, sizeof(head), NULL, NULL, NULL), 400);
+        assert_non_null(strstr(head, "unable to upgrade"));
+        assert_int_equal(
+                request(f, "POST", path_of(url), SPDY_UP, head, sizeof(head), NULL, NULL, NULL),
+                401);
+        assert_non_null(strstr(head, "already used"));
+        /* Unknown, malformed, or issued for another path: 404. */
+        assert_int_equal(request(f, "GET", "/exec/0123456789abcdef0123456789abcdef", SPDY_UP, head,
+                                 sizeof(head), NULL, NULL, NULL),
+                         404);
+        assert_non_null(strstr(head, "unknown streaming token"));
+        assert_int_equal(request(f, "GET", "/exec/../../etc/passwd", NULL, head, sizeof(head), NULL,
+                                 NULL, NULL),
+                         404);
+        assert_int_equal(request(f, "GET", "/", NULL, head, sizeof(head), NULL, NULL, NULL), 404);
+        other = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        snprintf(wrong, sizeof(wrong), "/attach/%s", strrchr(other, '/') + 1);
+        assert_int_equal(request(f, "GET", wrong, SPDY_UP, head, sizeof(head), NULL, NULL, NULL),
+                         404);
+        assert_int_equal(
+                request(f, "DELETE", path_of(other), NULL, head, sizeof(head), NULL, NULL, NULL),
+                405);
+        free(other);
+        /* Expired (ttl 1 s): 401 saying so. */
+        other = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        usleep(1200 * 1000);
+        assert_int_equal(
+                request(f, "POST", path_of(other), SPDY_UP, head, sizeof(head), NULL, NULL, NULL),
+                401);
+        assert_non_null(strstr(head, "expired"));
+        free(other);
+        free(url);
+}
+
+static void test_too_many(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        char *url = NULL;
+        size_t n = 0;
+
+        for (;; n++) {
+                struct cri_stream_req *r = calloc(1, sizeof(*r));
+
+                r->kind = CRI_STREAM_PORTFORWARD;
+                r->id = strdup("x");
+                if (cri_stream_issue(f->srv, r, &url, &err) < 0)
+                        break;
+                free(url);
+                assert_true(n < 5000);
+        }
+        assert_int_equal(n, 1000);
+        assert_non_null(strstr(err.msg, "wait for a connection"));
+        /* Once they expire, new ones are taken again. */
+        usleep(1200 * 1000);
+        url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        free(url);
+}
+
+static void test_negotiation(void **state)
+{
+        struct fixture *f = *state;
+        char head[4096];
+        struct {
+                const char *headers;
+                int status;
+                const char *says;
+        } cases[] = {
+                {SPDY_UP, 400, "X-Stream-Protocol-Version is required"},
+                {SPDY_UP "X-Stream-Protocol-Version: v9.channel.k8s.io\r\n", 403,
+                 "unable to negotiate"},
+                {"Connection: Upgrade\r\nUpgrade: h2c\r\n", 400, "unable to upgrade"},
+                {"Connection: keep-alive\r\nUpgrade: websocket\r\n", 400, "unable to upgrade"},
+                {"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                 426, "13 is required"},
+                {"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Key: short\r\n",
+                 400, "Sec-WebSocket-Key"},
+                {"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Protocol: v9.channel.k8s.io\r\n",
+                 403, "is supported"},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+
+                assert_int_equal(request(f, "GET", path_of(url), cases[i].headers, head,
+                                         sizeof(head), NULL, NULL, NULL),
+                                 cases[i].status);
+                if (!strstr(head, cases[i].says))
+                        fail_msg("case %zu: '%s' not in %s", i, cases[i].says, head);
+                free(url);
+        }
+        /* A WebSocket port-forward without ports anywhere. */
+        {
+                char *url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+
+                assert_int_equal(request(f, "GET", path_of(url),
+                                         "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                                         "Sec-WebSocket-Version: 13\r\n"
+                                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                         "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n",
+                                         head, sizeof(head), NULL, NULL, NULL),
+                                 400);
+                assert_non_null(strstr(head, "\"port\" is required"));
+                free(url);
+        }
+}
+
+/* ---------------------------------------------------------------- an echo server */
+
+struct echo {
+        int lfd;
+        unsigned port;
+        pthread_t tid;
+};
+
+static void *echo_main(void *arg)
+{
+        struct echo *e = arg;
+        int fd = accept(e->lfd, NULL, NULL);
+        char buf[4096];
+        ssize_t n;
+
+        if (fd < 0)
+                return NULL;
+        /* Echoes until "quit", then closes. */
+        while ((n = read(fd, buf, sizeof(buf))) > 0) {
+                if (n >= 4 && memcmp(buf + n - 4, "quit", 4) == 0)
+                        break;
+                if (write(fd, buf, (size_t)n) != n)
+                        break;
+        }
+        close(fd);
+        return NULL;
+}
+
+static void echo_start(struct echo *e)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t len = sizeof(a);
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(e->lfd >= 0);
+        assert_int_equal(bind(e->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(e->lfd, 4), 0);
+        getsockname(e->lfd, (struct sockaddr *)&a, &len);
+        e->port = ntohs(a.sin_port);
+        assert_int_equal(pthread_create(&e->tid, NULL, echo_main, e), 0);
+}
+
+static void echo_stop(struct echo *e)
+{
+        pthread_join(e->tid, NULL);
+        close(e->lfd);
+}
+
+/* Reads at least @need bytes into @buf (after @have); returns the total. */
+static size_t read_more(int fd, uint8_t *buf, size_t have, size_t need, size_t size)
+{
+        while (have < need) {
+                ssize_t n = read(fd, buf + have, size - have);
+
+                assert_true(n > 0);
+                have += (size_t)n;
+        }
+        return have;
+}
+
+/* A masked client frame. */
+static size_t ws_client_frame(uint8_t *out, uint8_t opcode, const void *data, size_t len)
+{
+        const uint8_t mask[4] = {0x11, 0x22, 0x33, 0x44};
+        size_t k = 0;
+
+        assert_true(len < 126);
+        out[k++] = 0x80 | opcode;
+        out[k++] = 0x80 | (uint8_t)len;
+        memcpy(out + k, mask, 4);
+        k += 4;
+        for (size_t i = 0; i < len; i++)
+                out[k++] = ((const uint8_t *)data)[i] ^ mask[i % 4];
+        return k;
+}
+
+static void test_portforward_ws(void **state)
+{
+        struct fixture *f = *state;
+        struct echo e;
+        uint8_t buf[8192], frame[256];
+        char head[4096];
+        size_t have = 0, k;
+        uint16_t ports[1];
+        char *url;
+        int fd;
+
+        echo_start(&e);
+        ports[0] = (uint16_t)e.port;
+        url = issue(f, CRI_STREAM_PORTFORWARD, ports, 1);
+        assert_int_equal(request(f, "GET", path_of(url),
+                                 "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                 "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n",
+                                 head, sizeof(head), &fd, buf, &have),
+                         101);
+        /* RFC 6455's own example key. */
+        assert_non_null(strstr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_non_null(strstr(head, "Sec-WebSocket-Protocol: v4.channel.k8s.io"));
+        /* The port on channel 0 and on channel 1: two 5-byte frames (2 + channel + port). */
+        have = read_more(fd, buf, have, 10, sizeof(buf));
+        assert_int_equal(buf[0], 0x82);
+        assert_int_equal(buf[1], 3);
+        assert_int_equal(buf[2], 0);
+        assert_int_equal(buf[3] | buf[4] << 8, e.port);
+        assert_int_equal(buf[7], 1);
+        assert_int_equal(buf[8] | buf[9] << 8, e.port);
+        memmove(buf, buf + 10, have - 10);
+        have -= 10;
+        k = ws_client_frame(frame, 0x2, "\x00hello", 6);
+        assert_int_equal(write(fd, frame, k), (ssize_t)k);
+        have = read_more(fd, buf, have, 8, sizeof(buf));
+        assert_int_equal(buf[0], 0x82);
+        assert_int_equal(buf[1], 6);
+        assert_memory_equal(buf + 2, "\x00hello", 6);
+        memmove(buf, buf + 8, have - 8);
+        have -= 8;
+        /* The pod side closes: the session ends with a normal close frame. */
+        k = ws_client_frame(frame, 0x2, "\x00quit", 5);
+        assert_int_equal(write(fd, frame, k), (ssize_t)k);
+        have = read_more(fd, buf, have, 4, sizeof(buf));
+        assert_int_equal(buf[0], 0x88);
+        assert_int_equal(buf[1], 2);
+        assert_int_equal(buf[2] << 8 | buf[3], 1000);
+        close(fd);
+        echo_stop(&e);
+        free(url);
+}
+
+/* Decodes frames from the connection until one of @type on @sid arrives. */
+static void spdy_wait(int fd, struct spdy_session *client, struct spdy_buf *rx,
+                      enum spdy_frame_type type, uint32_t sid, struct spdy_buf *data_out, bool *fin)
+{
+        for (;;) {
+                struct spdy_frame fr;
+                struct sh_error err = {0};
+                size_t used = 0;
+                int r = spdy_parse(client, rx->data, rx->len, &used, &fr, &err);
+
+                if (r == -EAGAIN) {
+                        uint8_t b[4096];
+                        ssize_t n = read(fd, b, sizeof(b));
+
+                        spdy_buf_consume(rx, used);
+                        assert_true(n > 0);
+                        assert_int_equal(spdy_buf_append(rx, b, (size_t)n), 0);
+                        continue;
+                }
+                assert_int_equal(r, 0);
+                if (fr.type == SPDY_DATA && data_out)
+                        assert_int_equal(spdy_buf_append(data_out, fr.data, fr.data_len), 0);
+                if (fin && fr.type == SPDY_DATA && fr.stream_id == sid)
+                        *fin = fr.flags & SPDY_FLAG_FIN;
+                spdy_buf_consume(rx, used);
+                if (fr.type == type && fr.stream_id == sid)
+                        return;
+        }
+}
+
+static void test_portforward_spdy(void **state)
+{
+        struct fixture *f = *state;
+        struct spdy_session client = {0};
+        struct spdy_buf tx = {0}, rx = {0}, got = {0};
+        struct sh_error err = {0};
+        uint8_t rest[4096];
+        char head[4096], port[8];
+        size_t n_rest = 0;
+        struct echo e;
+        bool fin = false;
+        char *url;
+        int fd;
+
+        echo_start(&e);
+        snprintf(port, sizeof(port), "%u", e.port);
+        url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+        assert_int_equal(request(f, "POST", path_of(url),
+                                 SPDY_UP "X-Stream-Protocol-Version: portforward.k8s.io\r\n", head,
+                                 sizeof(head), &fd, rest, &n_rest),
+                         101);
+        assert_non_null(strstr(head, "X-Stream-Protocol-Version: portforward.k8s.io"));
+        assert_int_equal(spdy_session_init(&client, NULL, &err), 0);
+        assert_int_equal(spdy_buf_append(&rx, rest, n_rest), 0);
+        {
+                const struct spdy_header eh[] = {SPDY_HDR("streamtype", "error"),
+                                                 SPDY_HDR("port", port),
+                                                 SPDY_HDR("requestid", "0")};
+                const struct spdy_header dh[] = {SPDY_HDR("streamtype", "data"),
+                                                 SPDY_HDR("port", port),
+                                                 SPDY_HDR("requestid", "0")};
+
+                assert_int_equal(
+                        spdy_encode_syn_stream(&client, &tx, 1, 0, 0, SPDY_FLAG_FIN, eh, 3, &err),
+                        0);
+                assert_int_equal(spdy_encode_syn_stream(&client, &tx, 3, 0, 0, 0, dh, 3, &err), 0);
+        }
+        assert_int_equal(spdy_encode_data(&tx, 3, 0, "ping", 4, &err), 0);
+        assert_int_equal(write(fd, tx.data, tx.len), (ssize_t)tx.len);
+        tx.len = 0;
+        spdy_wait(fd, &client, &rx, SPDY_SYN_REPLY, 1, NULL, NULL);
+        spdy_wait(fd, &client, &rx, SPDY_SYN_REPLY, 3, NULL, NULL);
+        while (got.len < 4)
+                spdy_wait(fd, &client, &rx, SPDY_DATA, 3, &got, NULL);
+        assert_memory_equal(got.data, "ping", 4);
+        /* "quit": the echo server closes; data then error stream end with FIN. */
+        assert_int_equal(spdy_encode_data(&tx, 3, 0, "quit", 4, &err), 0);
+        assert_int_equal(write(fd, tx.data, tx.len), (ssize_t)tx.len);
+        while (!fin)
+                spdy_wait(fd, &client, &rx, SPDY_DATA, 3, NULL, &fin);
+        fin = false;
+        while (!fin)
+                spdy_wait(fd, &client, &rx, SPDY_DATA, 1, NULL, &fin);
+        /* A second connection to a port nobody listens on: the error text, then FINs. */
+        tx.len = 0;
+        got.len = 0;
+        {
+                const struct spdy_header eh[] = {SPDY_HDR("streamtype", "error"),
+                                                 SPDY_HDR("port", "1"), SPDY_HDR("requestid", "1")};
+                const struct spdy_header dh[] = {SPDY_HDR("streamtype", "data"),
+                                                 SPDY_HDR("port", "1"), SPDY_HDR("requestid", "1")};
+
+                assert_int_equal(spdy_encode_syn_stream(&client, &tx, 5, 0, 0, 0, eh, 3, &err), 0);
+                assert_int_equal(spdy_encode_syn_stream(&client, &tx, 7, 0, 0, 0, dh, 3, &err), 0);
+        }
+        assert_int_equal(write(fd, tx.data, tx.len), (ssize_t)tx.len);
+        fin = false;
+        while (!fin)
+                spdy_wait(fd, &client, &rx, SPDY_DATA, 5, &got, &fin);
+        assert_int_equal(spdy_buf_append(&got, "", 1), 0);
+        if (!strstr((const char *)got.data, "error forwarding port 1"))
+                fail_msg("error stream says '%s'", (const char *)got.data);
+        /* A hostile frame (a control frame of version 2) ends the session with GOAWAY. */
+        tx.len = 0;
+        {
+                const uint8_t bad[] = {0x80, 0x02, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1};
+
+                assert_int_equal(write(fd, bad, sizeof(bad)), (ssize_t)sizeof(bad));
+        }
+        spdy_wait(fd, &client, &rx, SPDY_GOAWAY, 0, NULL, NULL);
+        close(fd);
+        spdy_buf_done(&tx);
+        spdy_buf_done(&rx);
+        spdy_buf_done(&got);
+        spdy_session_done(&client);
+        echo_stop(&e);
+        free(url);
+}
+
+/* The server stops while a session is open: the session ends, nothing hangs. */
+static void test_stop_with_session(void **state)
+{
+        struct fixture *f = *state;
+        uint8_t rest[4096];
+        char head[4096];
+        size_t n_rest = 0;
+        char *url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+        struct timespec t0, t1;
+        int fd;
+
+        assert_int_equal(request(f, "POST", path_of(url),
+                                 SPDY_UP "X-Stream-Protocol-Version: portforward.k8s.io\r\n", head,
+                                 sizeof(head), &fd, rest, &n_rest),
+                         101);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cri_stream_free(f->srv);
+        f->srv = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_true(t1.tv_sec - t0.tv_sec < 3);
+        {
+                char b[64];
+
+                assert_true(read(fd, b, sizeof(b)) <= 0); /* closed */
+        }
+        close(fd);
+        free(url);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_too_many, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_negotiation, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_portforward_ws, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_portforward_spdy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_with_session, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
