@@ -319,6 +319,7 @@ def test_exec_and_attach_need_a_running_container(senv):
 # --------------------------------------------------------------------------- exec
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_exec_stdout_and_stderr_apart(senv, transport):
@@ -341,6 +342,7 @@ def test_exec_stdout_and_stderr_apart(senv, transport):
     assert (res.stdout, res.stderr, res.exit_code) == (b"hi\n", b"", 0), res
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_exec_tty_and_resize(senv, transport):
@@ -378,6 +380,7 @@ def test_exec_tty_and_resize(senv, transport):
     assert res.stdout == b"x\r\n" and res.exit_code == 4, res
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_exec_stdin(senv, transport):
@@ -556,6 +559,7 @@ def test_spdy_ignores_settings_window_updates_and_unknown_frames(senv):
 # --------------------------------------------------------------------------- attach
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_attach_with_stdin(senv, transport):
@@ -625,6 +629,7 @@ def http_ok(data):
     return re.match(rb"HTTP/1\.[01] 200", head) is not None and data.endswith(INDEX)
 
 
+@pytest.mark.valgrind
 @needs_root
 def test_portforward_spdy_http(senv):
     url = senv.pf_url([8080])
@@ -684,6 +689,7 @@ def test_portforward_spdy_port_nobody_listens_on(senv):
         assert http_ok(c.read_all())
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("proto", K.WS_PORTFORWARD_PROTOCOLS)
 def test_portforward_websocket(senv, proto):
@@ -718,6 +724,7 @@ def test_portforward_websocket_ports_from_the_query(senv):
 # --------------------------------------------------------------------------- HTTP answers
 
 
+@pytest.mark.valgrind
 @needs_root
 def test_http_errors_for_tokens_and_upgrades(senv):
     url = senv.exec_url(senv.box, ["true"])
@@ -870,6 +877,7 @@ WS_ERROR_CODES = {K.CLOSE_PROTOCOL_ERROR, K.CLOSE_UNSUPPORTED, K.CLOSE_INVALID_D
                   K.CLOSE_POLICY, K.CLOSE_TOO_BIG}
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("case", WS_CASES)
 def test_websocket_hostile_frames(senv, baseline, case):
@@ -902,6 +910,7 @@ def test_websocket_bad_base64(senv, baseline):
 VANISH = ["after-upgrade", "blocked", "flooding", "mid-frame"]
 
 
+@pytest.mark.valgrind
 @needs_root
 @pytest.mark.parametrize("when", VANISH)
 @pytest.mark.parametrize("transport", TRANSPORTS)
