@@ -610,6 +610,29 @@ static void test_recover_removes_half_created(void **state)
         free(db);
 }
 
+/* Attach needs a running container, and a backend that has it (the fake has not). */
+static void test_attach(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct req q;
+        char *id = NULL;
+        bool tty = false, in = false;
+        int fd = -1;
+
+        assert_int_equal(pod_container_attach(f->pm, "0123abcd", &fd, &tty, &in, &err), -ENOENT);
+        req_init(f, &q, "att");
+        q.r.image.cmd = cmd;
+        pod_container_info_free(create(f, &q, &id));
+        assert_int_equal(pod_container_attach(f->pm, id, &fd, &tty, &in, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "is not running"));
+        assert_int_equal(pod_container_start(f->pm, id, &err), 0);
+        assert_int_equal(pod_container_attach(f->pm, id, &fd, &tty, &in, &err), -EOPNOTSUPP);
+        assert_non_null(strstr(err.msg, "attach"));
+        assert_int_equal(fd, -1);
+        free(id);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -622,6 +645,7 @@ int main(void)
                 T(test_unknown_user_is_refused),
                 T(test_hostile_paths_are_refused),
                 T(test_lifecycle),
+                T(test_attach),
                 T(test_failed_start_is_start_error),
                 T(test_sandbox_remove_takes_containers),
                 T(test_recover_removes_half_created),
