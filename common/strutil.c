@@ -227,6 +227,30 @@ int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
         return 0;
 }
 
+bool sh_list_next(const char **cursor, const char **ret, size_t *ret_len)
+{
+        const char *v = *cursor;
+
+        while (v && *v) {
+                size_t n, m;
+
+                v += strspn(v, " \t,");
+                n = strcspn(v, ",");
+                m = n;
+                while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                        m--;
+                *cursor = v + n;
+                if (m) {
+                        *ret = v;
+                        *ret_len = m;
+                        return true;
+                }
+                v += n;
+        }
+        *cursor = v;
+        return false;
+}
+
 unsigned long long sh_now_ns(void)
 {
         struct timespec ts;

@@ -42,6 +42,14 @@ int sh_rm_rf(const char *path);
  */
 int sh_find_helper(const char *name, const char *fallback, char *out, size_t size);
 
+/*
+ * Walks the comma-separated list at *@cursor (an HTTP header value such as
+ * "v4.channel.k8s.io, channel.k8s.io"): true with the next non-empty element, spaces and
+ * tabs around it trimmed, in *@ret / *@ret_len (not NUL-terminated); false at the end.
+ * Start with *@cursor = the list (NULL is empty).
+ */
+bool sh_list_next(const char **cursor, const char **ret, size_t *ret_len);
+
 /* Monotonic clock in nanoseconds. */
 unsigned long long sh_now_ns(void);
 

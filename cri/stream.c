@@ -232,23 +232,12 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
 /* True if the comma-separated header value @v holds @token (case-insensitive). */
 static bool has_token(const char *v, const char *token)
 {
-        size_t tl = strlen(token);
+        const char *t;
+        size_t n;
 
-        while (v && *v) {
-                size_t n;
-
-                v += strspn(v, " \t,");
-                n = strcspn(v, ",");
-                {
-                        size_t m = n;
-
-                        while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
-                                m--;
-                        if (m == tl && strncasecmp(v, token, tl) == 0)
-                                return true;
-                }
-                v += n;
-        }
+        while (sh_list_next(&v, &t, &n))
+                if (n == strlen(token) && strncasecmp(t, token, n) == 0)
+                        return true;
         return false;
 }
 
@@ -309,16 +298,10 @@ static int spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_
                 {"v5.channel.k8s.io", 5}, {"v4.channel.k8s.io", 4}, {"v3.channel.k8s.io", 3},
                 {"v2.channel.k8s.io", 2}, {"channel.k8s.io", 1},
         };
-        const char *v = offered;
+        const char *cur = offered, *v;
+        size_t m;
 
-        while (v && *v) {
-                size_t n, m;
-
-                v += strspn(v, " \t,");
-                n = strcspn(v, ",");
-                m = n;
-                while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
-                        m--;
+        while (sh_list_next(&cur, &v, &m)) {
                 if (kind == CRI_STREAM_PORTFORWARD) {
                         if (m == strlen(PORTFORWARD_PROTO) &&
                             strncmp(v, PORTFORWARD_PROTO, m) == 0) {
@@ -326,15 +309,14 @@ static int spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_
                                 *ret_name = PORTFORWARD_PROTO;
                                 return 0;
                         }
-                } else {
-                        for (size_t i = 0; i < SH_ARRAY_SIZE(rc); i++)
-                                if (m == strlen(rc[i].name) && strncmp(v, rc[i].name, m) == 0) {
-                                        *ret_version = rc[i].version;
-                                        *ret_name = rc[i].name;
-                                        return 0;
-                                }
+                        continue;
                 }
-                v += n;
+                for (size_t i = 0; i < SH_ARRAY_SIZE(rc); i++)
+                        if (m == strlen(rc[i].name) && strncmp(v, rc[i].name, m) == 0) {
+                                *ret_version = rc[i].version;
+                                *ret_name = rc[i].name;
+                                return 0;
+                        }
         }
         return -ENOENT;
 }

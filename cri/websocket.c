@@ -13,6 +13,7 @@
 #include "json.h"
 #include "sha1.h"
 #include "sha256.h"
+#include "strutil.h"
 
 /* ---- helpers ---- */
 
@@ -139,26 +140,18 @@ int ws_check_version(const char *value)
 
 int ws_choose_protocol(const char *offered, const char *const *supported, const char **chosen)
 {
+        const char *cur = offered, *v;
         bool any = false;
+        size_t m;
 
         /* The client's order decides, as the kubelet's handshake does. */
-        for (const char *v = offered; v && *v;) {
-                size_t n, m;
-
-                v += strspn(v, " \t,");
-                n = strcspn(v, ",");
-                m = n;
-                while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
-                        m--;
-                if (m) {
-                        any = true;
-                        for (const char *const *s = supported; s && *s; s++)
-                                if (strlen(*s) == m && strncmp(v, *s, m) == 0) {
-                                        *chosen = *s;
-                                        return 0;
-                                }
-                }
-                v += n;
+        while (sh_list_next(&cur, &v, &m)) {
+                any = true;
+                for (const char *const *s = supported; s && *s; s++)
+                        if (strlen(*s) == m && strncmp(v, *s, m) == 0) {
+                                *chosen = *s;
+                                return 0;
+                        }
         }
         if (!any) {
                 *chosen = NULL;

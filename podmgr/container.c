@@ -1148,8 +1148,12 @@ out:
  * The backend of running container @id, for the calls that need one running: *@ret_id is
  * its full id (malloc'd). -EINVAL when it is not running.
  */
-static int running(struct pod_mgr *pm, const char *id, char **ret_id, struct be **ret_be,
-                   struct sh_error *err)
+/*
+ * Container @id, which must be running (-EINVAL otherwise), and its backend (when @ret_be
+ * is not NULL). *@ret owned by the caller.
+ */
+static int running_info(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
+                        struct be **ret_be, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL;
@@ -1160,14 +1164,27 @@ static int running(struct pod_mgr *pm, const char *id, char **ret_id, struct be 
                 return r;
         if (i->state != POD_CTR_RUNNING)
                 r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
-        if (r == 0)
+        if (r == 0 && ret_be)
                 r = pod_mgr_backend(pm, handler, ret_be, err);
-        if (r == 0) {
-                *ret_id = i->id;
-                i->id = NULL;
+        if (r < 0) {
+                pod_container_info_free(i);
+                return r;
         }
+        *ret = i;
+        return 0;
+}
+
+static int running(struct pod_mgr *pm, const char *id, char **ret_id, struct be **ret_be,
+                   struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        int r = running_info(pm, id, &i, ret_be, err);
+
+        if (r < 0)
+                return r;
+        *ret_id = TAKE_PTR(i->id);
         pod_container_info_free(i);
-        return r;
+        return 0;
 }
 
 int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err)
@@ -1215,19 +1232,12 @@ int pod_container_attach(struct pod_mgr *pm, const char *id, int *ret_fd, bool *
                          bool *ret_stdin, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
-        _cleanup_free_ char *handler = NULL;
         struct be *be = NULL;
-        int fd = -1, r;
+        int fd = -1, r = running_info(pm, id, &i, &be, err);
 
-        r = load(pm, id, &i, &handler, err);
         if (r < 0)
                 return r;
-        if (i->state != POD_CTR_RUNNING)
-                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
-        if (r == 0)
-                r = pod_mgr_backend(pm, handler, &be, err);
-        if (r == 0)
-                r = be_container_attach(be, i->id, &fd, err);
+        r = be_container_attach(be, i->id, &fd, err);
         if (r == 0) {
                 *ret_fd = fd;
                 *ret_tty = i->spec.tty;
@@ -1241,23 +1251,17 @@ int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, boo
                           bool *ret_stdin, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
-        _cleanup_free_ char *handler = NULL;
-        int r = load(pm, id, &i, &handler, err);
+        int r = running_info(pm, id, &i, NULL, err);
 
         if (r < 0)
                 return r;
-        if (i->state != POD_CTR_RUNNING)
-                r = sh_err(err, -EINVAL, "container %.12s is not running", i->id);
-        if (r == 0) {
-                if (ret_tty)
-                        *ret_tty = i->spec.tty;
-                if (ret_stdin)
-                        *ret_stdin = i->spec.stdin_open;
-                *ret_id = i->id;
-                i->id = NULL;
-        }
+        if (ret_tty)
+                *ret_tty = i->spec.tty;
+        if (ret_stdin)
+                *ret_stdin = i->spec.stdin_open;
+        *ret_id = TAKE_PTR(i->id);
         pod_container_info_free(i);
-        return r;
+        return 0;
 }
 
 /* ---------------------------------------------------------------- the pod's containers */

@@ -313,10 +313,23 @@ def test_shared_pid_namespace(ctrs):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
+# A shell loop that says, by a file, that its traps are set: a stop sent before would find
+# the default dispositions.
+READY = "touch /tmp/trapped; while true; do sleep 0.1; done"
+
+
+def trapped(ctrs, cid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while ctrs.exec(cid, ["/bin/sh", "-c", "test -e /tmp/trapped"]).exit_code != 0:
+        assert time.monotonic() < deadline, "the container never set its traps"
+        time.sleep(0.05)
+
+
 def test_stop_term_ignoring_process_within_grace(ctrs):
     pod, cfg = ctrs.pod()
     cid = ctrs.run_ctr(pod, cfg, command=["/bin/sh", "-c",
-                                          "trap '' TERM; while true; do sleep 0.1; done"])
+                                          "trap '' TERM; " + READY])
+    trapped(ctrs, cid)
     t0 = time.monotonic()
     ctrs.cstop(cid, timeout=2)
     took = time.monotonic() - t0
@@ -325,24 +338,24 @@ def test_stop_term_ignoring_process_within_grace(ctrs):
     assert 1.9 < took < 5, took
     # A process with a TERM handler ends at once, with its own code.
     c2 = ctrs.run_ctr(pod, cfg, "c2", command=["/bin/sh", "-c",
-                                               "trap 'exit 42' TERM; while true; do sleep 0.1; "
-                                               "done"])
+                                               "trap 'exit 42' TERM; " + READY])
+    trapped(ctrs, c2)
     t0 = time.monotonic()
     ctrs.cstop(c2, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c2).exit_code == 42
     ctrs.cstop(c2, timeout=10)  # stopped already: fine
     # The request's stop signal (Kubernetes' lifecycle.stopSignal) is the one sent.
     c3 = ctrs.run_ctr(pod, cfg, "c3", stop_signal=pb.SIGINT,
-                      command=["/bin/sh", "-c", "trap 'exit 7' INT; trap '' TERM; "
-                                                "while true; do sleep 0.1; done"])
+                      command=["/bin/sh", "-c", "trap 'exit 7' INT; trap '' TERM; " + READY])
+    trapped(ctrs, c3)
     assert ctrs.cstatus(c3).stop_signal == pb.SIGINT
     t0 = time.monotonic()
     ctrs.cstop(c3, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c3).exit_code == 7
     # Any signal reaches the process through runt-init, SIGPWR too.
     c4 = ctrs.run_ctr(pod, cfg, "c4", stop_signal=pb.SIGPWR,
-                      command=["/bin/sh", "-c", "trap 'exit 9' PWR; trap '' TERM; "
-                                                "while true; do sleep 0.1; done"])
+                      command=["/bin/sh", "-c", "trap 'exit 9' PWR; trap '' TERM; " + READY])
+    trapped(ctrs, c4)
     t0 = time.monotonic()
     ctrs.cstop(c4, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c4).exit_code == 9

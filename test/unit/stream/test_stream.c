@@ -267,6 +267,23 @@ static void test_negotiation(void **state)
                         fail_msg("case %zu: '%s' not in %s", i, cases[i].says, head);
                 free(url);
         }
+        /* Request headers past the 32 KiB a connection may use: refused, not buffered. */
+        {
+                char *url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+                size_t big = 40 * 1024;
+                char *h = malloc(big + 64);
+                int status;
+
+                assert_non_null(h);
+                memcpy(h, "X-Big: ", 7);
+                memset(h + 7, 'a', big);
+                memcpy(h + 7 + big, "\r\n", 3);
+                status = request(f, "GET", path_of(url), h, head, sizeof(head), NULL, NULL, NULL);
+                if (status != 431 && status != 413)
+                        fail_msg("oversized headers: %d", status);
+                free(h);
+                free(url);
+        }
         /* A WebSocket port-forward without ports anywhere. */
         {
                 char *url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
