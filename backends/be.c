@@ -168,7 +168,13 @@ int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
 {
         if (!be->ops->exec_stream || !(be->ops->caps & BE_CAP_EXEC))
                 return unsupported(be, "streaming exec", err);
-        *ret = (struct be_exec_stream){-1, -1, -1, -1, 0};
+        /* The outputs start closed; the size asked for stays. */
+        *ret = (struct be_exec_stream){.stdin_fd = -1,
+                                       .stdout_fd = -1,
+                                       .stderr_fd = -1,
+                                       .pty_fd = -1,
+                                       .rows = ret->rows,
+                                       .cols = ret->cols};
         return be->ops->exec_stream(be, id, argv, tty, want_stdin, ret, err);
 }
 

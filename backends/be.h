@@ -198,11 +198,12 @@ struct be_ctr_status {
  * exit code is the command's (128+signal when a signal ended it).
  */
 struct be_exec_stream {
-        int stdin_fd;  /* write end; -1 without stdin */
-        int stdout_fd; /* read end; the pty master with a tty */
-        int stderr_fd; /* read end; -1 with a tty (one stream) */
-        int pty_fd;    /* the pty master, for resize; -1 without a tty */
-        int pid;       /* the process to wait for */
+        int stdin_fd;              /* write end; -1 without stdin */
+        int stdout_fd;             /* read end; the pty master with a tty */
+        int stderr_fd;             /* read end; -1 with a tty (one stream) */
+        int pty_fd;                /* the pty master, for resize; -1 without a tty */
+        int pid;                   /* the process to wait for */
+        unsigned short rows, cols; /* in, with a tty: the size it starts with (0: unset) */
 };
 
 /* ExecSync's result. Owned buffers; be_exec_result_done. */

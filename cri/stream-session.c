@@ -41,14 +41,15 @@
 #include "stream-internal.h"
 #include "strutil.h"
 
-#define CHUNK       32768              /* bytes read from a process, socket or client at once */
-#define TX_HIGH     (512 * 1024)       /* stop reading outputs while this much waits to be sent */
-#define IN_HIGH     (256 * 1024)       /* stop reading the client while this much waits */
-#define DRAIN_NS    (250 * 1000000LL)  /* output read after the exec process exited */
-#define FLUSH_NS    (5000 * 1000000LL) /* to send the last frames */
-#define LINGER_NS   (1000 * 1000000LL) /* for the client to close after us */
-#define MAX_PF      128                /* port-forward connections per session */
-#define MAX_MESSAGE (1024 * 1024)      /* a client's DATA frame or WebSocket message */
+#define CHUNK          32768             /* bytes read from a process, socket or client at once */
+#define TX_HIGH        (512 * 1024)      /* stop reading outputs while this much waits to be sent */
+#define IN_HIGH        (256 * 1024)      /* stop reading the client while this much waits */
+#define DRAIN_NS       (250 * 1000000LL) /* output read after the exec process exited */
+#define FLUSH_NS       (5000 * 1000000LL) /* to send the last frames */
+#define LINGER_NS      (1000 * 1000000LL) /* for the client to close after us */
+#define MAX_PF         128                /* port-forward connections per session */
+#define RESIZE_WAIT_NS (100 * 1000000LL)  /* for a tty's first size: clients send it at once */
+#define MAX_MESSAGE    (1024 * 1024)      /* a client's DATA frame or WebSocket message */
 
 /* The attach socket's packet kinds (backends/be.h, container_attach). */
 enum { ATT_STDIN = 0, ATT_STDOUT = 1, ATT_STDERR = 2, ATT_STDIN_EOF = 3, ATT_RESIZE = 4 };
@@ -95,6 +96,10 @@ struct sess {
         bool in_eof, in_eof_sent;
         char resize[512];
         size_t resize_len;
+        uint16_t init_w, init_h; /* a size that came before the pty */
+        bool resized;
+        bool tty_wait; /* a tty exec waits a moment for the client's first size */
+        long long resize_until;
         bool tty;
         int in_fd, out_fd, err_fd, pty_fd, pid, pidfd;
         bool exited;
@@ -301,10 +306,14 @@ static void apply_resize(struct sess *s, uint16_t w, uint16_t h)
                         sh_log_debug("attach resize not sent: %m");
                 return;
         }
+        s->resized = true;
         if (s->pty_fd >= 0) {
                 struct winsize ws = {.ws_row = h, .ws_col = w};
 
                 ioctl(s->pty_fd, TIOCSWINSZ, &ws);
+        } else {
+                s->init_w = w;
+                s->init_h = h;
         }
 }
 
@@ -766,8 +775,13 @@ static bool in_backlog(const struct sess *s)
 
 static int start_exec(struct sess *s, struct sh_error *err)
 {
-        struct be_exec_stream es = {
-                .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .pty_fd = -1, .pid = 0};
+        struct be_exec_stream es = {.stdin_fd = -1,
+                                    .stdout_fd = -1,
+                                    .stderr_fd = -1,
+                                    .pty_fd = -1,
+                                    .pid = 0,
+                                    .rows = s->init_h,
+                                    .cols = s->init_w};
         int r = pod_container_exec_stream(s->srv->ctx->pods, s->req->id,
                                           (const char *const *)s->req->argv, s->req->tty,
                                           s->req->in, &es, err);
@@ -1083,6 +1097,8 @@ static void loop(struct sess *s)
                         until = s->last_io + (long long)s->srv->idle_s * 1000000000LL;
                 if (s->pid > 0 && !s->exited && s->pidfd < 0)
                         until = (!until || now + 100000000LL < until) ? now + 100000000LL : until;
+                if (s->phase == P_STREAMS && s->resize_until && s->resize_until < until)
+                        until = s->resize_until;
                 if (until)
                         timeout = until <= now ? 0 : (int)((until - now) / 1000000 + 1);
                 if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
@@ -1119,7 +1135,11 @@ static void loop(struct sess *s)
                 }
                 now = mono_ns();
                 if (s->phase == P_STREAMS) {
-                        if ((s->have & s->want) == s->want)
+                        bool all = (s->have & s->want) == s->want;
+
+                        if (all && s->tty_wait && !s->resize_until)
+                                s->resize_until = now + RESIZE_WAIT_NS;
+                        if (all && (!s->tty_wait || s->resized || now >= s->resize_until))
                                 start(s);
                         else if (now >= s->deadline) {
                                 sh_log_debug("streams not created in time: have %#x want %#x",
@@ -1234,6 +1254,13 @@ void *st_session_main(void *arg)
                         s.want |= 1u << CH_STDERR;
                 if (s.req->tty && ss->version >= 3)
                         s.want |= 1u << CH_RESIZE;
+                s.tty_wait = s.req->kind == CRI_STREAM_EXEC && (s.want & (1u << CH_RESIZE));
+                s.phase = P_STREAMS;
+                s.deadline = s.last_io + (long long)srv->creation_s * 1000000000LL;
+        } else if (!s.spdy && s.req->kind == CRI_STREAM_EXEC && s.req->tty) {
+                /* No streams to wait for, but the size the client sends first. */
+                s.tty_wait = true;
+                s.resize_until = s.last_io + RESIZE_WAIT_NS;
                 s.phase = P_STREAMS;
                 s.deadline = s.last_io + (long long)srv->creation_s * 1000000000LL;
         } else if (!s.client_gone) {

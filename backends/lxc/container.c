@@ -19,12 +19,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -1478,6 +1480,35 @@ int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
         return 0;
 }
 
+/*
+ * The master of the pty runt-lxc-exec --tty made in the container, or -1 when it could not
+ * (it then says so with a byte alone, or the socket closes): the host pty serves instead.
+ */
+static int recv_master(int sock)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        struct cmsghdr *c;
+        int fd = -1;
+
+        if (poll(&p, 1, 10000) != 1 || recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+                return -1;
+        c = CMSG_FIRSTHDR(&m);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)))
+                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        return fd;
+}
+
 /* Closes the fds of @s that are open and marks them closed. */
 static void stream_close(struct be_exec_stream *s)
 {
@@ -1497,6 +1528,7 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         _cleanup_(sh_strv_freep) char **p = NULL;
         _cleanup_free_ const char **v = NULL;
         int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, slave = -1;
+        int sv[2] = {-1, -1};
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
         sigset_t none, dfl;
@@ -1508,14 +1540,19 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         if (r < 0)
                 return r;
         if (tty) {
-                if (openpty(&ret->pty_fd, &slave, NULL, NULL, NULL) < 0)
+                struct winsize ws = {.ws_row = ret->rows, .ws_col = ret->cols};
+
+                if (openpty(&ret->pty_fd, &slave, NULL, NULL,
+                            ret->rows && ret->cols ? &ws : NULL) < 0)
                         return sh_err(err, -errno, "openpty: %s", strerror(errno));
                 fcntl(ret->pty_fd, F_SETFD, FD_CLOEXEC);
                 fcntl(slave, F_SETFD, FD_CLOEXEC);
                 ret->stdout_fd = ret->pty_fd;
-                ret->stdin_fd = want_stdin ? dup(ret->pty_fd) : -1;
-                if (want_stdin && ret->stdin_fd >= 0)
-                        fcntl(ret->stdin_fd, F_SETFD, FD_CLOEXEC);
+                /* The container's own pty comes back on this (runt-lxc-exec.c). */
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                        r = sh_err(err, -errno, "socketpair: %s", strerror(errno));
+                        goto fail;
+                }
         } else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
                    (want_stdin && pipe2(in, O_CLOEXEC) < 0)) {
                 r = sh_err(err, -errno, "pipe: %s", strerror(errno));
@@ -1535,6 +1572,7 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         if (tty) {
                 for (int fd = 0; fd < 3; fd++)
                         posix_spawn_file_actions_adddup2(&fa, slave, fd);
+                posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
         } else {
                 if (want_stdin)
                         posix_spawn_file_actions_adddup2(&fa, in[0], 0);
@@ -1545,7 +1583,7 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         }
         /* After the dup2s: nothing of runtd's beyond stdio (its sockets, other sessions'
          * pipes) reaches the command. */
-        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        posix_spawn_file_actions_addclosefrom_np(&fa, tty ? 4 : 3);
         r = posix_spawn(&pid, helper, &fa, &attr, (char *const *)v, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
@@ -1556,6 +1594,18 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         ret->pid = (int)pid;
         if (slave >= 0)
                 close(slave);
+        if (tty) {
+                int m;
+
+                close(sv[1]);
+                m = recv_master(sv[0]);
+                close(sv[0]);
+                if (m >= 0) {
+                        close(ret->pty_fd); /* the host pty stays runt-lxc-exec's stdio */
+                        ret->pty_fd = ret->stdout_fd = m;
+                }
+                ret->stdin_fd = want_stdin ? fcntl(ret->pty_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        }
         if (!tty) {
                 close(out[1]);
                 close(errp[1]);
@@ -1577,6 +1627,9 @@ fail:
         }
         if (slave >= 0)
                 close(slave);
+        for (int i = 0; i < 2; i++)
+                if (sv[i] >= 0)
+                        close(sv[i]);
         stream_close(ret);
         return r;
 }

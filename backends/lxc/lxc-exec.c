@@ -2,32 +2,90 @@
  * runt-lxc-exec [--tty] LXCPATH NAME UID GID CWD GROUPS ARG...: runs ARG... in the running
  * LXC container NAME through liblxc's attach, with our stdin, stdout and stderr as its own,
  * and exits with its exit code (128+signal when a signal ended it). GROUPS: comma-separated
- * supplementary gids, or "-". With --tty our stdio is a pty, which the process takes as its
- * controlling terminal in a session of its own.
+ * supplementary gids, or "-".
+ *
+ * With --tty the process gets a terminal as its controlling one, in a session of its own:
+ * a pty of the container's own devpts (so `tty` and ttyname() work in there), whose master
+ * goes back to runtd over the unix socket on fd 3 (SCM_RIGHTS). Should that fail, a byte
+ * without an fd goes back instead and our stdio, a host pty runtd holds, is the terminal.
  *
  * A program of its own, for the reasons runt-lxc-start gives, and so that runtd can end an
  * exec that outlives its timeout by killing one process group: the attached process stays
- * in ours. liblxc's own complaints (a program that is not there) go to stderr.
+ * in ours (a tty one has its session). liblxc's own complaints go to stderr.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <lxc/attach_options.h>
 #include <lxc/lxccontainer.h>
 
+#define TTY_SOCK 3 /* runtd's end for the master, with --tty */
+
+/* Sends @fd (or, with -1, only the byte) over the socket on TTY_SOCK. */
+static void send_master(int fd)
+{
+        char byte = fd >= 0 ? 'm' : 'x';
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        if (fd >= 0) {
+                m.msg_control = u.buf;
+                m.msg_controllen = sizeof(u.buf);
+                u.h.cmsg_level = SOL_SOCKET;
+                u.h.cmsg_type = SCM_RIGHTS;
+                u.h.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&u.h), &fd, sizeof(int));
+        }
+        while (sendmsg(TTY_SOCK, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+                ;
+}
+
+/* A pty of the container's devpts: the slave's fd, the master sent to runtd; -1 on failure. */
+static int container_pty(void)
+{
+        char name[64];
+        int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), sl = -1;
+        struct winsize ws;
+
+        if (m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0 && ptsname_r(m, name, sizeof(name)) == 0)
+                sl = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        /* The size runtd gave the host pty, our stdin, is where it starts. */
+        if (sl >= 0 && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col)
+                ioctl(sl, TIOCSWINSZ, &ws);
+        send_master(sl >= 0 ? m : -1);
+        if (m >= 0)
+                close(m);
+        return sl;
+}
+
 /* Runs in the container, as its user: a session and the pty as the controlling terminal. */
 static int run_on_tty(void *payload)
 {
         char **argv = payload;
+        int sl = container_pty();
 
+        close(TTY_SOCK);
         setsid();
+        if (sl >= 0) {
+                for (int fd = 0; fd < 3; fd++)
+                        dup2(sl, fd);
+                if (sl > 2)
+                        close(sl);
+        }
         ioctl(0, TIOCSCTTY, 0);
         execvp(argv[0], argv);
         fprintf(stderr, "runt: exec %s: %s\n", argv[0], strerror(errno));
@@ -84,6 +142,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runt: attach to container %.12s failed\n", argv[2]);
                 return 125;
         }
+        if (tty)
+                close(TTY_SOCK); /* the attached process has it: runtd sees EOF when it is done */
         while (waitpid(pid, &st, 0) < 0)
                 if (errno != EINTR)
                         return 125;

@@ -378,6 +378,22 @@ def test_exec_tty_and_resize(senv, transport):
                         stderr=False, tty=True)
     res = K.run_exec(transport, url, stderr=False, tty=True)
     assert res.stdout == b"x\r\n" and res.exit_code == 4, res
+    # The size the client sends first is there when the command starts (it waits for it).
+    url = senv.exec_url(senv.box, ["busybox", "stty", "size"], stdout=True, stderr=False,
+                        tty=True)
+    res = K.run_exec(transport, url, stderr=False, tty=True, resize=(90, 30))
+    assert res.stdout == b"30 90\r\n" and res.exit_code == 0, res
+    # The terminal is one of the container's own devpts, as runc gives: `tty` names it, and
+    # it is the process's controlling terminal (its session's, the shell leads it).
+    url = senv.exec_url(senv.box, ["/bin/sh", "-c", "busybox tty; ls /dev/pts; "
+                                   "cat /proc/self/stat"], stdout=True, stderr=False, tty=True)
+    res = K.run_exec(transport, url, stderr=False, tty=True)
+    out = res.stdout.decode()
+    m = re.match(r"(/dev/pts/(\d+))\r\n", out)
+    assert m and res.exit_code == 0, res
+    assert m.group(2) in out.split("\r\n")[1].split(), out  # it is there, in /dev/pts
+    stat = out.split("\r\n")[2].rsplit(")", 1)[1].split()
+    assert int(stat[4]) != 0, stat  # tty_nr: it has a controlling terminal
 
 
 @pytest.mark.valgrind

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
         const char *root = NULL;
         bool tty = false, want_stdin = false, hangup = false;
         unsigned width = 0, height = 0;
-        struct be_exec_stream s;
+        struct be_exec_stream s = {.rows = 0};
         struct sh_error err = {0};
         struct be *be = NULL;
         int i = 1, st = 0, r;
