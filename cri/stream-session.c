@@ -916,8 +916,8 @@ static void attach_read(struct sess *s)
         }
         if (buf[0] == ATT_STDOUT && s->req->out)
                 send_chan(s, CH_STDOUT, buf + 1, (size_t)n - 1);
-        else if (buf[0] == ATT_STDERR && (s->req->err || s->req->out))
-                send_chan(s, s->req->err ? CH_STDERR : CH_STDOUT, buf + 1, (size_t)n - 1);
+        else if (buf[0] == ATT_STDERR && s->req->err)
+                send_chan(s, CH_STDERR, buf + 1, (size_t)n - 1);
 }
 
 static void attach_write_stdin(struct sess *s)
@@ -1148,6 +1148,10 @@ static void loop(struct sess *s)
                         }
                 }
                 if (s->phase == P_RUN) {
+                        /* The drain after the exit counts only while we can read: a slow
+                         * client must not cost it the output still in the pipe. */
+                        if (s->exited && s->tx.len >= TX_HIGH)
+                                s->deadline = now + DRAIN_NS;
                         if (s->req->kind == CRI_STREAM_EXEC && exec_done(s, now))
                                 finish(s, s->exit_code, NULL);
                         else if (s->req->kind == CRI_STREAM_PORTFORWARD && !s->spdy &&

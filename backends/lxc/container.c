@@ -1542,8 +1542,8 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         if (tty) {
                 struct winsize ws = {.ws_row = ret->rows, .ws_col = ret->cols};
 
-                if (openpty(&ret->pty_fd, &slave, NULL, NULL,
-                            ret->rows && ret->cols ? &ws : NULL) < 0)
+                if (openpty(&ret->pty_fd, &slave, NULL, NULL, ret->rows && ret->cols ? &ws : NULL) <
+                    0)
                         return sh_err(err, -errno, "openpty: %s", strerror(errno));
                 fcntl(ret->pty_fd, F_SETFD, FD_CLOEXEC);
                 fcntl(slave, F_SETFD, FD_CLOEXEC);

@@ -540,6 +540,50 @@ def test_exec_large_output(senv, transport):
 
 
 @needs_root
+def slow_exec(senv, script, pause):
+    """Exec of @script, read by a client that waits @pause s first; -> (bytes of stdout,
+    the status)."""
+    url = senv.exec_url(senv.box, ["/bin/sh", "-c", script], stdout=True, stderr=False)
+    sock, resp, rest = K.upgrade(url, "POST", K.spdy_upgrade_headers(["v4.channel.k8s.io"]),
+                                 timeout=10)
+    try:
+        comp = K.HeaderCompressor()
+        sock.sendall(K.syn_stream_frame(comp, 1, {"streamtype": "error"}) +
+                     K.syn_stream_frame(comp, 3, {"streamtype": "stdout"}))
+        time.sleep(pause)
+        parser, got, status, done = K.SpdyParser(), 0, b"", False
+        sock.settimeout(10)
+        data = rest
+        while not done:
+            for f in parser.feed(data):
+                if f.control and f.type == K.GOAWAY:
+                    done = True
+                elif not f.control and f.stream_id == 3:
+                    got += len(f.data)
+                elif not f.control and f.stream_id == 1:
+                    status += f.data
+            if not done:
+                data = sock.recv(1 << 20)
+                assert data, "closed before GOAWAY"
+    finally:
+        sock.close()
+    return got, status
+
+
+def test_exec_slow_client_gets_all_output(senv):
+    """A client that reads nothing for a while still gets all the output: the server stops
+    reading the pipe while the client lags, and the drain after the command's exit counts
+    only the time the client keeps up. Here the command exits (0.2 s) while a process it
+    left writes 8 MiB into the pipe and the client reads nothing until 1 s."""
+    n = 8 << 20
+    got, status = slow_exec(senv, f"head -c {n} /dev/zero & sleep 0.2; exit 5", 1.0)
+    assert got == n, got
+    assert json.loads(status)["details"]["causes"][0]["message"] == "5", status
+    # And a command that writes more than all the buffers hold, then exits.
+    got, status = slow_exec(senv, f"head -c {3 * n} /dev/zero; exit 5", 1.0)
+    assert got == 3 * n, got
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_ping_during_a_session(senv, transport):
     """SPDY PING and WebSocket ping (client-go's heartbeat) are answered mid-session."""
