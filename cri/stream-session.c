@@ -45,11 +45,12 @@
 #define TX_HIGH        (512 * 1024)      /* stop reading outputs while this much waits to be sent */
 #define IN_HIGH        (256 * 1024)      /* stop reading the client while this much waits */
 #define DRAIN_NS       (250 * 1000000LL) /* output read after the exec process exited */
-#define FLUSH_NS       (5000 * 1000000LL) /* to send the last frames */
-#define LINGER_NS      (1000 * 1000000LL) /* for the client to close after us */
-#define MAX_PF         128                /* port-forward connections per session */
-#define RESIZE_WAIT_NS (100 * 1000000LL)  /* for a tty's first size: clients send it at once */
-#define MAX_MESSAGE    (1024 * 1024)      /* a client's DATA frame or WebSocket message */
+#define FLUSH_NS       (5000 * 1000000LL)  /* to send the last frames */
+#define LINGER_NS      (1000 * 1000000LL)  /* for the client to close after us */
+#define FLUSH_CAP_NS   (60 * 1000000000LL) /* a slow but reading client, at the most */
+#define MAX_PF         128                 /* port-forward connections per session */
+#define RESIZE_WAIT_NS (100 * 1000000LL)   /* for a tty's first size: clients send it at once */
+#define MAX_MESSAGE    (1024 * 1024)       /* a client's DATA frame or WebSocket message */
 
 /* The attach socket's packet kinds (backends/be.h, container_attach). */
 enum { ATT_STDIN = 0, ATT_STDOUT = 1, ATT_STDERR = 2, ATT_STDIN_EOF = 3, ATT_RESIZE = 4 };
@@ -98,7 +99,8 @@ struct sess {
         size_t resize_len;
         uint16_t init_w, init_h; /* a size that came before the pty */
         bool resized;
-        bool tty_wait; /* a tty exec waits a moment for the client's first size */
+        bool tty_wait;       /* a tty exec waits a moment for the client's first size */
+        long long flush_cap; /* P_FLUSH ends by then whatever the client does */
         long long resize_until;
         bool tty;
         int in_fd, out_fd, err_fd, pty_fd, pid, pidfd;
@@ -277,6 +279,7 @@ static void finish(struct sess *s, int exit_code, const char *error)
         }
         s->phase = P_FLUSH;
         s->deadline = mono_ns() + FLUSH_NS;
+        s->flush_cap = s->deadline + FLUSH_CAP_NS;
 }
 
 /* Ends a session on a protocol error: GOAWAY or a close frame with @ws_code. */
@@ -749,8 +752,8 @@ static void client_read(struct sess *s)
                 return;
         }
         s->last_io = mono_ns();
-        if (s->phase == P_LINGER)
-                return; /* whatever it says now is discarded */
+        if (s->phase >= P_FLUSH)
+                return; /* the session is ending: whatever it says now is discarded */
         if (spdy_buf_append(&s->rx, buf, (size_t)n) < 0) {
                 s->client_gone = true;
                 return;
@@ -763,14 +766,23 @@ static void client_read(struct sess *s)
 
 /* ---------------------------------------------------------------- the process side */
 
+/*
+ * True while the client must not be read: too much waits for stdin or the pods, or for the
+ * client itself (the replies to its PINGs and refused streams pile up in tx if it does not
+ * read them).
+ */
 static bool in_backlog(const struct sess *s)
 {
-        if (s->in.len >= IN_HIGH)
+        size_t pods = 0;
+
+        if (s->in.len >= IN_HIGH || s->tx.len >= TX_HIGH)
                 return true;
-        for (size_t i = 0; i < s->n_pf; i++)
+        for (size_t i = 0; i < s->n_pf; i++) {
                 if (s->pf[i].to_pod.len >= IN_HIGH)
                         return true;
-        return false;
+                pods += s->pf[i].to_pod.len;
+        }
+        return pods >= 4 * IN_HIGH;
 }
 
 static int start_exec(struct sess *s, struct sh_error *err)
@@ -910,8 +922,18 @@ static void attach_read(struct sess *s)
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 return;
         if (n <= 0) {
+                _cleanup_free_ char *id = NULL;
+                struct sh_error e = {0};
+
                 close_fd(&s->afd);
-                finish(s, 0, NULL); /* the container exited */
+                /* The monitor closes its clients when the container exited, and refuses
+                 * one beyond its limit: tell the two apart. */
+                if (pod_container_running(s->srv->ctx->pods, s->req->id, &id, NULL, NULL, &e) == 0)
+                        finish(s, 0,
+                               "error attaching to container: the container's monitor "
+                               "closed the attach (too many attached clients?)");
+                else
+                        finish(s, 0, NULL);
                 return;
         }
         if (buf[0] == ATT_STDOUT && s->req->out)
@@ -968,6 +990,11 @@ static void pf_io(struct sess *s, struct pf_conn *c, short revents)
                                                     buf, (size_t)n));
                         continue;
                 }
+                if (n < 0) {
+                        /* Reset: nothing more goes either way. */
+                        c->client_fin = true;
+                        c->to_pod.len = 0;
+                }
                 pf_pod_done(s, c);
                 if (c->sock < 0)
                         return;
@@ -997,6 +1024,28 @@ static void pf_io(struct sess *s, struct pf_conn *c, short revents)
 }
 
 /* ---------------------------------------------------------------- the loop */
+
+/*
+ * Drops the SPDY port-forward connections that are over on both sides, so MAX_PF limits
+ * the live ones (kubectl uses a new requestid for every local connection).
+ */
+static void pf_compact(struct sess *s)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < s->n_pf; i++) {
+                struct pf_conn *c = &s->pf[i];
+
+                if (c->pod_eof && c->client_fin && c->sock < 0) {
+                        spdy_buf_done(&c->to_pod);
+                        continue;
+                }
+                if (k != i)
+                        s->pf[k] = *c;
+                k++;
+        }
+        s->n_pf = k;
+}
 
 static void reap(struct sess *s, bool wait)
 {
@@ -1038,6 +1087,7 @@ static void loop(struct sess *s)
                 struct pollfd p[8 + MAX_PF];
                 int n = 0, ix_out = -1, ix_err = -1, ix_in = -1, ix_pid = -1, ix_att = -1;
                 int ix_pf = -1, timeout = -1;
+                size_t n_pf_polled = 0;
                 bool room = s->tx.len < TX_HIGH;
                 long long now, until = s->deadline;
 
@@ -1051,8 +1101,9 @@ static void loop(struct sess *s)
                 }
                 p[n++] = (struct pollfd){
                         .fd = s->fd,
-                        .events = (short)(((s->phase == P_LINGER || !in_backlog(s)) ? POLLIN : 0) |
-                                          (s->tx.len ? POLLOUT : 0)),
+                        /* POLLRDHUP: a client that leaves is seen also while it is not read. */
+                        .events = (short)(((s->phase >= P_FLUSH || !in_backlog(s)) ? POLLIN : 0) |
+                                          (s->tx.len ? POLLOUT : 0) | POLLRDHUP),
                 };
                 p[n++] = (struct pollfd){.fd = s->srv->stop_fd, .events = POLLIN};
                 if (s->phase == P_RUN) {
@@ -1084,12 +1135,16 @@ static void loop(struct sess *s)
                                 };
                         }
                         ix_pf = n;
-                        for (size_t i = 0; i < s->n_pf; i++)
-                                p[n++] = (struct pollfd){
-                                        .fd = s->pf[i].sock,
-                                        .events = (short)((room && !s->pf[i].pod_eof ? POLLIN : 0) |
-                                                          (s->pf[i].to_pod.len ? POLLOUT : 0)),
-                                };
+                        n_pf_polled = s->n_pf;
+                        for (size_t i = 0; i < s->n_pf; i++) {
+                                short ev = (short)((room && !s->pf[i].pod_eof ? POLLIN : 0) |
+                                                   (s->pf[i].to_pod.len ? POLLOUT : 0));
+
+                                /* Nothing to wait for: out of the set (a reset socket would
+                                 * report POLLHUP for ever). */
+                                p[n++] = (struct pollfd){.fd = ev ? s->pf[i].sock : -1,
+                                                         .events = ev};
+                        }
                 }
                 now = mono_ns();
                 if (s->phase == P_RUN && s->srv->idle_s &&
@@ -1105,8 +1160,12 @@ static void loop(struct sess *s)
                         return;
                 if (p[1].revents)
                         return; /* runtd stops */
-                if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
-                        client_read(s);
+                if (p[0].events & POLLIN) {
+                        if (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))
+                                client_read(s);
+                } else if (p[0].revents & (POLLHUP | POLLERR | POLLRDHUP)) {
+                        s->client_gone = true;
+                }
                 if (s->client_gone)
                         return;
                 if (s->phase == P_RUN) {
@@ -1129,9 +1188,12 @@ static void loop(struct sess *s)
                                 attach_read(s);
                         if (s->afd >= 0 && s->phase == P_RUN)
                                 attach_write_stdin(s);
-                        for (size_t i = 0; ix_pf >= 0 && i < s->n_pf; i++)
+                        /* Only those polled: client_read may have added some. */
+                        for (size_t i = 0; ix_pf >= 0 && i < n_pf_polled && i < s->n_pf; i++)
                                 if (s->pf[i].sock >= 0)
                                         pf_io(s, &s->pf[i], p[ix_pf + (int)i].revents);
+                        if (s->spdy)
+                                pf_compact(s);
                 }
                 now = mono_ns();
                 if (s->phase == P_STREAMS) {
@@ -1165,8 +1227,16 @@ static void loop(struct sess *s)
                                 return;
                         }
                 }
-                if (s->tx.len)
+                if (s->tx.len) {
+                        size_t before = s->tx.len;
+
                         tx_flush(s);
+                        /* A client that still reads gets the rest, within a hard cap. */
+                        if (s->phase == P_FLUSH && s->tx.len < before && s->deadline < s->flush_cap)
+                                s->deadline = mono_ns() + FLUSH_NS < s->flush_cap
+                                                      ? mono_ns() + FLUSH_NS
+                                                      : s->flush_cap;
+                }
                 if (s->phase >= P_FLUSH && now >= s->deadline)
                         return;
         }
@@ -1175,7 +1245,17 @@ static void loop(struct sess *s)
 static void cleanup(struct sess *s)
 {
         if (s->pid > 0 && !s->exited) {
-                /* The client left or runtd stops: the command goes, as with containerd. */
+                /*
+                 * The client left or runtd stops: the command goes, as with containerd.
+                 * SIGTERM first: runt-lxc-exec then kills what it attached, a tty's session
+                 * too; then SIGKILL to its group, whatever happened.
+                 */
+                kill(s->pid, SIGTERM);
+                for (int i = 0; i < 20 && !s->exited; i++) {
+                        reap(s, false);
+                        if (!s->exited)
+                                usleep(10 * 1000);
+                }
                 kill(-s->pid, SIGKILL);
                 kill(s->pid, SIGKILL);
                 reap(s, true);

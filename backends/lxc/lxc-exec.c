@@ -31,8 +31,21 @@
 
 #define TTY_SOCK 3 /* runtd's end for the master, with --tty */
 
-/* Sends @fd (or, with -1, only the byte) over the socket on TTY_SOCK. */
-static void send_master(int fd)
+/* The attached process, for the SIGTERM handler (the one global: a handler has no other). */
+static volatile sig_atomic_t attached;
+
+static void on_term(int sig)
+{
+        (void)sig;
+        if (attached > 0) {
+                kill(-(pid_t)attached, SIGKILL); /* its session's group, with a tty */
+                kill((pid_t)attached, SIGKILL);
+        }
+        _exit(128 + SIGTERM);
+}
+
+/* Sends @fd (or, with -1, only the byte) over the socket on TTY_SOCK. 0 or -1. */
+static int send_master(int fd)
 {
         char byte = fd >= 0 ? 'm' : 'x';
         union {
@@ -50,8 +63,15 @@ static void send_master(int fd)
                 u.h.cmsg_len = CMSG_LEN(sizeof(int));
                 memcpy(CMSG_DATA(&u.h), &fd, sizeof(int));
         }
-        while (sendmsg(TTY_SOCK, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
-                ;
+        for (;;) {
+                ssize_t n = sendmsg(TTY_SOCK, &m, MSG_NOSIGNAL);
+
+                if (n == 1)
+                        return 0;
+                if (n < 0 && errno == EINTR)
+                        continue;
+                return -1;
+        }
 }
 
 /* A pty of the container's devpts: the slave's fd, the master sent to runtd; -1 on failure. */
@@ -66,7 +86,11 @@ static int container_pty(void)
         /* The size runtd gave the host pty, our stdin, is where it starts. */
         if (sl >= 0 && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col)
                 ioctl(sl, TIOCSWINSZ, &ws);
-        send_master(sl >= 0 ? m : -1);
+        /* runtd gave up waiting (or is gone): then the host pty, our stdio, serves. */
+        if (send_master(sl >= 0 ? m : -1) < 0 && sl >= 0) {
+                close(sl);
+                sl = -1;
+        }
         if (m >= 0)
                 close(m);
         return sl;
@@ -144,6 +168,15 @@ int main(int argc, char **argv)
         }
         if (tty)
                 close(TTY_SOCK); /* the attached process has it: runtd sees EOF when it is done */
+        {
+                struct sigaction sa = {.sa_handler = on_term};
+
+                /* runtd ends an exec with SIGTERM to us: ours go with it, also a tty's
+                 * session, which a kill of our process group misses. */
+                attached = (sig_atomic_t)pid;
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGTERM, &sa, NULL);
+        }
         while (waitpid(pid, &st, 0) < 0)
                 if (errno != EINTR)
                         return 125;

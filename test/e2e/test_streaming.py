@@ -9,10 +9,12 @@ One daemon, pod and image for the module (the daemon's streaming.stream_creation
 short, so a stalled session ends in seconds); the token expiry test has a daemon of its
 own. Every socket wait is bounded (kstream.IO_TIMEOUT unless said otherwise)."""
 
+import base64
 import hashlib
 import json
 import os
 import re
+import socket
 import struct
 import threading
 import time
@@ -1009,6 +1011,94 @@ def test_client_vanishes(senv, baseline, transport, when):
         wait_gone(senv, senv.box, marker)
     assert_recovered(senv, baseline)
     assert marker not in senv.processes(senv.box)
+
+
+def vm_rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_ping_flood_without_reading_is_bounded(senv, baseline, transport):
+    """A client that sends PINGs (WebSocket pings) as fast as it can and reads none of the
+    replies: the server stops reading it once its replies pile up, instead of growing."""
+    url = senv.exec_url(senv.box, ["/bin/sh", "-c", "exec busybox sleep 4401"], stdout=True)
+    if transport == "spdy":
+        sock, _, _ = K.upgrade(url, "POST", K.spdy_upgrade_headers(["v4.channel.k8s.io"]))
+        comp = K.HeaderCompressor()
+        sock.sendall(K.syn_stream_frame(comp, 1, {"streamtype": "error"}) +
+                     K.syn_stream_frame(comp, 3, {"streamtype": "stdout"}))
+        burst = b"".join(K.ping_frame(2 * i + 1) for i in range(50000))  # 600 kB
+    else:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock, _, _ = K.upgrade(url, "GET", K.ws_upgrade_headers(["v4.channel.k8s.io"], key))
+        burst = K.ws_frame(K.OP_PING, b"p" * 125) * 4000  # 524 kB
+    before = vm_rss_kb(senv.pid)
+    sock.settimeout(2)
+    sent = 0
+    try:
+        while sent < 200 << 20:
+            sock.sendall(burst)
+            sent += len(burst)
+    except (socket.timeout, OSError):
+        pass
+    grown = vm_rss_kb(senv.pid) - before
+    assert sent < 200 << 20, "the server read 200 MB of pings it could not answer"
+    assert grown < 16 * 1024, f"runtd grew {grown} kB"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    wait_gone(senv, senv.box, "sleep 4401")
+    assert_recovered(senv, baseline)
+
+
+def test_portforward_spdy_many_connections_in_turn(senv):
+    """kubectl uses a new requestid for every local connection: a session serves far more
+    than the 128 live connections it allows at once."""
+    with K.SpdyPortForward(senv.pf_url([9090])) as pf:
+        for i in range(150):
+            c = pf.open(9090)
+            c.send(b"n%d\n" % i)
+            assert c.read_until(b"n%d\n" % i) == b"n%d\n" % i
+            c.close_write()
+            c.read_all()
+
+
+def test_exec_tty_session_goes_with_its_client(senv, baseline):
+    """A tty command has a session of its own, which the exec's process group does not
+    hold: it still goes when the client does, even if it ignores the hangup."""
+    marker = "sleep 4402"
+    url = senv.exec_url(senv.box, ["/bin/sh", "-c", f"trap '' HUP; echo up; busybox {marker}; "
+                                   "echo after"], stdin=True, stdout=True, stderr=False,
+                        tty=True)
+    r = K.SpdyRemoteCommand(url, stdin=True, stdout=True, stderr=False, tty=True)
+    r.read_until(b"up")
+    r.abort()
+    wait_gone(senv, senv.box, marker)
+    assert "trap '' HUP" not in senv.processes(senv.box)  # its shell too
+    assert_recovered(senv, baseline)
+
+
+def test_client_leaving_with_stdin_backed_up(senv, baseline):
+    """The command reads no stdin, the client sends more than the buffers hold and leaves:
+    that is seen although the server has stopped reading it, and the command goes."""
+    marker = "sleep 4403"
+    url = senv.exec_url(senv.box, ["/bin/sh", "-c", f"exec busybox {marker}"], stdin=True,
+                        stdout=True)
+    conn = K.SpdyConnection.connect(url)
+    conn.open_stream({"streamtype": "error"})
+    stdin = conn.open_stream({"streamtype": "stdin"})
+    conn.open_stream({"streamtype": "stdout"})
+    conn.sock.settimeout(2)
+    try:
+        for _ in range(64):
+            conn.sock.sendall(K.data_frame(stdin.id, b"x" * 32768))
+    except (socket.timeout, OSError):
+        pass
+    conn.close()
+    wait_gone(senv, senv.box, marker)
+    assert_recovered(senv, baseline)
 
 
 @needs_root
