@@ -48,6 +48,7 @@
 #define FLUSH_NS       (5000 * 1000000LL)  /* to send the last frames */
 #define LINGER_NS      (1000 * 1000000LL)  /* for the client to close after us */
 #define FLUSH_CAP_NS   (60 * 1000000000LL) /* a slow but reading client, at the most */
+#define DIAL_NS        (10 * 1000000000LL) /* a pod port's connect, at the most */
 #define MAX_PF         128                 /* port-forward connections per session */
 #define RESIZE_WAIT_NS (100 * 1000000LL)   /* for a tty's first size: clients send it at once */
 #define MAX_MESSAGE    (1024 * 1024)       /* a client's DATA frame or WebSocket message */
@@ -70,6 +71,8 @@ struct pf_conn {
         uint16_t port;
         uint32_t data_sid, err_sid; /* SPDY */
         int sock;                   /* -1 until dialled, and after it closed */
+        bool connecting;            /* its non-blocking connect is under way */
+        long long connect_by;
         struct spdy_buf to_pod;
         bool client_fin, shut_wr, pod_eof, dialled;
 };
@@ -399,6 +402,7 @@ struct ns_dial {
         const char *netns;
         uint16_t port;
         int fd;
+        bool in_progress; /* connect() said EINPROGRESS: the poll loop finishes it */
         char why[160];
 };
 
@@ -425,7 +429,10 @@ static void *ns_dial_thread(void *arg)
                 struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
                                           .sin6_port = htons(d->port),
                                           .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-                int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                /* Non-blocking: a listener that never accepts must not hold the session;
+                 * a refusal on loopback comes at once all the same. */
+                int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                                0);
 
                 a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
                 if (fd < 0) {
@@ -433,7 +440,9 @@ static void *ns_dial_thread(void *arg)
                         continue;
                 }
                 if (connect(fd, v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
-                            v6 ? sizeof(a6) : sizeof(a4)) == 0) {
+                            v6 ? sizeof(a6) : sizeof(a4)) == 0 ||
+                    errno == EINPROGRESS) {
+                        d->in_progress = errno == EINPROGRESS;
                         d->fd = fd;
                         return NULL;
                 }
@@ -445,12 +454,13 @@ static void *ns_dial_thread(void *arg)
         return NULL;
 }
 
+static void pf_fail(struct sess *s, struct pf_conn *c, const char *why);
+
 /* Connects @c to its port in the pod; on failure the error goes to the client. */
 static void pf_dial(struct sess *s, struct pf_conn *c)
 {
         struct ns_dial d = {.netns = s->req->netns ? s->req->netns : "", .port = c->port, .fd = -1};
         pthread_t t;
-        char msg[320];
 
         c->dialled = true;
         if (pthread_create(&t, NULL, ns_dial_thread, &d) != 0)
@@ -458,12 +468,21 @@ static void pf_dial(struct sess *s, struct pf_conn *c)
         else
                 pthread_join(t, NULL);
         if (d.fd >= 0) {
-                fcntl(d.fd, F_SETFL, O_NONBLOCK);
                 c->sock = d.fd;
+                c->connecting = d.in_progress;
+                c->connect_by = mono_ns() + DIAL_NS;
                 return;
         }
+        pf_fail(s, c, d.why);
+}
+
+/* Reports why @c could not reach its port, and ends it. */
+static void pf_fail(struct sess *s, struct pf_conn *c, const char *why)
+{
+        char msg[320];
+
         snprintf(msg, sizeof(msg), "error forwarding port %u to pod %s: %s", c->port, s->req->id,
-                 d.why);
+                 why);
         sh_log_debug("%s", msg);
         pf_error(s, c, msg);
         c->client_fin = true;
@@ -1023,6 +1042,29 @@ static void pf_io(struct sess *s, struct pf_conn *c, short revents)
         }
 }
 
+/* A non-blocking connect of @c finished, failed or ran out of time. */
+static void pf_connected(struct sess *s, struct pf_conn *c, short revents)
+{
+        int e = 0;
+        socklen_t len = sizeof(e);
+
+        if (!revents) {
+                if (mono_ns() < c->connect_by)
+                        return;
+                e = ETIMEDOUT;
+        } else if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &e, &len) < 0) {
+                e = errno;
+        }
+        c->connecting = false;
+        if (e) {
+                char why[160];
+
+                snprintf(why, sizeof(why), "dial tcp localhost:%u: %s", c->port, strerror(e));
+                close_fd(&c->sock);
+                pf_fail(s, c, why);
+        }
+}
+
 /* ---------------------------------------------------------------- the loop */
 
 /*
@@ -1140,6 +1182,12 @@ static void loop(struct sess *s)
                                 short ev = (short)((room && !s->pf[i].pod_eof ? POLLIN : 0) |
                                                    (s->pf[i].to_pod.len ? POLLOUT : 0));
 
+                                if (s->pf[i].connecting) {
+                                        ev = POLLOUT;
+                                        if (!until || s->pf[i].connect_by < until)
+                                                until = s->pf[i].connect_by;
+                                }
+
                                 /* Nothing to wait for: out of the set (a reset socket would
                                  * report POLLHUP for ever). */
                                 p[n++] = (struct pollfd){.fd = ev ? s->pf[i].sock : -1,
@@ -1190,7 +1238,9 @@ static void loop(struct sess *s)
                                 attach_write_stdin(s);
                         /* Only those polled: client_read may have added some. */
                         for (size_t i = 0; ix_pf >= 0 && i < n_pf_polled && i < s->n_pf; i++)
-                                if (s->pf[i].sock >= 0)
+                                if (s->pf[i].sock >= 0 && s->pf[i].connecting)
+                                        pf_connected(s, &s->pf[i], p[ix_pf + (int)i].revents);
+                                else if (s->pf[i].sock >= 0)
                                         pf_io(s, &s->pf[i], p[ix_pf + (int)i].revents);
                         if (s->spdy)
                                 pf_compact(s);

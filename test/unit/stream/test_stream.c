@@ -533,6 +533,67 @@ static void test_portforward_spdy(void **state)
         assert_int_equal(spdy_buf_append(&got, "", 1), 0);
         if (!strstr((const char *)got.data, "error forwarding port 1"))
                 fail_msg("error stream says '%s'", (const char *)got.data);
+        /*
+         * A port whose listener never accepts and whose backlog is full (SYNs are dropped: the
+         * connect hangs): the session goes on serving the other connections meanwhile.
+         */
+        {
+                struct sockaddr_in a = {.sin_family = AF_INET};
+                socklen_t alen = sizeof(a);
+                int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), fill[4];
+                char stuck[8], live[8];
+
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+                assert_int_equal(listen(lfd, 0), 0);
+                getsockname(lfd, (struct sockaddr *)&a, &alen);
+                for (int i = 0; i < 4; i++) {
+                        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                        connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+                }
+                usleep(100 * 1000);
+                snprintf(stuck, sizeof(stuck), "%u", ntohs(a.sin_port));
+                snprintf(live, sizeof(live), "%u", e.port);
+                echo_stop(&e);
+                echo_start(&e);
+                snprintf(live, sizeof(live), "%u", e.port);
+                tx.len = 0;
+                got.len = 0;
+                {
+                        const struct spdy_header h1[] = {SPDY_HDR("streamtype", "error"),
+                                                         SPDY_HDR("port", stuck),
+                                                         SPDY_HDR("requestid", "2")};
+                        const struct spdy_header h2[] = {SPDY_HDR("streamtype", "data"),
+                                                         SPDY_HDR("port", stuck),
+                                                         SPDY_HDR("requestid", "2")};
+                        const struct spdy_header h3[] = {SPDY_HDR("streamtype", "error"),
+                                                         SPDY_HDR("port", live),
+                                                         SPDY_HDR("requestid", "3")};
+                        const struct spdy_header h4[] = {SPDY_HDR("streamtype", "data"),
+                                                         SPDY_HDR("port", live),
+                                                         SPDY_HDR("requestid", "3")};
+
+                        assert_int_equal(
+                                spdy_encode_syn_stream(&client, &tx, 9, 0, 0, 0, h1, 3, &err), 0);
+                        assert_int_equal(
+                                spdy_encode_syn_stream(&client, &tx, 11, 0, 0, 0, h2, 3, &err), 0);
+                        assert_int_equal(
+                                spdy_encode_syn_stream(&client, &tx, 13, 0, 0, 0, h3, 3, &err), 0);
+                        assert_int_equal(
+                                spdy_encode_syn_stream(&client, &tx, 15, 0, 0, 0, h4, 3, &err), 0);
+                }
+                assert_int_equal(spdy_encode_data(&tx, 15, 0, "live", 4, &err), 0);
+                assert_int_equal(write(fd, tx.data, tx.len), (ssize_t)tx.len);
+                while (got.len < 4)
+                        spdy_wait(fd, &client, &rx, SPDY_DATA, 15, &got, NULL);
+                assert_memory_equal(got.data, "live", 4);
+                tx.len = 0;
+                assert_int_equal(spdy_encode_data(&tx, 15, 0, "quit", 4, &err), 0);
+                assert_int_equal(write(fd, tx.data, tx.len), (ssize_t)tx.len);
+                for (int i = 0; i < 4; i++)
+                        close(fill[i]);
+                close(lfd);
+        }
         /* A hostile frame (a control frame of version 2) ends the session with GOAWAY. */
         tx.len = 0;
         {
