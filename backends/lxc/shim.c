@@ -219,6 +219,8 @@ static int attach_listen(struct shim *s)
         return r;
 }
 
+static void client_done(struct shim *s, struct client *c);
+
 /* Takes the clients waiting; one more than MAX_CLIENTS is refused by closing it. */
 static void attach_accept(struct shim *s)
 {
@@ -234,6 +236,13 @@ static void attach_accept(struct shim *s)
                 for (size_t k = 0; k < MAX_CLIENTS && !c; k++)
                         if (s->clients[k].fd < 0 && !s->clients[k].pending)
                                 c = &s->clients[k];
+                /* None free: a client already gone gives up the stdin it left unwritten
+                 * (a container that never reads it would hold the slot for ever). */
+                for (size_t k = 0; k < MAX_CLIENTS && !c; k++)
+                        if (s->clients[k].fd < 0) {
+                                client_done(s, &s->clients[k]);
+                                c = &s->clients[k];
+                        }
                 if (!c) {
                         close(fd);
                         continue;
@@ -762,8 +771,10 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
 
                         if (c->pending)
                                 p[5].fd = s->in_fd;
-                        /* Backpressure: a client's stdin is read once its last is written. */
-                        p[6 + k] = (struct pollfd){.fd = c->pending ? -1 : c->fd, .events = POLLIN};
+                        /* Backpressure: a client's stdin is read once its last is written;
+                         * meanwhile only its hangup is watched. */
+                        p[6 + k] = (struct pollfd){.fd = c->fd,
+                                                   .events = c->pending ? POLLRDHUP : POLLIN};
                 }
 
                 if (!started && !child_done)
@@ -780,9 +791,16 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                         stream_read(s, &s->err);
                 if (p[5].fd >= 0 && p[5].revents)
                         stdin_drain(s);
-                for (size_t k = 0; k < MAX_CLIENTS; k++)
-                        if (p[6 + k].fd >= 0 && p[6 + k].fd == s->clients[k].fd && p[6 + k].revents)
-                                client_read(s, &s->clients[k]);
+                for (size_t k = 0; k < MAX_CLIENTS; k++) {
+                        struct client *c = &s->clients[k];
+
+                        if (p[6 + k].fd < 0 || p[6 + k].fd != c->fd || !p[6 + k].revents)
+                                continue;
+                        if (p[6 + k].events == POLLIN)
+                                client_read(s, c);
+                        else if (p[6 + k].revents & (POLLHUP | POLLERR | POLLRDHUP))
+                                client_end(s, c); /* gone; its stdin is still written */
+                }
                 if (p[4].revents & POLLIN)
                         attach_accept(s);
                 if (p[3].revents & POLLIN) {

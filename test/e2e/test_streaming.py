@@ -1101,6 +1101,25 @@ def test_client_leaving_with_stdin_backed_up(senv, baseline):
     assert_recovered(senv, baseline)
 
 
+def test_attach_slots_come_back_from_clients_gone(senv):
+    """Clients that leave stdin behind which the container never reads do not hold the
+    monitor's 32 attach slots: a new attach still works (their stdin is given up)."""
+    cid = senv.run_ctr(senv.pod_id, senv.pod_cfg, "deaf", stdin=True, command=[
+        "/bin/sh", "-c", "while true; do echo tick; sleep 0.2; done"])
+    try:
+        for _ in range(34):
+            r = K.SpdyRemoteCommand(senv.attach_url(cid, stdin=True, stdout=True,
+                                                    stderr=False),
+                                    stdin=True, stdout=True, stderr=False)
+            r.write_stdin(b"x" * (128 << 10))
+            r.abort()
+        with K.SpdyRemoteCommand(senv.attach_url(cid, stdout=True, stderr=False),
+                                 stdout=True, stderr=False) as r:
+            assert b"tick" in r.read_until(b"tick\n")
+    finally:
+        senv.drop(cid)
+
+
 @needs_root
 def test_spdy_streams_never_created(senv, baseline):
     """A client that opens the error stream only: the session ends at
