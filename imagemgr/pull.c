@@ -4,6 +4,7 @@
  * runt records is the registry's. Credentials go through a 0600 auth file that lives only
  * for the copy; mirrors from runt.yaml are tried in order before the registry itself.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -298,16 +299,34 @@ static bool has(const char *s, const char *what)
         return strcasestr(s, what) != NULL;
 }
 
+/*
+ * True if @s holds the HTTP status @code as a word of its own: not a part of a longer
+ * number, nor a port (":40163" of a registry address must not read as 401).
+ */
+static bool has_status(const char *s, const char *code)
+{
+        size_t n = strlen(code);
+
+        for (const char *p = strstr(s, code); p; p = strstr(p + 1, code)) {
+                char before = p > s ? p[-1] : ' ', after = p[n];
+
+                if (!isdigit((unsigned char)before) && before != ':' && before != '.' &&
+                    !isdigit((unsigned char)after))
+                        return true;
+        }
+        return false;
+}
+
 /* Maps skopeo's complaint to an errno the CRI edge turns into a status. */
 static int classify(const char *reason)
 {
         if (has(reason, "digest did not match") || has(reason, "digest mismatch"))
                 return -EUCLEAN;
         if (has(reason, "unauthorized") || has(reason, "authentication required") ||
-            has(reason, "denied") || has(reason, "401"))
+            has(reason, "denied") || has_status(reason, "401"))
                 return -EACCES;
         if (has(reason, "manifest unknown") || has(reason, "name unknown") ||
-            has(reason, "not found") || has(reason, "404"))
+            has(reason, "not found") || has_status(reason, "404"))
                 return -ENOENT;
         if (has(reason, "connection refused") || has(reason, "no such host") ||
             has(reason, "i/o timeout") || has(reason, "network is unreachable") ||

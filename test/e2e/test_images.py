@@ -783,6 +783,27 @@ def test_nothing_listening_is_unavailable(errd):
     assert time.monotonic() - t0 < 20
 
 
+def _free_port_in(lo, hi):
+    import socket
+    for port in range(lo, hi):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    pytest.skip(f"no free port in {lo}..{hi}")
+
+
+def test_dead_port_that_reads_like_a_status_is_unavailable(errd):
+    """A registry port holding 401 or 404 (127.0.0.1:40163) is no HTTP status: connection
+    refused stays UNAVAILABLE, not PERMISSION_DENIED or NOT_FOUND."""
+    for lo in (40100, 40400):
+        host = f"127.0.0.1:{_free_port_in(lo, lo + 100)}"
+        e = pull_fails(errd, f"{host}/x:v1", (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN))
+        assert host in e.details(), err(e)
+
+
 def test_corrupt_blob_fails(errd, images):
     _need_base(errd, images)
     c = images.corrupt
