@@ -1063,18 +1063,44 @@ int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
         return 0;
 }
 
-/* The streaming server is needed for Exec, Attach and PortForward. */
-static int stream_ready(struct cri_ctx *ctx, const char *rpc, struct sh_error *err)
+/*
+ * Exec's and Attach's common part: checks the stream flags, that the streaming server runs
+ * and the container @id runs, and issues a URL for a request of @kind (@cmd: Exec's, else
+ * NULL) in *@ret_url.
+ */
+static int container_stream(struct cri_ctx *ctx, const char *rpc, enum cri_stream_kind kind,
+                            const char *id, char *const *cmd, size_t n_cmd, bool tty, bool in,
+                            bool out, bool errs, char **ret_url, struct sh_error *err)
 {
-        return ctx->stream ? 0
-                           : sh_err(err, -EAGAIN, "%s: the streaming server is not running", rpc);
+        struct cri_stream_req *sr;
+        int rc;
+
+        if (tty && errs)
+                return sh_err(err, -EINVAL, "%s: tty and stderr cannot both be true", rpc);
+        if (!in && !out && !errs)
+                return sh_err(err, -EINVAL, "%s: one of stdin, stdout, or stderr must be set", rpc);
+        if (!ctx->stream)
+                return sh_err(err, -EAGAIN, "%s: the streaming server is not running", rpc);
+        sr = calloc(1, sizeof(*sr));
+        if (!sr)
+                return -ENOMEM;
+        *sr = (struct cri_stream_req){.kind = kind, .tty = tty, .in = in, .out = out, .err = errs};
+        if (cmd && !(sr->argv = cri_strv_from(cmd, n_cmd))) {
+                cri_stream_req_free(sr);
+                return -ENOMEM;
+        }
+        rc = pod_container_running(ctx->pods, id, &sr->id, err);
+        if (rc < 0) {
+                cri_stream_req_free(sr);
+                return sh_err_prefix(err, rc, "%s", rpc);
+        }
+        return cri_stream_issue(ctx->stream, sr, ret_url, err);
 }
 
 int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
              struct sh_error *err)
 {
         const Runtime__V1__ExecRequest *in = (const Runtime__V1__ExecRequest *)req;
-        struct cri_stream_req *sr;
         Runtime__V1__ExecResponse *r;
         char *url = NULL;
         int rc = container_id_of(in->container_id, "Exec", err);
@@ -1085,31 +1111,8 @@ int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
                 return sh_err(err, -EINVAL, "Exec: cmd is required");
         if (!in->cmd[0] || !in->cmd[0][0])
                 return sh_err(err, -EINVAL, "Exec: cmd[0] must not be empty");
-        if (in->tty && in->stderr)
-                return sh_err(err, -EINVAL, "Exec: tty and stderr cannot both be true");
-        if (!in->stdin && !in->stdout && !in->stderr)
-                return sh_err(err, -EINVAL, "Exec: one of stdin, stdout, or stderr must be set");
-        if ((rc = stream_ready(ctx, "Exec", err)) < 0)
-                return rc;
-        sr = calloc(1, sizeof(*sr));
-        if (!sr)
-                return -ENOMEM;
-        sr->kind = CRI_STREAM_EXEC;
-        sr->tty = in->tty;
-        sr->in = in->stdin;
-        sr->out = in->stdout;
-        sr->err = in->stderr;
-        sr->argv = cri_strv_from(in->cmd, in->n_cmd);
-        if (!sr->argv) {
-                cri_stream_req_free(sr);
-                return -ENOMEM;
-        }
-        rc = pod_container_running(ctx->pods, in->container_id, &sr->id, NULL, NULL, err);
-        if (rc < 0) {
-                cri_stream_req_free(sr);
-                return sh_err_prefix(err, rc, "Exec");
-        }
-        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        rc = container_stream(ctx, "Exec", CRI_STREAM_EXEC, in->container_id, in->cmd, in->n_cmd,
+                              in->tty, in->stdin, in->stdout, in->stderr, &url, err);
         if (rc < 0)
                 return rc;
         r = NEW(Runtime__V1__ExecResponse, exec_response);
@@ -1126,34 +1129,14 @@ int cri_attach(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessag
                struct sh_error *err)
 {
         const Runtime__V1__AttachRequest *in = (const Runtime__V1__AttachRequest *)req;
-        struct cri_stream_req *sr;
         Runtime__V1__AttachResponse *r;
         char *url = NULL;
         int rc = container_id_of(in->container_id, "Attach", err);
 
-        if (rc < 0)
-                return rc;
-        if (in->tty && in->stderr)
-                return sh_err(err, -EINVAL, "Attach: tty and stderr cannot both be true");
-        if (!in->stdin && !in->stdout && !in->stderr)
-                return sh_err(err, -EINVAL, "Attach: one of stdin, stdout, or stderr must be set");
-        if ((rc = stream_ready(ctx, "Attach", err)) < 0)
-                return rc;
-        sr = calloc(1, sizeof(*sr));
-        if (!sr)
-                return -ENOMEM;
-        sr->kind = CRI_STREAM_ATTACH;
-        sr->in = in->stdin;
-        sr->out = in->stdout;
-        sr->err = in->stderr;
-        rc = pod_container_running(ctx->pods, in->container_id, &sr->id, NULL, NULL, err);
-        if (rc < 0) {
-                cri_stream_req_free(sr);
-                return sh_err_prefix(err, rc, "Attach");
-        }
         /* The kubelet asks with the container's own tty setting; the streams follow it. */
-        sr->tty = in->tty;
-        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        if (rc == 0)
+                rc = container_stream(ctx, "Attach", CRI_STREAM_ATTACH, in->container_id, NULL, 0,
+                                      in->tty, in->stdin, in->stdout, in->stderr, &url, err);
         if (rc < 0)
                 return rc;
         r = NEW(Runtime__V1__AttachResponse, attach_response);

@@ -825,9 +825,13 @@ static int start_exec(struct sess *s, struct sh_error *err)
         s->pty_fd = es.pty_fd;
         s->pid = es.pid;
         s->tty = s->req->tty;
-        for (int *fd = &s->in_fd; fd <= &s->err_fd; fd++)
-                if (*fd >= 0)
-                        fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK);
+        {
+                int fds[] = {s->in_fd, s->out_fd, s->err_fd};
+
+                for (size_t i = 0; i < SH_ARRAY_SIZE(fds); i++)
+                        if (fds[i] >= 0)
+                                fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        }
         s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
         if (s->pidfd < 0)
                 sh_log_warn("pidfd_open %d: %m", s->pid);
@@ -947,7 +951,7 @@ static void attach_read(struct sess *s)
                 close_fd(&s->afd);
                 /* The monitor closes its clients when the container exited, and refuses
                  * one beyond its limit: tell the two apart. */
-                if (pod_container_running(s->srv->ctx->pods, s->req->id, &id, NULL, NULL, &e) == 0)
+                if (pod_container_running(s->srv->ctx->pods, s->req->id, &id, &e) == 0)
                         finish(s, 0,
                                "error attaching to container: the container's monitor "
                                "closed the attach (too many attached clients?)");

@@ -1247,21 +1247,9 @@ int pod_container_attach(struct pod_mgr *pm, const char *id, int *ret_fd, bool *
         return r;
 }
 
-int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, bool *ret_tty,
-                          bool *ret_stdin, struct sh_error *err)
+int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, struct sh_error *err)
 {
-        struct pod_container_info *i = NULL;
-        int r = running_info(pm, id, &i, NULL, err);
-
-        if (r < 0)
-                return r;
-        if (ret_tty)
-                *ret_tty = i->spec.tty;
-        if (ret_stdin)
-                *ret_stdin = i->spec.stdin_open;
-        *ret_id = TAKE_PTR(i->id);
-        pod_container_info_free(i);
-        return 0;
+        return running(pm, id, ret_id, NULL, err);
 }
 
 /* ---------------------------------------------------------------- the pod's containers */

@@ -217,11 +217,9 @@ int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *cons
 
 /*
  * For Exec and Attach before they hand out a URL: *@ret_id (malloc'd) is the full id of
- * running container @id (an id or unique prefix), *@ret_tty / *@ret_stdin (may be NULL) its
- * tty and stdin flags. -EINVAL "not running", -ENOENT unknown.
+ * running container @id (an id or unique prefix). -EINVAL "not running", -ENOENT unknown.
  */
-int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, bool *ret_tty,
-                          bool *ret_stdin, struct sh_error *err);
+int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, struct sh_error *err);
 
 /*
  * Exec (streaming): starts @argv in running container @id with its stdio on the fds in

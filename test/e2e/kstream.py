@@ -1313,7 +1313,26 @@ class ExecResult:
                 f"error={self.error[:300]!r}>")
 
 
-class SpdyRemoteCommand:
+class _Session:
+    """What every session wrapper here shares: ping, abort, close on leaving a with."""
+
+    def ping(self, timeout=None):
+        return self.conn.ping(timeout=timeout)
+
+    def close(self):
+        self.conn.close()
+
+    def abort(self):
+        self.conn.abort()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SpdyRemoteCommand(_Session):
     """exec or attach over SPDY, as client-go's SPDY executor does it."""
 
     transport = "spdy"
@@ -1380,23 +1399,8 @@ class SpdyRemoteCommand:
         res.goaway = self.conn.goaway
         return res
 
-    def ping(self, timeout=None):
-        return self.conn.ping(timeout=timeout)
 
-    def close(self):
-        self.conn.close()
-
-    def abort(self):
-        self.conn.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class WsRemoteCommand:
+class WsRemoteCommand(_Session):
     """exec or attach over WebSocket (client-go's WebSocket executor, plus the older
     framings the kubelet serves)."""
 
@@ -1442,20 +1446,8 @@ class WsRemoteCommand:
         res.first = self.conn.first
         return res
 
-    def ping(self, timeout=None):
-        return self.conn.ping(timeout=timeout)
-
     def close(self):
         self.conn.goodbye()
-
-    def abort(self):
-        self.conn.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def remote_command(transport, url, **kw):
@@ -1523,7 +1515,7 @@ class PortForwardStream:
         return self.error_stream.read_all(timeout).decode("utf-8", "replace")
 
 
-class SpdyPortForward:
+class SpdyPortForward(_Session):
     """A port-forward session over SPDY, as client-go's PortForwarder drives it."""
 
     def __init__(self, url, timeout=None, protocols=(PORTFORWARD_PROTOCOL,), method="POST"):
@@ -1549,20 +1541,8 @@ class SpdyPortForward:
         data = self.conn.open_stream(h, timeout=timeout)
         return PortForwardStream(self, port, request_id, err, data)
 
-    def close(self):
-        self.conn.close()
 
-    def abort(self):
-        self.conn.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class WsPortForward:
+class WsPortForward(_Session):
     """A port-forward session over WebSocket: port i of the request uses data channel 2i
     and error channel 2i+1; each starts with the port, 2 bytes little-endian."""
 
@@ -1615,15 +1595,6 @@ class WsPortForward:
 
     def close(self):
         self.conn.goodbye()
-
-    def abort(self):
-        self.conn.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # --------------------------------------------------------------------------- self test

@@ -60,6 +60,11 @@ def images(registry, tmp_path_factory):
 
 def shim_pids(root):
     """runt-lxc-shim processes of the runtd whose root is @root."""
+    return helper_pids("runt-lxc-shim", root)
+
+
+def helper_pids(name, root):
+    """Processes of runt's helper program @name whose arguments name @root."""
     pids = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
@@ -68,7 +73,7 @@ def shim_pids(root):
             cl = (p / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cl and cl[0].endswith(b"runt-lxc-shim") and str(root).encode() in b" ".join(cl):
+        if cl and cl[0].endswith(name.encode()) and str(root).encode() in b" ".join(cl):
             pids.append(int(p.name))
     return pids
 

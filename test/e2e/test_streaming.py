@@ -26,7 +26,7 @@ import pytest
 import kstream as K
 import registry as R
 from conftest import pb
-from test_containers import EMPTY_CTRS, Ctrs, sleeper
+from test_containers import EMPTY_CTRS, Ctrs, helper_pids, sleeper
 from test_lxc_sandbox import LxcPods
 from test_sandbox import EMPTY, Pods
 
@@ -185,17 +185,7 @@ def fd_targets(pid):
 
 def exec_helpers(root):
     """runt-lxc-exec processes of the daemon whose root is @root."""
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cl = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cl and cl[0].endswith(b"runt-lxc-exec") and str(root).encode() in b" ".join(cl):
-            pids.append(int(p.name))
-    return pids
+    return helper_pids("runt-lxc-exec", root)
 
 
 def settle(senv, quiet=1.0, timeout=10.0):
