@@ -193,6 +193,29 @@ static void test_now_ns_is_monotonic(void **state)
         assert_true(b - a < 5ull * 1000 * 1000 * 1000);
 }
 
+static void test_list_next(void **state)
+{
+        const char *cur = " a, ,\tbc  ,,d", *v;
+        size_t n;
+
+        (void)state;
+        assert_true(sh_list_next(&cur, &v, &n));
+        assert_int_equal(n, 1);
+        assert_memory_equal(v, "a", 1);
+        assert_true(sh_list_next(&cur, &v, &n));
+        assert_int_equal(n, 2);
+        assert_memory_equal(v, "bc", 2);
+        assert_true(sh_list_next(&cur, &v, &n));
+        assert_int_equal(n, 1);
+        assert_memory_equal(v, "d", 1);
+        assert_false(sh_list_next(&cur, &v, &n));
+        assert_false(sh_list_next(&cur, &v, &n)); /* stays at the end */
+        cur = NULL;
+        assert_false(sh_list_next(&cur, &v, &n));
+        cur = " , ,";
+        assert_false(sh_list_next(&cur, &v, &n));
+}
+
 int test_strutil_run(void)
 {
         const struct CMUnitTest tests[] = {
@@ -201,6 +224,7 @@ int test_strutil_run(void)
                 cmocka_unit_test(test_write_file_atomic),
                 cmocka_unit_test(test_read_file_limits),
                 cmocka_unit_test(test_now_ns_is_monotonic),
+                cmocka_unit_test(test_list_next),
         };
 
         return cmocka_run_group_tests_name("strutil", tests, NULL, NULL);
