@@ -1,7 +1,10 @@
 /* RuntimeService pod sandbox handlers: translation to be_sandbox_spec and back. */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -17,6 +20,16 @@ static const char *protocol_name(Runtime__V1__Protocol p)
         return p == RUNTIME__V1__PROTOCOL__UDP    ? "udp"
                : p == RUNTIME__V1__PROTOCOL__SCTP ? "sctp"
                                                   : "tcp";
+}
+
+/* The node's host name: what a pod gets when its request names none (as containerd does). */
+static char *node_hostname(void)
+{
+        char buf[HOST_NAME_MAX + 1] = "";
+
+        if (gethostname(buf, sizeof(buf) - 1) < 0 || !buf[0])
+                snprintf(buf, sizeof(buf), "localhost");
+        return strdup(buf);
 }
 
 static int to_spec(const Runtime__V1__RunPodSandboxRequest *in, struct be_sandbox_spec *s,
@@ -42,7 +55,7 @@ static int to_spec(const Runtime__V1__RunPodSandboxRequest *in, struct be_sandbo
         s->namespace = strdup(m->namespace_);
         s->attempt = m->attempt;
         s->handler = strdup(in->runtime_handler ? in->runtime_handler : "");
-        s->hostname = strdup(c->hostname ? c->hostname : "");
+        s->hostname = c->hostname && c->hostname[0] ? strdup(c->hostname) : node_hostname();
         s->log_directory = strdup(c->log_directory ? c->log_directory : "");
         s->cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : "");
         s->dns_servers = cri_strv_from(dns ? dns->servers : NULL, dns ? dns->n_servers : 0);

@@ -206,7 +206,13 @@ static json_object *runtime_config(const struct net_pod *pod)
 
                 for (size_t i = 0; i < pod->n_ports; i++) {
                         const struct net_port *p = &pod->ports[i];
-                        json_object *m = json_object_new_object();
+                        json_object *m;
+
+                        /* host_port 0 declares a container port, not a host port: the kubelet
+                         * sends one for every containerPort, and portmap refuses port 0. */
+                        if (p->host_port <= 0)
+                                continue;
+                        m = json_object_new_object();
 
                         json_object_object_add(m, "hostPort", json_object_new_int(p->host_port));
                         json_object_object_add(m, "containerPort",
@@ -218,7 +224,10 @@ static json_object *runtime_config(const struct net_pod *pod)
                                 m, "hostIP", json_object_new_string(p->host_ip ? p->host_ip : ""));
                         json_object_array_add(pm, m);
                 }
-                json_object_object_add(rc, "portMappings", pm);
+                if (json_object_array_length(pm))
+                        json_object_object_add(rc, "portMappings", pm);
+                else
+                        json_object_put(pm);
         }
         if (pod->ingress_rate || pod->egress_rate) {
                 json_object *bw = json_object_new_object();
@@ -520,8 +529,9 @@ undo:
                 loopback(inv, conf.cni_version, &ignored);
         }
 fail:
+        r = sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
         net_conf_done(&conf);
-        return sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
+        return r;
 }
 
 /* Reads pod @id's cache. -ENOENT when there is none. */

@@ -308,6 +308,51 @@ static void rm_pod_dir(struct pod_mgr *pm, const char *id)
         rmdir(dir);
 }
 
+/*
+ * A sysctl a pod may set: one of a namespace the pod has of its own (the kernel's ipc, net
+ * and uts sysctls), never one of the host's. Names come with '.' or '/' between parts.
+ */
+static int check_sysctl(const struct be_sandbox_spec *s, const char *key, struct sh_error *err)
+{
+        static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb",   "kernel.msgmni",
+                                          "kernel.sem",    "kernel.shmall",   "kernel.shmmax",
+                                          "kernel.shmmni", "kernel.shm_rmid_forced"};
+        char name[256];
+        const char *ns = NULL;
+        bool own;
+
+        if (!key[0] || strlen(key) >= sizeof(name) || key[0] == '.' || key[0] == '/' ||
+            strstr(key, "..") || strstr(key, "//") || strstr(key, "/.") || strstr(key, "./") ||
+            key[strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")])
+                return sh_err(err, -EINVAL, "sysctl '%.64s' is not a sysctl name", key);
+        snprintf(name, sizeof(name), "%s", key);
+        if (strchr(name, '/'))
+                for (char *c = name; *c; c++)
+                        *c = *c == '/' ? '.' : *c == '.' ? '/' : *c;
+        for (size_t i = 0; i < SH_ARRAY_SIZE(ipc) && !ns; i++)
+                if (strcmp(name, ipc[i]) == 0)
+                        ns = "ipc";
+        if (!ns && strncmp(name, "fs.mqueue.", 10) == 0)
+                ns = "ipc";
+        else if (!ns && strncmp(name, "net.", 4) == 0)
+                ns = "net";
+        else if (!ns && (strcmp(name, "kernel.hostname") == 0 ||
+                         strcmp(name, "kernel.domainname") == 0))
+                ns = "uts";
+        if (!ns)
+                return sh_err(err, -EINVAL,
+                              "sysctl '%s' is not namespaced: a pod may set only ipc (kernel.shm*, "
+                              "kernel.msg*, kernel.sem, fs.mqueue.*), net.* and uts sysctls",
+                              key);
+        own = strcmp(ns, "ipc") == 0 ? s->ipc_mode != BE_NS_NODE : s->net_mode != BE_NS_NODE;
+        if (!own)
+                return sh_err(err, -EINVAL,
+                              "sysctl '%s' would change the host: the pod shares the host's %s "
+                              "namespace",
+                              key, ns);
+        return 0;
+}
+
 static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
 {
         int r;
@@ -320,8 +365,19 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
             strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
                 return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
-        if (strlen(s->hostname) > 253 || strchr(s->hostname, '/') || strchr(s->hostname, '\n'))
-                return sh_err(err, -EINVAL, "hostname '%.64s' is not a host name", s->hostname);
+        if (strlen(s->hostname) > 63)
+                return sh_err(err, -EINVAL,
+                              "hostname '%.64s...' is %zu characters long: at most 63 are allowed",
+                              s->hostname, strlen(s->hostname));
+        if (strchr(s->hostname, '/') || strpbrk(s->hostname, "\n\r\t "))
+                return sh_err(err, -EINVAL, "hostname '%s' is not a host name", s->hostname);
+        for (size_t i = 0; i < s->n_sysctls; i++) {
+                if ((r = check_sysctl(s, s->sysctls[i].key, err)) < 0)
+                        return r;
+                if (strpbrk(s->sysctls[i].value, "\n\r") || strlen(s->sysctls[i].value) > 4096)
+                        return sh_err(err, -EINVAL, "sysctl '%s': the value is not one line",
+                                      s->sysctls[i].key);
+        }
         for (size_t i = 0; i < s->n_ports; i++)
                 if (s->ports[i].host_port < 0 || s->ports[i].host_port > 65535 ||
                     s->ports[i].container_port <= 0 || s->ports[i].container_port > 65535)
@@ -435,9 +491,8 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                         spec->dns_servers && spec->dns_servers[0] ? spec->dns_servers : NULL,
                         spec->dns_searches && spec->dns_searches[0] ? spec->dns_searches : NULL,
                         spec->dns_options && spec->dns_options[0] ? spec->dns_options : NULL};
-                _cleanup_free_ char *hn = strdup(spec->hostname[0] ? spec->hostname : spec->name);
-
-                r = hn ? net_write_pod_files(dir, &dns, hn, nres.ips, err) : -ENOMEM;
+                r = net_write_pod_files(dir, &dns, spec->hostname[0] ? spec->hostname : spec->name,
+                                        nres.ips, err);
                 if (r < 0)
                         goto undo_net;
         }

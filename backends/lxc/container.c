@@ -592,8 +592,33 @@ static int set_process(struct lxc_be *lb, struct lxc_container *c,
         return 0;
 }
 
+/* A path of the kernel's (/proc, /sys), the same on the host and in the container. */
+static bool kernel_path(const char *p)
+{
+        return strncmp(p, "/proc/", 6) == 0 || strncmp(p, "/sys/", 5) == 0;
+}
+
+/* Container path @p as the image has it: *@ret its path without symlinks, *@st its lstat. */
+static int image_path(const struct be_container_spec *s, const char *upper, const char *p,
+                      char **ret, struct stat *st)
+{
+        _cleanup_free_ char *res = NULL;
+        const char *base = NULL;
+        bool exists = false;
+        int r;
+
+        r = resolve_in_view(s, upper, p, &res, &exists);
+        if (r < 0)
+                return r;
+        if (!exists || !res[0] || view_lstat(s, upper, res, st, &base) < 0)
+                return -ENOENT;
+        *ret = res;
+        res = NULL;
+        return 0;
+}
+
 static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
-                      struct sh_error *err)
+                      const char *rootfs_mount, struct sh_error *err)
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"hosts", "hostname", "resolv.conf"};
@@ -651,6 +676,19 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 } else {
                         dir = S_ISDIR(st.st_mode);
                 }
+                if (strncmp(m->container_path, "/dev/", 5) == 0) {
+                        /*
+                         * /dev is the autodev tmpfs, mounted before the entries and holding
+                         * nothing of the image (the kubelet's /dev/termination-log): LXC makes
+                         * the mount point there.
+                         */
+                        opts = sh_strdup_printf("rbind,%s%s,%s", prop, m->readonly ? ",ro" : "",
+                                                dir ? "create=dir" : "create=file");
+                        r = opts ? mount_entry(c, m->host_path, m->container_path, "none", opts,
+                                               err)
+                                 : -ENOMEM;
+                        continue;
+                }
                 r = make_mount_point(s, upper, m->container_path + 1, dir, &at);
                 if (r < 0)
                         return sh_err(err, r, "mounts[%zu]: mount point '%s': %s", i,
@@ -690,30 +728,43 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
         /* Masked paths: /dev/null over files, an empty read-only tmpfs over directories. */
         for (size_t i = 0; r == 0; i++) {
                 const char *p = s->masked_paths[0] ? s->masked_paths[i] : default_masked[i];
+                _cleanup_free_ char *at = NULL;
                 struct stat st;
 
                 if (!p)
                         break;
-                /* Only the kernel's files, which the host and the container share: a path in
-                 * the image would be decided by the host's copy (the kubelet sends these). */
-                if ((strncmp(p, "/proc/", 6) != 0 && strncmp(p, "/sys/", 5) != 0) ||
-                    stat(p, &st) < 0)
-                        continue; /* not on this kernel */
-                r = S_ISDIR(st.st_mode)
-                            ? mount_entry(c, "tmpfs", p, "tmpfs", "ro,size=0,optional", err)
-                            : mount_entry(c, "/dev/null", p, "none", "bind,optional", err);
+                if (kernel_path(p)) {
+                        /* The kernel's files, which the host and the container share. */
+                        if (stat(p, &st) < 0)
+                                continue; /* not on this kernel */
+                } else if (image_path(s, upper, p, &at, &st) < 0) {
+                        continue; /* not in the image */
+                }
+                r = S_ISDIR(st.st_mode) ? mount_entry(c, "tmpfs", at ? at : p, "tmpfs",
+                                                      "ro,size=0,optional", err)
+                                        : mount_entry(c, "/dev/null", at ? at : p, "none",
+                                                      "bind,optional", err);
         }
         for (size_t i = 0; r == 0; i++) {
                 const char *p = s->readonly_paths[0] ? s->readonly_paths[i] : default_readonly[i];
+                _cleanup_free_ char *at = NULL, *src = NULL;
+                struct stat st;
 
                 if (!p)
                         break;
-                /* proc:mixed has /proc/sys and /proc/sysrq-trigger read-only, per netns. */
-                if ((strncmp(p, "/proc/", 6) != 0 && strncmp(p, "/sys/", 5) != 0) ||
-                    strcmp(p, "/proc/sys") == 0 || strcmp(p, "/proc/sysrq-trigger") == 0 ||
-                    access(p, F_OK) < 0)
+                if (kernel_path(p)) {
+                        /* proc:mixed has /proc/sys and /proc/sysrq-trigger read-only, per netns. */
+                        if (strcmp(p, "/proc/sys") == 0 || strcmp(p, "/proc/sysrq-trigger") == 0 ||
+                            access(p, F_OK) < 0)
+                                continue;
+                        r = mount_entry(c, p, p, "none", "bind,ro,optional", err);
                         continue;
-                r = mount_entry(c, p, p, "none", "bind,ro,optional", err);
+                }
+                if (image_path(s, upper, p, &at, &st) < 0)
+                        continue;
+                /* The source is the path in the mounted rootfs, mounts made on it included. */
+                src = sh_strdup_printf("%s/%s", rootfs_mount, at);
+                r = src ? mount_entry(c, src, at, "none", "rbind,ro,optional", err) : -ENOMEM;
         }
         return r;
 }
@@ -779,7 +830,19 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
             (r = set_process(lb, c, s, err)) < 0 ||
             (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
                 return r;
-        return set_mounts(c, bc, upper, err);
+        /* Where LXC mounts the rootfs before it pivots: a source for binds of image paths. */
+        {
+                _cleanup_free_ char *mnt = sh_path_join(dir, "rootfs");
+
+                if (!mnt)
+                        return -ENOMEM;
+                r = sh_mkdir_p(mnt, 0700);
+                if (r < 0)
+                        return sh_err(err, r, "create '%s': %s", mnt, strerror(-r));
+                if ((r = lb_set(c, "lxc.rootfs.mount", mnt, err)) < 0)
+                        return r;
+                return set_mounts(c, bc, upper, mnt, err);
+        }
 }
 
 /* Writes the NUL-separated fields @v (NULL-terminated) to @path. */

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,8 +218,12 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
 
         if (!rootfs || !cg || !cgm)
                 return -ENOMEM;
-        if ((r = lb_set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err)) < 0 ||
-            (r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
+        /* A pod on the host's network has the host's UTS namespace too, as with containerd. */
+        if (sb->netns)
+                r = lb_set(c, "lxc.uts.name", s->hostname[0] ? s->hostname : s->name, err);
+        else
+                r = lb_set(c, "lxc.namespace.share.uts", "/proc/self/ns/uts", err);
+        if (r < 0 || (r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
             (r = lb_set_common(c, "proc:mixed sys:mixed cgroup:mixed", "0", dir, cg, cgm, err)) <
                     0 ||
             (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0)
@@ -233,12 +239,88 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
                 r = lb_set(c, "lxc.namespace.share.ipc", "/proc/self/ns/ipc", err);
         if (r == 0 && s->pid_mode == BE_NS_NODE)
                 r = lb_set(c, "lxc.namespace.share.pid", "/proc/self/ns/pid", err);
-        for (size_t i = 0; r == 0 && i < s->n_sysctls; i++) {
-                _cleanup_free_ char *key = sh_strdup_printf("lxc.sysctl.%s", s->sysctls[i].key);
-
-                r = key ? lb_set(c, key, s->sysctls[i].value, err) : -ENOMEM;
-        }
         return r;
+}
+
+struct sysctl_job {
+        pid_t pid; /* the pause container's PID 1 */
+        const struct be_sandbox_spec *spec;
+        int r;
+        char why[300];
+};
+
+/*
+ * Writes the pod's sysctls from a thread of its own that enters the ipc, net and uts
+ * namespaces of the pause container and ends there: the kernel resolves /proc/sys/kernel/shm*,
+ * fs/mqueue, net and kernel/hostname by the writer's namespaces, so the host's /proc serves.
+ * (liblxc's lxc.sysctl writes through the container's /proc, whose /proc/sys is read-only.)
+ */
+static void *sysctl_thread(void *arg)
+{
+        static const struct {
+                const char *ns;
+                int flag;
+        } nss[] = {{"ipc", CLONE_NEWIPC}, {"net", CLONE_NEWNET}, {"uts", CLONE_NEWUTS}};
+        struct sysctl_job *j = arg;
+
+        for (size_t i = 0; i < SH_ARRAY_SIZE(nss); i++) {
+                char path[64];
+                int fd;
+
+                snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)j->pid, nss[i].ns);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || setns(fd, nss[i].flag) < 0) {
+                        j->r = -errno;
+                        snprintf(j->why, sizeof(j->why), "enter %s: %s", path, strerror(errno));
+                        if (fd >= 0)
+                                close(fd);
+                        return NULL;
+                }
+                close(fd);
+        }
+        for (size_t i = 0; i < j->spec->n_sysctls; i++) {
+                const struct be_kv *kv = &j->spec->sysctls[i];
+                char path[300];
+                size_t len = strlen(kv->value);
+                ssize_t n;
+                int fd;
+
+                /* "a.b.c" names /proc/sys/a/b/c; a name with '/' is a path already. */
+                snprintf(path, sizeof(path), "/proc/sys/%s", kv->key);
+                if (!strchr(kv->key, '/'))
+                        for (char *c = path + 10; *c; c++)
+                                *c = *c == '.' ? '/' : *c;
+                fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                n = fd < 0 ? -1 : write(fd, kv->value, len);
+                if (n < 0 || (size_t)n != len) {
+                        j->r = n < 0 ? -errno : -EIO;
+                        snprintf(j->why, sizeof(j->why), "sysctl %s = %.64s: %s", kv->key,
+                                 kv->value, strerror(n < 0 ? errno : EIO));
+                }
+                if (fd >= 0)
+                        close(fd);
+                if (j->r < 0)
+                        break;
+        }
+        return NULL;
+}
+
+static int apply_sysctls(struct lxc_container *c, const struct be_sandbox_spec *s,
+                         struct sh_error *err)
+{
+        struct sysctl_job j = {.pid = c->init_pid(c), .spec = s};
+        pthread_t t;
+        int r;
+
+        if (s->n_sysctls == 0)
+                return 0;
+        if (j.pid <= 0)
+                return sh_err(err, -ESRCH, "sysctls: the pause container is not running");
+        r = pthread_create(&t, NULL, sysctl_thread, &j);
+        if (r != 0)
+                return sh_err(err, -r, "sysctls: thread: %s", strerror(r));
+        pthread_join(t, NULL);
+        return j.r < 0 ? sh_err(err, j.r, "%s", j.why) : 0;
 }
 
 /*
@@ -424,6 +506,9 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
                 r = sh_err(err, r, "start the pause container: %s", tail);
                 goto fail;
         }
+        r = apply_sysctls(c, sb->spec, err);
+        if (r < 0)
+                goto fail;
         return 0;
 fail:
         if (c && c->is_running(c))
