@@ -617,14 +617,72 @@ static int image_path(const struct be_container_spec *s, const char *upper, cons
         return 0;
 }
 
+/*
+ * Mounts with PROPAGATION_BIDIRECTIONAL go through runt-lxc-hook (lxc/mount-hook.c says
+ * why): @spec collects its fields, host path, mount point and "ro"/"rw", NUL-terminated.
+ */
+static int add_shared_mount(char **spec, size_t *len, const char *src, const char *at, bool ro)
+{
+        size_t add = strlen(src) + strlen(at) + 5;
+        char *n = realloc(*spec, *len + add);
+
+        if (!n)
+                return -ENOMEM;
+        *spec = n;
+        memcpy(n + *len, src, strlen(src) + 1);
+        *len += strlen(src) + 1;
+        memcpy(n + *len, at, strlen(at) + 1);
+        *len += strlen(at) + 1;
+        memcpy(n + *len, ro ? "ro" : "rw", 3);
+        *len += 3;
+        return 0;
+}
+
+#define SHELL_SAFE "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+-"
+
+static int set_shared_hook(struct lxc_container *c, const char *dir, const char *spec, size_t len,
+                           struct sh_error *err)
+{
+        _cleanup_free_ char *path = sh_path_join(dir, "shared-mounts");
+        _cleanup_free_ char *line = NULL;
+        char hook[PATH_MAX];
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        if (sh_find_helper("runt-lxc-hook", RUNT_LXC_HOOK_FALLBACK, hook, sizeof(hook)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-hook not found (beside runtd or at %s)",
+                              RUNT_LXC_HOOK_FALLBACK);
+        /* liblxc runs "exec <value> NAME lxc start-host" through sh -c, unquoted. */
+        if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
+                return sh_err(err, -EINVAL,
+                              "'%s' or '%s' has a character a shell would interpret", hook, path);
+        r = sh_write_file_atomic(path, spec, len, 0600);
+        if (r < 0)
+                return sh_err(err, r, "write '%s': %s", path, strerror(-r));
+        line = sh_strdup_printf("%s %s", hook, path);
+        return line ? lb_set(c, "lxc.hook.start-host", line, err) : -ENOMEM;
+}
+
 static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
-                      const char *rootfs_mount, struct sh_error *err)
+                      const char *dir, struct sh_error *err)
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"hosts", "hostname", "resolv.conf"};
-
+        _cleanup_free_ char *rootfs_mount = sh_path_join(dir, "rootfs");
+        _cleanup_free_ char *shared = NULL;
+        size_t shared_len = 0;
         char init[PATH_MAX];
         int r;
+
+        if (!rootfs_mount)
+                return -ENOMEM;
+        /* Where LXC mounts the rootfs before it pivots: a source for binds of image paths. */
+        r = sh_mkdir_p(rootfs_mount, 0700);
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", rootfs_mount, strerror(-r));
+        if ((r = lb_set(c, "lxc.rootfs.mount", rootfs_mount, err)) < 0)
+                return r;
 
         if (sh_find_helper("runt-init", RUNT_INIT_FALLBACK, init, sizeof(init)) < 0)
                 return sh_err(err, -ENOENT, "runt-init not found (beside runtd or at %s)",
@@ -665,7 +723,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                            : "rprivate";
                 _cleanup_free_ char *opts = NULL, *at = NULL;
                 struct stat st;
-                bool dir = true;
+                bool is_dir = true;
 
                 if (stat(m->host_path, &st) < 0) {
                         /* As containerd does: a missing host path is made a directory. */
@@ -674,7 +732,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                 return sh_err(err, r, "mounts[%zu]: create '%s': %s", i,
                                               m->host_path, strerror(-r));
                 } else {
-                        dir = S_ISDIR(st.st_mode);
+                        is_dir = S_ISDIR(st.st_mode);
                 }
                 if (strncmp(m->container_path, "/dev/", 5) == 0) {
                         /*
@@ -683,16 +741,20 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                          * the mount point there.
                          */
                         opts = sh_strdup_printf("rbind,%s%s,%s", prop, m->readonly ? ",ro" : "",
-                                                dir ? "create=dir" : "create=file");
+                                                is_dir ? "create=dir" : "create=file");
                         r = opts ? mount_entry(c, m->host_path, m->container_path, "none", opts,
                                                err)
                                  : -ENOMEM;
                         continue;
                 }
-                r = make_mount_point(s, upper, m->container_path + 1, dir, &at);
+                r = make_mount_point(s, upper, m->container_path + 1, is_dir, &at);
                 if (r < 0)
                         return sh_err(err, r, "mounts[%zu]: mount point '%s': %s", i,
                                       m->container_path, strerror(-r));
+                if (m->propagation == BE_PROPAGATION_BIDIRECTIONAL) {
+                        r = add_shared_mount(&shared, &shared_len, m->host_path, at, m->readonly);
+                        continue;
+                }
                 opts = sh_strdup_printf("rbind,%s%s", prop, m->readonly ? ",ro" : "");
                 r = opts ? mount_entry(c, m->host_path, at, "none", opts, err) : -ENOMEM;
         }
@@ -723,6 +785,8 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 if (r == 0 && !s->privileged)
                         r = rule ? lb_set(c, "lxc.cgroup.devices.allow", rule, err) : -ENOMEM;
         }
+        if (r == 0 && shared)
+                r = set_shared_hook(c, dir, shared, shared_len, err);
         if (r < 0 || s->privileged)
                 return r;
         /* Masked paths: /dev/null over files, an empty read-only tmpfs over directories. */
@@ -830,19 +894,7 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
             (r = set_process(lb, c, s, err)) < 0 ||
             (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
                 return r;
-        /* Where LXC mounts the rootfs before it pivots: a source for binds of image paths. */
-        {
-                _cleanup_free_ char *mnt = sh_path_join(dir, "rootfs");
-
-                if (!mnt)
-                        return -ENOMEM;
-                r = sh_mkdir_p(mnt, 0700);
-                if (r < 0)
-                        return sh_err(err, r, "create '%s': %s", mnt, strerror(-r));
-                if ((r = lb_set(c, "lxc.rootfs.mount", mnt, err)) < 0)
-                        return r;
-                return set_mounts(c, bc, upper, mnt, err);
-        }
+        return set_mounts(c, bc, upper, dir, err);
 }
 
 /* Writes the NUL-separated fields @v (NULL-terminated) to @path. */
