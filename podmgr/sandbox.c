@@ -314,8 +314,8 @@ static void rm_pod_dir(struct pod_mgr *pm, const char *id)
  */
 static int check_sysctl(const struct be_sandbox_spec *s, const char *key, struct sh_error *err)
 {
-        static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb",   "kernel.msgmni",
-                                          "kernel.sem",    "kernel.shmall",   "kernel.shmmax",
+        static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb",         "kernel.msgmni",
+                                          "kernel.sem",    "kernel.shmall",         "kernel.shmmax",
                                           "kernel.shmmni", "kernel.shm_rmid_forced"};
         char name[256];
         const char *ns = NULL;
@@ -336,8 +336,8 @@ static int check_sysctl(const struct be_sandbox_spec *s, const char *key, struct
                 ns = "ipc";
         else if (!ns && strncmp(name, "net.", 4) == 0)
                 ns = "net";
-        else if (!ns && (strcmp(name, "kernel.hostname") == 0 ||
-                         strcmp(name, "kernel.domainname") == 0))
+        else if (!ns &&
+                 (strcmp(name, "kernel.hostname") == 0 || strcmp(name, "kernel.domainname") == 0))
                 ns = "uts";
         if (!ns)
                 return sh_err(err, -EINVAL,

@@ -655,8 +655,8 @@ static int set_shared_hook(struct lxc_container *c, const char *dir, const char 
                               RUNT_LXC_HOOK_FALLBACK);
         /* liblxc runs "exec <value> NAME lxc start-host" through sh -c, unquoted. */
         if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
-                return sh_err(err, -EINVAL,
-                              "'%s' or '%s' has a character a shell would interpret", hook, path);
+                return sh_err(err, -EINVAL, "'%s' or '%s' has a character a shell would interpret",
+                              hook, path);
         r = sh_write_file_atomic(path, spec, len, 0600);
         if (r < 0)
                 return sh_err(err, r, "write '%s': %s", path, strerror(-r));
