@@ -1382,17 +1382,7 @@ static int write_cgroup_file(void *data, const char *key, const char *value, str
         path = sh_strdup_printf("/sys/fs/cgroup/%s/%s/%s", ctrl, l->rel, key);
         if (!path)
                 return -ENOMEM;
-        r = sh_write_file_atomic(path, value, strlen(value), 0644);
-        if (r == -EXDEV || r == -EACCES || r == -EPERM || r == -EINVAL || r < 0) {
-                /* cgroup files take a plain write, not a rename. */
-                int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-                r = 0;
-                if (fd < 0 || write(fd, value, strlen(value)) < 0)
-                        r = -errno;
-                if (fd >= 0)
-                        close(fd);
-        }
+        r = lb_write_cgroup_file(path, value);
         return r < 0 ? sh_err(err, r, "cgroup %s = %s: %s", key, value, strerror(-r)) : 0;
 }
 

@@ -39,6 +39,8 @@ int lb_set_common(struct lxc_container *c, const char *mount_auto, const char *p
 /* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id);
+/* Writes @value to the cgroup file @path with one write(). 0 or -errno. */
+int lb_write_cgroup_file(const char *path, const char *value);
 /* Removes cgroup @rel on every mounted hierarchy, waiting a moment while it is busy. */
 void lb_rm_cgroup(const char *rel);
 /* rmdir()s cgroup @rel on every hierarchy without waiting: true when it is gone from all. */

@@ -420,6 +420,67 @@ static void note_new_parents(struct lxc_be *lb, const char *leaf)
         }
 }
 
+/*
+ * On cgroup v1, liblxc fills cpuset.cpus and cpuset.mems only in the cgroups it creates and
+ * counts on cgroup.clone_children above them: under a parent that exists with it off (the
+ * kubelet makes kubepods/<qos>/pod<uid> itself) the new cgroup gets an empty cpuset and
+ * entering it fails with ENOSPC. Each existing ancestor of @leaf gets its parent's cpus and
+ * mems when it has none, and the deepest one clone_children. cg_lock held.
+ */
+int lb_write_cgroup_file(const char *path, const char *value)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
+
+        if (fd < 0 || write(fd, value, strlen(value)) < 0)
+                r = -errno;
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+static void prepare_cpuset(const char *leaf)
+{
+        static const char *const files[] = {"cpuset.cpus", "cpuset.mems"};
+        _cleanup_free_ char *path = sh_path_join("/sys/fs/cgroup/cpuset", leaf);
+        _cleanup_free_ char *deepest = NULL;
+        char *slash;
+
+        if (!path || access("/sys/fs/cgroup/cpuset/cgroup.clone_children", F_OK) < 0)
+                return;
+        /* From the top: every ancestor that exists, each after its parent. */
+        for (char *c = path + strlen("/sys/fs/cgroup/cpuset/"); (slash = strchr(c, '/'));
+             c = slash + 1) {
+                *slash = '\0';
+                if (access(path, F_OK) < 0) {
+                        *slash = '/';
+                        break;
+                }
+                for (size_t i = 0; i < SH_ARRAY_SIZE(files); i++) {
+                        _cleanup_free_ char *f = sh_path_join(path, files[i]);
+                        _cleanup_free_ char *have = NULL, *up = NULL, *pf = NULL;
+                        char *parent = strrchr(path, '/');
+
+                        if (!f || sh_read_file(f, 4096, &have, NULL) < 0 ||
+                            strspn(have, " \n") != strlen(have) || !parent)
+                                continue;
+                        *parent = '\0';
+                        pf = sh_path_join(path, files[i]);
+                        *parent = '/';
+                        if (pf && sh_read_file(pf, 4096, &up, NULL) == 0)
+                                lb_write_cgroup_file(f, up);
+                }
+                free(deepest);
+                deepest = strdup(path);
+                *slash = '/';
+        }
+        if (deepest) {
+                _cleanup_free_ char *cc = sh_path_join(deepest, "cgroup.clone_children");
+
+                if (cc)
+                        lb_write_cgroup_file(cc, "1");
+        }
+}
+
 /* Removes the runt-made parents of @leaf that are empty now, deepest first. cg_lock held. */
 static void drop_parents(struct lxc_be *lb, const char *leaf)
 {
@@ -494,8 +555,10 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
                 _cleanup_free_ char *leaf = lb_cgroup_dir(lb, sb->spec, "", sb->id);
 
                 pthread_mutex_lock(&lb->cg_lock);
-                if (leaf)
+                if (leaf) {
                         note_new_parents(lb, leaf);
+                        prepare_cpuset(leaf);
+                }
                 r = start_detached(lb, sb->id, argv, err);
                 pthread_mutex_unlock(&lb->cg_lock);
         }
