@@ -28,8 +28,9 @@ static int container_id_of(const char *id, const char *rpc, struct sh_error *err
 
         if (!id || !id[0])
                 return sh_err(err, -EINVAL, "%s: container_id is required", rpc);
-        rc = sh_validate_id_prefix(id, "container_id", err);
-        return rc < 0 ? sh_err_prefix(err, rc, "%s", rpc) : 0;
+        /* An id of another form names no container of runt's: not found, as any unknown id. */
+        rc = sh_validate_id_prefix(id, "container_id", NULL);
+        return rc < 0 ? sh_err(err, -ENOENT, "%s: container '%.80s' not found", rpc, id) : 0;
 }
 
 /* CRI LinuxContainerResources (may be NULL: nothing set) as be_resources; @what names it. */
@@ -44,6 +45,29 @@ static int resources_from(const Runtime__V1__LinuxContainerResources *in, const 
                 return -ENOMEM;
         if (!in)
                 return 0;
+        /* The kernel's ranges; a value outside is a mistake to report, not to clamp. */
+        if (in->cpu_period != 0 && (in->cpu_period < 1000 || in->cpu_period > 1000000))
+                return sh_err(err, -EINVAL,
+                              "%s.cpu_period %lld is out of range (1000 to 1000000 us, or 0)", what,
+                              (long long)in->cpu_period);
+        if (in->cpu_quota < -1 || (in->cpu_quota > 0 && in->cpu_quota < 1000))
+                return sh_err(err, -EINVAL,
+                              "%s.cpu_quota %lld is out of range (at least 1000 us; 0 or -1 for "
+                              "none)",
+                              what, (long long)in->cpu_quota);
+        if (in->cpu_shares < 0 || in->cpu_shares > 262144)
+                return sh_err(err, -EINVAL, "%s.cpu_shares %lld is out of range (0 to 262144)",
+                              what, (long long)in->cpu_shares);
+        if (in->memory_limit_in_bytes < 0)
+                return sh_err(err, -EINVAL, "%s.memory_limit_in_bytes %lld is negative", what,
+                              (long long)in->memory_limit_in_bytes);
+        if (in->memory_swap_limit_in_bytes < -1)
+                return sh_err(err, -EINVAL,
+                              "%s.memory_swap_limit_in_bytes %lld is out of range (-1 for none)",
+                              what, (long long)in->memory_swap_limit_in_bytes);
+        if (in->oom_score_adj < -1000 || in->oom_score_adj > 1000)
+                return sh_err(err, -EINVAL, "%s.oom_score_adj %lld is out of range (-1000 to 1000)",
+                              what, (long long)in->oom_score_adj);
         r->cpu_period = in->cpu_period;
         r->cpu_quota = in->cpu_quota;
         r->cpu_shares = in->cpu_shares;
@@ -584,6 +608,10 @@ int cri_remove_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
 
         if (rc == 0)
                 rc = pod_container_remove(ctx->pods, in->container_id, err);
+        if (rc == -ENOENT) { /* removed already, or never one: success (api.proto) */
+                sh_err_clear(err);
+                rc = 0;
+        }
         if (rc < 0)
                 return rc;
         /* The container is gone either way; layers left over are collected by the next run. */
@@ -743,6 +771,35 @@ static Runtime__V1__ContainerUser *user_msg(const struct be_container_spec *s)
         return u;
 }
 
+/*
+ * The image of a container as its status names it (containerd's answer, what the kubelet
+ * shows): image.image the first tag the image has now, image_ref its first digested
+ * reference (api.proto: "digested reference to the image in use"); the id when it has none.
+ */
+static void image_names(struct cri_ctx *ctx, const struct be_container_spec *spec,
+                        Runtime__V1__ContainerStatus *s)
+{
+        struct img_info *info = NULL;
+        char *tag = NULL, *digest = NULL;
+
+        if (!s->image || !spec->image_id[0] ||
+            img_status(ctx->images, spec->image_id, &info, NULL) < 0)
+                return;
+        if (info->repo_tags && info->repo_tags[0])
+                tag = strdup(info->repo_tags[0]);
+        if (info->repo_digests && info->repo_digests[0])
+                digest = strdup(info->repo_digests[0]);
+        img_info_free(info);
+        if (tag) {
+                free(s->image->image);
+                s->image->image = tag;
+        }
+        if (digest) {
+                free(s->image_ref);
+                s->image_ref = digest;
+        }
+}
+
 static Runtime__V1__ContainerStatus *status_msg(const struct pod_container_info *i)
 {
         Runtime__V1__ContainerStatus *s = NEW(Runtime__V1__ContainerStatus, container_status);
@@ -857,8 +914,10 @@ int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 return rc;
         rc = -ENOMEM;
         r = NEW(Runtime__V1__ContainerStatusResponse, container_status_response);
-        if (r && (r->status = status_msg(i)))
+        if (r && (r->status = status_msg(i))) {
+                image_names(ctx, &i->spec, r->status);
                 rc = in->verbose ? add_verbose_info(r, i) : 0;
+        }
         pod_container_info_free(i);
         if (rc < 0) {
                 if (r)

@@ -128,7 +128,10 @@ static int id_of(const char *id, const char *rpc, struct sh_error *err)
 {
         if (!id || !id[0])
                 return sh_err(err, -EINVAL, "%s: pod_sandbox_id is required", rpc);
-        return sh_validate_id_prefix(id, "pod_sandbox_id", err);
+        /* An id of another form names no sandbox of runt's: not found, as any unknown id. */
+        if (sh_validate_id_prefix(id, "pod_sandbox_id", NULL) < 0)
+                return sh_err(err, -ENOENT, "%s: pod sandbox '%.80s' not found", rpc, id);
+        return 0;
 }
 
 int cri_stop_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
@@ -165,6 +168,10 @@ int cri_remove_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
 
         if (rc == 0)
                 rc = pod_sandbox_remove(ctx->pods, in->pod_sandbox_id, err);
+        if (rc == -ENOENT) { /* removed already, or never one: success (api.proto) */
+                sh_err_clear(err);
+                rc = 0;
+        }
         if (rc < 0)
                 return rc;
         r = NEW(Runtime__V1__RemovePodSandboxResponse, remove_pod_sandbox_response);

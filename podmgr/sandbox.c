@@ -365,6 +365,12 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
             strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
                 return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
+        /* Logs would land relative to runtd's working directory. */
+        if (s->log_directory[0] && s->log_directory[0] != '/')
+                return sh_err(err, -EINVAL, "log_directory '%.64s' is not an absolute path",
+                              s->log_directory);
+        if (strpbrk(s->log_directory, "\n\r"))
+                return sh_err(err, -EINVAL, "log_directory: a line break in the path");
         if (strlen(s->hostname) > 63)
                 return sh_err(err, -EINVAL,
                               "hostname '%.64s...' is %zu characters long: at most 63 are allowed",

@@ -188,7 +188,11 @@ def test_lifecycle_logs_and_exit_code(ctrs):
     st = ctrs.cstatus(cid)
     assert st.state == pb.CONTAINER_CREATED and st.created_at > 0 and st.started_at == 0
     assert st.metadata.name == "job" and st.labels["app"] == "job"
-    assert st.image.image == ctrs.images["plain"] and st.image_ref.startswith("sha256:")
+    # The image as pulled (its tag) and its digested reference, as api.proto and the kubelet
+    # want them; the id is image_id.
+    ref = ctrs.images["plain"]
+    assert st.image.image == ref and st.image_id.startswith("sha256:")
+    assert st.image_ref.startswith(ref.rsplit(":", 1)[0] + "@sha256:"), st.image_ref
     ctrs.start(cid)
     st = ctrs.wait_exit(cid)
     assert st.exit_code == 3 and st.reason == "Error"
@@ -535,8 +539,10 @@ def test_bad_requests(ctrs):
     cid = ctrs.create(pod, cfg, "x")
     c, msg = code(rt.CreateContainer, creq())
     assert c == grpc.StatusCode.ALREADY_EXISTS and cid in msg
-    for fn, req in ((rt.StartContainer, pb.StartContainerRequest(container_id="nothex")),
-                    (rt.ContainerStatus, pb.ContainerStatusRequest(container_id="")),
+    # An id of any other form names nothing, as an unknown one (containerd's answer too).
+    assert code(rt.StartContainer, pb.StartContainerRequest(container_id="nothex"))[0] == \
+        grpc.StatusCode.NOT_FOUND
+    for fn, req in ((rt.ContainerStatus, pb.ContainerStatusRequest(container_id="")),
                     (rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=[]))):
         assert code(fn, req)[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert code(rt.ContainerStatus, pb.ContainerStatusRequest(container_id="e" * 64))[0] == \

@@ -140,8 +140,8 @@ def random_inputs(rpc, n):
 # (the fully filled request) it carries auth.registry_token, which runt refuses.
 # A fuzzed RunPodSandbox reaches the network step at most (the daemon has no CNI config),
 # a fuzzed sandbox id names no sandbox.
-# The daemon has no container and no image: a fuzzed container id that is an id ("a") names
-# nothing (NOT_FOUND), one that is none ("pod-1") is refused. A fuzzed CreateContainer names an
+# The daemon has no container and no image: a fuzzed container id names nothing (NOT_FOUND),
+# an empty one is refused. A fuzzed CreateContainer names an
 # image never pulled or a sandbox that is not there, or asks for what runt refuses to fake
 # (CDI devices, image or id-mapped mounts, the TARGET pid namespace: UNIMPLEMENTED).
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -149,7 +149,8 @@ PARSED_CODES = {
     "ImageService/PullImage": (grpc.StatusCode.UNAVAILABLE, INVALID, UNIMPL),
     "RuntimeService/RunPodSandbox": (grpc.StatusCode.UNAVAILABLE, INVALID, UNIMPL),
     "RuntimeService/PodSandboxStatus": (NOT_FOUND, INVALID, OK),
-    # ids that cannot be sandbox ids ("pod-1") are refused; unknown hex ids are success.
+    # Stopping or removing a sandbox that is not there, whatever the form of its id, is
+    # success; only an empty id is refused.
     "RuntimeService/StopPodSandbox": (OK, INVALID),
     "RuntimeService/RemovePodSandbox": (OK, INVALID),
     "RuntimeService/CreateContainer": (NOT_FOUND, INVALID, UNIMPL),

@@ -257,12 +257,21 @@ def test_bad_requests(pods):
             rt.RunPodSandbox(req, timeout=T)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (req, e.value)
         assert word in e.value.details(), (word, e.value.details())
-    for rpc, req in [(rt.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id="../x")),
-                     (rt.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id="")),
-                     (rt.RemovePodSandbox, pb.RemovePodSandboxRequest(pod_sandbox_id="zz"))]:
+    # An id of any form names a sandbox or nothing (NOT_FOUND); only an empty one is refused.
+    for rpc, req, want in [
+            (rt.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id="../x"),
+             grpc.StatusCode.NOT_FOUND),
+            (rt.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id="Pod-1"),
+             grpc.StatusCode.NOT_FOUND),
+            (rt.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id=""),
+             grpc.StatusCode.INVALID_ARGUMENT)]:
         with pytest.raises(grpc.RpcError) as e:
             rpc(req, timeout=T)
-        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert e.value.code() == want, e.value
+    # Stopping and removing what is not there is success (api.proto), whatever the id's form.
+    for pid in ("zz", "../x", "f" * 64, "x" * 300):
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=T)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=T)
     assert pods.leftovers() == EMPTY
 
 
