@@ -880,6 +880,7 @@ int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, 
                         .spec = s,
                 };
 
+                sh_log_debug("container=%s name=%s creating", id, name);
                 r = be_container_create(be, &bc, err);
                 if (r < 0) {
                         sh_err_prefix(err, r, "container %.12s: %s", id, be->ops->name);

@@ -435,6 +435,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         snprintf(created, sizeof(created), "%lld", pod_now_ns());
         snprintf(att, sizeof(att), "%u", spec->attempt);
 
+        sh_log_debug("sandbox=%s name=%s creating", id, name);
         /* 1. The record: reserves the name. */
         r = pod_db_run(
                 pm,

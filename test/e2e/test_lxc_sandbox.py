@@ -24,9 +24,19 @@ class LxcPods(Pods):
         self.prefix = f"10.235.{n}."
         self.ipam = tmp_path / "ipam"
         # default handler: lxc
+        # Cgroups there before this daemon are not its own (tests may run side by side).
+        self.cg_before = set(cgroups())
         self.d = runtd_factory(start=False, allow_log_errors=True, **runtd_kw)
         self.write_conf()
         self.d.start()
+
+    def own_cgroups(self):
+        """runt's cgroups of the ids this daemon's log names (runtd logs each sandbox and
+        container it makes), so that daemons of tests run side by side do not count."""
+        import re
+        ids = set(re.findall(r"[0-9a-f]{64}", self.d.log_text()))
+        return sorted(c for c in set(cgroups(self.d.root_dir)) - self.cg_before
+                      if c.split("/", 1)[1].removeprefix("monitor-") in ids)
 
     def lxc_dirs(self):
         p = self.d.root_dir / "lxc"
@@ -35,32 +45,58 @@ class LxcPods(Pods):
     def leftovers(self):
         left = super().leftovers()
         left["lxc"] = self.lxc_dirs()
-        left["cgroups"] = cgroups()
+        left["cgroups"] = self.own_cgroups()
         left["pause"] = pause_pids(self.d.root_dir)
         return left
 
 
-def cgroups():
-    """runt's sandbox cgroup dirs on every hierarchy (the shared 'runt' parent excluded)."""
+def others_ids(root):
+    """Ids of the LXC containers that runtd daemons other than the one of @root run now."""
+    ids = set()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cl = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # liblxc retitles its monitor "[lxc monitor] LXCPATH NAME".
+        words = cl.removeprefix("[lxc monitor] ").split()
+        if cl.startswith("[lxc monitor] ") and len(words) >= 2 and \
+                not words[0].startswith(f"{root}/"):
+            ids.add(words[1])
+    return ids
+
+
+def cgroups(root=None):
+    """runt's cgroup dirs on every hierarchy (the shared 'runt' parent excluded); with @root,
+    less those of the containers other daemons run (tests may run side by side)."""
     out = []
+    skip = others_ids(root) if root is not None else set()
     for base in Path("/sys/fs/cgroup").iterdir():
         d = base / "runt"
         if d.is_dir():
-            out += [f"{base.name}/{c.name}" for c in d.iterdir() if c.is_dir()]
+            out += [f"{base.name}/{c.name}" for c in d.iterdir()
+                    if c.is_dir() and c.name.removeprefix("monitor-") not in skip]
     return sorted(out)
 
 
 def pause_pids(root):
-    """PIDs of runt-pause processes whose rootfs is under @root (this test's daemon)."""
+    """PIDs of runt-pause processes of the daemon whose root is @root (its LXC monitor, the
+    parent, names the lxc path under it); every runt-pause when @root is None."""
     pids = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
-            if (p / "cmdline").read_bytes() == b"/pause\x00":
-                pids.append(int(p.name))
-        except OSError:
-            pass
+            if (p / "cmdline").read_bytes() != b"/pause\x00":
+                continue
+            ppid = (p / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            mon = Path(f"/proc/{ppid}/cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if root is None or f" {root}/".encode() in mon.replace(b"\0", b" "):
+            pids.append(int(p.name))
     return pids
 
 
