@@ -514,7 +514,10 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
 
         /*
          * Phase 2: background processes may still hold the pipes. Read for a short grace, and
-         * stop early once every pipe is at EOF or nobody is left in the child's group.
+         * stop early once every pipe is at EOF or nobody is left in the child's group. After a
+         * kill, the group's end is no reason to stop: a child that supervises processes out
+         * of its group (runt-lxc-exec) kills them when it dies, and their pipes' EOF tells
+         * when that is done, so the caller's next command no longer sees them.
          */
         grace_end = sh_now_ns() + EXEC_DRAIN_GRACE_NS;
         if (watch_r < 0)
@@ -523,7 +526,7 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
                 grace_end = deadline;
         while (r >= 0 && outputs_open(&io)) {
                 unsigned long long now = sh_now_ns();
-                bool group_gone = kill(-pid, 0) < 0 && errno == ESRCH;
+                bool group_gone = !timed_out && kill(-pid, 0) < 0 && errno == ESRCH;
                 bool done = true;
 
                 if (now >= grace_end || group_gone) {
