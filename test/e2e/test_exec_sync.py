@@ -87,6 +87,14 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
+def code_of(fn, req, **kw):
+    try:
+        fn(req, timeout=T, **kw)
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    return grpc.StatusCode.OK, ""
+
+
 def test_timeout_kills_the_command_and_all_it_started(ctrs):
     pod, cfg = ctrs.pod()
     cid = ctrs.run_ctr(pod, cfg, **idler())
@@ -181,5 +189,31 @@ def test_output_past_the_message_limit_is_cut(ctrs):
         assert r.exit_code == 0 and len(r.stdout) + len(r.stderr) < MAX_MESSAGE
     grown = rss_kib(ctrs.d.proc.pid) - rss0
     assert grown < 96 * 1024, f"runtd grew by {grown} KiB"
+    ctrs.remove(pod)
+    assert_clean(ctrs)
+
+
+def test_bad_requests(ctrs):
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, **idler())
+    rt = ctrs.rt()
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    for cmd in ([], [""], ["", "x"]):
+        c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=cmd))
+        assert c == bad and "cmd" in msg, (cmd, c, msg)
+    c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["true"],
+                                                     timeout=-1))
+    assert c == bad and "timeout" in msg, msg
+    c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id="", cmd=["true"]))
+    assert c == bad, msg
+    c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id="f" * 64, cmd=["true"]))
+    assert c == grpc.StatusCode.NOT_FOUND and "f" * 12 in msg, msg
+    # Created, never started; then stopped: the command does not run, and the status says why.
+    created = ctrs.create(pod, cfg, "created", **idler())
+    c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id=created, cmd=["true"]))
+    assert c == bad and "not running" in msg, (c, msg)
+    ctrs.cstop(cid, timeout=5)
+    c, msg = code_of(rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["true"]))
+    assert c == bad and "not running" in msg, (c, msg)
     ctrs.remove(pod)
     assert_clean(ctrs)
