@@ -154,13 +154,13 @@ int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         return be->ops->container_reopen_log(be, id, err);
 }
 
-int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+int be_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err)
 {
         if (!be->ops->exec_sync || !(be->ops->caps & BE_CAP_EXEC))
                 return unsupported(be, "exec", err);
         memset(ret, 0, sizeof(*ret));
-        return be->ops->exec_sync(be, id, argv, timeout_ms, ret, err);
+        return be->ops->exec_sync(be, id, req, ret, err);
 }
 
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,

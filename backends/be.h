@@ -206,6 +206,14 @@ struct be_exec_stream {
         unsigned short rows, cols; /* in, with a tty: the size it starts with (0: unset) */
 };
 
+/* What ExecSync runs and how. Borrowed for the call. */
+struct be_exec_sync_req {
+        const char *const *argv;
+        unsigned timeout_ms; /* 0: none */
+        int cancel_fd;       /* readable once the caller gives up; -1: none */
+        size_t max_output;   /* stdout and stderr together; 0: the backend's own cap */
+};
+
 /* ExecSync's result. Owned buffers; be_exec_result_done. */
 struct be_exec_result {
         int exit_code;
@@ -213,6 +221,7 @@ struct be_exec_result {
         size_t out_len;
         char *err;
         size_t err_len;
+        size_t dropped; /* output past max_output, read and dropped */
 };
 void be_exec_result_done(struct be_exec_result *r);
 
@@ -282,12 +291,14 @@ struct be_ops {
         /* Has the monitor of running container @id reopen its log file. */
         int (*container_reopen_log)(struct be *be, const char *id, struct sh_error *err);
         /*
-         * Runs @argv in running container @id as its user, with its env and cwd; stdout and
-         * stderr apart. After @timeout_ms (0: none) the command is killed and -ETIMEDOUT
-         * returned. Output held open by background processes is not waited for.
+         * Runs @req->argv in running container @id as its user, with its env and cwd; stdout
+         * and stderr apart, together cut at @req->max_output. After @req->timeout_ms (0: none)
+         * the command and every process it started are killed and -ETIMEDOUT returned; when
+         * @req->cancel_fd turns readable, the same and -ECANCELED. Output held open by
+         * background processes of a command that ended is not waited for.
          */
-        int (*exec_sync)(struct be *be, const char *id, const char *const *argv,
-                         unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err);
+        int (*exec_sync)(struct be *be, const char *id, const struct be_exec_sync_req *req,
+                         struct be_exec_result *ret, struct sh_error *err);
         /*
          * Starts @argv in running container @id as its user, stdio on the fds returned in
          * @ret (a pty when @tty, which becomes the process's controlling terminal; a stdin
@@ -343,7 +354,7 @@ int be_container_status(struct be *be, const char *id, struct be_ctr_status *ret
 int be_container_update(struct be *be, const char *id, const struct be_resources *res,
                         struct sh_error *err);
 int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err);
-int be_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+int be_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err);
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);

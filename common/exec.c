@@ -28,6 +28,7 @@ struct capture {
         size_t len;
         size_t cap;
         size_t max;
+        size_t dropped; /* bytes past the caps */
 };
 
 static void capture_done(struct capture *c)
@@ -36,13 +37,23 @@ static void capture_done(struct capture *c)
         *c = (struct capture){0};
 }
 
-/* Appends up to the cap; bytes beyond it are dropped so the child never blocks on a full pipe. */
-static int capture_append(struct capture *c, const char *data, size_t n)
+/*
+ * Appends up to the cap of @c and what is @left of the shared one (taken from it); bytes
+ * beyond are counted and dropped, so the child never blocks on a full pipe.
+ */
+static int capture_append(struct capture *c, size_t *left, const char *data, size_t n)
 {
-        if (c->len >= c->max)
+        size_t room = c->len < c->max ? c->max - c->len : 0;
+
+        if (room > *left)
+                room = *left;
+        if (n > room) {
+                c->dropped += n - room;
+                n = room;
+        }
+        if (n == 0)
                 return 0;
-        if (n > c->max - c->len)
-                n = c->max - c->len;
+        *left -= n;
         if (c->len + n + 1 > c->cap) {
                 size_t cap = c->cap ? c->cap : 4096;
 
@@ -205,6 +216,8 @@ struct exec_io {
         const char *in;
         size_t in_len;
         size_t in_off;
+        size_t total_left; /* of max_output_total; SIZE_MAX without one */
+        int cancel_fd;     /* not ours; -1: none */
         struct capture cap[PFD_N];
 };
 
@@ -217,7 +230,7 @@ static int drain_one(struct exec_io *io, int i)
                 ssize_t n = read(io->fd[i], buf, sizeof(buf));
 
                 if (n > 0) {
-                        int r = capture_append(&io->cap[i], buf, (size_t)n);
+                        int r = capture_append(&io->cap[i], &io->total_left, buf, (size_t)n);
 
                         if (r < 0)
                                 return r;
@@ -257,11 +270,12 @@ static void feed_stdin(struct exec_io *io)
 
 /*
  * One poll round over the open fds. Returns 0, or -errno (-ENOMEM when a capture cannot grow).
- * Sets *child_done when the pidfd (or, without one, waitid) says the child exited.
+ * Sets *child_done when the pidfd (or, without one, waitid) says the child exited, and
+ * *cancelled when the caller's cancel fd turned readable.
  */
-static int pump(struct exec_io *io, pid_t pid, int timeout_ms, bool *child_done)
+static int pump(struct exec_io *io, pid_t pid, int timeout_ms, bool *child_done, bool *cancelled)
 {
-        struct pollfd pfd[PFD_N];
+        struct pollfd pfd[PFD_N + 1];
 
         for (int i = 0; i < PFD_N; i++) {
                 pfd[i].fd = io->fd[i] >= 0 ? io->fd[i] : -1; /* poll skips negative fds */
@@ -270,9 +284,12 @@ static int pump(struct exec_io *io, pid_t pid, int timeout_ms, bool *child_done)
         }
         if (*child_done)
                 pfd[PFD_PIDFD].fd = -1;
+        pfd[PFD_N] = (struct pollfd){.fd = cancelled ? io->cancel_fd : -1, .events = POLLIN};
         /* On EINTR the revents stay 0 and the caller simply polls again. */
-        if (poll(pfd, PFD_N, timeout_ms) < 0 && errno != EINTR)
+        if (poll(pfd, PFD_N + 1, timeout_ms) < 0 && errno != EINTR)
                 return -errno;
+        if (cancelled && pfd[PFD_N].revents)
+                *cancelled = true;
         if (pfd[PFD_STDIN].revents & (POLLOUT | POLLERR | POLLHUP))
                 feed_stdin(io);
         for (int i = PFD_STDOUT; i <= PFD_STDERR; i++)
@@ -424,7 +441,7 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         _cleanup_(io_done) struct exec_io io = {.fd = {-EBADF, -EBADF, -EBADF, -EBADF}};
         char *const *envp;
         unsigned long long deadline = 0, grace_end, next_watch = 0, watch_step = 0;
-        bool child_done = false, timed_out = false;
+        bool child_done = false, timed_out = false, cancelled = false;
         int watch_r = 0;
         const char *prog;
         int status = 0, r, rr;
@@ -436,6 +453,8 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         envp = opts->envp ? (char *const *)opts->envp : environ;
         for (int i = 0; i < PFD_N; i++)
                 io.cap[i].max = opts->max_output ? opts->max_output : EXEC_DEFAULT_MAX_OUTPUT;
+        io.total_left = opts->max_output_total ? opts->max_output_total : SIZE_MAX;
+        io.cancel_fd = opts->cancel_fd > 0 ? opts->cancel_fd : -1;
 
         r = make_pipes(opts, &io, &in_r, &out_w, &err_w);
         if (r < 0)
@@ -500,8 +519,8 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
                 if (next_watch && (!wake || next_watch < wake))
                         wake = next_watch;
                 r = pump(&io, pid, poll_timeout_ms(now, wake, io.fd[PFD_PIDFD] >= 0, false),
-                         &child_done);
-                if (r < 0) {
+                         &child_done, &cancelled);
+                if (r < 0 || cancelled) {
                         kill(-pid, SIGKILL);
                         break;
                 }
@@ -514,7 +533,10 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
 
         /*
          * Phase 2: background processes may still hold the pipes. Read for a short grace, and
-         * stop early once every pipe is at EOF or nobody is left in the child's group.
+         * stop early once every pipe is at EOF or nobody is left in the child's group. After a
+         * kill, the group's end is no reason to stop: a child that supervises processes out
+         * of its group (runt-lxc-exec) kills them when it dies, and their pipes' EOF tells
+         * when that is done, so the caller's next command no longer sees them.
          */
         grace_end = sh_now_ns() + EXEC_DRAIN_GRACE_NS;
         if (watch_r < 0)
@@ -523,22 +545,25 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
                 grace_end = deadline;
         while (r >= 0 && outputs_open(&io)) {
                 unsigned long long now = sh_now_ns();
-                bool group_gone = kill(-pid, 0) < 0 && errno == ESRCH;
+                bool group_gone = !timed_out && !cancelled && kill(-pid, 0) < 0 && errno == ESRCH;
                 bool done = true;
 
                 if (now >= grace_end || group_gone) {
                         /* What is already in the pipes is still worth having. */
-                        r = pump(&io, pid, 0, &done);
+                        r = pump(&io, pid, 0, &done, NULL);
                         break;
                 }
-                r = pump(&io, pid, poll_timeout_ms(now, grace_end, true, true), &done);
+                r = pump(&io, pid, poll_timeout_ms(now, grace_end, true, true), &done, NULL);
         }
         if (r < 0)
                 return sh_err(err, r, "exec '%s': reading output: %s", prog, strerror(-r));
         if (rr < 0)
                 return sh_err(err, rr, "exec '%s': waitpid: %s", prog, strerror(-rr));
 
-        struct sh_exec_result res = {.status = status, .timed_out = timed_out};
+        struct sh_exec_result res = {.status = status,
+                                     .timed_out = timed_out,
+                                     .out_dropped = io.cap[PFD_STDOUT].dropped,
+                                     .err_dropped = io.cap[PFD_STDERR].dropped};
 
         if (WIFEXITED(status))
                 res.exit_code = WEXITSTATUS(status);
@@ -557,6 +582,8 @@ int sh_exec(const struct sh_exec_opts *opts, struct sh_exec_result *ret, struct 
         if (timed_out)
                 return sh_err(err, -ETIMEDOUT, "exec '%s': timed out after %u ms, killed", prog,
                               opts->timeout_ms);
+        if (cancelled)
+                return sh_err(err, -ECANCELED, "exec '%s': cancelled by the caller, killed", prog);
         if (watch_r < 0)
                 return sh_err(err, watch_r, "exec '%s': stopped by its watcher", prog);
         return 0;

@@ -17,8 +17,16 @@ struct sh_exec_opts {
         const char *cwd;         /* NULL: inherit */
         const void *stdin_data;  /* NULL: /dev/null */
         size_t stdin_len;
-        unsigned timeout_ms;   /* 0: no timeout */
-        size_t max_output;     /* cap per stream in bytes, 0: 16 MiB; beyond it output is dropped */
+        unsigned timeout_ms; /* 0: no timeout */
+        size_t max_output;   /* cap per stream in bytes, 0: 16 MiB; beyond it output is dropped */
+        size_t max_output_total; /* cap for stdout and stderr together, first come first kept;
+                                    0: none */
+        /*
+         * Readable once the caller gives up (its client went away): the child's process group
+         * is killed as on a timeout and sh_exec returns -ECANCELED. 0 or less: none (an
+         * fd 0 is never one).
+         */
+        int cancel_fd;
         bool stderr_to_stdout; /* merge stderr into the stdout capture */
         /*
          * Optional watcher, called about every @watch_interval_ms (default 1000) while the
@@ -39,14 +47,17 @@ struct sh_exec_result {
         size_t out_len;
         char *err; /* captured stderr, NUL-terminated, owned by the result */
         size_t err_len;
+        size_t out_dropped; /* bytes read past the caps and dropped */
+        size_t err_dropped;
 };
 
 /*
  * Runs @opts->argv, waits for it (up to the timeout, then SIGKILL to its process group) and
  * fills @ret. Returns 0 when the program ran (whatever its exit code), -ETIMEDOUT on timeout
- * (with @ret filled), a watcher's negative return (with @ret filled), or -errno when it could not
- * be started (-ENOENT for a missing program); on other errors @ret is untouched. Output a
- * background grandchild keeps writing after the child exited is read for 200 ms at most.
+ * or -ECANCELED on cancel_fd (with @ret filled), a watcher's negative return (with @ret
+ * filled), or -errno when it could not be started (-ENOENT for a missing program); on other
+ * errors @ret is untouched. Output a background grandchild keeps writing after the child
+ * exited, or after it was killed, is read for 200 ms at most.
  * Thread-safe; blocks the caller. The process must not ignore SIGCHLD or reap with waitpid(-1), or
  * the child's status is lost (-ECHILD).
  */

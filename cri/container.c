@@ -1081,8 +1081,33 @@ int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,
         return 0;
 }
 
-int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
-                  struct sh_error *err)
+/*
+ * Appends to @res's stderr a line that says its output was cut (on its own line), so that
+ * whoever reads a probe's or a user's output knows it is not all there.
+ */
+static int note_cut_output(struct be_exec_result *res)
+{
+        char note[200];
+        bool nl = res->err_len > 0 && res->err[res->err_len - 1] != '\n';
+        int n = snprintf(note, sizeof(note),
+                         "%srunt: ExecSync output cut: %zu more bytes of stdout and stderr "
+                         "dropped (the reply holds %u)\n",
+                         nl ? "\n" : "", res->dropped, (unsigned)CRI_EXEC_SYNC_MAX_OUTPUT);
+        char *e;
+
+        if (n < 0 || (size_t)n >= sizeof(note))
+                return -EINVAL;
+        e = realloc(res->err, res->err_len + (size_t)n + 1);
+        if (!e)
+                return -ENOMEM;
+        memcpy(e + res->err_len, note, (size_t)n + 1);
+        res->err = e;
+        res->err_len += (size_t)n;
+        return 0;
+}
+
+int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, int cancel_fd,
+                  ProtobufCMessage **ret_resp, struct sh_error *err)
 {
         const Runtime__V1__ExecSyncRequest *in = (const Runtime__V1__ExecSyncRequest *)req;
         struct be_exec_result res = {0};
@@ -1103,9 +1128,14 @@ int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
                 return -ENOMEM;
         for (size_t i = 0; i < in->n_cmd; i++)
                 argv[i] = in->cmd[i] ? in->cmd[i] : "";
-        rc = pod_container_exec_sync(ctx->pods, in->container_id, argv, in->timeout, &res, err);
+        rc = pod_container_exec_sync(ctx->pods, in->container_id, argv, in->timeout, cancel_fd,
+                                     CRI_EXEC_SYNC_MAX_OUTPUT, &res, err);
         if (rc < 0)
                 return rc;
+        if (res.dropped > 0 && (rc = note_cut_output(&res)) < 0) {
+                be_exec_result_done(&res);
+                return rc;
+        }
         r = NEW(Runtime__V1__ExecSyncResponse, exec_sync_response);
         if (!r) {
                 be_exec_result_done(&res);

@@ -37,8 +37,24 @@ struct cri_ctx {
  * 0 with *@ret_resp set to a response whose every part is malloc'd (freed with
  * protobuf_c_message_free_unpacked), or -errno with @err filled. May block.
  */
+/* The largest message the server takes or sends: the kubelet's limit, both ways. */
+#define CRI_MAX_MESSAGE (16 << 20)
+/*
+ * What ExecSync keeps of a command's stdout and stderr together: the rest of a reply (tags,
+ * lengths, exit code, the note that output was cut) needs less than 100 bytes, so this
+ * leaves room to spare.
+ */
+#define CRI_EXEC_SYNC_MAX_OUTPUT (CRI_MAX_MESSAGE - 4096)
+
 typedef int (*cri_unary_fn)(struct cri_ctx *ctx, const ProtobufCMessage *req,
                             ProtobufCMessage **ret_resp, struct sh_error *err);
+/*
+ * A unary handler that can stop early: as cri_unary_fn, and @cancel_fd (the server's, valid
+ * for the call) turns readable once the client is gone: it cancelled, its deadline passed or
+ * its connection broke. Nobody reads the answer then, so the handler may return anything.
+ */
+typedef int (*cri_cancellable_fn)(struct cri_ctx *ctx, const ProtobufCMessage *req, int cancel_fd,
+                                  ProtobufCMessage **ret_resp, struct sh_error *err);
 
 struct cri_method {
         const char *path;    /* "/runtime.v1.RuntimeService/Version" */
@@ -46,9 +62,10 @@ struct cri_method {
         const char *name;    /* "Version" */
         const ProtobufCMessageDescriptor *req;
         const ProtobufCMessageDescriptor *resp;
-        bool streaming;     /* server-streaming RPC */
-        bool quick;         /* never blocks: runs on the completion-queue thread */
-        cri_unary_fn unary; /* NULL: answered UNIMPLEMENTED */
+        bool streaming;                 /* server-streaming RPC */
+        bool quick;                     /* never blocks: runs on the completion-queue thread */
+        cri_unary_fn unary;             /* NULL, and no cancellable: answered UNIMPLEMENTED */
+        cri_cancellable_fn cancellable; /* instead of unary */
 };
 
 /* The dispatch table (dispatch.c): every RuntimeService and ImageService method. */
@@ -95,8 +112,8 @@ int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *
                                    ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,
                              ProtobufCMessage **ret_resp, struct sh_error *err);
-int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
-                  struct sh_error *err);
+int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, int cancel_fd,
+                  ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
              struct sh_error *err);
 int cri_attach(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,

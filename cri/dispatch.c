@@ -10,6 +10,13 @@
                 .resp = &runtime__v1__##resp_##__descriptor, .streaming = (streaming_),            \
                 .quick = (quick_), .unary = (fn_),                                                 \
         }
+/* A method whose handler learns when its client is gone (cri_cancellable_fn). */
+#define MC(svc_, name_, req_, resp_, fn_)                                                          \
+        {                                                                                          \
+                .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
+                .req = &runtime__v1__##req_##__descriptor,                                         \
+                .resp = &runtime__v1__##resp_##__descriptor, .cancellable = (fn_),                 \
+        }
 
 /*
  * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
@@ -47,8 +54,7 @@ static const struct cri_method methods[] = {
           update_container_resources_response, false, false, cri_update_container_resources),
         M(RuntimeService, ReopenContainerLog, reopen_container_log_request,
           reopen_container_log_response, false, false, cri_reopen_container_log),
-        M(RuntimeService, ExecSync, exec_sync_request, exec_sync_response, false, false,
-          cri_exec_sync),
+        MC(RuntimeService, ExecSync, exec_sync_request, exec_sync_response, cri_exec_sync),
         M(RuntimeService, Exec, exec_request, exec_response, false, false, cri_exec),
         M(RuntimeService, Attach, attach_request, attach_response, false, false, cri_attach),
         M(RuntimeService, PortForward, port_forward_request, port_forward_response, false, false,

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,15 +34,14 @@
 
 /* Calls the server keeps requested at once; more arrive as each one is taken. */
 #define CRI_SLOTS 16
-/* The kubelet's limit, both ways. */
-#define CRI_MAX_MESSAGE (16 << 20)
 /* After shutdown, how long in-flight handlers get before the process leaves anyway. */
 #define CRI_DRAIN_MS 700
 
 enum cri_tag_kind {
-        TAG_NEW,  /* grpc_server_request_call completed */
-        TAG_RECV, /* initial metadata sent + request message received */
-        TAG_DONE, /* response, status and close: the call is finished */
+        TAG_NEW,   /* grpc_server_request_call completed */
+        TAG_RECV,  /* initial metadata sent + request message received */
+        TAG_DONE,  /* response and status sent: the call is finished */
+        TAG_CLOSE, /* the call closed: finished, or the client went away */
 };
 
 struct cri_call;
@@ -59,11 +59,14 @@ struct cri_call {
         grpc_byte_buffer *recv;
         grpc_byte_buffer *send;
         grpc_slice status_msg;
-        int cancelled;
+        int cancelled;   /* set when TAG_CLOSE comes: the client went away */
+        bool gone;       /* TAG_CLOSE came with cancelled; completion-queue thread only */
+        int cancel_fd;   /* eventfd made readable on gone, for a cancellable handler; or -1 */
+        atomic_int refs; /* one for the request/response flow, one while the close batch runs */
         const struct cri_method *method;
         ProtobufCMessage *req;
         long long t_start_ns;
-        struct cri_tag t_new, t_recv, t_done;
+        struct cri_tag t_new, t_recv, t_done, t_close;
 };
 
 struct cri_server {
@@ -91,8 +94,17 @@ static void call_free(struct cri_call *c)
                 grpc_call_unref(c->call);
         grpc_call_details_destroy(&c->details);
         grpc_metadata_array_destroy(&c->md);
+        if (c->cancel_fd >= 0)
+                close(c->cancel_fd);
         atomic_fetch_sub(&c->srv->active, 1);
         free(c);
+}
+
+/* Drops a reference of @c; the last one frees it. Any thread. */
+static void call_unref(struct cri_call *c)
+{
+        if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+                call_free(c);
 }
 
 static int post_slot(struct cri_server *s)
@@ -103,31 +115,34 @@ static int post_slot(struct cri_server *s)
         if (!c)
                 return -ENOMEM;
         c->srv = s;
+        c->cancel_fd = -1;
+        atomic_init(&c->refs, 1);
         c->status_msg = grpc_empty_slice();
         c->t_new = (struct cri_tag){TAG_NEW, c};
         c->t_recv = (struct cri_tag){TAG_RECV, c};
         c->t_done = (struct cri_tag){TAG_DONE, c};
+        c->t_close = (struct cri_tag){TAG_CLOSE, c};
         grpc_call_details_init(&c->details);
         grpc_metadata_array_init(&c->md);
         atomic_fetch_add(&s->active, 1);
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
                                      &c->t_new);
         if (e != GRPC_CALL_OK) {
-                call_free(c);
+                call_unref(c);
                 return -EIO;
         }
         return 0;
 }
 
 /*
- * Sends the response (if @resp) and the status, and asks for the client's close. The call
- * is freed when TAG_DONE comes back. Initial metadata went out with the receive batch, so
- * this never produces a trailers-only response (which 1.51 fails to flush).
+ * Sends the response (if @resp) and the status. The call is released when TAG_DONE comes
+ * back. Initial metadata went out with the receive batch, so this never produces a
+ * trailers-only response (which 1.51 fails to flush).
  */
 static void call_finish(struct cri_call *c, grpc_status_code code, const char *msg,
                         const ProtobufCMessage *resp)
 {
-        grpc_op ops[3];
+        grpc_op ops[2];
         size_t n = 0;
 
         memset(ops, 0, sizeof(ops));
@@ -148,13 +163,10 @@ static void call_finish(struct cri_call *c, grpc_status_code code, const char *m
         ops[n].data.send_status_from_server.status = code;
         ops[n].data.send_status_from_server.status_details = &c->status_msg;
         n++;
-        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
-        n++;
         if (grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL) != GRPC_CALL_OK) {
                 sh_log_error("rpc=%s could not send the response",
                              c->method ? c->method->name : "?");
-                call_free(c);
+                call_unref(c);
         }
 }
 
@@ -181,7 +193,10 @@ static void call_run(struct cri_call *c)
         grpc_status_code code;
         int r;
 
-        r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
+        if (c->method->cancellable)
+                r = c->method->cancellable(c->srv->ctx, c->req, c->cancel_fd, &resp, &err);
+        else
+                r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
         if (r < 0) {
                 code = cri_status_from_errno(r);
                 if (!err.msg[0])
@@ -236,7 +251,7 @@ static void on_recv(struct cri_call *c)
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
         }
-        if (!c->method->unary) {
+        if (!c->method->unary && !c->method->cancellable) {
                 snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt yet",
                          c->method->service, c->method->name);
                 log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
@@ -270,16 +285,32 @@ static void on_recv(struct cri_call *c)
                 call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
                 return;
         }
+        if (c->method->cancellable) {
+                c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (c->cancel_fd < 0) {
+                        snprintf(msg, sizeof(msg), "%s: eventfd: %s", c->method->name,
+                                 strerror(errno));
+                        log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+                        call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+                        return;
+                }
+                if (c->gone)
+                        eventfd_write(c->cancel_fd, 1);
+        }
         if (c->method->quick)
                 call_run(c);
         else
                 spawn_handler(c);
 }
 
-/* A new call: find its method, send initial metadata and read the request message. */
+/*
+ * A new call: find its method, send initial metadata and read the request message. The
+ * client's close is asked for at once, in a batch of its own, so that a handler still at
+ * work learns when its client goes away (notes/grpc-c-core.md: as for a server stream).
+ */
 static void on_new(struct cri_call *c)
 {
-        grpc_op ops[2];
+        grpc_op ops[2], close_op;
 
         c->t_start_ns = (long long)sh_now_ns();
         c->method = cri_method_lookup((const char *)GRPC_SLICE_START_PTR(c->details.method),
@@ -289,8 +320,14 @@ static void on_new(struct cri_call *c)
         ops[0].data.send_initial_metadata.count = 0;
         ops[1].op = GRPC_OP_RECV_MESSAGE;
         ops[1].data.recv_message.recv_message = &c->recv;
+        memset(&close_op, 0, sizeof(close_op));
+        close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+        atomic_fetch_add(&c->refs, 1);
+        if (grpc_call_start_batch(c->call, &close_op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
+                call_unref(c);
         if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK)
-                call_free(c);
+                call_unref(c);
 }
 
 static void on_event(struct cri_server *s, const grpc_event *ev)
@@ -301,7 +338,7 @@ static void on_event(struct cri_server *s, const grpc_event *ev)
         switch (t->kind) {
         case TAG_NEW:
                 if (!ev->success) { /* the server is shutting down */
-                        call_free(c);
+                        call_unref(c);
                         return;
                 }
                 if (!atomic_load(&s->stop_requested) && post_slot(s) < 0)
@@ -310,13 +347,22 @@ static void on_event(struct cri_server *s, const grpc_event *ev)
                 return;
         case TAG_RECV:
                 if (!ev->success) { /* cancelled or the client vanished */
-                        call_free(c);
+                        call_unref(c);
                         return;
                 }
                 on_recv(c);
                 return;
         case TAG_DONE:
-                call_free(c);
+                call_unref(c);
+                return;
+        case TAG_CLOSE:
+                /* Also on a normal end, after the status went: then nobody is waiting. */
+                if (c->cancelled) {
+                        c->gone = true;
+                        if (c->cancel_fd >= 0)
+                                eventfd_write(c->cancel_fd, 1);
+                }
+                call_unref(c);
                 return;
         }
 }

@@ -1198,7 +1198,8 @@ int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error
 }
 
 int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
-                            long long timeout_s, struct be_exec_result *ret, struct sh_error *err)
+                            long long timeout_s, int cancel_fd, size_t max_output,
+                            struct be_exec_result *ret, struct sh_error *err)
 {
         _cleanup_free_ char *full = NULL;
         struct be *be = NULL;
@@ -1209,10 +1210,16 @@ int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *cons
         r = running(pm, id, &full, &be, err);
         if (r < 0)
                 return r;
-        return be_exec_sync(be, full, argv,
-                            timeout_s <= 0          ? 0
-                            : timeout_s > 24 * 3600 ? 24 * 3600 * 1000u
-                                                    : (unsigned)timeout_s * 1000u,
+        return be_exec_sync(be, full,
+                            &(struct be_exec_sync_req){
+                                    .argv = argv,
+                                    .timeout_ms = timeout_s <= 0 ? 0
+                                                  : timeout_s > 24 * 3600
+                                                          ? 24 * 3600 * 1000u
+                                                          : (unsigned)timeout_s * 1000u,
+                                    .cancel_fd = cancel_fd,
+                                    .max_output = max_output,
+                            },
                             ret, err);
 }
 

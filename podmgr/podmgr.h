@@ -209,11 +209,14 @@ int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_res
 int pod_container_reopen_log(struct pod_mgr *pm, const char *id, struct sh_error *err);
 
 /*
- * ExecSync: runs @argv in running container @id. @timeout_s 0: none. -ETIMEDOUT after the
- * timeout (the command is killed), -EINVAL when it is not running.
+ * ExecSync: runs @argv in running container @id. @timeout_s 0: none. Output past
+ * @max_output (stdout and stderr together; 0: the backend's cap) is dropped and counted in
+ * @ret->dropped. -ETIMEDOUT after the timeout, -ECANCELED once @cancel_fd (-1: none) turns
+ * readable: the command and all it started are killed. -EINVAL when it is not running.
  */
 int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *const *argv,
-                            long long timeout_s, struct be_exec_result *ret, struct sh_error *err);
+                            long long timeout_s, int cancel_fd, size_t max_output,
+                            struct be_exec_result *ret, struct sh_error *err);
 
 /*
  * For Exec and Attach before they hand out a URL: *@ret_id (malloc'd) is the full id of

@@ -147,15 +147,16 @@ static int fake_container_status(struct be *be, const char *id, struct be_ctr_st
         return r;
 }
 
-static int fake_exec_sync(struct be *be, const char *id, const char *const *argv,
-                          unsigned timeout_ms, struct be_exec_result *ret, struct sh_error *err)
+/* Echoes its arguments (`exit N`: with exit code N), cut at req->max_output. */
+static int fake_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
+                          struct be_exec_result *ret, struct sh_error *err)
 {
         struct fake_be *fb = be->priv;
+        const char *const *argv = req->argv;
         struct be_ctr_status st = {0};
         size_t len = 0;
         int r;
 
-        (void)timeout_ms;
         r = fake_container_status(be, id, &st, err);
         (void)fb;
         if (r < 0)
@@ -176,6 +177,11 @@ static int fake_exec_sync(struct be *be, const char *id, const char *const *argv
                 memcpy(ret->out + ret->out_len, argv[i], l);
                 ret->out_len += l;
                 ret->out[ret->out_len++] = argv[i + 1] ? ' ' : '\n';
+        }
+        if (req->max_output && ret->out_len > req->max_output) {
+                ret->dropped = ret->out_len - req->max_output;
+                ret->out_len = req->max_output;
+                ret->out[ret->out_len] = '\0';
         }
         return 0;
 }

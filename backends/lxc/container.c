@@ -1548,7 +1548,7 @@ static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv,
         return 0;
 }
 
-int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
@@ -1558,14 +1558,25 @@ int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
         char helper[PATH_MAX];
         int r;
 
-        r = exec_argv(lb, id, argv, false, helper, &p, &v, err);
+        r = exec_argv(lb, id, req->argv, false, helper, &p, &v, err);
         if (r < 0)
                 return r;
-        r = sh_exec(&(struct sh_exec_opts){.argv = v, .timeout_ms = timeout_ms}, &res, err);
+        /* A timeout or a cancel kills runt-lxc-exec; its supervisor in there kills the rest. */
+        r = sh_exec(&(struct sh_exec_opts){.argv = v,
+                                           .timeout_ms = req->timeout_ms,
+                                           .cancel_fd = req->cancel_fd,
+                                           .max_output = SIZE_MAX,
+                                           .max_output_total = req->max_output ? req->max_output
+                                                                               : (size_t)16 << 20},
+                    &res, err);
         if (r == -ETIMEDOUT) {
                 sh_exec_result_done(&res);
                 return sh_err(err, -ETIMEDOUT, "exec in %.12s timed out after %u ms", id,
-                              timeout_ms);
+                              req->timeout_ms);
+        }
+        if (r == -ECANCELED) {
+                sh_exec_result_done(&res);
+                return sh_err(err, -ECANCELED, "exec in %.12s: the client went away", id);
         }
         if (r < 0)
                 return r;
@@ -1580,6 +1591,7 @@ int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigne
         ret->out_len = res.out_len;
         ret->err = res.err;
         ret->err_len = res.err_len;
+        ret->dropped = res.out_dropped + res.err_dropped;
         res.out = res.err = NULL;
         sh_exec_result_done(&res);
         return 0;

@@ -9,30 +9,55 @@
  * goes back to runtd over the unix socket on fd 3 (SCM_RIGHTS). Should that fail, a byte
  * without an fd goes back instead and our stdio, a host pty runtd holds, is the terminal.
  *
+ * Without --tty the attached process is a small supervisor, not the command: in a session of
+ * its own (so that runtd's kill of our process group leaves it alive) and a child subreaper,
+ * it runs the command in a session of its own and waits for it. Should we go away before the
+ * command ends (runtd killed us on a timeout, or its client gave up), the supervisor sees
+ * the pipe from us close and kills every process the command started: whatever left its
+ * group or session, or lost its parent, is still its descendant, or was reparented to the
+ * subreaper. A command that ends in time leaves its background processes running, as a
+ * runc exec does.
+ *
  * A program of its own, for the reasons runt-lxc-start gives, and so that runtd can end an
- * exec that outlives its timeout by killing one process group: the attached process stays
- * in ours (a tty one has its session). liblxc's own complaints go to stderr.
+ * exec by killing one process group: ours (a tty exec keeps the attached process in it, and
+ * its session). liblxc's own complaints go to stderr.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lxc/attach_options.h>
 #include <lxc/lxccontainer.h>
 
 #define TTY_SOCK 3 /* runtd's end for the master, with --tty */
+/* How long the supervisor keeps killing what the command left before it gives up. */
+#define KILL_TREE_MS 2000
+/* The most processes one pass of the tree walk signals. */
+#define TREE_MAX 65536
 
 /* The attached process, for the SIGTERM handler (the one global: a handler has no other). */
 static volatile sig_atomic_t attached;
+
+/* What the supervisor is handed through the attach. */
+struct supervised {
+        char **argv;
+        int life; /* the read end of the pipe whose write end only we hold */
+        int life_w;
+};
 
 static void on_term(int sig)
 {
@@ -41,7 +66,161 @@ static void on_term(int sig)
                 kill(-(pid_t)attached, SIGKILL); /* its session's group, with a tty */
                 kill((pid_t)attached, SIGKILL);
         }
+        /* Without a tty, our exit closes the supervisor's pipe: it kills the command's tree. */
         _exit(128 + SIGTERM);
+}
+
+static unsigned long long now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Appends the children of every thread of @pid to @tree (up to TREE_MAX). The children files
+ * are in every kernel since 4.2 that has CONFIG_PROC_CHILDREN, as Debian's and most do.
+ */
+static void children_of(pid_t pid, pid_t *tree, size_t *n)
+{
+        char path[64];
+        DIR *d;
+        struct dirent *e;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        d = opendir(path);
+        if (!d)
+                return;
+        while ((e = readdir(d)) && *n < TREE_MAX) {
+                char buf[4096], *p, *end;
+                ssize_t len;
+                int fd;
+
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/task/%.20s/children", (int)pid, e->d_name);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                len = read(fd, buf, sizeof(buf) - 1); /* a longer list: the rest next pass */
+                close(fd);
+                if (len <= 0)
+                        continue;
+                buf[len] = '\0';
+                for (p = buf; *n < TREE_MAX; p = end) {
+                        long c = strtol(p, &end, 10);
+
+                        if (end == p || c <= 0)
+                                break;
+                        tree[(*n)++] = (pid_t)c;
+                }
+        }
+        closedir(d);
+}
+
+/*
+ * Kills every descendant of ours with SIGKILL, until none is left or KILL_TREE_MS passed (a
+ * setuid descendant we may not signal). A descendant whose parent dies comes to us, the
+ * subreaper, so "no child left" means no descendant left. Without a /proc of our pid
+ * namespace, the command's session group is all we can reach.
+ */
+static void kill_tree(pid_t cmd)
+{
+        unsigned long long end = now_ms() + KILL_TREE_MS;
+        char self[32];
+        ssize_t len = readlink("/proc/self", self, sizeof(self) - 1);
+        bool have_proc = false;
+        pid_t *tree = malloc(TREE_MAX * sizeof(*tree));
+
+        if (len > 0) {
+                self[len] = '\0';
+                have_proc = strtol(self, NULL, 10) == (long)getpid();
+        }
+        kill(-cmd, SIGKILL);
+        for (;;) {
+                size_t n = 0;
+                pid_t r;
+
+                if (tree && have_proc) {
+                        children_of(getpid(), tree, &n);
+                        for (size_t i = 0; i < n && n < TREE_MAX; i++)
+                                children_of(tree[i], tree, &n);
+                        for (size_t i = 0; i < n; i++)
+                                kill(tree[i], SIGKILL);
+                }
+                while ((r = waitpid(-1, NULL, WNOHANG)) > 0)
+                        ;
+                if ((r < 0 && errno == ECHILD) || now_ms() >= end)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
+        }
+        free(tree);
+}
+
+/*
+ * Runs in the container, as its user: the supervisor (see the top of the file). Its exit
+ * code is the command's, or 128+signal; 127 or 126 when the command could not be run.
+ */
+static int supervise(void *payload)
+{
+        struct supervised *sv = payload;
+        struct pollfd p[2];
+        sigset_t chld, none;
+        pid_t cmd;
+        int sfd;
+
+        close(sv->life_w);
+        setsid();
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        sigemptyset(&none);
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &chld, NULL);
+        sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0) {
+                fprintf(stderr, "runt: signalfd: %s\n", strerror(errno));
+                return 125;
+        }
+        cmd = fork();
+        if (cmd < 0) {
+                fprintf(stderr, "runt: fork: %s\n", strerror(errno));
+                return 125;
+        }
+        if (cmd == 0) {
+                setsid();
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                execvp(sv->argv[0], sv->argv);
+                fprintf(stderr, "runt: exec %s: %s\n", sv->argv[0], strerror(errno));
+                _exit(errno == ENOENT ? 127 : 126);
+        }
+        p[0] = (struct pollfd){.fd = sv->life, .events = POLLIN};
+        p[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        for (;;) {
+                struct signalfd_siginfo si;
+                int w;
+                pid_t r;
+
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                /* Nothing is ever written: readable means runt-lxc-exec is gone. */
+                if (p[0].revents) {
+                        kill_tree(cmd);
+                        return 128 + SIGKILL;
+                }
+                while (read(sfd, &si, sizeof(si)) == sizeof(si))
+                        ;
+                /* Once the command is done, its background processes are left to run. */
+                while ((r = waitpid(-1, &w, WNOHANG)) > 0)
+                        if (r == cmd)
+                                return WIFEXITED(w) ? WEXITSTATUS(w) : 128 + WTERMSIG(w);
+        }
+        fprintf(stderr, "runt: poll: %s\n", strerror(errno));
+        kill_tree(cmd);
+        return 125;
 }
 
 /* Sends @fd (or, with -1, only the byte) over the socket on TTY_SOCK. 0 or -1. */
@@ -120,7 +299,8 @@ int main(int argc, char **argv)
 {
         bool tty = argc > 1 && strcmp(argv[1], "--tty") == 0;
         lxc_attach_options_t opts = LXC_ATTACH_OPTIONS_DEFAULT;
-        lxc_attach_command_t cmd;
+        struct supervised sv = {.argv = argv + 7};
+        int life[2] = {-1, -1};
         struct lxc_container *c;
         gid_t groups[64];
         size_t n_groups = 0;
@@ -159,21 +339,28 @@ int main(int argc, char **argv)
         opts.stdout_fd = 1;
         opts.stderr_fd = 2;
         opts.log_fd = 2;
-        cmd.program = argv[7];
-        cmd.argv = argv + 7;
+        if (!tty && pipe2(life, O_CLOEXEC) < 0) {
+                fprintf(stderr, "runt: pipe: %s\n", strerror(errno));
+                return 125;
+        }
+        sv.life = life[0];
+        sv.life_w = life[1];
         if ((tty ? c->attach(c, run_on_tty, argv + 7, &opts, &pid)
-                 : c->attach(c, lxc_attach_run_command, &cmd, &opts, &pid)) < 0) {
+                 : c->attach(c, supervise, &sv, &opts, &pid)) < 0) {
                 fprintf(stderr, "runt: attach to container %.12s failed\n", argv[2]);
                 return 125;
         }
         if (tty)
                 close(TTY_SOCK); /* the attached process has it: runtd sees EOF when it is done */
+        else
+                close(life[0]); /* life[1] stays open until we exit, however we exit */
         {
                 struct sigaction sa = {.sa_handler = on_term};
 
-                /* runtd ends an exec with SIGTERM to us: ours go with it, also a tty's
-                 * session, which a kill of our process group misses. */
-                attached = (sig_atomic_t)pid;
+                /* runtd ends an exec with SIGTERM to us: with a tty, ours go with it, also
+                 * its session, which a kill of our process group misses. Without one, our
+                 * exit is enough: the supervisor kills what it runs. */
+                attached = tty ? (sig_atomic_t)pid : 0;
                 sigemptyset(&sa.sa_mask);
                 sigaction(SIGTERM, &sa, NULL);
         }

@@ -59,7 +59,7 @@ int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret
 int lb_container_update(struct be *be, const char *id, const struct be_resources *res,
                         struct sh_error *err);
 int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err);
-int lb_exec_sync(struct be *be, const char *id, const char *const *argv, unsigned timeout_ms,
+int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err);
 int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);

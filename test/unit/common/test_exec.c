@@ -195,6 +195,64 @@ static void test_exec_output_cap_drops_excess(void **state)
         sh_exec_result_done(&res);
 }
 
+static void test_exec_shared_cap_counts_what_it_drops(void **state)
+{
+        const char *const argv[] = {"/bin/sh", "-c",
+                                    "head -c 5000 /dev/zero; head -c 5000 /dev/zero >&2; exit 4",
+                                    NULL};
+        struct sh_exec_result res = {0};
+
+        (void)state;
+        assert_int_equal(sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                                        .max_output_total = 6000,
+                                                        .timeout_ms = 20000},
+                                 &res, NULL),
+                         0);
+        /* First come, first kept: stdout whole, stderr what is left. */
+        assert_int_equal(res.exit_code, 4);
+        assert_int_equal(res.out_len, 5000);
+        assert_int_equal(res.err_len, 1000);
+        assert_int_equal(res.out_dropped, 0);
+        assert_int_equal(res.err_dropped, 4000);
+        sh_exec_result_done(&res);
+}
+
+/* Makes the eventfd-like pipe of @arg readable after 200 ms. */
+static void *cancel_later(void *arg)
+{
+        nanosleep(&(struct timespec){.tv_nsec = 200 * MS}, NULL);
+        assert_int_equal(write(*(int *)arg, "x", 1), 1);
+        return NULL;
+}
+
+static void test_exec_cancel_fd_kills(void **state)
+{
+        const char *const argv[] = {"/bin/sh", "-c", "sleep 10 & exec sleep 10", NULL};
+        struct sh_exec_result res = {0};
+        struct sh_error err = {0};
+        unsigned long long t0 = sh_now_ns();
+        pthread_t t;
+        int p[2];
+
+        (void)state;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(pthread_create(&t, NULL, cancel_later, &p[1]), 0);
+        assert_int_equal(sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                                        .cancel_fd = p[0],
+                                                        .timeout_ms = 20000},
+                                 &res, &err),
+                         -ECANCELED);
+        pthread_join(t, NULL);
+        assert_non_null(strstr(err.msg, "cancelled"));
+        assert_false(res.timed_out);
+        assert_int_equal(res.exit_code, 128 + SIGKILL);
+        /* The kill came at once, and the drain did not wait out the background sleep. */
+        assert_true(sh_now_ns() - t0 < 2000 * MS);
+        sh_exec_result_done(&res);
+        close(p[0]);
+        close(p[1]);
+}
+
 static void test_exec_timeout_kills(void **state)
 {
         const char *const argv[] = {"sleep", "10", NULL};
@@ -587,6 +645,8 @@ int test_exec_run(void)
                 cmocka_unit_test(test_exec_stdin_unread_no_sigpipe),
                 cmocka_unit_test(test_exec_no_fd_leak),
                 cmocka_unit_test(test_exec_concurrent_threads),
+                cmocka_unit_test(test_exec_shared_cap_counts_what_it_drops),
+                cmocka_unit_test(test_exec_cancel_fd_kills),
         };
 
         return cmocka_run_group_tests_name("exec", tests, NULL, NULL);

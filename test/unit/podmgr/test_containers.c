@@ -466,7 +466,7 @@ static void test_lifecycle(void **state)
         be_container_spec_done(&q.spec);
         /* Exec only while running. */
         assert_int_equal(pod_container_exec_sync(f->pm, id, (const char *[]){"echo", "x", NULL}, 1,
-                                                 &res, &err),
+                                                 -1, 0, &res, &err),
                          -EINVAL);
         assert_int_equal(pod_container_start(f->pm, id, &err), 0);
         assert_int_equal(pod_container_start(f->pm, id, &err), -EINVAL);
@@ -475,10 +475,20 @@ static void test_lifecycle(void **state)
         assert_true(i->started_ns >= i->created_ns);
         pod_container_info_free(i);
         assert_int_equal(pod_container_exec_sync(f->pm, id, (const char *[]){"exit", "3", NULL}, 1,
-                                                 &res, &err),
+                                                 -1, 0, &res, &err),
                          0);
         assert_int_equal(res.exit_code, 3);
         assert_string_equal(res.out, "3\n");
+        assert_int_equal(res.dropped, 0);
+        be_exec_result_done(&res);
+        /* Output past the cap is dropped and counted. */
+        assert_int_equal(pod_container_exec_sync(f->pm, id,
+                                                 (const char *[]){"echo", "abcdef", NULL}, 1, -1, 4,
+                                                 &res, &err),
+                         0);
+        assert_int_equal(res.out_len, 4);
+        assert_string_equal(res.out, "abcd");
+        assert_int_equal(res.dropped, 3);
         be_exec_result_done(&res);
         /* List filters. */
         assert_int_equal(pod_container_list(f->pm,
