@@ -4,11 +4,13 @@
  * reserves the name through the UNIQUE column), so a crash part-way leaves a row that says
  * what to undo; it turns "ready" only when every step is done.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -292,19 +294,23 @@ char *pod_dir_of(struct pod_mgr *pm, const char *id)
         return sh_strdup_printf("%s/pods/%s", pod_mgr_config(pm)->run_dir, id);
 }
 
+/*
+ * Removes the pod's dir: its resolv.conf, hostname and hosts, and the temp file of one of
+ * them a crash cut off while it was written atomically. Only runtd writes there (the files
+ * are bind-mounted into the pod, not the dir), so it holds plain files only.
+ */
 static void rm_pod_dir(struct pod_mgr *pm, const char *id)
 {
         _cleanup_free_ char *dir = pod_dir_of(pm, id);
-        const char *files[] = {"resolv.conf", "hostname", "hosts"};
+        DIR *d = dir ? opendir(dir) : NULL;
+        struct dirent *e;
 
-        if (!dir)
+        if (!d)
                 return;
-        for (size_t i = 0; i < SH_ARRAY_SIZE(files); i++) {
-                _cleanup_free_ char *p = sh_path_join(dir, files[i]);
-
-                if (p)
-                        unlink(p);
-        }
+        while ((e = readdir(d)))
+                if (e->d_type == DT_REG)
+                        unlinkat(dirfd(d), e->d_name, 0);
+        closedir(d);
         rmdir(dir);
 }
 
@@ -700,21 +706,67 @@ void pod_sandbox_info_list_free(struct pod_sandbox_info **l)
         free(l);
 }
 
+/* Waits for the CNI plugins a killed runtd left running for any sandbox of the store. */
+static void wait_orphan_plugins(struct pod_mgr *pm)
+{
+        _cleanup_strv_ char **pairs = pod_db_pairs(pm, "SELECT id, state FROM sandboxes");
+        _cleanup_strv_ char **ids = NULL;
+        struct sh_error e = {0};
+        size_t n = 0;
+
+        if (!pod_mgr_net(pm) || !pairs)
+                return;
+        while (pairs[n])
+                n++;
+        ids = calloc(n / 2 + 1, sizeof(char *));
+        if (!ids)
+                return;
+        for (size_t i = 0; i + 1 < n; i += 2)
+                ids[i / 2] = TAKE_PTR(pairs[i]);
+        if (net_wait_plugins(pod_mgr_net(pm), ids, &e) < 0)
+                sh_log_warn("recovery: %s", e.msg);
+}
+
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
         char **ids;
 
+        /*
+         * A plugin started before the crash runs on without us: an ADD ending after the DEL
+         * below would leave its lease and chains behind. Let them end first.
+         */
+        wait_orphan_plugins(pm);
+        if (pod_mgr_net(pm))
+                net_cache_sweep(pod_mgr_net(pm));
         pod_containers_recover(pm);
-        /* A sandbox still "creating" was cut off by a crash: undo it as a failed run would. */
+        /*
+         * A sandbox still "creating" was cut off by a crash: undo it as a failed run would.
+         * CNI DEL runs while its namespace is still there (from the cache net_setup wrote
+         * before ADD), since the bridge plugin finds the veth and the ipMasq chain to remove
+         * through the pod's interface. When something cannot be undone now the sandbox is
+         * kept, not ready, so RemovePodSandbox finishes the job.
+         */
         ids = pod_db_pairs(pm, "SELECT id, handler FROM sandboxes WHERE state = 'creating'");
         if (!ids)
                 return pod_db_fail(pm, err, "recover sandboxes");
         for (size_t i = 0; ids[i] && ids[i + 1]; i += 2) {
                 struct sh_error e = {0};
                 struct be *be = NULL;
-                if (pod_mgr_backend(pm, ids[i + 1], &be, &e) == 0)
-                        be_sandbox_remove(be, ids[i], &e);
-                net_down(pm, ids[i], &e);
+                int r;
+
+                r = pod_mgr_backend(pm, ids[i + 1], &be, &e);
+                if (r == 0)
+                        r = be_sandbox_remove(be, ids[i], &e);
+                if (r == 0)
+                        r = net_down(pm, ids[i], &e);
+                if (r < 0) {
+                        pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                                   (const char *[]){ids[i], NULL}, NULL);
+                        sh_log_warn("sandbox=%s half-created before a restart, kept not ready "
+                                    "for RemovePodSandbox: %s",
+                                    ids[i], e.msg);
+                        continue;
+                }
                 rm_pod_dir(pm, ids[i]);
                 pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){ids[i], NULL},
                            &e);
