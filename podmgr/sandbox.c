@@ -356,6 +356,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         _cleanup_free_ char *name = NULL, *json = NULL, *dir = NULL, *netns = NULL;
         _cleanup_free_ char *status = NULL;
         struct net_result nres = {0};
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct be *be = NULL;
         char id[65], created[32], att[16];
         struct sh_error ignored = {0};
@@ -371,10 +372,12 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         r = sh_id_new(id);
         if (r < 0)
                 return sh_err(err, r, "new sandbox id: %s", strerror(-r));
+        /* Nobody knows the id yet, but a Remove by a prefix could find the record. */
+        lock = pod_lock_take(pm, 'p', id, true);
         name = reserved_name(spec);
         json = spec_to_json(spec);
         dir = pod_dir_of(pm, id);
-        if (!name || !json || !dir)
+        if (!lock || !name || !json || !dir)
                 return -ENOMEM;
         snprintf(created, sizeof(created), "%lld", pod_now_ns());
         snprintf(att, sizeof(att), "%u", spec->attempt);
@@ -496,13 +499,50 @@ undo_record:
         return r;
 }
 
+/*
+ * Loads sandbox @id (an id or a unique prefix) with its lock held exclusively, so no other
+ * call on the pod or its containers runs meanwhile. -ENOENT when it is not there, or no
+ * longer once the lock is ours.
+ */
+static int load_exclusive(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                          struct pod_lock **ret_lock, struct sh_error *err)
+{
+        struct pod_sandbox_info *i = NULL;
+        struct pod_lock *l;
+        int r;
+
+        r = pod_sandbox_load(pm, id, &i, err);
+        if (r < 0)
+                return r;
+        l = pod_lock_take(pm, 'p', i->id, true);
+        if (!l) {
+                pod_sandbox_info_free(i);
+                return -ENOMEM;
+        }
+        {
+                _cleanup_free_ char *full = TAKE_PTR(i->id);
+
+                pod_sandbox_info_free(i);
+                i = NULL;
+                r = pod_sandbox_load(pm, full, &i, err);
+        }
+        if (r < 0) {
+                pod_lock_release(l);
+                return r;
+        }
+        *ret = i;
+        *ret_lock = l;
+        return 0;
+}
+
 int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         int r;
 
-        r = pod_sandbox_load(pm, id, &i, err);
+        r = load_exclusive(pm, id, &i, &lock, err);
         if (r < 0)
                 return r;
         r = pod_mgr_backend(pm, i->spec.handler, &be, err);
@@ -523,11 +563,12 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
 
 int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         int r;
 
-        r = pod_sandbox_load(pm, id, &i, err);
+        r = load_exclusive(pm, id, &i, &lock, err);
         if (r == -ENOENT) {
                 sh_err_clear(err);
                 return 0; /* removed already: CRI says that is success */
