@@ -17,12 +17,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need r
 
 
 class LxcPods(Pods):
-    def __init__(self, runtd_factory, tmp_path, **runtd_kw):
+    def __init__(self, runtd_factory, tmp_path, ipmasq=False, **runtd_kw):
         import random
         n = random.randrange(1, 250)
         self.bridge = f"rtl{os.getpid() % 10000}{n}"[:15]
         self.prefix = f"10.235.{n}."
         self.ipam = tmp_path / "ipam"
+        self.ipmasq = ipmasq
+        self.net = f"e2e-pods-{self.bridge}"
         # default handler: lxc
         self.d = runtd_factory(start=False, allow_log_errors=True, **runtd_kw)
         self.write_conf()
