@@ -5,10 +5,13 @@
  * only the capabilities a plugin declares, loopback as a separate invocation on "lo", and
  * the ADD input cached so DEL after a restart gets exactly what ADD got.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SH_LOG_MODULE "netmgr"
@@ -433,13 +436,43 @@ static int del_chain(const struct invocation *base, json_object *plugins, size_t
         return first;
 }
 
+/*
+ * Writes pod @id's cache: everything ADD is given (@list, @rtconf, @args, @netns, the
+ * ifname) and, once ADD is done, its @result (NULL before). Written before the first plugin
+ * runs, so that a crash during ADD still leaves what DEL needs to undo it.
+ */
+static int write_cache(struct net_mgr *nm, const char *path, const char *id, const char *netns,
+                       const char *args, const struct net_conf *conf, json_object *rtconf,
+                       json_object *result, struct sh_error *err)
+{
+        _cleanup_json_ json_object *doc = json_object_new_object();
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        json_object_object_add(doc, "kind", json_object_new_string(CACHE_KIND));
+        json_object_object_add(doc, "containerId", json_object_new_string(id));
+        json_object_object_add(doc, "netns", json_object_new_string(netns ? netns : ""));
+        json_object_object_add(doc, "ifname", json_object_new_string(IFNAME));
+        json_object_object_add(doc, "cniArgs", json_object_new_string(args));
+        json_object_object_add(doc, "configFile", json_object_new_string(conf->path));
+        json_object_object_add(doc, "config", json_object_get(conf->list));
+        json_object_object_add(doc, "runtimeConfig", json_object_get(rtconf));
+        if (result)
+                json_object_object_add(doc, "result", json_object_get(result));
+        text = sh_json_to_string(doc);
+        r = text ? sh_mkdir_p(net_mgr_cache_dir(nm), 0700) : -ENOMEM;
+        if (r == 0)
+                r = sh_write_file_atomic(path, text, strlen(text), 0600);
+        return r < 0 ? sh_err(err, r, "write CNI cache '%s': %s", path, strerror(-r)) : 0;
+}
+
 int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
               struct net_result *ret, struct sh_error *err)
 {
         const struct runt_config *cfg = net_mgr_config(nm);
         struct net_conf conf = {0};
-        _cleanup_free_ char *args = NULL, *cache = NULL, *text = NULL;
-        _cleanup_json_ json_object *rtconf = NULL, *prev = NULL, *doc = NULL;
+        _cleanup_free_ char *args = NULL, *cache = NULL;
+        _cleanup_json_ json_object *rtconf = NULL, *prev = NULL;
         json_object *plugins = NULL;
         struct invocation inv;
         size_t done = 0;
@@ -461,9 +494,12 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
         inv = invocation_for(nm, "ADD", pod->id, netns, args);
         json_object_object_get_ex(conf.list, "plugins", &plugins);
 
-        r = loopback(inv, conf.cni_version, err);
+        r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, NULL, err);
         if (r < 0)
                 goto fail;
+        r = loopback(inv, conf.cni_version, err);
+        if (r < 0)
+                goto fail_cached;
         for (; done < conf.n_plugins; done++) {
                 _cleanup_json_ json_object *in =
                         plugin_input(json_object_array_get_idx(plugins, done), conf.name,
@@ -486,30 +522,13 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
                 goto undo;
         }
 
-        /* The whole ADD input, so DEL can repeat it after a restart. */
-        doc = json_object_new_object();
-        json_object_object_add(doc, "kind", json_object_new_string(CACHE_KIND));
-        json_object_object_add(doc, "containerId", json_object_new_string(pod->id));
-        json_object_object_add(doc, "netns", json_object_new_string(netns ? netns : ""));
-        json_object_object_add(doc, "ifname", json_object_new_string(IFNAME));
-        json_object_object_add(doc, "cniArgs", json_object_new_string(args));
-        json_object_object_add(doc, "configFile", json_object_new_string(conf.path));
-        json_object_object_add(doc, "config", json_object_get(conf.list));
-        json_object_object_add(doc, "runtimeConfig", json_object_get(rtconf));
-        json_object_object_add(doc, "result", json_object_get(prev));
-        text = sh_json_to_string(doc);
-        r = text ? sh_mkdir_p(net_mgr_cache_dir(nm), 0700) : -ENOMEM;
-        if (r == 0)
-                r = sh_write_file_atomic(cache, text, strlen(text), 0600);
-        if (r < 0) {
-                sh_err(err, r, "write CNI cache '%s': %s", cache, strerror(-r));
+        /* The result joins the input already cached, so DEL after a restart gets both. */
+        r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, prev, err);
+        if (r < 0)
                 goto undo;
-        }
         r = result_facts(prev, conf.name, ret);
-        if (r < 0) {
-                unlink(cache);
+        if (r < 0)
                 goto undo;
-        }
         net_conf_done(&conf);
         return 0;
 
@@ -528,6 +547,8 @@ undo:
                 inv.command = "DEL";
                 loopback(inv, conf.cni_version, &ignored);
         }
+fail_cached:
+        unlink(cache);
 fail:
         r = sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
         net_conf_done(&conf);
@@ -592,23 +613,71 @@ static int load_cached(struct net_mgr *nm, const char *id, struct cached *c, str
         return 0;
 }
 
+/*
+ * DEL for pod @id without a cache. net_setup caches before ADD starts, so ADD never began;
+ * but state left by an older runtd has no such cache, and its ADD may have run when the
+ * pod's namespace is still there. Then DEL runs with the current config, as libcni does
+ * without a cache (DEL of what was never added is fine for a plugin).
+ */
+static int teardown_uncached(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        _cleanup_free_ char *netns = net_netns_path(nm, id), *args = NULL;
+        struct net_conf conf = {0};
+        struct sh_error ignored = {0};
+        json_object *plugins = NULL;
+        struct invocation inv;
+        int r;
+
+        if (!netns)
+                return -ENOMEM;
+        if (!net_netns_live(netns))
+                return 0; /* never set up, or torn down already */
+        r = net_conf_load(cfg->cni_conf_dir, cfg->cni_bin_dirs, &conf, &ignored);
+        if (r < 0) {
+                sh_log_debug("pod=%s no CNI cache and no usable config, no DEL: %s", id,
+                             ignored.msg);
+                return 0;
+        }
+        args = sh_strdup_printf("IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID=%s", id);
+        if (!args) {
+                net_conf_done(&conf);
+                return -ENOMEM;
+        }
+        inv = invocation_for(nm, "DEL", id, netns, args);
+        json_object_object_get_ex(conf.list, "plugins", &plugins);
+        r = del_chain(&inv, plugins, conf.n_plugins, conf.name, conf.cni_version, NULL, NULL,
+                      conf.plugin_paths, err);
+        loopback(inv, conf.cni_version, &ignored);
+        net_conf_done(&conf);
+        return r < 0 ? sh_err_prefix(err, r, "network teardown of pod %s (no cache)", id) : 0;
+}
+
 int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
         _cleanup_free_ char *path = NULL;
         struct cached c;
         struct invocation inv;
         struct sh_error lo_err = {0};
-        int r, rl;
+        const char *netns;
+        int r, rl = 0;
 
         r = load_cached(nm, id, &c, err);
         if (r == -ENOENT)
-                return 0; /* never set up, or torn down already */
+                return teardown_uncached(nm, id, err);
         if (r < 0)
                 return r;
-        inv = invocation_for(nm, "DEL", id, c.netns, c.args);
+        /*
+         * A namespace that is gone (or a file left where it was mounted) is passed as none:
+         * the plugins then release what lives outside it (the IPAM lease, portmap's chains),
+         * where a path they cannot enter would fail the DEL.
+         */
+        netns = c.netns && net_netns_live(c.netns) ? c.netns : "";
+        inv = invocation_for(nm, "DEL", id, netns, c.args);
         r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), c.name, c.version,
                       c.result, c.rtconf, NULL, err);
-        rl = access(c.netns ? c.netns : "", F_OK) == 0 ? loopback(inv, c.version, &lo_err) : 0;
+        if (netns[0])
+                rl = loopback(inv, c.version, &lo_err);
         json_putp(&c.doc);
         if (r < 0)
                 return sh_err_prefix(err, r, "network teardown of pod %s", id);
@@ -618,6 +687,90 @@ int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
         if (path && unlink(path) < 0 && errno != ENOENT)
                 return sh_err(err, -errno, "remove CNI cache '%s': %s", path, strerror(errno));
         return 0;
+}
+
+/* Is /proc/@pid's CNI_CONTAINERID one of @ids? (A zombie's environment reads empty.) */
+static bool plugin_of(const char *pid, char *const *ids)
+{
+        static const char key[] = "CNI_CONTAINERID=";
+        _cleanup_free_ char *path = sh_strdup_printf("/proc/%s/environ", pid);
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+
+        if (!path || sh_read_file(path, 1u << 20, &buf, &len) < 0)
+                return false;
+        for (size_t o = 0; o < len; o += strlen(buf + o) + 1) {
+                if (strncmp(buf + o, key, sizeof(key) - 1) != 0)
+                        continue;
+                for (size_t i = 0; ids[i]; i++)
+                        if (strcmp(buf + o + sizeof(key) - 1, ids[i]) == 0)
+                                return true;
+                return false;
+        }
+        return false;
+}
+
+/* The process groups of live plugins run for one of @ids (up to @max of them). */
+static size_t plugin_groups(char *const *ids, pid_t *ret, size_t max)
+{
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        size_t n = 0;
+
+        if (!d)
+                return 0;
+        while ((e = readdir(d)) && n < max) {
+                pid_t pgid;
+
+                if (e->d_name[0] < '1' || e->d_name[0] > '9' || !plugin_of(e->d_name, ids))
+                        continue;
+                pgid = getpgid((pid_t)atol(e->d_name));
+                if (pgid > 1 && pgid != getpgrp())
+                        ret[n++] = pgid;
+        }
+        closedir(d);
+        return n;
+}
+
+int net_wait_plugins(struct net_mgr *nm, char *const *ids, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        unsigned long long deadline =
+                sh_now_ns() +
+                (cfg->cni_plugin_timeout_s ? cfg->cni_plugin_timeout_s : 60) * 1000000000ULL;
+        bool killed = false;
+        pid_t groups[64];
+        size_t n;
+
+        if (!ids || !ids[0])
+                return 0;
+        while ((n = plugin_groups(ids, groups, SH_ARRAY_SIZE(groups))) > 0) {
+                if (sh_now_ns() > deadline) {
+                        if (killed)
+                                return sh_err(err, -ETIMEDOUT, "CNI plugins outlive SIGKILL");
+                        /* As a timeout in run_plugin would have: the whole group goes. */
+                        for (size_t i = 0; i < n; i++)
+                                kill(-groups[i], SIGKILL);
+                        killed = true;
+                        deadline = sh_now_ns() + 2000000000ULL;
+                }
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        return 0;
+}
+
+void net_cache_sweep(struct net_mgr *nm)
+{
+        DIR *d = opendir(net_mgr_cache_dir(nm));
+        struct dirent *e;
+
+        if (!d)
+                return;
+        /* sh_write_file_atomic's temp files are ".<name>.XXXXXX"; a cache is "<id>.json". */
+        while ((e = readdir(d)))
+                if (e->d_name[0] == '.' && e->d_type == DT_REG)
+                        unlinkat(dirfd(d), e->d_name, 0);
+        closedir(d);
 }
 
 int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
@@ -630,6 +783,10 @@ int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
                 return sh_err(err, r, "pod %s has no network set up", id);
         if (r < 0)
                 return r;
+        if (!c.result) {
+                json_putp(&c.doc);
+                return sh_err(err, -EINVAL, "the CNI ADD of pod %s did not finish", id);
+        }
         if (!version_at_least_040(c.version)) {
                 json_putp(&c.doc);
                 return 0; /* CHECK arrived with CNI 0.4.0 */

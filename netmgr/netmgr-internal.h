@@ -1,9 +1,13 @@
 #pragma once
 
+#include <stdbool.h>
+
 #include "netmgr.h"
 
 /* The run dir netns mounts go below (borrowed). */
 const char *net_mgr_run_dir(struct net_mgr *nm);
+/* Is @path a live network namespace (an nsfs mount a plugin can enter)? */
+bool net_netns_live(const char *path);
 /* <run_dir>/netns/<id>, malloc'd. */
 char *net_netns_path(struct net_mgr *nm, const char *id);
 /* The configuration it was made with (borrowed). */

@@ -93,8 +93,9 @@ int net_netns_remove(struct net_mgr *nm, const char *id, struct sh_error *err);
  * Sets up pod networking in @netns as libcni does: loopback, then every plugin of the
  * current network config in order (name and cniVersion injected, prevResult chained,
  * CNI_ARGS with the pod's identity, runtimeConfig for the capabilities a plugin declares),
- * each with the plugin timeout. The whole ADD input and the result are cached on disk under
- * <state_dir>/cni/<id>.json before returning, so DEL works the same after a restart. A
+ * each with the plugin timeout. The whole ADD input is cached on disk under
+ * <state_dir>/cni/<id>.json before the first plugin runs and the result joins it before
+ * returning, so DEL works the same after a restart, even one that cut ADD off. A
  * plugin failing part-way undoes (DEL, reverse order) itself and those that succeeded, and
  * nothing is cached. Errors carry the plugin's msg and details. Blocks for the plugins' time.
  */
@@ -103,10 +104,24 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
 
 /*
  * Tears pod @id's networking down from its cache: DEL for each plugin in reverse order with
- * the cached input and result, then loopback. Idempotent: no cache, nothing to do, 0. The
- * cache is removed only when every DEL succeeded, so a failed teardown can be retried.
+ * the cached input and result (none when ADD was cut off), then loopback. A namespace that
+ * is gone is passed as none, so the plugins still free what lives outside it. Without a
+ * cache but with pod @id's namespace still there (state of an older runtd), DEL runs with
+ * the current config. Idempotent: nothing set up, 0. The cache is removed only when every
+ * DEL succeeded, so a failed teardown can be retried. Blocks for the plugins' time.
  */
 int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err);
+
+/*
+ * After a restart: waits until no plugin a previous runtd started for one of the pods @ids
+ * (NULL-terminated) still runs: they outlive runtd, and an ADD that ends after our DEL would
+ * leave its lease behind. Once the plugin timeout is over their process groups are killed.
+ * Scans /proc; blocks for as long as such plugins run.
+ */
+int net_wait_plugins(struct net_mgr *nm, char *const *ids, struct sh_error *err);
+
+/* After a restart, before any setup: removes cache temp files a crash cut off. */
+void net_cache_sweep(struct net_mgr *nm);
 
 /* CHECK for pod @id (CNI >= 0.4.0; older configs: 0). -ENOENT without a cache. */
 int net_check(struct net_mgr *nm, const char *id, struct sh_error *err);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,6 +44,17 @@ static void *ns_thread(void *arg)
                 snprintf(j->what, sizeof(j->what), "bind mount");
         }
         return NULL;
+}
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+bool net_netns_live(const char *path)
+{
+        struct statfs sf;
+
+        return path && path[0] && statfs(path, &sf) == 0 && sf.f_type == NSFS_MAGIC;
 }
 
 char *net_netns_path(struct net_mgr *nm, const char *id)

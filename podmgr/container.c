@@ -795,8 +795,9 @@ static void forget(struct pod_mgr *pm, const char *id)
         pod_db_run(pm, "DELETE FROM containers WHERE id = ?", (const char *[]){id, NULL}, NULL);
 }
 
-int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
-                         struct sh_error *err)
+/* CreateContainer with the pod's lock held (shared): req->sandbox_id is a full id. */
+static int ctr_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
+                      struct sh_error *err)
 {
         struct be_container_spec *s = req->spec;
         struct pod_sandbox_info *sb = NULL;
@@ -904,7 +905,7 @@ out:
         return r;
 }
 
-int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
+static int ctr_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL;
@@ -918,6 +919,17 @@ int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err
                 r = sh_err(err, -EINVAL, "container %.12s is %s, not created", i->id,
                            state_names[i->state]);
                 goto out;
+        }
+        {
+                _cleanup_free_ char *sb_state =
+                        pod_db_text(pm, "SELECT state FROM sandboxes WHERE id = ?", i->sandbox_id);
+
+                if (!sh_streq(sb_state, "ready")) {
+                        r = sh_err(err, -EINVAL,
+                                   "pod sandbox %.12s of container %.12s is not ready",
+                                   i->sandbox_id, i->id);
+                        goto out;
+                }
         }
         r = pod_mgr_backend(pm, handler, &be, err);
         if (r < 0)
@@ -962,8 +974,7 @@ out:
         return r;
 }
 
-int pod_container_stop(struct pod_mgr *pm, const char *id, long long timeout_s,
-                       struct sh_error *err)
+static int ctr_stop(struct pod_mgr *pm, const char *id, long long timeout_s, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL;
@@ -990,7 +1001,7 @@ int pod_container_stop(struct pod_mgr *pm, const char *id, long long timeout_s,
         return r;
 }
 
-int pod_container_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
+static int ctr_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL;
@@ -1113,8 +1124,8 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
         return 0;
 }
 
-int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
-                         struct sh_error *err)
+static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
+                      struct sh_error *err)
 {
         struct pod_container_info *i = NULL;
         _cleanup_free_ char *handler = NULL, *json = NULL;
@@ -1260,6 +1271,118 @@ int pod_container_running(struct pod_mgr *pm, const char *id, char **ret_id, str
         return running(pm, id, ret_id, NULL, err);
 }
 
+/* ---------------------------------------------------------------- locked entry points */
+
+/* The locks a change of one container holds: its pod's (shared), then its own. */
+struct ctr_locks {
+        struct pod_lock *pod, *ctr;
+        char id[65]; /* the container's full id */
+};
+
+static void ctr_unlock(struct ctr_locks *l)
+{
+        l->ctr = pod_lock_release(l->ctr);
+        l->pod = pod_lock_release(l->pod);
+}
+
+/*
+ * Takes the locks for a change of container @id (an id or a unique prefix). -ENOENT when
+ * there is no such container. The caller loads it again under the locks: it may have been
+ * removed while we waited.
+ */
+static int ctr_lock(struct pod_mgr *pm, const char *id, struct ctr_locks *ret, struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        r = load(pm, id, &i, NULL, err);
+        if (r < 0)
+                return r;
+        snprintf(ret->id, sizeof(ret->id), "%s", i->id);
+        ret->pod = pod_lock_take(pm, 'p', i->sandbox_id, false);
+        ret->ctr = ret->pod ? pod_lock_take(pm, 'c', i->id, true) : NULL;
+        pod_container_info_free(i);
+        if (!ret->ctr) {
+                ctr_unlock(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
+                         struct sh_error *err)
+{
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
+        struct pod_sandbox_info *sb = NULL;
+        struct pod_ctr_request full = *req;
+        int r;
+
+        /* The pod's lock, shared: a Stop or Remove of the pod waits for this create. */
+        r = pod_sandbox_load(pm, req->sandbox_id, &sb, err);
+        if (r < 0)
+                return r;
+        lock = pod_lock_take(pm, 'p', sb->id, false);
+        full.sandbox_id = sb->id;
+        r = lock ? ctr_create(pm, &full, ret_id, err) : -ENOMEM;
+        pod_sandbox_info_free(sb);
+        return r;
+}
+
+int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct ctr_locks l;
+        int r = ctr_lock(pm, id, &l, err);
+
+        if (r < 0)
+                return r;
+        r = ctr_start(pm, l.id, err);
+        ctr_unlock(&l);
+        return r;
+}
+
+int pod_container_stop(struct pod_mgr *pm, const char *id, long long timeout_s,
+                       struct sh_error *err)
+{
+        struct ctr_locks l;
+        int r = ctr_lock(pm, id, &l, err);
+
+        if (r < 0)
+                return r;
+        r = ctr_stop(pm, l.id, timeout_s, err);
+        ctr_unlock(&l);
+        return r;
+}
+
+int pod_container_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
+{
+        struct ctr_locks l;
+        int r = ctr_lock(pm, id, &l, err);
+
+        if (r == -ENOENT) {
+                sh_err_clear(err);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = ctr_remove(pm, l.id, err);
+        ctr_unlock(&l);
+        return r;
+}
+
+int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
+                         struct sh_error *err)
+{
+        struct ctr_locks l;
+        int r = ctr_lock(pm, id, &l, err);
+
+        if (r < 0)
+                return r;
+        r = ctr_update(pm, l.id, res, err);
+        ctr_unlock(&l);
+        return r;
+}
+
 /* ---------------------------------------------------------------- the pod's containers */
 
 int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,
@@ -1273,7 +1396,7 @@ int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long lon
         for (size_t i = 0; r == 0 && i < n; i++)
                 if (rows[i].info->state == POD_CTR_RUNNING ||
                     rows[i].info->state == POD_CTR_UNKNOWN)
-                        r = pod_container_stop(pm, rows[i].info->id, timeout_s, err);
+                        r = ctr_stop(pm, rows[i].info->id, timeout_s, err);
         rows_free(rows, n);
         return r;
 }
@@ -1286,7 +1409,7 @@ int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct
 
         r = list_rows(pm, sandbox_id, &rows, &n, err);
         for (size_t i = 0; r == 0 && i < n; i++)
-                r = pod_container_remove(pm, rows[i].info->id, err);
+                r = ctr_remove(pm, rows[i].info->id, err);
         rows_free(rows, n);
         return r;
 }

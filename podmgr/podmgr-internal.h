@@ -12,6 +12,23 @@ sqlite3 *pod_mgr_db(struct pod_mgr *pm);
 /* The backend of handler @handler ("" = default): -EINVAL unknown, -EAGAIN not started. */
 int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, struct sh_error *err);
 
+/*
+ * Per-object locks, so that calls on one pod or container run one at a time while other
+ * pods go on unhindered. Container calls that change a container hold its pod's lock
+ * shared and then its own ('c') exclusive; RunPodSandbox, StopPodSandbox and
+ * RemovePodSandbox hold the pod's ('p') exclusive, which waits for the container calls of
+ * that pod. Always pod before container. @id is a full id. NULL only on -ENOMEM. Blocks.
+ */
+struct pod_lock;
+struct pod_lock *pod_lock_take(struct pod_mgr *pm, char kind, const char *id, bool exclusive);
+/* Releases @l (NULL is fine). Returns NULL. */
+struct pod_lock *pod_lock_release(struct pod_lock *l);
+static inline void pod_lock_releasep(struct pod_lock **l)
+{
+        *l = pod_lock_release(*l);
+}
+#define _cleanup_pod_lock_ __attribute__((cleanup(pod_lock_releasep)))
+
 /* Shared by sandbox.c and container.c. */
 #include <json-c/json.h>
 

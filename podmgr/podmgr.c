@@ -1,6 +1,7 @@
 #include "podmgr.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,18 @@ struct pod_handler {
         char *error;                     /* why it failed, or NULL */
 };
 
+/* The lock of one pod or container; lives in pod_mgr.locks while someone holds or waits. */
+struct pod_lock {
+        struct pod_mgr *pm;
+        struct pod_lock *next;
+        unsigned refs;        /* holders and waiters; under pm->locks_mu */
+        pthread_rwlock_t rw;  /* writers first, so a stop is not starved by container calls */
+        char key[2 + 64 + 1]; /* "p:<id>" or "c:<id>" */
+};
+
 struct pod_mgr {
+        pthread_mutex_t locks_mu; /* protects locks (the list, not the locks themselves) */
+        struct pod_lock *locks;
         const struct runt_config *cfg;
         struct net_mgr *net;
         struct pod_store *store;
@@ -69,6 +81,7 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
                 free(pm);
                 return -ENOMEM;
         }
+        pthread_mutex_init(&pm->locks_mu, NULL);
         pm->cfg = cfg;
         pm->db_path = strdup(db);
         pm->containers_dir = sh_path_join(cfg->root_dir, "containers");
@@ -117,7 +130,67 @@ struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
         pod_store_close(pm->store);
         free(pm->containers_dir);
         free(pm->db_path);
+        pthread_mutex_destroy(&pm->locks_mu);
         free(pm);
+        return NULL;
+}
+
+struct pod_lock *pod_lock_take(struct pod_mgr *pm, char kind, const char *id, bool exclusive)
+{
+        struct pod_lock *l;
+        char key[sizeof(l->key)];
+
+        if (strlen(id) > 64)
+                return NULL;
+        snprintf(key, sizeof(key), "%c:%s", kind, id);
+        pthread_mutex_lock(&pm->locks_mu);
+        for (l = pm->locks; l && strcmp(l->key, key) != 0; l = l->next)
+                ;
+        if (!l) {
+                pthread_rwlockattr_t a;
+
+                l = calloc(1, sizeof(*l));
+                if (!l) {
+                        pthread_mutex_unlock(&pm->locks_mu);
+                        return NULL;
+                }
+                pthread_rwlockattr_init(&a);
+                pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+                pthread_rwlock_init(&l->rw, &a);
+                pthread_rwlockattr_destroy(&a);
+                l->pm = pm;
+                memcpy(l->key, key, sizeof(key));
+                l->next = pm->locks;
+                pm->locks = l;
+        }
+        l->refs++;
+        pthread_mutex_unlock(&pm->locks_mu);
+        if (exclusive)
+                pthread_rwlock_wrlock(&l->rw);
+        else
+                pthread_rwlock_rdlock(&l->rw);
+        return l;
+}
+
+struct pod_lock *pod_lock_release(struct pod_lock *l)
+{
+        struct pod_mgr *pm;
+
+        if (!l)
+                return NULL;
+        pm = l->pm;
+        pthread_rwlock_unlock(&l->rw);
+        pthread_mutex_lock(&pm->locks_mu);
+        if (--l->refs == 0) {
+                struct pod_lock **pp = &pm->locks;
+
+                while (*pp != l)
+                        pp = &(*pp)->next;
+                *pp = l->next;
+                pthread_rwlock_destroy(&l->rw);
+                free(l);
+        }
+        pthread_mutex_unlock(&pm->locks_mu);
         return NULL;
 }
 

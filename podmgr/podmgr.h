@@ -74,10 +74,14 @@ void pod_sandbox_info_list_free(struct pod_sandbox_info **l);
 int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char **ret_id,
                     struct sh_error *err);
 
-/* StopPodSandbox: the backend stops the sandbox, the network is torn down. Idempotent. */
+/*
+ * StopPodSandbox: the backend stops the sandbox, the network is torn down (CNI DEL even when
+ * the namespace is gone). Idempotent. Waits for calls on the pod's containers to end (the
+ * pod's lock, exclusive); other pods are not held up.
+ */
 int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err);
 
-/* RemovePodSandbox: stops it if needed and removes everything. Unknown id: 0. */
+/* RemovePodSandbox: stops it if needed and removes everything. Unknown id: 0. Locks as Stop. */
 int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err);
 
 /* The sandbox @id names (an id or a unique prefix). -ENOENT when there is none. */
@@ -148,7 +152,12 @@ struct pod_ctr_request {
 int pod_container_create(struct pod_mgr *pm, const struct pod_ctr_request *req, char **ret_id,
                          struct sh_error *err);
 
-/* StartContainer: -EINVAL unless created. A start that fails records StartError (exit 128). */
+/*
+ * StartContainer: -EINVAL unless created and its pod ready. A start that fails records
+ * StartError (exit 128). Create, Start, Stop, Remove and Update of one container run one at a
+ * time, and each holds its pod's lock shared (so a pod Stop or Remove waits for them); one
+ * that finds its container removed meanwhile returns -ENOENT (Remove: 0).
+ */
 int pod_container_start(struct pod_mgr *pm, const char *id, struct sh_error *err);
 
 /* StopContainer: stop signal, then SIGKILL after @timeout_s. Stopped already: 0. */

@@ -4,11 +4,13 @@
  * reserves the name through the UNIQUE column), so a crash part-way leaves a row that says
  * what to undo; it turns "ready" only when every step is done.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -292,19 +294,23 @@ char *pod_dir_of(struct pod_mgr *pm, const char *id)
         return sh_strdup_printf("%s/pods/%s", pod_mgr_config(pm)->run_dir, id);
 }
 
+/*
+ * Removes the pod's dir: its resolv.conf, hostname and hosts, and the temp file of one of
+ * them a crash cut off while it was written atomically. Only runtd writes there (the files
+ * are bind-mounted into the pod, not the dir), so it holds plain files only.
+ */
 static void rm_pod_dir(struct pod_mgr *pm, const char *id)
 {
         _cleanup_free_ char *dir = pod_dir_of(pm, id);
-        const char *files[] = {"resolv.conf", "hostname", "hosts"};
+        DIR *d = dir ? opendir(dir) : NULL;
+        struct dirent *e;
 
-        if (!dir)
+        if (!d)
                 return;
-        for (size_t i = 0; i < SH_ARRAY_SIZE(files); i++) {
-                _cleanup_free_ char *p = sh_path_join(dir, files[i]);
-
-                if (p)
-                        unlink(p);
-        }
+        while ((e = readdir(d)))
+                if (e->d_type == DT_REG)
+                        unlinkat(dirfd(d), e->d_name, 0);
+        closedir(d);
         rmdir(dir);
 }
 
@@ -412,6 +418,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         _cleanup_free_ char *name = NULL, *json = NULL, *dir = NULL, *netns = NULL;
         _cleanup_free_ char *status = NULL;
         struct net_result nres = {0};
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct be *be = NULL;
         char id[65], created[32], att[16];
         struct sh_error ignored = {0};
@@ -427,10 +434,12 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         r = sh_id_new(id);
         if (r < 0)
                 return sh_err(err, r, "new sandbox id: %s", strerror(-r));
+        /* Nobody knows the id yet, but a Remove by a prefix could find the record. */
+        lock = pod_lock_take(pm, 'p', id, true);
         name = reserved_name(spec);
         json = spec_to_json(spec);
         dir = pod_dir_of(pm, id);
-        if (!name || !json || !dir)
+        if (!lock || !name || !json || !dir)
                 return -ENOMEM;
         snprintf(created, sizeof(created), "%lld", pod_now_ns());
         snprintf(att, sizeof(att), "%u", spec->attempt);
@@ -552,13 +561,50 @@ undo_record:
         return r;
 }
 
+/*
+ * Loads sandbox @id (an id or a unique prefix) with its lock held exclusively, so no other
+ * call on the pod or its containers runs meanwhile. -ENOENT when it is not there, or no
+ * longer once the lock is ours.
+ */
+static int load_exclusive(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                          struct pod_lock **ret_lock, struct sh_error *err)
+{
+        struct pod_sandbox_info *i = NULL;
+        struct pod_lock *l;
+        int r;
+
+        r = pod_sandbox_load(pm, id, &i, err);
+        if (r < 0)
+                return r;
+        l = pod_lock_take(pm, 'p', i->id, true);
+        if (!l) {
+                pod_sandbox_info_free(i);
+                return -ENOMEM;
+        }
+        {
+                _cleanup_free_ char *full = TAKE_PTR(i->id);
+
+                pod_sandbox_info_free(i);
+                i = NULL;
+                r = pod_sandbox_load(pm, full, &i, err);
+        }
+        if (r < 0) {
+                pod_lock_release(l);
+                return r;
+        }
+        *ret = i;
+        *ret_lock = l;
+        return 0;
+}
+
 int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         int r;
 
-        r = pod_sandbox_load(pm, id, &i, err);
+        r = load_exclusive(pm, id, &i, &lock, err);
         if (r < 0)
                 return r;
         r = pod_mgr_backend(pm, i->spec.handler, &be, err);
@@ -579,11 +625,12 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
 
 int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
+        _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         int r;
 
-        r = pod_sandbox_load(pm, id, &i, err);
+        r = load_exclusive(pm, id, &i, &lock, err);
         if (r == -ENOENT) {
                 sh_err_clear(err);
                 return 0; /* removed already: CRI says that is success */
@@ -762,21 +809,67 @@ void pod_sandbox_info_list_free(struct pod_sandbox_info **l)
         free(l);
 }
 
+/* Waits for the CNI plugins a killed runtd left running for any sandbox of the store. */
+static void wait_orphan_plugins(struct pod_mgr *pm)
+{
+        _cleanup_strv_ char **pairs = pod_db_pairs(pm, "SELECT id, state FROM sandboxes");
+        _cleanup_strv_ char **ids = NULL;
+        struct sh_error e = {0};
+        size_t n = 0;
+
+        if (!pod_mgr_net(pm) || !pairs)
+                return;
+        while (pairs[n])
+                n++;
+        ids = calloc(n / 2 + 1, sizeof(char *));
+        if (!ids)
+                return;
+        for (size_t i = 0; i + 1 < n; i += 2)
+                ids[i / 2] = TAKE_PTR(pairs[i]);
+        if (net_wait_plugins(pod_mgr_net(pm), ids, &e) < 0)
+                sh_log_warn("recovery: %s", e.msg);
+}
+
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
         char **ids;
 
+        /*
+         * A plugin started before the crash runs on without us: an ADD ending after the DEL
+         * below would leave its lease and chains behind. Let them end first.
+         */
+        wait_orphan_plugins(pm);
+        if (pod_mgr_net(pm))
+                net_cache_sweep(pod_mgr_net(pm));
         pod_containers_recover(pm);
-        /* A sandbox still "creating" was cut off by a crash: undo it as a failed run would. */
+        /*
+         * A sandbox still "creating" was cut off by a crash: undo it as a failed run would.
+         * CNI DEL runs while its namespace is still there (from the cache net_setup wrote
+         * before ADD), since the bridge plugin finds the veth and the ipMasq chain to remove
+         * through the pod's interface. When something cannot be undone now the sandbox is
+         * kept, not ready, so RemovePodSandbox finishes the job.
+         */
         ids = pod_db_pairs(pm, "SELECT id, handler FROM sandboxes WHERE state = 'creating'");
         if (!ids)
                 return pod_db_fail(pm, err, "recover sandboxes");
         for (size_t i = 0; ids[i] && ids[i + 1]; i += 2) {
                 struct sh_error e = {0};
                 struct be *be = NULL;
-                if (pod_mgr_backend(pm, ids[i + 1], &be, &e) == 0)
-                        be_sandbox_remove(be, ids[i], &e);
-                net_down(pm, ids[i], &e);
+                int r;
+
+                r = pod_mgr_backend(pm, ids[i + 1], &be, &e);
+                if (r == 0)
+                        r = be_sandbox_remove(be, ids[i], &e);
+                if (r == 0)
+                        r = net_down(pm, ids[i], &e);
+                if (r < 0) {
+                        pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                                   (const char *[]){ids[i], NULL}, NULL);
+                        sh_log_warn("sandbox=%s half-created before a restart, kept not ready "
+                                    "for RemovePodSandbox: %s",
+                                    ids[i], e.msg);
+                        continue;
+                }
                 rm_pod_dir(pm, ids[i]);
                 pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){ids[i], NULL},
                            &e);

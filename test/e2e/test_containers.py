@@ -84,10 +84,10 @@ def mounts_under(root):
 
 
 class Ctrs(LxcPods):
-    def __init__(self, runtd_factory, tmp_path, images):
+    def __init__(self, runtd_factory, tmp_path, images, **kw):
         hosts = sorted({ref.split("/")[0] for ref in images.values()})
         super().__init__(runtd_factory, tmp_path, images={
-            "registries": [{"prefix": h, "insecure": True} for h in hosts]})
+            "registries": [{"prefix": h, "insecure": True} for h in hosts]}, **kw)
         self.images = images
         self.logs = tmp_path / "logs"
         self.logs.mkdir()

@@ -17,12 +17,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need r
 
 
 class LxcPods(Pods):
-    def __init__(self, runtd_factory, tmp_path, **runtd_kw):
+    def __init__(self, runtd_factory, tmp_path, ipmasq=False, **runtd_kw):
         import random
         n = random.randrange(1, 250)
         self.bridge = f"rtl{os.getpid() % 10000}{n}"[:15]
         self.prefix = f"10.235.{n}."
         self.ipam = tmp_path / "ipam"
+        self.ipmasq = ipmasq
+        self.net = f"e2e-pods-{self.bridge}"
         # default handler: lxc
         # Cgroups there before this daemon are not its own (tests may run side by side).
         self.cg_before = set(cgroups())

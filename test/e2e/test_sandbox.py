@@ -8,6 +8,7 @@ Addresses are confined to a bridge and /24 of each test's own; ipMasq is off.
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 
@@ -25,12 +26,42 @@ def sh(*argv, check=True):
                           check=check)
 
 
+def own_nat(net):
+    """The nat table's CNI chains and rules of network @net: the rules whose comment names
+    it (bridge's ipMasq and portmap write `name: "<net>" id: "<container id>"`), and the
+    chains those rules are in or jump to. The shared CNI-HOSTPORT-* chains are left out, and
+    so is everything of other networks, so tests running beside this one do not count."""
+    out = sh("iptables", "-t", "nat", "-S").stdout
+    mark = re.compile(r'name: \\?"' + re.escape(net) + r'\\?" id: ')
+    chains, rules = set(), []
+    for line in out.splitlines():
+        if not line.startswith("-A ") or not mark.search(line):
+            continue
+        rules.append(line)
+        words = line.split()
+        for c in (words[1], words[words.index("-j") + 1] if "-j" in words else ""):
+            if c.startswith("CNI-") and not c.startswith("CNI-HOSTPORT-"):
+                chains.add(c)
+    declared = {line.split()[1] for line in out.splitlines() if line.startswith("-N CNI-")}
+    return sorted(chains & declared), sorted(rules)
+
+
+def leases(ipam, net):
+    """host-local's leases of network @net in dataDir @ipam (IPv4 and IPv6)."""
+    p = ipam / net
+    return sorted(x.name for x in p.iterdir() if x.name != "lock"
+                  and not x.name.startswith("last_reserved_ip")) if p.exists() else []
+
+
 class Pods:
-    def __init__(self, runtd_factory, tmp_path, fail_create=None, start=True):
+    def __init__(self, runtd_factory, tmp_path, fail_create=None, start=True, ipmasq=False):
         n = random.randrange(1, 250)
         self.bridge = f"rts{os.getpid() % 10000}{n}"[:15]
         self.prefix = f"10.236.{n}."
         self.ipam = tmp_path / "ipam"
+        self.ipmasq = ipmasq
+        # Unique, so the leak check can tell this network's chains from other tests'.
+        self.net = f"e2e-pods-{self.bridge}"
         opts = {"fail_create": fail_create} if fail_create else {}
         self.d = runtd_factory(start=False, runtimes={"fake": ("fake", opts)},
                                default_runtime="fake", allow_log_errors=True)
@@ -39,11 +70,12 @@ class Pods:
             self.d.start()
 
     def write_conf(self, plugins=None):
-        bridge = {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+        bridge = {"type": "bridge", "bridge": self.bridge, "isGateway": True,
+                  "ipMasq": self.ipmasq,
                   "ipam": {"type": "host-local", "dataDir": str(self.ipam),
                            "ranges": [[{"subnet": self.prefix + "0/24"}]]}}
         (self.d.cni_dir / "10-e2e.conflist").write_text(json.dumps(
-            {"cniVersion": "1.0.0", "name": "e2e-pods",
+            {"cniVersion": "1.0.0", "name": self.net,
              "plugins": plugins or [bridge, {"type": "portmap",
                                              "capabilities": {"portMappings": True}}]}))
 
@@ -80,9 +112,7 @@ class Pods:
         return self.d.run_dir / "netns"
 
     def reserved(self):
-        p = self.ipam / "e2e-pods"
-        return sorted(x.name for x in p.iterdir() if x.name[0].isdigit()
-                      and x.name != "last_reserved_ip.0") if p.exists() else []
+        return leases(self.ipam, self.net)
 
     def veths(self):
         out = sh("ip", "-o", "link", "show", "master", self.bridge, check=False).stdout
@@ -92,6 +122,7 @@ class Pods:
         nd = self.netns_dir()
         return {"netns": sorted(os.listdir(nd)) if nd.exists() else [],
                 "reserved": self.reserved(), "veths": self.veths(),
+                "nat": own_nat(self.net),
                 "cni_cache": sorted(os.listdir(self.d.state_dir / "cni"))
                 if (self.d.state_dir / "cni").exists() else [],
                 "pod_dirs": sorted(os.listdir(self.d.run_dir / "pods"))
@@ -109,7 +140,8 @@ class Pods:
         sh("ip", "link", "del", self.bridge, check=False)
 
 
-EMPTY = {"netns": [], "reserved": [], "veths": [], "cni_cache": [], "pod_dirs": []}
+EMPTY = {"netns": [], "reserved": [], "veths": [], "nat": ([], []), "cni_cache": [],
+         "pod_dirs": []}
 
 
 @pytest.fixture
@@ -363,5 +395,31 @@ def test_dual_stack_ips(pods):
     pd = pods.d.run_dir / "pods" / pid
     hosts = (pd / "hosts").read_text()
     assert st.network.ip in hosts and st.network.additional_ips[0].ip in hosts
+    pods.remove(pid)
+    assert pods.leftovers() == EMPTY
+
+
+def test_stop_and_remove_when_the_netns_is_gone(pods):
+    """Someone unmounted and removed the pod's namespace: Stop still runs CNI DEL (the
+    namespace passed as none), so the address is released and portmap's chains go."""
+    pid = pods.run(pods.config("lost", port_mappings=[
+        pb.PortMapping(container_port=80, host_port=30083)]))
+    assert len(pods.reserved()) == 1 and pods.leftovers()["nat"] != ([], [])
+    ns = pods.netns_dir() / pid
+    sh("umount", ns)
+    ns.unlink()
+    pods.stop(pid)
+    assert pods.reserved() == [] and pods.leftovers()["nat"] == ([], [])
+    pods.remove(pid)
+    assert pods.leftovers() == EMPTY
+
+
+def test_stop_and_remove_when_a_file_is_left_where_the_netns_was(pods):
+    """Unmounted but not removed (a crash between the two): DEL must not fail on a path that
+    is no namespace."""
+    pid = pods.run(pods.config("unmounted"))
+    ns = pods.netns_dir() / pid
+    sh("umount", ns)
+    assert ns.exists()
     pods.remove(pid)
     assert pods.leftovers() == EMPTY
