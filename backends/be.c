@@ -185,6 +185,15 @@ int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_er
         return be->ops->container_attach(be, id, ret_fd, err);
 }
 
+int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
+                       struct sh_error *err)
+{
+        if (!be->ops->container_stats || !(be->ops->caps & BE_CAP_STATS))
+                return unsupported(be, "container stats", err);
+        memset(ret, 0, sizeof(*ret));
+        return be->ops->container_stats(be, id, ret, err);
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {

@@ -4,13 +4,13 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "fsusage.h"
 
 /*
  * The backend driver interface (DESIGN.md "The backend interface", STYLE R7/R8).
  * One const ops table per backend; ops return 0 or -errno with @err filled; an optional
  * op is NULL and the be_* wrappers turn that into -EOPNOTSUPP (gRPC UNIMPLEMENTED).
- * Sandbox ops, container ops and exec; streaming and stats arrive with the issues that need
- * them.
+ * Sandbox ops, container ops, exec, attach and container stats.
  */
 struct be;
 
@@ -225,6 +225,27 @@ struct be_exec_result {
 };
 void be_exec_result_done(struct be_exec_result *r);
 
+/*
+ * A container's resource use now (CRI ContainerStats). Counters are cumulative since the
+ * container started; a container that has not started or has exited uses nothing, so its
+ * counters are 0 with the flags still set. A flag is false for what the backend cannot tell.
+ */
+struct be_ctr_stats {
+        long long timestamp_ns; /* CLOCK_REALTIME when cpu and memory were read */
+        bool has_cpu;
+        unsigned long long cpu_usage_ns; /* CPU time of all its processes */
+        bool has_memory;
+        unsigned long long mem_usage;       /* bytes charged, page cache included */
+        unsigned long long mem_working_set; /* usage - inactive file pages, floored at 0 */
+        unsigned long long mem_rss;
+        unsigned long long mem_page_faults;
+        unsigned long long mem_major_page_faults;
+        bool has_mem_available;           /* a memory limit is set */
+        unsigned long long mem_available; /* limit - working set, floored at 0 */
+        bool has_writable_layer;
+        struct sh_fs_usage writable_layer; /* mountpoint: the filesystem's dir, not the layer's */
+};
+
 /* What a RuntimeClass handler's backend is configured with. Borrowed for the call. */
 struct be_config {
         const char *handler;   /* the handler name, e.g. "lxc" */
@@ -319,6 +340,13 @@ struct be_ops {
          * -EINVAL when it is not running, -ENOENT when unknown. Does not block.
          */
         int (*container_attach)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+        /*
+         * Fills @ret with container @id's resource use (BE_CAP_STATS). -ENOENT when the backend
+         * does not know @id. Reads counters and walks the writable layer: blocks for that walk,
+         * takes no lock that other ops hold long.
+         */
+        int (*container_stats)(struct be *be, const char *id, struct be_ctr_stats *ret,
+                               struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -359,6 +387,8 @@ int be_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
 int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
+                       struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

@@ -1037,6 +1037,190 @@ empty:
         return 0;
 }
 
+/* ------------------------------------------------------------------ stats */
+
+static Runtime__V1__UInt64Value *u64(unsigned long long v)
+{
+        Runtime__V1__UInt64Value *m = NEW(Runtime__V1__UInt64Value, uint64_value);
+
+        if (m)
+                m->value = v;
+        return m;
+}
+
+static Runtime__V1__CpuUsage *cpu_msg(const struct pod_container_stats *s)
+{
+        Runtime__V1__CpuUsage *c = NEW(Runtime__V1__CpuUsage, cpu_usage);
+
+        if (!c)
+                return NULL;
+        c->timestamp = s->stats.timestamp_ns;
+        c->usage_core_nano_seconds = u64(s->stats.cpu_usage_ns);
+        /* Unset until there is a previous reading to measure against. */
+        if (s->has_cpu_rate)
+                c->usage_nano_cores = u64(s->cpu_nano_cores);
+        if (!c->usage_core_nano_seconds || (s->has_cpu_rate && !c->usage_nano_cores)) {
+                protobuf_c_message_free_unpacked(&c->base, NULL);
+                return NULL;
+        }
+        return c;
+}
+
+static Runtime__V1__MemoryUsage *memory_msg(const struct be_ctr_stats *s)
+{
+        Runtime__V1__MemoryUsage *m = NEW(Runtime__V1__MemoryUsage, memory_usage);
+
+        if (!m)
+                return NULL;
+        m->timestamp = s->timestamp_ns;
+        m->working_set_bytes = u64(s->mem_working_set);
+        m->usage_bytes = u64(s->mem_usage);
+        m->rss_bytes = u64(s->mem_rss);
+        m->page_faults = u64(s->mem_page_faults);
+        m->major_page_faults = u64(s->mem_major_page_faults);
+        if (s->has_mem_available)
+                m->available_bytes = u64(s->mem_available);
+        if (!m->working_set_bytes || !m->usage_bytes || !m->rss_bytes || !m->page_faults ||
+            !m->major_page_faults || (s->has_mem_available && !m->available_bytes)) {
+                protobuf_c_message_free_unpacked(&m->base, NULL);
+                return NULL;
+        }
+        return m;
+}
+
+static Runtime__V1__ContainerAttributes *attributes_msg(const struct pod_container_info *i)
+{
+        Runtime__V1__ContainerAttributes *a =
+                NEW(Runtime__V1__ContainerAttributes, container_attributes);
+
+        if (!a)
+                return NULL;
+        a->id = cri_strdup(i->id);
+        a->metadata = metadata(&i->spec);
+        a->labels = (Runtime__V1__ContainerAttributes__LabelsEntry **)cri_entries(
+                &runtime__v1__container_attributes__labels_entry__descriptor, i->spec.labels,
+                i->spec.n_labels, &a->n_labels);
+        a->annotations = (Runtime__V1__ContainerAttributes__AnnotationsEntry **)cri_entries(
+                &runtime__v1__container_attributes__annotations_entry__descriptor,
+                i->spec.annotations, i->spec.n_annotations, &a->n_annotations);
+        if (!a->id || !a->metadata || !a->labels || !a->annotations) {
+                protobuf_c_message_free_unpacked(&a->base, NULL);
+                return NULL;
+        }
+        return a;
+}
+
+/* A ContainerStats message of @s: attributes always, each usage the backend measured. */
+static Runtime__V1__ContainerStats *stats_msg(const struct pod_container_stats *s)
+{
+        Runtime__V1__ContainerStats *m = NEW(Runtime__V1__ContainerStats, container_stats);
+        const struct be_ctr_stats *b = &s->stats;
+        bool ok;
+
+        if (!m)
+                return NULL;
+        m->attributes = attributes_msg(s->info);
+        ok = m->attributes != NULL;
+        if (ok && s->has_stats && b->has_cpu)
+                ok = (m->cpu = cpu_msg(s)) != NULL;
+        if (ok && s->has_stats && b->has_memory)
+                ok = (m->memory = memory_msg(b)) != NULL;
+        if (ok && s->has_stats && b->has_writable_layer)
+                ok = (m->writable_layer = cri_fs_usage_msg(&b->writable_layer)) != NULL;
+        if (!ok) {
+                protobuf_c_message_free_unpacked(&m->base, NULL);
+                return NULL;
+        }
+        return m;
+}
+
+int cri_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                        ProtobufCMessage **ret_resp, struct sh_error *err)
+{
+        const Runtime__V1__ContainerStatsRequest *in =
+                (const Runtime__V1__ContainerStatsRequest *)req;
+        Runtime__V1__ContainerStatsResponse *r;
+        struct pod_container_stats *s = NULL;
+        int rc = container_id_of(in->container_id, "ContainerStats", err);
+
+        if (rc == 0)
+                rc = pod_container_stats(ctx->pods, in->container_id, &s, err);
+        if (rc < 0)
+                return rc;
+        r = NEW(Runtime__V1__ContainerStatsResponse, container_stats_response);
+        if (r)
+                r->stats = stats_msg(s);
+        pod_container_stats_free(s);
+        if (!r || !r->stats) {
+                if (r)
+                        protobuf_c_message_free_unpacked(&r->base, NULL);
+                return -ENOMEM;
+        }
+        *ret_resp = &r->base;
+        return 0;
+}
+
+int cri_list_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                             ProtobufCMessage **ret_resp, struct sh_error *err)
+{
+        const Runtime__V1__ListContainerStatsRequest *in =
+                (const Runtime__V1__ListContainerStatsRequest *)req;
+        const Runtime__V1__ContainerStatsFilter *f = in->filter;
+        struct pod_container_filter pf = {0};
+        _cleanup_free_ struct be_kv *labels = NULL;
+        struct pod_container_stats **list = NULL;
+        Runtime__V1__ListContainerStatsResponse *r;
+        size_t n = 0;
+        int rc = 0;
+
+        if (f) {
+                /* As ListContainers: ids are prefixes, one that can name nothing matches nothing.
+                 */
+                if (f->id && f->id[0]) {
+                        if (sh_validate_id_prefix(f->id, "filter.id", NULL) < 0)
+                                goto empty;
+                        pf.id = f->id;
+                }
+                if (f->pod_sandbox_id && f->pod_sandbox_id[0]) {
+                        if (sh_validate_id_prefix(f->pod_sandbox_id, "filter.pod_sandbox_id",
+                                                  NULL) < 0)
+                                goto empty;
+                        pf.sandbox_id = f->pod_sandbox_id;
+                }
+                labels = calloc(f->n_label_selector + 1, sizeof(*labels));
+                if (!labels)
+                        return -ENOMEM;
+                for (size_t i = 0; i < f->n_label_selector; i++) {
+                        labels[i].key = f->label_selector[i]->key;
+                        labels[i].value = f->label_selector[i]->value;
+                }
+                pf.labels = labels;
+                pf.n_labels = f->n_label_selector;
+        }
+        rc = pod_container_stats_list(ctx->pods, &pf, &list, &n, err);
+        if (rc < 0)
+                return rc;
+empty:
+        r = NEW(Runtime__V1__ListContainerStatsResponse, list_container_stats_response);
+        if (r)
+                r->stats = cri_array_new(n);
+        for (size_t i = 0; r && r->stats && i < n; i++) {
+                if (!(r->stats[i] = stats_msg(list[i]))) {
+                        rc = -ENOMEM;
+                        break;
+                }
+                r->n_stats++;
+        }
+        pod_container_stats_list_free(list);
+        if (!r || !r->stats || rc < 0) {
+                if (r)
+                        protobuf_c_message_free_unpacked(&r->base, NULL);
+                return -ENOMEM;
+        }
+        *ret_resp = &r->base;
+        return 0;
+}
+
 int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
                                    ProtobufCMessage **ret_resp, struct sh_error *err)
 {

@@ -108,6 +108,10 @@ int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                        ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                             ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
                                    ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,
@@ -150,6 +154,10 @@ int cri_kv_from(void *const *entries, size_t n, struct be_kv **ret, size_t *ret_
 /* Map entries of the generated type @desc from @v; NULL (nothing left over) on ENOMEM. */
 void **cri_entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v, size_t n,
                    size_t *ret_n);
+
+/* A FilesystemUsage message of @u; NULL on ENOMEM. */
+struct sh_fs_usage;
+Runtime__V1__FilesystemUsage *cri_fs_usage_msg(const struct sh_fs_usage *u);
 
 /* The gRPC server (server.c). */
 struct cri_server;

@@ -155,3 +155,24 @@ void **cri_entries(const ProtobufCMessageDescriptor *desc, const struct be_kv *v
         }
         return out;
 }
+
+Runtime__V1__FilesystemUsage *cri_fs_usage_msg(const struct sh_fs_usage *u)
+{
+        Runtime__V1__FilesystemUsage *f = cri_msg_new(&runtime__v1__filesystem_usage__descriptor);
+
+        if (!f)
+                return NULL;
+        f->timestamp = u->timestamp_ns;
+        f->fs_id = cri_msg_new(&runtime__v1__filesystem_identifier__descriptor);
+        f->used_bytes = cri_msg_new(&runtime__v1__uint64_value__descriptor);
+        f->inodes_used = cri_msg_new(&runtime__v1__uint64_value__descriptor);
+        if (f->fs_id)
+                f->fs_id->mountpoint = cri_strdup(u->mountpoint);
+        if (!f->fs_id || !f->fs_id->mountpoint || !f->used_bytes || !f->inodes_used) {
+                protobuf_c_message_free_unpacked(&f->base, NULL);
+                return NULL;
+        }
+        f->used_bytes->value = u->used_bytes;
+        f->inodes_used->value = u->inodes_used;
+        return f;
+}

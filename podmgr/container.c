@@ -1,6 +1,6 @@
 /*
- * Containers: Create / Start / Stop / Remove / Status / List / Update / ReopenLog / ExecSync
- * over the store and the sandbox's backend.
+ * Containers: Create / Start / Stop / Remove / Status / List / Update / ReopenLog / ExecSync /
+ * Stats over the store and the sandbox's backend.
  *
  * The record is written first ("creating"; the UNIQUE name column reserves the name), with
  * the layers its rootfs uses (container_layers, which the image GC honours), then the
@@ -790,6 +790,7 @@ static char *reserved_name(const struct be_container_spec *s, const struct pod_s
 
 static void forget(struct pod_mgr *pm, const char *id)
 {
+        pod_cpu_forget(pm, id);
         pod_db_run(pm, "DELETE FROM container_layers WHERE container_id = ?",
                    (const char *[]){id, NULL}, NULL);
         pod_db_run(pm, "DELETE FROM containers WHERE id = ?", (const char *[]){id, NULL}, NULL);
@@ -1046,9 +1047,12 @@ static bool matches(const struct pod_container_info *i, const struct pod_contain
         return pod_labels_match(i->spec.labels, i->spec.n_labels, f->labels, f->n_labels);
 }
 
-/* Every container (of sandbox @sandbox_id when not NULL), refreshed, oldest first. */
-static int list_rows(struct pod_mgr *pm, const char *sandbox_id, struct row **ret, size_t *ret_n,
-                     struct sh_error *err)
+/*
+ * Every container (of sandbox @sandbox_id when not NULL), oldest first, refreshed from the
+ * backend when @fresh (else in the state last recorded).
+ */
+static int list_rows(struct pod_mgr *pm, const char *sandbox_id, bool fresh, struct row **ret,
+                     size_t *ret_n, struct sh_error *err)
 {
         sqlite3_stmt *st = NULL;
         struct row *v = NULL;
@@ -1080,7 +1084,7 @@ static int list_rows(struct pod_mgr *pm, const char *sandbox_id, struct row **re
                 n++;
         }
         sqlite3_finalize(st);
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; fresh && k < n; k++)
                 refresh(pm, v[k].info, v[k].handler);
         *ret = v;
         *ret_n = n;
@@ -1104,7 +1108,7 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
         struct pod_container_info **v;
         int r;
 
-        r = list_rows(pm, NULL, &rows, &n, err);
+        r = list_rows(pm, NULL, true, &rows, &n, err);
         if (r < 0)
                 return r;
         v = calloc(n + 1, sizeof(*v));
@@ -1122,6 +1126,108 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
         *ret = v;
         *ret_n = k;
         return 0;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+/*
+ * Measures container @i (handler @handler) into a new *@ret, which takes @i over (also on
+ * failure). @lenient (a list): a backend that cannot measure it gives a record without stats
+ * rather than an error; only running out of memory fails.
+ */
+static int measure(struct pod_mgr *pm, struct pod_container_info *i, const char *handler,
+                   bool lenient, struct pod_container_stats **ret, struct sh_error *err)
+{
+        struct pod_container_stats *s = calloc(1, sizeof(*s));
+        struct sh_error e = {0};
+        struct be *be = NULL;
+        int r;
+
+        if (!s) {
+                pod_container_info_free(i);
+                return -ENOMEM;
+        }
+        s->info = i;
+        r = pod_mgr_backend(pm, handler, &be, &e);
+        if (r == 0)
+                r = be_container_stats(be, i->id, &s->stats, &e);
+        if (r == 0) {
+                s->has_stats = true;
+                if (s->stats.has_cpu)
+                        s->has_cpu_rate = pod_cpu_rate(pm, i->id, s->stats.timestamp_ns,
+                                                       s->stats.cpu_usage_ns, &s->cpu_nano_cores);
+        } else if (r == -ENOMEM || !lenient) {
+                pod_container_stats_free(s);
+                if (err)
+                        *err = e;
+                return sh_err_prefix(err, r, "stats of container %.12s", i->id);
+        } else {
+                sh_log_debug("container=%s no stats: %s", i->id, e.msg);
+        }
+        *ret = s;
+        return 0;
+}
+
+int pod_container_stats(struct pod_mgr *pm, const char *id, struct pod_container_stats **ret,
+                        struct sh_error *err)
+{
+        struct pod_container_info *i = NULL;
+        _cleanup_free_ char *handler = NULL;
+        int r = load(pm, id, &i, &handler, err);
+
+        return r < 0 ? r : measure(pm, i, handler, false, ret, err);
+}
+
+int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filter *f,
+                             struct pod_container_stats ***ret, size_t *ret_n, struct sh_error *err)
+{
+        struct pod_container_filter any = {0}, nostate = f ? *f : any;
+        struct row *rows = NULL;
+        size_t n = 0, k = 0;
+        struct pod_container_stats **v;
+        int r;
+
+        nostate.has_state = false;
+        /* The state is not needed: the backend measures what is there, and stays cheap. */
+        r = list_rows(pm, NULL, false, &rows, &n, err);
+        if (r < 0)
+                return r;
+        v = calloc(n + 1, sizeof(*v));
+        if (!v) {
+                rows_free(rows, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n && r == 0; i++) {
+                if (!matches(rows[i].info, &nostate))
+                        continue;
+                r = measure(pm, TAKE_PTR(rows[i].info), rows[i].handler, true, &v[k], err);
+                if (r == 0)
+                        k++;
+        }
+        rows_free(rows, n);
+        if (r < 0) {
+                pod_container_stats_list_free(v);
+                return r;
+        }
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+struct pod_container_stats *pod_container_stats_free(struct pod_container_stats *s)
+{
+        if (!s)
+                return NULL;
+        pod_container_info_free(s->info);
+        free(s);
+        return NULL;
+}
+
+void pod_container_stats_list_free(struct pod_container_stats **l)
+{
+        for (size_t i = 0; l && l[i]; i++)
+                pod_container_stats_free(l[i]);
+        free(l);
 }
 
 static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
@@ -1392,7 +1498,7 @@ int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long lon
         size_t n = 0;
         int r;
 
-        r = list_rows(pm, sandbox_id, &rows, &n, err);
+        r = list_rows(pm, sandbox_id, true, &rows, &n, err);
         for (size_t i = 0; r == 0 && i < n; i++)
                 if (rows[i].info->state == POD_CTR_RUNNING ||
                     rows[i].info->state == POD_CTR_UNKNOWN)
@@ -1407,7 +1513,7 @@ int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct
         size_t n = 0;
         int r;
 
-        r = list_rows(pm, sandbox_id, &rows, &n, err);
+        r = list_rows(pm, sandbox_id, true, &rows, &n, err);
         for (size_t i = 0; r == 0 && i < n; i++)
                 r = ctr_remove(pm, rows[i].info->id, err);
         rows_free(rows, n);

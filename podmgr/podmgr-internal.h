@@ -29,6 +29,16 @@ static inline void pod_lock_releasep(struct pod_lock **l)
 }
 #define _cleanup_pod_lock_ __attribute__((cleanup(pod_lock_releasep)))
 
+/*
+ * Records CPU reading (@ts_ns, @usage_ns) of container @id. True, with *@ret the cores used
+ * in nanocores since the previous reading, when there was an older one and the counter did
+ * not go back. Takes the manager's cpu lock briefly.
+ */
+bool pod_cpu_rate(struct pod_mgr *pm, const char *id, long long ts_ns, unsigned long long usage_ns,
+                  unsigned long long *ret);
+/* Drops container @id's CPU reading (it was removed). */
+void pod_cpu_forget(struct pod_mgr *pm, const char *id);
+
 /* Shared by sandbox.c and container.c. */
 #include <json-c/json.h>
 

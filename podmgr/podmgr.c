@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,15 @@ struct pod_mgr {
         char *db_path;
         size_t n_handlers;
         struct pod_handler *handlers;
+        pthread_mutex_t cpu_lock; /* protects cpu_samples */
+        void *cpu_samples;        /* tsearch tree of struct cpu_sample by id */
+};
+
+/* A container's last CPU reading, for usage_nano_cores. */
+struct cpu_sample {
+        char id[65];
+        long long ts_ns;
+        unsigned long long usage_ns;
 };
 
 static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
@@ -83,6 +93,7 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
         }
         pthread_mutex_init(&pm->locks_mu, NULL);
         pm->cfg = cfg;
+        pthread_mutex_init(&pm->cpu_lock, NULL);
         pm->db_path = strdup(db);
         pm->containers_dir = sh_path_join(cfg->root_dir, "containers");
         if (!pm->containers_dir || !pm->db_path) {
@@ -127,6 +138,8 @@ struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
                 free(pm->handlers[i].error);
         }
         free(pm->handlers);
+        tdestroy(pm->cpu_samples, free);
+        pthread_mutex_destroy(&pm->cpu_lock);
         pod_store_close(pm->store);
         free(pm->containers_dir);
         free(pm->db_path);
@@ -237,6 +250,59 @@ int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, st
                               h->conf->name, h->error ? h->error : "not started");
         *ret = h->be;
         return 0;
+}
+
+static int cmp_sample(const void *a, const void *b)
+{
+        return strcmp(((const struct cpu_sample *)a)->id, ((const struct cpu_sample *)b)->id);
+}
+
+bool pod_cpu_rate(struct pod_mgr *pm, const char *id, long long ts_ns, unsigned long long usage_ns,
+                  unsigned long long *ret)
+{
+        struct cpu_sample key = {.ts_ns = ts_ns, .usage_ns = usage_ns}, *s, **found;
+        bool ok = false;
+
+        snprintf(key.id, sizeof(key.id), "%s", id);
+        pthread_mutex_lock(&pm->cpu_lock);
+        found = tfind(&key, &pm->cpu_samples, cmp_sample);
+        if (found) {
+                s = *found;
+                /* Only a reading newer than the last one moves it: callers may race. */
+                if (ts_ns > s->ts_ns) {
+                        if (usage_ns >= s->usage_ns) {
+                                long double rate = (long double)(usage_ns - s->usage_ns) * 1e9L /
+                                                   (long double)(ts_ns - s->ts_ns);
+
+                                *ret = (unsigned long long)rate;
+                                ok = true;
+                        }
+                        s->ts_ns = ts_ns;
+                        s->usage_ns = usage_ns;
+                }
+        } else if ((s = malloc(sizeof(*s)))) {
+                *s = key;
+                if (!tsearch(s, &pm->cpu_samples, cmp_sample))
+                        free(s); /* no memory: no rate next time either, nothing worse */
+        }
+        pthread_mutex_unlock(&pm->cpu_lock);
+        return ok;
+}
+
+void pod_cpu_forget(struct pod_mgr *pm, const char *id)
+{
+        struct cpu_sample key = {0}, **found;
+
+        snprintf(key.id, sizeof(key.id), "%s", id);
+        pthread_mutex_lock(&pm->cpu_lock);
+        found = tfind(&key, &pm->cpu_samples, cmp_sample);
+        if (found) {
+                struct cpu_sample *s = *found;
+
+                tdelete(&key, &pm->cpu_samples, cmp_sample);
+                free(s);
+        }
+        pthread_mutex_unlock(&pm->cpu_lock);
 }
 
 const char *pod_mgr_store_path(struct pod_mgr *pm)

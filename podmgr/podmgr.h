@@ -210,6 +210,36 @@ struct pod_container_filter {
 int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
                        struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err);
 
+/*
+ * A container's resource use (ContainerStats) with what names it. Owned;
+ * pod_container_stats_free. In a list, @info's state is the one last recorded.
+ */
+struct pod_container_stats {
+        struct pod_container_info *info; /* id, sandbox, metadata, labels, annotations */
+        bool has_stats;                  /* false: its backend could not measure it (list only) */
+        struct be_ctr_stats stats;
+        bool has_cpu_rate; /* a previous reading exists: cpu_nano_cores is the use since */
+        unsigned long long cpu_nano_cores;
+};
+struct pod_container_stats *pod_container_stats_free(struct pod_container_stats *s);
+void pod_container_stats_list_free(struct pod_container_stats **l);
+
+/*
+ * ContainerStats of the container @id names (an id or a unique prefix). -ENOENT when there is
+ * none, -EOPNOTSUPP when its backend has no stats. Walks its writable layer: blocks.
+ */
+int pod_container_stats(struct pod_mgr *pm, const char *id, struct pod_container_stats **ret,
+                        struct sh_error *err);
+
+/*
+ * ListContainerStats: the containers matching @f (NULL: all; has_state is ignored), oldest
+ * first, *@ret NULL-terminated. One whose backend cannot measure it is listed without stats.
+ * Walks each writable layer: blocks.
+ */
+int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filter *f,
+                             struct pod_container_stats ***ret, size_t *ret_n,
+                             struct sh_error *err);
+
 /* UpdateContainerResources: applies and records @res. -EINVAL for an exited container. */
 int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,
                          struct sh_error *err);

@@ -5,6 +5,8 @@
  * "fail_create" names a pod whose sandbox fails to start, so tests can see the unwinding.
  * Containers live in memory too: a container whose argv[0] is "fail" fails to start, stop
  * ends one with 128+signal, and exec answers argv[1..] on stdout ("exit N" exits N).
+ * Stats: a running container burns half a core and holds FAKE_MEM_* bytes; one not running
+ * uses nothing; the writable layer is always one 4 KiB file.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,8 +28,13 @@ struct fake_container {
         struct fake_container *next;
         char id[65];
         bool fail_start;
+        long long memory_limit; /* from the spec; 0: none */
         struct be_ctr_status st;
 };
+
+#define FAKE_MEM_USAGE    (64ULL << 20)
+#define FAKE_MEM_INACTIVE (16ULL << 20) /* inactive file pages: usage minus the working set */
+#define FAKE_MEM_RSS      (40ULL << 20)
 
 struct fake_be {
         bool ready;
@@ -63,6 +70,7 @@ static int fake_container_create(struct be *be, const struct be_container *bc, s
                 return -ENOMEM;
         snprintf(c->id, sizeof(c->id), "%s", bc->id);
         c->fail_start = strcmp(bc->spec->argv[0], "fail") == 0;
+        c->memory_limit = bc->spec->resources.memory_limit;
         c->st.state = BE_CTR_CREATED;
         pthread_mutex_lock(&fb->lock);
         c->next = fb->containers;
@@ -143,6 +151,46 @@ static int fake_container_status(struct be *be, const char *id, struct be_ctr_st
                 *ret = c->st;
         else
                 r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
+        pthread_mutex_unlock(&fb->lock);
+        return r;
+}
+
+static int fake_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
+                                struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        struct fake_container *c;
+        int r = 0;
+
+        pthread_mutex_lock(&fb->lock);
+        c = find_ctr(fb, id);
+        if (!c)
+                r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
+        else {
+                ret->timestamp_ns = fake_now();
+                ret->has_cpu = ret->has_memory = ret->has_writable_layer = true;
+                if (c->st.state == BE_CTR_RUNNING) {
+                        ret->cpu_usage_ns =
+                                (unsigned long long)(ret->timestamp_ns - c->st.started_ns) / 2;
+                        ret->mem_usage = FAKE_MEM_USAGE;
+                        ret->mem_working_set = FAKE_MEM_USAGE - FAKE_MEM_INACTIVE;
+                        ret->mem_rss = FAKE_MEM_RSS;
+                        ret->mem_page_faults = 1000;
+                        ret->mem_major_page_faults = 10;
+                }
+                if (c->memory_limit > 0) {
+                        unsigned long long lim = (unsigned long long)c->memory_limit;
+
+                        ret->has_mem_available = true;
+                        ret->mem_available =
+                                lim > ret->mem_working_set ? lim - ret->mem_working_set : 0;
+                }
+                snprintf(ret->writable_layer.mountpoint, sizeof(ret->writable_layer.mountpoint),
+                         "/fake/containers");
+                ret->writable_layer.timestamp_ns = ret->timestamp_ns;
+                ret->writable_layer.used_bytes = 4096;
+                ret->writable_layer.inodes_used = 1;
+        }
         pthread_mutex_unlock(&fb->lock);
         return r;
 }
@@ -312,7 +360,7 @@ static void fake_fini(struct be *be)
 
 const struct be_ops be_fake_ops = {
         .name = "fake",
-        .caps = BE_CAP_EXEC,
+        .caps = BE_CAP_EXEC | BE_CAP_STATS,
         .init = fake_init,
         .ready = fake_ready,
         .sandbox_create = fake_sandbox_create,
@@ -325,5 +373,6 @@ const struct be_ops be_fake_ops = {
         .container_remove = fake_container_remove,
         .container_status = fake_container_status,
         .exec_sync = fake_exec_sync,
+        .container_stats = fake_container_stats,
         .fini = fake_fini,
 };

@@ -1750,3 +1750,146 @@ fail:
         stream_close(ret);
         return r;
 }
+
+/* ---------------------------------------------------------------- stats */
+
+#define CGROUP_ROOT "/sys/fs/cgroup/"
+
+/*
+ * The cgroup of container @id, relative to each v1 hierarchy's root (malloc'd): the start
+ * file names its memory cgroup, which is the one every hierarchy uses; a host without the
+ * memory controller has LXC's config say it (slower, but no such host runs the kubelet).
+ */
+static int ctr_cgroup(struct lxc_be *lb, const char *id, char **ret)
+{
+        static const char memroot[] = CGROUP_ROOT "memory/";
+        _cleanup_free_ char *start = file_in(lb, id, "start");
+        _cleanup_(sh_strv_freep) char **fields = NULL;
+        _cleanup_lxc_ struct lxc_container *c = NULL;
+        char cg[PATH_MAX] = "";
+        int r;
+
+        if (!start)
+                return -ENOMEM;
+        r = read_fields(start, &fields);
+        if (r < 0)
+                return r;
+        if (fields[0] && fields[1] && fields[2] &&
+            strncmp(fields[2], memroot, strlen(memroot)) == 0) {
+                *ret = strdup(fields[2] + strlen(memroot));
+                return *ret ? 0 : -ENOMEM;
+        }
+        c = lxc_container_new(id, lb->lxcpath);
+        if (!c || c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) <= 0)
+                return -ENOENT;
+        *ret = strdup(cg);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The contents of cgroup file @file of controller @ctrl (malloc'd); -ENOENT: no cgroup. */
+static int cg_read(const char *ctrl, const char *rel, const char *file, char **ret)
+{
+        _cleanup_free_ char *path = sh_strdup_printf(CGROUP_ROOT "%s/%s/%s", ctrl, rel, file);
+
+        return path ? sh_read_file(path, 1u << 16, ret, NULL) : -ENOMEM;
+}
+
+static int cg_read_u64(const char *ctrl, const char *rel, const char *file, unsigned long long *ret)
+{
+        _cleanup_free_ char *buf = NULL;
+        char *end;
+        int r = cg_read(ctrl, rel, file, &buf);
+
+        if (r < 0)
+                return r;
+        errno = 0;
+        *ret = strtoull(buf, &end, 10);
+        if (errno || end == buf)
+                return -EIO; /* not what the kernel writes there */
+        return 0;
+}
+
+/* A v1 memory limit this high is none: the kernel's "unlimited" rounded to pages. */
+#define MEMORY_UNLIMITED (1ULL << 62)
+
+/* Fills the memory fields of @ret from memory cgroup @rel; -ENOENT (nothing set): it is gone. */
+static int memory_stats(const char *rel, struct be_ctr_stats *ret)
+{
+        _cleanup_free_ char *stat = NULL;
+        unsigned long long usage = 0, limit = 0, inactive_file = 0, rss = 0, pgfault = 0,
+                           pgmajfault = 0;
+        char *save = NULL;
+        int r;
+
+        if ((r = cg_read_u64("memory", rel, "memory.usage_in_bytes", &usage)) < 0 ||
+            (r = cg_read_u64("memory", rel, "memory.limit_in_bytes", &limit)) < 0 ||
+            (r = cg_read("memory", rel, "memory.stat", &stat)) < 0)
+                return r;
+        /* The hierarchical totals: a container may make child cgroups of its own. */
+        for (char *line = strtok_r(stat, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char key[32];
+                unsigned long long v;
+
+                if (sscanf(line, "%31s %llu", key, &v) != 2)
+                        continue;
+                if (strcmp(key, "total_inactive_file") == 0)
+                        inactive_file = v;
+                else if (strcmp(key, "total_rss") == 0)
+                        rss = v;
+                else if (strcmp(key, "total_pgfault") == 0)
+                        pgfault = v;
+                else if (strcmp(key, "total_pgmajfault") == 0)
+                        pgmajfault = v;
+        }
+        ret->mem_usage = usage;
+        /* As cAdvisor and containerd: what cannot be reclaimed without I/O. */
+        ret->mem_working_set = usage > inactive_file ? usage - inactive_file : 0;
+        ret->mem_rss = rss;
+        ret->mem_page_faults = pgfault;
+        ret->mem_major_page_faults = pgmajfault;
+        if (limit > 0 && limit < MEMORY_UNLIMITED) {
+                ret->has_mem_available = true;
+                ret->mem_available =
+                        limit > ret->mem_working_set ? limit - ret->mem_working_set : 0;
+        }
+        return 0;
+}
+
+int lb_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
+                       struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_free_ char *dir = lb_dir(lb, id), *upper = layer_dir(lb, id, "upper");
+        _cleanup_free_ char *cg = NULL;
+        int r;
+
+        if (!dir || !upper)
+                return -ENOMEM;
+        if (access(dir, F_OK) < 0)
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
+        r = ctr_cgroup(lb, id, &cg);
+        if (r < 0 && r != -ENOENT)
+                return sh_err(err, r, "cgroup of container %.12s: %s", id, strerror(-r));
+        /*
+         * LXC makes the cgroup at start and removes it at exit: without it the container
+         * uses nothing, and its counters are 0.
+         */
+        ret->timestamp_ns = (long long)sh_now_ns();
+        ret->has_cpu = ret->has_memory = true;
+        if (cg) {
+                r = cg_read_u64("cpuacct", cg, "cpuacct.usage", &ret->cpu_usage_ns);
+                if (r < 0 && r != -ENOENT)
+                        return sh_err(err, r, "cpuacct.usage of %.12s: %s", id, strerror(-r));
+                r = have_controller("memory") ? memory_stats(cg, ret) : 0;
+                if (r < 0 && r != -ENOENT)
+                        return sh_err(err, r, "memory cgroup of %.12s: %s", id, strerror(-r));
+        }
+        r = sh_fs_usage_scan(upper, &ret->writable_layer, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "writable layer of %.12s", id);
+        /* The filesystem is named by the dir ImageFsInfo names: one fs for every container. */
+        snprintf(ret->writable_layer.mountpoint, sizeof(ret->writable_layer.mountpoint), "%s",
+                 lb->containers_dir);
+        ret->has_writable_layer = true;
+        return 0;
+}

@@ -782,5 +782,6 @@ const struct be_ops be_lxc_ops = {
         .exec_sync = lb_exec_sync,
         .exec_stream = lb_exec_stream,
         .container_attach = lb_container_attach,
+        .container_stats = lb_container_stats,
         .fini = lxc_fini,
 };

@@ -69,6 +69,8 @@ IMPLEMENTED = {
     "RuntimeService/Exec",
     "RuntimeService/Attach",
     "RuntimeService/PortForward",
+    "RuntimeService/ContainerStats",
+    "RuntimeService/ListContainerStats",
 }
 # Implemented RPCs whose empty request is invalid (a required field is missing).
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
@@ -78,7 +80,8 @@ NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageServ
                 "RuntimeService/StopContainer", "RuntimeService/RemoveContainer",
                 "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
                 "RuntimeService/ReopenContainerLog", "RuntimeService/ExecSync",
-                "RuntimeService/Exec", "RuntimeService/Attach", "RuntimeService/PortForward"}
+                "RuntimeService/Exec", "RuntimeService/Attach", "RuntimeService/PortForward",
+                "RuntimeService/ContainerStats"}
 
 # Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
 # there, so a reference that names a real registry (fuzzed requests make such names) fails

@@ -1,7 +1,8 @@
 /*
  * podmgr/container.c over the fake backend: the image config merge (argv, env, working dir,
  * user and groups from the image's /etc/passwd and /etc/group), the state machine, name
- * reservation, refusals that leave nothing, and recovery of half-created containers.
+ * reservation, refusals that leave nothing, recovery of half-created containers, and stats
+ * (the fake's figures, the CPU rate between readings, ListContainerStats' filters).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -643,6 +644,235 @@ static void test_attach(void **state)
         free(id);
 }
 
+/* A running, stopped or created container @name with label app=@app (may be NULL). */
+static char *stats_ctr(struct fixture *f, const char *name, const char *app, long long mem_limit)
+{
+        struct sh_error err = {0};
+        struct req q;
+        char *id = NULL;
+
+        req_init(f, &q, name);
+        q.r.image.cmd = cmd;
+        if (app) {
+                q.spec.labels = realloc(q.spec.labels, 2 * sizeof(*q.spec.labels));
+                q.spec.labels[0].key = strdup("app");
+                q.spec.labels[0].value = strdup(app);
+                q.spec.n_labels = 1;
+        }
+        q.spec.annotations = realloc(q.spec.annotations, 2 * sizeof(*q.spec.annotations));
+        q.spec.annotations[0].key = strdup("note");
+        q.spec.annotations[0].value = strdup(name);
+        q.spec.n_annotations = 1;
+        q.spec.resources.memory_limit = mem_limit;
+        assert_int_equal(pod_container_create(f->pm, &q.r, &id, &err), 0);
+        be_container_spec_done(&q.spec);
+        return id;
+}
+
+static struct pod_container_stats *stats_of(struct fixture *f, const char *id)
+{
+        struct sh_error err = {0};
+        struct pod_container_stats *s = NULL;
+
+        assert_int_equal(pod_container_stats(f->pm, id, &s, &err), 0);
+        assert_non_null(s);
+        assert_true(s->has_stats);
+        return s;
+}
+
+static void test_stats_of_each_state(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_container_stats *s, *s2;
+        char prefix[13];
+        char *created = stats_ctr(f, "created", NULL, 0);
+        char *running = stats_ctr(f, "running", NULL, 0);
+        char *exited = stats_ctr(f, "exited", NULL, 0);
+
+        assert_int_equal(pod_container_start(f->pm, running, &err), 0);
+        assert_int_equal(pod_container_start(f->pm, exited, &err), 0);
+        assert_int_equal(pod_container_stop(f->pm, exited, 0, &err), 0);
+
+        /* Created: attributes, zero counters with their timestamps, the writable layer. */
+        s = stats_of(f, created);
+        assert_string_equal(s->info->id, created);
+        assert_string_equal(s->info->spec.name, "created");
+        assert_string_equal(s->info->spec.annotations[0].value, "created");
+        assert_true(s->stats.has_cpu && s->stats.has_memory && s->stats.has_writable_layer);
+        assert_true(s->stats.timestamp_ns > 0);
+        assert_int_equal(s->stats.cpu_usage_ns, 0);
+        assert_int_equal(s->stats.mem_working_set, 0);
+        assert_false(s->has_cpu_rate);
+        assert_false(s->stats.has_mem_available);
+        assert_int_equal(s->stats.writable_layer.used_bytes, 4096);
+        pod_container_stats_free(s);
+
+        /* Running: the fake's memory, CPU growing at half a core, a rate from the 2nd read. */
+        s = stats_of(f, running);
+        assert_int_equal(s->stats.mem_usage, 64 << 20);
+        assert_int_equal(s->stats.mem_working_set, 48 << 20);
+        assert_int_equal(s->stats.mem_rss, 40 << 20);
+        assert_int_equal(s->stats.mem_page_faults, 1000);
+        assert_int_equal(s->stats.mem_major_page_faults, 10);
+        assert_true(s->stats.cpu_usage_ns > 0);
+        assert_false(s->has_cpu_rate);
+        usleep(20000);
+        s2 = stats_of(f, running);
+        assert_true(s2->stats.cpu_usage_ns > s->stats.cpu_usage_ns);
+        assert_true(s2->stats.timestamp_ns > s->stats.timestamp_ns);
+        assert_true(s2->has_cpu_rate);
+        assert_in_range(s2->cpu_nano_cores, 495000000, 505000000);
+        pod_container_stats_free(s);
+        pod_container_stats_free(s2);
+
+        /* Exited: it uses nothing now. */
+        s = stats_of(f, exited);
+        assert_int_equal(s->stats.cpu_usage_ns, 0);
+        assert_int_equal(s->stats.mem_usage, 0);
+        assert_true(s->stats.timestamp_ns > 0);
+        pod_container_stats_free(s);
+
+        /* By a unique prefix. */
+        snprintf(prefix, sizeof(prefix), "%.12s", running);
+        s = stats_of(f, prefix);
+        assert_string_equal(s->info->id, running);
+        pod_container_stats_free(s);
+
+        /* Removed: NOT_FOUND naming it. */
+        assert_int_equal(pod_container_remove(f->pm, running, &err), 0);
+        s = NULL;
+        assert_int_equal(pod_container_stats(f->pm, running, &s, &err), -ENOENT);
+        assert_non_null(strstr(err.msg, running));
+        assert_null(s);
+        free(created);
+        free(running);
+        free(exited);
+}
+
+static void test_stats_unknown_and_bad_ids(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_container_stats *s = NULL;
+        const char *nope = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+        assert_int_equal(pod_container_stats(f->pm, nope, &s, &err), -ENOENT);
+        assert_non_null(strstr(err.msg, nope));
+        sh_err_clear(&err);
+        assert_int_equal(pod_container_stats(f->pm, "../etc", &s, &err), -EINVAL);
+        assert_null(s);
+}
+
+static void test_stats_memory_limit(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_container_stats *s;
+        char *id = stats_ctr(f, "limited", NULL, 100 << 20);
+
+        s = stats_of(f, id);
+        assert_true(s->stats.has_mem_available);
+        assert_int_equal(s->stats.mem_available, 100 << 20); /* not running: nothing used */
+        pod_container_stats_free(s);
+        assert_int_equal(pod_container_start(f->pm, id, &err), 0);
+        s = stats_of(f, id);
+        assert_true(s->stats.has_mem_available);
+        assert_int_equal(s->stats.mem_available, (100 << 20) - (48 << 20));
+        pod_container_stats_free(s);
+        free(id);
+}
+
+/*
+ * ListContainerStats with @pf: returns how many it listed (at most @max) and clears each of
+ * @ids (@max slots, NULL ones unused) that was among them.
+ */
+static size_t list_stats(struct fixture *f, const struct pod_container_filter *pf, const char **ids,
+                         size_t max)
+{
+        struct sh_error err = {0};
+        struct pod_container_stats **l = NULL;
+        size_t n = 99;
+
+        assert_int_equal(pod_container_stats_list(f->pm, pf, &l, &n, &err), 0);
+        assert_true(n <= max);
+        for (size_t i = 0; i < n; i++) {
+                assert_non_null(l[i]);
+                assert_true(l[i]->has_stats);
+                for (size_t k = 0; k < max; k++)
+                        if (ids[k] && strcmp(ids[k], l[i]->info->id) == 0)
+                                ids[k] = NULL; /* found */
+        }
+        assert_null(l[n]);
+        pod_container_stats_list_free(l);
+        return n;
+}
+
+static void test_stats_list_and_filters(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        char *a = stats_ctr(f, "a", "web", 0), *b = stats_ctr(f, "b", "web", 0),
+             *c = stats_ctr(f, "c", "db", 0);
+        struct be_kv web = {"app", "web"}, db = {"app", "db"}, none = {"app", "none"};
+        char prefix[13];
+        const char *ids[3];
+
+        assert_int_equal(pod_container_start(f->pm, b, &err), 0);
+        /* Everything, created ones included (critest lists three freshly made ones). */
+        ids[0] = a, ids[1] = b, ids[2] = c;
+        assert_int_equal(list_stats(f, NULL, ids, 3), 3);
+        assert_true(!ids[0] && !ids[1] && !ids[2]);
+        /* By id, whole or a prefix. */
+        ids[0] = b, ids[1] = ids[2] = NULL;
+        assert_int_equal(list_stats(f, &(struct pod_container_filter){.id = b}, ids, 3), 1);
+        assert_null(ids[0]);
+        snprintf(prefix, sizeof(prefix), "%.12s", c);
+        ids[0] = c;
+        assert_int_equal(list_stats(f, &(struct pod_container_filter){.id = prefix}, ids, 3), 1);
+        assert_null(ids[0]);
+        /* By pod, whole or a prefix; another pod's id matches nothing. */
+        assert_int_equal(list_stats(f, &(struct pod_container_filter){.sandbox_id = f->sandbox},
+                                    (const char *[3]){0}, 3),
+                         3);
+        snprintf(prefix, sizeof(prefix), "%.6s", f->sandbox);
+        assert_int_equal(list_stats(f, &(struct pod_container_filter){.sandbox_id = prefix},
+                                    (const char *[3]){0}, 3),
+                         3);
+        prefix[0] = prefix[0] == 'f' ? 'e' : 'f';
+        assert_int_equal(list_stats(f, &(struct pod_container_filter){.sandbox_id = prefix},
+                                    (const char *[3]){0}, 3),
+                         0);
+        /* By labels; a state in the filter is not ListContainerStats' and is ignored. */
+        ids[0] = a, ids[1] = b, ids[2] = NULL;
+        assert_int_equal(list_stats(f,
+                                    &(struct pod_container_filter){.labels = &web,
+                                                                   .n_labels = 1,
+                                                                   .has_state = true,
+                                                                   .state = POD_CTR_EXITED},
+                                    ids, 3),
+                         2);
+        assert_true(!ids[0] && !ids[1]);
+        ids[0] = c;
+        assert_int_equal(
+                list_stats(f, &(struct pod_container_filter){.labels = &db, .n_labels = 1}, ids, 3),
+                1);
+        assert_null(ids[0]);
+        assert_int_equal(list_stats(f,
+                                    &(struct pod_container_filter){.labels = &none, .n_labels = 1},
+                                    (const char *[3]){0}, 3),
+                         0);
+        /* Label and id together. */
+        assert_int_equal(
+                list_stats(f,
+                           &(struct pod_container_filter){.id = c, .labels = &web, .n_labels = 1},
+                           (const char *[3]){0}, 3),
+                0);
+        free(a);
+        free(b);
+        free(c);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -659,6 +889,10 @@ int main(void)
                 T(test_failed_start_is_start_error),
                 T(test_sandbox_remove_takes_containers),
                 T(test_recover_removes_half_created),
+                T(test_stats_of_each_state),
+                T(test_stats_unknown_and_bad_ids),
+                T(test_stats_memory_limit),
+                T(test_stats_list_and_filters),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
