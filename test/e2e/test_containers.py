@@ -422,7 +422,7 @@ def test_security_context(ctrs, tmp_path):
     caps = cap_eff(ctrs, plain)
     assert caps & (1 << CAP_CHOWN) and caps & (1 << CAP_NET_RAW)
     assert not caps & (1 << CAP_SYS_ADMIN)
-    assert status_field(ctrs, plain, "Seccomp") == "2"  # RuntimeDefault
+    assert status_field(ctrs, plain, "Seccomp") == "0"  # no profile named: Unconfined
     r = ctrs.exec(plain, ["busybox", "unshare", "-n", "true"])
     assert r.exit_code != 0
     # Masked paths (containerd's defaults): /proc/keys reads empty, /proc/acpi is empty.
@@ -453,6 +453,23 @@ def test_security_context(ctrs, tmp_path):
     unconfined = ctrs.run_ctr(pod, cfg, "unconfined", **sleeper(linux=security(
         seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined))))
     assert status_field(ctrs, unconfined, "Seccomp") == "0"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_seccomp_unset_is_unconfined(ctrs):
+    """No SecurityProfile and no seccomp_profile_path, as the kubelet sends for a pod that
+    names none: CRI's Unconfined, for the container and its exec'd processes."""
+    pod, cfg = ctrs.pod()
+    none = ctrs.run_ctr(pod, cfg, "none", **sleeper())
+    assert status_field(ctrs, none, "Seccomp") == "0"
+    empty = ctrs.run_ctr(pod, cfg, "empty", **sleeper(linux=security(seccomp_profile_path="")))
+    assert status_field(ctrs, empty, "Seccomp") == "0"
+    # Unconfined, but the capabilities still hold: no CAP_SYS_ADMIN, no sethostname.
+    r = ctrs.exec(empty, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code != 0, r
+    for pid in pause_pids(ctrs.d.root_dir):
+        assert "Seccomp:\t0" in Path(f"/proc/{pid}/status").read_text()
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
