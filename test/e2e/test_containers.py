@@ -457,6 +457,10 @@ def test_security_context(ctrs, tmp_path):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
+def caps(add=(), drop=()):
+    return pb.Capability(add_capabilities=list(add), drop_capabilities=list(drop))
+
+
 def test_seccomp_unset_is_unconfined(ctrs):
     """No SecurityProfile and no seccomp_profile_path, as the kubelet sends for a pod that
     names none: CRI's Unconfined, for the container and its exec'd processes."""
@@ -470,6 +474,49 @@ def test_seccomp_unset_is_unconfined(ctrs):
     assert r.exit_code != 0, r
     for pid in pause_pids(ctrs.d.root_dir):
         assert "Seccomp:\t0" in Path(f"/proc/{pid}/status").read_text()
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_runtime_default_follows_capabilities(ctrs):
+    """RuntimeDefault lets a capability the container holds have the syscalls Docker's
+    profile unlocks for it (critest's sethostname with docker/default and SYS_ADMIN)."""
+    pod, cfg = ctrs.pod()
+    rd = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+    plain = ctrs.run_ctr(pod, cfg, "plain", **sleeper(linux=security(seccomp=rd)))
+    assert status_field(ctrs, plain, "Seccomp") == "2"
+    r = ctrs.exec(plain, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+    assert ctrs.exec(plain, ["busybox", "unshare", "-u", "true"]).exit_code != 0
+    admin = ctrs.run_ctr(pod, cfg, "admin", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["SYS_ADMIN"]))))
+    assert status_field(ctrs, admin, "Seccomp") == "2"
+    r = ctrs.exec(admin, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code == 0, r
+    assert ctrs.exec(admin, ["busybox", "hostname"]).stdout == b"ANewHostName\n"
+    r = ctrs.exec(admin, ["busybox", "unshare", "-u", "sh", "-c",
+                          "busybox hostname inner; busybox hostname"])
+    assert (r.exit_code, r.stdout) == (0, b"inner\n"), r
+    r = ctrs.exec(admin, ["sh", "-c", "mkdir -p /tmp/m && busybox mount -t tmpfs none /tmp/m && "
+                                      "busybox umount /tmp/m"])
+    assert r.exit_code == 0, r
+    # The old field with CAP_ prefixed names, and "ALL" (critest's request shapes).
+    old = ctrs.run_ctr(pod, cfg, "old", **sleeper(linux=security(
+        seccomp_profile_path="runtime/default", capabilities=caps(add=["CAP_SYS_ADMIN"]))))
+    assert status_field(ctrs, old, "Seccomp") == "2"
+    assert ctrs.exec(old, ["busybox", "hostname", "old"]).exit_code == 0
+    docker = ctrs.run_ctr(pod, cfg, "docker", **sleeper(linux=security(
+        seccomp_profile_path="docker/default")))
+    assert ctrs.exec(docker, ["busybox", "hostname", "docker"]).exit_code != 0
+    every = ctrs.run_ctr(pod, cfg, "all", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["ALL"]))))
+    assert status_field(ctrs, every, "Seccomp") == "2"
+    assert ctrs.exec(every, ["busybox", "hostname", "all"]).exit_code == 0
+    # Dropped again: the capability and what it unlocked are gone.
+    dropped = ctrs.run_ctr(pod, cfg, "dropped", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["ALL"], drop=["SYS_ADMIN"]))))
+    r = ctrs.exec(dropped, ["busybox", "unshare", "-u", "true"])
+    assert r.exit_code != 0, r
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
