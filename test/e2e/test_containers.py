@@ -48,9 +48,19 @@ def images(registry, tmp_path_factory):
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "group"))
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "passwd"))
 
+        # The shape of critest's test-image-predefined-group: /etc/group lists the user in
+        # groups other than its own.
+        def grouped(rootfs):
+            R.busybox_rootfs(rootfs)
+            Path(rootfs, "etc", "group").write_text(
+                "root:x:0:\nuser:x:1000:\ngroup-defined-in-image:x:50000:user\n"
+                "other:x:50001:root,user\nnot-user:x:50002:user2,users\n")
+
+        lay.new_rootfs("grouped", grouped)
+        lay.config("grouped", cmd=["/bin/sh"], env=["PATH=/bin"], user="1000")
         lay.new_rootfs("links", links)
         lay.config("links", cmd=["/bin/sh"], env=["PATH=/bin"])
-        for tag in ("plain", "user", "entry", "links"):
+        for tag in ("plain", "user", "entry", "links", "grouped"):
             lay.push(tag, registry.host, f"ctr/{tag}:1")
             out[tag] = f"{registry.host}/ctr/{tag}:1"
     finally:
@@ -517,6 +527,56 @@ def test_runtime_default_follows_capabilities(ctrs):
         seccomp=rd, capabilities=caps(add=["ALL"], drop=["SYS_ADMIN"]))))
     r = ctrs.exec(dropped, ["busybox", "unshare", "-u", "true"])
     assert r.exit_code != 0, r
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_home_and_groups_of_the_image_user(ctrs):
+    """HOME from the user's passwd entry, "/" without one, the request's or the image's
+    env first; groups: the primary one, those /etc/group lists the user in, the request's;
+    for PID 1 and for exec (critest's predefined-group spec)."""
+    pod, cfg = ctrs.pod()
+    show = ["/bin/sh", "-c", "echo HOME=$HOME; id -G; trap 'exit 0' TERM; "
+                             "while true; do sleep 0.1; done"]
+
+    def first(cid):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out = [m for s, _, m in ctrs.log_records(ctrs.cstatus(cid).log_path)
+                   if s == "stdout"]
+            if len(out) >= 2:
+                return out[:2]
+            time.sleep(0.05)
+        raise AssertionError(f"{cid} wrote no HOME and groups")
+
+    def both(cid):
+        r = ctrs.exec(cid, ["/bin/sh", "-c", "echo HOME=$HOME; id -G"])
+        assert r.exit_code == 0, r
+        assert r.stdout.decode().splitlines() == first(cid)
+        return first(cid)
+
+    g = ctrs.run_ctr(pod, cfg, "g", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=1000), supplemental_groups=[1234]))
+    assert both(g) == ["HOME=/home/user", "1000 1234 50000 50001"]
+    # The image's user ("1000"), no request fields.
+    i = ctrs.run_ctr(pod, cfg, "i", image="grouped", command=show)
+    assert both(i) == ["HOME=/home/user", "1000 50000 50001"]
+    n = ctrs.run_ctr(pod, cfg, "n", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=4321), run_as_group=pb.Int64Value(value=4322)))
+    assert both(n) == ["HOME=/", "4322"]
+    root = ctrs.run_ctr(pod, cfg, "root", command=show)
+    assert both(root) == ["HOME=/root", "0"]
+    # Root by number in the image whose /etc/group lists root in "other".
+    r0 = ctrs.run_ctr(pod, cfg, "r0", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=0)))
+    assert both(r0) == ["HOME=/root", "0 50001"]
+    # By name, with the image's HOME kept.
+    byname = ctrs.run_ctr(pod, cfg, "byname", image="grouped", command=show, linux=security(
+        run_as_username="nobody"))
+    assert both(byname) == ["HOME=/nonexistent", "65534"]
+    e = ctrs.run_ctr(pod, cfg, "e", image="grouped", command=show,
+                     envs=[pb.KeyValue(key="HOME", value=b"/custom")])
+    assert both(e) == ["HOME=/custom", "1000 50000 50001"]
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
