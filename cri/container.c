@@ -258,7 +258,9 @@ static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc,
                                       "config.linux.security_context.seccomp_profile_path "
                                       "must be runtime/default, unconfined or localhost/<path>");
         } else {
-                s->seccomp = s->privileged ? BE_SECCOMP_UNCONFINED : BE_SECCOMP_RUNTIME_DEFAULT;
+                /* Neither field: CRI's Unconfined ("" is unconfined, says the API), which the
+                 * kubelet sends for a pod that names no profile (containerd does the same). */
+                s->seccomp = BE_SECCOMP_UNCONFINED;
         }
         if (s->seccomp == BE_SECCOMP_LOCALHOST && (!local || local[0] != '/'))
                 return sh_err(err, -EINVAL,

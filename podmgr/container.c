@@ -331,17 +331,18 @@ static bool parse_uint(const char *s, unsigned *ret)
 
 /*
  * Looks up a passwd(5) or group(5) entry in @text by name (@name) or by id (@id, when
- * @name is NULL). Fills the entry's name (malloc'd) and its id (field 3) and gid (field 4).
+ * @name is NULL). Fills the entry's name (malloc'd), its id (field 3), gid (field 4) and
+ * home directory (field 6, malloc'd; NULL when empty or missing).
  */
 static bool db_lookup(const char *text, const char *name, unsigned id, char **ret_name,
-                      unsigned *ret_id, unsigned *ret_gid)
+                      unsigned *ret_id, unsigned *ret_gid, char **ret_home)
 {
         const char *line = text;
 
         while (line && *line) {
                 const char *end = strchr(line, '\n');
                 size_t len = end ? (size_t)(end - line) : strlen(line);
-                char buf[1024], *f[5] = {0}, *save = NULL, *tok;
+                char buf[1024], *f[7] = {0}, *save = NULL, *tok;
                 size_t nf = 0;
                 unsigned fid = 0, fgid = 0;
 
@@ -350,7 +351,7 @@ static bool db_lookup(const char *text, const char *name, unsigned id, char **re
                         buf[len] = '\0';
                         /* strsep keeps empty fields (the password is often empty). */
                         save = buf;
-                        while (nf < 5 && (tok = strsep(&save, ":")))
+                        while (nf < 7 && (tok = strsep(&save, ":")))
                                 f[nf++] = tok;
                         if (nf >= 3 && parse_uint(f[2], &fid)) {
                                 if (nf >= 4)
@@ -361,6 +362,9 @@ static bool db_lookup(const char *text, const char *name, unsigned id, char **re
                                         *ret_id = fid;
                                         if (ret_gid)
                                                 *ret_gid = fgid;
+                                        if (ret_home)
+                                                *ret_home =
+                                                        nf >= 6 && f[5][0] ? strdup(f[5]) : NULL;
                                         return true;
                                 }
                         }
@@ -422,13 +426,16 @@ static void add_group(unsigned **v, size_t *n, unsigned g)
         nv[(*n)++] = g;
 }
 
-/* The user, group and supplementary groups, as containerd resolves them. */
+/*
+ * The user, group and supplementary groups, as containerd resolves them, and the user's
+ * home directory in the image's /etc/passwd into @ret_home (malloc'd; NULL: no entry).
+ */
 static int resolve_user(const struct pod_ctr_request *req, struct be_container_spec *s,
-                        struct sh_error *err)
+                        char **ret_home, struct sh_error *err)
 {
         _cleanup_free_ char *passwd = image_file(req->image.layer_dirs, "etc/passwd");
         _cleanup_free_ char *group = image_file(req->image.layer_dirs, "etc/group");
-        _cleanup_free_ char *uname = NULL, *user = NULL;
+        _cleanup_free_ char *uname = NULL, *user = NULL, *home = NULL;
         const char *gpart = NULL;
         unsigned uid = 0, gid = 0, pgid = 0;
         int r;
@@ -437,10 +444,10 @@ static int resolve_user(const struct pod_ctr_request *req, struct be_container_s
                 if (req->uid < 0 || req->uid > 0xfffffffeLL)
                         return sh_err(err, -EINVAL, "run_as_user %lld is out of range", req->uid);
                 uid = (unsigned)req->uid;
-                if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid))
+                if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid, &home))
                         gid = pgid;
         } else if (req->username && req->username[0]) {
-                if (!passwd || !db_lookup(passwd, req->username, 0, &uname, &uid, &gid))
+                if (!passwd || !db_lookup(passwd, req->username, 0, &uname, &uid, &gid, &home))
                         return sh_err(err, -EINVAL,
                                       "run_as_username '%.64s': no such user in the image's "
                                       "/etc/passwd",
@@ -457,20 +464,24 @@ static int resolve_user(const struct pod_ctr_request *req, struct be_container_s
                         gpart = colon + 1;
                 }
                 if (parse_uint(user, &uid)) {
-                        if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid))
+                        if (passwd && db_lookup(passwd, NULL, uid, &uname, &uid, &pgid, &home))
                                 gid = pgid;
-                } else if (!passwd || !db_lookup(passwd, user, 0, &uname, &uid, &gid)) {
+                } else if (!passwd || !db_lookup(passwd, user, 0, &uname, &uid, &gid, &home)) {
                         return sh_err(err, -EINVAL,
                                       "image user '%.64s': no such user in the image's "
                                       "/etc/passwd",
                                       user);
                 }
                 if (gpart && gpart[0] && !parse_uint(gpart, &gid) &&
-                    (!group || !db_lookup(group, gpart, 0, NULL, &gid, NULL)))
+                    (!group || !db_lookup(group, gpart, 0, NULL, &gid, NULL, NULL)))
                         return sh_err(err, -EINVAL,
                                       "image user '%.64s': no group '%.64s' in the image's "
                                       "/etc/group",
                                       req->image.user, gpart);
+        } else if (passwd) {
+                /* No user at all: root, gid 0, whatever the image says; its entry gives the
+                 * name for /etc/group and the home directory. */
+                db_lookup(passwd, NULL, 0, &uname, &uid, NULL, &home);
         }
         if (req->has_gid) {
                 if (req->gid < 0 || req->gid > 0xfffffffeLL)
@@ -501,6 +512,7 @@ static int resolve_user(const struct pod_ctr_request *req, struct be_container_s
         }
         if (!s->groups)
                 return -ENOMEM;
+        *ret_home = TAKE_PTR(home);
         return 0;
 }
 
@@ -532,6 +544,7 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
 {
         const struct pod_image *im = &req->image;
         bool has_cmd = req->command && req->command[0];
+        _cleanup_free_ char *home = NULL;
         int r;
 
         sh_strv_free(s->argv);
@@ -580,9 +593,17 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
         if (!clean_abs_path(s->cwd))
                 return sh_err(err, -EINVAL, "working_dir '%.64s' is not a clean absolute path",
                               s->cwd);
-        r = resolve_user(req, s, err);
+        r = resolve_user(req, s, &home, err);
         if (r < 0)
                 return r;
+        /* As runc: HOME from the user's passwd entry, "/" without one, unless the request
+         * or the image set it. lxc.environment carries it to PID 1 and to exec. */
+        if (!env_has(s->env, "HOME")) {
+                _cleanup_free_ char *h = sh_strdup_printf("HOME=%s", home ? home : "/");
+
+                if (!h || (r = env_set(&s->env, h)) < 0)
+                        return h ? r : -ENOMEM;
+        }
         if (!s->stop_signal || !s->stop_signal[0]) { /* the request's, when it gave one */
                 free(s->stop_signal);
                 s->stop_signal = strdup(im->stop_signal ? im->stop_signal : "");

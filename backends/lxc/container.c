@@ -23,6 +23,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,33 +397,27 @@ static bool strv_has(char *const *v, const char *s)
         return false;
 }
 
-static int set_caps(struct lxc_container *c, const struct be_container_spec *s,
-                    struct sh_error *err)
+uint64_t lb_default_caps(void)
 {
-        char keep[1024] = "";
-        size_t len = 0;
+        uint64_t set = 0;
+
+        for (size_t i = 0; all_caps[i]; i++)
+                for (size_t k = 0; default_caps[k]; k++)
+                        if (strcmp(default_caps[k], all_caps[i]) == 0)
+                                set |= UINT64_C(1) << i;
+        return set;
+}
+
+/*
+ * The capabilities @s's processes hold, bit n for capability n (all_caps[n]): containerd's
+ * default set plus adds minus drops, all for privileged; a drop of ALL keeps only what is
+ * named in the adds. -EINVAL for an added name Linux does not know.
+ */
+static int cap_set(const struct be_container_spec *s, uint64_t *ret, struct sh_error *err)
+{
         bool all = strv_has(s->cap_add, "ALL");
+        uint64_t set = 0;
 
-        if (s->privileged && !s->cap_drop[0])
-                return 0; /* LXC keeps every capability */
-        for (size_t i = 0; all_caps[i]; i++) {
-                bool want = all || strv_has(s->cap_add, all_caps[i]);
-
-                for (size_t k = 0; !want && default_caps[k]; k++)
-                        want = strcmp(default_caps[k], all_caps[i]) == 0;
-                if (s->privileged)
-                        want = true;
-                if (strv_has(s->cap_drop, "ALL") && !strv_has(s->cap_add, all_caps[i]))
-                        want = false;
-                if (strv_has(s->cap_drop, all_caps[i]))
-                        want = false;
-                if (!want)
-                        continue;
-                for (const char *p = all_caps[i]; *p && len + 2 < sizeof(keep); p++)
-                        keep[len++] = (char)tolower((unsigned char)*p);
-                keep[len++] = ' ';
-                keep[len] = '\0';
-        }
         for (size_t i = 0; s->cap_add[i]; i++) {
                 bool known = strcasecmp(s->cap_add[i], "ALL") == 0;
 
@@ -431,40 +426,86 @@ static int set_caps(struct lxc_container *c, const struct be_container_spec *s,
                 if (!known)
                         return sh_err(err, -EINVAL, "capability '%s' is not known", s->cap_add[i]);
         }
+        for (size_t i = 0; all_caps[i]; i++) {
+                bool want = all || s->privileged || strv_has(s->cap_add, all_caps[i]);
+
+                for (size_t k = 0; !want && default_caps[k]; k++)
+                        want = strcmp(default_caps[k], all_caps[i]) == 0;
+                if (strv_has(s->cap_drop, "ALL") && !strv_has(s->cap_add, all_caps[i]))
+                        want = false;
+                if (strv_has(s->cap_drop, all_caps[i]))
+                        want = false;
+                if (want)
+                        set |= UINT64_C(1) << i;
+        }
+        *ret = set;
+        return 0;
+}
+
+static int set_caps(struct lxc_container *c, const struct be_container_spec *s, uint64_t caps,
+                    struct sh_error *err)
+{
+        char keep[1024] = "";
+        size_t len = 0;
+
+        if (s->privileged && !s->cap_drop[0])
+                return 0; /* LXC keeps every capability */
+        for (size_t i = 0; all_caps[i]; i++) {
+                if (!(caps & (UINT64_C(1) << i)))
+                        continue;
+                for (const char *p = all_caps[i]; *p && len + 2 < sizeof(keep); p++)
+                        keep[len++] = (char)tolower((unsigned char)*p);
+                keep[len++] = ' ';
+                keep[len] = '\0';
+        }
         if (len)
                 keep[len - 1] = '\0';
         return lb_set(c, "lxc.cap.keep", len ? keep : "none", err);
 }
 
-static int set_seccomp(struct lxc_be *lb, struct lxc_container *c,
-                       const struct be_container_spec *s, const char *dir, struct sh_error *err)
+/* The Localhost profile of @s, an OCI JSON file, as LXC policy text in @ret. */
+static int localhost_policy(const struct be_container_spec *s, char **ret, struct sh_error *err)
 {
-        _cleanup_free_ char *json = NULL, *policy = NULL, *path = NULL;
+        _cleanup_free_ char *json = NULL;
+        struct stat st;
         size_t len = 0;
+        int r;
+
+        if (s->seccomp_profile[0] != '/')
+                return sh_err(err, -EINVAL, "seccomp profile '%s' is not an absolute path",
+                              s->seccomp_profile);
+        /* Not a FIFO or a device: reading one would block or touch hardware. */
+        if (stat(s->seccomp_profile, &st) < 0 || !S_ISREG(st.st_mode))
+                return sh_err(err, -EINVAL, "seccomp profile '%s' is not a regular file",
+                              s->seccomp_profile);
+        r = sh_read_file(s->seccomp_profile, 1u << 20, &json, &len);
+        if (r < 0)
+                return sh_err(err, r == -EFBIG ? -EINVAL : r, "seccomp profile '%s': %s",
+                              s->seccomp_profile, strerror(-r));
+        r = lxc_seccomp_from_oci(json, len, ret, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "seccomp profile '%s'", s->seccomp_profile);
+        return 0;
+}
+
+/*
+ * The container's policy, written to @dir/seccomp. @caps: the capabilities it holds,
+ * which RuntimeDefault's capability rules follow.
+ */
+static int set_seccomp(struct lxc_container *c, const struct be_container_spec *s, uint64_t caps,
+                       const char *dir, struct sh_error *err)
+{
+        _cleanup_free_ char *policy = NULL, *path = NULL;
         int r;
 
         if (s->privileged || s->seccomp == BE_SECCOMP_UNCONFINED)
                 return 0;
         if (s->seccomp == BE_SECCOMP_RUNTIME_DEFAULT)
-                return lb_set(c, "lxc.seccomp.profile", lb->seccomp_default, err);
-        if (s->seccomp_profile[0] != '/')
-                return sh_err(err, -EINVAL, "seccomp profile '%s' is not an absolute path",
-                              s->seccomp_profile);
-        {
-                struct stat st;
-
-                /* Not a FIFO or a device: reading one would block or touch hardware. */
-                if (stat(s->seccomp_profile, &st) < 0 || !S_ISREG(st.st_mode))
-                        return sh_err(err, -EINVAL, "seccomp profile '%s' is not a regular file",
-                                      s->seccomp_profile);
-        }
-        r = sh_read_file(s->seccomp_profile, 1u << 20, &json, &len);
+                r = lxc_seccomp_runtime_default(caps, &policy);
+        else
+                r = localhost_policy(s, &policy, err);
         if (r < 0)
-                return sh_err(err, r == -EFBIG ? -EINVAL : r, "seccomp profile '%s': %s",
-                              s->seccomp_profile, strerror(-r));
-        r = lxc_seccomp_from_oci(json, len, &policy, err);
-        if (r < 0)
-                return sh_err_prefix(err, r, "seccomp profile '%s'", s->seccomp_profile);
+                return r;
         path = sh_path_join(dir, "seccomp");
         if (!path)
                 return -ENOMEM;
@@ -857,6 +898,7 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
         _cleanup_free_ char *rootfs = rootfs_path(s, upper);
         _cleanup_free_ char *cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
         _cleanup_free_ char *cgm = lb_cgroup_dir(lb, bc->sandbox, "monitor-", bc->id);
+        uint64_t caps = 0;
         int r;
 
         if (!rootfs || !cg || !cgm)
@@ -890,8 +932,8 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
                 if (r < 0)
                         return r;
         }
-        if ((r = set_caps(c, s, err)) < 0 || (r = set_seccomp(lb, c, s, dir, err)) < 0 ||
-            (r = set_process(lb, c, s, err)) < 0 ||
+        if ((r = cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
+            (r = set_seccomp(c, s, caps, dir, err)) < 0 || (r = set_process(lb, c, s, err)) < 0 ||
             (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
                 return r;
         return set_mounts(c, bc, upper, dir, err);

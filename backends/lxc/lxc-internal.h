@@ -2,6 +2,7 @@
 
 /* What the lxc backend's files (lxc.c: sandboxes, container.c: containers) share. */
 #include <pthread.h>
+#include <stdint.h>
 
 #include <lxc/lxccontainer.h>
 
@@ -12,7 +13,7 @@ struct lxc_be {
         char *lxcpath;           /* where runt's LXC container dirs live */
         char *pause_root;        /* the shared sandbox rootfs: /pause and empty mount points */
         char *cgroup_base;       /* cgroup dir sandboxes go below when the kubelet gives none */
-        char *seccomp_default;   /* runt's RuntimeDefault policy file */
+        char *seccomp_default;   /* RuntimeDefault for the default caps (older configs name it) */
         char *containers_dir;    /* <root>/containers: the containers' writable layers */
         long own_oom_score_adj;  /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
         char *cg_created;        /* the cgroup parents runt created, one per line */
@@ -66,3 +67,5 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
 int lb_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int lb_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
+/* containerd's default capability set, bit n for capability n. */
+uint64_t lb_default_caps(void);

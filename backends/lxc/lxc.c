@@ -99,11 +99,15 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
                 return -ENOMEM;
         {
-                _cleanup_free_ char *adj = NULL;
-                const char *policy = lxc_seccomp_runtime_default();
+                _cleanup_free_ char *adj = NULL, *policy = NULL;
 
                 if (sh_read_file("/proc/self/oom_score_adj", 64, &adj, NULL) == 0)
                         lb->own_oom_score_adj = atol(adj);
+                /* Containers get a policy of their own (their capabilities decide it); the
+                 * configs of those an older runtd created, not yet started, name this one. */
+                r = lxc_seccomp_runtime_default(lb_default_caps(), &policy);
+                if (r < 0)
+                        return r;
                 r = sh_write_file_atomic(lb->seccomp_default, policy, strlen(policy), 0644);
                 if (r < 0)
                         return sh_err(err, r, "write '%s': %s", lb->seccomp_default, strerror(-r));

@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -62,9 +63,11 @@
  * RuntimeDefault. Docker's default profile (moby/profiles seccomp/default.json) is an
  * allowlist with errno EPERM. Ours is the same policy turned round: every syscall the
  * host's libseccomp knows for x86_64, i386, x32, aarch64 and arm that Docker does not allow
- * to a container holding Docker's default capabilities (so chroot stays allowed, and
- * ptrace and process_vm_{read,write}v as Docker allows them on kernels >= 4.8), denied with
- * EPERM. Why a denylist:
+ * to a container holding the container's capabilities, denied with EPERM. Docker allows
+ * some syscalls only to holders of a capability (mount and sethostname with CAP_SYS_ADMIN,
+ * reboot with CAP_SYS_BOOT...): their lines below name it, and a container holding it gets
+ * a policy without them. ptrace and process_vm_{read,write}v are allowed to all, as Docker
+ * allows them on kernels >= 4.8. Why a denylist:
  * - An LXC allowlist binds liblxc's own code too: the filter is live while liblxc still
  *   runs lxc.hook.start, setgroups, setresuid, capset, prctl, close_range and the exec of
  *   init.lxc, so the list would have to track liblxc's internals, and any syscall it or the
@@ -76,144 +79,181 @@
  * - A syscall newer than this list (or than the host's libseccomp) is allowed, not EPERM.
  * - personality() is allowed with any argument (Docker allows five values; an "allow only
  *   these" test needs conditions on one argument ANDed, which libseccomp refuses).
- * - The policy is fixed: a container granted CAP_SYS_ADMIN, CAP_SYS_TIME... does not get
- *   the syscalls Docker unlocks for those capabilities (use Unconfined or Localhost).
  * - The socket(AF_ALG / AF_VSOCK) and clone(namespace flags) conditions apply to the native
  *   ABI and x32 only: on i386 libseccomp resolves socket to a socketcall pseudo-syscall,
  *   which liblxc skips, and clone's flags are argument 1 on s390x, which is not handled.
- * clone3 returns ENOSYS, as in Docker: its flags sit in memory seccomp cannot read, and
- * ENOSYS sends glibc back to clone(), whose flags the rules below can check. init.lxc
- * still works: it only fork()s, and its umount2() of its own bind mount fails quietly.
+ * clone3 returns ENOSYS without CAP_SYS_ADMIN, as in Docker: its flags sit in memory
+ * seccomp cannot read, and ENOSYS sends glibc back to clone(), whose flags the rules below
+ * can check. init.lxc still works: it only fork()s, and its umount2() of its own bind
+ * mount fails quietly.
  */
-static const char runtime_default[] =
+#define CAP(n) (UINT64_C(1) << (n))
+
+/*
+ * One line of RuntimeDefault, and the capabilities any one of which leaves it out (Docker's
+ * "includes": {"caps": [...]} on the allow rule, or "excludes" on the deny rule); 0: kept
+ * whatever the container holds.
+ */
+struct rd_line {
+        const char *text;
+        uint64_t unless;
+};
+
+static const char rd_head[] =
         "2\n"
         "denylist\n"
         "# runt RuntimeDefault: Docker's default profile as a denylist (EPERM)\n"
-        "[all]\n"
-        "# modules, kexec, reboot\n"
-        "create_module errno 1\n"
-        "delete_module errno 1\n"
-        "finit_module errno 1\n"
-        "get_kernel_syms errno 1\n"
-        "init_module errno 1\n"
-        "kexec_file_load errno 1\n"
-        "kexec_load errno 1\n"
-        "query_module errno 1\n"
-        "reboot errno 1\n"
-        "# mounts and namespaces (CAP_SYS_ADMIN in Docker)\n"
-        "fsconfig errno 1\n"
-        "fsmount errno 1\n"
-        "fsopen errno 1\n"
-        "fspick errno 1\n"
-        "mount errno 1\n"
-        "mount_setattr errno 1\n"
-        "move_mount errno 1\n"
-        "open_tree errno 1\n"
-        "open_tree_attr errno 1\n"
-        "pivot_root errno 1\n"
-        "setns errno 1\n"
-        "umount errno 1\n"
-        "umount2 errno 1\n"
-        "unshare errno 1\n"
-        "clone3 errno 38\n"
-        "clone errno 1 [0,0x00020000,SCMP_CMP_MASKED_EQ,0x00020000]\n"
-        "clone errno 1 [0,0x02000000,SCMP_CMP_MASKED_EQ,0x02000000]\n"
-        "clone errno 1 [0,0x04000000,SCMP_CMP_MASKED_EQ,0x04000000]\n"
-        "clone errno 1 [0,0x08000000,SCMP_CMP_MASKED_EQ,0x08000000]\n"
-        "clone errno 1 [0,0x10000000,SCMP_CMP_MASKED_EQ,0x10000000]\n"
-        "clone errno 1 [0,0x20000000,SCMP_CMP_MASKED_EQ,0x20000000]\n"
-        "clone errno 1 [0,0x40000000,SCMP_CMP_MASKED_EQ,0x40000000]\n"
-        "sethostname errno 1\n"
-        "setdomainname errno 1\n"
-        "# keyrings\n"
-        "add_key errno 1\n"
-        "keyctl errno 1\n"
-        "request_key errno 1\n"
-        "# tracing, profiling, other processes' memory and files\n"
-        "bpf errno 1\n"
-        "fanotify_init errno 1\n"
-        "kcmp errno 1\n"
-        "lookup_dcookie errno 1\n"
-        "open_by_handle_at errno 1\n"
-        "perf_event_open errno 1\n"
-        "pidfd_getfd errno 1\n"
-        "process_madvise errno 1\n"
-        "userfaultfd errno 1\n"
-        "lsm_get_self_attr errno 1\n"
-        "lsm_list_modules errno 1\n"
-        "lsm_set_self_attr errno 1\n"
-        "io_uring_enter errno 1\n"
-        "io_uring_register errno 1\n"
-        "io_uring_setup errno 1\n"
-        "# host-wide state: clock, swap, accounting, quotas, kernel log\n"
-        "clock_settime errno 1\n"
-        "clock_settime64 errno 1\n"
-        "settimeofday errno 1\n"
-        "stime errno 1\n"
-        "acct errno 1\n"
-        "bdflush errno 1\n"
-        "nfsservctl errno 1\n"
-        "quotactl errno 1\n"
-        "quotactl_fd errno 1\n"
-        "swapoff errno 1\n"
-        "swapon errno 1\n"
-        "syslog errno 1\n"
-        "_sysctl errno 1\n"
-        "sysfs errno 1\n"
-        "ustat errno 1\n"
-        "uselib errno 1\n"
-        "vhangup errno 1\n"
-        "# hardware and NUMA (CAP_SYS_RAWIO, CAP_SYS_NICE in Docker)\n"
-        "ioperm errno 1\n"
-        "iopl errno 1\n"
-        "pciconfig_iobase errno 1\n"
-        "pciconfig_read errno 1\n"
-        "pciconfig_write errno 1\n"
-        "get_mempolicy errno 1\n"
-        "mbind errno 1\n"
-        "migrate_pages errno 1\n"
-        "move_pages errno 1\n"
-        "set_mempolicy errno 1\n"
-        "set_mempolicy_home_node errno 1\n"
-        "# AF_ALG and AF_VSOCK sockets\n"
-        "socket errno 1 [0,38,SCMP_CMP_EQ]\n"
-        "socket errno 1 [0,40,SCMP_CMP_EQ]\n"
-        "# obsolete or unimplemented, mostly i386 (Docker does not allow them)\n"
-        "afs_syscall errno 1\n"
-        "break errno 1\n"
-        "ftime errno 1\n"
-        "getpmsg errno 1\n"
-        "gtty errno 1\n"
-        "idle errno 1\n"
-        "lock errno 1\n"
-        "mpx errno 1\n"
-        "nice errno 1\n"
-        "oldfstat errno 1\n"
-        "oldlstat errno 1\n"
-        "oldolduname errno 1\n"
-        "oldstat errno 1\n"
-        "olduname errno 1\n"
-        "prof errno 1\n"
-        "profil errno 1\n"
-        "putpmsg errno 1\n"
-        "readdir errno 1\n"
-        "security errno 1\n"
-        "sgetmask errno 1\n"
-        "sigaction errno 1\n"
-        "signal errno 1\n"
-        "sigpending errno 1\n"
-        "sigsuspend errno 1\n"
-        "ssetmask errno 1\n"
-        "stty errno 1\n"
-        "tuxcall errno 1\n"
-        "ulimit errno 1\n"
-        "vm86 errno 1\n"
-        "vm86old errno 1\n"
-        "vserver errno 1\n";
+        "[all]\n";
 
-const char *lxc_seccomp_runtime_default(void)
+static const struct rd_line rd_lines[] = {
+        {"# modules, kexec, reboot", 0},
+        {"create_module errno 1", 0},
+        {"delete_module errno 1", CAP(CAP_SYS_MODULE)},
+        {"finit_module errno 1", CAP(CAP_SYS_MODULE)},
+        {"get_kernel_syms errno 1", 0},
+        {"init_module errno 1", CAP(CAP_SYS_MODULE)},
+        {"kexec_file_load errno 1", 0},
+        {"kexec_load errno 1", 0},
+        {"query_module errno 1", 0},
+        {"reboot errno 1", CAP(CAP_SYS_BOOT)},
+        {"# mounts, namespaces, host and domain name", 0},
+        {"fsconfig errno 1", CAP(CAP_SYS_ADMIN)},
+        {"fsmount errno 1", CAP(CAP_SYS_ADMIN)},
+        {"fsopen errno 1", CAP(CAP_SYS_ADMIN)},
+        {"fspick errno 1", CAP(CAP_SYS_ADMIN)},
+        {"mount errno 1", CAP(CAP_SYS_ADMIN)},
+        {"mount_setattr errno 1", CAP(CAP_SYS_ADMIN)},
+        {"move_mount errno 1", CAP(CAP_SYS_ADMIN)},
+        {"open_tree errno 1", CAP(CAP_SYS_ADMIN)},
+        {"open_tree_attr errno 1", 0},
+        {"pivot_root errno 1", 0},
+        {"chroot errno 1", CAP(CAP_SYS_CHROOT)},
+        {"setns errno 1", CAP(CAP_SYS_ADMIN)},
+        {"umount errno 1", CAP(CAP_SYS_ADMIN)},
+        {"umount2 errno 1", CAP(CAP_SYS_ADMIN)},
+        {"unshare errno 1", CAP(CAP_SYS_ADMIN)},
+        {"clone3 errno 38", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x00020000,SCMP_CMP_MASKED_EQ,0x00020000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x02000000,SCMP_CMP_MASKED_EQ,0x02000000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x04000000,SCMP_CMP_MASKED_EQ,0x04000000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x08000000,SCMP_CMP_MASKED_EQ,0x08000000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x10000000,SCMP_CMP_MASKED_EQ,0x10000000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x20000000,SCMP_CMP_MASKED_EQ,0x20000000]", CAP(CAP_SYS_ADMIN)},
+        {"clone errno 1 [0,0x40000000,SCMP_CMP_MASKED_EQ,0x40000000]", CAP(CAP_SYS_ADMIN)},
+        {"sethostname errno 1", CAP(CAP_SYS_ADMIN)},
+        {"setdomainname errno 1", CAP(CAP_SYS_ADMIN)},
+        {"# keyrings", 0},
+        {"add_key errno 1", 0},
+        {"keyctl errno 1", 0},
+        {"request_key errno 1", 0},
+        {"# tracing, profiling, other processes' memory and files", 0},
+        {"bpf errno 1", CAP(CAP_SYS_ADMIN) | CAP(CAP_BPF)},
+        {"fanotify_init errno 1", CAP(CAP_SYS_ADMIN)},
+        {"kcmp errno 1", CAP(CAP_SYS_PTRACE)},
+        {"lookup_dcookie errno 1", CAP(CAP_SYS_ADMIN)},
+        {"open_by_handle_at errno 1", CAP(CAP_DAC_READ_SEARCH)},
+        {"perf_event_open errno 1", CAP(CAP_SYS_ADMIN) | CAP(CAP_PERFMON)},
+        {"pidfd_getfd errno 1", CAP(CAP_SYS_PTRACE)},
+        {"process_madvise errno 1", CAP(CAP_SYS_PTRACE)},
+        {"userfaultfd errno 1", 0},
+        {"lsm_get_self_attr errno 1", 0},
+        {"lsm_list_modules errno 1", 0},
+        {"lsm_set_self_attr errno 1", 0},
+        {"io_uring_enter errno 1", 0},
+        {"io_uring_register errno 1", 0},
+        {"io_uring_setup errno 1", 0},
+        {"# host-wide state: clock, swap, accounting, quotas, kernel log", 0},
+        {"clock_settime errno 1", CAP(CAP_SYS_TIME)},
+        {"clock_settime64 errno 1", CAP(CAP_SYS_TIME)},
+        {"settimeofday errno 1", CAP(CAP_SYS_TIME)},
+        {"stime errno 1", CAP(CAP_SYS_TIME)},
+        {"acct errno 1", CAP(CAP_SYS_PACCT)},
+        {"bdflush errno 1", 0},
+        {"nfsservctl errno 1", 0},
+        {"quotactl errno 1", CAP(CAP_SYS_ADMIN)},
+        {"quotactl_fd errno 1", CAP(CAP_SYS_ADMIN)},
+        {"swapoff errno 1", 0},
+        {"swapon errno 1", 0},
+        {"syslog errno 1", CAP(CAP_SYS_ADMIN) | CAP(CAP_SYSLOG)},
+        {"_sysctl errno 1", 0},
+        {"sysfs errno 1", 0},
+        {"ustat errno 1", 0},
+        {"uselib errno 1", 0},
+        {"vhangup errno 1", CAP(CAP_SYS_TTY_CONFIG)},
+        {"# hardware and NUMA (CAP_SYS_RAWIO, CAP_SYS_NICE in Docker)", 0},
+        {"ioperm errno 1", CAP(CAP_SYS_RAWIO)},
+        {"iopl errno 1", CAP(CAP_SYS_RAWIO)},
+        {"pciconfig_iobase errno 1", 0},
+        {"pciconfig_read errno 1", 0},
+        {"pciconfig_write errno 1", 0},
+        {"get_mempolicy errno 1", CAP(CAP_SYS_NICE)},
+        {"mbind errno 1", CAP(CAP_SYS_NICE)},
+        {"migrate_pages errno 1", 0},
+        {"move_pages errno 1", 0},
+        {"set_mempolicy errno 1", CAP(CAP_SYS_NICE)},
+        {"set_mempolicy_home_node errno 1", CAP(CAP_SYS_NICE)},
+        {"# AF_ALG and AF_VSOCK sockets", 0},
+        {"socket errno 1 [0,38,SCMP_CMP_EQ]", 0},
+        {"socket errno 1 [0,40,SCMP_CMP_EQ]", 0},
+        {"# obsolete or unimplemented, mostly i386 (Docker does not allow them)", 0},
+        {"afs_syscall errno 1", 0},
+        {"break errno 1", 0},
+        {"ftime errno 1", 0},
+        {"getpmsg errno 1", 0},
+        {"gtty errno 1", 0},
+        {"idle errno 1", 0},
+        {"lock errno 1", 0},
+        {"mpx errno 1", 0},
+        {"nice errno 1", 0},
+        {"oldfstat errno 1", 0},
+        {"oldlstat errno 1", 0},
+        {"oldolduname errno 1", 0},
+        {"oldstat errno 1", 0},
+        {"olduname errno 1", 0},
+        {"prof errno 1", 0},
+        {"profil errno 1", 0},
+        {"putpmsg errno 1", 0},
+        {"readdir errno 1", 0},
+        {"security errno 1", 0},
+        {"sgetmask errno 1", 0},
+        {"sigaction errno 1", 0},
+        {"signal errno 1", 0},
+        {"sigpending errno 1", 0},
+        {"sigsuspend errno 1", 0},
+        {"ssetmask errno 1", 0},
+        {"stty errno 1", 0},
+        {"tuxcall errno 1", 0},
+        {"ulimit errno 1", 0},
+        {"vm86 errno 1", 0},
+        {"vm86old errno 1", 0},
+        {"vserver errno 1", 0},
+};
+
+int lxc_seccomp_runtime_default(uint64_t caps, char **ret)
 {
-        return runtime_default;
+        size_t len = sizeof(rd_head), n;
+        char *out;
+
+        for (size_t i = 0; i < SH_ARRAY_SIZE(rd_lines); i++)
+                if (!(rd_lines[i].unless & caps))
+                        len += strlen(rd_lines[i].text) + 1;
+        out = malloc(len);
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, rd_head, sizeof(rd_head));
+        n = sizeof(rd_head) - 1;
+        for (size_t i = 0; i < SH_ARRAY_SIZE(rd_lines); i++) {
+                size_t l = strlen(rd_lines[i].text);
+
+                if (rd_lines[i].unless & caps)
+                        continue;
+                memcpy(out + n, rd_lines[i].text, l);
+                out[n + l] = '\n';
+                n += l + 1;
+        }
+        out[n] = '\0';
+        *ret = out;
+        return 0;
 }
 
 /* ---- OCI JSON -> LXC text ---- */

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -16,10 +17,11 @@
 #define LXC_SECCOMP_RULES_MAX 4096
 
 /*
- * runt's RuntimeDefault policy: Docker's default profile for a container with Docker's
- * default capabilities, as an LXC denylist returning EPERM. Static storage, never freed.
+ * runt's RuntimeDefault policy for a container holding the capabilities @caps (bit n is
+ * capability n of <linux/capability.h>): Docker's default profile with its per-capability
+ * rules, as an LXC denylist returning EPERM. Malloc'd into @ret (caller frees); -ENOMEM.
  */
-const char *lxc_seccomp_runtime_default(void);
+int lxc_seccomp_runtime_default(uint64_t caps, char **ret);
 
 /*
  * Converts the OCI/Docker JSON seccomp profile in @json (@len bytes, a Kubernetes Localhost

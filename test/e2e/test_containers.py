@@ -48,9 +48,19 @@ def images(registry, tmp_path_factory):
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "group"))
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "passwd"))
 
+        # The shape of critest's test-image-predefined-group: /etc/group lists the user in
+        # groups other than its own.
+        def grouped(rootfs):
+            R.busybox_rootfs(rootfs)
+            Path(rootfs, "etc", "group").write_text(
+                "root:x:0:\nuser:x:1000:\ngroup-defined-in-image:x:50000:user\n"
+                "other:x:50001:root,user\nnot-user:x:50002:user2,users\n")
+
+        lay.new_rootfs("grouped", grouped)
+        lay.config("grouped", cmd=["/bin/sh"], env=["PATH=/bin"], user="1000")
         lay.new_rootfs("links", links)
         lay.config("links", cmd=["/bin/sh"], env=["PATH=/bin"])
-        for tag in ("plain", "user", "entry", "links"):
+        for tag in ("plain", "user", "entry", "links", "grouped"):
             lay.push(tag, registry.host, f"ctr/{tag}:1")
             out[tag] = f"{registry.host}/ctr/{tag}:1"
     finally:
@@ -426,7 +436,7 @@ def test_security_context(ctrs, tmp_path):
     caps = cap_eff(ctrs, plain)
     assert caps & (1 << CAP_CHOWN) and caps & (1 << CAP_NET_RAW)
     assert not caps & (1 << CAP_SYS_ADMIN)
-    assert status_field(ctrs, plain, "Seccomp") == "2"  # RuntimeDefault
+    assert status_field(ctrs, plain, "Seccomp") == "0"  # no profile named: Unconfined
     r = ctrs.exec(plain, ["busybox", "unshare", "-n", "true"])
     assert r.exit_code != 0
     # Masked paths (containerd's defaults): /proc/keys reads empty, /proc/acpi is empty.
@@ -457,6 +467,120 @@ def test_security_context(ctrs, tmp_path):
     unconfined = ctrs.run_ctr(pod, cfg, "unconfined", **sleeper(linux=security(
         seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined))))
     assert status_field(ctrs, unconfined, "Seccomp") == "0"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def caps(add=(), drop=()):
+    return pb.Capability(add_capabilities=list(add), drop_capabilities=list(drop))
+
+
+def test_seccomp_unset_is_unconfined(ctrs):
+    """No SecurityProfile and no seccomp_profile_path, as the kubelet sends for a pod that
+    names none: CRI's Unconfined, for the container and its exec'd processes."""
+    pod, cfg = ctrs.pod()
+    none = ctrs.run_ctr(pod, cfg, "none", **sleeper())
+    assert status_field(ctrs, none, "Seccomp") == "0"
+    empty = ctrs.run_ctr(pod, cfg, "empty", **sleeper(linux=security(seccomp_profile_path="")))
+    assert status_field(ctrs, empty, "Seccomp") == "0"
+    # Unconfined, but the capabilities still hold: no CAP_SYS_ADMIN, no sethostname.
+    r = ctrs.exec(empty, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code != 0, r
+    for pid in pause_pids(ctrs.d.root_dir):
+        assert "Seccomp:\t0" in Path(f"/proc/{pid}/status").read_text()
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_runtime_default_follows_capabilities(ctrs):
+    """RuntimeDefault lets a capability the container holds have the syscalls Docker's
+    profile unlocks for it (critest's sethostname with docker/default and SYS_ADMIN)."""
+    pod, cfg = ctrs.pod()
+    rd = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+    plain = ctrs.run_ctr(pod, cfg, "plain", **sleeper(linux=security(seccomp=rd)))
+    assert status_field(ctrs, plain, "Seccomp") == "2"
+    r = ctrs.exec(plain, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+    assert ctrs.exec(plain, ["busybox", "unshare", "-u", "true"]).exit_code != 0
+    admin = ctrs.run_ctr(pod, cfg, "admin", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["SYS_ADMIN"]))))
+    assert status_field(ctrs, admin, "Seccomp") == "2"
+    r = ctrs.exec(admin, ["busybox", "hostname", "ANewHostName"])
+    assert r.exit_code == 0, r
+    assert ctrs.exec(admin, ["busybox", "hostname"]).stdout == b"ANewHostName\n"
+    r = ctrs.exec(admin, ["busybox", "unshare", "-u", "sh", "-c",
+                          "busybox hostname inner; busybox hostname"])
+    assert (r.exit_code, r.stdout) == (0, b"inner\n"), r
+    r = ctrs.exec(admin, ["sh", "-c", "mkdir -p /tmp/m && busybox mount -t tmpfs none /tmp/m && "
+                                      "busybox umount /tmp/m"])
+    assert r.exit_code == 0, r
+    # The old field with CAP_ prefixed names, and "ALL" (critest's request shapes).
+    old = ctrs.run_ctr(pod, cfg, "old", **sleeper(linux=security(
+        seccomp_profile_path="runtime/default", capabilities=caps(add=["CAP_SYS_ADMIN"]))))
+    assert status_field(ctrs, old, "Seccomp") == "2"
+    assert ctrs.exec(old, ["busybox", "hostname", "old"]).exit_code == 0
+    docker = ctrs.run_ctr(pod, cfg, "docker", **sleeper(linux=security(
+        seccomp_profile_path="docker/default")))
+    assert ctrs.exec(docker, ["busybox", "hostname", "docker"]).exit_code != 0
+    every = ctrs.run_ctr(pod, cfg, "all", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["ALL"]))))
+    assert status_field(ctrs, every, "Seccomp") == "2"
+    assert ctrs.exec(every, ["busybox", "hostname", "all"]).exit_code == 0
+    # Dropped again: the capability and what it unlocked are gone.
+    dropped = ctrs.run_ctr(pod, cfg, "dropped", **sleeper(linux=security(
+        seccomp=rd, capabilities=caps(add=["ALL"], drop=["SYS_ADMIN"]))))
+    r = ctrs.exec(dropped, ["busybox", "unshare", "-u", "true"])
+    assert r.exit_code != 0, r
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_home_and_groups_of_the_image_user(ctrs):
+    """HOME from the user's passwd entry, "/" without one, the request's or the image's
+    env first; groups: the primary one, those /etc/group lists the user in, the request's;
+    for PID 1 and for exec (critest's predefined-group spec)."""
+    pod, cfg = ctrs.pod()
+    show = ["/bin/sh", "-c", "echo HOME=$HOME; id -G; trap 'exit 0' TERM; "
+                             "while true; do sleep 0.1; done"]
+
+    def first(cid):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out = [m for s, _, m in ctrs.log_records(ctrs.cstatus(cid).log_path)
+                   if s == "stdout"]
+            if len(out) >= 2:
+                return out[:2]
+            time.sleep(0.05)
+        raise AssertionError(f"{cid} wrote no HOME and groups")
+
+    def both(cid):
+        r = ctrs.exec(cid, ["/bin/sh", "-c", "echo HOME=$HOME; id -G"])
+        assert r.exit_code == 0, r
+        assert r.stdout.decode().splitlines() == first(cid)
+        return first(cid)
+
+    g = ctrs.run_ctr(pod, cfg, "g", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=1000), supplemental_groups=[1234]))
+    assert both(g) == ["HOME=/home/user", "1000 1234 50000 50001"]
+    # The image's user ("1000"), no request fields.
+    i = ctrs.run_ctr(pod, cfg, "i", image="grouped", command=show)
+    assert both(i) == ["HOME=/home/user", "1000 50000 50001"]
+    n = ctrs.run_ctr(pod, cfg, "n", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=4321), run_as_group=pb.Int64Value(value=4322)))
+    assert both(n) == ["HOME=/", "4322"]
+    root = ctrs.run_ctr(pod, cfg, "root", command=show)
+    assert both(root) == ["HOME=/root", "0"]
+    # Root by number in the image whose /etc/group lists root in "other".
+    r0 = ctrs.run_ctr(pod, cfg, "r0", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=0)))
+    assert both(r0) == ["HOME=/root", "0 50001"]
+    # By name, with the image's HOME kept.
+    byname = ctrs.run_ctr(pod, cfg, "byname", image="grouped", command=show, linux=security(
+        run_as_username="nobody"))
+    assert both(byname) == ["HOME=/nonexistent", "65534"]
+    e = ctrs.run_ctr(pod, cfg, "e", image="grouped", command=show,
+                     envs=[pb.KeyValue(key="HOME", value=b"/custom")])
+    assert both(e) == ["HOME=/custom", "1000 50000 50001"]
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 

@@ -368,6 +368,11 @@ static void unknown_uid(struct req *q)
         q->r.uid = 777;
 }
 
+static void no_user(struct req *q)
+{
+        (void)q;
+}
+
 static void test_user_resolution(void **state)
 {
         struct fixture *f = *state;
@@ -380,6 +385,61 @@ static void test_user_resolution(void **state)
         check_user(f, "u5", request_username_and_gid, 65534, 5, (const unsigned[]){5}, 1);
         /* A uid the image does not know runs with gid 0. */
         check_user(f, "u6", unknown_uid, 777, 0, (const unsigned[]){0}, 1);
+        /* No user anywhere: root, with the groups /etc/group lists root in. */
+        check_user(f, "u7", no_user, 0, 0, (const unsigned[]){0, 10}, 2);
+}
+
+static void image_home(struct req *q)
+{
+        static char *const env[] = {"PATH=/bin", "HOME=/from-image", NULL};
+
+        q->r.image.user = "app";
+        q->r.image.env = env;
+}
+
+static void request_home(struct req *q)
+{
+        static char *const env[] = {"HOME=/from-request", NULL};
+
+        q->r.image.user = "app";
+        q->r.envs = env;
+}
+
+/* Creates @name with @tweak and checks the HOME its process gets. */
+static void check_home(struct fixture *f, const char *name, void (*tweak)(struct req *),
+                       const char *home)
+{
+        struct req q;
+        struct pod_container_info *i;
+        size_t n = 0;
+
+        req_init(f, &q, name);
+        q.r.image.cmd = cmd;
+        tweak(&q);
+        i = create(f, &q, NULL);
+        for (size_t k = 0; i->spec.env[k]; k++)
+                if (strncmp(i->spec.env[k], "HOME=", 5) == 0) {
+                        assert_string_equal(i->spec.env[k] + 5, home);
+                        n++;
+                }
+        assert_int_equal(n, 1);
+        pod_container_info_free(i);
+}
+
+static void test_home(void **state)
+{
+        struct fixture *f = *state;
+
+        /* As runc: the passwd entry's, "/" without an entry. */
+        check_home(f, "h1", image_user_name, "/home/app");
+        check_home(f, "h2", request_uid, "/home/app");
+        check_home(f, "h3", request_username_and_gid, "/");
+        check_home(f, "h4", unknown_uid, "/");
+        check_home(f, "h5", no_user, "/root");
+        check_home(f, "h6", image_user_numeric, "/home/app");
+        /* The image's env or the request's wins. */
+        check_home(f, "h7", image_home, "/from-image");
+        check_home(f, "h8", request_home, "/from-request");
 }
 
 static void test_unknown_user_is_refused(void **state)
@@ -882,6 +942,7 @@ int main(void)
                 T(test_no_command_is_refused),
                 T(test_env_and_workdir),
                 T(test_user_resolution),
+                T(test_home),
                 T(test_unknown_user_is_refused),
                 T(test_hostile_paths_are_refused),
                 T(test_lifecycle),

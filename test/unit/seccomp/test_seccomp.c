@@ -1,5 +1,6 @@
 /* backends/lxc/seccomp.c: RuntimeDefault and OCI JSON -> LXC policy text, and its refusals. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,13 +92,47 @@ static void conv_fail(const char *json, int code, const char *needle)
 #define HEAD_ALLOW    "# converted by runt from an OCI seccomp profile\n[all]\n"
 #define UMOUNT2_EPERM "# liblxc's init umounts itself: EPERM, not the default\numount2 errno 1\n"
 
+#define CAP(n) (UINT64_C(1) << (n))
+/* containerd's (and Docker's) default capability set. */
+#define DEFAULT_CAPS                                                                               \
+        (CAP(CAP_CHOWN) | CAP(CAP_DAC_OVERRIDE) | CAP(CAP_FSETID) | CAP(CAP_FOWNER) |              \
+         CAP(CAP_MKNOD) | CAP(CAP_NET_RAW) | CAP(CAP_SETGID) | CAP(CAP_SETUID) |                   \
+         CAP(CAP_SETFCAP) | CAP(CAP_SETPCAP) | CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SYS_CHROOT) |   \
+         CAP(CAP_KILL) | CAP(CAP_AUDIT_WRITE))
+
+/* RuntimeDefault for @caps, checked against the grammar (caller frees). */
+static char *rd(uint64_t caps)
+{
+        char *p = NULL;
+
+        assert_int_equal(lxc_seccomp_runtime_default(caps, &p), 0);
+        assert_non_null(p);
+        assert_lxc_grammar(p);
+        assert_true(strncmp(p, "2\ndenylist\n", 11) == 0);
+        return p;
+}
+
+/* Does policy @p hold rule line @rule (a whole line)? */
+static bool has_line(const char *p, const char *rule)
+{
+        _cleanup_free_ char *line = sh_strdup_printf("\n%s\n", rule);
+
+        return line && strstr(p, line);
+}
+
+/* Does policy @p hold any rule for syscall @name? */
+static bool has_rule(const char *p, const char *name)
+{
+        _cleanup_free_ char *line = sh_strdup_printf("\n%s ", name);
+
+        return line && strstr(p, line);
+}
+
 static void test_runtime_default(void **state)
 {
-        const char *p = lxc_seccomp_runtime_default();
+        _cleanup_free_ char *p = rd(DEFAULT_CAPS);
 
         (void)state;
-        assert_ptr_equal(p, lxc_seccomp_runtime_default());
-        assert_lxc_grammar(p);
         assert_true(strncmp(p, "2\ndenylist\n", 11) == 0);
         const char *denied[] = {"kexec_load",
                                 "kexec_file_load",
@@ -146,9 +181,9 @@ static void test_runtime_default(void **state)
                                 "kcmp",
                                 "io_uring_setup"};
         for (size_t i = 0; i < SH_ARRAY_SIZE(denied); i++) {
-                _cleanup_free_ char *line = sh_strdup_printf("\n%s errno 1\n", denied[i]);
+                _cleanup_free_ char *line = sh_strdup_printf("%s errno 1", denied[i]);
 
-                if (!strstr(p, line))
+                if (!has_line(p, line))
                         fail_msg("RuntimeDefault does not deny %s", denied[i]);
         }
         /* Docker allows these to a container with its default capabilities. */
@@ -156,16 +191,124 @@ static void test_runtime_default(void **state)
                                  "chroot",   "personality",      "name_to_handle_at",
                                  "adjtimex", "clock_adjtime",    "setuid",
                                  "capset",   "execve",           "prctl"};
-        for (size_t i = 0; i < SH_ARRAY_SIZE(allowed); i++) {
-                _cleanup_free_ char *line = sh_strdup_printf("\n%s ", allowed[i]);
-
-                if (strstr(p, line))
+        for (size_t i = 0; i < SH_ARRAY_SIZE(allowed); i++)
+                if (has_rule(p, allowed[i]))
                         fail_msg("RuntimeDefault denies %s", allowed[i]);
-        }
         assert_non_null(strstr(p, "\nclone3 errno 38\n"));
         assert_non_null(
                 strstr(p, "\nclone errno 1 [0,0x10000000,SCMP_CMP_MASKED_EQ,0x10000000]\n"));
         assert_non_null(strstr(p, "\nsocket errno 1 [0,40,SCMP_CMP_EQ]\n"));
+}
+
+/* What each capability unlocks, as Docker's default profile has it (its includes.caps). */
+static const struct {
+        int cap;
+        const char *names[24];
+} unlocks[] = {
+        {CAP_SYS_ADMIN, {"sethostname",    "setdomainname", "mount",       "umount",
+                         "umount2",        "unshare",       "setns",       "fsopen",
+                         "fsconfig",       "fsmount",       "fspick",      "move_mount",
+                         "open_tree",      "mount_setattr", "bpf",         "perf_event_open",
+                         "syslog",         "quotactl",      "quotactl_fd", "fanotify_init",
+                         "lookup_dcookie", "clone",         "clone3",      NULL}},
+        {CAP_SYS_PTRACE, {"kcmp", "pidfd_getfd", "process_madvise", NULL}},
+        {CAP_SYS_BOOT, {"reboot", NULL}},
+        {CAP_SYS_MODULE, {"init_module", "finit_module", "delete_module", NULL}},
+        {CAP_SYS_TIME, {"settimeofday", "stime", "clock_settime", "clock_settime64", NULL}},
+        {CAP_SYS_NICE,
+         {"get_mempolicy", "set_mempolicy", "set_mempolicy_home_node", "mbind", NULL}},
+        {CAP_SYS_RAWIO, {"iopl", "ioperm", NULL}},
+        {CAP_SYS_PACCT, {"acct", NULL}},
+        {CAP_SYS_TTY_CONFIG, {"vhangup", NULL}},
+        {CAP_SYSLOG, {"syslog", NULL}},
+        {CAP_BPF, {"bpf", NULL}},
+        {CAP_PERFMON, {"perf_event_open", NULL}},
+        {CAP_SYS_CHROOT, {"chroot", NULL}},
+        {CAP_DAC_READ_SEARCH, {"open_by_handle_at", NULL}},
+};
+
+/* Denied whatever the container holds (Docker allows them to no capability). */
+static const char *const always[] = {
+        "kexec_load",    "kexec_file_load", "create_module",  "query_module", "get_kernel_syms",
+        "pivot_root",    "add_key",         "keyctl",         "request_key",  "userfaultfd",
+        "swapon",        "swapoff",         "nfsservctl",     "uselib",       "io_uring_setup",
+        "migrate_pages", "move_pages",      "pciconfig_read", "socket",       "vm86",
+};
+
+static void test_runtime_default_caps(void **state)
+{
+        _cleanup_free_ char *none = rd(0), *all = rd(UINT64_MAX), *dflt = rd(DEFAULT_CAPS);
+
+        (void)state;
+        /* Nothing held: every capability rule is in; the default set only lifts chroot. */
+        for (size_t i = 0; i < SH_ARRAY_SIZE(unlocks); i++)
+                for (size_t k = 0; unlocks[i].names[k]; k++) {
+                        const char *name = unlocks[i].names[k];
+
+                        if (!has_rule(none, name))
+                                fail_msg("with no capability, %s is not denied", name);
+                        if (has_rule(all, name))
+                                fail_msg("with every capability, %s is denied", name);
+                        if (has_rule(dflt, name) == (unlocks[i].cap == CAP_SYS_CHROOT))
+                                fail_msg("with the default capabilities, %s is %s", name,
+                                         has_rule(dflt, name) ? "denied" : "allowed");
+                }
+        for (size_t i = 0; i < SH_ARRAY_SIZE(always); i++) {
+                if (!has_rule(all, always[i]))
+                        fail_msg("with every capability, %s is allowed", always[i]);
+                if (!has_rule(none, always[i]))
+                        fail_msg("with no capability, %s is allowed", always[i]);
+        }
+        /* Each capability alone lifts its own rules and no other's (the syscalls Docker
+         * unlocks for two, as bpf for CAP_SYS_ADMIN or CAP_BPF, need just one). */
+        for (size_t i = 0; i < SH_ARRAY_SIZE(unlocks); i++) {
+                _cleanup_free_ char *p = rd(DEFAULT_CAPS | CAP(unlocks[i].cap));
+
+                for (size_t j = 0; j < SH_ARRAY_SIZE(unlocks); j++)
+                        for (size_t k = 0; unlocks[j].names[k]; k++) {
+                                const char *name = unlocks[j].names[k];
+                                bool lifted = false;
+
+                                for (size_t m = 0; unlocks[i].names[m]; m++)
+                                        lifted |= strcmp(unlocks[i].names[m], name) == 0;
+                                lifted |= unlocks[j].cap == CAP_SYS_CHROOT;
+                                if (has_rule(p, name) == lifted)
+                                        fail_msg("capability %d: %s is %s", unlocks[i].cap, name,
+                                                 lifted ? "denied" : "allowed");
+                        }
+        }
+        /* CAP_SYS_ADMIN: clone with namespace flags and clone3 are the kernel's business. */
+        {
+                _cleanup_free_ char *admin = rd(DEFAULT_CAPS | CAP(CAP_SYS_ADMIN));
+
+                assert_false(has_rule(admin, "clone"));
+                assert_false(has_rule(admin, "clone3"));
+                assert_true(has_line(admin, "socket errno 1 [0,40,SCMP_CMP_EQ]"));
+                assert_true(has_line(admin, "pivot_root errno 1"));
+                assert_true(has_line(dflt, "clone3 errno 38"));
+        }
+        /* Every policy is the full one minus lines: nothing is added, order kept. */
+        {
+                const char *a = none, *b = all;
+
+                while (*b) {
+                        const char *eb = strchr(b, '\n'), *ea;
+
+                        while ((ea = strchr(a, '\n')) && ((size_t)(ea - a) != (size_t)(eb - b) ||
+                                                          memcmp(a, b, (size_t)(eb - b)) != 0))
+                                a = ea + 1;
+                        if (!ea)
+                                fail_msg("line '%.*s' is not in the full policy", (int)(eb - b), b);
+                        a = ea + 1;
+                        b = eb + 1;
+                }
+        }
+        /* Bits above the known capabilities change nothing. */
+        {
+                _cleanup_free_ char *hi = rd(DEFAULT_CAPS | (UINT64_C(1) << 63));
+
+                assert_string_equal(hi, dflt);
+        }
 }
 
 static void test_denylist(void **state)
@@ -544,6 +687,7 @@ int main(void)
 {
         const struct CMUnitTest t[] = {
                 cmocka_unit_test(test_runtime_default),
+                cmocka_unit_test(test_runtime_default_caps),
                 cmocka_unit_test(test_denylist),
                 cmocka_unit_test(test_denylist_defaults),
                 cmocka_unit_test(test_allowlist),
