@@ -16,7 +16,7 @@ import pytest
 
 import registry as R
 from conftest import pb
-from test_lxc_sandbox import EMPTY_LXC, LxcPods, pause_pids
+from test_lxc_sandbox import EMPTY_LXC, LxcPods
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need root")
 T = 60
@@ -89,17 +89,35 @@ class Ctrs(LxcPods):
         super().__init__(runtd_factory, tmp_path, images={
             "registries": [{"prefix": h, "insecure": True} for h in hosts]})
         self.images = images
+        self.ids = set()  # every pod and container made here
         self.logs = tmp_path / "logs"
         self.logs.mkdir()
         for ref in images.values():
             self.d.image().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)),
                                      timeout=T)
 
+    def run(self, cfg, handler=""):
+        pid = super().run(cfg, handler)
+        self.ids.add(pid)
+        return pid
+
     def leftovers(self):
+        """The host-wide entries (cgroups, runt-pause processes) cut to the pods and
+        containers made here: other runs may share the machine."""
         left = super().leftovers()
+        left["cgroups"] = [c for c in left["cgroups"]
+                           if c.rsplit("/", 1)[-1].removeprefix("monitor-") in self.ids]
+        left["pause"] = [p for p in left["pause"] if self._own_pid(p)]
         left["shims"] = shim_pids(self.d.root_dir)
         left["mounts"] = mounts_under(self.d.root_dir)
         return left
+
+    def _own_pid(self, pid):
+        try:
+            cg = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return False
+        return any(i in cg for i in self.ids)
 
     def pod(self, name="p", **kw):
         cfg = self.config(name, log_directory=str(self.logs / name), **kw)
@@ -113,8 +131,10 @@ class Ctrs(LxcPods):
             linux.security_context.namespace_options.pid = pb.CONTAINER
         c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name),
                                image=pb.ImageSpec(image=self.images[image]), **kw)
-        return self.rt().CreateContainer(pb.CreateContainerRequest(
+        cid = self.rt().CreateContainer(pb.CreateContainerRequest(
             pod_sandbox_id=pod, config=c, sandbox_config=cfg), timeout=T).container_id
+        self.ids.add(cid)
+        return cid
 
     def start(self, cid):
         self.rt().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
@@ -167,7 +187,6 @@ EMPTY_CTRS = dict(EMPTY_LXC, shims=[], mounts=[])
 
 @pytest.fixture
 def ctrs(runtd_factory, tmp_path, images):
-    assert pause_pids(None) == [], "runt-pause processes from elsewhere are running"
     c = Ctrs(runtd_factory, tmp_path, images)
     yield c
     c.cleanup()
@@ -791,5 +810,50 @@ def test_stop_checks_pid1_is_still_the_container_init(ctrs):
     started.write_text(f"{pid} {ns} {int(start) + 1}\n")
     ctrs.cstop(cid, timeout=5)
     assert ctrs.cstatus(cid).exit_code == 137
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+@pytest.mark.valgrind
+def test_exit_codes_exact_while_polled(ctrs):
+    """Short containers exit, each with a code of its own, while ContainerStatus is asked
+    for them without pause from several threads. Each must report its own code: a status
+    read that found no exit file yet and then the monitor gone once reported 255, and the
+    kubelet's view of an exit is final."""
+    pod, cfg = ctrs.pod()
+    codes = [0, 1, 3, 255, 2, 42, 126, 127, 128, 254] * 4  # bounded: 40 containers
+    got, errors = {}, []
+
+    def poll(cid, want):
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                st = ctrs.cstatus(cid)
+                if st.state == pb.CONTAINER_EXITED:
+                    got[cid] = (want, st.exit_code, st.reason, st.message)
+                    return
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    for first in range(0, len(codes), 4):
+        batch = []
+        for i, code in enumerate(codes[first:first + 4]):
+            # A moment of sleep, so that the exit falls while the pollers ask.
+            cid = ctrs.create(pod, cfg, f"x{first + i}",
+                              command=["/bin/sh", "-c", f"sleep 0.{i + 1}; exit {code}"])
+            batch.append((cid, code))
+        ts = [threading.Thread(target=poll, args=b) for b in batch for _ in range(2)]
+        for cid, _ in batch:
+            ctrs.start(cid)
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for cid, _ in batch:
+            ctrs.crm(cid)
+    assert errors == []
+    wrong = [v for v in got.values() if v[0] != v[1]]
+    assert len(got) == len(codes)
+    assert wrong == [], f"{len(wrong)} of {len(codes)} wrong: {wrong}"
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
