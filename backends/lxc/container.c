@@ -1195,7 +1195,11 @@ int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                 return r;
         start = recorded_starttime(lb, id);
         if (st.pid > 0 && timeout_s > 0) {
-                /* runt-init, the container's PID 1, hands the signal to the process. */
+                /*
+                 * To the process itself when it is its pid namespace's PID 1 (which gets
+                 * only the signals it handles); in a shared one to runt-init, which hands it
+                 * on.
+                 */
                 if (pidfd_signal(st.pid, signal ? signal : SIGTERM, start) == 0 &&
                     wait_exit(lb, id, timeout_s * 1000)) {
                         /* What it left in a pid namespace shared with the pod goes too. */

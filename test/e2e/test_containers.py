@@ -376,7 +376,7 @@ def test_stop_term_ignoring_process_within_grace(ctrs):
     t0 = time.monotonic()
     ctrs.cstop(c3, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c3).exit_code == 7
-    # Any signal reaches the process through runt-init, SIGPWR too.
+    # Any signal it handles reaches PID 1, SIGPWR too.
     c4 = ctrs.run_ctr(pod, cfg, "c4", stop_signal=pb.SIGPWR,
                       command=["/bin/sh", "-c", "trap 'exit 9' PWR; trap '' TERM; " + READY])
     trapped(ctrs, c4)
@@ -855,5 +855,81 @@ def test_exit_codes_exact_while_polled(ctrs):
     wrong = [v for v in got.values() if v[0] != v[1]]
     assert len(got) == len(codes)
     assert wrong == [], f"{len(wrong)} of {len(codes)} wrong: {wrong}"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def proc1_cmdline(ctrs, cid):
+    return ctrs.exec(cid, ["cat", "/proc/1/cmdline"]).stdout
+
+
+def test_pid1_is_the_command(ctrs):
+    """With a pid namespace of its own (CONTAINER, what the kubelet asks for by default)
+    the container's command is PID 1 itself, as with runc: its /proc/1/cmdline is the
+    command, and it gets only the signals it handles."""
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sleep", "1000"])
+    assert proc1_cmdline(ctrs, cid) == b"/bin/sleep\x001000\x00"
+    # Nothing but PID 1 and the ps of the exec; execs leave no zombie behind.
+    for _ in range(3):
+        assert ctrs.exec(cid, ["true"]).exit_code == 0
+    ps = ctrs.exec(cid, ["ps", "-o", "pid,stat,args"]).stdout.decode().splitlines()[1:]
+    assert [l.split()[0] for l in ps if "ps -o" not in l] == ["1"], ps
+    assert not any(l.split()[1].startswith("Z") for l in ps), ps
+    # No SIGTERM handler: a pid namespace's init ignores SIGTERM, so the stop waits out
+    # the grace period and SIGKILLs it: 137.
+    t0 = time.monotonic()
+    ctrs.cstop(cid, timeout=2)
+    took = time.monotonic() - t0
+    st = ctrs.cstatus(cid)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+    assert st.reason == "Error" and 1.9 < took < 5, (st, took)
+    # A trapped SIGTERM ends it at once, with the code of its own.
+    c2 = ctrs.run_ctr(pod, cfg, "c2", command=["/bin/sh", "-c", "trap 'exit 7' TERM; " + READY])
+    trapped(ctrs, c2)
+    assert proc1_cmdline(ctrs, c2).startswith(b"/bin/sh\x00-c\x00trap 'exit 7' TERM; ")
+    t0 = time.monotonic()
+    ctrs.cstop(c2, timeout=10)
+    st = ctrs.cstatus(c2)
+    assert time.monotonic() - t0 < 2 and st.exit_code == 7 and st.reason == "Error", st
+    # Its exit code is the container's, exactly.
+    for code in (0, 1, 3, 255):
+        c = ctrs.run_ctr(pod, cfg, f"e{code}", command=["/bin/sh", "-c", f"exit {code}"])
+        st = ctrs.wait_exit(c)
+        assert st.exit_code == code, st
+        assert st.reason == ("Completed" if code == 0 else "Error"), st
+    # A command that is not there: 127, and why in the container's log.
+    c = ctrs.run_ctr(pod, cfg, "missing", command=["/no/such/program"])
+    st = ctrs.wait_exit(c)
+    assert st.exit_code == 127, st
+    assert any("/no/such/program" in m for _, _, m in ctrs.log_records(st.log_path))
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_signal_deaths_in_a_shared_pid_namespace(ctrs):
+    """In the pod's pid namespace the process is not PID 1: a signal without a handler
+    kills it, and the exit code is 128+signal, as runc and containerd report. A death by
+    SIGHUP must not look to liblxc like a reboot request (it would start the container
+    again)."""
+    pod, cfg = ctrs.pod(linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(pid=pb.POD))))
+    shared = pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.POD)))
+    for sig, code in (("HUP", 129), ("KILL", 137), ("USR1", 138), ("TERM", 143)):
+        c = ctrs.run_ctr(pod, cfg, f"k{sig}", linux=shared,
+                         command=["/bin/sh", "-c", f"echo ran; kill -{sig} $$; sleep 5"])
+        st = ctrs.wait_exit(c)
+        assert st.exit_code == code, (sig, st)
+        time.sleep(0.2)
+        assert ctrs.cstatus(c).exit_code == code
+        assert [m for _, _, m in ctrs.log_records(st.log_path)] == ["ran"], sig
+    # No handler for the stop signal: it ends at once, 143.
+    c = ctrs.run_ctr(pod, cfg, "stopped", linux=shared, command=["/bin/sleep", "1000"])
+    t0 = time.monotonic()
+    ctrs.cstop(c, timeout=10)
+    st = ctrs.cstatus(c)
+    assert time.monotonic() - t0 < 2 and st.exit_code == 143, st
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
