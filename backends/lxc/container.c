@@ -1136,12 +1136,20 @@ int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret
         _cleanup_free_ char *buf = NULL;
         int code = 0, oom = 0;
         long long started = 0, finished = 0;
+        bool alive;
 
         if (!dir || !exitf || !startedf)
                 return -ENOMEM;
         if (access(dir, F_OK) < 0)
                 return sh_err(err, -ENOENT, "no LXC container %.12s", id);
         memset(ret, 0, sizeof(*ret));
+        /*
+         * The monitor renames the exit file into place and then exits, so it is asked whether
+         * it lives before the file is read: a monitor gone by then has written all it ever
+         * will. The other way round, a monitor that wrote the file and left between the two
+         * looks like one that died without a word, and its exit was reported as 255.
+         */
+        alive = shim_alive(lb, id, NULL);
         if (sh_read_file(exitf, 256, &buf, NULL) == 0 &&
             sscanf(buf, "%d %d %lld %lld", &code, &oom, &started, &finished) == 4) {
                 ret->state = BE_CTR_EXITED;
@@ -1159,7 +1167,7 @@ int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret
         buf = NULL;
         if (sh_read_file(startedf, 256, &buf, NULL) == 0 &&
             sscanf(buf, "%d %lld", &ret->pid, &ret->started_ns) == 2) {
-                if (shim_alive(lb, id, NULL)) {
+                if (alive) {
                         ret->state = BE_CTR_RUNNING;
                         return 0;
                 }
@@ -1344,7 +1352,11 @@ int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                 return r;
         start = recorded_starttime(lb, id);
         if (st.pid > 0 && timeout_s > 0) {
-                /* runt-init, the container's PID 1, hands the signal to the process. */
+                /*
+                 * To the process itself when it is its pid namespace's PID 1 (which gets
+                 * only the signals it handles); in a shared one to runt-init, which hands it
+                 * on.
+                 */
                 if (pidfd_signal(st.pid, signal ? signal : SIGTERM, start) == 0 &&
                     wait_exit(lb, id, timeout_s * 1000)) {
                         /* What it left in a pid namespace shared with the pod goes too. */

@@ -1,11 +1,21 @@
 /*
- * runt-init ARG...: PID 1 of an app container (bind-mounted at /dev/.runt-init).
+ * runt-init ARG...: what liblxc starts in an app container (bind-mounted at /dev/.runt-init).
  *
- * A pid namespace's init gets no signal it has no handler for, so a process run as PID 1
- * would ignore StopContainer's SIGTERM. This init runs ARG... as its child, hands it the
- * signals it gets (all but KILL, STOP and CHLD), reaps whatever is orphaned to it, and exits
- * with the child's exit code (128+signal when a signal ended it). Static: it runs in
- * whatever rootfs the image has.
+ * In a pid namespace of the container's own, runt-init is that namespace's PID 1 and execs
+ * ARG... in its place, so that the command is PID 1 as with runc: /proc/1/cmdline is its
+ * own, and it gets only the signals it has a handler for (the kernel keeps the others from
+ * a namespace's init: a StopContainer's SIGTERM is answered by the SIGKILL after the grace
+ * period). It first clears the signal mask and what was set to be ignored, which the
+ * command would otherwise inherit from liblxc.
+ *
+ * In a pid namespace the container shares (the pod's; with NODE the host's) it is not PID 1.
+ * There it runs ARG... as its child, hands it the signals it gets (all but KILL, STOP and
+ * CHLD), reaps what is orphaned to it and exits with the child's exit code, 128+signal when
+ * a signal ended it. liblxc, whose child it is, takes an init killed by SIGHUP for a reboot
+ * request and would start the container again; an exit code never looks like one.
+ *
+ * An ARG[0] that cannot be run exits 127 (not found) or 126 with why on stderr, which is the
+ * container's log. Static: it runs in whatever rootfs the image has.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,6 +32,21 @@ static void forward(int sig)
                 kill(child, sig);
 }
 
+/* Execs @argv with default signal dispositions and an empty mask; returns only on failure. */
+static int run(char **argv)
+{
+        sigset_t none;
+
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "runt-init: exec %s: %s\n", argv[0], strerror(errno));
+        return errno == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv)
 {
         struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
@@ -29,9 +54,11 @@ int main(int argc, char **argv)
         int st;
 
         if (argc < 2) {
-                fprintf(stderr, "usage: runt-init ARG... (PID 1 of a runt container)\n");
+                fprintf(stderr, "usage: runt-init ARG... (the init of a runt container)\n");
                 return 127;
         }
+        if (getpid() == 1)
+                return run(argv + 1);
         sigemptyset(&none);
         sigfillset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
@@ -40,12 +67,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runt-init: fork: %s\n", strerror(errno));
                 return 127;
         }
-        if (child == 0) {
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                execvp(argv[1], argv + 1);
-                fprintf(stderr, "runt-init: exec %s: %s\n", argv[1], strerror(errno));
-                _exit(errno == ENOENT ? 127 : 126);
-        }
+        if (child == 0)
+                _exit(run(argv + 1));
         /* Every signal but those that cannot be caught and the children's own (as tini). */
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)

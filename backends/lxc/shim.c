@@ -625,7 +625,7 @@ static void run_start(struct shim *s, int in, int out, int err, char **argv)
                 _exit(3);
         c->want_daemonize(c, false);
         c->want_close_all_fds(c, true);
-        ok = c->start(c, 0, argv); /* argv[0] is runt-init */
+        ok = c->start(c, 0, argv); /* argv[0] is runt-init, which may exec argv[1] */
         st = c->error_num;
         snprintf(text, sizeof(text), "%d %d\n", ok ? 1 : 0, st);
         write_state(s->dir, "status", text);

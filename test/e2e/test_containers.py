@@ -99,17 +99,35 @@ class Ctrs(LxcPods):
         super().__init__(runtd_factory, tmp_path, images={
             "registries": [{"prefix": h, "insecure": True} for h in hosts]}, **kw)
         self.images = images
+        self.ids = set()  # every pod and container made here
         self.logs = tmp_path / "logs"
         self.logs.mkdir()
         for ref in images.values():
             self.d.image().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)),
                                      timeout=T)
 
+    def run(self, cfg, handler=""):
+        pid = super().run(cfg, handler)
+        self.ids.add(pid)
+        return pid
+
     def leftovers(self):
+        """The host-wide entries (cgroups, runt-pause processes) cut to the pods and
+        containers made here: other runs may share the machine."""
         left = super().leftovers()
+        left["cgroups"] = [c for c in left["cgroups"]
+                           if c.rsplit("/", 1)[-1].removeprefix("monitor-") in self.ids]
+        left["pause"] = [p for p in left["pause"] if self._own_pid(p)]
         left["shims"] = shim_pids(self.d.root_dir)
         left["mounts"] = mounts_under(self.d.root_dir)
         return left
+
+    def _own_pid(self, pid):
+        try:
+            cg = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return False
+        return any(i in cg for i in self.ids)
 
     def pod(self, name="p", **kw):
         cfg = self.config(name, log_directory=str(self.logs / name), **kw)
@@ -123,8 +141,10 @@ class Ctrs(LxcPods):
             linux.security_context.namespace_options.pid = pb.CONTAINER
         c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name),
                                image=pb.ImageSpec(image=self.images[image]), **kw)
-        return self.rt().CreateContainer(pb.CreateContainerRequest(
+        cid = self.rt().CreateContainer(pb.CreateContainerRequest(
             pod_sandbox_id=pod, config=c, sandbox_config=cfg), timeout=T).container_id
+        self.ids.add(cid)
+        return cid
 
     def start(self, cid):
         self.rt().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
@@ -370,7 +390,7 @@ def test_stop_term_ignoring_process_within_grace(ctrs):
     t0 = time.monotonic()
     ctrs.cstop(c3, timeout=10)
     assert time.monotonic() - t0 < 2 and ctrs.cstatus(c3).exit_code == 7
-    # Any signal reaches the process through runt-init, SIGPWR too.
+    # Any signal it handles reaches PID 1, SIGPWR too.
     c4 = ctrs.run_ctr(pod, cfg, "c4", stop_signal=pb.SIGPWR,
                       command=["/bin/sh", "-c", "trap 'exit 9' PWR; trap '' TERM; " + READY])
     trapped(ctrs, c4)
@@ -1002,6 +1022,49 @@ def test_stats_of_created_running_and_exited_containers(ctrs):
     with pytest.raises(grpc.RpcError) as e:
         cstats(ctrs, done)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and done in e.value.details()
+
+
+@pytest.mark.valgrind
+def test_exit_codes_exact_while_polled(ctrs):
+    """Short containers exit, each with a code of its own, while ContainerStatus is asked
+    for them without pause from several threads. Each must report its own code: a status
+    read that found no exit file yet and then the monitor gone once reported 255, and the
+    kubelet's view of an exit is final."""
+    pod, cfg = ctrs.pod()
+    codes = [0, 1, 3, 255, 2, 42, 126, 127, 128, 254] * 4  # bounded: 40 containers
+    got, errors = {}, []
+
+    def poll(cid, want):
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                st = ctrs.cstatus(cid)
+                if st.state == pb.CONTAINER_EXITED:
+                    got[cid] = (want, st.exit_code, st.reason, st.message)
+                    return
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    for first in range(0, len(codes), 4):
+        batch = []
+        for i, code in enumerate(codes[first:first + 4]):
+            # A moment of sleep, so that the exit falls while the pollers ask.
+            cid = ctrs.create(pod, cfg, f"x{first + i}",
+                              command=["/bin/sh", "-c", f"sleep 0.{i + 1}; exit {code}"])
+            batch.append((cid, code))
+        ts = [threading.Thread(target=poll, args=b) for b in batch for _ in range(2)]
+        for cid, _ in batch:
+            ctrs.start(cid)
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for cid, _ in batch:
+            ctrs.crm(cid)
+    assert errors == []
+    wrong = [v for v in got.values() if v[0] != v[1]]
+    assert len(got) == len(codes)
+    assert wrong == [], f"{len(wrong)} of {len(codes)} wrong: {wrong}"
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
 
@@ -1060,5 +1123,79 @@ def test_list_stats_of_fifty_containers_is_cheap(ctrs):
           f"median {sorted(times)[2] * 1000:.1f} ms")
     # The kubelet asks every 10 s; this leaves a wide margin on a busy shared machine.
     assert best < 2.0, times
+
+
+def proc1_cmdline(ctrs, cid):
+    return ctrs.exec(cid, ["cat", "/proc/1/cmdline"]).stdout
+
+
+def test_pid1_is_the_command(ctrs):
+    """With a pid namespace of its own (CONTAINER, what the kubelet asks for by default)
+    the container's command is PID 1 itself, as with runc: its /proc/1/cmdline is the
+    command, and it gets only the signals it handles."""
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sleep", "1000"])
+    assert proc1_cmdline(ctrs, cid) == b"/bin/sleep\x001000\x00"
+    # Nothing but PID 1 and the ps of the exec; execs leave no zombie behind.
+    for _ in range(3):
+        assert ctrs.exec(cid, ["true"]).exit_code == 0
+    ps = ctrs.exec(cid, ["ps", "-o", "pid,stat,args"]).stdout.decode().splitlines()[1:]
+    assert [l.split()[0] for l in ps if "ps -o" not in l] == ["1"], ps
+    assert not any(l.split()[1].startswith("Z") for l in ps), ps
+    # No SIGTERM handler: a pid namespace's init ignores SIGTERM, so the stop waits out
+    # the grace period and SIGKILLs it: 137.
+    t0 = time.monotonic()
+    ctrs.cstop(cid, timeout=2)
+    took = time.monotonic() - t0
+    st = ctrs.cstatus(cid)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+    assert st.reason == "Error" and 1.9 < took < 5, (st, took)
+    # A trapped SIGTERM ends it at once, with the code of its own.
+    c2 = ctrs.run_ctr(pod, cfg, "c2", command=["/bin/sh", "-c", "trap 'exit 7' TERM; " + READY])
+    trapped(ctrs, c2)
+    assert proc1_cmdline(ctrs, c2).startswith(b"/bin/sh\x00-c\x00trap 'exit 7' TERM; ")
+    t0 = time.monotonic()
+    ctrs.cstop(c2, timeout=10)
+    st = ctrs.cstatus(c2)
+    assert time.monotonic() - t0 < 2 and st.exit_code == 7 and st.reason == "Error", st
+    # Its exit code is the container's, exactly.
+    for code in (0, 1, 3, 255):
+        c = ctrs.run_ctr(pod, cfg, f"e{code}", command=["/bin/sh", "-c", f"exit {code}"])
+        st = ctrs.wait_exit(c)
+        assert st.exit_code == code, st
+        assert st.reason == ("Completed" if code == 0 else "Error"), st
+    # A command that is not there: 127, and why in the container's log.
+    c = ctrs.run_ctr(pod, cfg, "missing", command=["/no/such/program"])
+    st = ctrs.wait_exit(c)
+    assert st.exit_code == 127, st
+    assert any("/no/such/program" in m for _, _, m in ctrs.log_records(st.log_path))
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_signal_deaths_in_a_shared_pid_namespace(ctrs):
+    """In the pod's pid namespace the process is not PID 1: a signal without a handler
+    kills it, and the exit code is 128+signal, as runc and containerd report. A death by
+    SIGHUP must not look to liblxc like a reboot request (it would start the container
+    again)."""
+    pod, cfg = ctrs.pod(linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(pid=pb.POD))))
+    shared = pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.POD)))
+    for sig, code in (("HUP", 129), ("KILL", 137), ("USR1", 138), ("TERM", 143)):
+        c = ctrs.run_ctr(pod, cfg, f"k{sig}", linux=shared,
+                         command=["/bin/sh", "-c", f"echo ran; kill -{sig} $$; sleep 5"])
+        st = ctrs.wait_exit(c)
+        assert st.exit_code == code, (sig, st)
+        time.sleep(0.2)
+        assert ctrs.cstatus(c).exit_code == code
+        assert [m for _, _, m in ctrs.log_records(st.log_path)] == ["ran"], sig
+    # No handler for the stop signal: it ends at once, 143.
+    c = ctrs.run_ctr(pod, cfg, "stopped", linux=shared, command=["/bin/sleep", "1000"])
+    t0 = time.monotonic()
+    ctrs.cstop(c, timeout=10)
+    st = ctrs.cstatus(c)
+    assert time.monotonic() - t0 < 2 and st.exit_code == 143, st
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
