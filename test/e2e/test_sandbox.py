@@ -11,6 +11,7 @@ import random
 import re
 import subprocess
 import threading
+import time
 
 import grpc
 import pytest
@@ -411,6 +412,7 @@ def test_stop_and_remove_when_the_netns_is_gone(pods):
     pods.stop(pid)
     assert pods.reserved() == [] and pods.leftovers()["nat"] == ([], [])
     pods.remove(pid)
+    wait_veths_gone(pods)
     assert pods.leftovers() == EMPTY
 
 
@@ -422,4 +424,13 @@ def test_stop_and_remove_when_a_file_is_left_where_the_netns_was(pods):
     sh("umount", ns)
     assert ns.exists()
     pods.remove(pid)
+    wait_veths_gone(pods)
     assert pods.leftovers() == EMPTY
+
+
+def wait_veths_gone(pods, timeout=10):
+    """The kernel frees an unmounted namespace, and the veth end in it, from a work queue of
+    its own: the host end goes a moment after the last reference did."""
+    deadline = time.monotonic() + timeout
+    while pods.veths() and time.monotonic() < deadline:
+        time.sleep(0.05)
