@@ -195,6 +195,7 @@ def test_kubelet_pod_cgroup(ctrs, made):
             assert [d for d in mem.iterdir() if d.is_dir()] == []
         assert ctrs.leftovers() == EMPTY_CTRS
     finally:
+        ctrs.cleanup()
         rm_kubelet_cgroups()
 
 
@@ -331,3 +332,222 @@ def test_host_network_pod_has_the_hosts_uts(ctrs):
     ctrs.stop(pod)
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+# The masked and read-only paths the kubelet sends for every container (its defaults).
+KUBELET_MASKED = ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                  "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                  "/sys/firmware"]
+KUBELET_READONLY = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                    "/proc/sysrq-trigger"]
+
+
+class Kubelet:
+    """The calls kubelet 1.3x makes for one pod, in its order and shapes (kuberuntime's
+    sandbox and container managers, the prober, the PLEG relist)."""
+
+    def __init__(self, ctrs, tmp_path, uid="6f2c1a8e-9d2b-4e8a-b1d3-0c9f7e5a4b21"):
+        self.c, self.rt = ctrs, ctrs.rt()
+        self.uid, self.name, self.ns = uid, "web-7d9c5b8f6d-x2k4p", "default"
+        self.pod_dir = tmp_path / "kubelet" / "pods" / uid
+        self.log_dir = tmp_path / "log" / "pods" / f"{self.ns}_{self.name}_{uid}"
+        self.log_dir.mkdir(parents=True)
+        (self.pod_dir / "etc-hosts").parent.mkdir(parents=True)
+        (self.pod_dir / "etc-hosts").write_text("127.0.0.1\tlocalhost\n10.0.0.1\tweb\n")
+        self.cgroup = kubelet_cgroup(uid.replace("-", "_"), True)
+        labels = {"io.kubernetes.pod.name": self.name, "io.kubernetes.pod.namespace": self.ns,
+                  "io.kubernetes.pod.uid": uid, "app": "web", "pod-template-hash": "7d9c5b8f6d"}
+        self.cfg = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=self.name, namespace=self.ns, uid=uid),
+            hostname=self.name, log_directory=str(self.log_dir),
+            dns_config=pb.DNSConfig(servers=["10.96.0.10"],
+                                    searches=["default.svc.cluster.local", "svc.cluster.local",
+                                              "cluster.local"], options=["ndots:5"]),
+            port_mappings=[pb.PortMapping(protocol=pb.TCP, container_port=8080)],
+            labels=labels,
+            annotations={"kubernetes.io/config.seen": "2026-12-05T00:00:00Z",
+                         "kubernetes.io/config.source": "api"},
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent="/" + self.cgroup,
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER,
+                                                         ipc=pb.POD)),
+                sysctls={}))
+
+    def run_pod(self):
+        self.pod = self.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=self.cfg),
+                                         timeout=T).pod_sandbox_id
+        self.c.ids.add(self.pod)
+        st = self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=self.pod),
+                                      timeout=T).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip
+        return st
+
+    def ensure_image(self, ref):
+        """ImageStatus first, PullImage with the sandbox config if absent; the container is
+        then created with the image id, as the kubelet does."""
+        img = self.c.d.image()
+        st = img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)), timeout=T)
+        if not st.HasField("image"):
+            img.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref),
+                                              sandbox_config=self.cfg), timeout=T)
+            st = img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)),
+                                 timeout=T)
+        return st.image.id
+
+    def create(self, name, image_id, command, attempt=0, probes=False):
+        cdir = self.pod_dir / "containers" / name
+        cdir.mkdir(parents=True, exist_ok=True)
+        tlog = cdir / f"term-{attempt}"
+        tlog.write_text("")
+        (self.log_dir / name).mkdir(exist_ok=True)
+        cfg = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name, attempt=attempt),
+            image=pb.ImageSpec(image=image_id), command=command,
+            working_dir="/", log_path=f"{name}/{attempt}.log",
+            envs=[pb.KeyValue(key="KUBERNETES_SERVICE_HOST", value=b"10.96.0.1"),
+                  pb.KeyValue(key="KUBERNETES_SERVICE_PORT", value=b"443"),
+                  pb.KeyValue(key="POD_NAME", value=self.name.encode())],
+            mounts=[pb.Mount(container_path="/etc/hosts", host_path=str(self.pod_dir / "etc-hosts")),
+                    pb.Mount(container_path="/dev/termination-log", host_path=str(tlog))],
+            labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.name": self.name,
+                    "io.kubernetes.pod.namespace": self.ns, "io.kubernetes.pod.uid": self.uid},
+            annotations={"io.kubernetes.container.hash": "1a2b3c4d",
+                         "io.kubernetes.container.restartCount": str(attempt),
+                         "io.kubernetes.container.terminationMessagePath": "/dev/termination-log",
+                         "io.kubernetes.container.terminationMessagePolicy": "File",
+                         "io.kubernetes.pod.terminationGracePeriod": "2"},
+            linux=pb.LinuxContainerConfig(
+                resources=pb.LinuxContainerResources(cpu_period=100000, cpu_quota=50000,
+                                                     cpu_shares=512, oom_score_adj=999,
+                                                     memory_limit_in_bytes=128 << 20),
+                security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER,
+                                                         ipc=pb.POD),
+                    masked_paths=KUBELET_MASKED, readonly_paths=KUBELET_READONLY)))
+        cid = self.rt.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=self.pod, config=cfg, sandbox_config=self.cfg), timeout=T).container_id
+        self.c.ids.add(cid)
+        return cid, tlog
+
+    def start(self, cid):
+        self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
+
+    def status(self, cid):
+        return self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid),
+                                       timeout=T).status
+
+    def relist(self):
+        """The PLEG: every sandbox and container, then the pod's status."""
+        pods = self.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=T).items
+        ctrs = self.rt.ListContainers(pb.ListContainersRequest(), timeout=T).containers
+        self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=self.pod,
+                                                            verbose=True), timeout=T)
+        return pods, {c.id: c for c in ctrs if c.pod_sandbox_id == self.pod}
+
+    def probe(self, cid, cmd, timeout=1):
+        return self.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=timeout),
+                                timeout=T)
+
+    def wait_state(self, cid, state, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, ctrs = self.relist()
+            if cid in ctrs and ctrs[cid].state == state:
+                return self.status(cid)
+            time.sleep(0.05)
+        raise AssertionError(f"{cid} never reached {state}: {self.status(cid)}")
+
+
+def test_kubelet_sequence_init_two_containers_probes_restart(ctrs, tmp_path):
+    """A kubelet's whole sequence for a pod with an init container and two app containers:
+    the pod (its own cgroup made first, DNS, a containerPort), ImageStatus/PullImage,
+    the init container run to completion, both app containers with exec probes, the PLEG
+    relist, a liveness failure and the restart as attempt 1, then the pod's termination
+    (StopContainer with the grace period, StopPodSandbox, RemoveContainer, RemovePodSandbox)
+    and the image left for the image GC."""
+    assert not Path("/sys/fs/cgroup/memory/kubepods").exists(), "a kubelet runs here"
+    k = Kubelet(ctrs, tmp_path)
+    try:
+        st = k.run_pod()
+        image = k.ensure_image(ctrs.images["plain"])
+        assert image.startswith("sha256:")
+
+        # The init container, run to completion before anything else starts.
+        init, _ = k.create("init-config", image, ["/bin/sh", "-c",
+                                                   "echo initialised > /tmp/ready-marker; "
+                                                   "echo init-done"])
+        k.start(init)
+        s = k.wait_state(init, pb.CONTAINER_EXITED)
+        assert s.exit_code == 0 and s.reason == "Completed", s
+        assert ("stdout", "F", "init-done") in ctrs.log_records(k.log_dir / "init-config" / "0.log")
+
+        # Two app containers with readiness and liveness probes.
+        app_cmd = ["/bin/sh", "-c", "touch /tmp/healthy; trap 'exit 0' TERM; "
+                                    "while true; do sleep 0.1; done"]
+        web, _ = k.create("web", image, app_cmd)
+        side, side_tlog = k.create("sidecar", image, [
+            "/bin/sh", "-c", "trap 'echo bye > /dev/termination-log; exit 0' TERM; "
+                             "while true; do sleep 0.1; done"])
+        k.start(web)
+        k.start(side)
+        for cid in (web, side):
+            k.wait_state(cid, pb.CONTAINER_RUNNING)
+        # Readiness until it passes: the command of a probe runs in the container.
+        deadline = time.monotonic() + 10
+        while k.probe(web, ["cat", "/tmp/healthy"]).exit_code != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = k.probe(side, ["sh", "-c", "cat /etc/hosts; cat /etc/resolv.conf; hostname; "
+                                       "cat /proc/1/cmdline | tr '\\0' ' '"])
+        text = r.stdout.decode()
+        assert r.exit_code == 0 and "10.0.0.1\tweb" in text and "nameserver 10.96.0.10" in text
+        assert "ndots:5" in text and k.name in text and "trap" in text, text
+        # The pod's cgroup is the kubelet's; both containers sit in it.
+        for cid in (web, side):
+            assert (Path("/sys/fs/cgroup/memory") / k.cgroup / cid).is_dir()
+            assert (Path("/sys/fs/cgroup/memory") / k.cgroup / cid /
+                    "memory.limit_in_bytes").read_text().strip() == str(128 << 20)
+        pods, listed = k.relist()
+        assert [p.id for p in pods if p.id == k.pod] == [k.pod]
+        assert {listed[c].state for c in (web, side)} == {pb.CONTAINER_RUNNING}
+        assert listed[init].state == pb.CONTAINER_EXITED
+
+        # Liveness fails: the kubelet kills the container with the grace period and starts
+        # attempt 1 of it; the dead one stays listed until the GC removes it.
+        assert k.probe(web, ["sh", "-c", "rm /tmp/healthy"]).exit_code == 0
+        assert k.probe(web, ["cat", "/tmp/healthy"]).exit_code != 0
+        k.rt.StopContainer(pb.StopContainerRequest(container_id=web, timeout=2), timeout=T)
+        s = k.wait_state(web, pb.CONTAINER_EXITED)
+        assert s.exit_code == 0 and s.reason == "Completed", s
+        web1, _ = k.create("web", image, app_cmd, attempt=1)
+        k.start(web1)
+        s = k.wait_state(web1, pb.CONTAINER_RUNNING)
+        assert s.metadata.attempt == 1 and s.log_path == str(k.log_dir / "web" / "1.log")
+        assert k.probe(web1, ["cat", "/tmp/healthy"]).exit_code == 0
+        k.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=web), timeout=T)
+        _, listed = k.relist()
+        assert web not in listed and web1 in listed
+
+        # Termination: every container stopped with the grace period, then the sandbox.
+        for cid in (web1, side):
+            k.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2), timeout=T)
+        assert side_tlog.read_text() == "bye\n"
+        assert k.status(side).exit_code == 0
+        k.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=k.pod), timeout=T)
+        st = k.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=k.pod),
+                                   timeout=T).status
+        assert st.state == pb.SANDBOX_NOTREADY
+        for cid in (init, web1, side):
+            k.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=T)
+        k.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=k.pod), timeout=T)
+        k.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=k.pod), timeout=T)
+        assert list(k.rt.ListContainers(pb.ListContainersRequest(), timeout=T).containers) == []
+        # The logs stay for the kubelet to rotate and remove.
+        assert (k.log_dir / "web" / "0.log").exists() and (k.log_dir / "web" / "1.log").exists()
+        mem = Path("/sys/fs/cgroup/memory") / k.cgroup
+        assert [d for d in mem.iterdir() if d.is_dir()] == []
+        assert ctrs.leftovers() == EMPTY_CTRS
+    finally:
+        ctrs.cleanup()
+        rm_kubelet_cgroups()
