@@ -553,7 +553,10 @@ def test_seccomp_profile_path_forms(ctrs):
     level, "unconfined", "", "docker/default", "localhost/<path>" (blocking chmod), a path
     without "localhost/" (refused), "unconfined" and "localhost/" with SYS_ADMIN
     (sethostname), and a privileged container, whose profile is ignored."""
-    tmp_path = Path(tempfile.mkdtemp(prefix="seccomp-tests"))  # critest's profile dir
+    # critest's profile dir, /tmp/seccomp-tests<digits> (its name goes into a container
+    # name, where runt allows no "_" that mkdtemp's suffix may have).
+    tmp_path = Path(f"/tmp/seccomp-tests{os.getpid()}{time.monotonic_ns() % 10**9}")
+    tmp_path.mkdir()
     try:
         seccomp_forms(ctrs, tmp_path)
     finally:
@@ -721,3 +724,39 @@ def test_streaming_request_shapes(senv):
             assert data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n")[0], data
             assert data.endswith(INDEX) and conn.error_text() == "", data
     finish(senv, p, h)
+
+
+def test_image_pull_with_sandbox_config_status_forms_and_remove_by_id(ctrs):
+    """critest "Image Manager": the pull carries a sandbox config (only labels, as its
+    image tests send; a whole pod config, as its container helpers send), ImageStatus by
+    the id, each repo tag and each repo digest is the same message, ListImages with an
+    empty (present) filter, RemoveImage by the id leaves no image behind."""
+    ims = ctrs.d.image()
+    ref = ctrs.images["bb"]
+
+    def status(x):
+        return ims.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=x)), timeout=T)
+
+    first = status(ref).image
+    ims.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=first.id)), timeout=T)
+    assert not status(ref).HasField("image")
+    got = ims.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref),
+                                            sandbox_config=pb.PodSandboxConfig(labels={})),
+                        timeout=T).image_ref
+    st = status(ref).image
+    assert got == st.id and st.size > 0 and list(st.repo_tags) == [ref], st
+    assert status(st.id).image == st
+    for x in list(st.repo_tags) + list(st.repo_digests):
+        assert status(x).image == st, x
+    listed = ims.ListImages(pb.ListImagesRequest(filter=pb.ImageFilter()), timeout=T).images
+    assert [list(i.repo_tags) for i in listed if i.id == st.id] == [[ref]]
+    # Pulled again with a whole pod config, as before CreateContainer: the same image.
+    _, cfg = pod(ctrs, "create-PodSandbox-for-container-", linux=pb.LinuxPodSandboxConfig())
+    again = ims.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref),
+                                              sandbox_config=cfg), timeout=T).image_ref
+    assert again == st.id
+    ims.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=st.id)), timeout=T)
+    assert not status(ref).HasField("image")
+    assert not status(st.id).HasField("image")
+    assert all(i.id != st.id for i in ims.ListImages(pb.ListImagesRequest(), timeout=T).images)
+    finish(ctrs, *[i.id for i in ctrs.list()])
