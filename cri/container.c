@@ -974,6 +974,36 @@ static bool filter_state(Runtime__V1__ContainerState s, enum pod_ctr_state *ret)
         return true;
 }
 
+/*
+ * The id, pod and label parts of a ListContainers or ListContainerStats filter as @pf (the
+ * labels in *@labels, which the caller frees). Ids are prefixes; one that can name no
+ * container sets *@ret_none: it matches nothing, and is no error.
+ */
+static int filter_from(const char *id, const char *pod_id, void *const *sel, size_t n_sel,
+                       struct pod_container_filter *pf, struct be_kv **labels, bool *ret_none)
+{
+        if (id && id[0]) {
+                *ret_none |= sh_validate_id_prefix(id, "filter.id", NULL) < 0;
+                pf->id = id;
+        }
+        if (pod_id && pod_id[0]) {
+                *ret_none |= sh_validate_id_prefix(pod_id, "filter.pod_sandbox_id", NULL) < 0;
+                pf->sandbox_id = pod_id;
+        }
+        *labels = calloc(n_sel + 1, sizeof(**labels));
+        if (!*labels)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_sel; i++) {
+                const struct cri_map_entry *e = sel[i];
+
+                (*labels)[i].key = e->key;
+                (*labels)[i].value = e->value;
+        }
+        pf->labels = *labels;
+        pf->n_labels = n_sel;
+        return 0;
+}
+
 int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err)
 {
@@ -988,32 +1018,18 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
         int rc = 0;
 
         if (f) {
-                /* A filter that names no possible container matches nothing; it is no error. */
-                if (f->id && f->id[0]) {
-                        if (sh_validate_id_prefix(f->id, "filter.id", NULL) < 0)
-                                goto empty;
-                        pf.id = f->id;
-                }
-                if (f->pod_sandbox_id && f->pod_sandbox_id[0]) {
-                        if (sh_validate_id_prefix(f->pod_sandbox_id, "filter.pod_sandbox_id",
-                                                  NULL) < 0)
-                                goto empty;
-                        pf.sandbox_id = f->pod_sandbox_id;
-                }
-                if (f->state) {
-                        if (!filter_state(f->state->state, &pf.state))
-                                goto empty;
+                bool none = false;
+
+                rc = filter_from(f->id, f->pod_sandbox_id, (void *const *)f->label_selector,
+                                 f->n_label_selector, &pf, &labels, &none);
+                if (rc < 0)
+                        return rc;
+                if (f->state && !none) {
+                        none = !filter_state(f->state->state, &pf.state);
                         pf.has_state = true;
                 }
-                labels = calloc(f->n_label_selector + 1, sizeof(*labels));
-                if (!labels)
-                        return -ENOMEM;
-                for (size_t i = 0; i < f->n_label_selector; i++) {
-                        labels[i].key = f->label_selector[i]->key;
-                        labels[i].value = f->label_selector[i]->value;
-                }
-                pf.labels = labels;
-                pf.n_labels = f->n_label_selector;
+                if (none)
+                        goto empty;
         }
         rc = pod_container_list(ctx->pods, &pf, &list, &n, err);
         if (rc < 0)
@@ -1176,28 +1192,14 @@ int cri_list_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
         int rc = 0;
 
         if (f) {
-                /* As ListContainers: ids are prefixes, one that can name nothing matches nothing.
-                 */
-                if (f->id && f->id[0]) {
-                        if (sh_validate_id_prefix(f->id, "filter.id", NULL) < 0)
-                                goto empty;
-                        pf.id = f->id;
-                }
-                if (f->pod_sandbox_id && f->pod_sandbox_id[0]) {
-                        if (sh_validate_id_prefix(f->pod_sandbox_id, "filter.pod_sandbox_id",
-                                                  NULL) < 0)
-                                goto empty;
-                        pf.sandbox_id = f->pod_sandbox_id;
-                }
-                labels = calloc(f->n_label_selector + 1, sizeof(*labels));
-                if (!labels)
-                        return -ENOMEM;
-                for (size_t i = 0; i < f->n_label_selector; i++) {
-                        labels[i].key = f->label_selector[i]->key;
-                        labels[i].value = f->label_selector[i]->value;
-                }
-                pf.labels = labels;
-                pf.n_labels = f->n_label_selector;
+                bool none = false;
+
+                rc = filter_from(f->id, f->pod_sandbox_id, (void *const *)f->label_selector,
+                                 f->n_label_selector, &pf, &labels, &none);
+                if (rc < 0)
+                        return rc;
+                if (none)
+                        goto empty;
         }
         rc = pod_container_stats_list(ctx->pods, &pf, &list, &n, err);
         if (rc < 0)
