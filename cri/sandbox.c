@@ -29,6 +29,11 @@ static char *node_hostname(void)
 
         if (gethostname(buf, sizeof(buf) - 1) < 0 || !buf[0])
                 snprintf(buf, sizeof(buf), "localhost");
+        /* The kernel takes 64 characters, a pod's hostname 63: a longer node name is cut,
+         * at its first dot when that is enough. */
+        if (strlen(buf) > 63 && strchr(buf, '.') && strchr(buf, '.') - buf <= 63)
+                *strchr(buf, '.') = '\0';
+        buf[63] = '\0';
         return strdup(buf);
 }
 

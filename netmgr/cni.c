@@ -393,16 +393,19 @@ static char *cni_args(const struct net_pod *pod)
                                 pod->id, pod->uid ? pod->uid : "");
 }
 
-/* Runs DEL for plugins @from-1 .. 0 of @plugins (errors kept, the first one reported). */
+/*
+ * Runs DEL for plugins @from-1 .. @down_to of @plugins (errors kept, the first one
+ * reported).
+ */
 static int del_chain(const struct invocation *base, json_object *plugins, size_t from,
-                     const char *name, const char *version, json_object *result,
+                     size_t down_to, const char *name, const char *version, json_object *result,
                      json_object *rtconf, char *const *paths, struct sh_error *err)
 {
         struct invocation inv = *base;
         int first = 0;
 
         inv.command = "DEL";
-        for (size_t i = from; i-- > 0;) {
+        for (size_t i = from; i-- > down_to;) {
                 json_object *p = json_object_array_get_idx(plugins, i);
                 const char *type = NULL;
                 _cleanup_free_ char *found = NULL;
@@ -541,11 +544,25 @@ undo:
          */
         {
                 struct sh_error ignored = {0};
+                int rd;
 
-                del_chain(&inv, plugins, done < conf.n_plugins ? done + 1 : done, conf.name,
-                          conf.cni_version, prev, rtconf, conf.plugin_paths, &ignored);
+                /* The one that failed: best effort (a bad config fails its DEL as well). */
+                if (done < conf.n_plugins)
+                        del_chain(&inv, plugins, done + 1, done, conf.name, conf.cni_version, prev,
+                                  rtconf, conf.plugin_paths, &ignored);
+                rd = del_chain(&inv, plugins, done, 0, conf.name, conf.cni_version, prev, rtconf,
+                               conf.plugin_paths, &ignored);
                 inv.command = "DEL";
                 loopback(inv, conf.cni_version, &ignored);
+                /*
+                 * A DEL of a plugin whose ADD succeeded that failed keeps the cache: what it
+                 * made (an address, chains) is DELeted again later.
+                 */
+                if (rd < 0) {
+                        sh_log_debug("pod=%s undo of a failed ADD failed, cache kept: %s", pod->id,
+                                     ignored.msg);
+                        goto fail;
+                }
         }
 fail_cached:
         unlink(cache);
@@ -646,7 +663,7 @@ static int teardown_uncached(struct net_mgr *nm, const char *id, struct sh_error
         }
         inv = invocation_for(nm, "DEL", id, netns, args);
         json_object_object_get_ex(conf.list, "plugins", &plugins);
-        r = del_chain(&inv, plugins, conf.n_plugins, conf.name, conf.cni_version, NULL, NULL,
+        r = del_chain(&inv, plugins, conf.n_plugins, 0, conf.name, conf.cni_version, NULL, NULL,
                       conf.plugin_paths, err);
         loopback(inv, conf.cni_version, &ignored);
         net_conf_done(&conf);
@@ -674,7 +691,7 @@ int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
          */
         netns = c.netns && net_netns_live(c.netns) ? c.netns : "";
         inv = invocation_for(nm, "DEL", id, netns, c.args);
-        r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), c.name, c.version,
+        r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), 0, c.name, c.version,
                       c.result, c.rtconf, NULL, err);
         if (netns[0])
                 rl = loopback(inv, c.version, &lo_err);
@@ -757,6 +774,33 @@ int net_wait_plugins(struct net_mgr *nm, char *const *ids, struct sh_error *err)
                 nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
         }
         return 0;
+}
+
+char **net_cache_ids(struct net_mgr *nm)
+{
+        DIR *d = opendir(net_mgr_cache_dir(nm));
+        char **v = calloc(1, sizeof(char *));
+        size_t n = 0;
+        struct dirent *e;
+
+        while (d && v && (e = readdir(d))) {
+                size_t len = strlen(e->d_name);
+                char **nv;
+
+                if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".json"))
+                        continue;
+                nv = realloc(v, (n + 2) * sizeof(char *));
+                if (!nv)
+                        break;
+                v = nv;
+                v[n] = strndup(e->d_name, len - 5);
+                v[n + 1] = NULL;
+                if (v[n])
+                        n++;
+        }
+        if (d)
+                closedir(d);
+        return v;
 }
 
 void net_cache_sweep(struct net_mgr *nm)

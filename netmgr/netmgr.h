@@ -122,6 +122,8 @@ int net_wait_plugins(struct net_mgr *nm, char *const *ids, struct sh_error *err)
 
 /* After a restart, before any setup: removes cache temp files a crash cut off. */
 void net_cache_sweep(struct net_mgr *nm);
+/* The ids of the pods that have a CNI cache (NULL-terminated, malloc'd; NULL on ENOMEM). */
+char **net_cache_ids(struct net_mgr *nm);
 
 /* CHECK for pod @id (CNI >= 0.4.0; older configs: 0). -ENOENT without a cache. */
 int net_check(struct net_mgr *nm, const char *id, struct sh_error *err);

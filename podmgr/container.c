@@ -1206,6 +1206,7 @@ int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filt
         struct row *rows = NULL;
         size_t n = 0, k = 0;
         struct pod_container_stats **v;
+        _cleanup_free_ const char **ids = NULL;
         int r;
 
         nostate.has_state = false;
@@ -1214,10 +1215,14 @@ int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filt
         if (r < 0)
                 return r;
         v = calloc(n + 1, sizeof(*v));
-        if (!v) {
+        ids = calloc(n + 1, sizeof(*ids));
+        if (!v || !ids) {
+                free(v);
                 rows_free(rows, n);
                 return -ENOMEM;
         }
+        for (size_t i = 0; i < n; i++)
+                ids[i] = rows[i].info->id; /* alive in rows or in v until the end */
         for (size_t i = 0; i < n && r == 0; i++) {
                 if (!matches(rows[i].info, &nostate))
                         continue;
@@ -1225,6 +1230,8 @@ int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filt
                 if (r == 0)
                         k++;
         }
+        if (r == 0)
+                pod_cpu_keep(pm, ids, n);
         rows_free(rows, n);
         if (r < 0) {
                 pod_container_stats_list_free(v);

@@ -38,6 +38,11 @@ bool pod_cpu_rate(struct pod_mgr *pm, const char *id, long long ts_ns, unsigned 
                   unsigned long long *ret);
 /* Drops container @id's CPU reading (it was removed). */
 void pod_cpu_forget(struct pod_mgr *pm, const char *id);
+/*
+ * Drops the CPU readings of every container but @ids (all there are; sorted in place): a
+ * reading taken while its container was being removed would otherwise stay for good.
+ */
+void pod_cpu_keep(struct pod_mgr *pm, const char **ids, size_t n);
 
 /* Shared by sandbox.c and container.c. */
 #include <json-c/json.h>

@@ -305,6 +305,55 @@ void pod_cpu_forget(struct pod_mgr *pm, const char *id)
         pthread_mutex_unlock(&pm->cpu_lock);
 }
 
+struct cpu_sweep {
+        const char *const *keep; /* sorted */
+        size_t n_keep;
+        struct cpu_sample **stale;
+        size_t n_stale, cap;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void sweep_visit(const void *node, VISIT which, void *data)
+{
+        struct cpu_sweep *w = data;
+        struct cpu_sample *s = *(struct cpu_sample *const *)node;
+        const char *id = s->id;
+
+        if (which != postorder && which != leaf)
+                return;
+        if (bsearch(&id, w->keep, w->n_keep, sizeof(*w->keep), cmp_str))
+                return;
+        if (w->n_stale == w->cap) {
+                size_t cap = w->cap ? w->cap * 2 : 16;
+                struct cpu_sample **v = realloc(w->stale, cap * sizeof(*v));
+
+                if (!v)
+                        return; /* swept next time */
+                w->stale = v;
+                w->cap = cap;
+        }
+        w->stale[w->n_stale++] = s;
+}
+
+void pod_cpu_keep(struct pod_mgr *pm, const char **ids, size_t n)
+{
+        struct cpu_sweep w = {.keep = ids, .n_keep = n};
+
+        qsort(ids, n, sizeof(*ids), cmp_str);
+        pthread_mutex_lock(&pm->cpu_lock);
+        twalk_r(pm->cpu_samples, sweep_visit, &w);
+        for (size_t i = 0; i < w.n_stale; i++) {
+                tdelete(w.stale[i], &pm->cpu_samples, cmp_sample);
+                free(w.stale[i]);
+        }
+        pthread_mutex_unlock(&pm->cpu_lock);
+        free(w.stale);
+}
+
 const char *pod_mgr_store_path(struct pod_mgr *pm)
 {
         return pm->db_path;

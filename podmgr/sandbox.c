@@ -359,6 +359,36 @@ static int check_sysctl(const struct be_sandbox_spec *s, const char *key, struct
         return 0;
 }
 
+/*
+ * cgroup_parent as the kubelet sends it: "/kubepods/burstable/pod<uid>" (cgroupfs) or
+ * "kubepods-burstable-pod<uid>.slice" (systemd). Its parts are names, never "." or "..",
+ * so the path stays below each hierarchy's root.
+ */
+static int check_cgroup_parent(const char *cg, struct sh_error *err)
+{
+        const char *c = cg;
+
+        if (strlen(cg) > 1024)
+                return sh_err(err, -EINVAL, "cgroup_parent is longer than 1024 characters");
+        while (*c == '/')
+                c++;
+        while (*c) {
+                size_t len = strcspn(c, "/");
+
+                if (len == 0 || (len == 1 && c[0] == '.') ||
+                    (len == 2 && c[0] == '.' && c[1] == '.') ||
+                    strspn(c,
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-") <
+                            len)
+                        return sh_err(err, -EINVAL,
+                                      "cgroup_parent '%.128s' is not a clean cgroup path", cg);
+                c += len;
+                if (*c == '/')
+                        c++;
+        }
+        return 0;
+}
+
 static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
 {
         int r;
@@ -371,6 +401,8 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
             strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
                 return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
+        if ((r = check_cgroup_parent(s->cgroup_parent, err)) < 0)
+                return r;
         /* Logs would land relative to runtd's working directory. */
         if (s->log_directory[0] && s->log_directory[0] != '/')
                 return sh_err(err, -EINVAL, "log_directory '%.64s' is not an absolute path",
@@ -493,8 +525,11 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                         : sh_err(err, -EAGAIN, "no network manager");
                 if (r == 0) {
                         r = net_setup(net, &pod, netns, &nres, err);
-                        if (r < 0)
+                        if (r < 0) {
+                                /* DEL once more if its own undo failed (the cache stays then). */
+                                net_teardown(net, id, &ignored);
                                 net_netns_remove(net, id, &ignored);
+                        }
                 }
                 free(ports);
                 if (r < 0)
@@ -830,6 +865,31 @@ static void wait_orphan_plugins(struct pod_mgr *pm)
                 sh_log_warn("recovery: %s", e.msg);
 }
 
+/*
+ * A CNI cache with no sandbox is a DEL that failed when its sandbox's RunPodSandbox failed
+ * (the record went, the cache stayed for a later try): try again, so the lease and chains go.
+ */
+static void del_orphan_caches(struct pod_mgr *pm)
+{
+        struct net_mgr *net = pod_mgr_net(pm);
+        char **ids = net_cache_ids(net);
+
+        for (size_t i = 0; ids && ids[i]; i++) {
+                _cleanup_free_ char *have =
+                        pod_db_text(pm, "SELECT id FROM sandboxes WHERE id = ?", ids[i]);
+                struct sh_error e = {0};
+
+                if (have)
+                        continue;
+                if (net_teardown(net, ids[i], &e) < 0)
+                        sh_log_warn("pod=%s network of a failed sandbox: DEL failed again: %s",
+                                    ids[i], e.msg);
+                else
+                        net_netns_remove(net, ids[i], &e);
+        }
+        sh_strv_free(ids);
+}
+
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
         char **ids;
@@ -839,8 +899,10 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
          * below would leave its lease and chains behind. Let them end first.
          */
         wait_orphan_plugins(pm);
-        if (pod_mgr_net(pm))
+        if (pod_mgr_net(pm)) {
                 net_cache_sweep(pod_mgr_net(pm));
+                del_orphan_caches(pm);
+        }
         pod_containers_recover(pm);
         /*
          * A sandbox still "creating" was cut off by a crash: undo it as a failed run would.

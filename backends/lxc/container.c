@@ -639,7 +639,23 @@ static bool kernel_path(const char *p)
         return strncmp(p, "/proc/", 6) == 0 || strncmp(p, "/sys/", 5) == 0;
 }
 
-/* Container path @p as the image has it: *@ret its path without symlinks, *@st its lstat. */
+/* Is @p (resolved, no leading '/') at or under @mnt (a container path)? */
+static bool under(const char *p, const char *mnt)
+{
+        size_t n;
+
+        while (*mnt == '/')
+                mnt++;
+        n = strlen(mnt);
+        return !n || (strncmp(p, mnt, n) == 0 && (p[n] == '\0' || p[n] == '/'));
+}
+
+/*
+ * Container path @p as the image has it: *@ret its path without symlinks, *@st its lstat.
+ * -ENOENT when the image has nothing there, or when a mount of the request covers it: what
+ * is there then is the mount's (a volume the container may have filled with symlinks), not
+ * the image's, and the rootfs source of a read-only bind would follow them on the host.
+ */
 static int image_path(const struct be_container_spec *s, const char *upper, const char *p,
                       char **ret, struct stat *st)
 {
@@ -653,6 +669,14 @@ static int image_path(const struct be_container_spec *s, const char *upper, cons
                 return r;
         if (!exists || !res[0] || view_lstat(s, upper, res, st, &base) < 0)
                 return -ENOENT;
+        for (size_t i = 0; i < s->n_mounts; i++) {
+                _cleanup_free_ char *m = NULL;
+                bool e = false;
+
+                if (resolve_in_view(s, upper, s->mounts[i].container_path, &m, &e) == 0 &&
+                    under(res, m))
+                        return -ENOENT;
+        }
         *ret = res;
         res = NULL;
         return 0;
@@ -676,6 +700,50 @@ static int add_shared_mount(char **spec, size_t *len, const char *src, const cha
         *len += strlen(at) + 1;
         memcpy(n + *len, ro ? "ro" : "rw", 3);
         *len += 3;
+        return 0;
+}
+
+/*
+ * Whether the mount that holds @path (the deepest mount point above it in mountinfo) is
+ * shared, i.e. in a peer group ("shared:N" among its optional fields).
+ */
+static int shared_source(const char *path, bool *ret)
+{
+        _cleanup_free_ char *real = realpath(path, NULL);
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, best = 0;
+        FILE *f;
+
+        if (!real)
+                return -errno;
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return -errno;
+        *ret = false;
+        while (getline(&line, &cap, f) > 0) {
+                /* id parent major:minor root mount-point options [optional...] - ... */
+                char *save = NULL, *tok = strtok_r(line, " ", &save);
+                char *mp = NULL;
+                bool shared = false;
+                size_t n;
+
+                for (int i = 0; tok && i < 4; i++)
+                        tok = strtok_r(NULL, " ", &save);
+                mp = tok; /* the mount point (octal escapes never match a realpath with them) */
+                tok = mp ? strtok_r(NULL, " ", &save) : NULL; /* options */
+                while (tok && (tok = strtok_r(NULL, " ", &save)) && strcmp(tok, "-") != 0)
+                        shared |= strncmp(tok, "shared:", 7) == 0;
+                if (!mp)
+                        continue;
+                n = strlen(mp);
+                if ((strcmp(mp, "/") == 0 ||
+                     (strncmp(real, mp, n) == 0 && (real[n] == '/' || real[n] == '\0'))) &&
+                    n >= best) {
+                        best = n;
+                        *ret = shared;
+                }
+        }
+        fclose(f);
         return 0;
 }
 
@@ -705,6 +773,25 @@ static int set_shared_hook(struct lxc_container *c, const char *dir, const char 
         return line ? lb_set(c, "lxc.hook.start-host", line, err) : -ENOMEM;
 }
 
+/* The pre-start hook that refuses a second start of the container (lxc/mount-hook.c). */
+static int set_once_hook(struct lxc_container *c, const char *dir, struct sh_error *err)
+{
+        _cleanup_free_ char *path = sh_path_join(dir, "ran"), *line = NULL;
+        char hook[PATH_MAX];
+
+        if (!path)
+                return -ENOMEM;
+        if (sh_find_helper("runt-lxc-hook", RUNT_LXC_HOOK_FALLBACK, hook, sizeof(hook)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-hook not found (beside runtd or at %s)",
+                              RUNT_LXC_HOOK_FALLBACK);
+        if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
+                return sh_err(err, -EINVAL, "'%s' or '%s' has a character a shell would interpret",
+                              hook, path);
+        unlink(path);
+        line = sh_strdup_printf("%s --once %s", hook, path);
+        return line ? lb_set(c, "lxc.hook.pre-start", line, err) : -ENOMEM;
+}
+
 static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
                       const char *dir, struct sh_error *err)
 {
@@ -712,7 +799,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
         static const char *const pod_files[] = {"hosts", "hostname", "resolv.conf"};
         _cleanup_free_ char *rootfs_mount = sh_path_join(dir, "rootfs");
         _cleanup_free_ char *shared = NULL;
-        size_t shared_len = 0;
+        size_t shared_len = 0, n_shared = 0;
         char init[PATH_MAX];
         int r;
 
@@ -793,6 +880,21 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                         return sh_err(err, r, "mounts[%zu]: mount point '%s': %s", i,
                                       m->container_path, strerror(-r));
                 if (m->propagation == BE_PROPAGATION_BIDIRECTIONAL) {
+                        bool ok = false;
+
+                        /* As containerd: propagation both ways needs a shared source. */
+                        r = shared_source(m->host_path, &ok);
+                        if (r < 0)
+                                return sh_err(err, r, "mounts[%zu]: '%s': %s", i, m->host_path,
+                                              strerror(-r));
+                        if (!ok)
+                                return sh_err(err, -EINVAL,
+                                              "mounts[%zu]: '%s' is not on a shared mount: "
+                                              "bidirectional propagation needs one (mount "
+                                              "--make-rshared)",
+                                              i, m->host_path);
+                        if (++n_shared > 128)
+                                return sh_err(err, -EINVAL, "more than 128 bidirectional mounts");
                         r = add_shared_mount(&shared, &shared_len, m->host_path, at, m->readonly);
                         continue;
                 }
@@ -935,6 +1037,8 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
         if ((r = cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
             (r = set_seccomp(c, s, caps, dir, err)) < 0 || (r = set_process(lb, c, s, err)) < 0 ||
             (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
+                return r;
+        if ((r = set_once_hook(c, dir, err)) < 0)
                 return r;
         return set_mounts(c, bc, upper, dir, err);
 }

@@ -296,7 +296,12 @@ static void *sysctl_thread(void *arg)
                                 *c = *c == '.' ? '/' : *c;
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
                 n = fd < 0 ? -1 : write(fd, kv->value, len);
-                if (n < 0 || (size_t)n != len) {
+                if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+                        /* A name the kernel does not have is the request's mistake. */
+                        j->r = -EINVAL;
+                        snprintf(j->why, sizeof(j->why), "sysctl %s does not exist in this kernel",
+                                 kv->key);
+                } else if (n < 0 || (size_t)n != len) {
                         j->r = n < 0 ? -errno : -EIO;
                         snprintf(j->why, sizeof(j->why), "sysctl %s = %.64s: %s", kv->key,
                                  kv->value, strerror(n < 0 ? errno : EIO));

@@ -20,12 +20,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_MOUNTS 128
+#define MAX_MOUNTS 128 /* runtd refuses more (lxc/container.c) */
 
 static int fail(const char *what, const char *path)
 {
         fprintf(stderr, "runt-lxc-hook: %s '%s': %s\n", what, path, strerror(errno));
         return 1;
+}
+
+/*
+ * runt-lxc-hook --once FILE ...: LXC's pre-start hook of every app container. liblxc starts a
+ * container again when its init dies of SIGHUP (reboot() in its pid namespace does that),
+ * behind the kubelet's back. The first start makes FILE; a second one finds it and fails,
+ * and FILE.refused tells the monitor (lxc/shim.c) the run ended with SIGHUP.
+ */
+static int once(const char *file)
+{
+        int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+        if (fd < 0) {
+                char refused[4096];
+
+                /* Tells the container's monitor why its start() never came back. */
+                snprintf(refused, sizeof(refused), "%s.refused", file);
+                fd = open(refused, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd >= 0)
+                        close(fd);
+                fprintf(stderr, "runt-lxc-hook: the container ran once: no restart\n");
+                return 1;
+        }
+        close(fd);
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -39,6 +64,8 @@ int main(int argc, char **argv)
         ssize_t got;
         int fd, ns;
 
+        if (argc >= 3 && strcmp(argv[1], "--once") == 0)
+                return once(argv[2]);
         if (argc < 2 || !pid || !pid[0] || strspn(pid, "0123456789") != strlen(pid)) {
                 fprintf(stderr, "usage: runt-lxc-hook SPEC (as LXC's start-host hook)\n");
                 return 2;
@@ -52,8 +79,13 @@ int main(int argc, char **argv)
         if (got < 0)
                 return fail("read", argv[1]);
         spec[len] = '\0';
-        for (size_t off = 0; off < len && n < MAX_MOUNTS * 3; off += strlen(spec + off) + 1)
+        for (size_t off = 0; off < len; off += strlen(spec + off) + 1) {
+                if (n == MAX_MOUNTS * 3) {
+                        fprintf(stderr, "runt-lxc-hook: more than %d mounts\n", MAX_MOUNTS);
+                        return 1;
+                }
                 field[n++] = spec + off;
+        }
         if (n % 3) {
                 fprintf(stderr, "runt-lxc-hook: %s is damaged\n", argv[1]);
                 return 1;

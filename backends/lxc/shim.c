@@ -605,6 +605,15 @@ static int exit_code_of(int st)
         return 128 + (st & 0x7f);
 }
 
+/* Did the pre-start hook refuse a restart (DIR/ran.refused, by runt-lxc-hook --once)? */
+static bool restart_refused(struct shim *s)
+{
+        char path[PATH_MAX];
+
+        path_in(path, sizeof(path), s->dir, "ran.refused");
+        return access(path, F_OK) == 0;
+}
+
 /* The child that becomes nothing but liblxc's start(): the container's monitor proper. */
 static void run_start(struct shim *s, int in, int out, int err, char **argv)
 {
@@ -627,6 +636,7 @@ static void run_start(struct shim *s, int in, int out, int err, char **argv)
         c->want_close_all_fds(c, true);
         ok = c->start(c, 0, argv); /* argv[0] is runt-init, which may exec argv[1] */
         st = c->error_num;
+
         snprintf(text, sizeof(text), "%d %d\n", ok ? 1 : 0, st);
         write_state(s->dir, "status", text);
         _exit(ok ? 0 : 1);
@@ -674,7 +684,7 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         bool tty = strchr(flags, 't'), keep_stdin = strchr(flags, 'i');
         long long started = 0, finished = 0, deadline = 0;
         int sfd, status = 0, pid = 0, r;
-        bool child_done = false;
+        bool child_done = false, have_status;
         sigset_t mask;
         pid_t child;
         char text[160];
@@ -860,7 +870,17 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
         stream_flush(s, &s->out);
         stream_flush(s, &s->err);
         attach_unlink(s);
-        if (!read_status(s, &status)) {
+        have_status = read_status(s, &status);
+        if (!have_status && restart_refused(s)) {
+                /*
+                 * liblxc restarts a container whose init died of SIGHUP (reboot() in its pid
+                 * namespace does that), and its start() does not come back from the restart
+                 * the pre-start hook refused: the run ended with that wait status.
+                 */
+                status = SIGHUP;
+                have_status = true;
+        }
+        if (!have_status) {
                 char log[PATH_MAX], line[512] = "", best[512] = "";
                 FILE *f;
 

@@ -272,7 +272,7 @@ def test_slow_stop_holds_up_only_its_own_pod(runtd_factory, tmp_path):
     p.write_conf([{"type": "bridge", "bridge": p.bridge, "isGateway": True, "ipMasq": False,
                    "ipam": {"type": "host-local", "dataDir": str(p.ipam),
                             "ranges": [[{"subnet": p.prefix + "0/24"}]]}},
-                  {"type": "slowdel", "delay": 3}])
+                  {"type": "slowdel", "delay": 6}])
     try:
         p.d.start()
         a, b = p.run(p.config("slow-a")), p.run(p.config("quick-b"))
@@ -284,8 +284,8 @@ def test_slow_stop_holds_up_only_its_own_pod(runtd_factory, tmp_path):
         assert p.status(b).status.state == pb.SANDBOX_READY
         c = p.run(p.config("quick-c"))
         took = time.monotonic() - t0
-        assert stopper.is_alive(), "the slow stop was over before the calls were made"
-        assert took < 1.5, f"calls on other pods waited {took:.1f}s behind a slow stop"
+        # Still stopping: so none of these calls waited for it (a time bound would flake).
+        assert stopper.is_alive(), f"calls on other pods took {took:.1f}s: behind the stop?"
         stopper.join(timeout=T)
         assert p.status(a).status.state == pb.SANDBOX_NOTREADY
         removers = [threading.Thread(target=p.remove, args=(x,)) for x in (a, b, c)]
@@ -297,5 +297,71 @@ def test_slow_stop_holds_up_only_its_own_pod(runtd_factory, tmp_path):
         left = p.leftovers()
         assert left["netns"] == [] and left["reserved"] == [] and left["veths"] == []
         assert left["cni_cache"] == [] and left["pod_dirs"] == []
+    finally:
+        p.cleanup()
+
+
+# The bridge plugin, but its DEL fails while the file named by "stuck" exists.
+FLAKY_BRIDGE = """#!/usr/bin/python3
+import json, os, sys
+raw = sys.stdin.buffer.read()
+conf = json.loads(raw)
+if os.environ.get("CNI_COMMAND") == "DEL" and os.path.exists(conf["stuck"]):
+    print(json.dumps({"cniVersion": conf["cniVersion"], "code": 11, "msg": "stuck"}))
+    sys.exit(1)
+r, w = os.pipe()
+os.write(w, raw)
+os.close(w)
+os.dup2(r, 0)
+os.execv("%s/bridge", ["bridge"])
+""" % CNI_BIN_DIR
+# ADD always fails (after the bridge made the veth and took an address).
+FAIL_ADD = """#!/usr/bin/python3
+import json, os, sys
+conf = json.load(sys.stdin)
+if os.environ.get("CNI_COMMAND") == "ADD":
+    print(json.dumps({"cniVersion": conf["cniVersion"], "code": 11, "msg": "no"}))
+    sys.exit(1)
+if os.environ.get("CNI_COMMAND") == "VERSION":
+    print(json.dumps({"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0"]}))
+"""
+
+
+def test_failed_undo_of_a_failed_add_is_retried_after_a_restart(runtd_factory, tmp_path):
+    """RunPodSandbox fails in CNI ADD and the DEL that undoes it fails too: the CNI cache
+    stays (the sandbox's record goes, so no client will remove it), and the next start of
+    runtd DELs it: the address and the cache are gone."""
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    for name, text in (("flakybridge", FLAKY_BRIDGE), ("failadd", FAIL_ADD)):
+        (bins / name).write_text(text)
+        (bins / name).chmod(0o755)
+    stuck = tmp_path / "stuck"
+    stuck.write_text("")
+    p = Pods(runtd_factory, tmp_path, start=False)
+    p.d.config.write_text(make_config(str(p.d.cni_dir), bin_dirs=(str(bins), CNI_BIN_DIR),
+                                      runtimes={"fake": ("fake", {})}, default_runtime="fake"))
+    p.write_conf([{"type": "flakybridge", "stuck": str(stuck), "bridge": p.bridge,
+                   "isGateway": True, "ipMasq": False,
+                   "ipam": {"type": "host-local", "dataDir": str(p.ipam),
+                            "ranges": [[{"subnet": p.prefix + "0/24"}]]}},
+                  {"type": "failadd"}])
+    try:
+        p.d.start()
+        with pytest.raises(grpc.RpcError) as e:
+            p.run(p.config("doomed"))
+        assert "no" in e.value.details()
+        assert p.list() == []
+        left = p.leftovers()
+        assert len(left["reserved"]) == 1 and len(left["cni_cache"]) == 1, left
+        # The DEL would work now; the next start of runtd finds the cache of no sandbox.
+        stuck.unlink()
+        p.d.stop()
+        p.d.start()
+        assert p.leftovers() == {**left, "reserved": [], "cni_cache": [], "veths": []}
+        p.write_conf()
+        pid = p.run(p.config("after"))
+        p.remove(pid)
+        assert p.list() == []
     finally:
         p.cleanup()

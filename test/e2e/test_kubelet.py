@@ -132,6 +132,7 @@ def test_namespaced_sysctls(ctrs):
     ({"net.ipv4.ip_forward": "0"}, True, "host"),
     ({"kernel/../../x": "1"}, False, "not a sysctl name"),
     ({"kernel.shmmax": "1\nkernel.core_pattern=x"}, False, "one line"),
+    ({"net.ipv4.conf.nosuchif0.rp_filter": "1"}, False, "does not exist"),
 ])
 def test_sysctls_refused(ctrs, sysctls, host_net, word):
     """Not namespaced, or of a namespace shared with the host: refused before anything
@@ -551,3 +552,76 @@ def test_kubelet_sequence_init_two_containers_probes_restart(ctrs, tmp_path):
     finally:
         ctrs.cleanup()
         rm_kubelet_cgroups()
+
+
+@pytest.mark.parametrize("parent", ["../../../../var/tmp/x", "/kubepods/../..", "a//b",
+                                    "kubepods/pod;x"])
+def test_cgroup_parent_refused(ctrs, parent):
+    c, msg = code(ctrs.rt().RunPodSandbox, pb.RunPodSandboxRequest(config=ctrs.config(
+        "cgp", log_directory=str(ctrs.logs),
+        linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))))
+    assert c == grpc.StatusCode.INVALID_ARGUMENT and "cgroup_parent" in msg, msg
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_bidirectional_needs_a_shared_source(ctrs, tmp_path):
+    """As containerd: a source on a private mount cannot propagate back; refused, not
+    silently one-way."""
+    src = tmp_path / "priv"
+    src.mkdir()
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    subprocess.run(["mount", "--make-rprivate", str(src)], check=True)
+    try:
+        pod, cfg = ctrs.pod()
+        c, msg = code(ctrs.rt().CreateContainer, pb.CreateContainerRequest(
+            pod_sandbox_id=pod, sandbox_config=cfg, config=pb.ContainerConfig(
+                metadata=pb.ContainerMetadata(name="b"),
+                image=pb.ImageSpec(image=ctrs.images["plain"]),
+                mounts=[pb.Mount(container_path="/m", host_path=str(src),
+                                 propagation=pb.PROPAGATION_BIDIRECTIONAL)])))
+        assert c == grpc.StatusCode.INVALID_ARGUMENT and "shared" in msg, msg
+        ctrs.stop(pod)
+        ctrs.remove(pod)
+        assert ctrs.leftovers() == EMPTY_CTRS
+    finally:
+        umount_all(src)
+
+
+def test_readonly_path_inside_a_volume_is_not_followed(ctrs, tmp_path):
+    """A read-only path that lies in a volume is the volume's, not the image's: a symlink a
+    container planted there must never make runt bind a host file into the container."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    secret = tmp_path / "host-secret"
+    secret.write_text("host-only\n")
+    os.symlink(str(secret), vol / "x")
+    pod, cfg = ctrs.pod()
+    cid = ctrs.run_ctr(pod, cfg, "c", mounts=[pb.Mount(container_path="/data", host_path=str(vol))],
+                       linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                           readonly_paths=["/data/x"], masked_paths=["/data/x"])), **sleeper())
+    r = ctrs.exec(cid, ["cat", "/data/x"])
+    assert b"host-only" not in r.stdout, r
+    ctrs.stop(pod)
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_reboot_in_a_container_ends_it(ctrs):
+    """reboot() with CAP_SYS_BOOT in a pid namespace of its own ends the container (its
+    init dies); it is never started again behind the kubelet's back."""
+    pod, cfg = ctrs.pod()
+    sc = pb.LinuxContainerSecurityContext(capabilities=pb.Capability(
+        add_capabilities=["SYS_BOOT"]))
+    cid = ctrs.run_ctr(pod, cfg, "rb", command=["/bin/sh", "-c", "echo started; busybox reboot -f; "
+                                                                  "sleep 3600"],
+                       linux=pb.LinuxContainerConfig(security_context=sc))
+    st = ctrs.wait_exit(cid)
+    # Its init died of SIGHUP, as the kernel ends a pid namespace on reboot().
+    assert st.exit_code == 129 and st.reason == "Error", st
+    time.sleep(0.5)
+    assert ctrs.cstatus(cid).state == pb.CONTAINER_EXITED
+    recs = ctrs.log_records(st.log_path)
+    assert recs.count(("stdout", "F", "started")) == 1, recs
+    ctrs.stop(pod)
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
