@@ -6,6 +6,7 @@ processes, netns, reservations."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -1201,4 +1202,56 @@ def test_signal_deaths_in_a_shared_pid_namespace(ctrs):
     st = ctrs.cstatus(c)
     assert time.monotonic() - t0 < 2 and st.exit_code == 143, st
     ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def tree_size(top):
+    """Bytes in the files under @top."""
+    return sum(p.lstat().st_size for p in Path(top).rglob("*")
+               if p.is_file() and not p.is_symlink())
+
+
+def test_pod_files_live_on_disk_not_in_run_dir(ctrs):
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf are the pod's files, bind-mounted
+    writable as containerd has them (read-only with a read-only rootfs). They live under
+    root_dir: a container appending to one grows nothing under run_dir, a small tmpfs."""
+    pod, cfg = ctrs.pod(hostname="files-0")
+    pd = ctrs.d.root_dir / "pods" / pod
+    assert sorted(os.listdir(pd)) == ["hostname", "hosts", "resolv.conf"]
+    assert not (ctrs.d.run_dir / "pods").exists()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    assert ctrs.exec(cid, ["cat", "/etc/hostname"]).stdout == b"files-0\n"
+    before = tree_size(ctrs.d.run_dir)
+    r = ctrs.exec(cid, ["/bin/sh", "-c",
+                        "busybox dd if=/dev/zero bs=1M count=20 >> /etc/hosts"], timeout=30)
+    assert r.exit_code == 0, r
+    assert (pd / "hosts").stat().st_size >= 20 << 20
+    assert tree_size(ctrs.d.run_dir) - before < 64 << 10, "run_dir grew"
+    ro = ctrs.run_ctr(pod, cfg, "ro", **sleeper(linux=security(readonly_rootfs=True)))
+    assert ctrs.exec(ro, ["/bin/sh", "-c", "echo x >> /etc/hosts"]).exit_code != 0
+    assert ctrs.exec(ro, ["/bin/sh", "-c", "echo x >> /etc/resolv.conf"]).exit_code != 0
+    ctrs.remove(pod)
+    assert not pd.exists() and ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_pod_files_an_older_runtd_kept_in_run_dir(ctrs):
+    """A pod made by an older runtd has its files in <run_dir>/pods/<id>: its containers
+    still get them, and removal takes them away; files of pods the store does not know are
+    swept at start, in both places."""
+    pod, cfg = ctrs.pod(hostname="old-0")
+    new, old = ctrs.d.root_dir / "pods" / pod, ctrs.d.run_dir / "pods" / pod
+    ctrs.d.stop()
+    old.parent.mkdir(parents=True)
+    shutil.move(new, old)
+    orphans = [top / ("e" * 64) for top in (new.parent, old.parent)]
+    for o in orphans:
+        o.mkdir()
+        (o / "hosts").write_text("x\n")
+    ctrs.d.start()
+    assert not any(o.exists() for o in orphans)
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    assert ctrs.exec(cid, ["cat", "/etc/hostname"]).stdout == b"old-0\n"
+    assert not new.exists()
+    ctrs.remove(pod)
+    assert not old.exists() and not new.exists()
     assert ctrs.leftovers() == EMPTY_CTRS
