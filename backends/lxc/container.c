@@ -40,6 +40,7 @@
 #include "exec.h"
 #include "log.h"
 #include "lxc-internal.h"
+#include "nofollow.h"
 #include "seccomp.h"
 #include "strutil.h"
 
@@ -1225,8 +1226,13 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
                 char *slash = logdir ? strrchr(logdir, '/') : NULL;
 
                 if (slash && slash != logdir) {
+                        int fd;
+
+                        /* Symlinks in it are not followed (nofollow.h); the shim reports. */
                         *slash = '\0';
-                        sh_mkdir_p(logdir, 0755);
+                        fd = sh_open_dir_nofollow(logdir, true, 0755);
+                        if (fd >= 0)
+                                close(fd);
                 }
         }
         r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
@@ -1480,6 +1486,13 @@ int lb_container_update(struct be *be, const char *id, const struct be_resources
         return r;
 }
 
+static bool is_regular_nofollow(const char *path)
+{
+        struct stat st;
+
+        return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
@@ -1497,10 +1510,10 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
                 return 0; /* no log */
         if (kill(pid, SIGUSR1) < 0)
                 return sh_err(err, -errno, "signal the monitor of %.12s: %s", id, strerror(errno));
-        /* Done when the file is there again. */
-        for (int i = 0; i < 200 && access(fields[0], F_OK) < 0; i++)
+        /* Done when the file is there again; a symlink there the shim does not follow. */
+        for (int i = 0; i < 200 && !is_regular_nofollow(fields[0]); i++)
                 nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-        if (access(fields[0], F_OK) < 0)
+        if (!is_regular_nofollow(fields[0]))
                 return sh_err(err, -EIO, "container %.12s: log '%s' was not reopened", id,
                               fields[0]);
         return 0;

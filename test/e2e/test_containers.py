@@ -1255,3 +1255,49 @@ def test_pod_files_an_older_runtd_kept_in_run_dir(ctrs):
     ctrs.remove(pod)
     assert not old.exists() and not new.exists()
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_log_paths_through_symlinks_are_not_followed(ctrs, tmp_path):
+    """The CRI log and the directories made for it are opened without following symlinks,
+    at start and at ReopenContainerLog: nothing is made or written where one leads."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = dict(command=["/bin/sh", "-c", "while true; do echo tick; sleep 0.05; done"])
+
+    def refused(pod, cfg, name, **kw):
+        cid = ctrs.create(pod, cfg, name, **kw, **cmd)
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.start(cid)
+        assert "no symlinks followed" in e.value.details(), e.value.details()
+        ctrs.crm(cid)
+
+    # The pod's log directory itself a symlink.
+    (ctrs.logs / "linked").symlink_to(elsewhere)
+    pod, cfg = ctrs.pod("linked")
+    refused(pod, cfg, "a")
+    ctrs.remove(pod)
+    # A directory in log_path a symlink, and the log file a symlink.
+    pod, cfg = ctrs.pod("p")
+    (ctrs.logs / "p").mkdir()
+    (ctrs.logs / "p" / "sub").symlink_to(elsewhere)
+    refused(pod, cfg, "b", log_path="sub/deeper/b.log")
+    (ctrs.logs / "p" / "c.log").symlink_to(elsewhere / "c.log")
+    refused(pod, cfg, "c", log_path="c.log")
+    # The file replaced by a symlink before a reopen: the shim does not write through it.
+    cid = ctrs.run_ctr(pod, cfg, "d", **cmd)
+    log = Path(ctrs.cstatus(cid).log_path)
+    time.sleep(0.2)
+    log.rename(str(log) + ".1")
+    log.symlink_to(elsewhere / "d.log")
+    with pytest.raises(grpc.RpcError):
+        ctrs.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+    time.sleep(0.3)
+    assert list(elsewhere.iterdir()) == []
+    # A proper file again: the next reopen writes there.
+    log.unlink()
+    ctrs.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+    time.sleep(0.3)
+    assert ctrs.log_records(log)
+    ctrs.remove(pod)
+    assert list(elsewhere.iterdir()) == []
+    assert ctrs.leftovers() == EMPTY_CTRS
