@@ -38,6 +38,7 @@
 #include "attach.h"
 #include "be-internal.h"
 #include "exec.h"
+#include "fdpass.h"
 #include "log.h"
 #include "lxc-internal.h"
 #include "nofollow.h"
@@ -1670,27 +1671,14 @@ int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
  */
 static int recv_master(int sock)
 {
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u;
-        char byte;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = u.buf,
-                           .msg_controllen = sizeof(u.buf)};
-        struct pollfd p = {.fd = sock, .events = POLLIN};
-        struct cmsghdr *c;
-        int fd = -1;
+        int fd = sh_recv_fd(sock, 10000);
 
-        if (poll(&p, 1, 10000) != 1 || recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+        /* Only a terminal will do: it becomes the session's stdin and stdout. */
+        if (fd >= 0 && !isatty(fd)) {
+                close(fd);
                 return -1;
-        c = CMSG_FIRSTHDR(&m);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-                memcpy(&fd, CMSG_DATA(c), sizeof(int));
-        return fd;
+        }
+        return fd < 0 ? -1 : fd;
 }
 
 /* Closes the fds of @s that are open and marks them closed. */
