@@ -402,6 +402,10 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
             strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
                 return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
+        /* Not left to liblxc, which happens to refuse "../..": runt's own rule. */
+        r = sh_validate_cgroup_path(s->cgroup_parent, "linux.cgroup_parent", err);
+        if (r < 0)
+                return r;
         /* Logs would land relative to runtd's working directory. */
         if (s->log_directory[0] && s->log_directory[0] != '/')
                 return sh_err(err, -EINVAL, "log_directory '%.64s' is not an absolute path",

@@ -790,6 +790,25 @@ def test_cgroup_parents_runt_made_are_removed_with_their_last_pod(ctrs):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
+def test_cgroup_parent_is_validated_by_runt(ctrs):
+    """cgroup_parent must be a clean cgroup path: INVALID_ARGUMENT naming the field, before
+    anything is made. The systemd driver's slice name is one plain component."""
+    for bad in ("../../..", "/kubepods/../../x", "a//b", "a/./b", "kubepods/", "a b", "x;y"):
+        cfg = ctrs.config("bad", linux=pb.LinuxPodSandboxConfig(cgroup_parent=bad))
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.run(cfg)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "cgroup_parent" in e.value.details(), e.value.details()
+    assert ctrs.list() == [] and ctrs.lxc_dirs() == []
+    slice_ = f"runt-e2e-{os.getpid()}-burstable-pod0b2f3c4d_1e2f.slice"
+    cfg = ctrs.config("sd", linux=pb.LinuxPodSandboxConfig(cgroup_parent=slice_))
+    pod = ctrs.run(cfg)
+    assert (Path("/sys/fs/cgroup/memory") / slice_ / pod).is_dir()
+    ctrs.remove(pod)
+    assert not (Path("/sys/fs/cgroup/memory") / slice_).exists()
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
 def test_tty_devices_privileged_and_host_namespaces(ctrs, tmp_path):
     pod, cfg = ctrs.pod()
     # tty: one stream, on a pty, logged as stdout.
