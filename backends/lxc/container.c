@@ -353,6 +353,67 @@ done:
         return 0;
 }
 
+/*
+ * runc's exceptions in /proc: files lxcfs mounts over, which exist in every procfs.
+ * (runc refuses any other mount destination in /proc; so does runt.)
+ */
+static const char *const proc_mountable[] = {
+        "proc/cpuinfo", "proc/diskstats",
+        "proc/meminfo", "proc/stat",
+        "proc/swaps",   "proc/uptime",
+        "proc/loadavg", "proc/slabinfo",
+        "proc/net/dev", "proc/sys/kernel/ns_last_pid",
+};
+
+static bool under(const char *res, const char *top)
+{
+        size_t n = strlen(top);
+
+        return strncmp(res, top, n) == 0 && (res[n] == '\0' || res[n] == '/');
+}
+
+/*
+ * Checks mount point @rel of the container (relative to its root, as the request has it):
+ * where the image's symlinks lead it must not be in /proc or /sys, where LXC mounts the
+ * kernel's filesystems and no mount point can be made, so the mount would fail late with
+ * liblxc's message. Exceptions: runc's lxcfs files in /proc, and paths that exist in the
+ * kernel's sysfs (the host's /sys has them too: /sys/fs/bpf, /sys/fs/cgroup, which CNI
+ * daemonsets mount). -EINVAL naming @what, else 0 (also when @rel does not resolve: the
+ * caller reports that).
+ */
+static int check_not_kernel_fs(const struct be_container_spec *s, const char *upper,
+                               const char *rel, const char *what, struct sh_error *err)
+{
+        _cleanup_free_ char *res = NULL, *host = NULL;
+        bool exists = false;
+        struct stat st;
+
+        if (resolve_in_view(s, upper, rel, &res, &exists) < 0)
+                return 0;
+        if (under(res, "proc")) {
+                for (size_t i = 0; i < SH_ARRAY_SIZE(proc_mountable); i++)
+                        if (strcmp(res, proc_mountable[i]) == 0)
+                                return 0;
+        } else if (under(res, "sys") && strcmp(res, "sys") != 0) {
+                host = sh_strdup_printf("/%s", res);
+                if (!host)
+                        return -ENOMEM;
+                if (lstat(host, &st) == 0 && !S_ISLNK(st.st_mode))
+                        return 0;
+        } else {
+                return 0;
+        }
+        if (strcmp(res, rel) != 0)
+                return sh_err(err, -EINVAL,
+                              "%s: mount point '/%s' resolves to '/%s' in the image, in /%s, "
+                              "where the kernel's filesystem is: not allowed",
+                              what, rel, res, under(res, "proc") ? "proc" : "sys");
+        return sh_err(err, -EINVAL,
+                      "%s: mount point '/%s' is in /%s, where the kernel's filesystem is: not "
+                      "allowed",
+                      what, rel, under(res, "proc") ? "proc" : "sys");
+}
+
 /* @path in fstab escaping (spaces, tabs, newlines, backslashes), as liblxc's parser reads it. */
 static char *fstab_escape(const char *path)
 {
@@ -715,7 +776,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
         _cleanup_free_ char *rootfs_mount = sh_path_join(dir, "rootfs");
         _cleanup_free_ char *shared = NULL;
         size_t shared_len = 0;
-        char init[PATH_MAX];
+        char init[PATH_MAX], what[32];
         int r;
 
         if (!rootfs_mount)
@@ -750,6 +811,9 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 {
                         _cleanup_free_ char *at = NULL;
 
+                        r = check_not_kernel_fs(s, upper, dst, "pod file", err);
+                        if (r < 0)
+                                return r;
                         r = make_mount_point(s, upper, dst, false, &at);
                         if (r < 0)
                                 return sh_err(err, r, "mount point /%s: %s", dst, strerror(-r));
@@ -768,6 +832,11 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 struct stat st;
                 bool is_dir = true;
 
+                /* Before the host path is made: a refused mount leaves nothing. */
+                snprintf(what, sizeof(what), "mounts[%zu]", i);
+                if (strncmp(m->container_path, "/dev/", 5) != 0 &&
+                    (r = check_not_kernel_fs(s, upper, m->container_path + 1, what, err)) < 0)
+                        return r;
                 if (stat(m->host_path, &st) < 0) {
                         /* As containerd does: a missing host path is made a directory. */
                         r = sh_mkdir_p(m->host_path, 0755);
@@ -816,6 +885,10 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 } else {
                         _cleanup_free_ char *at = NULL;
 
+                        snprintf(what, sizeof(what), "devices[%zu]", i);
+                        r = check_not_kernel_fs(s, upper, d->container_path + 1, what, err);
+                        if (r < 0)
+                                return r;
                         r = make_mount_point(s, upper, d->container_path + 1, false, &at);
                         if (r < 0)
                                 return sh_err(err, r, "devices[%zu]: mount point '%s': %s", i,

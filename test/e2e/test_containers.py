@@ -45,6 +45,8 @@ def images(registry, tmp_path_factory):
             os.makedirs(os.path.join(rootfs, "var"), exist_ok=True)
             os.symlink("../run", os.path.join(rootfs, "var", "run"))
             os.symlink("/etc", os.path.join(rootfs, "escape"))
+            os.symlink("/proc", os.path.join(rootfs, "kproc"))
+            os.symlink("../sys/kernel", os.path.join(rootfs, "etc", "ksys"))
             for f in ("passwd", "group"):
                 os.unlink(os.path.join(rootfs, "etc", f))
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "group"))
@@ -1320,3 +1322,46 @@ def test_log_paths_through_symlinks_are_not_followed(ctrs, tmp_path):
     ctrs.remove(pod)
     assert list(elsewhere.iterdir()) == []
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_mount_targets_in_proc_or_sys_are_refused_at_create(ctrs, tmp_path):
+    """A mount point in /proc or /sys, named so or reached through an image symlink, is
+    INVALID_ARGUMENT at CreateContainer with runt's message (LXC mounts the kernel's
+    filesystems there); the host path is not made. Mounts in /dev, where the kubelet puts
+    /dev/termination-log, and ones on paths the kernel's sysfs has, go on working."""
+    pod, cfg = ctrs.pod()
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("f\n")
+    never = tmp_path / "never"
+    for image, target, says in (("plain", "/proc/x", "is in /proc"),
+                                ("plain", "/proc", "is in /proc"),
+                                ("plain", "/sys/runt-e2e-x", "is in /sys"),
+                                ("links", "/kproc/y", "resolves to '/proc/y'"),
+                                ("links", "/etc/ksys/z", "resolves to '/sys/kernel/z'")):
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.create(pod, cfg, "k", image=image, **sleeper(
+                mounts=[pb.Mount(container_path=target, host_path=str(never))]))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, target
+        assert "mounts[0]" in e.value.details() and says in e.value.details(), \
+            e.value.details()
+        assert not never.exists()
+    assert ctrs.clist() == [] and sorted(ctrs.lxc_dirs()) == [pod]
+    term = tmp_path / "termination-log"
+    term.write_text("")
+    ok = [pb.Mount(container_path="/dev/termination-log", host_path=str(term)),
+          pb.Mount(container_path="/dev/vol", host_path=str(vol)),
+          # runc's lxcfs exception; a dir of the kernel's sysfs, as bpffs for CNI agents.
+          pb.Mount(container_path="/proc/uptime", host_path=str(vol / "f"))]
+    if Path("/sys/fs/bpf").is_dir():
+        ok.append(pb.Mount(container_path="/sys/fs/bpf", host_path=str(vol)))
+    cid = ctrs.run_ctr(pod, cfg, "dev", **sleeper(mounts=ok))
+    assert ctrs.exec(cid, ["cat", "/dev/vol/f"]).stdout == b"f\n"
+    assert ctrs.exec(cid, ["cat", "/proc/uptime"]).stdout == b"f\n"
+    if Path("/sys/fs/bpf").is_dir():
+        assert ctrs.exec(cid, ["cat", "/sys/fs/bpf/f"]).stdout == b"f\n"
+    assert ctrs.exec(cid, ["sh", "-c", "echo done > /dev/termination-log"]).exit_code == 0
+    assert term.read_text() == "done\n"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+
