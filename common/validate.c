@@ -70,6 +70,34 @@ int sh_validate_id_prefix(const char *s, const char *what, struct sh_error *err)
         return check_hex_id(s, false, what, err);
 }
 
+int sh_validate_cgroup_path(const char *s, const char *what, struct sh_error *err)
+{
+        static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789._:@-";
+        const char *c = s;
+        size_t len;
+
+        if (!s || !s[0])
+                return 0;
+        if (strlen(s) > SH_CGROUP_PATH_MAX)
+                return sh_err(err, -EINVAL, "%s is %zu bytes long: at most %d are allowed", what,
+                              strlen(s), SH_CGROUP_PATH_MAX);
+        if (*c == '/')
+                c++;
+        while (*c) {
+                len = strcspn(c, "/");
+                if (len == 0 || (len == 1 && c[0] == '.') ||
+                    (len == 2 && c[0] == '.' && c[1] == '.') || strspn(c, ok) < len ||
+                    (c[len] == '/' && !c[len + 1]))
+                        return sh_err(err, -EINVAL,
+                                      "%s '%.64s' is not a clean cgroup path: components of "
+                                      "[A-Za-z0-9._:@-], no '.', '..' or empty ones",
+                                      what, s);
+                c += len + (c[len] == '/');
+        }
+        return 0;
+}
+
 int sh_id_new(char ret[65])
 {
         static const char hex[] = "0123456789abcdef";

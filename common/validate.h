@@ -16,6 +16,18 @@
  */
 int sh_validate_name(const char *s, size_t len, const char *what, struct sh_error *err);
 
+/* Longest cgroup path runt accepts (the kubelet's are under 200 bytes). */
+#define SH_CGROUP_PATH_MAX 1024
+
+/*
+ * Checks a client-supplied cgroup path (cgroup_parent): empty, or an optional leading '/'
+ * then components of [A-Za-z0-9._:@-] separated by single '/', none "." or "..", no
+ * trailing '/', at most SH_CGROUP_PATH_MAX bytes. Covers the cgroupfs driver's
+ * "/kubepods/burstable/pod<uid>" and the systemd driver's "kubepods-burstable-pod<uid>.slice".
+ * @what names the field in the message. Returns 0 or -EINVAL.
+ */
+int sh_validate_cgroup_path(const char *s, const char *what, struct sh_error *err);
+
 /* A runt id: exactly 64 lowercase hex digits. Returns 0 or -EINVAL. */
 int sh_validate_id(const char *s, const char *what, struct sh_error *err);
 

@@ -68,7 +68,8 @@ struct be_kv *pod_jkv(json_object *o, const char *key, size_t *ret_n);
 /* Loads the sandbox @id names (an id or a unique prefix); -ENOENT when none. */
 int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
                      struct sh_error *err);
-/* The pod's resolv.conf/hostname/hosts dir (malloc'd). */
+/* The pod's resolv.conf/hostname/hosts dir: <root_dir>/pods/<id>, or <run_dir>/pods/<id>
+ * for a pod an older runtd made there (malloc'd; NULL on ENOMEM). */
 char *pod_dir_of(struct pod_mgr *pm, const char *id);
 /* Stops (SIGKILL, @timeout_s grace) or removes every container of sandbox @id. */
 int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long long timeout_s,

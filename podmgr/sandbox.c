@@ -289,19 +289,39 @@ int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/*
+ * The pod's resolv.conf, hostname and hosts live on disk, <root_dir>/pods/<id>, as
+ * containerd keeps them in its state dir: they are bind-mounted writable into the pod's
+ * containers, and a container appending to /etc/hosts must not fill the small tmpfs under
+ * run_dir (issue 14). An older runtd kept them in <run_dir>/pods/<id>; its pods go on using
+ * those, since their containers' LXC configs name that path.
+ */
+static char *pod_dir_at(const char *base, const char *id)
+{
+        return sh_strdup_printf("%s/pods/%s", base, id);
+}
+
 char *pod_dir_of(struct pod_mgr *pm, const char *id)
 {
-        return sh_strdup_printf("%s/pods/%s", pod_mgr_config(pm)->run_dir, id);
+        const struct runt_config *cfg = pod_mgr_config(pm);
+        _cleanup_free_ char *dir = pod_dir_at(cfg->root_dir, id);
+        _cleanup_free_ char *old = NULL;
+
+        if (!dir || access(dir, F_OK) == 0)
+                return TAKE_PTR(dir);
+        old = pod_dir_at(cfg->run_dir, id);
+        if (old && access(old, F_OK) == 0)
+                return TAKE_PTR(old);
+        return TAKE_PTR(dir);
 }
 
 /*
- * Removes the pod's dir: its resolv.conf, hostname and hosts, and the temp file of one of
+ * Removes @dir: the resolv.conf, hostname and hosts of a pod, and the temp file of one of
  * them a crash cut off while it was written atomically. Only runtd writes there (the files
  * are bind-mounted into the pod, not the dir), so it holds plain files only.
  */
-static void rm_pod_dir(struct pod_mgr *pm, const char *id)
+static void rm_files_dir(const char *dir)
 {
-        _cleanup_free_ char *dir = pod_dir_of(pm, id);
         DIR *d = dir ? opendir(dir) : NULL;
         struct dirent *e;
 
@@ -312,6 +332,17 @@ static void rm_pod_dir(struct pod_mgr *pm, const char *id)
                         unlinkat(dirfd(d), e->d_name, 0);
         closedir(d);
         rmdir(dir);
+}
+
+/* Removes the pod files of @id in both places, that of an older runtd included. */
+static void rm_pod_dir(struct pod_mgr *pm, const char *id)
+{
+        const struct runt_config *cfg = pod_mgr_config(pm);
+        _cleanup_free_ char *dir = pod_dir_at(cfg->root_dir, id);
+        _cleanup_free_ char *old = pod_dir_at(cfg->run_dir, id);
+
+        rm_files_dir(dir);
+        rm_files_dir(old);
 }
 
 /*
@@ -359,36 +390,6 @@ static int check_sysctl(const struct be_sandbox_spec *s, const char *key, struct
         return 0;
 }
 
-/*
- * cgroup_parent as the kubelet sends it: "/kubepods/burstable/pod<uid>" (cgroupfs) or
- * "kubepods-burstable-pod<uid>.slice" (systemd). Its parts are names, never "." or "..",
- * so the path stays below each hierarchy's root.
- */
-static int check_cgroup_parent(const char *cg, struct sh_error *err)
-{
-        const char *c = cg;
-
-        if (strlen(cg) > 1024)
-                return sh_err(err, -EINVAL, "cgroup_parent is longer than 1024 characters");
-        while (*c == '/')
-                c++;
-        while (*c) {
-                size_t len = strcspn(c, "/");
-
-                if (len == 0 || (len == 1 && c[0] == '.') ||
-                    (len == 2 && c[0] == '.' && c[1] == '.') ||
-                    strspn(c,
-                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-") <
-                            len)
-                        return sh_err(err, -EINVAL,
-                                      "cgroup_parent '%.128s' is not a clean cgroup path", cg);
-                c += len;
-                if (*c == '/')
-                        c++;
-        }
-        return 0;
-}
-
 static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
 {
         int r;
@@ -401,7 +402,9 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         if (strchr(s->name, ';') || strchr(s->namespace, ';') || strchr(s->uid, ';') ||
             strchr(s->name, '=') || strchr(s->namespace, '=') || strchr(s->uid, '='))
                 return sh_err(err, -EINVAL, "metadata: ';' and '=' are not allowed in names");
-        if ((r = check_cgroup_parent(s->cgroup_parent, err)) < 0)
+        /* Not left to liblxc, which happens to refuse "../..": runt's own rule. */
+        r = sh_validate_cgroup_path(s->cgroup_parent, "linux.cgroup_parent", err);
+        if (r < 0)
                 return r;
         /* Logs would land relative to runtd's working directory. */
         if (s->log_directory[0] && s->log_directory[0] != '/')
@@ -470,7 +473,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         lock = pod_lock_take(pm, 'p', id, true);
         name = reserved_name(spec);
         json = spec_to_json(spec);
-        dir = pod_dir_of(pm, id);
+        dir = pod_dir_at(pod_mgr_config(pm)->root_dir, id);
         if (!lock || !name || !json || !dir)
                 return -ENOMEM;
         snprintf(created, sizeof(created), "%lld", pod_now_ns());
@@ -890,6 +893,50 @@ static void del_orphan_caches(struct pod_mgr *pm)
         sh_strv_free(ids);
 }
 
+/* Has the store a sandbox @id? True when it cannot tell, so nothing is removed then. */
+static bool sandbox_known(struct pod_mgr *pm, const char *id)
+{
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (sqlite3_prepare_v2(pod_mgr_db(pm), "SELECT 1 FROM sandboxes WHERE id = ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return true;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return rc != SQLITE_DONE;
+}
+
+/*
+ * Removes the pod files of sandboxes the store does not have (a crash between removing the
+ * row's sandbox and its dir), in <root_dir>/pods and an older runtd's <run_dir>/pods.
+ */
+static void sweep_pod_dirs(struct pod_mgr *pm)
+{
+        const char *bases[] = {pod_mgr_config(pm)->root_dir, pod_mgr_config(pm)->run_dir};
+
+        for (size_t b = 0; b < SH_ARRAY_SIZE(bases); b++) {
+                _cleanup_free_ char *top = sh_path_join(bases[b], "pods");
+                DIR *d = top ? opendir(top) : NULL;
+                struct dirent *e;
+
+                while (d && (e = readdir(d))) {
+                        _cleanup_free_ char *dir = NULL;
+
+                        if (sh_validate_id(e->d_name, "pod dir", NULL) < 0 ||
+                            sandbox_known(pm, e->d_name))
+                                continue;
+                        dir = sh_path_join(top, e->d_name);
+                        rm_files_dir(dir);
+                        sh_log_info("sandbox=%s not in the store: removed its pod files",
+                                    e->d_name);
+                }
+                if (d)
+                        closedir(d);
+        }
+}
+
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
         char **ids;
@@ -938,5 +985,6 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
                 sh_log_info("sandbox=%s half-created before a restart: cleaned up", ids[i]);
         }
         sh_strv_free(ids);
+        sweep_pod_dirs(pm);
         return 0;
 }

@@ -38,8 +38,10 @@
 #include "attach.h"
 #include "be-internal.h"
 #include "exec.h"
+#include "fdpass.h"
 #include "log.h"
 #include "lxc-internal.h"
+#include "nofollow.h"
 #include "seccomp.h"
 #include "strutil.h"
 
@@ -351,6 +353,67 @@ done:
         return 0;
 }
 
+/*
+ * runc's exceptions in /proc: files lxcfs mounts over, which exist in every procfs.
+ * (runc refuses any other mount destination in /proc; so does runt.)
+ */
+static const char *const proc_mountable[] = {
+        "proc/cpuinfo", "proc/diskstats",
+        "proc/meminfo", "proc/stat",
+        "proc/swaps",   "proc/uptime",
+        "proc/loadavg", "proc/slabinfo",
+        "proc/net/dev", "proc/sys/kernel/ns_last_pid",
+};
+
+static bool under(const char *res, const char *top)
+{
+        size_t n = strlen(top);
+
+        return strncmp(res, top, n) == 0 && (res[n] == '\0' || res[n] == '/');
+}
+
+/*
+ * Checks mount point @rel of the container (relative to its root, as the request has it):
+ * where the image's symlinks lead it must not be in /proc or /sys, where LXC mounts the
+ * kernel's filesystems and no mount point can be made, so the mount would fail late with
+ * liblxc's message. Exceptions: runc's lxcfs files in /proc, and paths that exist in the
+ * kernel's sysfs (the host's /sys has them too: /sys/fs/bpf, /sys/fs/cgroup, which CNI
+ * daemonsets mount). -EINVAL naming @what, else 0 (also when @rel does not resolve: the
+ * caller reports that).
+ */
+static int check_not_kernel_fs(const struct be_container_spec *s, const char *upper,
+                               const char *rel, const char *what, struct sh_error *err)
+{
+        _cleanup_free_ char *res = NULL, *host = NULL;
+        bool exists = false;
+        struct stat st;
+
+        if (resolve_in_view(s, upper, rel, &res, &exists) < 0)
+                return 0;
+        if (under(res, "proc")) {
+                for (size_t i = 0; i < SH_ARRAY_SIZE(proc_mountable); i++)
+                        if (strcmp(res, proc_mountable[i]) == 0)
+                                return 0;
+        } else if (under(res, "sys") && strcmp(res, "sys") != 0) {
+                host = sh_strdup_printf("/%s", res);
+                if (!host)
+                        return -ENOMEM;
+                if (lstat(host, &st) == 0 && !S_ISLNK(st.st_mode))
+                        return 0;
+        } else {
+                return 0;
+        }
+        if (strcmp(res, rel) != 0)
+                return sh_err(err, -EINVAL,
+                              "%s: mount point '/%s' resolves to '/%s' in the image, in /%s, "
+                              "where the kernel's filesystem is: not allowed",
+                              what, rel, res, under(res, "proc") ? "proc" : "sys");
+        return sh_err(err, -EINVAL,
+                      "%s: mount point '/%s' is in /%s, where the kernel's filesystem is: not "
+                      "allowed",
+                      what, rel, under(res, "proc") ? "proc" : "sys");
+}
+
 /* @path in fstab escaping (spaces, tabs, newlines, backslashes), as liblxc's parser reads it. */
 static char *fstab_escape(const char *path)
 {
@@ -639,17 +702,6 @@ static bool kernel_path(const char *p)
         return strncmp(p, "/proc/", 6) == 0 || strncmp(p, "/sys/", 5) == 0;
 }
 
-/* Is @p (resolved, no leading '/') at or under @mnt (a container path)? */
-static bool under(const char *p, const char *mnt)
-{
-        size_t n;
-
-        while (*mnt == '/')
-                mnt++;
-        n = strlen(mnt);
-        return !n || (strncmp(p, mnt, n) == 0 && (p[n] == '\0' || p[n] == '/'));
-}
-
 /*
  * Container path @p as the image has it: *@ret its path without symlinks, *@st its lstat.
  * -ENOENT when the image has nothing there, or when a mount of the request covers it: what
@@ -800,7 +852,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
         _cleanup_free_ char *rootfs_mount = sh_path_join(dir, "rootfs");
         _cleanup_free_ char *shared = NULL;
         size_t shared_len = 0, n_shared = 0;
-        char init[PATH_MAX];
+        char init[PATH_MAX], what[32];
         int r;
 
         if (!rootfs_mount)
@@ -835,6 +887,9 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 {
                         _cleanup_free_ char *at = NULL;
 
+                        r = check_not_kernel_fs(s, upper, dst, "pod file", err);
+                        if (r < 0)
+                                return r;
                         r = make_mount_point(s, upper, dst, false, &at);
                         if (r < 0)
                                 return sh_err(err, r, "mount point /%s: %s", dst, strerror(-r));
@@ -853,6 +908,11 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 struct stat st;
                 bool is_dir = true;
 
+                /* Before the host path is made: a refused mount leaves nothing. */
+                snprintf(what, sizeof(what), "mounts[%zu]", i);
+                if (strncmp(m->container_path, "/dev/", 5) != 0 &&
+                    (r = check_not_kernel_fs(s, upper, m->container_path + 1, what, err)) < 0)
+                        return r;
                 if (stat(m->host_path, &st) < 0) {
                         /* As containerd does: a missing host path is made a directory. */
                         r = sh_mkdir_p(m->host_path, 0755);
@@ -916,6 +976,10 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 } else {
                         _cleanup_free_ char *at = NULL;
 
+                        snprintf(what, sizeof(what), "devices[%zu]", i);
+                        r = check_not_kernel_fs(s, upper, d->container_path + 1, what, err);
+                        if (r < 0)
+                                return r;
                         r = make_mount_point(s, upper, d->container_path + 1, false, &at);
                         if (r < 0)
                                 return sh_err(err, r, "devices[%zu]: mount point '%s': %s", i,
@@ -1329,8 +1393,13 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
                 char *slash = logdir ? strrchr(logdir, '/') : NULL;
 
                 if (slash && slash != logdir) {
+                        int fd;
+
+                        /* Symlinks in it are not followed (nofollow.h); the shim reports. */
                         *slash = '\0';
-                        sh_mkdir_p(logdir, 0755);
+                        fd = sh_open_dir_nofollow(logdir, true, 0755);
+                        if (fd >= 0)
+                                close(fd);
                 }
         }
         r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
@@ -1584,6 +1653,13 @@ int lb_container_update(struct be *be, const char *id, const struct be_resources
         return r;
 }
 
+static bool is_regular_nofollow(const char *path)
+{
+        struct stat st;
+
+        return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
@@ -1601,10 +1677,10 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
                 return 0; /* no log */
         if (kill(pid, SIGUSR1) < 0)
                 return sh_err(err, -errno, "signal the monitor of %.12s: %s", id, strerror(errno));
-        /* Done when the file is there again. */
-        for (int i = 0; i < 200 && access(fields[0], F_OK) < 0; i++)
+        /* Done when the file is there again; a symlink there the shim does not follow. */
+        for (int i = 0; i < 200 && !is_regular_nofollow(fields[0]); i++)
                 nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-        if (access(fields[0], F_OK) < 0)
+        if (!is_regular_nofollow(fields[0]))
                 return sh_err(err, -EIO, "container %.12s: log '%s' was not reopened", id,
                               fields[0]);
         return 0;
@@ -1761,27 +1837,14 @@ int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
  */
 static int recv_master(int sock)
 {
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u;
-        char byte;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = u.buf,
-                           .msg_controllen = sizeof(u.buf)};
-        struct pollfd p = {.fd = sock, .events = POLLIN};
-        struct cmsghdr *c;
-        int fd = -1;
+        int fd = sh_recv_fd(sock, 10000);
 
-        if (poll(&p, 1, 10000) != 1 || recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+        /* Only a terminal will do: it becomes the session's stdin and stdout. */
+        if (fd >= 0 && !isatty(fd)) {
+                close(fd);
                 return -1;
-        c = CMSG_FIRSTHDR(&m);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-                memcpy(&fd, CMSG_DATA(c), sizeof(int));
-        return fd;
+        }
+        return fd < 0 ? -1 : fd;
 }
 
 /* Closes the fds of @s that are open and marks them closed. */

@@ -53,6 +53,7 @@
 #include <lxc/lxccontainer.h>
 
 #include "attach.h"
+#include "nofollow.h"
 
 #define MAX_LINE_DEFAULT 16384
 #define DRAIN_MS         1000
@@ -130,13 +131,26 @@ static int write_state(const char *dir, const char *file, const char *text)
         return 0;
 }
 
+/*
+ * (Re)opens LOG, at start and on SIGUSR1. No symlink in its path is followed, the file's
+ * own included: the kubelet's log directory may be writable by a pod (a hostPath of
+ * /var/log/pods), which must not make the shim create or append to a file elsewhere.
+ * On failure log_fd is -1 and errno says why.
+ */
 static void open_log(struct shim *s)
 {
+        int fd;
+
         if (s->log_fd >= 0)
                 close(s->log_fd);
         s->log_fd = -1;
-        if (s->log_path[0])
-                s->log_fd = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (!s->log_path[0])
+                return;
+        fd = sh_open_append_nofollow(s->log_path, 0640);
+        if (fd < 0)
+                errno = -fd;
+        else
+                s->log_fd = fd;
 }
 
 /* One CRI log record. A failed write is dropped: the container must never block on it. */
@@ -693,7 +707,9 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                 return report(ready, "lxc_container_new failed\n"), 1;
         open_log(s);
         if (s->log_path[0] && s->log_fd < 0)
-                return report(ready, "open log '%s': %s\n", s->log_path, strerror(errno)), 1;
+                return report(ready, "open log '%s' (no symlinks followed): %s\n", s->log_path,
+                              strerror(errno)),
+                       1;
         if (tty) {
                 if (openpty(&out[0], &out[1], NULL, NULL, NULL) < 0)
                         return report(ready, "openpty: %s\n", strerror(errno)), 1;

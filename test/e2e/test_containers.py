@@ -6,6 +6,7 @@ processes, netns, reservations."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -44,6 +45,8 @@ def images(registry, tmp_path_factory):
             os.makedirs(os.path.join(rootfs, "var"), exist_ok=True)
             os.symlink("../run", os.path.join(rootfs, "var", "run"))
             os.symlink("/etc", os.path.join(rootfs, "escape"))
+            os.symlink("/proc", os.path.join(rootfs, "kproc"))
+            os.symlink("../sys/kernel", os.path.join(rootfs, "etc", "ksys"))
             for f in ("passwd", "group"):
                 os.unlink(os.path.join(rootfs, "etc", f))
             os.symlink("/etc/shadow", os.path.join(rootfs, "etc", "group"))
@@ -789,6 +792,25 @@ def test_cgroup_parents_runt_made_are_removed_with_their_last_pod(ctrs):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
+def test_cgroup_parent_is_validated_by_runt(ctrs):
+    """cgroup_parent must be a clean cgroup path: INVALID_ARGUMENT naming the field, before
+    anything is made. The systemd driver's slice name is one plain component."""
+    for bad in ("../../..", "/kubepods/../../x", "a//b", "a/./b", "kubepods/", "a b", "x;y"):
+        cfg = ctrs.config("bad", linux=pb.LinuxPodSandboxConfig(cgroup_parent=bad))
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.run(cfg)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "cgroup_parent" in e.value.details(), e.value.details()
+    assert ctrs.list() == [] and ctrs.lxc_dirs() == []
+    slice_ = f"runt-e2e-{os.getpid()}-burstable-pod0b2f3c4d_1e2f.slice"
+    cfg = ctrs.config("sd", linux=pb.LinuxPodSandboxConfig(cgroup_parent=slice_))
+    pod = ctrs.run(cfg)
+    assert (Path("/sys/fs/cgroup/memory") / slice_ / pod).is_dir()
+    ctrs.remove(pod)
+    assert not (Path("/sys/fs/cgroup/memory") / slice_).exists()
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
 def test_tty_devices_privileged_and_host_namespaces(ctrs, tmp_path):
     pod, cfg = ctrs.pod()
     # tty: one stream, on a pty, logged as stdout.
@@ -1202,3 +1224,144 @@ def test_signal_deaths_in_a_shared_pid_namespace(ctrs):
     assert time.monotonic() - t0 < 2 and st.exit_code == 143, st
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def tree_size(top):
+    """Bytes in the files under @top."""
+    return sum(p.lstat().st_size for p in Path(top).rglob("*")
+               if p.is_file() and not p.is_symlink())
+
+
+def test_pod_files_live_on_disk_not_in_run_dir(ctrs):
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf are the pod's files, bind-mounted
+    writable as containerd has them (read-only with a read-only rootfs). They live under
+    root_dir: a container appending to one grows nothing under run_dir, a small tmpfs."""
+    pod, cfg = ctrs.pod(hostname="files-0")
+    pd = ctrs.d.root_dir / "pods" / pod
+    assert sorted(os.listdir(pd)) == ["hostname", "hosts", "resolv.conf"]
+    assert not (ctrs.d.run_dir / "pods").exists()
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    assert ctrs.exec(cid, ["cat", "/etc/hostname"]).stdout == b"files-0\n"
+    before = tree_size(ctrs.d.run_dir)
+    r = ctrs.exec(cid, ["/bin/sh", "-c",
+                        "busybox dd if=/dev/zero bs=1M count=20 >> /etc/hosts"], timeout=30)
+    assert r.exit_code == 0, r
+    assert (pd / "hosts").stat().st_size >= 20 << 20
+    assert tree_size(ctrs.d.run_dir) - before < 64 << 10, "run_dir grew"
+    ro = ctrs.run_ctr(pod, cfg, "ro", **sleeper(linux=security(readonly_rootfs=True)))
+    assert ctrs.exec(ro, ["/bin/sh", "-c", "echo x >> /etc/hosts"]).exit_code != 0
+    assert ctrs.exec(ro, ["/bin/sh", "-c", "echo x >> /etc/resolv.conf"]).exit_code != 0
+    ctrs.remove(pod)
+    assert not pd.exists() and ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_pod_files_an_older_runtd_kept_in_run_dir(ctrs):
+    """A pod made by an older runtd has its files in <run_dir>/pods/<id>: its containers
+    still get them, and removal takes them away; files of pods the store does not know are
+    swept at start, in both places."""
+    pod, cfg = ctrs.pod(hostname="old-0")
+    new, old = ctrs.d.root_dir / "pods" / pod, ctrs.d.run_dir / "pods" / pod
+    ctrs.d.stop()
+    old.parent.mkdir(parents=True)
+    shutil.move(new, old)
+    orphans = [top / ("e" * 64) for top in (new.parent, old.parent)]
+    for o in orphans:
+        o.mkdir()
+        (o / "hosts").write_text("x\n")
+    ctrs.d.start()
+    assert not any(o.exists() for o in orphans)
+    cid = ctrs.run_ctr(pod, cfg, **sleeper())
+    assert ctrs.exec(cid, ["cat", "/etc/hostname"]).stdout == b"old-0\n"
+    assert not new.exists()
+    ctrs.remove(pod)
+    assert not old.exists() and not new.exists()
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_log_paths_through_symlinks_are_not_followed(ctrs, tmp_path):
+    """The CRI log and the directories made for it are opened without following symlinks,
+    at start and at ReopenContainerLog: nothing is made or written where one leads."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = dict(command=["/bin/sh", "-c", "while true; do echo tick; sleep 0.05; done"])
+
+    def refused(pod, cfg, name, **kw):
+        cid = ctrs.create(pod, cfg, name, **kw, **cmd)
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.start(cid)
+        assert "no symlinks followed" in e.value.details(), e.value.details()
+        ctrs.crm(cid)
+
+    # The pod's log directory itself a symlink.
+    (ctrs.logs / "linked").symlink_to(elsewhere)
+    pod, cfg = ctrs.pod("linked")
+    refused(pod, cfg, "a")
+    ctrs.remove(pod)
+    # A directory in log_path a symlink, and the log file a symlink.
+    pod, cfg = ctrs.pod("p")
+    (ctrs.logs / "p").mkdir()
+    (ctrs.logs / "p" / "sub").symlink_to(elsewhere)
+    refused(pod, cfg, "b", log_path="sub/deeper/b.log")
+    (ctrs.logs / "p" / "c.log").symlink_to(elsewhere / "c.log")
+    refused(pod, cfg, "c", log_path="c.log")
+    # The file replaced by a symlink before a reopen: the shim does not write through it.
+    cid = ctrs.run_ctr(pod, cfg, "d", **cmd)
+    log = Path(ctrs.cstatus(cid).log_path)
+    time.sleep(0.2)
+    log.rename(str(log) + ".1")
+    log.symlink_to(elsewhere / "d.log")
+    with pytest.raises(grpc.RpcError):
+        ctrs.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+    time.sleep(0.3)
+    assert list(elsewhere.iterdir()) == []
+    # A proper file again: the next reopen writes there.
+    log.unlink()
+    ctrs.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+    time.sleep(0.3)
+    assert ctrs.log_records(log)
+    ctrs.remove(pod)
+    assert list(elsewhere.iterdir()) == []
+    assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_mount_targets_in_proc_or_sys_are_refused_at_create(ctrs, tmp_path):
+    """A mount point in /proc or /sys, named so or reached through an image symlink, is
+    INVALID_ARGUMENT at CreateContainer with runt's message (LXC mounts the kernel's
+    filesystems there); the host path is not made. Mounts in /dev, where the kubelet puts
+    /dev/termination-log, and ones on paths the kernel's sysfs has, go on working."""
+    pod, cfg = ctrs.pod()
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("f\n")
+    never = tmp_path / "never"
+    for image, target, says in (("plain", "/proc/x", "is in /proc"),
+                                ("plain", "/proc", "is in /proc"),
+                                ("plain", "/sys/runt-e2e-x", "is in /sys"),
+                                ("links", "/kproc/y", "resolves to '/proc/y'"),
+                                ("links", "/etc/ksys/z", "resolves to '/sys/kernel/z'")):
+        with pytest.raises(grpc.RpcError) as e:
+            ctrs.create(pod, cfg, "k", image=image, **sleeper(
+                mounts=[pb.Mount(container_path=target, host_path=str(never))]))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, target
+        assert "mounts[0]" in e.value.details() and says in e.value.details(), \
+            e.value.details()
+        assert not never.exists()
+    assert ctrs.clist() == [] and sorted(ctrs.lxc_dirs()) == [pod]
+    term = tmp_path / "termination-log"
+    term.write_text("")
+    ok = [pb.Mount(container_path="/dev/termination-log", host_path=str(term)),
+          pb.Mount(container_path="/dev/vol", host_path=str(vol)),
+          # runc's lxcfs exception; a dir of the kernel's sysfs, as bpffs for CNI agents.
+          pb.Mount(container_path="/proc/uptime", host_path=str(vol / "f"))]
+    if Path("/sys/fs/bpf").is_dir():
+        ok.append(pb.Mount(container_path="/sys/fs/bpf", host_path=str(vol)))
+    cid = ctrs.run_ctr(pod, cfg, "dev", **sleeper(mounts=ok))
+    assert ctrs.exec(cid, ["cat", "/dev/vol/f"]).stdout == b"f\n"
+    assert ctrs.exec(cid, ["cat", "/proc/uptime"]).stdout == b"f\n"
+    if Path("/sys/fs/bpf").is_dir():
+        assert ctrs.exec(cid, ["cat", "/sys/fs/bpf/f"]).stdout == b"f\n"
+    assert ctrs.exec(cid, ["sh", "-c", "echo done > /dev/termination-log"]).exit_code == 0
+    assert term.read_text() == "done\n"
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
+

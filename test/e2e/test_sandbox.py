@@ -126,8 +126,14 @@ class Pods:
                 "nat": own_nat(self.net),
                 "cni_cache": sorted(os.listdir(self.d.state_dir / "cni"))
                 if (self.d.state_dir / "cni").exists() else [],
-                "pod_dirs": sorted(os.listdir(self.d.run_dir / "pods"))
-                if (self.d.run_dir / "pods").exists() else []}
+                "pod_dirs": self.pod_dirs()}
+
+    def pod_dirs(self):
+        """The pod files' dirs: <root_dir>/pods, and <run_dir>/pods where an older runtd
+        kept them."""
+        return sorted(str(p.relative_to(self.d.base)) for top in
+                      (self.d.root_dir / "pods", self.d.run_dir / "pods")
+                      if top.exists() for p in top.iterdir())
 
     def cleanup(self):
         """Best effort, for a test that failed half-way: no pod (nor its portmap rules)
@@ -176,7 +182,7 @@ def test_lifecycle_with_network(pods):
     # The pod's namespace holds its address; the pod files follow DNSConfig and hostname.
     out = sh("nsenter", f"--net={netns}", "ip", "-o", "addr").stdout
     assert st.network.ip + "/24" in out
-    pd = pods.d.run_dir / "pods" / pid
+    pd = pods.d.root_dir / "pods" / pid
     assert (pd / "resolv.conf").read_text() == ("search svc.local\nnameserver 10.96.0.10\n"
                                                  "options ndots:5\n")
     assert (pd / "hostname").read_text() == "web-0\n"
@@ -393,7 +399,7 @@ def test_dual_stack_ips(pods):
     st = pods.status(pid).status
     assert st.network.ip.startswith(pods.prefix), st.network  # IPv4 first, whatever the order
     assert [a.ip for a in st.network.additional_ips][0].startswith(f"fd00:236:{n}:"), st.network
-    pd = pods.d.run_dir / "pods" / pid
+    pd = pods.d.root_dir / "pods" / pid
     hosts = (pd / "hosts").read_text()
     assert st.network.ip in hosts and st.network.additional_ips[0].ip in hosts
     pods.remove(pid)

@@ -63,5 +63,7 @@ int main(void)
         failed += test_json_run();
         failed += test_validate_run();
         failed += test_strutil_run();
+        failed += test_fdpass_run();
+        failed += test_nofollow_run();
         return failed ? 1 : 0;
 }

@@ -109,6 +109,37 @@ static void test_id_new(void **state)
         assert_string_not_equal(a, b);
 }
 
+static void test_validate_cgroup_path(void **state)
+{
+        const char *good[] = {"",
+                              "/",
+                              "/kubepods/burstable/pod0b2f3c4d-1e2f-4a5b-8c9d-0e1f2a3b4c5d",
+                              "kubepods/besteffort/podx",
+                              "kubepods-burstable-pod0b2f3c4d_1e2f.slice",
+                              "/system.slice/a:b@c.service",
+                              "runt-e2e-1/pods"};
+        const char *bad[] = {"../../..", "/kubepods/../..",
+                             "a/./b",    ".",
+                             "..",       "a//b",
+                             "//a",      "a/",
+                             "/a b",     "a\nb",
+                             "a;b",      "/a/\x01"};
+        char over[SH_CGROUP_PATH_MAX + 2];
+        struct sh_error err = {0};
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+                assert_int_equal(sh_validate_cgroup_path(good[i], "cgroup_parent", NULL), 0);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_int_equal(sh_validate_cgroup_path(bad[i], "cgroup_parent", NULL), -EINVAL);
+        memset(over, 'a', sizeof(over) - 1);
+        over[sizeof(over) - 1] = '\0';
+        assert_int_equal(sh_validate_cgroup_path(over, "linux.cgroup_parent", &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "linux.cgroup_parent"));
+        assert_int_equal(sh_validate_cgroup_path("../x", "linux.cgroup_parent", &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "linux.cgroup_parent '../x'"));
+}
+
 int test_validate_run(void)
 {
         const struct CMUnitTest tests[] = {
@@ -116,6 +147,7 @@ int test_validate_run(void)
                 cmocka_unit_test(test_validate_name_rejects),
                 cmocka_unit_test(test_validate_id),
                 cmocka_unit_test(test_id_new),
+                cmocka_unit_test(test_validate_cgroup_path),
         };
 
         return cmocka_run_group_tests_name("validate", tests, NULL, NULL);
