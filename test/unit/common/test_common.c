@@ -63,5 +63,6 @@ int main(void)
         failed += test_json_run();
         failed += test_validate_run();
         failed += test_strutil_run();
+        failed += test_fswalk_run();
         return failed ? 1 : 0;
 }

@@ -9,6 +9,7 @@ int test_exec_run(void);
 int test_json_run(void);
 int test_validate_run(void);
 int test_strutil_run(void);
+int test_fswalk_run(void);
 
 /* A fresh directory under $TMPDIR (or /tmp), malloc'd; removed with test_tmpdir_remove(). */
 char *test_tmpdir_new(void);
