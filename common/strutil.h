@@ -32,7 +32,10 @@ int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
  */
 int sh_open_nofollow(const char *base, const char *rel, int flags);
 
-/* Removes @path and everything below it, not crossing mounts. 0 if it did not exist. */
+/*
+ * Removes @path and everything below it, not crossing mounts, at any depth (by directory fd:
+ * sh_rm_rf_at in fswalk.h). 0 if it did not exist, else -errno of the first failure.
+ */
 int sh_rm_rf(const char *path);
 
 /*

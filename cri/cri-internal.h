@@ -12,6 +12,7 @@
 #include "config.h"
 #include "error.h"
 
+struct cri_fs_cache;
 struct cri_stream;
 struct img_mgr;
 struct net_mgr;
@@ -28,6 +29,8 @@ struct cri_ctx {
         struct img_mgr *images;
         struct net_mgr *net;
         struct cri_stream *stream; /* the exec/attach/port-forward server (stream.c) */
+        struct cri_fs_cache
+                *fs_cache; /* ImageFsInfo's figures (image.c); NULL: measured per call */
         atomic_bool stopping;
         long long started_ns; /* CLOCK_REALTIME at start, for Status info */
 };
@@ -84,6 +87,15 @@ int cri_status(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessag
                struct sh_error *err);
 int cri_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
                        ProtobufCMessage **ret_resp, struct sh_error *err);
+/*
+ * ImageFsInfo's figures, kept for the kubelet's calls every few seconds (issue 14): walking
+ * the layer store and every writable layer per call is too dear. new starts nothing yet (the
+ * first call measures, then a refresher thread starts); free stops and joins that thread,
+ * and may wait for a walk in progress. new returns NULL on ENOMEM.
+ */
+struct cri_fs_cache *cri_fs_cache_new(void);
+struct cri_fs_cache *cri_fs_cache_free(struct cri_fs_cache *c);
+
 int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                       struct sh_error *err);
 int cri_run_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,

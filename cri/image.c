@@ -1,5 +1,7 @@
 /* ImageService handlers. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,16 +9,157 @@
 
 #include "cleanup.h"
 #include "cri-internal.h"
+#include "fsusage.h"
 #include "imagemgr.h"
 #include "podmgr.h"
+#include "strutil.h"
 
 #define NEW(type, lower) ((type *)cri_msg_new(&runtime__v1__##lower##__descriptor))
+
+/* How old ImageFsInfo's figures may get before a call has them measured again. */
+#define FS_CACHE_MAX_AGE_NS (5ull * 1000 * 1000 * 1000)
+
+struct cri_fs_cache {
+        pthread_mutex_t lock; /* protects all below */
+        pthread_cond_t wake;  /* the refresher waits on it for want or stop */
+        struct cri_ctx *ctx;  /* set by the first call; the managers outlive the thread */
+        bool have;            /* measured at least once */
+        bool want;            /* a call found the figures stale */
+        bool stop;
+        bool started;
+        pthread_t thread;
+        unsigned long long at_ns; /* sh_now_ns() when measured */
+        int r;                    /* that measurement's result, with err */
+        struct sh_error err;
+        struct sh_fs_usage img, ctr;
+};
 
 /*
  * The layer store is the image filesystem; the containers' writable layers are the
  * container filesystem (both under root_dir, measured separately so the kubelet's image
- * GC and eviction see each).
+ * GC and eviction see each). Blocks for both walks.
  */
+static int measure(struct cri_ctx *ctx, struct sh_fs_usage *img, struct sh_fs_usage *ctr,
+                   struct sh_error *err)
+{
+        int rc = img_mgr_fs_usage(ctx->images, img, err);
+
+        if (rc < 0)
+                return sh_err_prefix(err, rc, "image filesystem");
+        rc = pod_mgr_fs_usage(ctx->pods, ctr, err);
+        if (rc < 0)
+                return sh_err_prefix(err, rc, "container filesystem");
+        return 0;
+}
+
+/* Takes c->lock; stores one measurement. */
+static void cache_store(struct cri_fs_cache *c, int r, const struct sh_error *err,
+                        const struct sh_fs_usage *img, const struct sh_fs_usage *ctr)
+{
+        c->r = r;
+        c->err = *err;
+        c->img = *img;
+        c->ctr = *ctr;
+        c->at_ns = sh_now_ns();
+        c->have = true;
+}
+
+/* The refresher: measures again whenever a call found the figures stale, never more often. */
+static void *cache_thread(void *data)
+{
+        struct cri_fs_cache *c = data;
+
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                struct sh_fs_usage img = {0}, ctr = {0};
+                struct sh_error err = {0};
+                int r;
+
+                while (!c->want && !c->stop)
+                        pthread_cond_wait(&c->wake, &c->lock);
+                if (c->stop)
+                        break;
+                pthread_mutex_unlock(&c->lock);
+                r = measure(c->ctx, &img, &ctr, &err);
+                pthread_mutex_lock(&c->lock);
+                cache_store(c, r, &err, &img, &ctr);
+                c->want = false;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+struct cri_fs_cache *cri_fs_cache_new(void)
+{
+        struct cri_fs_cache *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->wake, NULL);
+        return c;
+}
+
+struct cri_fs_cache *cri_fs_cache_free(struct cri_fs_cache *c)
+{
+        if (!c)
+                return NULL;
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        if (c->started)
+                pthread_join(c->thread, NULL);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+/*
+ * The figures for a call: the first call measures them itself and starts the refresher;
+ * later calls answer at once with the last figures, asking the refresher for new ones when
+ * they are older than FS_CACHE_MAX_AGE_NS (the kubelet asks every few seconds anyway).
+ */
+static int cached_usage(struct cri_ctx *ctx, struct sh_fs_usage *img, struct sh_fs_usage *ctr,
+                        struct sh_error *err)
+{
+        struct cri_fs_cache *c = ctx->fs_cache;
+        int r;
+
+        if (!c)
+                return measure(ctx, img, ctr, err);
+        pthread_mutex_lock(&c->lock);
+        if (!c->have) {
+                struct sh_error e = {0};
+
+                pthread_mutex_unlock(&c->lock);
+                r = measure(ctx, img, ctr, &e);
+                pthread_mutex_lock(&c->lock);
+                if (!c->have)
+                        cache_store(c, r, &e, img, ctr);
+                c->ctx = ctx;
+                if (!c->started && !c->stop &&
+                    pthread_create(&c->thread, NULL, cache_thread, c) == 0)
+                        c->started = true;
+        } else if (sh_now_ns() - c->at_ns >= FS_CACHE_MAX_AGE_NS && c->started && !c->want) {
+                c->want = true;
+                pthread_cond_signal(&c->wake);
+        }
+        /* No refresher (it could not start): measure per call, as before the cache. */
+        if (!c->started && c->have && sh_now_ns() - c->at_ns >= FS_CACHE_MAX_AGE_NS) {
+                pthread_mutex_unlock(&c->lock);
+                return measure(ctx, img, ctr, err);
+        }
+        r = c->r;
+        if (r < 0 && err)
+                *err = c->err;
+        *img = c->img;
+        *ctr = c->ctr;
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
 int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                       struct sh_error *err)
 {
@@ -25,12 +168,9 @@ int cri_image_fs_info(struct cri_ctx *ctx, const ProtobufCMessage *req, Protobuf
         int rc;
 
         (void)req;
-        rc = img_mgr_fs_usage(ctx->images, &img, err);
+        rc = cached_usage(ctx, &img, &ctr, err);
         if (rc < 0)
-                return sh_err_prefix(err, rc, "image filesystem");
-        rc = pod_mgr_fs_usage(ctx->pods, &ctr, err);
-        if (rc < 0)
-                return sh_err_prefix(err, rc, "container filesystem");
+                return rc;
         r = NEW(Runtime__V1__ImageFsInfoResponse, image_fs_info_response);
         if (!r)
                 return -ENOMEM;

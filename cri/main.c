@@ -218,6 +218,7 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &ts);
         ctx.cfg = &cfg;
         ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        ctx.fs_cache = cri_fs_cache_new(); /* NULL (no memory): ImageFsInfo measures per call */
         if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 ||
             img_mgr_new(&cfg, pod_mgr_store_path(ctx.pods), &ctx.stopping, &ctx.images, &err) < 0 ||
             net_mgr_new(&cfg, &ctx.net, &err) < 0) {
@@ -273,6 +274,7 @@ int main(int argc, char **argv)
         rc = EXIT_SUCCESS;
 out:
         cri_stream_free(ctx.stream);
+        ctx.fs_cache = cri_fs_cache_free(ctx.fs_cache); /* its thread walks the managers' dirs */
         net_mgr_free(ctx.net);
         img_mgr_free(ctx.images);
         pod_mgr_free(ctx.pods);

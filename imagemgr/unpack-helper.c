@@ -18,7 +18,7 @@
 #define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -126,12 +126,12 @@ static int fail(struct unpack_msg *m, int code, const char *fmt, ...)
 }
 
 /*
- * Normalises a tar path into @out: leading "./" and "/" runs of "./" dropped, "//" folded,
- * a trailing '/' dropped. Refuses absolute paths and any ".." component. "" is the root.
+ * Normalises a tar path into *@ret (malloc'd): leading "./" and "/" runs of "./" dropped, "//"
+ * folded, a trailing '/' dropped. Refuses absolute paths and any ".." component. "" is the root.
  */
-static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg *m,
-                      const char *what)
+static int clean_path(const char *in, char **ret, struct unpack_msg *m, const char *what)
 {
+        _cleanup_free_ char *out = NULL;
         size_t o = 0;
         const char *p = in;
 
@@ -139,6 +139,10 @@ static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg
                 return fail(m, -EINVAL, "layer entry without a name");
         if (in[0] == '/')
                 return fail(m, -EINVAL, "layer %s '%.200s': absolute path", what, in);
+        /* As long as the tar's name: an image's paths may be far longer than PATH_MAX. */
+        out = malloc(strlen(in) + 1);
+        if (!out)
+                return fail(m, -ENOMEM, "out of memory");
         while (*p) {
                 const char *end = strchr(p, '/');
                 size_t n = end ? (size_t)(end - p) : strlen(p);
@@ -146,9 +150,6 @@ static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg
                 if (n == 2 && p[0] == '.' && p[1] == '.')
                         return fail(m, -EINVAL, "layer %s '%.200s': '..' component", what, in);
                 if (n > 0 && !(n == 1 && p[0] == '.')) {
-                        if (o + n + 2 > outsz)
-                                return fail(m, -ENAMETOOLONG, "layer %s '%.200s': path too long",
-                                            what, in);
                         if (o)
                                 out[o++] = '/';
                         memcpy(out + o, p, n);
@@ -159,6 +160,7 @@ static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg
                         p++;
         }
         out[o] = '\0';
+        *ret = TAKE_PTR(out);
         return 0;
 }
 
@@ -169,7 +171,7 @@ static int clean_path(const char *in, char *out, size_t outsz, struct unpack_msg
 static int open_dir_nofollow(const char *dir, int *ret_fd, struct unpack_msg *m, const char *entry)
 {
         _cleanup_close_ int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        char comp[4096];
+        char comp[NAME_MAX + 1];
         const char *p = dir;
 
         if (fd < 0)
@@ -179,6 +181,8 @@ static int open_dir_nofollow(const char *dir, int *ret_fd, struct unpack_msg *m,
                 size_t n = end ? (size_t)(end - p) : strlen(p);
                 int nfd;
 
+                if (n > NAME_MAX)
+                        return fail(m, -ENAMETOOLONG, "layer entry '%.200s': name too long", entry);
                 memcpy(comp, p, n);
                 comp[n] = '\0';
                 nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -208,11 +212,12 @@ static int whiteout(const char *path, struct unpack_msg *m)
 {
         const char *slash = strrchr(path, '/');
         const char *base = slash ? slash + 1 : path;
-        char dir[4096];
+        _cleanup_free_ char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
         _cleanup_close_ int dfd = -EBADF;
         int r;
 
-        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 0, path);
+        if (!dir)
+                return fail(m, -ENOMEM, "out of memory");
         if (strcmp(base, WH_OPAQUE) != 0 && strncmp(base, WH_PREFIX WH_PREFIX, 8) == 0)
                 return 0; /* other aufs metadata (.wh..wh.plnk and such): not content */
         r = open_dir_nofollow(dir, &dfd, m, path);
@@ -300,11 +305,11 @@ static int copy_data(struct archive *in, struct archive *out, struct unpack_msg 
 static int one_entry(struct archive *in, struct archive *disk, struct archive_entry *e,
                      struct unpack_msg *m)
 {
-        char path[4096], link[4096];
+        _cleanup_free_ char *path = NULL, *link = NULL;
         const char *base;
         int r;
 
-        r = clean_path(archive_entry_pathname(e), path, sizeof(path), m, "entry");
+        r = clean_path(archive_entry_pathname(e), &path, m, "entry");
         if (r < 0)
                 return r;
         if (!path[0]) { /* the layer root itself: only its mode and owner */
@@ -324,7 +329,7 @@ static int one_entry(struct archive *in, struct archive *disk, struct archive_en
         if (strncmp(path, WH_PREFIX WH_PREFIX, 8) == 0 || strstr(path, "/" WH_PREFIX WH_PREFIX))
                 return 0;
         if (archive_entry_hardlink(e)) {
-                r = clean_path(archive_entry_hardlink(e), link, sizeof(link), m, "hard link");
+                r = clean_path(archive_entry_hardlink(e), &link, m, "hard link");
                 if (r < 0)
                         return r;
                 if (!link[0])

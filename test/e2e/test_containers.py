@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import registry as R
-from conftest import pb
+from conftest import fresh_fs_info, pb
 from test_lxc_sandbox import EMPTY_LXC, LxcPods, pause_pids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need root")
@@ -871,8 +871,7 @@ def test_mount_propagation_host_to_container(ctrs, tmp_path):
 
 def test_writable_layers_count_in_image_fs_info(ctrs):
     def used():
-        r = ctrs.d.image().ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T)
-        [c] = r.container_filesystems
+        [c] = fresh_fs_info(ctrs.d.image()).container_filesystems
         return c.used_bytes.value
 
     pod, cfg = ctrs.pod()

@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 import registry as R
-from conftest import CALL_TIMEOUT, REGISTRY_PASSWORD, REGISTRY_USER, Runtd, pb
+from conftest import CALL_TIMEOUT, REGISTRY_PASSWORD, REGISTRY_USER, Runtd, fresh_fs_info, pb
 from registry import Dir, File, Hardlink, Opaque, Symlink, Whiteout
 
 T = CALL_TIMEOUT
@@ -258,8 +258,8 @@ def layer_dirs(d):
 
 
 def fs_used(d):
-    r = d.image().ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T)
-    return r.image_filesystems[0]
+    """The image filesystem's figures, measured now (runtd caches them a few seconds)."""
+    return fresh_fs_info(d.image()).image_filesystems[0]
 
 
 def assert_no_image(d, ref):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import CALL_TIMEOUT, CNI_BIN_DIR, RUNTD, pb
+from conftest import CALL_TIMEOUT, CNI_BIN_DIR, RUNTD, fresh_fs_info, pb
 
 T = CALL_TIMEOUT
 
@@ -198,7 +198,7 @@ def test_image_fs_info(runtd):
     # 1 MiB of real data in the layer store shows up; the container fs does not change.
     (runtd.root_dir / "layers" / "blob").write_bytes(os.urandom(1 << 20))
     os.sync()
-    r2 = img.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T)
+    r2 = fresh_fs_info(img)
     l2, c2 = r2.image_filesystems[0], r2.container_filesystems[0]
     assert l2.used_bytes.value >= layers.used_bytes.value + (1 << 20)
     assert l2.inodes_used.value == layers.inodes_used.value + 1
@@ -210,7 +210,7 @@ def test_image_fs_info(runtd):
     sub = runtd.root_dir / "containers" / "c1"
     sub.mkdir()
     (sub / "f").write_bytes(os.urandom(1 << 20))
-    r3 = img.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T)
+    r3 = fresh_fs_info(img)
     c3 = r3.container_filesystems[0]
     assert c3.used_bytes.value >= ctrs.used_bytes.value + (1 << 20)
     assert c3.inodes_used.value == ctrs.inodes_used.value + 2
@@ -223,6 +223,6 @@ def test_image_fs_info_hardlinks_counted_once(runtd):
     before = img.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T).image_filesystems[0]
     for i in range(3):
         os.link(layers / "a", layers / f"link{i}")
-    after = img.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=T).image_filesystems[0]
+    after = fresh_fs_info(img).image_filesystems[0]
     assert after.used_bytes.value == before.used_bytes.value
     assert after.inodes_used.value == before.inodes_used.value

@@ -65,5 +65,6 @@ int main(void)
         failed += test_strutil_run();
         failed += test_fdpass_run();
         failed += test_nofollow_run();
+        failed += test_fswalk_run();
         return failed ? 1 : 0;
 }

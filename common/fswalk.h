@@ -1,0 +1,35 @@
+#pragma once
+
+#include <stdint.h>
+
+/*
+ * Walks of trees a container or an image controls (issue 14). Their depth and the length
+ * of their paths are the owner's choice, so these go by directory fd with an explicit
+ * stack on the heap: no recursion, no path string longer than one name, any depth. At
+ * most SH_WALK_OPEN_MAX directories are open at once; a deeper one is left and reopened
+ * through its child's "..", checked against the device and inode it had. No symlink is
+ * followed and no mount point crossed. All may block for the length of the walk and are
+ * safe to run concurrently (no shared state).
+ */
+#define SH_WALK_OPEN_MAX 32
+
+/* What a usage walk found: every inode once (hard links once), blocks * 512. */
+struct sh_walk_usage {
+        uint64_t bytes;
+        uint64_t inodes;
+};
+
+/*
+ * Measures the directory @name of @dirfd (AT_FDCWD for a path) and all below it on the
+ * same filesystem (a mount point below it is left out, as nftw's FTW_MOUNT did), the root
+ * included. A tree that changes meanwhile gives what was counted. Returns 0, -ENOENT when
+ * @name is missing, -ENOMEM, or -errno of opening @name.
+ */
+int sh_walk_usage_at(int dirfd, const char *name, struct sh_walk_usage *ret);
+
+/*
+ * Removes @name of @dirfd and everything below it; a symlink is removed, not followed.
+ * 0 if it did not exist. Stops at the first failure with its -errno; -EBUSY for a mount
+ * point below it (not crossed, not removed), -ESTALE when the tree kept moving under it.
+ */
+int sh_rm_rf_at(int dirfd, const char *name);
