@@ -175,6 +175,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.streaming_token_ttl_s = src->streaming_token_ttl_s;
         c.streaming_creation_timeout_s = src->streaming_creation_timeout_s;
         c.streaming_idle_timeout_s = src->streaming_idle_timeout_s;
+        c.streaming_header_timeout_s = src->streaming_header_timeout_s;
         c.max_log_line = src->max_log_line;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
@@ -241,6 +242,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .streaming_token_ttl_s = 60,
                 .streaming_creation_timeout_s = 30,
                 .streaming_idle_timeout_s = 14400,
+                .streaming_header_timeout_s = 5,
                 .max_log_line = 16384,
         };
 
@@ -928,6 +930,7 @@ static const struct field streaming_fields[] = {
         F_NUM("token_ttl", streaming_token_ttl_s, 1, 3600),
         F_NUM("stream_creation_timeout", streaming_creation_timeout_s, 1, 3600),
         F_NUM("idle_timeout", streaming_idle_timeout_s, 0, TIMEOUT_MAX),
+        F_NUM("header_timeout", streaming_header_timeout_s, 1, 60),
         {.key = NULL},
 };
 

@@ -54,6 +54,7 @@ struct runt_config {
         unsigned streaming_token_ttl_s; /* a URL's life before first use, 60 */
         unsigned streaming_creation_timeout_s; /* a session's streams must arrive within, 30 */
         unsigned streaming_idle_timeout_s;     /* a session with no traffic ends, 14400; 0 never */
+        unsigned streaming_header_timeout_s;   /* request line and headers, from accept, 5 */
         char *metrics_address;                 /* NULL = off */
         unsigned max_log_line;                 /* container log line split size, 16384 */
 };

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,6 +168,30 @@ struct sig_thread {
         struct cri_server *srv;
 };
 
+/*
+ * The streaming server alone may hold some 600 sockets (stream.c MAX_CONNECTIONS and MHD's
+ * slack) besides its sessions' pipes; a soft NOFILE of 1024 leaves too little for the rest.
+ * Raised to NOFILE_WANT at most (not to the hard limit: children inherit it, and some close
+ * every fd up to it).
+ */
+#define NOFILE_WANT 8192
+static void raise_nofile(void)
+{
+        struct rlimit rl;
+        rlim_t want = NOFILE_WANT;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+                return;
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+                want = rl.rlim_max;
+        if (want <= rl.rlim_cur)
+                return;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                sh_log_warn("cannot raise the soft NOFILE limit to %llu: %s",
+                            (unsigned long long)want, strerror(errno));
+}
+
 static void *signal_loop(void *arg)
 {
         struct sig_thread *st = arg;
@@ -208,6 +233,7 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
 
+        raise_nofile();
         /* Before grpc_init, so every grpc thread inherits the mask (notes/grpc-c-core.md). */
         sigemptyset(&st.set);
         sigaddset(&st.set, SIGTERM);

@@ -14,6 +14,7 @@
 
 struct MHD_Daemon;
 struct MHD_UpgradeResponseHandle;
+struct st_peer;
 
 struct cri_stream {
         struct cri_ctx *ctx;
@@ -27,6 +28,19 @@ struct cri_stream {
         size_t n_tokens, n_unused;
         size_t n_sessions;
         bool stopping;
+        /*
+         * Every accepted socket, oldest first (stream.c "peers"): the header deadline and
+         * the connection limit are ours, not MHD's. peers_lock protects the list, each
+         * peer's state, n_live and reaper_stop; it is never held with lock.
+         */
+        pthread_mutex_t peers_lock;
+        pthread_cond_t reaper_wake;
+        struct st_peer *peers_head, *peers_tail;
+        size_t n_live;     /* peers not yet shut down by us */
+        unsigned header_s; /* streaming.header_timeout */
+        bool reaper_stop;
+        bool reaper_started;
+        pthread_t reaper;
 };
 
 /* One upgraded connection, handed from the HTTP side to its session thread. */

@@ -6,6 +6,12 @@
  * A token names one request and is good for one connection within streaming.token_ttl
  * seconds. Unknown tokens answer 404; a used or expired one 401, for as long as it is
  * remembered (ten minutes, or until 4096 newer ones push it out), 404 after that.
+ *
+ * Any local user reaches this port, so a connection must earn its place (issue 14): its
+ * request line and headers are due streaming.header_timeout seconds after the accept,
+ * whatever it trickles; a URL with no good token is refused as soon as its request line is
+ * read; and at MAX_CONNECTIONS the oldest connection still sending its headers makes room
+ * for the new one. Upgraded sessions are never touched by any of this.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,11 +36,15 @@
 #include "stream-internal.h"
 #include "strutil.h"
 
-#define MAX_UNUSED        1000 /* outstanding tokens, as the kubelet's request cache */
-#define MAX_REMEMBERED    4096
-#define REMEMBER_NS       (600LL * 1000000000LL)
-#define HEADER_TIMEOUT_S  30 /* a client has this long to send its request */
-#define MAX_CONNECTIONS   512
+#define MAX_UNUSED      1000 /* outstanding tokens, as the kubelet's request cache */
+#define MAX_REMEMBERED  4096
+#define REMEMBER_NS     (600LL * 1000000000LL)
+#define MHD_IDLE_S      30 /* MHD's own inactivity timeout; ours (header_s) comes first */
+#define MAX_CONNECTIONS 512
+#define LIMIT_SLACK                                                                                \
+        64 /* MHD's hard limit lies this far above ours: the sockets we shut                       \
+            * down are counted by MHD until its loop closes them */
+#define REAP_TICK_MS      100
 #define MEMORY_PER_CONN   (32 * 1024) /* request headers beyond this get 431 */
 #define STOP_WAIT_MS      3000
 #define SPDY_PROTO_HEADER "X-Stream-Protocol-Version"
@@ -46,6 +56,22 @@ struct st_token {
         bool used;
         struct cri_stream_req *req; /* NULL once used */
         struct st_token *next;
+};
+
+enum st_peer_state {
+        PEER_HEAD,     /* request line and headers on their way */
+        PEER_ANSWERED, /* on_request ran: an error reply or the 101 is on its way */
+        PEER_UPGRADED, /* a session thread owns it: never shut down here */
+};
+
+/* One accepted socket (MHD's socket context), in cri_stream's peers list, oldest first. */
+struct st_peer {
+        int fd;
+        long long accepted_ns; /* CLOCK_MONOTONIC */
+        enum st_peer_state state;
+        bool shut;    /* shut down by us: MHD's loop closes it next */
+        bool expired; /* the reaper shut it down (SHUT_RDWR) */
+        struct st_peer *prev, *next;
 };
 
 /* What MHD keeps per request: the session made for it until the upgrade takes it. */
@@ -164,23 +190,25 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
 }
 
 /*
- * Takes the request of token @key for a connection to @kind's path. -ENOENT unknown (or
- * issued for another path), -EACCES used already, -ETIME expired.
+ * Finds token @key (@key_len bytes) for a connection to @kind's path and, if @ret, takes its
+ * request. -ENOENT unknown (or issued for another path), -EACCES used already, -ETIME expired.
  */
-static int token_take(struct cri_stream *s, enum cri_stream_kind kind, const char *key,
-                      struct cri_stream_req **ret)
+static int token_find(struct cri_stream *s, enum cri_stream_kind kind, const char *key,
+                      size_t key_len, struct cri_stream_req **ret)
 {
         long long now = mono_ns();
         int r = -ENOENT;
 
         pthread_mutex_lock(&s->lock);
         for (struct st_token *t = s->tokens; t; t = t->next) {
-                if (strcmp(t->key, key) != 0)
+                if (key_len != sizeof(t->key) - 1 || memcmp(t->key, key, key_len) != 0)
                         continue;
                 if (t->used)
                         r = -EACCES;
                 else if (now > t->expires_ns)
                         r = -ETIME;
+                else if (t->req && t->req->kind == kind && !ret)
+                        r = 0;
                 else if (t->req && t->req->kind == kind) {
                         *ret = t->req;
                         t->req = NULL;
@@ -192,6 +220,166 @@ static int token_take(struct cri_stream *s, enum cri_stream_kind kind, const cha
         }
         pthread_mutex_unlock(&s->lock);
         return r;
+}
+
+static const char *const kind_paths[] = {"/exec/", "/attach/", "/portforward/"};
+
+/* ---------------------------------------------------------------- peers */
+
+/*
+ * Shuts @p's socket down (@how) so that MHD's loop sees the end and closes it. Under
+ * peers_lock: MHD calls on_connection(CLOSED), which unlinks @p under that lock, before it
+ * closes the fd, so the fd is still @p's here, never a reused number.
+ */
+static void peer_shut(struct cri_stream *s, struct st_peer *p, int how)
+{
+        shutdown(p->fd, how);
+        if (!p->shut) {
+                p->shut = true;
+                s->n_live--;
+        }
+}
+
+static struct st_peer *peer_of(struct MHD_Connection *c)
+{
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return ci ? ci->socket_context : NULL;
+}
+
+static void peer_set_state(struct cri_stream *s, struct MHD_Connection *c, enum st_peer_state state)
+{
+        struct st_peer *p = peer_of(c);
+
+        if (!p)
+                return;
+        pthread_mutex_lock(&s->peers_lock);
+        if (p->state < state)
+                p->state = state;
+        pthread_mutex_unlock(&s->peers_lock);
+}
+
+/* MHD's thread: a socket accepted or about to be closed. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+        struct cri_stream *s = cls;
+        const union MHD_ConnectionInfo *ci;
+        struct st_peer *p = *socket_context;
+
+        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                if (!p)
+                        return;
+                pthread_mutex_lock(&s->peers_lock);
+                if (p->prev)
+                        p->prev->next = p->next;
+                else
+                        s->peers_head = p->next;
+                if (p->next)
+                        p->next->prev = p->prev;
+                else
+                        s->peers_tail = p->prev;
+                if (!p->shut)
+                        s->n_live--;
+                pthread_mutex_unlock(&s->peers_lock);
+                free(p);
+                *socket_context = NULL;
+                return;
+        }
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+                return;
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                shutdown(ci->connect_fd, SHUT_RDWR); /* untracked, it could stay forever */
+                return;
+        }
+        p->fd = ci->connect_fd;
+        p->accepted_ns = mono_ns();
+        pthread_mutex_lock(&s->peers_lock);
+        p->prev = s->peers_tail;
+        if (s->peers_tail)
+                s->peers_tail->next = p;
+        else
+                s->peers_head = p;
+        s->peers_tail = p;
+        s->n_live++;
+        if (s->n_live > MAX_CONNECTIONS) {
+                /* Full: the oldest still sending its headers goes (maybe this one). */
+                for (struct st_peer *q = s->peers_head; q; q = q->next)
+                        if (q->state == PEER_HEAD && !q->shut) {
+                                sh_log_debug("connection limit: closing one accepted %lld ms ago",
+                                             (p->accepted_ns - q->accepted_ns) / 1000000);
+                                peer_shut(s, q, SHUT_RDWR);
+                                break;
+                        }
+        }
+        pthread_mutex_unlock(&s->peers_lock);
+        *socket_context = p;
+}
+
+/*
+ * MHD's thread, once a request line is read and before its headers are: a URL with no
+ * usable token ends here. SHUT_RD only: if the whole request came in one piece (as from a
+ * real client), MHD goes on from its buffer to on_request, which answers why; otherwise
+ * its next read sees the end and it closes the connection without waiting for more.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+        struct cri_stream *s = cls;
+        struct st_peer *p;
+        const char *token = NULL;
+        size_t n = 0;
+        enum cri_stream_kind kind = CRI_STREAM_EXEC;
+
+        for (size_t i = 0; uri && i < SH_ARRAY_SIZE(kind_paths); i++)
+                if (strncmp(uri, kind_paths[i], strlen(kind_paths[i])) == 0) {
+                        kind = (enum cri_stream_kind)i;
+                        token = uri + strlen(kind_paths[i]);
+                        n = strcspn(token, "?/");
+                }
+        if (token && n == 32 && token[n] != '/' && token_find(s, kind, token, n, NULL) == 0)
+                return NULL;
+        p = peer_of(c);
+        if (!p)
+                return NULL;
+        pthread_mutex_lock(&s->peers_lock);
+        if (!p->shut)
+                peer_shut(s, p, SHUT_RD);
+        pthread_mutex_unlock(&s->peers_lock);
+        return NULL;
+}
+
+/*
+ * The reaper thread: every REAP_TICK_MS, shuts down the connections not upgraded
+ * header_s after their accept, whatever they still send.
+ */
+static void *reaper_main(void *arg)
+{
+        struct cri_stream *s = arg;
+        struct timespec until;
+
+        pthread_mutex_lock(&s->peers_lock);
+        while (!s->reaper_stop) {
+                long long due = mono_ns() - (long long)s->header_s * 1000000000LL;
+
+                /* Oldest first: the walk stops at the first one still in time. */
+                for (struct st_peer *p = s->peers_head; p && p->accepted_ns <= due; p = p->next)
+                        if (p->state != PEER_UPGRADED && !p->expired) {
+                                p->expired = true;
+                                peer_shut(s, p, SHUT_RDWR);
+                        }
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += REAP_TICK_MS * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&s->reaper_wake, &s->peers_lock, &until);
+        }
+        pthread_mutex_unlock(&s->peers_lock);
+        return NULL;
 }
 
 /* ---------------------------------------------------------------- HTTP */
@@ -222,6 +410,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
                 return MHD_NO;
         MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        /* One request per connection: a kept-alive one would start a new header deadline. */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         if (extra_name)
                 MHD_add_response_header(resp, extra_name, extra_value);
         ret = MHD_queue_response(c, code, resp);
@@ -351,7 +541,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
         pthread_t tid;
         bool started;
 
-        (void)c;
+        peer_set_state(srv, c, PEER_UPGRADED);
         if (conn)
                 conn->pending = NULL; /* ours now, whatever happens */
         s->fd = sock;
@@ -409,8 +599,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         *con_cls = NULL;
 }
 
-static const char *const kind_paths[] = {"/exec/", "/attach/", "/portforward/"};
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -435,6 +623,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 *upload_size = 0;
                 return MHD_YES;
         }
+        peer_set_state(srv, c, PEER_ANSWERED);
         conn = calloc(1, sizeof(*conn));
         if (!conn)
                 return MHD_NO;
@@ -449,7 +638,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 }
         if (!token || !*token || strchr(token, '/') || strlen(token) != 32)
                 return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL, "404 page not found");
-        r = token_take(srv, kind, token, &req);
+        r = token_find(srv, kind, token, strlen(token), &req);
         if (r == -ENOENT)
                 return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL,
                              "unknown streaming token: request a new URL");
@@ -639,6 +828,7 @@ int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error
 {
         const struct runt_config *cfg = ctx->cfg;
         struct cri_stream *s = calloc(1, sizeof(*s));
+        pthread_condattr_t ca;
         int fd = -1, r;
 
         if (!s)
@@ -647,8 +837,14 @@ int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error
         s->ttl_s = cfg->streaming_token_ttl_s ? cfg->streaming_token_ttl_s : 60;
         s->creation_s = cfg->streaming_creation_timeout_s ? cfg->streaming_creation_timeout_s : 30;
         s->idle_s = cfg->streaming_idle_timeout_s;
+        s->header_s = cfg->streaming_header_timeout_s ? cfg->streaming_header_timeout_s : 5;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->idle, NULL);
+        pthread_mutex_init(&s->peers_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->reaper_wake, &ca);
+        pthread_condattr_destroy(&ca);
         s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (s->stop_fd < 0) {
                 r = sh_err(err, -errno, "streaming: eventfd: %s", strerror(errno));
@@ -657,19 +853,27 @@ int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error
         r = bind_listener(s, cfg->streaming_address, cfg->streaming_port, &fd, err);
         if (r < 0)
                 goto fail;
-        s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                          MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_ITC,
-                                  0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HEADER_TIMEOUT_S,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONN,
-                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        s->mhd = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
+                        MHD_USE_ERROR_LOG | MHD_USE_ITC,
+                0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+                on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)MHD_IDLE_S, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned)(MAX_CONNECTIONS + LIMIT_SLACK), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                (size_t)MEMORY_PER_CONN, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
         if (!s->mhd) {
                 close(fd);
                 r = sh_err(err, -EIO, "streaming: cannot start the HTTP server");
                 goto fail;
         }
+        r = -pthread_create(&s->reaper, NULL, reaper_main, s);
+        if (r < 0) {
+                MHD_stop_daemon(s->mhd);
+                r = sh_err(err, r, "streaming: cannot start the reaper thread");
+                goto fail;
+        }
+        s->reaper_started = true;
         sh_log_info("url=%s streaming server ready", s->base_url);
         *ret = s;
         return 0;
@@ -678,6 +882,8 @@ fail:
                 close(s->stop_fd);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->idle);
+        pthread_mutex_destroy(&s->peers_lock);
+        pthread_cond_destroy(&s->reaper_wake);
         free(s);
         return r;
 }
@@ -693,6 +899,12 @@ void cri_stream_free(struct cri_stream *s)
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_mutex_unlock(&s->lock);
+        pthread_mutex_lock(&s->peers_lock);
+        s->reaper_stop = true;
+        pthread_cond_signal(&s->reaper_wake);
+        pthread_mutex_unlock(&s->peers_lock);
+        if (s->reaper_started)
+                pthread_join(s->reaper, NULL);
         if (write(s->stop_fd, &one, sizeof(one)) < 0)
                 sh_log_warn("cannot tell streaming sessions to stop");
         clock_gettime(CLOCK_REALTIME, &until);
@@ -718,5 +930,7 @@ void cri_stream_free(struct cri_stream *s)
         close(s->stop_fd);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->idle);
+        pthread_mutex_destroy(&s->peers_lock);
+        pthread_cond_destroy(&s->reaper_wake);
         free(s);
 }

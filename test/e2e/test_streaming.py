@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import socket
 import struct
 import threading
@@ -35,8 +36,10 @@ ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="LXC containers need root")
 TRANSPORTS = ["spdy", "ws"]
 CREATION_TIMEOUT = 5
+HEADER_TIMEOUT = 6  # long enough to open the flood below while its first sockets live
 STREAMING = {"address": "127.0.0.1", "port": 0, "token_ttl": 60,
-             "stream_creation_timeout": CREATION_TIMEOUT, "idle_timeout": 14400}
+             "stream_creation_timeout": CREATION_TIMEOUT, "idle_timeout": 14400,
+             "header_timeout": HEADER_TIMEOUT}
 FATAL_CLOSE = 3.0  # a protocol error ends the session at once, well before the timeout
 INDEX = b"hello-from-pod\n"
 HTTP_GET = b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n"
@@ -1149,6 +1152,175 @@ def test_many_sessions_at_once(senv, baseline):
         assert res.stdout == "".join(f"{n}\n" for n in range(1, 1001 + i)).encode(), (i, res)
         assert res.exit_code == 0
     assert_recovered(senv, baseline)
+
+
+# --------------------------------------------------------------------------- a local attacker
+# (issue 14) Any local user reaches the streaming port: idle, trickling or token-less
+# connections must not keep a valid URL from being served.
+
+MAX_CONNECTIONS = 512  # stream.c
+
+
+def raw_connect(url, timeout=5.0):
+    host, port, _, _ = K.split_url(url)
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def closed_within(sock, timeout):
+    """Seconds until the server ends @sock (EOF or reset), or None after @timeout; what it
+    sends first (a reply) is read and dropped."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(min(left, 0.2))
+        try:
+            if not sock.recv(4096):
+                return time.monotonic() - start
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - start
+
+
+def is_open(sock):
+    """Not ended by the server (no EOF, no reset) at this instant; never waits."""
+    old = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(old)
+
+
+def more_fds(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@needs_root
+def test_token_refused_at_the_request_line(senv):
+    """A request line with an unknown, used or malformed token: the server closes the
+    connection at once, without waiting for headers; a valid token's waits for them."""
+    used = senv.exec_url(senv.box, ["true"])
+    assert K.run_exec("spdy", used).exit_code == 0
+    base = used.split("/exec/")[0]
+    for path in (f"/exec/{os.urandom(16).hex()}", "/exec/" + used.rsplit("/", 1)[1],
+                 f"/portforward/{os.urandom(16).hex()}?port=80", "/exec/", "/"):
+        with raw_connect(base) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\n".encode())
+            t = closed_within(s, 2.0)
+            assert t is not None and t < 1.0, (path, t)
+    fresh = senv.exec_url(senv.box, ["true"])
+    with raw_connect(fresh) as s:
+        s.sendall(f"GET {K.split_url(fresh)[2]} HTTP/1.1\r\n".encode())
+        assert closed_within(s, 1.0) is None  # in time still: its headers may come
+
+
+@needs_root
+def test_header_deadline_counts_from_accept(senv):
+    """A byte every 0.5 s keeps no connection: it ends streaming.header_timeout after the
+    accept, whether or not it ever sent a request line."""
+    url = senv.exec_url(senv.box, ["true"])
+    fresh = K.split_url(url)[2]
+    with raw_connect(url) as a, raw_connect(url) as b:
+        start = time.monotonic()
+        drip = [iter(b"GET /exec/" + b"a" * 64), iter(f"GET {fresh} HTTP/1.1\r\nX-A: ".encode()
+                                                    + b"b" * 64)]
+        ends = [None, None]
+        while None in ends and time.monotonic() - start < HEADER_TIMEOUT + 3:
+            for i, s in enumerate((a, b)):
+                if ends[i] is not None:
+                    continue
+                try:
+                    s.send(bytes([next(drip[i])]))
+                except OSError:
+                    ends[i] = time.monotonic() - start
+                    continue
+                if not is_open(s):
+                    ends[i] = time.monotonic() - start
+            time.sleep(0.5)
+    for t in ends:
+        assert t is not None and HEADER_TIMEOUT - 0.5 <= t <= HEADER_TIMEOUT + 1.5, ends
+
+
+@needs_root
+def test_idle_and_trickling_flood(senv, baseline):
+    """1000 idle connections and 100 trickling ones (a byte a second): a fresh exec URL is
+    served within a second all the same; the tricklers end at the header deadline; once the
+    attackers are gone runtd's descriptors and threads are back to where they were."""
+    assert more_fds(4096) >= 1200, "the test needs 1200 descriptors"
+    base_url = senv.exec_url(senv.box, ["true"])
+    idle, drips, opened_at = [], [], []
+    stop = threading.Event()
+    trickled = {}
+
+    def trickle():
+        n = 0
+        while not stop.wait(1.0) and n < 60:
+            n += 1
+            for i, s in enumerate(drips):
+                if i in trickled:
+                    continue
+                try:
+                    s.send(b"G")
+                except OSError:
+                    trickled.setdefault(i, time.monotonic() - opened_at[i])
+
+    try:
+        for _ in range(1000):
+            idle.append(raw_connect(base_url))
+        for _ in range(100):
+            drips.append(raw_connect(base_url))
+            opened_at.append(time.monotonic())
+        dripper = threading.Thread(target=trickle, daemon=True)
+        dripper.start()
+        t0 = time.monotonic()
+        fds = runtd_counts(senv.pid)[0]
+        assert fds <= baseline[0] + MAX_CONNECTIONS + 64 + 8, (fds, baseline)
+        for t in TRANSPORTS:
+            start = time.monotonic()
+            url = senv.exec_url(senv.box, ["/bin/sh", "-c", "echo ok"])
+            res = K.run_exec(t, url, timeout=5)
+            took = time.monotonic() - start
+            assert (res.stdout, res.exit_code) == (b"ok\n", 0), res
+            assert took < 1.0, (t, took)
+        # The limit, not the deadline, made room: the server was full then.
+        assert time.monotonic() - t0 < HEADER_TIMEOUT - 1
+        held = sum(is_open(s) for s in idle + drips)
+        assert held >= MAX_CONNECTIONS - 16, held
+        assert all(is_open(s) for s in drips[-50:])  # the newest were not the ones dropped
+        # The tricklers go at the deadline, not later.
+        deadline = time.monotonic() + HEADER_TIMEOUT + 5
+        while len(trickled) < len(drips) and time.monotonic() < deadline:
+            for i, s in enumerate(drips):
+                if i not in trickled and not is_open(s):
+                    trickled[i] = time.monotonic() - opened_at[i]
+            time.sleep(0.1)
+        late = sorted(trickled.values())
+        assert len(late) == len(drips), f"{len(drips) - len(late)} trickling ones still open"
+        assert late[-1] <= HEADER_TIMEOUT + 1.0, late[-5:]
+    finally:
+        stop.set()
+        for s in idle + drips:
+            s.close()
+    deadline = time.monotonic() + 10
+    while True:
+        now = runtd_counts(senv.pid)
+        if now[0] <= baseline[0] + 2 and now[1] <= baseline[1]:
+            break
+        assert time.monotonic() < deadline, (now, baseline, fd_targets(senv.pid)[-20:])
+        time.sleep(0.1)
+    assert_recovered(senv, baseline, timeout=10)
 
 
 # --------------------------------------------------------------------------- logs

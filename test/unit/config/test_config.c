@@ -81,6 +81,7 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->streaming_token_ttl_s, 60);
         assert_int_equal(c->streaming_creation_timeout_s, 30);
         assert_int_equal(c->streaming_idle_timeout_s, 14400);
+        assert_int_equal(c->streaming_header_timeout_s, 5);
         assert_null(c->metrics_address);
         assert_int_equal(c->max_log_line, 16384);
 }
@@ -158,6 +159,7 @@ static const char full_yaml[] =
         "  token_ttl: 5\n"
         "  stream_creation_timeout: 7\n"
         "  idle_timeout: 0\n"
+        "  header_timeout: 2\n"
         "metrics:\n"
         "  address: 127.0.0.1:9090\n"
         "logs:\n"
@@ -225,6 +227,7 @@ static void test_full_file(void **state)
         assert_int_equal(c.streaming_token_ttl_s, 5);
         assert_int_equal(c.streaming_creation_timeout_s, 7);
         assert_int_equal(c.streaming_idle_timeout_s, 0);
+        assert_int_equal(c.streaming_header_timeout_s, 2);
         assert_string_equal(c.metrics_address, "127.0.0.1:9090");
         assert_int_equal(c.max_log_line, 1048576);
 
