@@ -82,6 +82,13 @@ static int resources_from(const Runtime__V1__LinuxContainerResources *in, const 
                 if (!h->page_size || !h->page_size[0])
                         return sh_err(err, -EINVAL, "%s.hugepage_limits[%zu].page_size is required",
                                       what, i);
+                /* It names a cgroup file ("hugetlb.2MB.limit_in_bytes"): "2MB", "1GB"... */
+                if (strlen(h->page_size) > 16 || strspn(h->page_size, "0123456789") == 0 ||
+                    strspn(h->page_size, "0123456789KMGTkmgtBb") != strlen(h->page_size))
+                        return sh_err(err, -EINVAL,
+                                      "%s.hugepage_limits[%zu].page_size '%.16s' is not a page "
+                                      "size like 2MB",
+                                      what, i, h->page_size);
                 snprintf(limit, sizeof(limit), "%" PRIu64, h->limit);
                 r->hugepages[i].key = strdup(h->page_size);
                 r->hugepages[i].value = strdup(limit);

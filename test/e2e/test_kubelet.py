@@ -294,7 +294,9 @@ def test_values_a_client_gets_wrong(ctrs):
                       (pb.LinuxContainerResources(cpu_quota=10), "cpu_quota"),
                       (pb.LinuxContainerResources(cpu_period=10), "cpu_period"),
                       (pb.LinuxContainerResources(memory_limit_in_bytes=-1), "memory_limit"),
-                      (pb.LinuxContainerResources(oom_score_adj=1001), "oom_score_adj")):
+                      (pb.LinuxContainerResources(oom_score_adj=1001), "oom_score_adj"),
+                      (pb.LinuxContainerResources(hugepage_limits=[pb.HugepageLimit(
+                          page_size="../../../etc/x", limit=1)]), "page_size")):
         req = pb.CreateContainerRequest(pod_sandbox_id=pod, sandbox_config=cfg,
                                         config=pb.ContainerConfig(
                                             metadata=pb.ContainerMetadata(name="r"),
