@@ -1485,13 +1485,16 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         struct lxc_be *lb = be->priv;
         _cleanup_free_ char *start = file_in(lb, id, "start");
         _cleanup_(sh_strv_freep) char **fields = NULL;
-        int pid = 0;
+        int pid = 0, r;
 
         if (!start)
                 return -ENOMEM;
         if (!shim_alive(lb, id, &pid))
                 return sh_err(err, -EINVAL, "container %.12s is not running", id);
-        if (read_fields(start, &fields) < 0 || !fields[0])
+        r = read_fields(start, &fields);
+        if (r == -EMFILE || r == -ENFILE || r == -ENOMEM)
+                return sh_err(err, r, "container %.12s: read its start file: %s", id, strerror(-r));
+        if (r < 0 || !fields[0])
                 return sh_err(err, -EIO, "container %.12s: start file is damaged", id);
         if (!fields[0][0])
                 return 0; /* no log */
@@ -1569,10 +1572,16 @@ static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv,
         char **p = NULL;
         const char **v;
         size_t n = 0, k = 0;
+        int r;
 
         if (!process)
                 return -ENOMEM;
-        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3]) {
+        r = read_fields(process, &p);
+        /* EMFILE, ENFILE, ENOMEM are runtd's trouble, not a missing container (issue 14). */
+        if (r < 0 && r != -ENOENT)
+                return sh_err(err, r, "container %.12s: read its process file: %s", id,
+                              strerror(-r));
+        if (r < 0 || !p[0] || !p[1] || !p[2] || !p[3]) {
                 sh_strv_free(p);
                 return sh_err(err, -ENOENT, "container %.12s: no process file", id);
         }
