@@ -224,8 +224,15 @@ static void log_failure(struct cri_call *c, grpc_status_code code, const char *m
         gpr_free(path);
 }
 
-/* Runs the handler of @c (the request is unpacked) and answers. Any thread. */
-static void call_run(struct cri_call *c)
+struct cri_lane;
+static void lane_leave(struct cri_lane *l);
+
+/*
+ * Runs the handler of @c (the request is unpacked) and answers. Before the answer goes out,
+ * the call leaves @l (NULL: it runs inline), so a client that sends its next call once it
+ * has the answer always finds room. Any thread.
+ */
+static void call_run(struct cri_call *c, struct cri_lane *l)
 {
         struct sh_error err = {0};
         ProtobufCMessage *resp = NULL;
@@ -237,6 +244,7 @@ static void call_run(struct cri_call *c)
                                            &err);
         else
                 r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
+        lane_leave(l);
         if (r < 0) {
                 code = cri_status_from_errno(r);
                 if (!err.msg[0])
@@ -257,15 +265,17 @@ static void call_run(struct cri_call *c)
  * that waited into the shutdown, is answered without running: nobody would read the answer,
  * and a shutdown must not start new helpers.
  */
-static void call_run_queued(struct cri_call *c)
+static void call_run_queued(struct cri_call *c, struct cri_lane *l)
 {
         char msg[160];
 
         if (atomic_load(&c->gone)) {
+                lane_leave(l);
                 call_finish(c, GRPC_STATUS_CANCELLED, "the client went away", NULL);
                 return;
         }
         if (atomic_load(&c->srv->ctx->stopping)) {
+                lane_leave(l);
                 snprintf(msg, sizeof(msg), "%s: runtd is shutting down", c->method->name);
                 log_failure(c, GRPC_STATUS_UNAVAILABLE, msg);
                 call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
@@ -277,6 +287,7 @@ static void call_run_queued(struct cri_call *c)
                 if (fd < 0) {
                         snprintf(msg, sizeof(msg), "%s: eventfd: %s", c->method->name,
                                  strerror(errno));
+                        lane_leave(l);
                         log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
                         call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
                         return;
@@ -285,7 +296,18 @@ static void call_run_queued(struct cri_call *c)
                 if (atomic_load(&c->gone))
                         eventfd_write(fd, 1);
         }
-        call_run(c);
+        call_run(c, l);
+}
+
+/* @l has one call fewer at work (its answer is about to go out). NULL: nothing. */
+static void lane_leave(struct cri_lane *l)
+{
+        if (!l)
+                return;
+        pthread_mutex_lock(&l->lock);
+        l->running--;
+        l->since_trim++;
+        pthread_mutex_unlock(&l->lock);
 }
 
 static void *lane_worker(void *arg)
@@ -295,7 +317,6 @@ static void *lane_worker(void *arg)
         pthread_mutex_lock(&l->lock);
         for (;;) {
                 struct cri_call *c;
-                bool trim = false;
 
                 while (!l->head && !l->stop)
                         pthread_cond_wait(&l->cond, &l->lock);
@@ -309,16 +330,11 @@ static void *lane_worker(void *arg)
                 l->queued--;
                 l->running++;
                 pthread_mutex_unlock(&l->lock);
-                call_run_queued(c);
+                call_run_queued(c, l); /* leaves the lane (running--) before it answers */
                 pthread_mutex_lock(&l->lock);
-                l->running--;
-                l->since_trim++;
                 /* The burst is over: hand the arenas' free pages back (issue 14, RSS). */
                 if (l->trim && !l->running && !l->queued && l->since_trim >= CRI_TRIM_AFTER) {
                         l->since_trim = 0;
-                        trim = true;
-                }
-                if (trim) {
                         pthread_mutex_unlock(&l->lock);
                         malloc_trim(0);
                         pthread_mutex_lock(&l->lock);
@@ -483,7 +499,7 @@ static void on_recv(struct cri_call *c)
                 return;
         }
         if (c->method->quick && !c->method->cancellable)
-                call_run(c);
+                call_run(c, NULL);
         else
                 dispatch(c);
 }
