@@ -103,6 +103,7 @@ struct cri_lane {
         unsigned queued;
         unsigned running;
         unsigned long since_trim; /* calls answered since the last trim */
+        unsigned long rejected;   /* refused since the lane last had room, for the log */
         bool stop;                /* workers leave once the queue is empty */
 };
 
@@ -357,6 +358,8 @@ static int lane_submit(struct cri_lane *l, struct cri_call *c)
                 r = -ESHUTDOWN;
         else if (l->queued + l->running >= l->workers + l->max_queued)
                 r = -EAGAIN;
+        else
+                l->rejected = 0;
         if (r == 0) {
                 c->next = NULL;
                 if (l->tail)
@@ -439,7 +442,11 @@ static void dispatch(struct cri_call *c)
                          "server.max_queued); try again later",
                          c->method->name, l->workers + l->max_queued, l->name,
                          l == &s->read ? "read_workers" : "workers");
-                log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+                /* A burst is refused call by call: one warning when it starts, and one
+                 * for every 1000 after, not a line each (the queue thread only counts). */
+                if (l->rejected++ % 1000 == 0)
+                        sh_log_warn("lane=%s full: %lu calls refused so far: %s", l->name,
+                                    l->rejected, msg);
                 call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
         } else if (r < 0) {
                 snprintf(msg, sizeof(msg), "%s: runtd is shutting down", c->method->name);
