@@ -177,6 +177,9 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.streaming_idle_timeout_s = src->streaming_idle_timeout_s;
         c.streaming_header_timeout_s = src->streaming_header_timeout_s;
         c.max_log_line = src->max_log_line;
+        c.server_workers = src->server_workers;
+        c.server_read_workers = src->server_read_workers;
+        c.server_max_queued = src->server_max_queued;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
             dup_str(src->log_file, &c.log_file) < 0 ||
@@ -244,6 +247,9 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .streaming_idle_timeout_s = 14400,
                 .streaming_header_timeout_s = 5,
                 .max_log_line = 16384,
+                .server_workers = 32,
+                .server_read_workers = 2,
+                .server_max_queued = 512,
         };
 
         if (config_copy(&d, cfg) < 0)
@@ -944,6 +950,13 @@ static const struct field logs_fields[] = {
         {.key = NULL},
 };
 
+static const struct field server_fields[] = {
+        F_NUM("workers", server_workers, 1, 1024),
+        F_NUM("read_workers", server_read_workers, 1, 64),
+        F_NUM("max_queued", server_max_queued, 0, 65536),
+        {.key = NULL},
+};
+
 static const struct field top_fields[] = {
         F_FN("listen", load_listen),
         F_STR("state_dir", state_dir, STR_ABSPATH),
@@ -958,6 +971,7 @@ static const struct field top_fields[] = {
         F_SUB("streaming", streaming_fields),
         F_SUB("metrics", metrics_fields),
         F_SUB("logs", logs_fields),
+        F_SUB("server", server_fields),
         {.key = NULL},
 };
 

@@ -57,6 +57,9 @@ struct runt_config {
         unsigned streaming_header_timeout_s;   /* request line and headers, from accept, 5 */
         char *metrics_address;                 /* NULL = off */
         unsigned max_log_line;                 /* container log line split size, 16384 */
+        unsigned server_workers;               /* handler threads for calls that may block, 32 */
+        unsigned server_read_workers;          /* handler threads for List*, *Status, *Stats, 2 */
+        unsigned server_max_queued;            /* calls that may wait for a worker, per lane, 512 */
 };
 
 /*

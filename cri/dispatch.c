@@ -10,6 +10,13 @@
                 .resp = &runtime__v1__##resp_##__descriptor, .streaming = (streaming_),            \
                 .quick = (quick_), .unary = (fn_),                                                 \
         }
+/* A read the kubelet polls: its own lane of workers, so it never waits behind a slow call. */
+#define R(svc_, name_, req_, resp_, fn_)                                                           \
+        {                                                                                          \
+                .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
+                .req = &runtime__v1__##req_##__descriptor,                                         \
+                .resp = &runtime__v1__##resp_##__descriptor, .read = true, .unary = (fn_),         \
+        }
 /* A method whose handler learns when its client is gone (cri_cancellable_fn). */
 #define MC(svc_, name_, req_, resp_, fn_)                                                          \
         {                                                                                          \
@@ -20,7 +27,9 @@
 
 /*
  * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
- * no lock held across I/O). Everything else runs on a handler thread of its own.
+ * no lock held across I/O). R: the read lane (List*, *Status, *Stats, ImageFsInfo: they may
+ * read files or wait for a lock briefly, so not on the queue thread). Everything else: the
+ * slow lane. The lanes and their limits: server.c, docs/configuration.md (server.*).
  */
 static const struct cri_method methods[] = {
         M(RuntimeService, Version, version_request, version_response, false, true, cri_version),
@@ -30,10 +39,10 @@ static const struct cri_method methods[] = {
           false, false, cri_stop_pod_sandbox),
         M(RuntimeService, RemovePodSandbox, remove_pod_sandbox_request, remove_pod_sandbox_response,
           false, false, cri_remove_pod_sandbox),
-        M(RuntimeService, PodSandboxStatus, pod_sandbox_status_request, pod_sandbox_status_response,
-          false, false, cri_pod_sandbox_status),
-        M(RuntimeService, ListPodSandbox, list_pod_sandbox_request, list_pod_sandbox_response,
-          false, false, cri_list_pod_sandbox),
+        R(RuntimeService, PodSandboxStatus, pod_sandbox_status_request, pod_sandbox_status_response,
+          cri_pod_sandbox_status),
+        R(RuntimeService, ListPodSandbox, list_pod_sandbox_request, list_pod_sandbox_response,
+          cri_list_pod_sandbox),
         M(RuntimeService, StreamPodSandboxes, stream_pod_sandboxes_request,
           stream_pod_sandboxes_response, true, true, NULL),
         M(RuntimeService, CreateContainer, create_container_request, create_container_response,
@@ -44,12 +53,12 @@ static const struct cri_method methods[] = {
           false, cri_stop_container),
         M(RuntimeService, RemoveContainer, remove_container_request, remove_container_response,
           false, false, cri_remove_container),
-        M(RuntimeService, ListContainers, list_containers_request, list_containers_response, false,
-          false, cri_list_containers),
+        R(RuntimeService, ListContainers, list_containers_request, list_containers_response,
+          cri_list_containers),
         M(RuntimeService, StreamContainers, stream_containers_request, stream_containers_response,
           true, true, NULL),
-        M(RuntimeService, ContainerStatus, container_status_request, container_status_response,
-          false, false, cri_container_status),
+        R(RuntimeService, ContainerStatus, container_status_request, container_status_response,
+          cri_container_status),
         M(RuntimeService, UpdateContainerResources, update_container_resources_request,
           update_container_resources_response, false, false, cri_update_container_resources),
         M(RuntimeService, ReopenContainerLog, reopen_container_log_request,
@@ -59,10 +68,10 @@ static const struct cri_method methods[] = {
         M(RuntimeService, Attach, attach_request, attach_response, false, false, cri_attach),
         M(RuntimeService, PortForward, port_forward_request, port_forward_response, false, false,
           cri_port_forward),
-        M(RuntimeService, ContainerStats, container_stats_request, container_stats_response, false,
-          false, cri_container_stats),
-        M(RuntimeService, ListContainerStats, list_container_stats_request,
-          list_container_stats_response, false, false, cri_list_container_stats),
+        R(RuntimeService, ContainerStats, container_stats_request, container_stats_response,
+          cri_container_stats),
+        R(RuntimeService, ListContainerStats, list_container_stats_request,
+          list_container_stats_response, cri_list_container_stats),
         M(RuntimeService, StreamContainerStats, stream_container_stats_request,
           stream_container_stats_response, true, true, NULL),
         M(RuntimeService, PodSandboxStats, pod_sandbox_stats_request, pod_sandbox_stats_response,
@@ -88,17 +97,15 @@ static const struct cri_method methods[] = {
           true, cri_runtime_config),
         M(RuntimeService, UpdatePodSandboxResources, update_pod_sandbox_resources_request,
           update_pod_sandbox_resources_response, false, true, NULL),
-        M(ImageService, ListImages, list_images_request, list_images_response, false, false,
-          cri_list_images),
+        R(ImageService, ListImages, list_images_request, list_images_response, cri_list_images),
         M(ImageService, StreamImages, stream_images_request, stream_images_response, true, true,
           NULL),
-        M(ImageService, ImageStatus, image_status_request, image_status_response, false, false,
-          cri_image_status),
+        R(ImageService, ImageStatus, image_status_request, image_status_response, cri_image_status),
         M(ImageService, PullImage, pull_image_request, pull_image_response, false, false,
           cri_pull_image),
         M(ImageService, RemoveImage, remove_image_request, remove_image_response, false, false,
           cri_remove_image),
-        M(ImageService, ImageFsInfo, image_fs_info_request, image_fs_info_response, false, false,
+        R(ImageService, ImageFsInfo, image_fs_info_request, image_fs_info_response,
           cri_image_fs_info),
 };
 

@@ -4,11 +4,21 @@
  * One notification completion queue carries everything: new calls, each call's batches and
  * the shutdown tag. A call is a small state machine driven from that queue, so no thread
  * ever waits on a slow client: a client that sends headers and never its message holds
- * only its own call struct. Quick handlers (Version, Status, UNIMPLEMENTED answers) run on
- * the queue thread; the rest get a thread each. See notes/grpc-c-core.md for the facts this
- * rests on (the trailers-only hang in 1.51, message limits, shutdown order).
+ * only its own call struct.
+ *
+ * Where a handler runs (issue 14): quick handlers (Version, Status, RuntimeConfig and the
+ * UNIMPLEMENTED answers) never block and run on the queue thread. The reads the kubelet
+ * polls (List*, *Status, *Stats, ImageFsInfo) go to the read lane, the rest (everything
+ * that may wait on a container, a helper or the network) to the slow lane. A lane is a
+ * fixed set of worker threads and a FIFO; a call that would put more than workers +
+ * max_queued calls into a lane is answered RESOURCE_EXHAUSTED at once. A queued call holds
+ * no thread and no fd (its cancel eventfd is made when a worker takes it), so a burst costs
+ * memory only up to the limit. Reads never wait behind slow calls: their lane has its own
+ * workers. See notes/grpc-c-core.md for the facts this rests on (the trailers-only hang in
+ * 1.51, message limits, shutdown order).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +46,8 @@
 #define CRI_SLOTS 16
 /* After shutdown, how long in-flight handlers get before the process leaves anyway. */
 #define CRI_DRAIN_MS 700
+/* Calls a lane answers between two malloc_trim()s, at least: a trim after a burst only. */
+#define CRI_TRIM_AFTER 64
 
 enum cri_tag_kind {
         TAG_NEW,   /* grpc_server_request_call completed */
@@ -59,18 +71,45 @@ struct cri_call {
         grpc_byte_buffer *recv;
         grpc_byte_buffer *send;
         grpc_slice status_msg;
-        int cancelled;   /* set when TAG_CLOSE comes: the client went away */
-        bool gone;       /* TAG_CLOSE came with cancelled; completion-queue thread only */
-        int cancel_fd;   /* eventfd made readable on gone, for a cancellable handler; or -1 */
+        int cancelled;    /* set when TAG_CLOSE comes: the client went away */
+        atomic_bool gone; /* TAG_CLOSE came with cancelled (set on the queue thread) */
+        /* eventfd made readable on gone, for a cancellable handler; or -1. Made by the worker
+         * that runs the call; gone and this are both atomic, so that of the worker storing
+         * it and the queue thread setting gone, at least one sees the other and writes. */
+        atomic_int cancel_fd;
         atomic_int refs; /* one for the request/response flow, one while the close batch runs */
+        struct cri_call *next; /* in its lane's queue; under the lane's lock */
         const struct cri_method *method;
         ProtobufCMessage *req;
         long long t_start_ns;
         struct cri_tag t_new, t_recv, t_done, t_close;
 };
 
+/*
+ * A fixed set of worker threads and the FIFO they take calls from. @lock protects every
+ * field below it; the threads are started in cri_server_new and joined in cri_server_free.
+ */
+struct cri_lane {
+        const char *name; /* "slow", "read": for messages */
+        struct cri_server *srv;
+        pthread_t *threads;
+        unsigned n_threads;  /* started */
+        unsigned workers;    /* wanted */
+        unsigned max_queued; /* admission: at most workers + max_queued calls in the lane */
+        bool trim;           /* malloc_trim() when the lane goes idle after a burst */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct cri_call *head, *tail;
+        unsigned queued;
+        unsigned running;
+        unsigned long since_trim; /* calls answered since the last trim */
+        unsigned long rejected;   /* refused since the lane last had room, for the log */
+        bool stop;                /* workers leave once the queue is empty */
+};
+
 struct cri_server {
         struct cri_ctx *ctx;
+        struct cri_lane slow, read;
         grpc_server *server;
         grpc_completion_queue *cq;
         char *socket_path;
@@ -94,8 +133,8 @@ static void call_free(struct cri_call *c)
                 grpc_call_unref(c->call);
         grpc_call_details_destroy(&c->details);
         grpc_metadata_array_destroy(&c->md);
-        if (c->cancel_fd >= 0)
-                close(c->cancel_fd);
+        if (atomic_load(&c->cancel_fd) >= 0)
+                close(atomic_load(&c->cancel_fd));
         atomic_fetch_sub(&c->srv->active, 1);
         free(c);
 }
@@ -115,7 +154,8 @@ static int post_slot(struct cri_server *s)
         if (!c)
                 return -ENOMEM;
         c->srv = s;
-        c->cancel_fd = -1;
+        atomic_init(&c->cancel_fd, -1);
+        atomic_init(&c->gone, false);
         atomic_init(&c->refs, 1);
         c->status_msg = grpc_empty_slice();
         c->t_new = (struct cri_tag){TAG_NEW, c};
@@ -185,8 +225,15 @@ static void log_failure(struct cri_call *c, grpc_status_code code, const char *m
         gpr_free(path);
 }
 
-/* Runs the handler of @c (the request is unpacked) and answers. Any thread. */
-static void call_run(struct cri_call *c)
+struct cri_lane;
+static void lane_leave(struct cri_lane *l);
+
+/*
+ * Runs the handler of @c (the request is unpacked) and answers. Before the answer goes out,
+ * the call leaves @l (NULL: it runs inline), so a client that sends its next call once it
+ * has the answer always finds room. Any thread.
+ */
+static void call_run(struct cri_call *c, struct cri_lane *l)
 {
         struct sh_error err = {0};
         ProtobufCMessage *resp = NULL;
@@ -194,9 +241,11 @@ static void call_run(struct cri_call *c)
         int r;
 
         if (c->method->cancellable)
-                r = c->method->cancellable(c->srv->ctx, c->req, c->cancel_fd, &resp, &err);
+                r = c->method->cancellable(c->srv->ctx, c->req, atomic_load(&c->cancel_fd), &resp,
+                                           &err);
         else
                 r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
+        lane_leave(l);
         if (r < 0) {
                 code = cri_status_from_errno(r);
                 if (!err.msg[0])
@@ -212,27 +261,198 @@ static void call_run(struct cri_call *c)
         }
 }
 
-static void *handler_thread(void *arg)
+/*
+ * Runs a call a worker took from its lane. A call whose client left while it waited, or
+ * that waited into the shutdown, is answered without running: nobody would read the answer,
+ * and a shutdown must not start new helpers.
+ */
+static void call_run_queued(struct cri_call *c, struct cri_lane *l)
 {
-        call_run(arg);
+        char msg[160];
+
+        if (atomic_load(&c->gone)) {
+                lane_leave(l);
+                call_finish(c, GRPC_STATUS_CANCELLED, "the client went away", NULL);
+                return;
+        }
+        if (atomic_load(&c->srv->ctx->stopping)) {
+                lane_leave(l);
+                snprintf(msg, sizeof(msg), "%s: runtd is shutting down", c->method->name);
+                log_failure(c, GRPC_STATUS_UNAVAILABLE, msg);
+                call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
+                return;
+        }
+        if (c->method->cancellable) {
+                int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+                if (fd < 0) {
+                        snprintf(msg, sizeof(msg), "%s: eventfd: %s", c->method->name,
+                                 strerror(errno));
+                        lane_leave(l);
+                        log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+                        call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+                        return;
+                }
+                atomic_store(&c->cancel_fd, fd);
+                if (atomic_load(&c->gone))
+                        eventfd_write(fd, 1);
+        }
+        call_run(c, l);
+}
+
+/* @l has one call fewer at work (its answer is about to go out). NULL: nothing. */
+static void lane_leave(struct cri_lane *l)
+{
+        if (!l)
+                return;
+        pthread_mutex_lock(&l->lock);
+        l->running--;
+        l->since_trim++;
+        pthread_mutex_unlock(&l->lock);
+}
+
+static void *lane_worker(void *arg)
+{
+        struct cri_lane *l = arg;
+
+        pthread_mutex_lock(&l->lock);
+        for (;;) {
+                struct cri_call *c;
+
+                while (!l->head && !l->stop)
+                        pthread_cond_wait(&l->cond, &l->lock);
+                if (!l->head)
+                        break; /* stop, and nothing left to answer */
+                c = l->head;
+                l->head = c->next;
+                if (!l->head)
+                        l->tail = NULL;
+                c->next = NULL;
+                l->queued--;
+                l->running++;
+                pthread_mutex_unlock(&l->lock);
+                call_run_queued(c, l); /* leaves the lane (running--) before it answers */
+                pthread_mutex_lock(&l->lock);
+                /* The burst is over: hand the arenas' free pages back (issue 14, RSS). */
+                if (l->trim && !l->running && !l->queued && l->since_trim >= CRI_TRIM_AFTER) {
+                        l->since_trim = 0;
+                        pthread_mutex_unlock(&l->lock);
+                        malloc_trim(0);
+                        pthread_mutex_lock(&l->lock);
+                }
+        }
+        pthread_mutex_unlock(&l->lock);
         return NULL;
 }
 
-static void spawn_handler(struct cri_call *c)
+/*
+ * Queues @c on @l. Returns 0, -EAGAIN when the lane is full (workers + max_queued calls in
+ * it already) or -ESHUTDOWN once it stops. Queue thread.
+ */
+static int lane_submit(struct cri_lane *l, struct cri_call *c)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&l->lock);
+        if (l->stop)
+                r = -ESHUTDOWN;
+        else if (l->queued + l->running >= l->workers + l->max_queued)
+                r = -EAGAIN;
+        else
+                l->rejected = 0;
+        if (r == 0) {
+                c->next = NULL;
+                if (l->tail)
+                        l->tail->next = c;
+                else
+                        l->head = c;
+                l->tail = c;
+                l->queued++;
+                pthread_cond_signal(&l->cond);
+        }
+        pthread_mutex_unlock(&l->lock);
+        return r;
+}
+
+/* Sets up @l and starts its @workers threads. Returns 0 or -errno (nothing started then). */
+static int lane_start(struct cri_lane *l, struct cri_server *s, const char *name, unsigned workers,
+                      unsigned max_queued, bool trim)
 {
         pthread_attr_t attr;
-        pthread_t t;
-        int r;
+        int r = 0;
 
+        l->name = name;
+        l->srv = s;
+        l->workers = workers ? workers : 1;
+        l->max_queued = max_queued;
+        l->trim = trim;
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+        l->threads = calloc(l->workers, sizeof(*l->threads));
+        if (!l->threads)
+                return -ENOMEM;
         pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        /* Handlers are shallow; 256 KiB keeps many concurrent calls cheap. */
+        /* Handlers are shallow (STYLE R18: no recursion over untrusted trees). */
         pthread_attr_setstacksize(&attr, 256 << 10);
-        r = pthread_create(&t, &attr, handler_thread, c);
+        for (; l->n_threads < l->workers; l->n_threads++) {
+                r = -pthread_create(&l->threads[l->n_threads], &attr, lane_worker, l);
+                if (r < 0)
+                        break;
+        }
         pthread_attr_destroy(&attr);
-        if (r != 0)
-                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "runtd: no thread for the call",
-                            NULL);
+        return r;
+}
+
+/* Tells @l's workers to leave once its queue is empty. Any thread. */
+static void lane_stop(struct cri_lane *l)
+{
+        if (!l->threads)
+                return;
+        pthread_mutex_lock(&l->lock);
+        l->stop = true;
+        pthread_cond_broadcast(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+}
+
+/* Stops @l and waits for its workers; they must be able to finish (no call stuck). */
+static void lane_done(struct cri_lane *l)
+{
+        if (!l->threads)
+                return;
+        lane_stop(l);
+        for (unsigned i = 0; i < l->n_threads; i++)
+                pthread_join(l->threads[i], NULL);
+        free(l->threads);
+        l->threads = NULL;
+        pthread_cond_destroy(&l->cond);
+        pthread_mutex_destroy(&l->lock);
+}
+
+/* Hands @c to the lane of its method, or answers at once when that lane is full. */
+static void dispatch(struct cri_call *c)
+{
+        struct cri_server *s = c->srv;
+        struct cri_lane *l = c->method->read ? &s->read : &s->slow;
+        char msg[300];
+        int r = lane_submit(l, c);
+
+        if (r == -EAGAIN) {
+                snprintf(msg, sizeof(msg),
+                         "%s: runtd is at its limit of %u calls in the %s lane (server.%s + "
+                         "server.max_queued); try again later",
+                         c->method->name, l->workers + l->max_queued, l->name,
+                         l == &s->read ? "read_workers" : "workers");
+                /* A burst is refused call by call: one warning when it starts, and one
+                 * for every 1000 after, not a line each (the queue thread only counts). */
+                if (l->rejected++ % 1000 == 0)
+                        sh_log_warn("lane=%s full: %lu calls refused so far: %s", l->name,
+                                    l->rejected, msg);
+                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+        } else if (r < 0) {
+                snprintf(msg, sizeof(msg), "%s: runtd is shutting down", c->method->name);
+                log_failure(c, GRPC_STATUS_UNAVAILABLE, msg);
+                call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
+        }
 }
 
 /* The request message arrived (or did not): check it and hand it to its handler. */
@@ -285,22 +505,10 @@ static void on_recv(struct cri_call *c)
                 call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
                 return;
         }
-        if (c->method->cancellable) {
-                c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-                if (c->cancel_fd < 0) {
-                        snprintf(msg, sizeof(msg), "%s: eventfd: %s", c->method->name,
-                                 strerror(errno));
-                        log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-                        call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
-                        return;
-                }
-                if (c->gone)
-                        eventfd_write(c->cancel_fd, 1);
-        }
-        if (c->method->quick)
-                call_run(c);
+        if (c->method->quick && !c->method->cancellable)
+                call_run(c, NULL);
         else
-                spawn_handler(c);
+                dispatch(c);
 }
 
 /*
@@ -358,9 +566,12 @@ static void on_event(struct cri_server *s, const grpc_event *ev)
         case TAG_CLOSE:
                 /* Also on a normal end, after the status went: then nobody is waiting. */
                 if (c->cancelled) {
-                        c->gone = true;
-                        if (c->cancel_fd >= 0)
-                                eventfd_write(c->cancel_fd, 1);
+                        int fd;
+
+                        atomic_store(&c->gone, true);
+                        fd = atomic_load(&c->cancel_fd);
+                        if (fd >= 0)
+                                eventfd_write(fd, 1);
                 }
                 call_unref(c);
                 return;
@@ -461,6 +672,15 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
         }
         if (chmod(path, 0660) < 0 && errno != ENOENT)
                 sh_log_warn_errno(-errno, "socket=%s chmod 0660 failed: %m", path);
+        r = lane_start(&s->slow, s, "slow", ctx->cfg->server_workers, ctx->cfg->server_max_queued,
+                       true);
+        if (r == 0)
+                r = lane_start(&s->read, s, "read", ctx->cfg->server_read_workers,
+                               ctx->cfg->server_max_queued, false);
+        if (r < 0) {
+                cri_server_free(s);
+                return sh_err(err, r, "start handler threads: %s", strerror(-r));
+        }
         *ret = s;
         return 0;
 }
@@ -513,6 +733,9 @@ void cri_server_free(struct cri_server *s)
 {
         if (!s)
                 return;
+        /* cri_server_run returned 0: no call is in flight, so the workers are idle. */
+        lane_done(&s->slow);
+        lane_done(&s->read);
         if (s->server)
                 grpc_server_destroy(s->server);
         if (s->cq) {

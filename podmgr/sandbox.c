@@ -862,8 +862,11 @@ static void wait_orphan_plugins(struct pod_mgr *pm)
         ids = calloc(n / 2 + 1, sizeof(char *));
         if (!ids)
                 return;
-        for (size_t i = 0; i + 1 < n; i += 2)
+        /* pairs' free stops at its first NULL: take the ids, free the states here. */
+        for (size_t i = 0; i + 1 < n; i += 2) {
                 ids[i / 2] = TAKE_PTR(pairs[i]);
+                free(TAKE_PTR(pairs[i + 1]));
+        }
         if (net_wait_plugins(pod_mgr_net(pm), ids, &e) < 0)
                 sh_log_warn("recovery: %s", e.msg);
 }

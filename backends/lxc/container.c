@@ -47,6 +47,8 @@
 
 #define KILL_WAIT_MS 10000
 #define INIT_PATH    "/dev/.runt-init"
+/* runt-lxc-exec's own deadline comes this long after runtd's, which normally acts first. */
+#define LXC_EXEC_DEADLINE_SLACK_MS 500
 
 /* containerd's default capability set for a container that is not privileged. */
 static const char *const default_caps[] = {
@@ -1665,13 +1667,16 @@ int lb_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         struct lxc_be *lb = be->priv;
         _cleanup_free_ char *start = file_in(lb, id, "start");
         _cleanup_(sh_strv_freep) char **fields = NULL;
-        int pid = 0;
+        int pid = 0, r;
 
         if (!start)
                 return -ENOMEM;
         if (!shim_alive(lb, id, &pid))
                 return sh_err(err, -EINVAL, "container %.12s is not running", id);
-        if (read_fields(start, &fields) < 0 || !fields[0])
+        r = read_fields(start, &fields);
+        if (r == -EMFILE || r == -ENFILE || r == -ENOMEM)
+                return sh_err(err, r, "container %.12s: read its start file: %s", id, strerror(-r));
+        if (r < 0 || !fields[0])
                 return sh_err(err, -EIO, "container %.12s: start file is damaged", id);
         if (!fields[0][0])
                 return 0; /* no log */
@@ -1738,21 +1743,28 @@ int lb_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_er
 }
 
 /*
- * The argv of runt-lxc-exec for @argv in container @id, as its user (the process file):
- * malloc'd vector whose strings live in *@ret_fields and @helper. *@ret_fields freed by caller.
+ * The argv of runt-lxc-exec for @argv in container @id, as its user (the process file), with
+ * the options @opts (NULL-terminated, at most 4; NULL for none) first: malloc'd vector whose
+ * strings live in *@ret_fields, @helper and @opts. *@ret_fields freed by caller.
  */
 static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv, bool tty,
-                     char helper[PATH_MAX], char ***ret_fields, const char ***ret,
-                     struct sh_error *err)
+                     const char *const *opts, char helper[PATH_MAX], char ***ret_fields,
+                     const char ***ret, struct sh_error *err)
 {
         _cleanup_free_ char *process = file_in(lb, id, "process");
         char **p = NULL;
         const char **v;
         size_t n = 0, k = 0;
+        int r;
 
         if (!process)
                 return -ENOMEM;
-        if (read_fields(process, &p) < 0 || !p[0] || !p[1] || !p[2] || !p[3]) {
+        r = read_fields(process, &p);
+        /* EMFILE, ENFILE, ENOMEM are runtd's trouble, not a missing container (issue 14). */
+        if (r < 0 && r != -ENOENT)
+                return sh_err(err, r, "container %.12s: read its process file: %s", id,
+                              strerror(-r));
+        if (r < 0 || !p[0] || !p[1] || !p[2] || !p[3]) {
                 sh_strv_free(p);
                 return sh_err(err, -ENOENT, "container %.12s: no process file", id);
         }
@@ -1763,7 +1775,7 @@ static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv,
         }
         while (argv[n])
                 n++;
-        v = calloc(n + 10, sizeof(char *));
+        v = calloc(n + 14, sizeof(char *));
         if (!v) {
                 sh_strv_free(p);
                 return -ENOMEM;
@@ -1771,6 +1783,8 @@ static int exec_argv(struct lxc_be *lb, const char *id, const char *const *argv,
         v[k++] = helper;
         if (tty)
                 v[k++] = "--tty";
+        for (size_t i = 0; opts && opts[i] && i < 4; i++)
+                v[k++] = opts[i];
         v[k++] = lb->lxcpath;
         v[k++] = id;
         for (size_t i = 0; i < 4; i++)
@@ -1789,10 +1803,22 @@ int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
         _cleanup_(sh_strv_freep) char **p = NULL;
         _cleanup_free_ const char **v = NULL;
         struct sh_exec_result res = {0};
-        char helper[PATH_MAX];
+        char helper[PATH_MAX], deadline[48], parent[32];
+        const char *opts[3] = {parent, NULL, NULL};
         int r;
 
-        r = exec_argv(lb, id, req->argv, false, helper, &p, &v, err);
+        /*
+         * The helper enforces the deadline too, a little after ours, and dies with us: so
+         * neither a restart of runtd nor its exit leaves the command running (issue 14).
+         * Its exit ends the command: its supervisor in the container kills the rest.
+         */
+        snprintf(parent, sizeof(parent), "--parent=%d", (int)getpid());
+        if (req->timeout_ms) {
+                snprintf(deadline, sizeof(deadline), "--timeout-ms=%llu",
+                         (unsigned long long)req->timeout_ms + LXC_EXEC_DEADLINE_SLACK_MS);
+                opts[1] = deadline;
+        }
+        r = exec_argv(lb, id, req->argv, false, opts, helper, &p, &v, err);
         if (r < 0)
                 return r;
         /* A timeout or a cancel kills runt-lxc-exec; its supervisor in there kills the rest. */
@@ -1874,7 +1900,7 @@ int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
         pid_t pid;
         int r;
 
-        r = exec_argv(lb, id, argv, tty, helper, &p, &v, err);
+        r = exec_argv(lb, id, argv, tty, NULL, helper, &p, &v, err);
         if (r < 0)
                 return r;
         if (tty) {

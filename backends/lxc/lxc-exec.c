@@ -1,8 +1,14 @@
 /*
- * runt-lxc-exec [--tty] LXCPATH NAME UID GID CWD GROUPS ARG...: runs ARG... in the running
- * LXC container NAME through liblxc's attach, with our stdin, stdout and stderr as its own,
- * and exits with its exit code (128+signal when a signal ended it). GROUPS: comma-separated
- * supplementary gids, or "-".
+ * runt-lxc-exec [--tty] [--timeout-ms=MS] [--parent=PID] LXCPATH NAME UID GID CWD GROUPS
+ * ARG...: runs ARG... in the running LXC container NAME through liblxc's attach, with our
+ * stdin, stdout and stderr as its own, and exits with its exit code (128+signal when a signal
+ * ended it). GROUPS: comma-separated supplementary gids, or "-".
+ *
+ * --timeout-ms: once MS have passed since we started, we exit (137) and so end the command
+ * as runtd's kill of us would: the deadline holds with no runtd around (it restarted).
+ * --parent: we die with PID (PR_SET_PDEATHSIG), which must be our parent, and refuse to
+ * start when it is already gone; runtd passes itself for ExecSync, so that no exec outlives
+ * it, however it ends (issue 14).
  *
  * With --tty the process gets a terminal as its controlling one, in a session of its own:
  * a pty of the container's own devpts (so `tty` and ttyname() work in there), whose master
@@ -35,6 +41,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -58,6 +65,22 @@ struct supervised {
         int life; /* the read end of the pipe whose write end only we hold */
         int life_w;
 };
+
+/* --timeout-ms passed: our exit closes the supervisor's pipe, and it kills the command. */
+static void on_deadline(int sig)
+{
+        static const char msg[] = "runt: exec deadline passed, killed\n";
+        ssize_t n;
+
+        (void)sig;
+        if (attached > 0) {
+                kill(-(pid_t)attached, SIGKILL);
+                kill((pid_t)attached, SIGKILL);
+        }
+        n = write(2, msg, sizeof(msg) - 1);
+        (void)n;
+        _exit(128 + SIGKILL);
+}
 
 static void on_term(int sig)
 {
@@ -299,7 +322,9 @@ int main(int argc, char **argv)
 {
         bool tty = argc > 1 && strcmp(argv[1], "--tty") == 0;
         lxc_attach_options_t opts = LXC_ATTACH_OPTIONS_DEFAULT;
-        struct supervised sv = {.argv = argv + 7};
+        struct supervised sv = {0};
+        unsigned long long timeout_ms = 0;
+        pid_t parent = 0;
         int life[2] = {-1, -1};
         struct lxc_container *c;
         gid_t groups[64];
@@ -312,13 +337,45 @@ int main(int argc, char **argv)
                 argv++;
                 argc--;
         }
+        for (; argc > 1 && strncmp(argv[1], "--", 2) == 0; argv++, argc--) {
+                if (strncmp(argv[1], "--timeout-ms=", 13) == 0) {
+                        timeout_ms = strtoull(argv[1] + 13, NULL, 10);
+                } else if (strncmp(argv[1], "--parent=", 9) == 0) {
+                        parent = (pid_t)strtol(argv[1] + 9, NULL, 10);
+                } else {
+                        fprintf(stderr, "runt: unknown option %.40s\n", argv[1]);
+                        return 125;
+                }
+        }
+        sv.argv = argv + 7;
         if (argc < 8) {
-                fprintf(stderr, "usage: runt-lxc-exec LXCPATH NAME UID GID CWD GROUPS ARG... "
-                                "(run by runtd)\n");
+                fprintf(stderr, "usage: runt-lxc-exec [--tty] [--timeout-ms=MS] [--parent=PID] "
+                                "LXCPATH NAME UID GID CWD GROUPS ARG... (run by runtd)\n");
                 return 125;
         }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        if (parent > 0) {
+                /* Set first, checked after: a parent that died in between is seen. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent) {
+                        fprintf(stderr, "runt: runtd (pid %d) is gone\n", (int)parent);
+                        return 125;
+                }
+        }
+        if (timeout_ms) {
+                struct sigaction sa = {.sa_handler = on_deadline};
+                struct itimerval it = {
+                        .it_value = {.tv_sec = (time_t)(timeout_ms / 1000),
+                                     .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000},
+                };
+
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGALRM, &sa, NULL);
+                if (setitimer(ITIMER_REAL, &it, NULL) < 0) {
+                        fprintf(stderr, "runt: setitimer: %s\n", strerror(errno));
+                        return 125;
+                }
+        }
         c = lxc_container_new(argv[2], argv[1]);
         if (!c || !c->is_running(c)) {
                 fprintf(stderr, "runt: container %.12s is not running\n", argv[2]);

@@ -84,6 +84,9 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->streaming_header_timeout_s, 5);
         assert_null(c->metrics_address);
         assert_int_equal(c->max_log_line, 16384);
+        assert_int_equal(c->server_workers, 32);
+        assert_int_equal(c->server_read_workers, 2);
+        assert_int_equal(c->server_max_queued, 512);
 }
 
 static void test_defaults(void **state)
@@ -163,7 +166,11 @@ static const char full_yaml[] =
         "metrics:\n"
         "  address: 127.0.0.1:9090\n"
         "logs:\n"
-        "  max_line: 1048576\n";
+        "  max_line: 1048576\n"
+        "server:\n"
+        "  workers: 4\n"
+        "  read_workers: 1\n"
+        "  max_queued: 0\n";
 
 static void test_full_file(void **state)
 {
@@ -230,6 +237,9 @@ static void test_full_file(void **state)
         assert_int_equal(c.streaming_header_timeout_s, 2);
         assert_string_equal(c.metrics_address, "127.0.0.1:9090");
         assert_int_equal(c.max_log_line, 1048576);
+        assert_int_equal(c.server_workers, 4);
+        assert_int_equal(c.server_read_workers, 1);
+        assert_int_equal(c.server_max_queued, 0);
 
         assert_ptr_equal(runt_config_handler(&c, ""), &c.handlers[1]);
         runt_config_done(&c);
@@ -430,6 +440,7 @@ static const struct bad_case bad_cases[] = {
         {"streaming:\n  token_ttl: 0\n", 2, "streaming.token_ttl", "out of range"},
         {"streaming:\n  token_ttl: 3601\n", 2, "streaming.token_ttl", "out of range"},
         {"logs:\n  max_line: 255\n", 2, "logs.max_line", "out of range"},
+        {"server:\n  workers: 0\n", 2, "server.workers", "out of range"},
         {"logs:\n  max_line: 1048577\n", 2, "logs.max_line", "out of range"},
         /* enums and bools */
         {"log_level: loud\n", 1, "log_level", "not a log level"},

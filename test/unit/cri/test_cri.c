@@ -250,6 +250,8 @@ static void test_status_from_errno(void **state)
                 {-EACCES, GRPC_STATUS_PERMISSION_DENIED},
                 {-ENOMEM, GRPC_STATUS_RESOURCE_EXHAUSTED},
                 {-ENOSPC, GRPC_STATUS_RESOURCE_EXHAUSTED},
+                {-EMFILE, GRPC_STATUS_RESOURCE_EXHAUSTED},
+                {-ENFILE, GRPC_STATUS_RESOURCE_EXHAUSTED},
                 {-EAGAIN, GRPC_STATUS_UNAVAILABLE},
                 {-EIO, GRPC_STATUS_INTERNAL},
                 {-EPROTO, GRPC_STATUS_INTERNAL},
