@@ -57,6 +57,7 @@ struct runt_config {
         unsigned streaming_header_timeout_s;   /* request line and headers, from accept, 5 */
         char *metrics_address;                 /* NULL = off */
         unsigned max_log_line;                 /* container log line split size, 16384 */
+        unsigned pids_limit;                   /* pids.max of every container, 4096; 0 = no limit */
 };
 
 /*
