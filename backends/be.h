@@ -150,6 +150,7 @@ struct be_container_spec {
         struct be_kv *annotations;
         size_t n_annotations;
         struct be_resources resources;
+        unsigned pids_limit; /* pids.max of its cgroup (runt.yaml containers.pids_limit); 0 none */
         bool privileged;
         bool readonly_rootfs;
         bool no_new_privs;

@@ -27,6 +27,7 @@
 #define PORT_MAX         65535u
 #define LOG_LINE_MIN     256u
 #define LOG_LINE_MAX     (1024u * 1024u)
+#define PIDS_LIMIT_MAX   4194304u /* the kernel's PID_MAX_LIMIT on 64-bit */
 #define KEY_PATH_MAX     256 /* "images.registries[3].mirrors[0]"; longer paths are truncated */
 #define UNIX_PREFIX      "unix://"
 
@@ -180,6 +181,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.server_workers = src->server_workers;
         c.server_read_workers = src->server_read_workers;
         c.server_max_queued = src->server_max_queued;
+        c.pids_limit = src->pids_limit;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
             dup_str(src->log_file, &c.log_file) < 0 ||
@@ -250,6 +252,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .server_workers = 32,
                 .server_read_workers = 2,
                 .server_max_queued = 512,
+                .pids_limit = 4096,
         };
 
         if (config_copy(&d, cfg) < 0)
@@ -957,6 +960,11 @@ static const struct field server_fields[] = {
         {.key = NULL},
 };
 
+static const struct field containers_fields[] = {
+        F_NUM("pids_limit", pids_limit, 0, PIDS_LIMIT_MAX),
+        {.key = NULL},
+};
+
 static const struct field top_fields[] = {
         F_FN("listen", load_listen),
         F_STR("state_dir", state_dir, STR_ABSPATH),
@@ -972,6 +980,7 @@ static const struct field top_fields[] = {
         F_SUB("metrics", metrics_fields),
         F_SUB("logs", logs_fields),
         F_SUB("server", server_fields),
+        F_SUB("containers", containers_fields),
         {.key = NULL},
 };
 

@@ -83,6 +83,7 @@ static char *config_json(const struct runt_config *cfg)
         json_object_object_add(o, "pullTimeoutSeconds", json_object_new_int64(cfg->pull_timeout_s));
         json_object_object_add(o, "streamingAddress",
                                json_object_new_string(cfg->streaming_address));
+        json_object_object_add(o, "pidsLimit", json_object_new_int64(cfg->pids_limit));
         s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);

@@ -627,6 +627,7 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
         if (!s->stop_signal || !s->image_id || !s->layer_dirs || !s->log_path)
                 return -ENOMEM;
         s->log_max_line = pod_mgr_config(pm)->max_log_line;
+        s->pids_limit = pod_mgr_config(pm)->pids_limit; /* CRI has no field for it */
         for (size_t i = 0; i < s->n_mounts; i++)
                 if (!clean_abs_path(s->mounts[i].container_path) ||
                     !clean_abs_path(s->mounts[i].host_path) ||

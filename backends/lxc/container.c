@@ -1102,7 +1102,8 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
         }
         if ((r = cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
             (r = set_seccomp(c, s, caps, dir, err)) < 0 || (r = set_process(lb, c, s, err)) < 0 ||
-            (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0)
+            (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0 ||
+            (r = lb_set_pids_max(c, s->pids_limit, err)) < 0)
                 return r;
         if ((r = set_once_hook(c, dir, err)) < 0)
                 return r;

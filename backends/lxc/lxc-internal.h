@@ -37,6 +37,11 @@ int lb_set(struct lxc_container *c, const char *key, const char *value, struct s
 /* The config keys sandboxes and containers share: mounts, /dev, no console, log, cgroups. */
 int lb_set_common(struct lxc_container *c, const char *mount_auto, const char *pty_max,
                   const char *dir, const char *cg, const char *cgm, struct sh_error *err);
+/*
+ * Sets lxc.cgroup.pids.max to @limit, replacing what was set; 0 sets nothing. A host
+ * without the pids controller gets no limit (nothing to set it on), not an error.
+ */
+int lb_set_pids_max(struct lxc_container *c, unsigned limit, struct sh_error *err);
 /* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id);

@@ -33,6 +33,9 @@
 #include "seccomp.h"
 #include "strutil.h"
 
+/* pids.max of a pause container: runt-pause is one process and forks nothing. */
+#define SANDBOX_PIDS_MAX 16
+
 /* Copies @src to @dst (0755) unless @dst has the same size and mtime already. */
 static int install_pause(const char *src, const char *dst, struct sh_error *err)
 {
@@ -178,6 +181,18 @@ int lb_set(struct lxc_container *c, const char *key, const char *value, struct s
         return 0;
 }
 
+int lb_set_pids_max(struct lxc_container *c, unsigned limit, struct sh_error *err)
+{
+        char v[16];
+        struct stat st;
+
+        c->clear_config_item(c, "lxc.cgroup.pids.max");
+        if (limit == 0 || stat("/sys/fs/cgroup/pids", &st) < 0 || !S_ISDIR(st.st_mode))
+                return 0;
+        snprintf(v, sizeof(v), "%u", limit);
+        return lb_set(c, "lxc.cgroup.pids.max", v, err);
+}
+
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id)
 {
@@ -230,7 +245,8 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
         if (r < 0 || (r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
             (r = lb_set_common(c, "proc:mixed sys:mixed cgroup:mixed", "0", dir, cg, cgm, err)) <
                     0 ||
-            (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0)
+            (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
+            (r = lb_set_pids_max(c, SANDBOX_PIDS_MAX, err)) < 0)
                 return r;
         /* The network namespace is the pod's (CNI set it up), or the host's. */
         /*

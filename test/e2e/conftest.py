@@ -168,10 +168,10 @@ def yaml_str(s):
 
 
 def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
-                images=None, streaming=None, server=None):
+                images=None, streaming=None, server=None, containers=None):
     """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images, streaming,
-    server: the `images:` / `streaming:` / `server:` sections as dicts (written as JSON, a
-    YAML flow mapping), or None (no such section)."""
+    server, containers: the `images:` / `streaming:` / `server:` / `containers:` sections as
+    dicts (written as JSON, a YAML flow mapping), or None (no such section)."""
     if runtimes is None:
         runtimes = {"lxc": ("lxc", {}), "fake": ("fake", {})}
     lines = [
@@ -195,6 +195,8 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
         lines.append("streaming: " + json.dumps(streaming))
     if server is not None:
         lines.append("server: " + json.dumps(server))
+    if containers is not None:
+        lines.append("containers: " + json.dumps(containers))
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +205,7 @@ class Runtd:
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
                  allow_log_errors=False, socket_path=None, log_to_file=True, images=None,
-                 streaming=None, server=None):
+                 streaming=None, server=None, containers=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
@@ -215,7 +217,8 @@ class Runtd:
         self.config = self.base / "runt.yaml"
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
                                            default_runtime=default_runtime, images=images,
-                                           streaming=streaming, server=server))
+                                           streaming=streaming, server=server,
+                                           containers=containers))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"

@@ -155,6 +155,7 @@ def test_status_verbose_info(runtd):
     assert cfg["cniBinDirs"] == [CNI_BIN_DIR]
     assert cfg["listen"] == runtd.listen
     assert cfg["logLevel"] == "debug"
+    assert cfg["pidsLimit"] == 4096
 
     net = info["network"]
     assert net["confDir"] == str(runtd.cni_dir)

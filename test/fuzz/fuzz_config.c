@@ -58,7 +58,8 @@ static bool config_eq(const struct runt_config *a, const struct runt_config *b)
             !str_eq(a->registries_conf, b->registries_conf) ||
             !str_eq(a->streaming_address, b->streaming_address) ||
             a->streaming_port != b->streaming_port ||
-            !str_eq(a->metrics_address, b->metrics_address) || a->max_log_line != b->max_log_line)
+            !str_eq(a->metrics_address, b->metrics_address) || a->max_log_line != b->max_log_line ||
+            a->pids_limit != b->pids_limit)
                 return false;
         for (size_t i = 0; i < a->n_handlers; i++)
                 if (!handler_eq(&a->handlers[i], &b->handlers[i]))

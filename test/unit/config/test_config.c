@@ -87,6 +87,7 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->server_workers, 32);
         assert_int_equal(c->server_read_workers, 2);
         assert_int_equal(c->server_max_queued, 512);
+        assert_int_equal(c->pids_limit, 4096);
 }
 
 static void test_defaults(void **state)
@@ -170,7 +171,9 @@ static const char full_yaml[] =
         "server:\n"
         "  workers: 4\n"
         "  read_workers: 1\n"
-        "  max_queued: 0\n";
+        "  max_queued: 0\n"
+        "containers:\n"
+        "  pids_limit: 4194304\n";
 
 static void test_full_file(void **state)
 {
@@ -240,6 +243,7 @@ static void test_full_file(void **state)
         assert_int_equal(c.server_workers, 4);
         assert_int_equal(c.server_read_workers, 1);
         assert_int_equal(c.server_max_queued, 0);
+        assert_int_equal(c.pids_limit, 4194304);
 
         assert_ptr_equal(runt_config_handler(&c, ""), &c.handlers[1]);
         runt_config_done(&c);
@@ -386,13 +390,15 @@ static void test_range_limits_accepted(void **state)
         assert_int_equal(load_yaml("cni: {plugin_timeout: 1}\n"
                                    "images: {pull_timeout: 1}\n"
                                    "streaming: {port: 0}\n"
-                                   "logs: {max_line: 256}\n",
+                                   "logs: {max_line: 256}\n"
+                                   "containers: {pids_limit: 0}\n",
                                    &c, &err),
                          0);
         assert_int_equal(c.cni_plugin_timeout_s, 1);
         assert_int_equal(c.pull_timeout_s, 1);
         assert_int_equal(c.streaming_port, 0);
         assert_int_equal(c.max_log_line, 256);
+        assert_int_equal(c.pids_limit, 0);
         runt_config_done(&c);
 }
 
@@ -442,6 +448,9 @@ static const struct bad_case bad_cases[] = {
         {"logs:\n  max_line: 255\n", 2, "logs.max_line", "out of range"},
         {"server:\n  workers: 0\n", 2, "server.workers", "out of range"},
         {"logs:\n  max_line: 1048577\n", 2, "logs.max_line", "out of range"},
+        {"containers:\n  pids_limit: 4194305\n", 2, "containers.pids_limit", "out of range"},
+        {"containers:\n  pids_limit: -1\n", 2, "containers.pids_limit", "not a non-negative"},
+        {"containers:\n  pid_limit: 10\n", 2, "containers.pid_limit", "unknown key"},
         /* enums and bools */
         {"log_level: loud\n", 1, "log_level", "not a log level"},
         {"log_level: [info]\n", 1, "log_level", "expected a string"},
