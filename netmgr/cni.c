@@ -5,6 +5,7 @@
  * only the capabilities a plugin declares, loopback as a separate invocation on "lo", and
  * the ADD input cached so DEL after a restart gets exactly what ADD got.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -375,13 +376,24 @@ int net_result_facts(json_object *result, const char *network, struct net_result
 
                         if (sh_json_get_string(ip, "address", "CNI result", &addr, NULL) < 0)
                                 continue;
+                        size_t len = strcspn(addr, "/");
+                        char one[INET6_ADDRSTRLEN];
+                        unsigned char bin[sizeof(struct in6_addr)];
+
                         if ((strchr(addr, ':') != NULL) != (pass == 1))
+                                continue;
+                        /* Only an address the kubelet can parse ("/fd00::" gave ""). */
+                        if (len >= sizeof(one))
+                                continue;
+                        memcpy(one, addr, len);
+                        one[len] = '\0';
+                        if (inet_pton(pass == 1 ? AF_INET6 : AF_INET, one, bin) != 1)
                                 continue;
                         v = realloc(ret->ips, (n + 2) * sizeof(char *));
                         if (!v)
                                 goto oom;
                         ret->ips = v;
-                        v[n] = strndup(addr, strcspn(addr, "/"));
+                        v[n] = strdup(one);
                         v[n + 1] = NULL;
                         if (!v[n++])
                                 goto oom;

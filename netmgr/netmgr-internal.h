@@ -32,7 +32,8 @@ int net_plugin_output(const char *type, const char *command, int exit_code, cons
                       size_t out_len, const char *err_text, json_object **ret_result,
                       struct sh_error *err);
 
-/* Fills @ret from a result's "ips" (addresses without prefix, IPv4 first) and its JSON. */
+/* Fills @ret from a result's "ips" (addresses without prefix, IPv4 first; ones that do not
+ * parse as an IP address are left out) and its JSON. */
 int net_result_facts(json_object *result, const char *network, struct net_result *ret);
 
 /* Parses a pod's cache file (@path names it in messages): -EINVAL if not runt's cache. */
