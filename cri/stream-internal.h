@@ -56,6 +56,44 @@ struct st_session {
         size_t n_extra;
 };
 
+/* ---- What stream.c parses itself from a request (the rest is libmicrohttpd's) ---- */
+
+#define ST_TOKEN_LEN      32 /* hex digits of a streaming token */
+#define PORTFORWARD_PROTO "portforward.k8s.io"
+
+/*
+ * The kind and token of a streaming URL path, "/exec/<token>", "/attach/<token>" or
+ * "/portforward/<token>". With @query the path may go on with "?..." (the request line as
+ * MHD first sees it); without, it must end after the token (MHD's url, query removed).
+ * *@ret_token points into @path, @ret_len bytes. 0, or -ENOENT (no such path, or a token
+ * that is not ST_TOKEN_LEN characters or is followed by a '/'). @path may be NULL.
+ */
+int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
+                  const char **ret_token, size_t *ret_len);
+
+/* True if the comma-separated header value @v (NULL: none) holds @token, case-insensitive. */
+bool st_has_token(const char *v, const char *token);
+
+/* Every value of one header, joined with ", " (MHD keeps repeated header lines apart). */
+struct st_joined {
+        const char *name;
+        char buf[2048];
+        size_t len;
+        bool overflow; /* a value did not fit: the header is refused */
+};
+
+/* Appends @value to @j; false (and @j->overflow) if it does not fit. */
+bool st_joined_add(struct st_joined *j, const char *value);
+
+/*
+ * The SPDY sub-protocol: the first in @offered (X-Stream-Protocol-Version values, joined)
+ * that we speak, as the kubelet negotiates. remotecommand: v5 (as v4 over SPDY) down to
+ * v1, *@ret_version 5..1; port-forward: PORTFORWARD_PROTO, version 0. *@ret_name is static.
+ * -ENOENT if none is.
+ */
+int st_spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
+                   const char **ret_name);
+
 /* The session thread (stream-session.c): runs @arg (a struct st_session) and frees it. */
 void *st_session_main(void *arg);
 

@@ -48,7 +48,6 @@
 #define MEMORY_PER_CONN   (32 * 1024) /* request headers beyond this get 431 */
 #define STOP_WAIT_MS      3000
 #define SPDY_PROTO_HEADER "X-Stream-Protocol-Version"
-#define PORTFORWARD_PROTO "portforward.k8s.io"
 
 struct st_token {
         char key[33];
@@ -224,6 +223,24 @@ static int token_find(struct cri_stream *s, enum cri_stream_kind kind, const cha
 
 static const char *const kind_paths[] = {"/exec/", "/attach/", "/portforward/"};
 
+int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
+                  const char **ret_token, size_t *ret_len)
+{
+        for (size_t i = 0; path && i < SH_ARRAY_SIZE(kind_paths); i++)
+                if (strncmp(path, kind_paths[i], strlen(kind_paths[i])) == 0) {
+                        const char *token = path + strlen(kind_paths[i]);
+                        size_t n = strcspn(token, query ? "?/" : "/");
+
+                        if (n != ST_TOKEN_LEN || (token[n] && !(query && token[n] == '?')))
+                                return -ENOENT;
+                        *ret_kind = (enum cri_stream_kind)i;
+                        *ret_token = token;
+                        *ret_len = n;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
 /* ---------------------------------------------------------------- peers */
 
 /*
@@ -329,17 +346,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
         struct cri_stream *s = cls;
         struct st_peer *p;
-        const char *token = NULL;
-        size_t n = 0;
-        enum cri_stream_kind kind = CRI_STREAM_EXEC;
+        const char *token;
+        size_t n;
+        enum cri_stream_kind kind;
 
-        for (size_t i = 0; uri && i < SH_ARRAY_SIZE(kind_paths); i++)
-                if (strncmp(uri, kind_paths[i], strlen(kind_paths[i])) == 0) {
-                        kind = (enum cri_stream_kind)i;
-                        token = uri + strlen(kind_paths[i]);
-                        n = strcspn(token, "?/");
-                }
-        if (token && n == 32 && token[n] != '/' && token_find(s, kind, token, n, NULL) == 0)
+        if (st_path_token(uri, true, &kind, &token, &n) == 0 &&
+            token_find(s, kind, token, n, NULL) == 0)
                 return NULL;
         p = peer_of(c);
         if (!p)
@@ -419,8 +431,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
         return ret;
 }
 
-/* True if the comma-separated header value @v holds @token (case-insensitive). */
-static bool has_token(const char *v, const char *token)
+bool st_has_token(const char *v, const char *token)
 {
         const char *t;
         size_t n;
@@ -431,27 +442,13 @@ static bool has_token(const char *v, const char *token)
         return false;
 }
 
-/* Every value of header @name, joined with ", " (MHD keeps repeated headers apart). */
-struct joined {
-        const char *name;
-        char buf[2048];
-        size_t len;
-        bool overflow;
-};
-
-static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+bool st_joined_add(struct st_joined *j, const char *value)
 {
-        struct joined *j = cls;
-        size_t n;
+        size_t n = strlen(value);
 
-        (void)kind;
-        if (!key || !value || strcasecmp(key, j->name) != 0)
-                return MHD_YES;
-        n = strlen(value);
         if (j->len + n + 3 > sizeof(j->buf)) {
                 j->overflow = true;
-                return MHD_NO;
+                return false;
         }
         if (j->len) {
                 memcpy(j->buf + j->len, ", ", 2);
@@ -460,11 +457,23 @@ static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const cha
         memcpy(j->buf + j->len, value, n);
         j->len += n;
         j->buf[j->len] = '\0';
-        return MHD_YES;
+        return true;
 }
 
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+        struct st_joined *j = cls;
+
+        (void)kind;
+        if (!key || !value || strcasecmp(key, j->name) != 0)
+                return MHD_YES;
+        return st_joined_add(j, value) ? MHD_YES : MHD_NO;
+}
+
+/* Every value of header @name, joined with ", " (MHD keeps repeated headers apart). */
 static int joined_header(struct MHD_Connection *c, enum MHD_ValueKind kind, const char *name,
-                         struct joined *j)
+                         struct st_joined *j)
 {
         j->name = name;
         j->len = 0;
@@ -474,12 +483,8 @@ static int joined_header(struct MHD_Connection *c, enum MHD_ValueKind kind, cons
         return j->overflow ? -E2BIG : 0;
 }
 
-/*
- * The SPDY sub-protocol: the first the client offered that we speak (the kubelet's
- * negotiation). remotecommand: v5 (as v4 over SPDY) down to v1; port-forward: one.
- */
-static int spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
-                       const char **ret_name)
+int st_spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
+                   const char **ret_name)
 {
         static const struct {
                 const char *name;
@@ -608,11 +613,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         struct st_session *s;
         struct st_conn *conn;
         struct MHD_Response *resp;
-        struct joined j;
+        struct st_joined j;
         const char *upgrade, *connection, *token = NULL, *proto = NULL;
         char accept[29];
         enum cri_stream_kind kind = CRI_STREAM_EXEC;
         enum MHD_Result ret;
+        size_t n;
         bool spdy;
         int r;
 
@@ -631,14 +637,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
                 return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Allow", "GET, POST",
                              "method %s not allowed", method);
-        for (size_t i = 0; i < SH_ARRAY_SIZE(kind_paths); i++)
-                if (strncmp(url, kind_paths[i], strlen(kind_paths[i])) == 0) {
-                        kind = (enum cri_stream_kind)i;
-                        token = url + strlen(kind_paths[i]);
-                }
-        if (!token || !*token || strchr(token, '/') || strlen(token) != 32)
+        if (st_path_token(url, false, &kind, &token, &n) < 0)
                 return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL, "404 page not found");
-        r = token_find(srv, kind, token, strlen(token), &req);
+        r = token_find(srv, kind, token, n, &req);
         if (r == -ENOENT)
                 return reply(c, MHD_HTTP_NOT_FOUND, NULL, NULL,
                              "unknown streaming token: request a new URL");
@@ -651,7 +652,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
         upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upgrade");
         connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
-        if (!upgrade || !has_token(connection, "upgrade") ||
+        if (!upgrade || !st_has_token(connection, "upgrade") ||
             (strcasecmp(upgrade, "SPDY/3.1") != 0 && strcasecmp(upgrade, "websocket") != 0)) {
                 cri_stream_req_free(req);
                 return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
@@ -674,7 +675,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                         return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
                                      "unable to upgrade: %s is required", SPDY_PROTO_HEADER);
                 }
-                if (spdy_choose(j.buf, kind, &s->version, &proto) < 0) {
+                if (st_spdy_choose(j.buf, kind, &s->version, &proto) < 0) {
                         st_session_free(s);
                         return reply(c, MHD_HTTP_FORBIDDEN, "X-Accepted-Stream-Protocol-Versions",
                                      kind == CRI_STREAM_PORTFORWARD

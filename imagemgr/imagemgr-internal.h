@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <json-c/json.h>
+
 #include "error.h"
 #include "strutil.h"
 
@@ -86,3 +88,30 @@ void img_unpack_abort(struct img_unpack_proc *p);
 
 /* The runt-unpack program runtd runs (beside runtd, else the build's). Borrowed. */
 const char *img_unpack_helper(void);
+
+/* ---- What a pull brings in: the manifest and config blobs skopeo copied (imagemgr.c) ---- */
+
+struct img_info;
+
+/*
+ * The checks on a manifest before its config is read: an image manifest (not an index or
+ * manifest list) of schema version 2 with a config descriptor and a layers array.
+ * *@ret_config_digest (not yet checked) and *@ret_layers borrow from @manifest. -EBADMSG.
+ */
+int img_manifest_head(json_object *manifest, const char **ret_config_digest,
+                      json_object **ret_layers, struct sh_error *err);
+
+/*
+ * The checks once the config is read: its rootfs.diff_ids match @layers one for one, and
+ * every layer has a valid digest, a size >= 0 and a valid diff id. *@ret_diff_ids borrows
+ * from @config. -EBADMSG.
+ */
+int img_manifest_layers(json_object *layers, json_object *config, json_object **ret_diff_ids,
+                        struct sh_error *err);
+
+/*
+ * Fills @info->config (entrypoint, cmd, env, volumes, ports, labels, user, working dir,
+ * stop signal) and the user facts from @info->config_json. Whatever does not parse stays
+ * unset; an allocation failure leaves fields unset too.
+ */
+void img_info_parse_config(struct img_info *info);

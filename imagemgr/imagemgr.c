@@ -730,20 +730,71 @@ static int json_blob_path(const char *dir, const char *digest, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+int img_manifest_head(json_object *manifest, const char **ret_config_digest,
+                      json_object **ret_layers, struct sh_error *err)
+{
+        json_object *cdesc, *layers;
+        const char *cdigest = NULL;
+        int64_t schema = 0;
+
+        if (json_object_object_get_ex(manifest, "manifests", NULL))
+                return sh_err(err, -EBADMSG, "manifest: an index or manifest list, not an image");
+        if (sh_json_get_int64(manifest, "schemaVersion", "manifest", &schema, err) < 0 ||
+            schema != 2)
+                return sh_err(err, -EBADMSG,
+                              "manifest: schema version %lld is not supported (want 2)",
+                              (long long)schema);
+        if (sh_json_get_object(manifest, "config", "manifest", &cdesc, err) < 0 ||
+            sh_json_get_string(cdesc, "digest", "manifest config", &cdigest, err) < 0 ||
+            sh_json_get_array(manifest, "layers", "manifest", &layers, err) < 0)
+                return bad_image(err);
+        *ret_config_digest = cdigest;
+        *ret_layers = layers;
+        return 0;
+}
+
+int img_manifest_layers(json_object *layers, json_object *config, json_object **ret_diff_ids,
+                        struct sh_error *err)
+{
+        json_object *rootfs, *diff_ids;
+        size_t n = json_object_array_length(layers);
+
+        if (sh_json_get_object(config, "rootfs", "image config", &rootfs, err) < 0 ||
+            sh_json_get_array(rootfs, "diff_ids", "image config rootfs", &diff_ids, err) < 0)
+                return bad_image(err);
+        if (json_object_array_length(diff_ids) != n)
+                return sh_err(err, -EBADMSG,
+                              "image has %zu layers but its config lists %zu diff ids", n,
+                              json_object_array_length(diff_ids));
+        for (size_t i = 0; i < n; i++) {
+                json_object *l = json_object_array_get_idx(layers, i);
+                json_object *d = json_object_array_get_idx(diff_ids, i);
+                const char *ldigest = NULL, *diff = json_object_get_string(d);
+                int64_t lsize = 0;
+
+                if (sh_json_get_string(l, "digest", "manifest layer", &ldigest, err) < 0 ||
+                    sh_json_get_int64(l, "size", "manifest layer", &lsize, err) < 0 ||
+                    !json_object_is_type(d, json_type_string) || !img_valid_digest(diff) ||
+                    !img_valid_digest(ldigest) || lsize < 0)
+                        return sh_err(err, -EBADMSG, "layer %zu: bad descriptor or diff id", i);
+        }
+        *ret_diff_ids = diff_ids;
+        return 0;
+}
+
 /* Imports the dir: copy in @dir as the image @ref, using the unpackers of @jobs. */
 static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char *dir,
                       struct pull_jobs *jobs, char **ret_id, struct sh_error *err)
 {
         _cleanup_free_ char *mpath = sh_path_join(dir, "manifest.json");
         _cleanup_free_ char *mtext = NULL, *cpath = NULL;
-        json_object *manifest = NULL, *config = NULL, *cdesc, *layers, *rootfs, *diff_ids;
+        json_object *manifest = NULL, *config = NULL, *layers, *diff_ids;
         struct import imp = {.ref = ref};
         img_digest *ldigests = NULL;
         uint64_t *lsizes = NULL;
         size_t *job_idx = NULL, extracted = 0;
         uint64_t unpacked = 0;
         const char *cdigest = NULL;
-        int64_t schema = 0;
         size_t mlen = 0, held = 0;
         int r;
 
@@ -753,22 +804,9 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
         if (r < 0)
                 return r;
         img_sha256(mtext, mlen, imp.manifest_digest);
-        if (json_object_object_get_ex(manifest, "manifests", NULL)) {
-                r = sh_err(err, -EBADMSG, "manifest: an index or manifest list, not an image");
+        r = img_manifest_head(manifest, &cdigest, &layers, err);
+        if (r < 0)
                 goto out;
-        }
-        if (sh_json_get_int64(manifest, "schemaVersion", "manifest", &schema, err) < 0 ||
-            schema != 2) {
-                r = sh_err(err, -EBADMSG, "manifest: schema version %lld is not supported (want 2)",
-                           (long long)schema);
-                goto out;
-        }
-        if ((r = sh_json_get_object(manifest, "config", "manifest", &cdesc, err)) < 0 ||
-            (r = sh_json_get_string(cdesc, "digest", "manifest config", &cdigest, err)) < 0 ||
-            (r = sh_json_get_array(manifest, "layers", "manifest", &layers, err)) < 0) {
-                r = bad_image(err);
-                goto out;
-        }
         if (json_blob_path(dir, cdigest, &cpath) < 0) {
                 r = sh_err(err, -EBADMSG, "manifest: bad config digest '%.80s'", cdigest);
                 goto out;
@@ -777,17 +815,10 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
                            &config, err);
         if (r < 0)
                 goto out;
-        if (sh_json_get_object(config, "rootfs", "image config", &rootfs, err) < 0 ||
-            sh_json_get_array(rootfs, "diff_ids", "image config rootfs", &diff_ids, err) < 0) {
-                r = bad_image(err);
+        r = img_manifest_layers(layers, config, &diff_ids, err);
+        if (r < 0)
                 goto out;
-        }
         imp.n = json_object_array_length(layers);
-        if (json_object_array_length(diff_ids) != imp.n) {
-                r = sh_err(err, -EBADMSG, "image has %zu layers but its config lists %zu diff ids",
-                           imp.n, json_object_array_length(diff_ids));
-                goto out;
-        }
         imp.id = strdup(cdigest);
         imp.chains = calloc(imp.n ? imp.n : 1, sizeof(*imp.chains));
         if (!imp.id || !imp.chains) {
@@ -810,13 +841,9 @@ static int import_dir(struct img_mgr *im, const struct img_ref *ref, const char 
                 const char *ldigest = NULL, *diff = json_object_get_string(d);
                 int64_t lsize = 0;
 
-                if (sh_json_get_string(l, "digest", "manifest layer", &ldigest, err) < 0 ||
-                    sh_json_get_int64(l, "size", "manifest layer", &lsize, err) < 0 ||
-                    !json_object_is_type(d, json_type_string) || !img_valid_digest(diff) ||
-                    !img_valid_digest(ldigest) || lsize < 0) {
-                        r = sh_err(err, -EBADMSG, "layer %zu: bad descriptor or diff id", i);
-                        goto out;
-                }
+                /* Checked by img_manifest_layers. */
+                sh_json_get_string(l, "digest", "manifest layer", &ldigest, NULL);
+                sh_json_get_int64(l, "size", "manifest layer", &lsize, NULL);
                 snprintf(ldigests[i], sizeof(img_digest), "%s", ldigest);
                 lsizes[i] = (uint64_t)lsize;
                 img_chain_id(i ? imp.chains[i - 1] : NULL, diff, imp.chains[i]);
@@ -1225,8 +1252,7 @@ static char *json_str(json_object *obj, const char *key)
         return strdup(json_object_get_string(v));
 }
 
-/* Fills @info's parsed config and user facts from its config JSON. */
-static void parse_config(struct img_info *info)
+void img_info_parse_config(struct img_info *info)
 {
         json_object *root = NULL, *c = NULL, *v;
         struct img_config *ic = &info->config;
@@ -1362,7 +1388,7 @@ static int load_info(struct img_mgr *im, const char *id, struct img_info **ret,
                         goto oom;
                 info->n_layers++;
         }
-        parse_config(info);
+        img_info_parse_config(info);
         *ret = info;
         return 0;
 dberr:

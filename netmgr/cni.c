@@ -5,6 +5,7 @@
  * only the capabilities a plugin declares, loopback as a separate invocation on "lo", and
  * the ADD input cached so DEL after a restart gets exactly what ADD got.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -123,6 +124,50 @@ oom:
         return NULL;
 }
 
+int net_plugin_output(const char *type, const char *command, int exit_code, const char *out,
+                      size_t out_len, const char *err_text, json_object **ret_result,
+                      struct sh_error *err)
+{
+        int r;
+
+        if (exit_code != 0) {
+                json_object *e = NULL;
+                const char *msg = NULL, *details = NULL;
+                int64_t code = 0;
+
+                if (sh_json_parse(out, out_len, "CNI error", &e, NULL) == 0) {
+                        sh_json_get_string(e, "msg", "CNI error", &msg, NULL);
+                        sh_json_get_string(e, "details", "CNI error", &details, NULL);
+                        sh_json_get_int64(e, "code", "CNI error", &code, NULL);
+                }
+                if (msg)
+                        r = sh_err(err, -EIO, "plugin %s %s failed (CNI code %lld): %s%s%s", type,
+                                   command, (long long)code, msg, details && details[0] ? ": " : "",
+                                   details ? details : "");
+                else
+                        r = sh_err(err, -EIO, "plugin %s %s failed (exit %d): %.300s", type,
+                                   command, exit_code, err_text && err_text[0] ? err_text : out);
+                json_putp(&e);
+                return r;
+        }
+        if (ret_result) {
+                struct sh_error perr = {0};
+
+                r = sh_json_parse(out, out_len, "CNI result", ret_result, &perr);
+                if (r == 0 && !json_object_is_type(*ret_result, json_type_object)) {
+                        json_putp(ret_result);
+                        r = -EINVAL;
+                        sh_err(&perr, r, "not an object");
+                }
+                if (r < 0) {
+                        r = sh_err(err, -EPROTO, "plugin %s %s returned a bad result: %s", type,
+                                   command, perr.msg);
+                        return r;
+                }
+        }
+        return 0;
+}
+
 /*
  * Runs one plugin. ADD: *@ret_result is its result object (owned). A plugin error gives
  * -EIO with its msg and details (CNI error JSON on stdout) in @err.
@@ -157,46 +202,10 @@ static int run_plugin(const struct invocation *inv, const char *path, const char
         }
         if (r < 0)
                 return sh_err_prefix(err, r, "plugin %s %s", type, inv->command);
-        if (res.exit_code != 0) {
-                json_object *e = NULL;
-                const char *msg = NULL, *details = NULL;
-                int64_t code = 0;
-
-                if (sh_json_parse(res.out, res.out_len, "CNI error", &e, NULL) == 0) {
-                        sh_json_get_string(e, "msg", "CNI error", &msg, NULL);
-                        sh_json_get_string(e, "details", "CNI error", &details, NULL);
-                        sh_json_get_int64(e, "code", "CNI error", &code, NULL);
-                }
-                if (msg)
-                        r = sh_err(err, -EIO, "plugin %s %s failed (CNI code %lld): %s%s%s", type,
-                                   inv->command, (long long)code, msg,
-                                   details && details[0] ? ": " : "", details ? details : "");
-                else
-                        r = sh_err(err, -EIO, "plugin %s %s failed (exit %d): %.300s", type,
-                                   inv->command, res.exit_code,
-                                   res.err && res.err[0] ? res.err : res.out);
-                json_putp(&e);
-                sh_exec_result_done(&res);
-                return r;
-        }
-        if (ret_result) {
-                struct sh_error perr = {0};
-
-                r = sh_json_parse(res.out, res.out_len, "CNI result", ret_result, &perr);
-                if (r == 0 && !json_object_is_type(*ret_result, json_type_object)) {
-                        json_putp(ret_result);
-                        r = -EINVAL;
-                        sh_err(&perr, r, "not an object");
-                }
-                if (r < 0) {
-                        r = sh_err(err, -EPROTO, "plugin %s %s returned a bad result: %s", type,
-                                   inv->command, perr.msg);
-                        sh_exec_result_done(&res);
-                        return r;
-                }
-        }
+        r = net_plugin_output(type, inv->command, res.exit_code, res.out, res.out_len, res.err,
+                              ret_result, err);
         sh_exec_result_done(&res);
-        return 0;
+        return r;
 }
 
 /* The runtimeConfig a pod offers, by capability name. */
@@ -345,8 +354,7 @@ static int loopback(struct invocation inv, const char *version, struct sh_error 
                           err);
 }
 
-/* Fills @ret->ips from a result's "ips" (IPv4 first), and its JSON. */
-static int result_facts(json_object *result, const char *network, struct net_result *ret)
+int net_result_facts(json_object *result, const char *network, struct net_result *ret)
 {
         json_object *ips = NULL;
         size_t n = 0;
@@ -368,13 +376,24 @@ static int result_facts(json_object *result, const char *network, struct net_res
 
                         if (sh_json_get_string(ip, "address", "CNI result", &addr, NULL) < 0)
                                 continue;
+                        size_t len = strcspn(addr, "/");
+                        char one[INET6_ADDRSTRLEN];
+                        unsigned char bin[sizeof(struct in6_addr)];
+
                         if ((strchr(addr, ':') != NULL) != (pass == 1))
+                                continue;
+                        /* Only an address the kubelet can parse ("/fd00::" gave ""). */
+                        if (len >= sizeof(one))
+                                continue;
+                        memcpy(one, addr, len);
+                        one[len] = '\0';
+                        if (inet_pton(pass == 1 ? AF_INET6 : AF_INET, one, bin) != 1)
                                 continue;
                         v = realloc(ret->ips, (n + 2) * sizeof(char *));
                         if (!v)
                                 goto oom;
                         ret->ips = v;
-                        v[n] = strndup(addr, strcspn(addr, "/"));
+                        v[n] = strdup(one);
                         v[n + 1] = NULL;
                         if (!v[n++])
                                 goto oom;
@@ -529,7 +548,7 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
         r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, prev, err);
         if (r < 0)
                 goto undo;
-        r = result_facts(prev, conf.name, ret);
+        r = net_result_facts(prev, conf.name, ret);
         if (r < 0)
                 goto undo;
         net_conf_done(&conf);
@@ -577,7 +596,6 @@ static int read_cache(struct net_mgr *nm, const char *id, json_object **ret, str
 {
         _cleanup_free_ char *path = cache_path(nm, id);
         _cleanup_free_ char *buf = NULL;
-        const char *kind = NULL;
         size_t len = 0;
         int r;
 
@@ -588,7 +606,16 @@ static int read_cache(struct net_mgr *nm, const char *id, json_object **ret, str
                 return r;
         if (r < 0)
                 return sh_err(err, r, "read CNI cache '%s': %s", path, strerror(-r));
-        r = sh_json_parse(buf, len, path, ret, err);
+        return net_cache_parse(buf, len, path, ret, err);
+}
+
+int net_cache_parse(const char *text, size_t len, const char *path, json_object **ret,
+                    struct sh_error *err)
+{
+        const char *kind = NULL;
+        int r;
+
+        r = sh_json_parse(text, len, path, ret, err);
         if (r < 0)
                 return r;
         if (sh_json_get_string(*ret, "kind", path, &kind, NULL) < 0 || strcmp(kind, CACHE_KIND)) {
@@ -598,14 +625,8 @@ static int read_cache(struct net_mgr *nm, const char *id, json_object **ret, str
         return 0;
 }
 
-/* The cached pieces a DEL or CHECK needs. */
-struct cached {
-        json_object *doc; /* owned */
-        json_object *list, *plugins, *rtconf, *result;
-        const char *name, *version, *netns, *args;
-};
-
-static int load_cached(struct net_mgr *nm, const char *id, struct cached *c, struct sh_error *err)
+static int load_cached(struct net_mgr *nm, const char *id, struct net_cached *c,
+                       struct sh_error *err)
 {
         int r;
 
@@ -616,6 +637,11 @@ static int load_cached(struct net_mgr *nm, const char *id, struct cached *c, str
         r = read_cache(nm, id, &c->doc, err);
         if (r < 0)
                 return r;
+        return net_cached_fields(c, id, err);
+}
+
+int net_cached_fields(struct net_cached *c, const char *id, struct sh_error *err)
+{
         if (sh_json_get_object(c->doc, "config", "CNI cache", &c->list, err) < 0 ||
             sh_json_get_array(c->list, "plugins", "CNI cache", &c->plugins, err) < 0 ||
             sh_json_get_string(c->list, "name", "CNI cache", &c->name, err) < 0 ||
@@ -673,7 +699,7 @@ static int teardown_uncached(struct net_mgr *nm, const char *id, struct sh_error
 int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
         _cleanup_free_ char *path = NULL;
-        struct cached c;
+        struct net_cached c;
         struct invocation inv;
         struct sh_error lo_err = {0};
         const char *netns;
@@ -819,7 +845,7 @@ void net_cache_sweep(struct net_mgr *nm)
 
 int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
-        struct cached c;
+        struct net_cached c;
         struct invocation inv;
         int r = load_cached(nm, id, &c, err);
 
@@ -858,12 +884,12 @@ int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
 
 int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struct sh_error *err)
 {
-        struct cached c;
+        struct net_cached c;
         int r = load_cached(nm, id, &c, err);
 
         if (r < 0)
                 return r;
-        r = c.result ? result_facts(c.result, c.name, ret)
+        r = c.result ? net_result_facts(c.result, c.name, ret)
                      : sh_err(err, -EINVAL, "CNI cache of pod %s has no result", id);
         json_putp(&c.doc);
         return r;

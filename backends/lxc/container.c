@@ -1130,17 +1130,11 @@ static int write_fields(const char *path, const char *const *v)
         return sh_write_file_atomic(path, buf, n, 0600);
 }
 
-/* Reads what write_fields wrote: a NULL-terminated vector (malloc'd, one block). */
-static int read_fields(const char *path, char ***ret)
+int lb_fields_parse(const char *buf, size_t len, char ***ret)
 {
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, n = 0;
+        size_t n = 0;
         char **v;
-        int r;
 
-        r = sh_read_file(path, 1u << 20, &buf, &len);
-        if (r < 0)
-                return r;
         for (size_t i = 0; i < len; i++)
                 n += buf[i] == '\0';
         v = calloc(n + 1, sizeof(char *));
@@ -1156,6 +1150,19 @@ static int read_fields(const char *path, char ***ret)
         }
         *ret = v;
         return 0;
+}
+
+/* Reads what write_fields wrote: a NULL-terminated vector (malloc'd). */
+static int read_fields(const char *path, char ***ret)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        r = sh_read_file(path, 1u << 20, &buf, &len);
+        if (r < 0)
+                return r;
+        return lb_fields_parse(buf, len, ret);
 }
 
 static char *memcg_of(const char *cg)
@@ -1275,6 +1282,42 @@ static int read_pid(const char *path)
         return atoi(buf);
 }
 
+bool lb_exit_parse(const char *text, struct be_ctr_status *ret)
+{
+        int code = 0, oom = 0;
+        long long started = 0, finished = 0;
+
+        if (sscanf(text, "%d %d %lld %lld", &code, &oom, &started, &finished) != 4)
+                return false;
+        ret->state = BE_CTR_EXITED;
+        ret->exit_code = code;
+        ret->oom_killed = oom != 0;
+        ret->started_ns = started;
+        ret->finished_ns = finished;
+        snprintf(ret->reason, sizeof(ret->reason), "%s",
+                 oom && code != 0 ? "OOMKilled"
+                 : code == 0      ? "Completed"
+                                  : "Error");
+        return true;
+}
+
+bool lb_started_parse(const char *text, int *ret_pid, long long *ret_started_ns,
+                      unsigned long long *ret_starttime)
+{
+        unsigned long long starttime = 0;
+        long long ns = 0;
+        int pid = 0;
+
+        if (ret_starttime ? sscanf(text, "%d %lld %llu", &pid, &ns, &starttime) != 3
+                          : sscanf(text, "%d %lld", &pid, &ns) != 2)
+                return false;
+        *ret_pid = pid;
+        *ret_started_ns = ns;
+        if (ret_starttime)
+                *ret_starttime = starttime;
+        return true;
+}
+
 /* Is the monitor of @id (pid in shim.pid) alive? */
 static bool shim_alive(struct lxc_be *lb, const char *id, int *ret_pid)
 {
@@ -1305,8 +1348,6 @@ int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret
         _cleanup_free_ char *exitf = file_in(lb, id, "exit"),
                             *startedf = file_in(lb, id, "started");
         _cleanup_free_ char *buf = NULL;
-        int code = 0, oom = 0;
-        long long started = 0, finished = 0;
         bool alive;
 
         if (!dir || !exitf || !startedf)
@@ -1321,23 +1362,12 @@ int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret
          * looks like one that died without a word, and its exit was reported as 255.
          */
         alive = shim_alive(lb, id, NULL);
-        if (sh_read_file(exitf, 256, &buf, NULL) == 0 &&
-            sscanf(buf, "%d %d %lld %lld", &code, &oom, &started, &finished) == 4) {
-                ret->state = BE_CTR_EXITED;
-                ret->exit_code = code;
-                ret->oom_killed = oom != 0;
-                ret->started_ns = started;
-                ret->finished_ns = finished;
-                snprintf(ret->reason, sizeof(ret->reason), "%s",
-                         oom && code != 0 ? "OOMKilled"
-                         : code == 0      ? "Completed"
-                                          : "Error");
+        if (sh_read_file(exitf, 256, &buf, NULL) == 0 && lb_exit_parse(buf, ret))
                 return 0;
-        }
         free(buf);
         buf = NULL;
         if (sh_read_file(startedf, 256, &buf, NULL) == 0 &&
-            sscanf(buf, "%d %lld", &ret->pid, &ret->started_ns) == 2) {
+            lb_started_parse(buf, &ret->pid, &ret->started_ns, NULL)) {
                 if (alive) {
                         ret->state = BE_CTR_RUNNING;
                         return 0;
@@ -1482,8 +1512,7 @@ static unsigned long long recorded_starttime(struct lxc_be *lb, const char *id)
         long long ns;
         int pid;
 
-        if (f && sh_read_file(f, 256, &buf, NULL) == 0 &&
-            sscanf(buf, "%d %lld %llu", &pid, &ns, &v) == 3)
+        if (f && sh_read_file(f, 256, &buf, NULL) == 0 && lb_started_parse(buf, &pid, &ns, &v))
                 return v;
         return 0;
 }

@@ -2,6 +2,8 @@
 
 /* What the lxc backend's files (lxc.c: sandboxes, container.c: containers) share. */
 #include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lxc/lxccontainer.h>
@@ -74,3 +76,18 @@ int lb_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
 /* containerd's default capability set, bit n for capability n. */
 uint64_t lb_default_caps(void);
+
+/*
+ * The container files runt-lxc-shim and lb_container_create leave for runtd (container.c's
+ * header comment lists them), parsed from their text.
+ */
+/* A NUL-separated field file ("start", "process") of @len bytes into a NULL-terminated
+ * vector (caller frees with sh_strv_free); text after the last NUL is ignored. 0, -ENOMEM. */
+int lb_fields_parse(const char *buf, size_t len, char ***ret);
+/* "exit": "<code> <oom> <started_ns> <finished_ns>". Fills @ret's exit state and reason;
+ * false (@ret untouched) for anything else. */
+bool lb_exit_parse(const char *text, struct be_ctr_status *ret);
+/* "started": "<init pid> <started_ns> [<starttime ticks>]"; the starttime is required when
+ * @ret_starttime is given. Out-params are written only on success. */
+bool lb_started_parse(const char *text, int *ret_pid, long long *ret_started_ns,
+                      unsigned long long *ret_starttime);

@@ -17,6 +17,8 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "json.h"
+#include "netmgr-internal.h"
 #include "netmgr.h"
 #include "strutil.h"
 
@@ -691,10 +693,33 @@ static void test_mgr_free_null(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* A CNI result's addresses: prefix dropped, IPv4 first, unparseable ones left out (fuzz_cni_result
+ * found "/fd00::" reported as the pod IP ""). */
+static void test_result_facts_addresses(void **state)
+{
+        static const char text[] =
+                "{\"ips\":[{\"address\":\"fd00::5/64\"},{\"address\":\"/fd00::\"},"
+                "{\"address\":\"10.88.0.5/16\"},{\"address\":\"10.88.0\"},"
+                "{\"address\":\"\"},{\"address\":7}]}";
+        json_object *res = NULL;
+        struct net_result r;
+
+        (void)state;
+        assert_int_equal(sh_json_parse(text, strlen(text), "t", &res, NULL), 0);
+        assert_int_equal(net_result_facts(res, "n", &r), 0);
+        assert_string_equal(r.ips[0], "10.88.0.5");
+        assert_string_equal(r.ips[1], "fd00::5");
+        assert_null(r.ips[2]);
+        assert_string_equal(r.network, "n");
+        net_result_done(&r);
+        json_object_put(res);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 T(test_valid_conflist),
+                T(test_result_facts_addresses),
                 T(test_single_conf_is_wrapped),
                 T(test_json_extension),
                 T(test_lexical_order_first_valid_wins),
