@@ -316,3 +316,42 @@ int sh_open_nofollow(const char *base, const char *rel, int flags)
         free(copy);
         return r;
 }
+
+int sh_copy_file(const char *src, const char *dst, unsigned mode)
+{
+        int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, r = 0;
+        struct stat st;
+
+        if (in < 0)
+                return -errno;
+        if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+                r = errno ? -errno : -EINVAL;
+                goto done;
+        }
+        unlink(dst);
+        out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (out < 0) {
+                r = -errno;
+                goto done;
+        }
+        for (off_t left = st.st_size; left > 0;) {
+                ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        break;
+                }
+                left -= n;
+        }
+        if (r == 0 && fchmod(out, mode) < 0)
+                r = -errno;
+done:
+        if (out >= 0)
+                close(out);
+        if (r < 0 && out >= 0)
+                unlink(dst);
+        close(in);
+        return r;
+}

@@ -24,6 +24,8 @@ int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned
  * @ret_len may be NULL. Returns 0, -EFBIG when the file is larger than @max, or -errno.
  */
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/* Copies the regular file @src to a new @dst (replaced if there) with @mode. 0 or -errno. */
+int sh_copy_file(const char *src, const char *dst, unsigned mode);
 
 /*
  * Opens @rel below the directory @base with @flags, following no symlink on the way (each

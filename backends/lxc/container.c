@@ -869,8 +869,21 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
         if (sh_find_helper("runt-init", RUNT_INIT_FALLBACK, init, sizeof(init)) < 0)
                 return sh_err(err, -ENOENT, "runt-init not found (beside runtd or at %s)",
                               RUNT_INIT_FALLBACK);
-        /* PID 1 (lxc/init.c), on the autodev tmpfs, so a read-only rootfs needs no mount point. */
-        r = mount_entry(c, init, &INIT_PATH[1], "none", "bind,ro,create=file", err);
+        /*
+         * PID 1 (lxc/init.c), on the autodev tmpfs, so a read-only rootfs needs no mount point.
+         * A copy of its own: a container with CAP_SYS_ADMIN can remount the bind read-write,
+         * and must not reach the host's binary, which every other container runs.
+         */
+        {
+                _cleanup_free_ char *own = sh_path_join(dir, "init");
+
+                if (!own)
+                        return -ENOMEM;
+                r = sh_copy_file(init, own, 0555);
+                if (r < 0)
+                        return sh_err(err, r, "copy '%s' to '%s': %s", init, own, strerror(-r));
+                r = mount_entry(c, own, &INIT_PATH[1], "none", "bind,ro,create=file", err);
+        }
         if (r == 0)
                 r = mount_entry(c, "tmpfs", "dev/shm", "tmpfs",
                                 "rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir", err);
@@ -1077,8 +1090,10 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
         if ((r = lb_set(c, "lxc.rootfs.path", rootfs, err)) < 0 ||
             (s->readonly_rootfs && (r = lb_set(c, "lxc.rootfs.options", "ro", err)) < 0) ||
             (r = lb_set_common(c,
+                               /* Its own cgroup read-only, as runc mounts it: written,
+                                * it would let root in the container raise its limits. */
                                s->privileged ? "proc:rw sys:rw cgroup:rw"
-                                             : "proc:mixed sys:mixed cgroup:mixed",
+                                             : "proc:mixed sys:mixed cgroup:ro",
                                "16", dir, cg, cgm, err)) < 0)
                 return r;
         /* Namespaces: the pod's network; ipc and uts of the sandbox (LXC finds it by name). */
