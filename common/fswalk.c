@@ -260,16 +260,24 @@ static int walk_below(struct walk *w, int fd)
 int sh_walk_usage_at(int dirfd, const char *name, struct sh_walk_usage *ret)
 {
         struct walk w = {0};
-        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int r;
+        int r = -ESTALE;
 
-        if (fd < 0)
-                return -errno;
-        r = walk_below(&w, fd);
-        if (r == -ESTALE)
-                r = 0; /* the tree moved under the walk: what was counted stands */
-        if (r == 0)
-                *ret = w.usage;
+        /*
+         * A tree moved under a deep walk (a closed parent reopened through ".." is not the
+         * one left) is walked again from its root, a few times at most; then it is an
+         * error, never a partial count a container could shrink its usage to.
+         */
+        for (int tries = 0; tries < 3 && r == -ESTALE; tries++) {
+                int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                if (fd < 0)
+                        return -errno;
+                walk_done(&w);
+                w = (struct walk){0};
+                r = walk_below(&w, fd);
+                if (r == 0)
+                        *ret = w.usage;
+        }
         walk_done(&w);
         return r;
 }

@@ -68,6 +68,7 @@ struct cri_method {
         bool streaming;                 /* server-streaming RPC */
         bool quick;                     /* never blocks: runs on the completion-queue thread */
         bool read;                      /* a read the kubelet polls: the read lane (server.c) */
+        bool walk;                      /* a read that walks trees (stats): the walk lane */
         cri_unary_fn unary;             /* NULL, and no cancellable: answered UNIMPLEMENTED */
         cri_cancellable_fn cancellable; /* instead of unary */
 };

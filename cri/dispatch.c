@@ -17,6 +17,16 @@
                 .req = &runtime__v1__##req_##__descriptor,                                         \
                 .resp = &runtime__v1__##resp_##__descriptor, .read = true, .unary = (fn_),         \
         }
+/*
+ * A read that walks container trees (stats, ImageFsInfo): a lane of its own, so a container
+ * whose tree takes long to walk never holds up the kubelet's List* and *Status.
+ */
+#define W(svc_, name_, req_, resp_, fn_)                                                           \
+        {                                                                                          \
+                .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
+                .req = &runtime__v1__##req_##__descriptor,                                         \
+                .resp = &runtime__v1__##resp_##__descriptor, .walk = true, .unary = (fn_),         \
+        }
 /* A method whose handler learns when its client is gone (cri_cancellable_fn). */
 #define MC(svc_, name_, req_, resp_, fn_)                                                          \
         {                                                                                          \
@@ -27,9 +37,10 @@
 
 /*
  * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
- * no lock held across I/O). R: the read lane (List*, *Status, *Stats, ImageFsInfo: they may
- * read files or wait for a lock briefly, so not on the queue thread). Everything else: the
- * slow lane. The lanes and their limits: server.c, docs/configuration.md (server.*).
+ * no lock held across I/O). R: the read lane (List*, *Status: they may read files or wait
+ * for a lock briefly, so not on the queue thread). W: the walk lane (container stats and
+ * ImageFsInfo walk trees). Everything else: the slow lane. The lanes and their limits: server.c,
+ * docs/configuration.md (server.*).
  */
 static const struct cri_method methods[] = {
         M(RuntimeService, Version, version_request, version_response, false, true, cri_version),
@@ -68,9 +79,9 @@ static const struct cri_method methods[] = {
         M(RuntimeService, Attach, attach_request, attach_response, false, false, cri_attach),
         M(RuntimeService, PortForward, port_forward_request, port_forward_response, false, false,
           cri_port_forward),
-        R(RuntimeService, ContainerStats, container_stats_request, container_stats_response,
+        W(RuntimeService, ContainerStats, container_stats_request, container_stats_response,
           cri_container_stats),
-        R(RuntimeService, ListContainerStats, list_container_stats_request,
+        W(RuntimeService, ListContainerStats, list_container_stats_request,
           list_container_stats_response, cri_list_container_stats),
         M(RuntimeService, StreamContainerStats, stream_container_stats_request,
           stream_container_stats_response, true, true, NULL),
@@ -105,7 +116,7 @@ static const struct cri_method methods[] = {
           cri_pull_image),
         M(ImageService, RemoveImage, remove_image_request, remove_image_response, false, false,
           cri_remove_image),
-        R(ImageService, ImageFsInfo, image_fs_info_request, image_fs_info_response,
+        W(ImageService, ImageFsInfo, image_fs_info_request, image_fs_info_response,
           cri_image_fs_info),
 };
 

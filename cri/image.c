@@ -24,6 +24,7 @@ struct cri_fs_cache {
         pthread_cond_t wake;  /* the refresher waits on it for want or stop */
         struct cri_ctx *ctx;  /* set by the first call; the managers outlive the thread */
         bool have;            /* measured at least once */
+        bool measuring;       /* the first measurement is under way (its callers wait) */
         bool want;            /* a call found the figures stale */
         bool stop;
         bool started;
@@ -52,10 +53,18 @@ static int measure(struct cri_ctx *ctx, struct sh_fs_usage *img, struct sh_fs_us
         return 0;
 }
 
-/* Takes c->lock; stores one measurement. */
+/*
+ * Takes c->lock; stores one measurement. A failed one replaces only figures that failed too:
+ * a tree changing under a walk (a container renaming its dirs) must not take away what
+ * the last good walk found.
+ */
 static void cache_store(struct cri_fs_cache *c, int r, const struct sh_error *err,
                         const struct sh_fs_usage *img, const struct sh_fs_usage *ctr)
 {
+        if (r < 0 && c->have && c->r == 0) {
+                c->at_ns = sh_now_ns();
+                return;
+        }
         c->r = r;
         c->err = *err;
         c->img = *img;
@@ -130,14 +139,19 @@ static int cached_usage(struct cri_ctx *ctx, struct sh_fs_usage *img, struct sh_
         if (!c)
                 return measure(ctx, img, ctr, err);
         pthread_mutex_lock(&c->lock);
+        /* One first measurement: the calls that come meanwhile wait for it. */
+        while (!c->have && c->measuring)
+                pthread_cond_wait(&c->wake, &c->lock);
         if (!c->have) {
                 struct sh_error e = {0};
 
+                c->measuring = true;
                 pthread_mutex_unlock(&c->lock);
                 r = measure(ctx, img, ctr, &e);
                 pthread_mutex_lock(&c->lock);
-                if (!c->have)
-                        cache_store(c, r, &e, img, ctr);
+                c->measuring = false;
+                cache_store(c, r, &e, img, ctr);
+                pthread_cond_broadcast(&c->wake);
                 c->ctx = ctx;
                 if (!c->started && !c->stop &&
                     pthread_create(&c->thread, NULL, cache_thread, c) == 0)

@@ -109,7 +109,7 @@ struct cri_lane {
 
 struct cri_server {
         struct cri_ctx *ctx;
-        struct cri_lane slow, read;
+        struct cri_lane slow, read, walk;
         grpc_server *server;
         grpc_completion_queue *cq;
         char *socket_path;
@@ -432,7 +432,7 @@ static void lane_done(struct cri_lane *l)
 static void dispatch(struct cri_call *c)
 {
         struct cri_server *s = c->srv;
-        struct cri_lane *l = c->method->read ? &s->read : &s->slow;
+        struct cri_lane *l = c->method->walk ? &s->walk : c->method->read ? &s->read : &s->slow;
         char msg[300];
         int r = lane_submit(l, c);
 
@@ -441,7 +441,7 @@ static void dispatch(struct cri_call *c)
                          "%s: runtd is at its limit of %u calls in the %s lane (server.%s + "
                          "server.max_queued); try again later",
                          c->method->name, l->workers + l->max_queued, l->name,
-                         l == &s->read ? "read_workers" : "workers");
+                         l == &s->slow ? "workers" : "read_workers");
                 /* A burst is refused call by call: one warning when it starts, and one
                  * for every 1000 after, not a line each (the queue thread only counts). */
                 if (l->rejected++ % 1000 == 0)
@@ -677,6 +677,10 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
         if (r == 0)
                 r = lane_start(&s->read, s, "read", ctx->cfg->server_read_workers,
                                ctx->cfg->server_max_queued, false);
+        /* Walks of container trees (stats, ImageFsInfo): as many workers as the reads. */
+        if (r == 0)
+                r = lane_start(&s->walk, s, "walk", ctx->cfg->server_read_workers,
+                               ctx->cfg->server_max_queued, false);
         if (r < 0) {
                 cri_server_free(s);
                 return sh_err(err, r, "start handler threads: %s", strerror(-r));
@@ -736,6 +740,7 @@ void cri_server_free(struct cri_server *s)
         /* cri_server_run returned 0: no call is in flight, so the workers are idle. */
         lane_done(&s->slow);
         lane_done(&s->read);
+        lane_done(&s->walk);
         if (s->server)
                 grpc_server_destroy(s->server);
         if (s->cq) {

@@ -537,6 +537,28 @@ static bool clean_abs_path(const char *p)
         return true;
 }
 
+/*
+ * The container's log file: @dir (the pod's log directory) and @rel. The log is opened with
+ * no symlink followed (runt-lxc-shim), since a pod with a hostPath of the log directory can
+ * plant them there; but the directories above the pod's are the node's own (/var/log may be
+ * a link to a data disk): their symlinks are resolved here, once.
+ */
+static char *log_path_of(const char *dir, const char *rel)
+{
+        _cleanup_free_ char *parent = strdup(dir), *real = NULL;
+        char *slash = parent ? strrchr(parent, '/') : NULL;
+
+        if (!parent)
+                return NULL;
+        if (slash && slash != parent) {
+                *slash = '\0';
+                real = realpath(parent, NULL);
+                if (real)
+                        return sh_strdup_printf("%s/%s/%s", real, slash + 1, rel);
+        }
+        return sh_path_join(dir, rel);
+}
+
 /* Resolves the process of @req into @s: argv, env, cwd, user, stop signal, layers, log. */
 static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
                    const struct pod_sandbox_info *sb, struct be_container_spec *s,
@@ -620,7 +642,7 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
                 if (!probe || !clean_abs_path(probe) || req->log_path[0] == '/')
                         return sh_err(err, -EINVAL, "log_path '%.64s' must be relative, no '..'",
                                       req->log_path);
-                s->log_path = sh_path_join(sb->spec.log_directory, req->log_path);
+                s->log_path = log_path_of(sb->spec.log_directory, req->log_path);
         } else {
                 s->log_path = strdup("");
         }

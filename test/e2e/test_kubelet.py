@@ -627,3 +627,22 @@ def test_reboot_in_a_container_ends_it(ctrs):
     ctrs.stop(pod)
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_log_directory_under_a_symlinked_node_dir(ctrs, tmp_path):
+    """The node's own directories above the pod's log directory may be symlinks (/var/log
+    on a data disk): logs work. The pod's directory and below are refused as symlinks."""
+    real = tmp_path / "data-disk-log"
+    (real / "pods").mkdir(parents=True)
+    os.symlink(real, tmp_path / "varlog")
+    logdir = tmp_path / "varlog" / "pods" / "ns_pod_uid"
+    cfg = ctrs.config("symlog", log_directory=str(logdir))
+    pod = ctrs.run(cfg)
+    cid = ctrs.create(pod, cfg, "c", command=["/bin/sh", "-c", "echo through-the-link"])
+    ctrs.start(cid)
+    st = ctrs.wait_exit(cid)
+    assert st.exit_code == 0
+    assert "through-the-link" in (real / "pods" / "ns_pod_uid" / "c.log").read_text()
+    ctrs.stop(pod)
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
