@@ -385,16 +385,34 @@ char *lb_dir(struct lxc_be *lb, const char *id)
 /*
  * The cgroup parents of a pod ("kubepods/burstable/podX" when the kubelet gives one, "runt"
  * otherwise) that did not exist before runt made a pod below them are runt's: it records
- * them and removes them when their last pod goes. The record outlives restarts.
+ * them and removes them when their last pod goes. The record outlives restarts. One that
+ * exists on any hierarchy (v1 or v2) is someone else's, and never removed: a client may
+ * name a cgroup made on one controller alone.
  */
 static bool cgroup_exists(const char *rel)
 {
-        _cleanup_free_ char *m = sh_strdup_printf("/sys/fs/cgroup/memory/%s", rel);
-        _cleanup_free_ char *u = sh_strdup_printf("/sys/fs/cgroup/%s", rel);
+        DIR *d = opendir("/sys/fs/cgroup");
+        struct dirent *de;
+        bool found = false;
         struct stat st;
 
-        return (m && stat(m, &st) == 0) || (u && stat(u, &st) == 0 && S_ISDIR(st.st_mode) &&
-                                            access("/sys/fs/cgroup/memory", F_OK) < 0);
+        {
+                _cleanup_free_ char *u = sh_strdup_printf("/sys/fs/cgroup/%s", rel);
+
+                /* cgroup2 mounted on /sys/fs/cgroup itself */
+                found = u && stat(u, &st) == 0 && S_ISDIR(st.st_mode);
+        }
+        while (!found && d && (de = readdir(d))) {
+                _cleanup_free_ char *p = NULL;
+
+                if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+                        continue;
+                p = sh_strdup_printf("/sys/fs/cgroup/%s/%s", de->d_name, rel);
+                found = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+        }
+        if (d)
+                closedir(d);
+        return found;
 }
 
 /* The parent of @leaf ("a/b/<id>"): "a/b", or NULL at the top. malloc'd. */

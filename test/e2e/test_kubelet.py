@@ -646,3 +646,25 @@ def test_log_directory_under_a_symlinked_node_dir(ctrs, tmp_path):
     ctrs.stop(pod)
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_a_cgroup_parent_made_by_someone_else_is_kept(ctrs):
+    """A cgroup_parent that existed before the pod, even on one controller only, is not
+    runt's to remove when the pod goes."""
+    name = f"runt-e2e-theirs-{os.getpid()}"
+    theirs = Path("/sys/fs/cgroup/pids") / name
+    theirs.mkdir()
+    try:
+        pod, cfg = ctrs.pod("theirs", linux=pb.LinuxPodSandboxConfig(cgroup_parent="/" + name))
+        ctrs.stop(pod)
+        ctrs.remove(pod)
+        assert theirs.is_dir()
+        assert ctrs.leftovers() == EMPTY_CTRS
+    finally:
+        for base in Path("/sys/fs/cgroup").iterdir():
+            d = base / name
+            if d.is_dir():
+                for sub in sorted((x for x in d.rglob("*") if x.is_dir()),
+                                  key=lambda x: -len(x.parts)):
+                    sub.rmdir()
+                d.rmdir()
