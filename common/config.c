@@ -249,7 +249,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .streaming_idle_timeout_s = 14400,
                 .streaming_header_timeout_s = 5,
                 .max_log_line = 16384,
-                .server_workers = 128,
+                .server_workers = 48,
                 .server_read_workers = 4,
                 .server_max_queued = 512,
                 .pids_limit = 4096,

@@ -84,7 +84,7 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->streaming_header_timeout_s, 5);
         assert_null(c->metrics_address);
         assert_int_equal(c->max_log_line, 16384);
-        assert_int_equal(c->server_workers, 128);
+        assert_int_equal(c->server_workers, 48);
         assert_int_equal(c->server_read_workers, 4);
         assert_int_equal(c->server_max_queued, 512);
         assert_int_equal(c->pids_limit, 4096);
