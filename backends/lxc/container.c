@@ -803,47 +803,50 @@ static int shared_source(const char *path, bool *ret)
 
 #define SHELL_SAFE "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+-"
 
+/*
+ * Sets LXC hook @key to run runt-lxc-hook with @flag (may be "") and @path. liblxc runs
+ * "exec <value> NAME lxc <kind>" through sh -c, unquoted: both words must be plain.
+ */
+static int set_hook(struct lxc_container *c, const char *key, const char *flag, const char *path,
+                    struct sh_error *err)
+{
+        _cleanup_free_ char *line = NULL;
+        char hook[PATH_MAX];
+
+        if (sh_find_helper("runt-lxc-hook", RUNT_LXC_HOOK_FALLBACK, hook, sizeof(hook)) < 0)
+                return sh_err(err, -ENOENT, "runt-lxc-hook not found (beside runtd or at %s)",
+                              RUNT_LXC_HOOK_FALLBACK);
+        if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
+                return sh_err(err, -EINVAL, "'%s' or '%s' has a character a shell would interpret",
+                              hook, path);
+        line = sh_strdup_printf("%s %s%s%s", hook, flag, flag[0] ? " " : "", path);
+        return line ? lb_set(c, key, line, err) : -ENOMEM;
+}
+
+/* The start-host hook that attaches the bidirectional mounts (lxc/mount-hook.c). */
 static int set_shared_hook(struct lxc_container *c, const char *dir, const char *spec, size_t len,
                            struct sh_error *err)
 {
         _cleanup_free_ char *path = sh_path_join(dir, "shared-mounts");
-        _cleanup_free_ char *line = NULL;
-        char hook[PATH_MAX];
         int r;
 
         if (!path)
                 return -ENOMEM;
-        if (sh_find_helper("runt-lxc-hook", RUNT_LXC_HOOK_FALLBACK, hook, sizeof(hook)) < 0)
-                return sh_err(err, -ENOENT, "runt-lxc-hook not found (beside runtd or at %s)",
-                              RUNT_LXC_HOOK_FALLBACK);
-        /* liblxc runs "exec <value> NAME lxc start-host" through sh -c, unquoted. */
-        if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
-                return sh_err(err, -EINVAL, "'%s' or '%s' has a character a shell would interpret",
-                              hook, path);
         r = sh_write_file_atomic(path, spec, len, 0600);
         if (r < 0)
                 return sh_err(err, r, "write '%s': %s", path, strerror(-r));
-        line = sh_strdup_printf("%s %s", hook, path);
-        return line ? lb_set(c, "lxc.hook.start-host", line, err) : -ENOMEM;
+        return set_hook(c, "lxc.hook.start-host", "", path, err);
 }
 
 /* The pre-start hook that refuses a second start of the container (lxc/mount-hook.c). */
 static int set_once_hook(struct lxc_container *c, const char *dir, struct sh_error *err)
 {
-        _cleanup_free_ char *path = sh_path_join(dir, "ran"), *line = NULL;
-        char hook[PATH_MAX];
+        _cleanup_free_ char *path = sh_path_join(dir, "ran");
 
         if (!path)
                 return -ENOMEM;
-        if (sh_find_helper("runt-lxc-hook", RUNT_LXC_HOOK_FALLBACK, hook, sizeof(hook)) < 0)
-                return sh_err(err, -ENOENT, "runt-lxc-hook not found (beside runtd or at %s)",
-                              RUNT_LXC_HOOK_FALLBACK);
-        if (hook[strspn(hook, SHELL_SAFE)] || path[strspn(path, SHELL_SAFE)])
-                return sh_err(err, -EINVAL, "'%s' or '%s' has a character a shell would interpret",
-                              hook, path);
         unlink(path);
-        line = sh_strdup_printf("%s --once %s", hook, path);
-        return line ? lb_set(c, "lxc.hook.pre-start", line, err) : -ENOMEM;
+        return set_hook(c, "lxc.hook.pre-start", "--once", path, err);
 }
 
 static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
