@@ -167,13 +167,18 @@ def kubelet_cgroup(uid, make):
     return rel
 
 
-def rm_kubelet_cgroups():
+def rm_cgroup_tree(name):
+    """Removes cgroup @name and all below it on every hierarchy, deepest first."""
     for base in Path("/sys/fs/cgroup").iterdir():
-        top = base / "kubepods"
+        top = base / name
         if top.is_dir():
             for d in sorted((x for x in top.rglob("*") if x.is_dir()), key=lambda x: -len(x.parts)):
                 d.rmdir()
             top.rmdir()
+
+
+def rm_kubelet_cgroups():
+    rm_cgroup_tree("kubepods")
 
 
 @pytest.mark.parametrize("made", [True, False], ids=["kubelet-made", "absent"])
@@ -242,11 +247,12 @@ def test_readonly_and_masked_image_paths(ctrs):
     assert ctrs.leftovers() == EMPTY_CTRS
 
 
-def shared_dir(tmp_path):
-    src = tmp_path / "mnt"
+def bound_dir(tmp_path, name="mnt", propagation="--make-rshared"):
+    """A dir bind-mounted on itself with @propagation, as a volume's source."""
+    src = tmp_path / name
     src.mkdir()
     subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
-    subprocess.run(["mount", "--make-rshared", str(src)], check=True)
+    subprocess.run(["mount", propagation, str(src)], check=True)
     return src
 
 
@@ -257,7 +263,7 @@ def umount_all(path):
 @pytest.mark.parametrize("prop", [pb.PROPAGATION_BIDIRECTIONAL, pb.PROPAGATION_HOST_TO_CONTAINER,
                                   pb.PROPAGATION_PRIVATE])
 def test_mount_propagation(ctrs, tmp_path, prop):
-    src = shared_dir(tmp_path)
+    src = bound_dir(tmp_path)
     try:
         pod, cfg = ctrs.pod()
         cid = ctrs.run_ctr(pod, cfg, "c", linux=pb.LinuxContainerConfig(
@@ -569,10 +575,7 @@ def test_cgroup_parent_refused(ctrs, parent):
 def test_bidirectional_needs_a_shared_source(ctrs, tmp_path):
     """As containerd: a source on a private mount cannot propagate back; refused, not
     silently one-way."""
-    src = tmp_path / "priv"
-    src.mkdir()
-    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
-    subprocess.run(["mount", "--make-rprivate", str(src)], check=True)
+    src = bound_dir(tmp_path, "priv", "--make-rprivate")
     try:
         pod, cfg = ctrs.pod()
         c, msg = code(ctrs.rt().CreateContainer, pb.CreateContainerRequest(
@@ -661,10 +664,4 @@ def test_a_cgroup_parent_made_by_someone_else_is_kept(ctrs):
         assert theirs.is_dir()
         assert ctrs.leftovers() == EMPTY_CTRS
     finally:
-        for base in Path("/sys/fs/cgroup").iterdir():
-            d = base / name
-            if d.is_dir():
-                for sub in sorted((x for x in d.rglob("*") if x.is_dir()),
-                                  key=lambda x: -len(x.parts)):
-                    sub.rmdir()
-                d.rmdir()
+        rm_cgroup_tree(name)
