@@ -42,6 +42,8 @@ struct pod_mgr {
         struct pod_handler *handlers;
         pthread_mutex_t cpu_lock; /* protects cpu_samples */
         void *cpu_samples;        /* tsearch tree of struct cpu_sample by id */
+        pod_event_fn event_fn;
+        void *event_data;
 };
 
 /* A container's last CPU reading, for usage_nano_cores. */
@@ -427,4 +429,28 @@ char *pod_mgr_info_json(struct pod_mgr *pm)
                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
         return s;
+}
+
+void pod_mgr_set_event_sink(struct pod_mgr *pm, pod_event_fn fn, void *data)
+{
+        pm->event_fn = fn;
+        pm->event_data = data;
+}
+
+void pod_mgr_state_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4])
+{
+        struct pod_sandbox_info **sbs = NULL;
+        struct pod_container_info **cs = NULL;
+        size_t n = 0;
+
+        memset(ret_pods, 0, 3 * sizeof(*ret_pods));
+        memset(ret_ctrs, 0, 4 * sizeof(*ret_ctrs));
+        if (pod_sandbox_list(pm, NULL, &sbs, &n, NULL) == 0)
+                for (size_t i = 0; i < n; i++)
+                        ret_pods[sbs[i]->state]++;
+        pod_sandbox_info_list_free(sbs);
+        if (pod_container_list(pm, NULL, &cs, &n, NULL) == 0)
+                for (size_t i = 0; i < n; i++)
+                        ret_ctrs[cs[i]->state]++;
+        pod_container_info_list_free(cs);
 }

@@ -279,3 +279,42 @@ int pod_container_exec_stream(struct pod_mgr *pm, const char *id, const char *co
  */
 int pod_container_attach(struct pod_mgr *pm, const char *id, int *ret_fd, bool *ret_tty,
                          bool *ret_stdin, struct sh_error *err);
+
+/* ------------------------------------------------------------------ events and counts */
+
+/* What happened to a container or a sandbox (numbered as CRI's ContainerEventType). */
+enum pod_event_kind {
+        POD_EVENT_CREATED = 0,
+        POD_EVENT_STARTED = 1,
+        POD_EVENT_STOPPED = 2,
+        POD_EVENT_DELETED = 3,
+};
+
+/*
+ * One event, as the sink sees it: everything borrowed for the call. For a sandbox's own
+ * event @id is the sandbox's id. @sandbox is the pod as it is after the change (for a
+ * deleted pod: as it was, NOTREADY), @containers its containers after the change.
+ */
+struct pod_event {
+        enum pod_event_kind kind;
+        const char *id;
+        long long at_ns; /* CLOCK_REALTIME */
+        const struct pod_sandbox_info *sandbox;
+        struct pod_container_info *const *containers; /* NULL-terminated */
+        size_t n_containers;
+};
+
+/*
+ * Called once per event, in the order they happened for one object, from the thread that
+ * made the change, after it is recorded and with no podmgr lock held. Must not block.
+ */
+typedef void (*pod_event_fn)(void *data, const struct pod_event *ev);
+
+/* Sets the event sink (NULL: none). Call before serving and before pod_mgr_recover. */
+void pod_mgr_set_event_sink(struct pod_mgr *pm, pod_event_fn fn, void *data);
+
+/*
+ * Pods and containers by state, from memory (never blocks on I/O): @ret_pods indexed by
+ * enum pod_state, @ret_ctrs by enum pod_ctr_state. Creating ones are not counted.
+ */
+void pod_mgr_state_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4]);
