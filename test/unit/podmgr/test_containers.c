@@ -933,6 +933,89 @@ static void test_stats_list_and_filters(void **state)
         free(c);
 }
 
+/* What the event sink saw: kind, id, and the states in the copies it was handed. */
+struct seen {
+        size_t n;
+        struct {
+                enum pod_event_kind kind;
+                char id[65];
+                enum pod_state pod_state;
+                size_t n_ctrs;
+                enum pod_ctr_state ctr_state; /* of the container the event is about */
+                int exit_code;
+        } ev[16];
+};
+
+static void sink(void *data, const struct pod_event *ev)
+{
+        struct seen *s = data;
+
+        if (s->n >= 16)
+                return;
+        s->ev[s->n].kind = ev->kind;
+        snprintf(s->ev[s->n].id, sizeof(s->ev[s->n].id), "%s", ev->id);
+        s->ev[s->n].pod_state = ev->sandbox->state;
+        s->ev[s->n].n_ctrs = ev->n_containers;
+        s->ev[s->n].ctr_state = (enum pod_ctr_state) - 1;
+        for (size_t i = 0; i < ev->n_containers; i++)
+                if (strcmp(ev->containers[i]->id, ev->id) == 0) {
+                        s->ev[s->n].ctr_state = ev->containers[i]->state;
+                        s->ev[s->n].exit_code = ev->containers[i]->exit_code;
+                }
+        s->n++;
+}
+
+/* Every change hands the sink one event, in order, with the pod and containers after it. */
+static void test_events_in_order(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct seen s = {0};
+        struct req q;
+        char *id = NULL;
+        size_t pods[3], ctrs[4];
+
+        pod_mgr_set_event_sink(f->pm, sink, &s);
+        req_init(f, &q, "ev");
+        q.r.command = (char *const[]){"/bin/app", NULL};
+        pod_container_info_free(create(f, &q, &id));
+        pod_mgr_state_counts(f->pm, pods, ctrs);
+        assert_int_equal(pods[POD_READY], 1);
+        assert_int_equal(ctrs[POD_CTR_CREATED], 1);
+        assert_int_equal(pod_container_start(f->pm, id, &err), 0);
+        pod_mgr_state_counts(f->pm, pods, ctrs);
+        assert_int_equal(ctrs[POD_CTR_RUNNING], 1);
+        assert_int_equal(pod_container_stop(f->pm, id, 0, &err), 0);
+        assert_int_equal(pod_container_stop(f->pm, id, 0, &err), 0); /* no second STOPPED */
+        assert_int_equal(pod_container_remove(f->pm, id, &err), 0);
+        assert_int_equal(pod_sandbox_stop(f->pm, f->sandbox, &err), 0);
+        assert_int_equal(pod_sandbox_stop(f->pm, f->sandbox, &err), 0);
+        assert_int_equal(pod_sandbox_remove(f->pm, f->sandbox, &err), 0);
+        pod_mgr_state_counts(f->pm, pods, ctrs);
+        assert_int_equal(pods[POD_READY] + pods[POD_NOTREADY] + ctrs[POD_CTR_EXITED], 0);
+
+        assert_int_equal(s.n, 6);
+        assert_int_equal(s.ev[0].kind, POD_EVENT_CREATED);
+        assert_string_equal(s.ev[0].id, id);
+        assert_int_equal(s.ev[0].ctr_state, POD_CTR_CREATED);
+        assert_int_equal(s.ev[1].kind, POD_EVENT_STARTED);
+        assert_int_equal(s.ev[1].ctr_state, POD_CTR_RUNNING);
+        assert_int_equal(s.ev[2].kind, POD_EVENT_STOPPED);
+        assert_int_equal(s.ev[2].ctr_state, POD_CTR_EXITED);
+        assert_int_equal(s.ev[2].exit_code, 128 + 9); /* the fake: no grace, killed */
+        assert_int_equal(s.ev[3].kind, POD_EVENT_DELETED);
+        assert_int_equal(s.ev[3].n_ctrs, 0);
+        for (size_t i = 0; i < 4; i++)
+                assert_int_equal(s.ev[i].pod_state, POD_READY);
+        assert_int_equal(s.ev[4].kind, POD_EVENT_STOPPED);
+        assert_string_equal(s.ev[4].id, f->sandbox);
+        assert_int_equal(s.ev[4].pod_state, POD_NOTREADY);
+        assert_int_equal(s.ev[5].kind, POD_EVENT_DELETED);
+        assert_string_equal(s.ev[5].id, f->sandbox);
+        assert_int_equal(s.ev[5].pod_state, POD_NOTREADY);
+        free(id);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -954,6 +1037,7 @@ int main(void)
                 T(test_stats_unknown_and_bad_ids),
                 T(test_stats_memory_limit),
                 T(test_stats_list_and_filters),
+                T(test_events_in_order),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
