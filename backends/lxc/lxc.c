@@ -826,5 +826,7 @@ const struct be_ops be_lxc_ops = {
         .exec_stream = lb_exec_stream,
         .container_attach = lb_container_attach,
         .container_stats = lb_container_stats,
+        .container_fs_usage = lb_container_fs_usage,
+        .sandbox_stats = lb_sandbox_stats,
         .fini = lxc_fini,
 };
