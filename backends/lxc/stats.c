@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -15,6 +16,15 @@
 #include "strutil.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
+
+/* CLOCK_REALTIME, what CRI timestamps are (sh_now_ns is monotonic). */
+static long long realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /*
  * The cgroup of container @id, relative to each hierarchy's root (malloc'd): the start
@@ -72,7 +82,7 @@ int lb_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
          * LXC makes the cgroup at start and removes it at exit: without it the container
          * uses nothing, and its counters are 0.
          */
-        ret->timestamp_ns = (long long)sh_now_ns();
+        ret->timestamp_ns = realtime_ns();
         if (cg) {
                 struct sh_error e = {0};
 
@@ -153,7 +163,7 @@ int lb_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
                 return -ENOMEM;
         if (access(dir, F_OK) < 0)
                 return sh_err(err, -ENOENT, "no LXC sandbox %.12s", req->id);
-        ret->timestamp_ns = (long long)sh_now_ns();
+        ret->timestamp_ns = realtime_ns();
         r = pod_cgroup(lb, req, &ret->cg, err);
         if (r < 0)
                 return sh_err_prefix(err, r, "pod %.12s", req->id);
