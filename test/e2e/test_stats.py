@@ -69,6 +69,125 @@ def recent(ts_ns, within_s=10):
     return abs(time.time_ns() - ts_ns) < within_s * 1_000_000_000
 
 
+# Holds 48 MB in the shell's memory, then idles (a sleep a tenth of a second: CPU time grows).
+HOG = 48_000_000
+HOG_CMD = ["/bin/sh", "-c", f"x=$(head -c {HOG} /dev/zero | tr '\\0' a); echo held; "
+           "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+
+
+def test_stats_of_created_running_and_exited_containers(sc):
+    pod, cfg = sc.pod()
+    created = sc.create(pod, cfg, "created", labels={"app": "idle"}, annotations={"a": "b"})
+    hog = sc.run_ctr(pod, cfg, "hog", command=HOG_CMD, linux=pb.LinuxContainerConfig(
+        resources=pb.LinuxContainerResources(memory_limit_in_bytes=256 << 20)))
+    done = sc.run_ctr(pod, cfg, "done", command=["/bin/sh", "-c", "exit 0"])
+    sc.wait_exit(done)
+    wait_log(sc, "hog", "held")
+    layers = str(sc.d.root_dir / "containers")
+
+    # Created: what names it, zero use with timestamps, its (nearly empty) writable layer.
+    s = cstats(sc, created)
+    assert s.attributes.id == created and s.attributes.metadata.name == "created"
+    assert dict(s.attributes.labels) == {"app": "idle"}
+    assert dict(s.attributes.annotations) == {"a": "b"}
+    assert s.cpu.timestamp > 0 and s.memory.timestamp > 0
+    assert s.cpu.usage_core_nano_seconds.value == 0 and not s.cpu.HasField("usage_nano_cores")
+    assert s.memory.working_set_bytes.value == 0 and s.memory.usage_bytes.value == 0
+    assert s.writable_layer.fs_id.mountpoint == layers
+    assert s.writable_layer.timestamp > 0 and s.writable_layer.inodes_used.value >= 1
+
+    # Running: the memory it holds, CPU time that grows, a rate from the second reading on.
+    # A sample taken after it filled its memory (samples lag by up to stats.interval).
+    s1 = wait_for(lambda: (x := cstats(sc, hog)).memory.working_set_bytes.value > HOG and x,
+                  "the memory held")
+    assert s1.attributes.metadata.name == "hog"
+    m = s1.memory
+    assert m.working_set_bytes.value > HOG, m
+    assert m.usage_bytes.value >= m.working_set_bytes.value
+    assert m.rss_bytes.value > HOG and m.page_faults.value > 0
+    assert m.available_bytes.value == (256 << 20) - m.working_set_bytes.value
+    s2 = wait_for(lambda: (x := cstats(sc, hog)).cpu.timestamp > s1.cpu.timestamp and x,
+                  "the collector's next sample")
+    assert s2.cpu.usage_core_nano_seconds.value > s1.cpu.usage_core_nano_seconds.value > 0
+    assert s2.cpu.HasField("usage_nano_cores")
+    assert 0 < s2.cpu.usage_nano_cores.value < 2_000_000_000
+    # The writable layer counts what the container writes.
+    before = s2.writable_layer.used_bytes.value
+    assert sc.exec(hog, ["sh", "-c", "head -c 3000000 /dev/zero > /big"]).exit_code == 0
+    wait_for(lambda: cstats(sc, hog).writable_layer.used_bytes.value >= before + 3000000,
+             "3 MB in the writable layer")
+
+    # Exited: its cgroup is gone with it, so it uses nothing; it is still listed.
+    s = cstats(sc, done)
+    assert s.attributes.id == done and s.cpu.timestamp > 0 and s.memory.timestamp > 0
+    assert s.cpu.usage_core_nano_seconds.value == 0 and s.memory.working_set_bytes.value == 0
+    assert sorted(x.attributes.id for x in lstats(sc)) == sorted([created, hog, done])
+    # By a unique prefix, as the other container calls.
+    assert cstats(sc, hog[:12]).attributes.id == hog
+
+    sc.crm(done)
+    with pytest.raises(grpc.RpcError) as e:
+        cstats(sc, done)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and done in e.value.details()
+
+
+def test_list_stats_filters_and_errors(sc):
+    a, acfg = sc.pod("a")
+    b, bcfg = sc.pod("b")
+    web = sc.run_ctr(a, acfg, "web", labels={"app": "web", "tier": "front"}, **sleeper())
+    db = sc.create(a, acfg, "db", labels={"app": "db"})
+    other = sc.create(b, bcfg, "web2", labels={"app": "web"})
+
+    def ids(**f):
+        return sorted(s.attributes.id for s in lstats(sc, **f))
+
+    assert ids() == sorted([web, db, other])
+    assert ids(id=web) == [web] and ids(id=db[:8]) == [db]
+    assert ids(id="f" * 64 if not web.startswith("f") else "e" * 64) == []
+    assert ids(id="not/an id") == []
+    assert ids(pod_sandbox_id=a) == sorted([web, db]) and ids(pod_sandbox_id=b[:10]) == [other]
+    assert ids(label_selector={"app": "web"}) == sorted([web, other])
+    assert ids(label_selector={"app": "web", "tier": "front"}) == [web]
+    assert ids(pod_sandbox_id=b, label_selector={"app": "db"}) == []
+    assert ids(id=web, pod_sandbox_id=b) == []
+    [s] = lstats(sc, id=web)
+    assert s.cpu.usage_core_nano_seconds.value > 0 and s.memory.working_set_bytes.value > 0
+
+    with pytest.raises(grpc.RpcError) as e:
+        cstats(sc, "")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "container_id is required" in e.value.details()
+    unknown = "0123456789abcdef" * 4
+    with pytest.raises(grpc.RpcError) as e:
+        cstats(sc, unknown)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and unknown in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        cstats(sc, "../../etc")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    sc.remove(a)
+    sc.remove(b)
+    assert sc.leftovers() == EMPTY_CTRS
+
+
+def test_list_stats_of_fifty_containers_is_cheap(sc):
+    pod, cfg = sc.pod()
+    cids = [sc.run_ctr(pod, cfg, f"c{i}", **sleeper()) for i in range(50)]
+    # Two rounds of the collector: a rate for each.
+    wait_for(lambda: all(s.cpu.HasField("usage_nano_cores") for s in lstats(sc)), "rates")
+    times = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        stats = lstats(sc)
+        times.append(time.monotonic() - t0)
+    assert sorted(s.attributes.id for s in stats) == sorted(cids)
+    assert all(s.cpu.HasField("usage_nano_cores") for s in stats)
+    best = min(times)
+    print(f"ListContainerStats, 50 running containers: best {best * 1000:.1f} ms, "
+          f"median {sorted(times)[2] * 1000:.1f} ms")
+    # The kubelet asks every 10 s; this leaves a wide margin on a busy shared machine.
+    assert best < 2.0, times
+
+
 def test_container_cpu_memory_and_writable_layer(sc):
     pod, cfg = sc.pod()
     busy = sc.run_ctr(pod, cfg, "busy", command=BUSY)
