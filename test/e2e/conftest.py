@@ -69,6 +69,10 @@ IMPLEMENTED = {
     "RuntimeService/Exec",
     "RuntimeService/Attach",
     "RuntimeService/PortForward",
+    "RuntimeService/PodSandboxStats",
+    "RuntimeService/ListPodSandboxStats",
+    "RuntimeService/ListMetricDescriptors",
+    "RuntimeService/ListPodSandboxMetrics",
     "RuntimeService/ContainerStats",
     "RuntimeService/ListContainerStats",
 }
@@ -76,6 +80,7 @@ IMPLEMENTED = {
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
                 "RuntimeService/RunPodSandbox", "RuntimeService/StopPodSandbox",
                 "RuntimeService/RemovePodSandbox", "RuntimeService/PodSandboxStatus",
+                "RuntimeService/PodSandboxStats",
                 "RuntimeService/CreateContainer", "RuntimeService/StartContainer",
                 "RuntimeService/StopContainer", "RuntimeService/RemoveContainer",
                 "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
