@@ -208,6 +208,38 @@ int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error
         return be->ops->sandbox_watch(be, id, ret_fd, err);
 }
 
+int be_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
+                          struct sh_error *err)
+{
+        if (!be->ops->container_fs_usage || !(be->ops->caps & BE_CAP_STATS))
+                return unsupported(be, "writable layer usage", err);
+        memset(ret, 0, sizeof(*ret));
+        return be->ops->container_fs_usage(be, id, ret, err);
+}
+
+int be_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
+                     struct be_sandbox_stats *ret, struct sh_error *err)
+{
+        int r;
+
+        if (!be->ops->sandbox_stats || !(be->ops->caps & BE_CAP_STATS))
+                return unsupported(be, "pod stats", err);
+        memset(ret, 0, sizeof(*ret));
+        r = be->ops->sandbox_stats(be, req, ret, err);
+        if (r < 0)
+                be_sandbox_stats_done(ret);
+        return r;
+}
+
+void be_sandbox_stats_done(struct be_sandbox_stats *s)
+{
+        if (!s)
+                return;
+        free(s->ifaces);
+        s->ifaces = NULL;
+        s->n_ifaces = 0;
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {

@@ -3,8 +3,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cgstats.h"
 #include "error.h"
 #include "fsusage.h"
+#include "netdev.h"
 
 /*
  * The backend driver interface (DESIGN.md "The backend interface", STYLE R7/R8).
@@ -231,25 +233,37 @@ struct be_exec_result {
 void be_exec_result_done(struct be_exec_result *r);
 
 /*
- * A container's resource use now (CRI ContainerStats). Counters are cumulative since the
- * container started; a container that has not started or has exited uses nothing, so its
- * counters are 0 with the flags still set. A flag is false for what the backend cannot tell.
+ * A container's resource use now (CRI ContainerStats): its cgroup's figures. Counters are
+ * cumulative since the container started; a container that has not started or has exited
+ * uses nothing, so its counters are 0 with the flags still set. A flag is false for what
+ * the backend cannot tell. The writable layer is measured apart (container_fs_usage).
  */
 struct be_ctr_stats {
-        long long timestamp_ns; /* CLOCK_REALTIME when cpu and memory were read */
-        bool has_cpu;
-        unsigned long long cpu_usage_ns; /* CPU time of all its processes */
-        bool has_memory;
-        unsigned long long mem_usage;       /* bytes charged, page cache included */
-        unsigned long long mem_working_set; /* usage - inactive file pages, floored at 0 */
-        unsigned long long mem_rss;
-        unsigned long long mem_page_faults;
-        unsigned long long mem_major_page_faults;
-        bool has_mem_available;           /* a memory limit is set */
-        unsigned long long mem_available; /* limit - working set, floored at 0 */
-        bool has_writable_layer;
-        struct sh_fs_usage writable_layer; /* mountpoint: the filesystem's dir, not the layer's */
+        long long timestamp_ns; /* CLOCK_REALTIME when the cgroup was read */
+        struct sh_cg_stats cg;
 };
+
+/* What sandbox_stats is asked to measure. Borrowed for the call. */
+struct be_sandbox_stats_req {
+        const char *id;
+        const struct be_sandbox_spec *spec; /* its cgroup_parent names the pod's cgroup */
+        const char *netns;                  /* the pod's network namespace; NULL: host network */
+        const char *const *container_ids;   /* its running containers, NULL-terminated */
+};
+
+/*
+ * A pod's resource use now (CRI LinuxPodSandboxStats): the pod's cgroup (everything in it,
+ * the sandbox and its containers) and the interfaces of its network namespace. Owned;
+ * be_sandbox_stats_done.
+ */
+struct be_sandbox_stats {
+        long long timestamp_ns;
+        struct sh_cg_stats cg;
+        bool has_network; /* false for host network: the node's interfaces are not the pod's */
+        struct sh_netdev *ifaces; /* malloc'd, n_ifaces of them, without lo */
+        size_t n_ifaces;
+};
+void be_sandbox_stats_done(struct be_sandbox_stats *s);
 
 /* What a RuntimeClass handler's backend is configured with. Borrowed for the call. */
 struct be_config {
@@ -346,9 +360,9 @@ struct be_ops {
          */
         int (*container_attach)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /*
-         * Fills @ret with container @id's resource use (BE_CAP_STATS). -ENOENT when the backend
-         * does not know @id. Reads counters and walks the writable layer: blocks for that walk,
-         * takes no lock that other ops hold long.
+         * Fills @ret with container @id's cgroup figures (BE_CAP_STATS). -ENOENT when the
+         * backend does not know @id. Reads a few counter files; takes no lock that other ops
+         * hold long. The stats collector (podmgr/stats.c) calls it, never an RPC.
          */
         int (*container_stats)(struct be *be, const char *id, struct be_ctr_stats *ret,
                                struct sh_error *err);
@@ -361,6 +375,20 @@ struct be_ops {
         int (*container_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /* The same for ready sandbox @id: readable once it stops running by itself. */
         int (*sandbox_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+        /*
+         * Fills @ret with the bytes and inodes of container @id's writable layer, its
+         * mountpoint the filesystem's dir (BE_CAP_STATS). -ENOENT when unknown. Walks the
+         * layer by directory fd: blocks for that walk, so the collector does it less often.
+         */
+        int (*container_fs_usage)(struct be *be, const char *id, struct sh_fs_usage *ret,
+                                  struct sh_error *err);
+        /*
+         * Fills @ret with pod @req->id's cgroup figures and its network namespace's interface
+         * counters (BE_CAP_STATS). -ENOENT when the backend does not know the pod. Reads
+         * cgroup files and enters the netns from a helper thread; blocks briefly.
+         */
+        int (*sandbox_stats)(struct be *be, const struct be_sandbox_stats_req *req,
+                             struct be_sandbox_stats *ret, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -405,6 +433,10 @@ int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
+                          struct sh_error *err);
+int be_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
+                     struct be_sandbox_stats *ret, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

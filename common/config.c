@@ -182,6 +182,8 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.server_read_workers = src->server_read_workers;
         c.server_max_queued = src->server_max_queued;
         c.pids_limit = src->pids_limit;
+        c.stats_interval_s = src->stats_interval_s;
+        c.stats_fs_interval_s = src->stats_fs_interval_s;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
             dup_str(src->log_file, &c.log_file) < 0 ||
@@ -253,6 +255,8 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .server_read_workers = 4,
                 .server_max_queued = 512,
                 .pids_limit = 4096,
+                .stats_interval_s = 10,
+                .stats_fs_interval_s = 60,
         };
 
         if (config_copy(&d, cfg) < 0)
@@ -965,6 +969,12 @@ static const struct field containers_fields[] = {
         {.key = NULL},
 };
 
+static const struct field stats_fields[] = {
+        F_NUM("interval", stats_interval_s, 1, 3600),
+        F_NUM("fs_interval", stats_fs_interval_s, 1, 86400),
+        {.key = NULL},
+};
+
 static const struct field top_fields[] = {
         F_FN("listen", load_listen),
         F_STR("state_dir", state_dir, STR_ABSPATH),
@@ -981,6 +991,7 @@ static const struct field top_fields[] = {
         F_SUB("logs", logs_fields),
         F_SUB("server", server_fields),
         F_SUB("containers", containers_fields),
+        F_SUB("stats", stats_fields),
         {.key = NULL},
 };
 

@@ -122,10 +122,19 @@ int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err);
+/* Stats and metrics (stats.c): from podmgr's collector, never a cgroup read per call. */
 int cri_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_list_container_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
                              ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_pod_sandbox_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                          ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_pod_sandbox_stats(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                               ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_metric_descriptors(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                                ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_list_pod_sandbox_metrics(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                                 ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
                                    ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_reopen_container_log(struct cri_ctx *ctx, const ProtobufCMessage *req,

@@ -38,9 +38,9 @@
 /*
  * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
  * no lock held across I/O). R: the read lane (List*, *Status: they may read files or wait
- * for a lock briefly, so not on the queue thread). W: the walk lane (container stats and
- * ImageFsInfo walk trees). Everything else: the slow lane. The lanes and their limits: server.c,
- * docs/configuration.md (server.*).
+ * for a lock briefly, so not on the queue thread; the stats and metrics RPCs too, which read
+ * podmgr's collector's samples). W: the walk lane (ImageFsInfo walks trees). Everything else: the
+ * slow lane. The lanes and their limits: server.c, docs/configuration.md (server.*).
  */
 static const struct cri_method methods[] = {
         M(RuntimeService, Version, version_request, version_response, false, true, cri_version),
@@ -79,16 +79,16 @@ static const struct cri_method methods[] = {
         M(RuntimeService, Attach, attach_request, attach_response, false, false, cri_attach),
         M(RuntimeService, PortForward, port_forward_request, port_forward_response, false, false,
           cri_port_forward),
-        W(RuntimeService, ContainerStats, container_stats_request, container_stats_response,
+        R(RuntimeService, ContainerStats, container_stats_request, container_stats_response,
           cri_container_stats),
-        W(RuntimeService, ListContainerStats, list_container_stats_request,
+        R(RuntimeService, ListContainerStats, list_container_stats_request,
           list_container_stats_response, cri_list_container_stats),
         M(RuntimeService, StreamContainerStats, stream_container_stats_request,
           stream_container_stats_response, true, true, NULL),
-        M(RuntimeService, PodSandboxStats, pod_sandbox_stats_request, pod_sandbox_stats_response,
-          false, true, NULL),
-        M(RuntimeService, ListPodSandboxStats, list_pod_sandbox_stats_request,
-          list_pod_sandbox_stats_response, false, true, NULL),
+        R(RuntimeService, PodSandboxStats, pod_sandbox_stats_request, pod_sandbox_stats_response,
+          cri_pod_sandbox_stats),
+        R(RuntimeService, ListPodSandboxStats, list_pod_sandbox_stats_request,
+          list_pod_sandbox_stats_response, cri_list_pod_sandbox_stats),
         M(RuntimeService, StreamPodSandboxStats, stream_pod_sandbox_stats_request,
           stream_pod_sandbox_stats_response, true, true, NULL),
         M(RuntimeService, UpdateRuntimeConfig, update_runtime_config_request,
@@ -99,9 +99,9 @@ static const struct cri_method methods[] = {
         M(RuntimeService, GetContainerEvents, get_events_request, container_event_response, true,
           true, NULL),
         M(RuntimeService, ListMetricDescriptors, list_metric_descriptors_request,
-          list_metric_descriptors_response, false, true, NULL),
-        M(RuntimeService, ListPodSandboxMetrics, list_pod_sandbox_metrics_request,
-          list_pod_sandbox_metrics_response, false, true, NULL),
+          list_metric_descriptors_response, false, true, cri_list_metric_descriptors),
+        R(RuntimeService, ListPodSandboxMetrics, list_pod_sandbox_metrics_request,
+          list_pod_sandbox_metrics_response, cri_list_pod_sandbox_metrics),
         M(RuntimeService, StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request,
           stream_pod_sandbox_metrics_response, true, true, NULL),
         M(RuntimeService, RuntimeConfig, runtime_config_request, runtime_config_response, false,

@@ -851,7 +851,6 @@ static char *reserved_name(const struct be_container_spec *s, const struct pod_s
 static void forget(struct pod_mgr *pm, const char *id)
 {
         pod_view_ctr_remove(pm, id);
-        pod_cpu_forget(pm, id);
         pod_db_run(pm, "DELETE FROM container_layers WHERE container_id = ?",
                    (const char *[]){id, NULL}, NULL);
         pod_db_run(pm, "DELETE FROM containers WHERE id = ?", (const char *[]){id, NULL}, NULL);
@@ -1236,115 +1235,6 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
         *ret = l.v;
         *ret_n = l.n;
         return 0;
-}
-
-/* ---------------------------------------------------------------- stats */
-
-/*
- * Measures container @i (handler @handler) into a new *@ret, which takes @i over (also on
- * failure). @lenient (a list): a backend that cannot measure it gives a record without stats
- * rather than an error; only running out of memory fails.
- */
-static int measure(struct pod_mgr *pm, struct pod_container_info *i, const char *handler,
-                   bool lenient, struct pod_container_stats **ret, struct sh_error *err)
-{
-        struct pod_container_stats *s = calloc(1, sizeof(*s));
-        struct sh_error e = {0};
-        struct be *be = NULL;
-        int r;
-
-        if (!s) {
-                pod_container_info_free(i);
-                return -ENOMEM;
-        }
-        s->info = i;
-        r = pod_mgr_backend(pm, handler, &be, &e);
-        if (r == 0)
-                r = be_container_stats(be, i->id, &s->stats, &e);
-        if (r == 0) {
-                s->has_stats = true;
-                if (s->stats.has_cpu)
-                        s->has_cpu_rate = pod_cpu_rate(pm, i->id, s->stats.timestamp_ns,
-                                                       s->stats.cpu_usage_ns, &s->cpu_nano_cores);
-        } else if (r == -ENOMEM || !lenient) {
-                pod_container_stats_free(s);
-                if (err)
-                        *err = e;
-                return sh_err_prefix(err, r, "stats of container %.12s", i->id);
-        } else {
-                sh_log_debug("container=%s no stats: %s", i->id, e.msg);
-        }
-        *ret = s;
-        return 0;
-}
-
-int pod_container_stats(struct pod_mgr *pm, const char *id, struct pod_container_stats **ret,
-                        struct sh_error *err)
-{
-        struct pod_container_info *i = NULL;
-        _cleanup_free_ char *handler = NULL;
-        int r = load(pm, id, &i, &handler, err);
-
-        return r < 0 ? r : measure(pm, i, handler, false, ret, err);
-}
-
-int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filter *f,
-                             struct pod_container_stats ***ret, size_t *ret_n, struct sh_error *err)
-{
-        struct pod_container_filter any = {0}, nostate = f ? *f : any;
-        struct row *rows = NULL;
-        size_t n = 0, k = 0;
-        struct pod_container_stats **v;
-        _cleanup_free_ const char **ids = NULL;
-        int r;
-
-        nostate.has_state = false;
-        /* The state is not needed: the backend measures what is there, and stays cheap. */
-        r = list_rows(pm, NULL, &rows, &n, err);
-        if (r < 0)
-                return r;
-        v = calloc(n + 1, sizeof(*v));
-        ids = calloc(n + 1, sizeof(*ids));
-        if (!v || !ids) {
-                free(v);
-                rows_free(rows, n);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++)
-                ids[i] = rows[i].info->id; /* alive in rows or in v until the end */
-        for (size_t i = 0; i < n && r == 0; i++) {
-                if (!matches(rows[i].info, &nostate))
-                        continue;
-                r = measure(pm, TAKE_PTR(rows[i].info), rows[i].handler, true, &v[k], err);
-                if (r == 0)
-                        k++;
-        }
-        if (r == 0)
-                pod_cpu_keep(pm, ids, n);
-        rows_free(rows, n);
-        if (r < 0) {
-                pod_container_stats_list_free(v);
-                return r;
-        }
-        *ret = v;
-        *ret_n = k;
-        return 0;
-}
-
-struct pod_container_stats *pod_container_stats_free(struct pod_container_stats *s)
-{
-        if (!s)
-                return NULL;
-        pod_container_info_free(s->info);
-        free(s);
-        return NULL;
-}
-
-void pod_container_stats_list_free(struct pod_container_stats **l)
-{
-        for (size_t i = 0; l && l[i]; i++)
-                pod_container_stats_free(l[i]);
-        free(l);
 }
 
 static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,

@@ -30,19 +30,16 @@ static inline void pod_lock_releasep(struct pod_lock **l)
 #define _cleanup_pod_lock_ __attribute__((cleanup(pod_lock_releasep)))
 
 /*
- * Records CPU reading (@ts_ns, @usage_ns) of container @id. True, with *@ret the cores used
- * in nanocores since the previous reading, when there was an older one and the counter did
- * not go back. Takes the manager's cpu lock briefly.
+ * The stats collector (stats.c): a thread that samples every running container and ready
+ * pod every stats.interval through the backends and keeps the last two samples of each in
+ * memory, which the stats RPCs read. new starts the thread (its first round at once); free
+ * stops and joins it, waiting for a round in progress. Both under no podmgr lock.
  */
-bool pod_cpu_rate(struct pod_mgr *pm, const char *id, long long ts_ns, unsigned long long usage_ns,
-                  unsigned long long *ret);
-/* Drops container @id's CPU reading (it was removed). */
-void pod_cpu_forget(struct pod_mgr *pm, const char *id);
-/*
- * Drops the CPU readings of every container but @ids (all there are; sorted in place): a
- * reading taken while its container was being removed would otherwise stay for good.
- */
-void pod_cpu_keep(struct pod_mgr *pm, const char **ids, size_t n);
+struct pod_stats;
+int pod_stats_new(struct pod_mgr *pm, struct pod_stats **ret, struct sh_error *err);
+struct pod_stats *pod_stats_free(struct pod_stats *st);
+/* The manager's collector (NULL while pod_mgr_new has not made it yet). */
+struct pod_stats *pod_mgr_stats(struct pod_mgr *pm);
 
 /* Shared by sandbox.c and container.c. */
 #include <json-c/json.h>

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,18 +39,10 @@ struct pod_mgr {
         char *db_path;
         size_t n_handlers;
         struct pod_handler *handlers;
-        pthread_mutex_t cpu_lock; /* protects cpu_samples */
-        void *cpu_samples;        /* tsearch tree of struct cpu_sample by id */
+        struct pod_stats *stats; /* the stats collector (stats.c) */
         pod_event_fn event_fn;
         void *event_data;
         struct pod_view *view; /* view.c */
-};
-
-/* A container's last CPU reading, for usage_nano_cores. */
-struct cpu_sample {
-        char id[65];
-        long long ts_ns;
-        unsigned long long usage_ns;
 };
 
 static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
@@ -96,7 +87,6 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
         }
         pthread_mutex_init(&pm->locks_mu, NULL);
         pm->cfg = cfg;
-        pthread_mutex_init(&pm->cpu_lock, NULL);
         pm->db_path = strdup(db);
         r = pod_view_new(&pm->view);
         if (r < 0) {
@@ -134,6 +124,8 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
                 }
         }
         r = pod_view_load(pm, err);
+        if (r == 0)
+                r = pod_stats_new(pm, &pm->stats, err);
         if (r < 0) {
                 pod_mgr_free(pm);
                 return r;
@@ -146,15 +138,14 @@ struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
 {
         if (!pm)
                 return NULL;
-        /* The watcher first: it calls into the backends. */
+        /* First the collector (it reads the view and calls the backends), then the watcher. */
+        pm->stats = pod_stats_free(pm->stats);
         pm->view = pod_view_free(pm->view);
         for (size_t i = 0; i < pm->n_handlers; i++) {
                 be_free(pm->handlers[i].be);
                 free(pm->handlers[i].error);
         }
         free(pm->handlers);
-        tdestroy(pm->cpu_samples, free);
-        pthread_mutex_destroy(&pm->cpu_lock);
         pod_store_close(pm->store);
         free(pm->containers_dir);
         free(pm->db_path);
@@ -267,106 +258,9 @@ int pod_mgr_backend(struct pod_mgr *pm, const char *handler, struct be **ret, st
         return 0;
 }
 
-static int cmp_sample(const void *a, const void *b)
+struct pod_stats *pod_mgr_stats(struct pod_mgr *pm)
 {
-        return strcmp(((const struct cpu_sample *)a)->id, ((const struct cpu_sample *)b)->id);
-}
-
-bool pod_cpu_rate(struct pod_mgr *pm, const char *id, long long ts_ns, unsigned long long usage_ns,
-                  unsigned long long *ret)
-{
-        struct cpu_sample key = {.ts_ns = ts_ns, .usage_ns = usage_ns}, *s, **found;
-        bool ok = false;
-
-        snprintf(key.id, sizeof(key.id), "%s", id);
-        pthread_mutex_lock(&pm->cpu_lock);
-        found = tfind(&key, &pm->cpu_samples, cmp_sample);
-        if (found) {
-                s = *found;
-                /* Only a reading newer than the last one moves it: callers may race. */
-                if (ts_ns > s->ts_ns) {
-                        if (usage_ns >= s->usage_ns) {
-                                long double rate = (long double)(usage_ns - s->usage_ns) * 1e9L /
-                                                   (long double)(ts_ns - s->ts_ns);
-
-                                *ret = (unsigned long long)rate;
-                                ok = true;
-                        }
-                        s->ts_ns = ts_ns;
-                        s->usage_ns = usage_ns;
-                }
-        } else if ((s = malloc(sizeof(*s)))) {
-                *s = key;
-                if (!tsearch(s, &pm->cpu_samples, cmp_sample))
-                        free(s); /* no memory: no rate next time either, nothing worse */
-        }
-        pthread_mutex_unlock(&pm->cpu_lock);
-        return ok;
-}
-
-void pod_cpu_forget(struct pod_mgr *pm, const char *id)
-{
-        struct cpu_sample key = {0}, **found;
-
-        snprintf(key.id, sizeof(key.id), "%s", id);
-        pthread_mutex_lock(&pm->cpu_lock);
-        found = tfind(&key, &pm->cpu_samples, cmp_sample);
-        if (found) {
-                struct cpu_sample *s = *found;
-
-                tdelete(&key, &pm->cpu_samples, cmp_sample);
-                free(s);
-        }
-        pthread_mutex_unlock(&pm->cpu_lock);
-}
-
-struct cpu_sweep {
-        const char *const *keep; /* sorted */
-        size_t n_keep;
-        struct cpu_sample **stale;
-        size_t n_stale, cap;
-};
-
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void sweep_visit(const void *node, VISIT which, void *data)
-{
-        struct cpu_sweep *w = data;
-        struct cpu_sample *s = *(struct cpu_sample *const *)node;
-        const char *id = s->id;
-
-        if (which != postorder && which != leaf)
-                return;
-        if (bsearch(&id, w->keep, w->n_keep, sizeof(*w->keep), cmp_str))
-                return;
-        if (w->n_stale == w->cap) {
-                size_t cap = w->cap ? w->cap * 2 : 16;
-                struct cpu_sample **v = realloc(w->stale, cap * sizeof(*v));
-
-                if (!v)
-                        return; /* swept next time */
-                w->stale = v;
-                w->cap = cap;
-        }
-        w->stale[w->n_stale++] = s;
-}
-
-void pod_cpu_keep(struct pod_mgr *pm, const char **ids, size_t n)
-{
-        struct cpu_sweep w = {.keep = ids, .n_keep = n};
-
-        qsort(ids, n, sizeof(*ids), cmp_str);
-        pthread_mutex_lock(&pm->cpu_lock);
-        twalk_r(pm->cpu_samples, sweep_visit, &w);
-        for (size_t i = 0; i < w.n_stale; i++) {
-                tdelete(w.stale[i], &pm->cpu_samples, cmp_sample);
-                free(w.stale[i]);
-        }
-        pthread_mutex_unlock(&pm->cpu_lock);
-        free(w.stale);
+        return pm->stats;
 }
 
 const char *pod_mgr_store_path(struct pod_mgr *pm)

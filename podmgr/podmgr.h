@@ -221,35 +221,82 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
 int pod_container_each(struct pod_mgr *pm, const struct pod_container_filter *f,
                        int (*fn)(const struct pod_container_info *i, void *data), void *data);
 
+/* ------------------------------------------------------------------ stats */
+
+/*
+ * Cgroup figures of a container or pod as the stats collector (stats.c) last sampled them,
+ * with the CPU rate between its last two samples (as cAdvisor computes it).
+ */
+struct pod_stats_sample {
+        long long timestamp_ns; /* CLOCK_REALTIME of the sample */
+        struct sh_cg_stats cg;
+        bool has_cpu_rate; /* two samples exist: cpu_nano_cores is the use between them */
+        unsigned long long cpu_nano_cores;
+};
+
 /*
  * A container's resource use (ContainerStats) with what names it. Owned;
- * pod_container_stats_free. In a list, @info's state is the one last recorded.
+ * pod_container_stats_free. A container that is not running uses nothing: its sample holds
+ * zeros (flags set) at the time of the call, and a memory limit from its spec.
  */
 struct pod_container_stats {
         struct pod_container_info *info; /* id, sandbox, metadata, labels, annotations */
-        bool has_stats;                  /* false: its backend could not measure it (list only) */
-        struct be_ctr_stats stats;
-        bool has_cpu_rate; /* a previous reading exists: cpu_nano_cores is the use since */
-        unsigned long long cpu_nano_cores;
+        bool has_stats;                  /* false: its backend could not measure it */
+        struct pod_stats_sample sample;
+        bool has_writable_layer; /* sampled on the slower stats.fs_interval cadence */
+        struct sh_fs_usage writable_layer;
 };
 struct pod_container_stats *pod_container_stats_free(struct pod_container_stats *s);
 void pod_container_stats_list_free(struct pod_container_stats **l);
 
 /*
- * ContainerStats of the container @id names (an id or a unique prefix). -ENOENT when there is
- * none, -EOPNOTSUPP when its backend has no stats. Walks its writable layer: blocks.
+ * ContainerStats of the container @id names (an id or a unique prefix), from the
+ * collector's samples. -ENOENT when there is none. A container never sampled yet (just
+ * made) is sampled once now, through its backend; -EOPNOTSUPP when that has no stats.
  */
 int pod_container_stats(struct pod_mgr *pm, const char *id, struct pod_container_stats **ret,
                         struct sh_error *err);
 
 /*
  * ListContainerStats: the containers matching @f (NULL: all; has_state is ignored), oldest
- * first, *@ret NULL-terminated. One whose backend cannot measure it is listed without stats.
- * Walks each writable layer: blocks.
+ * first, *@ret NULL-terminated, from the samples (one never sampled is sampled once now).
+ * One whose backend cannot measure it is listed without stats.
  */
 int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filter *f,
                              struct pod_container_stats ***ret, size_t *ret_n,
                              struct sh_error *err);
+
+/*
+ * A pod's resource use (PodSandboxStats): its cgroup's sample, its network namespace's
+ * interfaces, and its containers' stats. Owned; pod_sandbox_stats_free.
+ */
+struct pod_sandbox_stats {
+        struct pod_sandbox_info *info;
+        bool has_stats; /* false: its backend could not measure it */
+        struct pod_stats_sample sample;
+        bool has_network; /* false for host network */
+        long long net_timestamp_ns;
+        struct sh_netdev *ifaces; /* n_ifaces, without lo */
+        size_t n_ifaces;
+        struct pod_container_stats **containers; /* NULL-terminated, oldest first */
+        size_t n_containers;
+};
+struct pod_sandbox_stats *pod_sandbox_stats_free(struct pod_sandbox_stats *s);
+void pod_sandbox_stats_list_free(struct pod_sandbox_stats **l);
+
+/*
+ * PodSandboxStats of the sandbox @id names (an id or a unique prefix), from the samples.
+ * -ENOENT when there is none, -EAGAIN when it is not ready (nothing runs to measure).
+ */
+int pod_sandbox_stats(struct pod_mgr *pm, const char *id, struct pod_sandbox_stats **ret,
+                      struct sh_error *err);
+
+/*
+ * ListPodSandboxStats: the ready sandboxes matching @f (NULL: all; has_state is ignored),
+ * oldest first, *@ret NULL-terminated, from the samples.
+ */
+int pod_sandbox_stats_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
+                           struct pod_sandbox_stats ***ret, size_t *ret_n, struct sh_error *err);
 
 /* UpdateContainerResources: applies and records @res. -EINVAL for an exited container. */
 int pod_container_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,

@@ -6,7 +6,8 @@
  * Containers live in memory too: a container whose argv[0] is "fail" fails to start, stop
  * ends one with 128+signal, and exec answers argv[1..] on stdout ("exit N" exits N).
  * Stats: a running container burns half a core and holds FAKE_MEM_* bytes; one not running
- * uses nothing; the writable layer is always one 4 KiB file.
+ * uses nothing; the writable layer is always one 4 KiB file; a pod is its running
+ * containers plus one process, with FAKE_NET_* bytes on eth0.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -35,6 +36,8 @@ struct fake_container {
 #define FAKE_MEM_USAGE    (64ULL << 20)
 #define FAKE_MEM_INACTIVE (16ULL << 20) /* inactive file pages: usage minus the working set */
 #define FAKE_MEM_RSS      (40ULL << 20)
+#define FAKE_NET_RX       1000000ULL
+#define FAKE_NET_TX       2000000ULL
 
 struct fake_be {
         bool ready;
@@ -155,6 +158,27 @@ static int fake_container_status(struct be *be, const char *id, struct be_ctr_st
         return r;
 }
 
+/* Fills @cg with container @c's made-up figures. Under fb->lock. */
+static void fake_cg(const struct fake_container *c, long long now, struct sh_cg_stats *cg)
+{
+        cg->has_cpu = cg->has_memory = cg->has_pids = true;
+        if (c->st.state == BE_CTR_RUNNING) {
+                cg->cpu_usage_ns = (unsigned long long)(now - c->st.started_ns) / 2;
+                cg->mem_usage = FAKE_MEM_USAGE;
+                cg->mem_inactive_file = FAKE_MEM_INACTIVE;
+                cg->mem_working_set = FAKE_MEM_USAGE - FAKE_MEM_INACTIVE;
+                cg->mem_rss = FAKE_MEM_RSS;
+                cg->mem_cache = FAKE_MEM_USAGE - FAKE_MEM_RSS;
+                cg->mem_pgfault = 1000;
+                cg->mem_pgmajfault = 10;
+                cg->pids = 1;
+        }
+        if (c->memory_limit > 0) {
+                cg->has_mem_limit = true;
+                cg->mem_limit = (unsigned long long)c->memory_limit;
+        }
+}
+
 static int fake_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                                 struct sh_error *err)
 {
@@ -168,31 +192,72 @@ static int fake_container_stats(struct be *be, const char *id, struct be_ctr_sta
                 r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
         else {
                 ret->timestamp_ns = fake_now();
-                ret->has_cpu = ret->has_memory = ret->has_writable_layer = true;
-                if (c->st.state == BE_CTR_RUNNING) {
-                        ret->cpu_usage_ns =
-                                (unsigned long long)(ret->timestamp_ns - c->st.started_ns) / 2;
-                        ret->mem_usage = FAKE_MEM_USAGE;
-                        ret->mem_working_set = FAKE_MEM_USAGE - FAKE_MEM_INACTIVE;
-                        ret->mem_rss = FAKE_MEM_RSS;
-                        ret->mem_page_faults = 1000;
-                        ret->mem_major_page_faults = 10;
-                }
-                if (c->memory_limit > 0) {
-                        unsigned long long lim = (unsigned long long)c->memory_limit;
-
-                        ret->has_mem_available = true;
-                        ret->mem_available =
-                                lim > ret->mem_working_set ? lim - ret->mem_working_set : 0;
-                }
-                snprintf(ret->writable_layer.mountpoint, sizeof(ret->writable_layer.mountpoint),
-                         "/fake/containers");
-                ret->writable_layer.timestamp_ns = ret->timestamp_ns;
-                ret->writable_layer.used_bytes = 4096;
-                ret->writable_layer.inodes_used = 1;
+                fake_cg(c, ret->timestamp_ns, &ret->cg);
         }
         pthread_mutex_unlock(&fb->lock);
         return r;
+}
+
+static int fake_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
+                                   struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        int r = 0;
+
+        pthread_mutex_lock(&fb->lock);
+        if (!find_ctr(fb, id))
+                r = sh_err(err, -ENOENT, "fake backend: no container %s", id);
+        pthread_mutex_unlock(&fb->lock);
+        if (r < 0)
+                return r;
+        snprintf(ret->mountpoint, sizeof(ret->mountpoint), "/fake/containers");
+        ret->timestamp_ns = fake_now();
+        ret->used_bytes = 4096;
+        ret->inodes_used = 1;
+        return 0;
+}
+
+/*
+ * A pod: its running containers' figures plus the sandbox's one process, and an eth0 that
+ * has received FAKE_NET_RX and sent FAKE_NET_TX bytes (none on host network).
+ */
+static int fake_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
+                              struct be_sandbox_stats *ret, struct sh_error *err)
+{
+        struct fake_be *fb = be->priv;
+        bool known = false;
+
+        pthread_mutex_lock(&fb->lock);
+        for (struct fake_sandbox *sb = fb->sandboxes; sb; sb = sb->next)
+                known |= strcmp(sb->id, req->id) == 0;
+        ret->timestamp_ns = fake_now();
+        ret->cg.has_cpu = ret->cg.has_memory = ret->cg.has_pids = true;
+        ret->cg.pids = 1;
+        for (size_t i = 0; known && req->container_ids[i]; i++) {
+                struct fake_container *c = find_ctr(fb, req->container_ids[i]);
+                struct sh_cg_stats one = {0};
+
+                if (c) {
+                        fake_cg(c, ret->timestamp_ns, &one);
+                        sh_cg_stats_add(&ret->cg, &one);
+                }
+        }
+        pthread_mutex_unlock(&fb->lock);
+        if (!known)
+                return sh_err(err, -ENOENT, "fake backend: no sandbox %s", req->id);
+        if (req->netns && req->netns[0]) {
+                ret->ifaces = calloc(1, sizeof(*ret->ifaces));
+                if (!ret->ifaces)
+                        return -ENOMEM;
+                snprintf(ret->ifaces[0].name, sizeof(ret->ifaces[0].name), "eth0");
+                ret->ifaces[0].rx_bytes = FAKE_NET_RX;
+                ret->ifaces[0].tx_bytes = FAKE_NET_TX;
+                ret->ifaces[0].rx_packets = 10;
+                ret->ifaces[0].tx_packets = 20;
+                ret->n_ifaces = 1;
+                ret->has_network = true;
+        }
+        return 0;
 }
 
 /* Echoes its arguments (`exit N`: with exit code N), cut at req->max_output. */
@@ -374,5 +439,7 @@ const struct be_ops be_fake_ops = {
         .container_status = fake_container_status,
         .exec_sync = fake_exec_sync,
         .container_stats = fake_container_stats,
+        .container_fs_usage = fake_container_fs_usage,
+        .sandbox_stats = fake_sandbox_stats,
         .fini = fake_fini,
 };

@@ -73,8 +73,13 @@ int lb_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
 int lb_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
 int lb_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+/* Stats (stats.c). */
 int lb_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
+int lb_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
+                          struct sh_error *err);
+int lb_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
+                     struct be_sandbox_stats *ret, struct sh_error *err);
 /* containerd's default capability set, bit n for capability n. */
 uint64_t lb_default_caps(void);
 

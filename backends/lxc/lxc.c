@@ -852,5 +852,7 @@ const struct be_ops be_lxc_ops = {
         .container_stats = lb_container_stats,
         .container_watch = lb_container_watch,
         .sandbox_watch = lxc_sandbox_watch,
+        .container_fs_usage = lb_container_fs_usage,
+        .sandbox_stats = lb_sandbox_stats,
         .fini = lxc_fini,
 };

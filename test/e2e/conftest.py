@@ -69,6 +69,10 @@ IMPLEMENTED = {
     "RuntimeService/Exec",
     "RuntimeService/Attach",
     "RuntimeService/PortForward",
+    "RuntimeService/PodSandboxStats",
+    "RuntimeService/ListPodSandboxStats",
+    "RuntimeService/ListMetricDescriptors",
+    "RuntimeService/ListPodSandboxMetrics",
     "RuntimeService/ContainerStats",
     "RuntimeService/ListContainerStats",
 }
@@ -76,6 +80,7 @@ IMPLEMENTED = {
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
                 "RuntimeService/RunPodSandbox", "RuntimeService/StopPodSandbox",
                 "RuntimeService/RemovePodSandbox", "RuntimeService/PodSandboxStatus",
+                "RuntimeService/PodSandboxStats",
                 "RuntimeService/CreateContainer", "RuntimeService/StartContainer",
                 "RuntimeService/StopContainer", "RuntimeService/RemoveContainer",
                 "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
@@ -168,7 +173,7 @@ def yaml_str(s):
 
 
 def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
-                images=None, streaming=None, server=None, containers=None):
+                images=None, streaming=None, server=None, containers=None, stats=None):
     """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images, streaming,
     server, containers: the `images:` / `streaming:` / `server:` / `containers:` sections as
     dicts (written as JSON, a YAML flow mapping), or None (no such section)."""
@@ -197,6 +202,8 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
         lines.append("server: " + json.dumps(server))
     if containers is not None:
         lines.append("containers: " + json.dumps(containers))
+    if stats is not None:
+        lines.append("stats: " + json.dumps(stats))
     return "\n".join(lines) + "\n"
 
 
@@ -205,7 +212,7 @@ class Runtd:
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
                  allow_log_errors=False, socket_path=None, log_to_file=True, images=None,
-                 streaming=None, server=None, containers=None):
+                 streaming=None, server=None, containers=None, stats=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
@@ -218,7 +225,7 @@ class Runtd:
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
                                            default_runtime=default_runtime, images=images,
                                            streaming=streaming, server=server,
-                                           containers=containers))
+                                           containers=containers, stats=stats))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"

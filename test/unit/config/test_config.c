@@ -88,6 +88,8 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->server_read_workers, 4);
         assert_int_equal(c->server_max_queued, 512);
         assert_int_equal(c->pids_limit, 4096);
+        assert_int_equal(c->stats_interval_s, 10);
+        assert_int_equal(c->stats_fs_interval_s, 60);
 }
 
 static void test_defaults(void **state)
@@ -391,9 +393,12 @@ static void test_range_limits_accepted(void **state)
                                    "images: {pull_timeout: 1}\n"
                                    "streaming: {port: 0}\n"
                                    "logs: {max_line: 256}\n"
-                                   "containers: {pids_limit: 0}\n",
+                                   "containers: {pids_limit: 0}\n"
+                                   "stats: {interval: 1, fs_interval: 3}\n",
                                    &c, &err),
                          0);
+        assert_int_equal(c.stats_interval_s, 1);
+        assert_int_equal(c.stats_fs_interval_s, 3);
         assert_int_equal(c.cni_plugin_timeout_s, 1);
         assert_int_equal(c.pull_timeout_s, 1);
         assert_int_equal(c.streaming_port, 0);
@@ -451,6 +456,8 @@ static const struct bad_case bad_cases[] = {
         {"containers:\n  pids_limit: 4194305\n", 2, "containers.pids_limit", "out of range"},
         {"containers:\n  pids_limit: -1\n", 2, "containers.pids_limit", "not a non-negative"},
         {"containers:\n  pid_limit: 10\n", 2, "containers.pid_limit", "unknown key"},
+        {"stats:\n  interval: 0\n", 2, "stats.interval", "out of range"},
+        {"stats:\n  fs_interval: 0\n", 2, "stats.fs_interval", "out of range"},
         /* enums and bools */
         {"log_level: loud\n", 1, "log_level", "not a log level"},
         {"log_level: [info]\n", 1, "log_level", "expected a string"},

@@ -90,6 +90,7 @@ static int setup(void **state)
         f->cfg.state_dir = xjoin(f->base, "state");
         f->cfg.root_dir = xjoin(f->base, "root");
         f->cfg.run_dir = xjoin(f->base, "run");
+        f->cfg.stats_interval_s = 1; /* the collector's rounds, for the CPU rate */
         free(f->cfg.handlers[0].backend);
         f->cfg.handlers[0].backend = strdup("fake");
         /* An image layer with the files user resolution reads. */
@@ -740,6 +741,21 @@ static struct pod_container_stats *stats_of(struct fixture *f, const char *id)
         return s;
 }
 
+/* Waits up to 5 s for the collector's next round to sample container @id after @ts_ns. */
+static struct pod_container_stats *stats_after(struct fixture *f, const char *id, long long ts_ns)
+{
+        for (int i = 0; i < 100; i++) {
+                struct pod_container_stats *s = stats_of(f, id);
+
+                if (s->sample.timestamp_ns > ts_ns)
+                        return s;
+                pod_container_stats_free(s);
+                usleep(50000);
+        }
+        fail_msg("the collector did not sample %s again", id);
+        return NULL;
+}
+
 static void test_stats_of_each_state(void **state)
 {
         struct fixture *f = *state;
@@ -759,38 +775,44 @@ static void test_stats_of_each_state(void **state)
         assert_string_equal(s->info->id, created);
         assert_string_equal(s->info->spec.name, "created");
         assert_string_equal(s->info->spec.annotations[0].value, "created");
-        assert_true(s->stats.has_cpu && s->stats.has_memory && s->stats.has_writable_layer);
-        assert_true(s->stats.timestamp_ns > 0);
-        assert_int_equal(s->stats.cpu_usage_ns, 0);
-        assert_int_equal(s->stats.mem_working_set, 0);
-        assert_false(s->has_cpu_rate);
-        assert_false(s->stats.has_mem_available);
-        assert_int_equal(s->stats.writable_layer.used_bytes, 4096);
+        assert_true(s->sample.cg.has_cpu && s->sample.cg.has_memory && s->has_writable_layer);
+        assert_true(s->sample.timestamp_ns > 0);
+        assert_int_equal(s->sample.cg.cpu_usage_ns, 0);
+        assert_int_equal(s->sample.cg.mem_working_set, 0);
+        assert_false(s->sample.has_cpu_rate);
+        assert_false(s->sample.cg.has_mem_limit);
+        assert_int_equal(s->writable_layer.used_bytes, 4096);
+        assert_int_equal(s->writable_layer.inodes_used, 1);
+        assert_string_equal(s->writable_layer.mountpoint, "/fake/containers");
         pod_container_stats_free(s);
 
-        /* Running: the fake's memory, CPU growing at half a core, a rate from the 2nd read. */
+        /* Running: the fake's memory and CPU (half a core), sampled once now. */
         s = stats_of(f, running);
-        assert_int_equal(s->stats.mem_usage, 64 << 20);
-        assert_int_equal(s->stats.mem_working_set, 48 << 20);
-        assert_int_equal(s->stats.mem_rss, 40 << 20);
-        assert_int_equal(s->stats.mem_page_faults, 1000);
-        assert_int_equal(s->stats.mem_major_page_faults, 10);
-        assert_true(s->stats.cpu_usage_ns > 0);
-        assert_false(s->has_cpu_rate);
-        usleep(20000);
+        assert_int_equal(s->sample.cg.mem_usage, 64 << 20);
+        assert_int_equal(s->sample.cg.mem_working_set, 48 << 20);
+        assert_int_equal(s->sample.cg.mem_rss, 40 << 20);
+        assert_int_equal(s->sample.cg.mem_pgfault, 1000);
+        assert_int_equal(s->sample.cg.mem_pgmajfault, 10);
+        assert_int_equal(s->sample.cg.pids, 1);
+        assert_true(s->sample.cg.cpu_usage_ns > 0);
+        /* Asked again at once: the same sample, from memory (the backend is not asked). */
         s2 = stats_of(f, running);
-        assert_true(s2->stats.cpu_usage_ns > s->stats.cpu_usage_ns);
-        assert_true(s2->stats.timestamp_ns > s->stats.timestamp_ns);
-        assert_true(s2->has_cpu_rate);
-        assert_in_range(s2->cpu_nano_cores, 495000000, 505000000);
+        assert_true(s2->sample.timestamp_ns == s->sample.timestamp_ns ||
+                    s2->sample.has_cpu_rate); /* unless a round came between */
+        pod_container_stats_free(s2);
+        /* The collector's next round (stats.interval 1 s here) gives the rate. */
+        s2 = stats_after(f, running, s->sample.timestamp_ns);
+        assert_true(s2->sample.cg.cpu_usage_ns > s->sample.cg.cpu_usage_ns);
+        assert_true(s2->sample.has_cpu_rate);
+        assert_in_range(s2->sample.cpu_nano_cores, 495000000, 505000000);
         pod_container_stats_free(s);
         pod_container_stats_free(s2);
 
         /* Exited: it uses nothing now. */
         s = stats_of(f, exited);
-        assert_int_equal(s->stats.cpu_usage_ns, 0);
-        assert_int_equal(s->stats.mem_usage, 0);
-        assert_true(s->stats.timestamp_ns > 0);
+        assert_int_equal(s->sample.cg.cpu_usage_ns, 0);
+        assert_int_equal(s->sample.cg.mem_usage, 0);
+        assert_true(s->sample.timestamp_ns > 0);
         pod_container_stats_free(s);
 
         /* By a unique prefix. */
@@ -808,6 +830,52 @@ static void test_stats_of_each_state(void **state)
         free(created);
         free(running);
         free(exited);
+}
+
+/* A pod's stats: its cgroup (the fake: its running containers plus one process), eth0, and
+ * every container of it. */
+static void test_pod_stats(void **state)
+{
+        struct fixture *f = *state;
+        struct sh_error err = {0};
+        struct pod_sandbox_stats *s = NULL, **l = NULL;
+        char *a = stats_ctr(f, "a", "web", 0), *b = stats_ctr(f, "b", "web", 0);
+        struct be_kv web = {"app", "web"};
+        size_t n = 0;
+
+        assert_int_equal(pod_container_start(f->pm, a, &err), 0);
+        assert_int_equal(pod_sandbox_stats(f->pm, f->sandbox, &s, &err), 0);
+        assert_string_equal(s->info->id, f->sandbox);
+        assert_true(s->has_stats);
+        assert_true(s->sample.timestamp_ns > 0);
+        assert_int_equal(s->sample.cg.mem_usage, 64 << 20);
+        assert_int_equal(s->sample.cg.pids, 2);
+        assert_int_equal(s->n_containers, 2);
+        for (size_t i = 0; i < 2; i++)
+                assert_true(s->containers[i]->has_stats);
+        assert_null(s->containers[2]);
+        pod_sandbox_stats_free(s);
+
+        assert_int_equal(pod_sandbox_stats_list(f->pm, NULL, &l, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(l[0]->info->id, f->sandbox);
+        pod_sandbox_stats_list_free(l);
+        /* Filters: id prefix and labels (the pod has none, so a selector matches nothing). */
+        assert_int_equal(pod_sandbox_stats_list(
+                                 f->pm, &(struct pod_sandbox_filter){.labels = &web, .n_labels = 1},
+                                 &l, &n, &err),
+                         0);
+        assert_int_equal(n, 0);
+        pod_sandbox_stats_list_free(l);
+        assert_int_equal(pod_sandbox_stats(f->pm, "0123456789abcdef", &s, &err), -ENOENT);
+        /* A stopped pod is not measured. */
+        assert_int_equal(pod_sandbox_stop(f->pm, f->sandbox, &err), 0);
+        assert_int_equal(pod_sandbox_stats(f->pm, f->sandbox, &s, &err), -EAGAIN);
+        assert_int_equal(pod_sandbox_stats_list(f->pm, NULL, &l, &n, &err), 0);
+        assert_int_equal(n, 0);
+        pod_sandbox_stats_list_free(l);
+        free(a);
+        free(b);
 }
 
 static void test_stats_unknown_and_bad_ids(void **state)
@@ -832,13 +900,15 @@ static void test_stats_memory_limit(void **state)
         char *id = stats_ctr(f, "limited", NULL, 100 << 20);
 
         s = stats_of(f, id);
-        assert_true(s->stats.has_mem_available);
-        assert_int_equal(s->stats.mem_available, 100 << 20); /* not running: nothing used */
+        assert_true(s->sample.cg.has_mem_limit); /* not running: the spec's */
+        assert_int_equal(s->sample.cg.mem_limit, 100 << 20);
+        assert_int_equal(s->sample.cg.mem_working_set, 0);
         pod_container_stats_free(s);
         assert_int_equal(pod_container_start(f->pm, id, &err), 0);
         s = stats_of(f, id);
-        assert_true(s->stats.has_mem_available);
-        assert_int_equal(s->stats.mem_available, (100 << 20) - (48 << 20));
+        assert_true(s->sample.cg.has_mem_limit);
+        assert_int_equal(s->sample.cg.mem_limit, 100 << 20);
+        assert_int_equal(s->sample.cg.mem_working_set, 48 << 20);
         pod_container_stats_free(s);
         free(id);
 }
@@ -1038,6 +1108,7 @@ int main(void)
                 T(test_stats_memory_limit),
                 T(test_stats_list_and_filters),
                 T(test_events_in_order),
+                T(test_pod_stats),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
