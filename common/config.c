@@ -181,6 +181,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.server_workers = src->server_workers;
         c.server_read_workers = src->server_read_workers;
         c.server_max_queued = src->server_max_queued;
+        c.server_events_queue = src->server_events_queue;
         c.pids_limit = src->pids_limit;
         if (dup_str(src->listen, &c.listen) < 0 || dup_str(src->state_dir, &c.state_dir) < 0 ||
             dup_str(src->root_dir, &c.root_dir) < 0 || dup_str(src->run_dir, &c.run_dir) < 0 ||
@@ -252,6 +253,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .server_workers = 48,
                 .server_read_workers = 4,
                 .server_max_queued = 512,
+                .server_events_queue = 1000,
                 .pids_limit = 4096,
         };
 
@@ -957,6 +959,7 @@ static const struct field server_fields[] = {
         F_NUM("workers", server_workers, 1, 1024),
         F_NUM("read_workers", server_read_workers, 1, 64),
         F_NUM("max_queued", server_max_queued, 0, 65536),
+        F_NUM("events_queue", server_events_queue, 1, 100000),
         {.key = NULL},
 };
 
