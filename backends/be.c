@@ -194,6 +194,20 @@ int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
         return be->ops->container_stats(be, id, ret, err);
 }
 
+int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        if (!be->ops->container_watch)
+                return unsupported(be, "container watch", err);
+        return be->ops->container_watch(be, id, ret_fd, err);
+}
+
+int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        if (!be->ops->sandbox_watch)
+                return unsupported(be, "sandbox watch", err);
+        return be->ops->sandbox_watch(be, id, ret_fd, err);
+}
+
 static void kv_free(struct be_kv *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {
@@ -287,6 +301,160 @@ void be_container_spec_done(struct be_container_spec *s)
         strv_free(s->readonly_paths);
         free(s->stop_signal);
         memset(s, 0, sizeof(*s));
+}
+
+/* Copies of strings, string vectors and pairs for the spec copies below; "ok" goes false on
+ * ENOMEM and the copy is freed by the caller's _done. */
+static char *dup_s(const char *s, bool *ok)
+{
+        char *d = s ? strdup(s) : NULL;
+
+        if (s && !d)
+                *ok = false;
+        return d;
+}
+
+static char **dup_strv(char *const *v, bool *ok)
+{
+        size_t n = 0;
+        char **d;
+
+        if (!v)
+                return NULL;
+        while (v[n])
+                n++;
+        d = calloc(n + 1, sizeof(*d));
+        if (!d) {
+                *ok = false;
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++)
+                d[i] = dup_s(v[i], ok);
+        return d;
+}
+
+static struct be_kv *dup_kv(const struct be_kv *v, size_t n, bool *ok)
+{
+        struct be_kv *d;
+
+        if (!v)
+                return NULL;
+        d = calloc(n + 1, sizeof(*d));
+        if (!d) {
+                *ok = false;
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+                d[i].key = dup_s(v[i].key, ok);
+                d[i].value = dup_s(v[i].value, ok);
+        }
+        return d;
+}
+
+int be_sandbox_spec_copy(const struct be_sandbox_spec *s, struct be_sandbox_spec *ret)
+{
+        bool ok = true;
+
+        *ret = *s;
+        ret->name = dup_s(s->name, &ok);
+        ret->uid = dup_s(s->uid, &ok);
+        ret->namespace = dup_s(s->namespace, &ok);
+        ret->handler = dup_s(s->handler, &ok);
+        ret->hostname = dup_s(s->hostname, &ok);
+        ret->log_directory = dup_s(s->log_directory, &ok);
+        ret->cgroup_parent = dup_s(s->cgroup_parent, &ok);
+        ret->dns_servers = dup_strv(s->dns_servers, &ok);
+        ret->dns_searches = dup_strv(s->dns_searches, &ok);
+        ret->dns_options = dup_strv(s->dns_options, &ok);
+        ret->ports = s->ports ? calloc(s->n_ports + 1, sizeof(*ret->ports)) : NULL;
+        if (s->ports && !ret->ports) {
+                ok = false;
+                ret->n_ports = 0;
+        }
+        for (size_t i = 0; ret->ports && i < s->n_ports; i++) {
+                ret->ports[i] = s->ports[i];
+                ret->ports[i].protocol = dup_s(s->ports[i].protocol, &ok);
+                ret->ports[i].host_ip = dup_s(s->ports[i].host_ip, &ok);
+        }
+        ret->labels = dup_kv(s->labels, s->n_labels, &ok);
+        ret->annotations = dup_kv(s->annotations, s->n_annotations, &ok);
+        ret->sysctls = dup_kv(s->sysctls, s->n_sysctls, &ok);
+        if (!ret->labels)
+                ret->n_labels = 0;
+        if (!ret->annotations)
+                ret->n_annotations = 0;
+        if (!ret->sysctls)
+                ret->n_sysctls = 0;
+        if (!ok) {
+                be_sandbox_spec_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int be_container_spec_copy(const struct be_container_spec *s, struct be_container_spec *ret)
+{
+        bool ok = true;
+
+        *ret = *s;
+        ret->name = dup_s(s->name, &ok);
+        ret->image_ref = dup_s(s->image_ref, &ok);
+        ret->image_id = dup_s(s->image_id, &ok);
+        ret->layer_dirs = dup_strv(s->layer_dirs, &ok);
+        ret->argv = dup_strv(s->argv, &ok);
+        ret->env = dup_strv(s->env, &ok);
+        ret->cwd = dup_s(s->cwd, &ok);
+        ret->groups = NULL;
+        if (s->groups) {
+                ret->groups = calloc(s->n_groups + 1, sizeof(*ret->groups));
+                if (ret->groups)
+                        memcpy(ret->groups, s->groups, s->n_groups * sizeof(*ret->groups));
+                else
+                        ok = false;
+        }
+        ret->log_path = dup_s(s->log_path, &ok);
+        ret->mounts = s->mounts ? calloc(s->n_mounts + 1, sizeof(*ret->mounts)) : NULL;
+        if (s->mounts && !ret->mounts) {
+                ok = false;
+                ret->n_mounts = 0;
+        }
+        for (size_t i = 0; ret->mounts && i < s->n_mounts; i++) {
+                ret->mounts[i] = s->mounts[i];
+                ret->mounts[i].container_path = dup_s(s->mounts[i].container_path, &ok);
+                ret->mounts[i].host_path = dup_s(s->mounts[i].host_path, &ok);
+        }
+        ret->devices = s->devices ? calloc(s->n_devices + 1, sizeof(*ret->devices)) : NULL;
+        if (s->devices && !ret->devices) {
+                ok = false;
+                ret->n_devices = 0;
+        }
+        for (size_t i = 0; ret->devices && i < s->n_devices; i++) {
+                ret->devices[i].container_path = dup_s(s->devices[i].container_path, &ok);
+                ret->devices[i].host_path = dup_s(s->devices[i].host_path, &ok);
+                ret->devices[i].permissions = dup_s(s->devices[i].permissions, &ok);
+        }
+        ret->labels = dup_kv(s->labels, s->n_labels, &ok);
+        ret->annotations = dup_kv(s->annotations, s->n_annotations, &ok);
+        if (!ret->labels)
+                ret->n_labels = 0;
+        if (!ret->annotations)
+                ret->n_annotations = 0;
+        ret->resources.cpuset_cpus = dup_s(s->resources.cpuset_cpus, &ok);
+        ret->resources.cpuset_mems = dup_s(s->resources.cpuset_mems, &ok);
+        ret->resources.hugepages = dup_kv(s->resources.hugepages, s->resources.n_hugepages, &ok);
+        if (!ret->resources.hugepages)
+                ret->resources.n_hugepages = 0;
+        ret->cap_add = dup_strv(s->cap_add, &ok);
+        ret->cap_drop = dup_strv(s->cap_drop, &ok);
+        ret->seccomp_profile = dup_s(s->seccomp_profile, &ok);
+        ret->masked_paths = dup_strv(s->masked_paths, &ok);
+        ret->readonly_paths = dup_strv(s->readonly_paths, &ok);
+        ret->stop_signal = dup_s(s->stop_signal, &ok);
+        if (!ok) {
+                be_container_spec_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 void be_exec_result_done(struct be_exec_result *r)

@@ -67,6 +67,8 @@ struct be_sandbox_spec {
         bool privileged;
 };
 void be_sandbox_spec_done(struct be_sandbox_spec *s);
+/* *@ret: a deep copy of @s (be_sandbox_spec_done frees it). 0 or -ENOMEM (nothing kept). */
+int be_sandbox_spec_copy(const struct be_sandbox_spec *s, struct be_sandbox_spec *ret);
 
 /* A sandbox handed to a backend to create. Borrowed for the call. */
 struct be_sandbox {
@@ -164,6 +166,8 @@ struct be_container_spec {
         char *stop_signal;        /* "SIGTERM", "SIGINT", "15" ... from the image, or "" */
 };
 void be_container_spec_done(struct be_container_spec *s);
+/* *@ret: a deep copy of @s (be_container_spec_done frees it). 0 or -ENOMEM (nothing kept). */
+int be_container_spec_copy(const struct be_container_spec *s, struct be_container_spec *ret);
 
 /* A container handed to a backend to create. Borrowed for the call. */
 struct be_container {
@@ -348,6 +352,15 @@ struct be_ops {
          */
         int (*container_stats)(struct be *be, const char *id, struct be_ctr_stats *ret,
                                struct sh_error *err);
+        /*
+         * *@ret_fd: a pollable fd (CLOEXEC, the caller's) that turns readable once running
+         * container @id's status may have changed for good (LXC: a pidfd of its monitor, which
+         * leaves after recording the exit). -ESRCH when that happened already. NULL when the
+         * backend's containers change only through runt's calls; then podmgr asks nothing.
+         */
+        int (*container_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+        /* The same for ready sandbox @id: readable once it stops running by itself. */
+        int (*sandbox_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
 };
@@ -390,6 +403,8 @@ int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
 int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
+int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

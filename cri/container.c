@@ -1019,6 +1019,19 @@ static int filter_from(const char *id, const char *pod_id, void *const *sel, siz
         return 0;
 }
 
+static int add_container(const struct pod_container_info *i, void *data)
+{
+        Runtime__V1__Container *m = container_msg(i);
+
+        if (!m)
+                return -ENOMEM;
+        if (cri_grow_append(data, m) < 0) {
+                protobuf_c_message_free_unpacked(&m->base, NULL);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         ProtobufCMessage **ret_resp, struct sh_error *err)
 {
@@ -1027,9 +1040,8 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
         const Runtime__V1__ContainerFilter *f = in->filter;
         struct pod_container_filter pf = {0};
         _cleanup_free_ struct be_kv *labels = NULL;
-        struct pod_container_info **list = NULL;
+        struct cri_grow g = {0};
         Runtime__V1__ListContainersResponse *r;
-        size_t n = 0;
         int rc = 0;
 
         if (f) {
@@ -1046,26 +1058,24 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 if (none)
                         goto empty;
         }
-        rc = pod_container_list(ctx->pods, &pf, &list, &n, err);
-        if (rc < 0)
-                return rc;
+        /* Straight from the view, no copy in between (the kubelet relists every second). */
+        rc = pod_container_each(ctx->pods, &pf, add_container, &g);
+        if (rc < 0) {
+                for (size_t i = 0; i < g.n; i++)
+                        protobuf_c_message_free_unpacked(g.v[i], NULL);
+                free(g.v);
+                return rc == -ENOMEM ? rc : sh_err(err, rc, "list containers");
+        }
 empty:
         r = NEW(Runtime__V1__ListContainersResponse, list_containers_response);
-        if (r)
-                r->containers = cri_array_new(n);
-        for (size_t i = 0; r && r->containers && i < n; i++) {
-                if (!(r->containers[i] = container_msg(list[i]))) {
-                        rc = -ENOMEM;
-                        break;
-                }
-                r->n_containers++;
-        }
-        pod_container_info_list_free(list);
-        if (!r || !r->containers || rc < 0) {
-                if (r)
-                        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (!r) {
+                for (size_t i = 0; i < g.n; i++)
+                        protobuf_c_message_free_unpacked(g.v[i], NULL);
+                free(g.v);
                 return -ENOMEM;
         }
+        r->containers = (Runtime__V1__Container **)g.v;
+        r->n_containers = g.n;
         *ret_resp = &r->base;
         return 0;
 }

@@ -276,3 +276,10 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
 void *cri_msg_new(const ProtobufCMessageDescriptor *desc);
 /* Allocates an array of @n pointers for a repeated field; NULL on ENOMEM. */
 void *cri_array_new(size_t n);
+/* A growing array of message pointers (for a walk of unknown length): append returns 0 or
+ * -ENOMEM (then @m is not kept: the caller frees it). The array is freed with its message. */
+struct cri_grow {
+        void **v;
+        size_t n, cap;
+};
+int cri_grow_append(struct cri_grow *g, void *m);

@@ -308,6 +308,39 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
         return 0;
 }
 
+static void grow_free(struct cri_grow *g)
+{
+        for (size_t i = 0; i < g->n; i++)
+                protobuf_c_message_free_unpacked(g->v[i], NULL);
+        free(g->v);
+}
+
+/* ListPodSandbox's item for @i, appended to the cri_grow @data. */
+static int add_sandbox(const struct pod_sandbox_info *i, void *data)
+{
+        Runtime__V1__PodSandbox *p = NEW(Runtime__V1__PodSandbox, pod_sandbox);
+
+        if (!p)
+                return -ENOMEM;
+        p->id = cri_strdup(i->id);
+        p->metadata = metadata(&i->spec);
+        p->state = state_of(i->state);
+        p->created_at = i->created_ns;
+        p->runtime_handler = cri_strdup(i->spec.handler);
+        p->labels = (Runtime__V1__PodSandbox__LabelsEntry **)cri_entries(
+                &runtime__v1__pod_sandbox__labels_entry__descriptor, i->spec.labels,
+                i->spec.n_labels, &p->n_labels);
+        p->annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)cri_entries(
+                &runtime__v1__pod_sandbox__annotations_entry__descriptor, i->spec.annotations,
+                i->spec.n_annotations, &p->n_annotations);
+        if (!p->id || !p->metadata || !p->runtime_handler || !p->labels || !p->annotations ||
+            cri_grow_append(data, p) < 0) {
+                protobuf_c_message_free_unpacked(&p->base, NULL);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
                          ProtobufCMessage **ret_resp, struct sh_error *err)
 {
@@ -316,9 +349,8 @@ int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
         const Runtime__V1__PodSandboxFilter *f = in->filter;
         struct pod_sandbox_filter pf = {0};
         _cleanup_free_ struct be_kv *labels = NULL;
-        struct pod_sandbox_info **list = NULL;
+        struct cri_grow g = {0};
         Runtime__V1__ListPodSandboxResponse *r;
-        size_t n = 0;
         int rc;
 
         if (f) {
@@ -344,37 +376,20 @@ int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 pf.labels = labels;
                 pf.n_labels = f->n_label_selector;
         }
-        rc = pod_sandbox_list(ctx->pods, &pf, &list, &n, err);
-        if (rc < 0)
-                return rc;
+        /* Straight from the view, no copy in between (the kubelet relists every second). */
+        rc = pod_sandbox_each(ctx->pods, &pf, add_sandbox, &g);
+        if (rc < 0) {
+                grow_free(&g);
+                return rc == -ENOMEM ? rc : sh_err(err, rc, "list pod sandboxes");
+        }
 empty:
         r = NEW(Runtime__V1__ListPodSandboxResponse, list_pod_sandbox_response);
-        if (r)
-                r->items = cri_array_new(n);
-        for (size_t i = 0; r && r->items && i < n; i++) {
-                Runtime__V1__PodSandbox *p = NEW(Runtime__V1__PodSandbox, pod_sandbox);
-
-                if (!p)
-                        break;
-                r->items[r->n_items++] = p;
-                p->id = cri_strdup(list[i]->id);
-                p->metadata = metadata(&list[i]->spec);
-                p->state = state_of(list[i]->state);
-                p->created_at = list[i]->created_ns;
-                p->runtime_handler = cri_strdup(list[i]->spec.handler);
-                p->labels = (Runtime__V1__PodSandbox__LabelsEntry **)cri_entries(
-                        &runtime__v1__pod_sandbox__labels_entry__descriptor, list[i]->spec.labels,
-                        list[i]->spec.n_labels, &p->n_labels);
-                p->annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)cri_entries(
-                        &runtime__v1__pod_sandbox__annotations_entry__descriptor,
-                        list[i]->spec.annotations, list[i]->spec.n_annotations, &p->n_annotations);
-        }
-        pod_sandbox_info_list_free(list);
-        if (!r || !r->items) {
-                if (r)
-                        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (!r) {
+                grow_free(&g);
                 return -ENOMEM;
         }
+        r->items = (Runtime__V1__PodSandbox **)g.v;
+        r->n_items = g.n;
         *ret_resp = &r->base;
         return 0;
 }

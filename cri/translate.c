@@ -177,3 +177,18 @@ Runtime__V1__FilesystemUsage *cri_fs_usage_msg(const struct sh_fs_usage *u)
         f->inodes_used->value = u->inodes_used;
         return f;
 }
+
+int cri_grow_append(struct cri_grow *g, void *m)
+{
+        if (g->n == g->cap) {
+                size_t cap = g->cap ? g->cap * 2 : 16;
+                void **v = realloc(g->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                g->v = v;
+                g->cap = cap;
+        }
+        g->v[g->n++] = m;
+        return 0;
+}

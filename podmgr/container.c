@@ -740,88 +740,104 @@ static struct pod_container_info *row_info(sqlite3_stmt *st, char **ret_handler)
         return i;
 }
 
-/* Records what the backend says of @i now (an exit once seen is kept). */
-static void refresh(struct pod_mgr *pm, struct pod_container_info *i, const char *handler)
+/*
+ * Asks the backend of container @id how it is and records what changed: in the view (with
+ * its events) and, for an exit, in the store. Called after runt's own calls change it, by
+ * the watcher when its watch fd turns readable, and once per container at a start.
+ */
+void pod_ctr_observe(struct pod_mgr *pm, const char *id)
 {
+        struct pod_container_info *i = NULL, *gone = NULL;
+        _cleanup_free_ char *handler = NULL;
         struct be *be = NULL;
         struct be_ctr_status st;
-        char code[16], started[32], finished[32];
 
-        if (i->state == POD_CTR_EXITED || pod_mgr_backend(pm, handler, &be, NULL) < 0)
+        if (pod_view_ctr_get(pm, id, &i, &handler, NULL) < 0)
                 return;
-        if (be_container_status(be, i->id, &st, NULL) < 0) {
-                if (i->state == POD_CTR_RUNNING)
-                        i->state = POD_CTR_UNKNOWN;
-                return;
+        if (i->state != POD_CTR_EXITED && pod_mgr_backend(pm, handler, &be, NULL) == 0) {
+                bool known = be_container_status(be, i->id, &st, NULL) == 0;
+
+                if (pod_view_ctr_apply(pm, i->id, known ? &st : NULL, &gone) && gone) {
+                        char code[16], started[32], finished[32];
+
+                        snprintf(code, sizeof(code), "%d", gone->exit_code);
+                        snprintf(started, sizeof(started), "%lld", gone->started_ns);
+                        snprintf(finished, sizeof(finished), "%lld", gone->finished_ns);
+                        pod_db_run(pm,
+                                   "UPDATE containers SET state = 'exited', exit_code = ?, "
+                                   "started_ns = ?, finished_ns = ?, reason = ?, message = ? "
+                                   "WHERE id = ?",
+                                   (const char *[]){code, started, finished, gone->reason,
+                                                    gone->message, gone->id, NULL},
+                                   NULL);
+                }
         }
-        i->pid = st.pid;
-        if (st.state == BE_CTR_RUNNING) {
-                i->state = POD_CTR_RUNNING;
-                if (!i->started_ns)
-                        i->started_ns = st.started_ns;
-                return;
-        }
-        if (st.state != BE_CTR_EXITED)
-                return;
-        i->state = POD_CTR_EXITED;
-        i->started_ns = st.started_ns ? st.started_ns : i->started_ns;
-        i->finished_ns = st.finished_ns ? st.finished_ns : pod_now_ns();
-        i->exit_code = st.exit_code;
-        free(i->reason);
-        free(i->message);
-        i->reason = strdup(st.reason);
-        i->message = strdup(st.message);
-        snprintf(code, sizeof(code), "%d", i->exit_code);
-        snprintf(started, sizeof(started), "%lld", i->started_ns);
-        snprintf(finished, sizeof(finished), "%lld", i->finished_ns);
-        pod_db_run(pm,
-                   "UPDATE containers SET state = 'exited', exit_code = ?, started_ns = ?, "
-                   "finished_ns = ?, reason = ?, message = ? WHERE id = ?",
-                   (const char *[]){code, started, finished, st.reason, st.message, i->id, NULL},
-                   NULL);
+        pod_container_info_free(gone);
+        pod_container_info_free(i);
 }
 
+int pod_db_containers(struct pod_mgr *pm, struct pod_container_info ***ret, char ***ret_handlers,
+                      size_t *ret_n, struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        struct pod_container_info **v = calloc(1, sizeof(*v));
+        char **h = calloc(1, sizeof(*h));
+        size_t n = 0;
+
+        if (!v || !h) {
+                free(v);
+                free(h);
+                return -ENOMEM;
+        }
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               SELECT_CONTAINER " WHERE c.state != 'creating' ORDER BY "
+                                                "c.created_ns, c.id",
+                               -1, &st, NULL) != SQLITE_OK) {
+                free(v);
+                free(h);
+                return pod_db_fail(pm, err, "list containers");
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char *handler = NULL;
+                struct pod_container_info *i = row_info(st, &handler), **nv;
+                char **nh;
+
+                if (!i)
+                        continue;
+                nv = realloc(v, (n + 2) * sizeof(*v));
+                if (nv)
+                        v = nv;
+                nh = nv ? realloc(h, (n + 2) * sizeof(*h)) : NULL;
+                if (nh)
+                        h = nh;
+                if (!nv || !nh) {
+                        pod_container_info_free(i);
+                        free(handler);
+                        sqlite3_finalize(st);
+                        for (size_t k = 0; k < n; k++)
+                                free(h[k]);
+                        free(h);
+                        pod_container_info_list_free(v);
+                        return -ENOMEM;
+                }
+                v[n] = i;
+                h[n] = handler;
+                n++;
+                v[n] = NULL;
+                h[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        *ret = v;
+        *ret_handlers = h;
+        *ret_n = n;
+        return 0;
+}
+
+/* The container @id names (an id or unique prefix) as the view has it, and its handler. */
 static int load(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
                 char **ret_handler, struct sh_error *err)
 {
-        _cleanup_free_ char *pat = NULL;
-        sqlite3_stmt *st = NULL;
-        struct pod_container_info *found = NULL;
-        char *handler = NULL;
-        int rows = 0, r;
-
-        r = sh_validate_id_prefix(id, "container id", err);
-        if (r < 0)
-                return r;
-        pat = sh_strdup_printf("%s*", id);
-        if (!pat)
-                return -ENOMEM;
-        if (sqlite3_prepare_v2(pod_mgr_db(pm),
-                               SELECT_CONTAINER " WHERE c.id GLOB ? AND c.state != 'creating' "
-                                                "LIMIT 2",
-                               -1, &st, NULL) != SQLITE_OK)
-                return pod_db_fail(pm, err, "load container");
-        sqlite3_bind_text(st, 1, pat, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(st) == SQLITE_ROW)
-                if (rows++ == 0)
-                        found = row_info(st, &handler);
-        sqlite3_finalize(st);
-        if (rows > 1) {
-                pod_container_info_free(found);
-                free(handler);
-                return sh_err(err, -ENOENT, "container id prefix '%s' is ambiguous", id);
-        }
-        if (rows == 0)
-                return sh_err(err, -ENOENT, "container '%s' not found", id);
-        if (!found)
-                return -ENOMEM;
-        refresh(pm, found, handler);
-        *ret = found;
-        if (ret_handler)
-                *ret_handler = handler;
-        else
-                free(handler);
-        return 0;
+        return pod_view_ctr_get(pm, id, ret, ret_handler, err);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -834,6 +850,7 @@ static char *reserved_name(const struct be_container_spec *s, const struct pod_s
 
 static void forget(struct pod_mgr *pm, const char *id)
 {
+        pod_view_ctr_remove(pm, id);
         pod_cpu_forget(pm, id);
         pod_db_run(pm, "DELETE FROM container_layers WHERE container_id = ?",
                    (const char *[]){id, NULL}, NULL);
@@ -935,6 +952,30 @@ static int ctr_create(struct pod_mgr *pm, const struct pod_ctr_request *req, cha
         }
         r = pod_db_run(pm, "UPDATE containers SET state = 'created' WHERE id = ?",
                        (const char *[]){id, NULL}, err);
+        if (r == 0) {
+                struct pod_container_info *info = calloc(1, sizeof(*info));
+
+                /* The view's copy: what the store now says. */
+                if (info) {
+                        info->id = strdup(id);
+                        info->sandbox_id = strdup(sb->id);
+                        info->created_ns = strtoll(created, NULL, 10);
+                        info->state = POD_CTR_CREATED;
+                        info->reason = strdup("");
+                        info->message = strdup("");
+                        info->user = strdup(req->has_uid || (req->username && req->username[0])
+                                                    ? req->username
+                                            : req->image.user ? req->image.user
+                                                              : "");
+                }
+                if (!info || !info->id || !info->sandbox_id || !info->reason || !info->message ||
+                    !info->user || be_container_spec_copy(s, &info->spec) < 0) {
+                        pod_container_info_free(info);
+                        r = -ENOMEM;
+                } else {
+                        r = pod_view_ctr_add(pm, info, sb->spec.handler);
+                }
+        }
         if (r < 0) {
                 be_container_remove(be, id, &ignored);
                 goto undo_record;
@@ -966,10 +1007,12 @@ static int ctr_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
                 goto out;
         }
         {
-                _cleanup_free_ char *sb_state =
-                        pod_db_text(pm, "SELECT state FROM sandboxes WHERE id = ?", i->sandbox_id);
+                struct pod_sandbox_info *sb = NULL;
+                bool ready = pod_view_sb_get(pm, i->sandbox_id, &sb, NULL) == 0 &&
+                             sb->state == POD_READY;
 
-                if (!sh_streq(sb_state, "ready")) {
+                pod_sandbox_info_free(sb);
+                if (!ready) {
                         r = sh_err(err, -EINVAL,
                                    "pod sandbox %.12s of container %.12s is not ready",
                                    i->sandbox_id, i->id);
@@ -1004,15 +1047,24 @@ static int ctr_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
                                "UPDATE containers SET state = 'running', started_ns = ? "
                                "WHERE id = ? AND state = 'starting'",
                                (const char *[]){started, i->id, NULL}, err);
+                /* Running, or ended already: the view learns which, then watches. */
+                pod_ctr_observe(pm, i->id);
+                if (pod_view_ctr_running(pm, i->id))
+                        pod_view_watch(pm, 'c', i->id);
         } else {
                 /* As containerd: a start that failed is an exit, code 128, StartError. */
+                struct be_ctr_status failed = {.state = BE_CTR_EXITED, .exit_code = 128};
                 char finished[32];
 
-                snprintf(finished, sizeof(finished), "%lld", pod_now_ns());
+                failed.finished_ns = pod_now_ns();
+                snprintf(failed.reason, sizeof(failed.reason), "StartError");
+                snprintf(failed.message, sizeof(failed.message), "%s", err ? err->msg : "");
+                snprintf(finished, sizeof(finished), "%lld", failed.finished_ns);
                 pod_db_run(pm,
                            "UPDATE containers SET state = 'exited', exit_code = 128, "
                            "finished_ns = ?, reason = 'StartError', message = ? WHERE id = ?",
                            (const char *[]){finished, err ? err->msg : "", i->id, NULL}, NULL);
+                pod_view_ctr_apply(pm, i->id, &failed, NULL);
         }
 out:
         pod_container_info_free(i);
@@ -1038,7 +1090,7 @@ static int ctr_stop(struct pod_mgr *pm, const char *id, long long timeout_s, str
                                                                       : (unsigned)timeout_s,
                                               err);
                 if (r == 0)
-                        refresh(pm, i, handler);
+                        pod_ctr_observe(pm, i->id);
         }
         if (r < 0)
                 sh_err_prefix(err, r, "stop container %.12s", i->id);
@@ -1091,45 +1143,25 @@ static bool matches(const struct pod_container_info *i, const struct pod_contain
         return pod_labels_match(i->spec.labels, i->spec.n_labels, f->labels, f->n_labels);
 }
 
-/*
- * Every container (of sandbox @sandbox_id when not NULL), oldest first, refreshed from the
- * backend when @fresh (else in the state last recorded).
- */
-static int list_rows(struct pod_mgr *pm, const char *sandbox_id, bool fresh, struct row **ret,
-                     size_t *ret_n, struct sh_error *err)
+/* Every container (of sandbox @sandbox_id when not NULL), oldest first, from the view. */
+static int list_rows(struct pod_mgr *pm, const char *sandbox_id, struct row **ret, size_t *ret_n,
+                     struct sh_error *err)
 {
-        sqlite3_stmt *st = NULL;
-        struct row *v = NULL;
-        size_t n = 0;
+        _cleanup_strv_ char **ids = pod_view_ctr_ids(pm, sandbox_id);
+        struct row *v;
+        size_t n = 0, cnt = 0;
 
-        if (sqlite3_prepare_v2(pod_mgr_db(pm),
-                               sandbox_id ? SELECT_CONTAINER " WHERE c.sandbox_id = ? AND "
-                                                             "c.state != 'creating' ORDER BY "
-                                                             "c.created_ns, c.id"
-                                          : SELECT_CONTAINER " WHERE c.state != 'creating' "
-                                                             "ORDER BY c.created_ns, c.id",
-                               -1, &st, NULL) != SQLITE_OK)
-                return pod_db_fail(pm, err, "list containers");
-        if (sandbox_id)
-                sqlite3_bind_text(st, 1, sandbox_id, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                struct row *nv = realloc(v, (n + 1) * sizeof(*v));
-                char *handler = NULL;
-                struct pod_container_info *i;
-
-                if (!nv)
-                        break;
-                v = nv;
-                i = row_info(st, &handler);
-                if (!i)
-                        continue;
-                v[n].info = i;
-                v[n].handler = handler;
-                n++;
-        }
-        sqlite3_finalize(st);
-        for (size_t k = 0; fresh && k < n; k++)
-                refresh(pm, v[k].info, v[k].handler);
+        (void)err;
+        if (!ids)
+                return -ENOMEM;
+        while (ids[cnt])
+                cnt++;
+        v = calloc(cnt + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t k = 0; k < cnt; k++)
+                if (load(pm, ids[k], &v[n].info, &v[n].handler, NULL) == 0)
+                        n++; /* one removed meanwhile is left out */
         *ret = v;
         *ret_n = n;
         return 0;
@@ -1144,31 +1176,65 @@ static void rows_free(struct row *v, size_t n)
         free(v);
 }
 
+struct each_ctr {
+        const struct pod_container_filter *f;
+        int (*fn)(const struct pod_container_info *i, void *data);
+        void *data;
+};
+
+static int each_ctr_visit(const struct pod_container_info *i, void *data)
+{
+        struct each_ctr *w = data;
+
+        return matches(i, w->f) ? w->fn(i, w->data) : 0;
+}
+
+int pod_container_each(struct pod_mgr *pm, const struct pod_container_filter *f,
+                       int (*fn)(const struct pod_container_info *i, void *data), void *data)
+{
+        return pod_view_ctr_each(pm, each_ctr_visit, &(struct each_ctr){f, fn, data});
+}
+
+struct ctr_list {
+        struct pod_container_info **v;
+        size_t n, cap;
+};
+
+static int ctr_list_add(const struct pod_container_info *i, void *data)
+{
+        struct ctr_list *l = data;
+
+        if (l->n + 1 >= l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                struct pod_container_info **v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        if (pod_container_info_copy(i, &l->v[l->n]) < 0)
+                return -ENOMEM;
+        l->v[++l->n] = NULL;
+        return 0;
+}
+
 int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
                        struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err)
 {
-        struct row *rows = NULL;
-        size_t n = 0, k = 0;
-        struct pod_container_info **v;
+        struct ctr_list l = {0};
         int r;
 
-        r = list_rows(pm, NULL, true, &rows, &n, err);
-        if (r < 0)
+        (void)err;
+        r = pod_container_each(pm, f, ctr_list_add, &l);
+        if (r == 0 && !l.v && !(l.v = calloc(1, sizeof(*l.v))))
+                r = -ENOMEM;
+        if (r < 0) {
+                pod_container_info_list_free(l.v);
                 return r;
-        v = calloc(n + 1, sizeof(*v));
-        if (!v) {
-                rows_free(rows, n);
-                return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++) {
-                if (matches(rows[i].info, f)) {
-                        v[k++] = rows[i].info;
-                        rows[i].info = NULL;
-                }
-        }
-        rows_free(rows, n);
-        *ret = v;
-        *ret_n = k;
+        *ret = l.v;
+        *ret_n = l.n;
         return 0;
 }
 
@@ -1234,7 +1300,7 @@ int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filt
 
         nostate.has_state = false;
         /* The state is not needed: the backend measures what is there, and stays cheap. */
-        r = list_rows(pm, NULL, false, &rows, &n, err);
+        r = list_rows(pm, NULL, &rows, &n, err);
         if (r < 0)
                 return r;
         v = calloc(n + 1, sizeof(*v));
@@ -1308,6 +1374,8 @@ static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resour
         r = json ? pod_db_run(pm, "UPDATE containers SET spec = ? WHERE id = ?",
                               (const char *[]){json, i->id, NULL}, err)
                  : -ENOMEM;
+        if (r == 0)
+                pod_view_ctr_set_resources(pm, i->id, res);
 out:
         pod_container_info_free(i);
         return r;
@@ -1549,7 +1617,7 @@ int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long lon
         size_t n = 0;
         int r;
 
-        r = list_rows(pm, sandbox_id, true, &rows, &n, err);
+        r = list_rows(pm, sandbox_id, &rows, &n, err);
         for (size_t i = 0; r == 0 && i < n; i++)
                 if (rows[i].info->state == POD_CTR_RUNNING ||
                     rows[i].info->state == POD_CTR_UNKNOWN)
@@ -1564,7 +1632,7 @@ int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct
         size_t n = 0;
         int r;
 
-        r = list_rows(pm, sandbox_id, true, &rows, &n, err);
+        r = list_rows(pm, sandbox_id, &rows, &n, err);
         for (size_t i = 0; r == 0 && i < n; i++)
                 r = ctr_remove(pm, rows[i].info->id, err);
         rows_free(rows, n);

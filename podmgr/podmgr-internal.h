@@ -77,3 +77,71 @@ int pod_containers_stop_all(struct pod_mgr *pm, const char *sandbox_id, long lon
 int pod_containers_remove_all(struct pod_mgr *pm, const char *sandbox_id, struct sh_error *err);
 /* After a restart: removes containers a crash left half-created. */
 void pod_containers_recover(struct pod_mgr *pm);
+
+/* ---------------------------------------------------------------- the view (view.c) */
+
+/*
+ * The in-memory view of every sandbox and container (those being created aside), which
+ * List*, *Status and the stats read; see view.c. Mutators record a change and hand its
+ * events to the sink; the store is written by their callers.
+ */
+struct pod_view;
+struct pod_view *pod_mgr_view(struct pod_mgr *pm);
+bool pod_mgr_has_sink(struct pod_mgr *pm);
+void pod_mgr_emit(struct pod_mgr *pm, const struct pod_event *ev);
+
+int pod_view_new(struct pod_view **ret);
+struct pod_view *pod_view_free(struct pod_view *v);
+int pod_view_start(struct pod_mgr *pm);
+/* Fills the view from the store, as it is (pod_mgr_new). */
+int pod_view_load(struct pod_mgr *pm, struct sh_error *err);
+/* Starts the watcher, asks the backends what changed while runtd was away and watches what
+ * runs (pod_mgr_recover, last). */
+int pod_view_resume(struct pod_mgr *pm, struct sh_error *err);
+
+int pod_sandbox_info_copy(const struct pod_sandbox_info *i, struct pod_sandbox_info **ret);
+int pod_container_info_copy(const struct pod_container_info *i, struct pod_container_info **ret);
+
+/* Takes @i over (a ready sandbox); events CREATED and STARTED unless @quiet. */
+int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet);
+/* READY -> NOTREADY (event STOPPED); true when it changed. */
+bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id);
+/* Takes full id @id out (event DELETED). */
+void pod_view_sb_remove(struct pod_mgr *pm, const char *id);
+/* A copy of the sandbox @id names (id or unique prefix); -ENOENT. */
+int pod_view_sb_get(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                    struct sh_error *err);
+/* Calls @fn on every sandbox, oldest first, with the view held shared; @fn < 0 stops. */
+int pod_view_sb_each(struct pod_mgr *pm, int (*fn)(const struct pod_sandbox_info *i, void *data),
+                     void *data);
+
+/* Takes @i over (a created container of handler @handler); event CREATED. */
+int pod_view_ctr_add(struct pod_mgr *pm, struct pod_container_info *i, const char *handler);
+/*
+ * Records what the backend says of container @id (@st NULL: it could not say). Events
+ * STARTED and STOPPED as it goes. True when it exited just now, with *@ret_exited (when not
+ * NULL) a copy of it for the store.
+ */
+bool pod_view_ctr_apply(struct pod_mgr *pm, const char *id, const struct be_ctr_status *st,
+                        struct pod_container_info **ret_exited);
+void pod_view_ctr_set_resources(struct pod_mgr *pm, const char *id, const struct be_resources *res);
+void pod_view_ctr_remove(struct pod_mgr *pm, const char *id);
+int pod_view_ctr_get(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
+                     char **ret_handler, struct sh_error *err);
+int pod_view_ctr_each(struct pod_mgr *pm, int (*fn)(const struct pod_container_info *i, void *data),
+                      void *data);
+/* The ids of the containers of @sandbox_id (NULL: all); NULL on ENOMEM. */
+char **pod_view_ctr_ids(struct pod_mgr *pm, const char *sandbox_id);
+bool pod_view_ctr_running(struct pod_mgr *pm, const char *id);
+void pod_view_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4]);
+/* Arms the exit watch of container ('c') or sandbox ('s') @id (a full id). */
+void pod_view_watch(struct pod_mgr *pm, char kind, const char *id);
+
+/* Ask the backend once and record what changed (container.c, sandbox.c). No locks needed. */
+void pod_ctr_observe(struct pod_mgr *pm, const char *id);
+void pod_sb_observe(struct pod_mgr *pm, const char *id);
+/* Every sandbox / container the store has (but creating ones), for pod_view_load. */
+int pod_db_sandboxes(struct pod_mgr *pm, struct pod_sandbox_info ***ret, size_t *ret_n,
+                     struct sh_error *err);
+int pod_db_containers(struct pod_mgr *pm, struct pod_container_info ***ret, char ***ret_handlers,
+                      size_t *ret_n, struct sh_error *err);

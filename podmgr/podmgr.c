@@ -44,6 +44,7 @@ struct pod_mgr {
         void *cpu_samples;        /* tsearch tree of struct cpu_sample by id */
         pod_event_fn event_fn;
         void *event_data;
+        struct pod_view *view; /* view.c */
 };
 
 /* A container's last CPU reading, for usage_nano_cores. */
@@ -97,6 +98,11 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
         pm->cfg = cfg;
         pthread_mutex_init(&pm->cpu_lock, NULL);
         pm->db_path = strdup(db);
+        r = pod_view_new(&pm->view);
+        if (r < 0) {
+                pod_mgr_free(pm);
+                return r;
+        }
         pm->containers_dir = sh_path_join(cfg->root_dir, "containers");
         if (!pm->containers_dir || !pm->db_path) {
                 pod_mgr_free(pm);
@@ -127,6 +133,11 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
                         return r;
                 }
         }
+        r = pod_view_load(pm, err);
+        if (r < 0) {
+                pod_mgr_free(pm);
+                return r;
+        }
         *ret = pm;
         return 0;
 }
@@ -135,6 +146,8 @@ struct pod_mgr *pod_mgr_free(struct pod_mgr *pm)
 {
         if (!pm)
                 return NULL;
+        /* The watcher first: it calls into the backends. */
+        pm->view = pod_view_free(pm->view);
         for (size_t i = 0; i < pm->n_handlers; i++) {
                 be_free(pm->handlers[i].be);
                 free(pm->handlers[i].error);
@@ -439,18 +452,21 @@ void pod_mgr_set_event_sink(struct pod_mgr *pm, pod_event_fn fn, void *data)
 
 void pod_mgr_state_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4])
 {
-        struct pod_sandbox_info **sbs = NULL;
-        struct pod_container_info **cs = NULL;
-        size_t n = 0;
+        pod_view_counts(pm, ret_pods, ret_ctrs);
+}
 
-        memset(ret_pods, 0, 3 * sizeof(*ret_pods));
-        memset(ret_ctrs, 0, 4 * sizeof(*ret_ctrs));
-        if (pod_sandbox_list(pm, NULL, &sbs, &n, NULL) == 0)
-                for (size_t i = 0; i < n; i++)
-                        ret_pods[sbs[i]->state]++;
-        pod_sandbox_info_list_free(sbs);
-        if (pod_container_list(pm, NULL, &cs, &n, NULL) == 0)
-                for (size_t i = 0; i < n; i++)
-                        ret_ctrs[cs[i]->state]++;
-        pod_container_info_list_free(cs);
+struct pod_view *pod_mgr_view(struct pod_mgr *pm)
+{
+        return pm->view;
+}
+
+bool pod_mgr_has_sink(struct pod_mgr *pm)
+{
+        return pm->event_fn != NULL;
+}
+
+void pod_mgr_emit(struct pod_mgr *pm, const struct pod_event *ev)
+{
+        if (pm->event_fn)
+                pm->event_fn(pm->event_data, ev);
 }

@@ -97,9 +97,17 @@ struct pod_sandbox_filter {
         size_t n_labels;
 };
 
-/* Sandboxes matching @f (NULL: all), oldest first; *@ret NULL-terminated. */
+/* Sandboxes matching @f (NULL: all), oldest first; *@ret NULL-terminated. From memory. */
 int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
                      struct pod_sandbox_info ***ret, size_t *ret_n, struct sh_error *err);
+/*
+ * Calls @fn on every sandbox matching @f (NULL: all), oldest first, without copying: @i is
+ * valid during the call only, and @fn must not call back into the pod manager (the view is
+ * held shared). A negative return of @fn stops the walk and is returned. ListPodSandbox's
+ * path: no copy, no store, no backend.
+ */
+int pod_sandbox_each(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
+                     int (*fn)(const struct pod_sandbox_info *i, void *data), void *data);
 
 /* ------------------------------------------------------------------ containers */
 
@@ -206,9 +214,12 @@ struct pod_container_filter {
         size_t n_labels;
 };
 
-/* Containers matching @f (NULL: all), oldest first; *@ret NULL-terminated. */
+/* Containers matching @f (NULL: all), oldest first; *@ret NULL-terminated. From memory. */
 int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
                        struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err);
+/* As pod_sandbox_each, for containers (ListContainers' path). */
+int pod_container_each(struct pod_mgr *pm, const struct pod_container_filter *f,
+                       int (*fn)(const struct pod_container_info *i, void *data), void *data);
 
 /*
  * A container's resource use (ContainerStats) with what names it. Owned;

@@ -252,9 +252,9 @@ static struct pod_sandbox_info *row_info(sqlite3_stmt *st)
 
 #define SELECT_SANDBOX "SELECT id, state, created_ns, netns, spec, status FROM sandboxes"
 
-/* Loads the sandbox @id names (an id, or a unique hex prefix of one). */
-int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
-                     struct sh_error *err)
+/* The sandbox @id names in the store (an id, or a unique hex prefix of one), creating too. */
+static int load_db(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                   struct sh_error *err)
 {
         _cleanup_free_ char *pat = NULL;
         sqlite3_stmt *st = NULL;
@@ -284,6 +284,58 @@ int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info
         if (!found)
                 return -ENOMEM;
         *ret = found;
+        return 0;
+}
+
+/*
+ * Loads the sandbox @id names (an id, or a unique hex prefix of one): from the view, or from
+ * the store for one still being created (a Stop or Remove by prefix waits for its lock).
+ */
+int pod_sandbox_load(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
+                     struct sh_error *err)
+{
+        int r = pod_view_sb_get(pm, id, ret, err);
+
+        if (r != -ENOENT)
+                return r;
+        sh_err_clear(err);
+        return load_db(pm, id, ret, err);
+}
+
+int pod_db_sandboxes(struct pod_mgr *pm, struct pod_sandbox_info ***ret, size_t *ret_n,
+                     struct sh_error *err)
+{
+        sqlite3_stmt *st = NULL;
+        struct pod_sandbox_info **v = calloc(1, sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(pod_mgr_db(pm),
+                               SELECT_SANDBOX " WHERE state != 'creating' ORDER BY created_ns, id",
+                               -1, &st, NULL) != SQLITE_OK) {
+                free(v);
+                return pod_db_fail(pm, err, "list sandboxes");
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                struct pod_sandbox_info *i = row_info(st), **nv;
+
+                if (!i)
+                        continue;
+                nv = realloc(v, (n + 2) * sizeof(*v));
+                if (!nv) {
+                        pod_sandbox_info_free(i);
+                        sqlite3_finalize(st);
+                        pod_sandbox_info_list_free(v);
+                        return -ENOMEM;
+                }
+                v = nv;
+                v[n++] = i;
+                v[n] = NULL;
+        }
+        sqlite3_finalize(st);
+        *ret = v;
+        *ret_n = n;
         return 0;
 }
 
@@ -446,6 +498,23 @@ static int net_down(struct pod_mgr *pm, const char *id, struct sh_error *err)
         return net_netns_remove(net, id, err);
 }
 
+/* A NULL-terminated copy of @v (NULL: an empty one); NULL on ENOMEM. */
+static char **strv_copy(char *const *v)
+{
+        size_t n = 0;
+        char **c;
+
+        while (v && v[n])
+                n++;
+        c = calloc(n + 1, sizeof(*c));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        sh_strv_free(c);
+                        return NULL;
+                }
+        return c;
+}
+
 int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char **ret_id,
                     struct sh_error *err)
 {
@@ -581,6 +650,30 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                 be_sandbox_remove(be, id, &ignored);
                 goto undo_files;
         }
+        {
+                struct pod_sandbox_info *info = calloc(1, sizeof(*info));
+
+                /* The view's copy: what the store now says. */
+                if (info) {
+                        info->id = strdup(id);
+                        info->state = POD_READY;
+                        info->created_ns = strtoll(created, NULL, 10);
+                        info->netns = strdup(netns ? netns : "");
+                        info->ips = strv_copy(nres.ips);
+                }
+                if (!info || !info->id || !info->netns || !info->ips ||
+                    be_sandbox_spec_copy(spec, &info->spec) < 0) {
+                        pod_sandbox_info_free(info);
+                        r = -ENOMEM;
+                } else {
+                        r = pod_view_sb_add(pm, info, false);
+                }
+        }
+        if (r < 0) {
+                be_sandbox_remove(be, id, &ignored);
+                goto undo_files;
+        }
+        pod_view_watch(pm, 's', id);
         net_result_done(&nres);
         *ret_id = strdup(id);
         if (!*ret_id)
@@ -655,6 +748,8 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
         if (r == 0)
                 r = pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                (const char *[]){i->id, NULL}, err);
+        if (r == 0)
+                pod_view_sb_not_ready(pm, i->id);
         if (r < 0)
                 sh_err_prefix(err, r, "stop sandbox %.12s", i->id);
         pod_sandbox_info_free(i);
@@ -689,32 +784,42 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
                 r = pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?",
                                (const char *[]){i->id, NULL}, err);
         }
+        if (r == 0)
+                pod_view_sb_remove(pm, i->id);
         if (r < 0)
                 sh_err_prefix(err, r, "remove sandbox %.12s", i->id);
         pod_sandbox_info_free(i);
         return r;
 }
 
-/* A ready sandbox whose backend says it is not running (its PID 1 died) is not ready. */
-static void refresh_state(struct pod_mgr *pm, struct pod_sandbox_info *i)
+/*
+ * A ready sandbox whose backend says it is not running (its PID 1 died) is not ready: the
+ * watcher calls this when the sandbox's watch fd turns readable.
+ */
+void pod_sb_observe(struct pod_mgr *pm, const char *id)
 {
+        struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         bool running = true;
+        int r;
 
-        if (i->state != POD_READY || pod_mgr_backend(pm, i->spec.handler, &be, NULL) < 0)
+        if (pod_view_sb_get(pm, id, &i, NULL) < 0)
                 return;
-        if (be_sandbox_running(be, i->id, &running, NULL) == -ENOENT || !running)
-                i->state = POD_NOTREADY;
+        if (i->state == POD_READY && pod_mgr_backend(pm, i->spec.handler, &be, NULL) == 0) {
+                r = be_sandbox_running(be, i->id, &running, NULL);
+                if ((r == -ENOENT || (r == 0 && !running)) && pod_view_sb_not_ready(pm, i->id)) {
+                        pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                                   (const char *[]){i->id, NULL}, NULL);
+                        sh_log_debug("sandbox=%s stopped by itself: not ready", i->id);
+                }
+        }
+        pod_sandbox_info_free(i);
 }
 
 int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
                        struct sh_error *err)
 {
-        int r = pod_sandbox_load(pm, id, ret, err);
-
-        if (r == 0)
-                refresh_state(pm, *ret);
-        return r;
+        return pod_view_sb_get(pm, id, ret, err);
 }
 
 bool pod_labels_match(const struct be_kv *have, size_t n_have, const struct be_kv *want,
@@ -789,42 +894,65 @@ static bool matches(const struct pod_sandbox_info *i, const struct pod_sandbox_f
         return pod_labels_match(i->spec.labels, i->spec.n_labels, f->labels, f->n_labels);
 }
 
+struct each_sb {
+        const struct pod_sandbox_filter *f;
+        int (*fn)(const struct pod_sandbox_info *i, void *data);
+        void *data;
+};
+
+static int each_sb_visit(const struct pod_sandbox_info *i, void *data)
+{
+        struct each_sb *w = data;
+
+        return matches(i, w->f) ? w->fn(i, w->data) : 0;
+}
+
+int pod_sandbox_each(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
+                     int (*fn)(const struct pod_sandbox_info *i, void *data), void *data)
+{
+        return pod_view_sb_each(pm, each_sb_visit, &(struct each_sb){f, fn, data});
+}
+
+struct sb_list {
+        struct pod_sandbox_info **v;
+        size_t n, cap;
+};
+
+static int sb_list_add(const struct pod_sandbox_info *i, void *data)
+{
+        struct sb_list *l = data;
+
+        if (l->n + 1 >= l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                struct pod_sandbox_info **v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        if (pod_sandbox_info_copy(i, &l->v[l->n]) < 0)
+                return -ENOMEM;
+        l->v[++l->n] = NULL;
+        return 0;
+}
+
 int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
                      struct pod_sandbox_info ***ret, size_t *ret_n, struct sh_error *err)
 {
-        sqlite3_stmt *st = NULL;
-        struct pod_sandbox_info **v = calloc(1, sizeof(*v));
-        size_t n = 0;
+        struct sb_list l = {0};
+        int r;
 
-        if (!v)
-                return -ENOMEM;
-        if (sqlite3_prepare_v2(pod_mgr_db(pm),
-                               SELECT_SANDBOX " WHERE state != 'creating' ORDER BY created_ns, id",
-                               -1, &st, NULL) != SQLITE_OK) {
-                free(v);
-                return pod_db_fail(pm, err, "list sandboxes");
+        (void)err;
+        r = pod_sandbox_each(pm, f, sb_list_add, &l);
+        if (r == 0 && !l.v && !(l.v = calloc(1, sizeof(*l.v))))
+                r = -ENOMEM;
+        if (r < 0) {
+                pod_sandbox_info_list_free(l.v);
+                return r;
         }
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                struct pod_sandbox_info *i = row_info(st), **nv;
-
-                if (i)
-                        refresh_state(pm, i);
-                if (!i || !matches(i, f)) {
-                        pod_sandbox_info_free(i);
-                        continue;
-                }
-                nv = realloc(v, (n + 2) * sizeof(*v));
-                if (!nv) {
-                        pod_sandbox_info_free(i);
-                        break;
-                }
-                v = nv;
-                v[n++] = i;
-                v[n] = NULL;
-        }
-        sqlite3_finalize(st);
-        *ret = v;
-        *ret_n = n;
+        *ret = l.v;
+        *ret_n = l.n;
         return 0;
 }
 
@@ -975,8 +1103,12 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
                 if (r == 0)
                         r = net_down(pm, ids[i], &e);
                 if (r < 0) {
+                        struct pod_sandbox_info *kept = NULL;
+
                         pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                    (const char *[]){ids[i], NULL}, NULL);
+                        if (load_db(pm, ids[i], &kept, NULL) == 0)
+                                pod_view_sb_add(pm, kept, true);
                         sh_log_warn("sandbox=%s half-created before a restart, kept not ready "
                                     "for RemovePodSandbox: %s",
                                     ids[i], e.msg);
@@ -989,5 +1121,5 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
         }
         sh_strv_free(ids);
         sweep_pod_dirs(pm);
-        return 0;
+        return pod_view_resume(pm, err);
 }

@@ -1358,6 +1358,26 @@ static bool shim_alive(struct lxc_be *lb, const char *id, int *ret_pid)
         return false;
 }
 
+int lb_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_close_ int fd = -1;
+        int pid = 0;
+
+        if (!shim_alive(lb, id, &pid))
+                return -ESRCH;
+        fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0)
+                return errno == ESRCH
+                               ? -ESRCH
+                               : sh_err(err, -errno, "pidfd of the monitor of %.12s: %m", id);
+        /* The pid is pinned now: is it still this container's monitor? */
+        if (!shim_alive(lb, id, NULL))
+                return -ESRCH;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
                         struct sh_error *err)
 {

@@ -62,6 +62,7 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err);
 int lb_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
                       struct sh_error *err);
 int lb_container_remove(struct be *be, const char *id, struct sh_error *err);
+int lb_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int lb_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
                         struct sh_error *err);
 int lb_container_update(struct be *be, const char *id, const struct be_resources *res,

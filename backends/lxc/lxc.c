@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -789,6 +790,29 @@ static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct 
         return 0;
 }
 
+static int lxc_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        struct lxc_be *lb = be->priv;
+        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+        _cleanup_close_ int fd = -1;
+        pid_t pid;
+
+        if (!c || !c->is_defined(c))
+                return -ESRCH;
+        pid = c->init_pid(c);
+        if (pid <= 0)
+                return -ESRCH;
+        fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0)
+                return errno == ESRCH ? -ESRCH
+                                      : sh_err(err, -errno, "pidfd of sandbox %.12s: %m", id);
+        /* The pid is pinned now: is it still the pause container's init? */
+        if (c->init_pid(c) != pid)
+                return -ESRCH;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 static void lxc_fini(struct be *be)
 {
         struct lxc_be *lb = be->priv;
@@ -826,5 +850,7 @@ const struct be_ops be_lxc_ops = {
         .exec_stream = lb_exec_stream,
         .container_attach = lb_container_attach,
         .container_stats = lb_container_stats,
+        .container_watch = lb_container_watch,
+        .sandbox_watch = lxc_sandbox_watch,
         .fini = lxc_fini,
 };
