@@ -61,7 +61,7 @@ struct runt_config {
         unsigned server_read_workers;          /* handler threads for List*, *Status, *Stats, 2 */
         unsigned server_max_queued;            /* calls that may wait for a worker, per lane, 512 */
         unsigned server_events_queue; /* events a GetContainerEvents client may lag, 1000 */
-        unsigned pids_limit;                   /* pids.max of every container, 4096; 0 = no limit */
+        unsigned pids_limit;          /* pids.max of every container, 4096; 0 = no limit */
 };
 
 /*

@@ -31,7 +31,7 @@ struct cri_ctx {
         struct net_mgr *net;
         struct cri_stream *stream; /* the exec/attach/port-forward server (stream.c) */
         struct cri_fs_cache
-                *fs_cache; /* ImageFsInfo's figures (image.c); NULL: measured per call */
+                *fs_cache;         /* ImageFsInfo's figures (image.c); NULL: measured per call */
         struct cri_events *events; /* GetContainerEvents' hub (events.c); made in main.c */
         atomic_bool stopping;
         long long started_ns; /* CLOCK_REALTIME at start, for Status info */

@@ -201,9 +201,9 @@ static void test_stream_forms(void **state)
         }
         assert_int_equal(n_stream, 6);
         /* Served today by the List handlers; the stats and metrics forms wait for theirs. */
-        assert_ptr_equal(cri_method_runner(lookup(PATH_PFX "RuntimeService/StreamPodSandboxes"))
-                                 ->unary,
-                         cri_list_pod_sandbox);
+        assert_ptr_equal(
+                cri_method_runner(lookup(PATH_PFX "RuntimeService/StreamPodSandboxes"))->unary,
+                cri_list_pod_sandbox);
         assert_ptr_equal(cri_method_runner(lookup(PATH_PFX "ImageService/StreamImages"))->unary,
                          cri_list_images);
         assert_true(lookup(PATH_PFX "RuntimeService/GetContainerEvents")->events);
