@@ -181,6 +181,7 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
         c.server_workers = src->server_workers;
         c.server_read_workers = src->server_read_workers;
         c.server_max_queued = src->server_max_queued;
+        c.server_events_queue = src->server_events_queue;
         c.pids_limit = src->pids_limit;
         c.stats_interval_s = src->stats_interval_s;
         c.stats_fs_interval_s = src->stats_fs_interval_s;
@@ -254,6 +255,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .server_workers = 48,
                 .server_read_workers = 4,
                 .server_max_queued = 512,
+                .server_events_queue = 1000,
                 .pids_limit = 4096,
                 .stats_interval_s = 10,
                 .stats_fs_interval_s = 60,
@@ -961,6 +963,7 @@ static const struct field server_fields[] = {
         F_NUM("workers", server_workers, 1, 1024),
         F_NUM("read_workers", server_read_workers, 1, 64),
         F_NUM("max_queued", server_max_queued, 0, 65536),
+        F_NUM("events_queue", server_events_queue, 1, 100000),
         {.key = NULL},
 };
 

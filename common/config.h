@@ -60,7 +60,8 @@ struct runt_config {
         unsigned server_workers;               /* handler threads for calls that may block, 32 */
         unsigned server_read_workers;          /* handler threads for List*, *Status, *Stats, 2 */
         unsigned server_max_queued;            /* calls that may wait for a worker, per lane, 512 */
-        unsigned pids_limit;                   /* pids.max of every container, 4096; 0 = no limit */
+        unsigned server_events_queue; /* events a GetContainerEvents client may lag, 1000 */
+        unsigned pids_limit;          /* pids.max of every container, 4096; 0 = no limit */
         unsigned stats_interval_s;    /* the stats collector samples cgroups and netns, 10 */
         unsigned stats_fs_interval_s; /* and walks writable layers, 60 (rounded up to rounds) */
 };

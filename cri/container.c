@@ -854,6 +854,16 @@ static Runtime__V1__ContainerStatus *status_msg(const struct pod_container_info 
         return s;
 }
 
+Runtime__V1__ContainerStatus *cri_container_status_msg(struct cri_ctx *ctx,
+                                                       const struct pod_container_info *i)
+{
+        Runtime__V1__ContainerStatus *s = status_msg(i);
+
+        if (s)
+                image_names(ctx, &i->spec, s);
+        return s;
+}
+
 static json_object *json_str(const char *s)
 {
         return json_object_new_string(s ? s : "");
@@ -923,10 +933,8 @@ int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 return rc;
         rc = -ENOMEM;
         r = NEW(Runtime__V1__ContainerStatusResponse, container_status_response);
-        if (r && (r->status = status_msg(i))) {
-                image_names(ctx, &i->spec, r->status);
+        if (r && (r->status = cri_container_status_msg(ctx, i)))
                 rc = in->verbose ? add_verbose_info(r, i) : 0;
-        }
         pod_container_info_free(i);
         if (rc < 0) {
                 if (r)

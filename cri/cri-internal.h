@@ -12,6 +12,7 @@
 #include "config.h"
 #include "error.h"
 
+struct cri_events;
 struct cri_fs_cache;
 struct cri_stream;
 struct img_mgr;
@@ -30,7 +31,8 @@ struct cri_ctx {
         struct net_mgr *net;
         struct cri_stream *stream; /* the exec/attach/port-forward server (stream.c) */
         struct cri_fs_cache
-                *fs_cache; /* ImageFsInfo's figures (image.c); NULL: measured per call */
+                *fs_cache;         /* ImageFsInfo's figures (image.c); NULL: measured per call */
+        struct cri_events *events; /* GetContainerEvents' hub (events.c); made in main.c */
         atomic_bool stopping;
         long long started_ns; /* CLOCK_REALTIME at start, for Status info */
 };
@@ -48,6 +50,14 @@ struct cri_ctx {
  * leaves room to spare.
  */
 #define CRI_EXEC_SYNC_MAX_OUTPUT (CRI_MAX_MESSAGE - 4096)
+/*
+ * A Stream* RPC (cri-api v0.36) sends its List form's items in messages of at most this many
+ * items and this many bytes (one item larger than the byte bound goes alone, if it fits in
+ * CRI_MAX_MESSAGE). Small enough that one packed message at a time is all the server holds
+ * besides the List answer, and that a few hundred pods already take several messages.
+ */
+#define CRI_STREAM_CHUNK_ITEMS 128
+#define CRI_STREAM_CHUNK_BYTES (1 << 20)
 
 typedef int (*cri_unary_fn)(struct cri_ctx *ctx, const ProtobufCMessage *req,
                             ProtobufCMessage **ret_resp, struct sh_error *err);
@@ -71,12 +81,26 @@ struct cri_method {
         bool walk;                      /* a read that walks trees (stats): the walk lane */
         cri_unary_fn unary;             /* NULL, and no cancellable: answered UNIMPLEMENTED */
         cri_cancellable_fn cancellable; /* instead of unary */
+        /*
+         * A Stream* form: the path of its List form, whose handler answers it (in that
+         * method's lane, UNIMPLEMENTED while it has none). The Stream request is read as the
+         * List request (same fields, numbers and types: test_cri checks), and the List
+         * answer's repeated field goes out in chunks of the Stream response (server.c).
+         */
+        const char *list_form;
+        bool events; /* GetContainerEvents: a subscriber of ctx->events (events.c) */
 };
 
 /* The dispatch table (dispatch.c): every RuntimeService and ImageService method. */
 const struct cri_method *cri_method_lookup(const char *path, size_t len);
 size_t cri_method_count(void);
 const struct cri_method *cri_method_at(size_t i);
+
+/*
+ * The method whose handler serves @m: its List form for a Stream* method, else @m itself.
+ * NULL if the List form named is not in the table.
+ */
+const struct cri_method *cri_method_runner(const struct cri_method *m);
 
 /* One table from -errno to gRPC status (translate.c). */
 grpc_status_code cri_status_from_errno(int r);
@@ -155,6 +179,24 @@ int cri_list_images(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCM
                     struct sh_error *err);
 int cri_remove_image(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                      struct sh_error *err);
+
+/*
+ * The status messages PodSandboxStatus and ContainerStatus answer with (sandbox.c,
+ * container.c), also what a container event carries. malloc'd trees; NULL on ENOMEM. The
+ * container's names its image as it is now (a store read, no wait on other calls).
+ */
+struct pod_sandbox_info;
+struct pod_container_info;
+Runtime__V1__PodSandboxStatus *cri_sandbox_status_msg(const struct pod_sandbox_info *i);
+Runtime__V1__ContainerStatus *cri_container_status_msg(struct cri_ctx *ctx,
+                                                       const struct pod_container_info *i);
+
+/*
+ * The pod manager's event sink (pod_event_fn; @data is the struct cri_ctx): packs @ev as a
+ * ContainerEventResponse once and publishes it on ctx->events. Never blocks on a client.
+ */
+struct pod_event;
+void cri_events_sink(void *data, const struct pod_event *ev);
 
 /* Response building helpers (translate.c): malloc'd copies, NULL on ENOMEM. */
 char *cri_strdup(const char *s);

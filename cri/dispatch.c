@@ -34,6 +34,17 @@
                 .req = &runtime__v1__##req_##__descriptor,                                         \
                 .resp = &runtime__v1__##resp_##__descriptor, .cancellable = (fn_),                 \
         }
+/*
+ * A Stream* form of a List RPC (cri-api v0.36): no handler of its own, its List form's
+ * answers it in that form's lane, so wiring a List handler in wires its Stream form too.
+ */
+#define S(svc_, name_, req_, resp_, list_)                                                         \
+        {                                                                                          \
+                .path = "/runtime.v1." #svc_ "/" #name_, .service = #svc_, .name = #name_,         \
+                .req = &runtime__v1__##req_##__descriptor,                                         \
+                .resp = &runtime__v1__##resp_##__descriptor, .streaming = true,                    \
+                .list_form = "/runtime.v1." #svc_ "/" #list_,                                      \
+        }
 
 /*
  * quick: answered on the completion-queue thread, because it never blocks (no disk walk,
@@ -54,8 +65,8 @@ static const struct cri_method methods[] = {
           cri_pod_sandbox_status),
         R(RuntimeService, ListPodSandbox, list_pod_sandbox_request, list_pod_sandbox_response,
           cri_list_pod_sandbox),
-        M(RuntimeService, StreamPodSandboxes, stream_pod_sandboxes_request,
-          stream_pod_sandboxes_response, true, true, NULL),
+        S(RuntimeService, StreamPodSandboxes, stream_pod_sandboxes_request,
+          stream_pod_sandboxes_response, ListPodSandbox),
         M(RuntimeService, CreateContainer, create_container_request, create_container_response,
           false, false, cri_create_container),
         M(RuntimeService, StartContainer, start_container_request, start_container_response, false,
@@ -66,8 +77,8 @@ static const struct cri_method methods[] = {
           false, false, cri_remove_container),
         R(RuntimeService, ListContainers, list_containers_request, list_containers_response,
           cri_list_containers),
-        M(RuntimeService, StreamContainers, stream_containers_request, stream_containers_response,
-          true, true, NULL),
+        S(RuntimeService, StreamContainers, stream_containers_request, stream_containers_response,
+          ListContainers),
         R(RuntimeService, ContainerStatus, container_status_request, container_status_response,
           cri_container_status),
         M(RuntimeService, UpdateContainerResources, update_container_resources_request,
@@ -83,34 +94,40 @@ static const struct cri_method methods[] = {
           cri_container_stats),
         R(RuntimeService, ListContainerStats, list_container_stats_request,
           list_container_stats_response, cri_list_container_stats),
-        M(RuntimeService, StreamContainerStats, stream_container_stats_request,
-          stream_container_stats_response, true, true, NULL),
+        S(RuntimeService, StreamContainerStats, stream_container_stats_request,
+          stream_container_stats_response, ListContainerStats),
         R(RuntimeService, PodSandboxStats, pod_sandbox_stats_request, pod_sandbox_stats_response,
           cri_pod_sandbox_stats),
         R(RuntimeService, ListPodSandboxStats, list_pod_sandbox_stats_request,
           list_pod_sandbox_stats_response, cri_list_pod_sandbox_stats),
-        M(RuntimeService, StreamPodSandboxStats, stream_pod_sandbox_stats_request,
-          stream_pod_sandbox_stats_response, true, true, NULL),
+        S(RuntimeService, StreamPodSandboxStats, stream_pod_sandbox_stats_request,
+          stream_pod_sandbox_stats_response, ListPodSandboxStats),
         M(RuntimeService, UpdateRuntimeConfig, update_runtime_config_request,
           update_runtime_config_response, false, true, NULL),
         M(RuntimeService, Status, status_request, status_response, false, true, cri_status),
         M(RuntimeService, CheckpointContainer, checkpoint_container_request,
           checkpoint_container_response, false, true, NULL),
-        M(RuntimeService, GetContainerEvents, get_events_request, container_event_response, true,
-          true, NULL),
+        /* Long-lived: a subscriber of the event hub, driven from the completion queue. */
+        {.path = "/runtime.v1.RuntimeService/GetContainerEvents",
+         .service = "RuntimeService",
+         .name = "GetContainerEvents",
+         .req = &runtime__v1__get_events_request__descriptor,
+         .resp = &runtime__v1__container_event_response__descriptor,
+         .streaming = true,
+         .quick = true,
+         .events = true},
         M(RuntimeService, ListMetricDescriptors, list_metric_descriptors_request,
           list_metric_descriptors_response, false, true, cri_list_metric_descriptors),
         R(RuntimeService, ListPodSandboxMetrics, list_pod_sandbox_metrics_request,
           list_pod_sandbox_metrics_response, cri_list_pod_sandbox_metrics),
-        M(RuntimeService, StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request,
-          stream_pod_sandbox_metrics_response, true, true, NULL),
+        S(RuntimeService, StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request,
+          stream_pod_sandbox_metrics_response, ListPodSandboxMetrics),
         M(RuntimeService, RuntimeConfig, runtime_config_request, runtime_config_response, false,
           true, cri_runtime_config),
         M(RuntimeService, UpdatePodSandboxResources, update_pod_sandbox_resources_request,
           update_pod_sandbox_resources_response, false, true, NULL),
         R(ImageService, ListImages, list_images_request, list_images_response, cri_list_images),
-        M(ImageService, StreamImages, stream_images_request, stream_images_response, true, true,
-          NULL),
+        S(ImageService, StreamImages, stream_images_request, stream_images_response, ListImages),
         R(ImageService, ImageStatus, image_status_request, image_status_response, cri_image_status),
         M(ImageService, PullImage, pull_image_request, pull_image_response, false, false,
           cri_pull_image),
@@ -140,4 +157,11 @@ size_t cri_method_count(void)
 const struct cri_method *cri_method_at(size_t i)
 {
         return i < cri_method_count() ? &methods[i] : NULL;
+}
+
+const struct cri_method *cri_method_runner(const struct cri_method *m)
+{
+        if (!m || !m->list_form)
+                return m;
+        return cri_method_lookup(m->list_form, strlen(m->list_form));
 }

@@ -16,6 +16,7 @@
 #define SH_LOG_MODULE "runtd"
 #include "config.h"
 #include "cri-internal.h"
+#include "events.h"
 #include "imagemgr.h"
 #include "log.h"
 #include "netmgr.h"
@@ -252,6 +253,11 @@ int main(int argc, char **argv)
         ctx.cfg = &cfg;
         ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
         ctx.fs_cache = cri_fs_cache_new(); /* NULL (no memory): ImageFsInfo measures per call */
+        ctx.events = cri_events_new(cfg.server_events_queue);
+        if (!ctx.events) {
+                sh_log_error("start failed: out of memory");
+                goto out;
+        }
         if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 ||
             img_mgr_new(&cfg, pod_mgr_store_path(ctx.pods), &ctx.stopping, &ctx.images, &err) < 0 ||
             net_mgr_new(&cfg, &ctx.net, &err) < 0) {
@@ -259,6 +265,9 @@ int main(int argc, char **argv)
                 goto out;
         }
         pod_mgr_set_net(ctx.pods, ctx.net);
+        /* Before recovery: what changed while runtd was down (a container that exited) is
+         * published then, and waits in the backlog for the kubelet's GetContainerEvents. */
+        pod_mgr_set_event_sink(ctx.pods, cri_events_sink, &ctx);
         if (pod_mgr_recover(ctx.pods, &err) < 0) {
                 sh_log_error("recovery failed: %s", err.msg);
                 goto out;
@@ -306,11 +315,16 @@ int main(int argc, char **argv)
         sh_log_info("stopped");
         rc = EXIT_SUCCESS;
 out:
+        /* The sink reads the image manager, which goes first. */
+        if (ctx.pods)
+                pod_mgr_set_event_sink(ctx.pods, NULL, NULL);
         cri_stream_free(ctx.stream);
         ctx.fs_cache = cri_fs_cache_free(ctx.fs_cache); /* its thread walks the managers' dirs */
         net_mgr_free(ctx.net);
         img_mgr_free(ctx.images);
         pod_mgr_free(ctx.pods);
+        /* After the pod manager: it publishes until it is gone; the server's streams are. */
+        cri_events_free(ctx.events);
         runt_config_done(&cfg);
         sh_log_close();
         return rc;

@@ -206,7 +206,7 @@ static Runtime__V1__PodSandboxState state_of(enum pod_state s)
                               : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 }
 
-static Runtime__V1__PodSandboxStatus *status_msg(const struct pod_sandbox_info *i)
+Runtime__V1__PodSandboxStatus *cri_sandbox_status_msg(const struct pod_sandbox_info *i)
 {
         Runtime__V1__PodSandboxStatus *s = NEW(Runtime__V1__PodSandboxStatus, pod_sandbox_status);
         size_t nips = 0;
@@ -277,7 +277,7 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 return rc;
         r = NEW(Runtime__V1__PodSandboxStatusResponse, pod_sandbox_status_response);
         if (r)
-                r->status = status_msg(i);
+                r->status = cri_sandbox_status_msg(i);
         if (r && r->status && in->verbose) {
                 Runtime__V1__PodSandboxStatusResponse__InfoEntry *e =
                         NEW(Runtime__V1__PodSandboxStatusResponse__InfoEntry,

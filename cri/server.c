@@ -39,6 +39,7 @@
 #define SH_LOG_MODULE "cri"
 #include "cleanup.h"
 #include "cri-internal.h"
+#include "events.h"
 #include "log.h"
 #include "strutil.h"
 
@@ -54,6 +55,7 @@ enum cri_tag_kind {
         TAG_RECV,  /* initial metadata sent + request message received */
         TAG_DONE,  /* response and status sent: the call is finished */
         TAG_CLOSE, /* the call closed: finished, or the client went away */
+        TAG_SEND,  /* one message of a server stream went out (or failed) */
 };
 
 struct cri_call;
@@ -83,6 +85,12 @@ struct cri_call {
         ProtobufCMessage *req;
         long long t_start_ns;
         struct cri_tag t_new, t_recv, t_done, t_close;
+        /* Server streams (see "Server streams" below); one message in flight at a time. */
+        const struct cri_method *run; /* whose handler serves it: method, or its List form */
+        struct cri_list_send *list;   /* a Stream* call: the List answer being sent */
+        struct cri_sub *sub;          /* GetContainerEvents: its subscription */
+        grpc_byte_buffer *msg;        /* the stream message in flight */
+        struct cri_tag t_send;
 };
 
 /*
@@ -118,6 +126,8 @@ struct cri_server {
         atomic_int active; /* calls requested or in flight, handler threads included */
 };
 
+static void stream_done(struct cri_call *c);
+
 static void call_free(struct cri_call *c)
 {
         if (!c)
@@ -128,6 +138,7 @@ static void call_free(struct cri_call *c)
                 grpc_byte_buffer_destroy(c->recv);
         if (c->send)
                 grpc_byte_buffer_destroy(c->send);
+        stream_done(c);
         grpc_slice_unref(c->status_msg);
         if (c->call)
                 grpc_call_unref(c->call);
@@ -162,6 +173,7 @@ static int post_slot(struct cri_server *s)
         c->t_recv = (struct cri_tag){TAG_RECV, c};
         c->t_done = (struct cri_tag){TAG_DONE, c};
         c->t_close = (struct cri_tag){TAG_CLOSE, c};
+        c->t_send = (struct cri_tag){TAG_SEND, c};
         grpc_call_details_init(&c->details);
         grpc_metadata_array_init(&c->md);
         atomic_fetch_add(&s->active, 1);
@@ -225,6 +237,248 @@ static void log_failure(struct cri_call *c, grpc_status_code code, const char *m
         gpr_free(path);
 }
 
+/* ------------------------------------------------------------------ server streams */
+
+/*
+ * A server stream has one message in flight at a time: the next is started from the
+ * completion queue when the previous one completed (TAG_SEND), so a client that reads slowly
+ * holds no thread, only its call and what waits for it. A failed send means the client is
+ * gone (or the server is going): the call is released, and what it held with it.
+ *
+ * Stream* (cri-api v0.36): the List form's handler ran in its lane; its answer's repeated
+ * field goes out in messages of at most CRI_STREAM_CHUNK_ITEMS items and
+ * CRI_STREAM_CHUNK_BYTES bytes, then status OK. An empty result sends no message, only the
+ * OK: a client gathers items until the end of the stream (KEP-5825), and zero messages are
+ * zero items, as when containerd and CRI-O loop over an empty list.
+ *
+ * GetContainerEvents: a subscriber of the event hub (events.h), which it drives: the hub
+ * wakes it (on a publisher's thread) when an event comes while it is idle; each completed
+ * send asks the hub for the next. While idle the call's flow reference is parked in the
+ * hub; whoever takes the subscriber out of idle (a wake, or TAG_CLOSE through
+ * cri_sub_close) holds it.
+ */
+struct cri_list_send {
+        ProtobufCMessage *resp;   /* the List answer, owned */
+        ProtobufCMessage **items; /* its repeated field, borrowed */
+        size_t n, next;           /* how many; the first not sent yet */
+        uint32_t key;             /* field key of the Stream response's repeated field */
+        size_t sizes[CRI_STREAM_CHUNK_ITEMS]; /* packed sizes of the chunk being built */
+};
+
+static void on_sent(struct cri_call *c, int success);
+
+static size_t varint_len(uint64_t v)
+{
+        size_t n = 1;
+
+        for (; v >= 0x80; v >>= 7)
+                n++;
+        return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+        for (; v >= 0x80; v >>= 7)
+                *p++ = (uint8_t)(v | 0x80);
+        *p++ = (uint8_t)v;
+        return p;
+}
+
+/* The repeated message field of @d: a List answer's or a Stream response's only field. */
+static const ProtobufCFieldDescriptor *repeated_field(const ProtobufCMessageDescriptor *d)
+{
+        for (unsigned i = 0; i < d->n_fields; i++)
+                if (d->fields[i].label == PROTOBUF_C_LABEL_REPEATED &&
+                    d->fields[i].type == PROTOBUF_C_TYPE_MESSAGE)
+                        return &d->fields[i];
+        return NULL;
+}
+
+/* Frees what a stream holds: its List answer, its subscription, a message. Any thread. */
+static void stream_done(struct cri_call *c)
+{
+        if (c->list) {
+                protobuf_c_message_free_unpacked(c->list->resp, NULL);
+                free(c->list);
+                c->list = NULL;
+        }
+        cri_sub_free(c->sub);
+        c->sub = NULL;
+        if (c->msg) {
+                grpc_byte_buffer_destroy(c->msg);
+                c->msg = NULL;
+        }
+}
+
+/* The stream cannot go on and nobody can be told: out of the hub, and the flow ends. */
+static void stream_abort(struct cri_call *c)
+{
+        if (c->sub)
+                cri_sub_finish(c->sub);
+        call_unref(c);
+}
+
+/* Starts sending c->msg. Once started, @c may be gone when this returns: no use after. */
+static void stream_send(struct cri_call *c)
+{
+        grpc_op op;
+
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = c->msg;
+        if (grpc_call_start_batch(c->call, &op, 1, &c->t_send, NULL) != GRPC_CALL_OK) {
+                sh_log_error("rpc=%s could not send a stream message", c->method->name);
+                stream_abort(c);
+        }
+}
+
+/* Packs and sends the next chunk of a Stream* call's items, or ends it with OK. */
+static void list_send_next(struct cri_call *c)
+{
+        struct cri_list_send *ls = c->list;
+        size_t end = ls->next, total = 0;
+        char msg[200];
+        grpc_slice sl;
+        uint8_t *p;
+
+        if (ls->next == ls->n) {
+                stream_done(c); /* give the memory back before the status goes */
+                call_finish(c, GRPC_STATUS_OK, NULL, NULL);
+                return;
+        }
+        for (; end < ls->n && end - ls->next < CRI_STREAM_CHUNK_ITEMS; end++) {
+                size_t sz = protobuf_c_message_get_packed_size(ls->items[end]);
+                size_t rec = varint_len(ls->key) + varint_len(sz) + sz;
+
+                if (end > ls->next && total + rec > CRI_STREAM_CHUNK_BYTES)
+                        break;
+                ls->sizes[end - ls->next] = sz;
+                total += rec;
+        }
+        if (total > CRI_MAX_MESSAGE) { /* one item alone, over the limit */
+                snprintf(msg, sizeof(msg), "%s: item %zu is %zu bytes, over the %d-byte limit",
+                         c->method->name, ls->next, total, CRI_MAX_MESSAGE);
+                log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+                stream_done(c);
+                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+                return;
+        }
+        sl = grpc_slice_malloc(total);
+        p = GRPC_SLICE_START_PTR(sl);
+        for (size_t k = ls->next; k < end; k++) {
+                p = put_varint(p, ls->key);
+                p = put_varint(p, ls->sizes[k - ls->next]);
+                p += protobuf_c_message_pack(ls->items[k], p);
+        }
+        ls->next = end;
+        c->msg = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        stream_send(c);
+}
+
+/* A Stream* call's List handler answered @resp (taken): send its items. */
+static void list_send_start(struct cri_call *c, ProtobufCMessage *resp)
+{
+        const ProtobufCFieldDescriptor *lf = repeated_field(resp->descriptor);
+        const ProtobufCFieldDescriptor *sf = repeated_field(c->method->resp);
+        struct cri_list_send *ls = NULL;
+
+        if (lf && sf && lf->descriptor == sf->descriptor)
+                ls = calloc(1, sizeof(*ls));
+        if (!ls) {
+                protobuf_c_message_free_unpacked(resp, NULL);
+                log_failure(c, GRPC_STATUS_INTERNAL, "cannot stream the List answer");
+                call_finish(c, GRPC_STATUS_INTERNAL, "internal error: cannot stream", NULL);
+                return;
+        }
+        ls->resp = resp;
+        ls->n = *(const size_t *)((const char *)resp + lf->quantifier_offset);
+        ls->items = *(ProtobufCMessage ***)((char *)resp + lf->offset);
+        ls->key = sf->id << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        c->list = ls;
+        list_send_next(c);
+}
+
+static void event_slice_unref(void *e)
+{
+        cri_event_unref(e);
+}
+
+/*
+ * The subscriber's next step: send an event, park (idle), or end the stream. Runs on the
+ * queue thread or a publisher's (a wake); never twice at once for one call (events.h).
+ */
+static void event_drive(struct cri_call *c)
+{
+        struct cri_event *e = NULL;
+        char msg[300];
+        grpc_slice sl;
+
+        switch (cri_sub_next(c->sub, &e)) {
+        case CRI_SUB_EVENT:
+                /* The packed bytes are shared with every subscriber: no copy. */
+                sl = grpc_slice_new_with_user_data(e->data, e->len, event_slice_unref, e);
+                c->msg = grpc_raw_byte_buffer_create(&sl, 1);
+                grpc_slice_unref(sl);
+                stream_send(c);
+                return;
+        case CRI_SUB_IDLE:
+                return;
+        case CRI_SUB_DROPPED:
+                snprintf(msg, sizeof(msg),
+                         "GetContainerEvents: this client fell %zu events behind "
+                         "(server.events_queue) and was dropped; call again and relist",
+                         cri_sub_queue_max(c->sub));
+                log_failure(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+                return;
+        case CRI_SUB_SHUTDOWN:
+                call_finish(c, GRPC_STATUS_UNAVAILABLE,
+                            "GetContainerEvents: runtd is shutting down", NULL);
+                return;
+        case CRI_SUB_CLOSED:
+                call_unref(c); /* the client is gone: nobody to tell */
+                return;
+        }
+}
+
+static void event_wake(void *data)
+{
+        event_drive(data);
+}
+
+/* GetContainerEvents: subscribe, then hand out the backlog if it got one. Queue thread. */
+static void events_start(struct cri_call *c)
+{
+        struct cri_events *hub = c->srv->ctx->events;
+        int r = hub ? cri_events_subscribe(hub, event_wake, c, &c->sub) : -ESHUTDOWN;
+        grpc_status_code code;
+        char msg[200];
+
+        if (r < 0) {
+                code = r == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+                snprintf(msg, sizeof(msg), "GetContainerEvents: %s",
+                         r == -ENOMEM ? "out of memory" : "runtd is shutting down");
+                log_failure(c, code, msg);
+                call_finish(c, code, msg, NULL);
+                return;
+        }
+        event_drive(c);
+}
+
+/* TAG_SEND: the message in flight went out (@success) or the call is over. */
+static void on_sent(struct cri_call *c, int success)
+{
+        grpc_byte_buffer_destroy(c->msg);
+        c->msg = NULL;
+        if (!success)
+                stream_abort(c);
+        else if (c->list)
+                list_send_next(c);
+        else
+                event_drive(c);
+}
+
 struct cri_lane;
 static void lane_leave(struct cri_lane *l);
 
@@ -240,11 +494,11 @@ static void call_run(struct cri_call *c, struct cri_lane *l)
         grpc_status_code code;
         int r;
 
-        if (c->method->cancellable)
-                r = c->method->cancellable(c->srv->ctx, c->req, atomic_load(&c->cancel_fd), &resp,
-                                           &err);
+        if (c->run->cancellable)
+                r = c->run->cancellable(c->srv->ctx, c->req, atomic_load(&c->cancel_fd), &resp,
+                                        &err);
         else
-                r = c->method->unary(c->srv->ctx, c->req, &resp, &err);
+                r = c->run->unary(c->srv->ctx, c->req, &resp, &err);
         lane_leave(l);
         if (r < 0) {
                 code = cri_status_from_errno(r);
@@ -255,6 +509,8 @@ static void call_run(struct cri_call *c, struct cri_lane *l)
         } else if (!resp) {
                 log_failure(c, GRPC_STATUS_INTERNAL, "handler returned no response");
                 call_finish(c, GRPC_STATUS_INTERNAL, "internal error: no response", NULL);
+        } else if (c->method->list_form) {
+                list_send_start(c, resp); /* takes resp */
         } else {
                 call_finish(c, GRPC_STATUS_OK, NULL, resp);
                 protobuf_c_message_free_unpacked(resp, NULL);
@@ -282,7 +538,7 @@ static void call_run_queued(struct cri_call *c, struct cri_lane *l)
                 call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
                 return;
         }
-        if (c->method->cancellable) {
+        if (c->run->cancellable) {
                 int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
                 if (fd < 0) {
@@ -432,7 +688,7 @@ static void lane_done(struct cri_lane *l)
 static void dispatch(struct cri_call *c)
 {
         struct cri_server *s = c->srv;
-        struct cri_lane *l = c->method->walk ? &s->walk : c->method->read ? &s->read : &s->slow;
+        struct cri_lane *l = c->run->walk ? &s->walk : c->run->read ? &s->read : &s->slow;
         char msg[300];
         int r = lane_submit(l, c);
 
@@ -471,7 +727,8 @@ static void on_recv(struct cri_call *c)
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
         }
-        if (!c->method->unary && !c->method->cancellable) {
+        c->run = cri_method_runner(c->method);
+        if (!c->method->events && (!c->run || (!c->run->unary && !c->run->cancellable))) {
                 snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt yet",
                          c->method->service, c->method->name);
                 log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
@@ -493,7 +750,8 @@ static void on_recv(struct cri_call *c)
         }
         sl = grpc_byte_buffer_reader_readall(&rd);
         grpc_byte_buffer_reader_destroy(&rd);
-        c->req = protobuf_c_message_unpack(c->method->req, NULL, GRPC_SLICE_LENGTH(sl),
+        /* A Stream* request is read as its List form's: same fields (test_cri checks). */
+        c->req = protobuf_c_message_unpack(c->run->req, NULL, GRPC_SLICE_LENGTH(sl),
                                            GRPC_SLICE_START_PTR(sl));
         grpc_slice_unref(sl);
         grpc_byte_buffer_destroy(c->recv);
@@ -505,7 +763,9 @@ static void on_recv(struct cri_call *c)
                 call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
                 return;
         }
-        if (c->method->quick && !c->method->cancellable)
+        if (c->method->events)
+                events_start(c);
+        else if (c->run->quick && !c->run->cancellable)
                 call_run(c, NULL);
         else
                 dispatch(c);
@@ -573,7 +833,13 @@ static void on_event(struct cri_server *s, const grpc_event *ev)
                         if (fd >= 0)
                                 eventfd_write(fd, 1);
                 }
+                /* An idle event stream ends here: its flow reference was parked in the hub. */
+                if (c->sub && cri_sub_close(c->sub))
+                        call_unref(c);
                 call_unref(c);
+                return;
+        case TAG_SEND:
+                on_sent(c, ev->success);
                 return;
         }
 }
@@ -729,6 +995,8 @@ void cri_server_stop(struct cri_server *s)
         if (atomic_exchange(&s->stop_requested, true))
                 return;
         atomic_store(&s->ctx->stopping, true);
+        /* Event streams end with a status of their own, not by the drain's timeout. */
+        cri_events_shutdown(s->ctx->events);
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
         grpc_server_cancel_all_calls(s->server);
 }

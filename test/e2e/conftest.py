@@ -75,7 +75,17 @@ IMPLEMENTED = {
     "RuntimeService/ListPodSandboxMetrics",
     "RuntimeService/ContainerStats",
     "RuntimeService/ListContainerStats",
+    "RuntimeService/StreamPodSandboxes",
+    "RuntimeService/StreamContainers",
+    "RuntimeService/StreamContainerStats",
+    "RuntimeService/StreamPodSandboxStats",
+    "RuntimeService/StreamPodSandboxMetrics",
+    "ImageService/StreamImages",
+    "RuntimeService/GetContainerEvents",
 }
+# Server streams that never end by themselves: a call that was accepted runs until its
+# deadline (callers give them a short one and count DEADLINE_EXCEEDED as accepted).
+LONG_LIVED = {"RuntimeService/GetContainerEvents"}
 # Implemented RPCs whose empty request is invalid (a required field is missing).
 NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageService/RemoveImage",
                 "RuntimeService/RunPodSandbox", "RuntimeService/StopPodSandbox",

@@ -87,6 +87,7 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->server_workers, 48);
         assert_int_equal(c->server_read_workers, 4);
         assert_int_equal(c->server_max_queued, 512);
+        assert_int_equal(c->server_events_queue, 1000);
         assert_int_equal(c->pids_limit, 4096);
         assert_int_equal(c->stats_interval_s, 10);
         assert_int_equal(c->stats_fs_interval_s, 60);
@@ -174,6 +175,7 @@ static const char full_yaml[] =
         "  workers: 4\n"
         "  read_workers: 1\n"
         "  max_queued: 0\n"
+        "  events_queue: 7\n"
         "containers:\n"
         "  pids_limit: 4194304\n";
 
@@ -245,6 +247,7 @@ static void test_full_file(void **state)
         assert_int_equal(c.server_workers, 4);
         assert_int_equal(c.server_read_workers, 1);
         assert_int_equal(c.server_max_queued, 0);
+        assert_int_equal(c.server_events_queue, 7);
         assert_int_equal(c.pids_limit, 4194304);
 
         assert_ptr_equal(runt_config_handler(&c, ""), &c.handlers[1]);
@@ -448,6 +451,8 @@ static const struct bad_case bad_cases[] = {
         {"images:\n  pull_timeout: 99999999999999999999999999\n", 2, "images.pull_timeout",
          "out of range"},
         {"streaming:\n  port: 65536\n", 2, "streaming.port", "out of range"},
+        {"server:\n  events_queue: 0\n", 2, "server.events_queue", "out of range"},
+        {"server:\n  events_queue: 100001\n", 2, "server.events_queue", "out of range"},
         {"streaming:\n  token_ttl: 0\n", 2, "streaming.token_ttl", "out of range"},
         {"streaming:\n  token_ttl: 3601\n", 2, "streaming.token_ttl", "out of range"},
         {"logs:\n  max_line: 255\n", 2, "logs.max_line", "out of range"},

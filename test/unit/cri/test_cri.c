@@ -146,6 +146,71 @@ static void test_implemented_handlers(void **state)
         assert_true(lookup(PATH_PFX "RuntimeService/Version")->quick);
 }
 
+/* The repeated message field of @d, or NULL. */
+static const ProtobufCFieldDescriptor *repeated_msg(const ProtobufCMessageDescriptor *d)
+{
+        for (unsigned i = 0; i < d->n_fields; i++)
+                if (d->fields[i].label == PROTOBUF_C_LABEL_REPEATED &&
+                    d->fields[i].type == PROTOBUF_C_TYPE_MESSAGE)
+                        return &d->fields[i];
+        return NULL;
+}
+
+/*
+ * Each Stream* method names a List form in the table whose request has the same fields
+ * (server.c reads the Stream request as the List request), and whose answer has one
+ * repeated field of the item type the Stream response repeats (server.c re-frames it).
+ */
+static void test_stream_forms(void **state)
+{
+        size_t n_stream = 0;
+
+        (void)state;
+        for (size_t i = 0; i < cri_method_count(); i++) {
+                const struct cri_method *m = cri_method_at(i), *l;
+                const ProtobufCFieldDescriptor *lf, *sf;
+
+                if (!m->list_form)
+                        continue;
+                n_stream++;
+                assert_true(m->streaming);
+                assert_null(m->unary);
+                l = cri_method_runner(m);
+                assert_non_null(l);
+                assert_ptr_equal(l, lookup(m->list_form));
+                assert_false(l->streaming);
+                assert_int_equal(strncmp(m->name, "Stream", 6), 0);
+                assert_int_equal(strncmp(l->name, "List", 4), 0);
+                assert_int_equal(m->req->n_fields, l->req->n_fields);
+                for (unsigned f = 0; f < m->req->n_fields; f++) {
+                        const ProtobufCFieldDescriptor *a = &m->req->fields[f];
+                        const ProtobufCFieldDescriptor *b = &l->req->fields[f];
+
+                        assert_int_equal(a->id, b->id);
+                        assert_int_equal(a->type, b->type);
+                        assert_int_equal(a->label, b->label);
+                        assert_ptr_equal(a->descriptor, b->descriptor);
+                }
+                assert_int_equal(l->resp->n_fields, 1);
+                assert_int_equal(m->resp->n_fields, 1);
+                lf = repeated_msg(l->resp);
+                sf = repeated_msg(m->resp);
+                assert_non_null(lf);
+                assert_non_null(sf);
+                assert_ptr_equal(lf->descriptor, sf->descriptor);
+        }
+        assert_int_equal(n_stream, 6);
+        /* Served today by the List handlers; the stats and metrics forms wait for theirs. */
+        assert_ptr_equal(
+                cri_method_runner(lookup(PATH_PFX "RuntimeService/StreamPodSandboxes"))->unary,
+                cri_list_pod_sandbox);
+        assert_ptr_equal(cri_method_runner(lookup(PATH_PFX "ImageService/StreamImages"))->unary,
+                         cri_list_images);
+        assert_true(lookup(PATH_PFX "RuntimeService/GetContainerEvents")->events);
+        assert_ptr_equal(cri_method_runner(lookup(PATH_PFX "RuntimeService/Version")),
+                         lookup(PATH_PFX "RuntimeService/Version"));
+}
+
 static void test_lookup_bounds(void **state)
 {
         static const char version[] = PATH_PFX "RuntimeService/Version";
@@ -501,6 +566,7 @@ int main(void)
                 cmocka_unit_test(test_lookup_embedded_nul),
                 cmocka_unit_test(test_descriptor_names),
                 cmocka_unit_test(test_status_from_errno),
+                cmocka_unit_test(test_stream_forms),
                 cmocka_unit_test(test_status_name),
                 cmocka_unit_test(test_version),
                 cmocka_unit_test(test_runtime_config),
