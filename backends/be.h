@@ -251,6 +251,8 @@ struct be_ctr_stats {
         struct sh_fs_usage writable_layer; /* mountpoint: the filesystem's dir, not the layer's */
 };
 
+struct sh_metrics;
+
 /* What a RuntimeClass handler's backend is configured with. Borrowed for the call. */
 struct be_config {
         const char *handler;   /* the handler name, e.g. "lxc" */
@@ -260,6 +262,7 @@ struct be_config {
         size_t n_options;      /* backend-specific options from runt.yaml */
         char *const *option_keys;
         char *const *option_values;
+        struct sh_metrics *metrics; /* borrowed, outlives the backend; NULL: ops not timed */
 };
 
 enum be_caps {
@@ -363,12 +366,23 @@ struct be_ops {
         int (*sandbox_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
+        /*
+         * Applies pod-level limits @res to sandbox @id as a whole (CRI
+         * UpdatePodSandboxResources; the caller has added the pod's overhead in). Optional.
+         * -ENOENT when the backend does not know @id, -EOPNOTSUPP when the pod has no
+         * resource boundary of its own to set them on.
+         */
+        int (*sandbox_update)(struct be *be, const char *id, const struct be_resources *res,
+                              struct sh_error *err);
 };
+
+struct be_metrics;
 
 struct be {
         const struct be_ops *ops;
         void *priv;
         char *handler;
+        struct be_metrics *metrics; /* be.c's per-op series; NULL when metrics are off */
 };
 
 /* The built-in backend named @name, or NULL. */
@@ -405,6 +419,8 @@ int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
+                      struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

@@ -185,6 +185,8 @@ static void call_finish(struct cri_call *c, grpc_status_code code, const char *m
         grpc_op ops[2];
         size_t n = 0;
 
+        cri_metrics_rpc(c->srv->ctx->metrics, c->method, code,
+                        sh_now_ns() - (unsigned long long)c->t_start_ns);
         memset(ops, 0, sizeof(ops));
         if (resp && code == GRPC_STATUS_OK) {
                 size_t len = protobuf_c_message_get_packed_size(resp);

@@ -45,6 +45,7 @@ struct pod_mgr {
         pod_event_fn event_fn;
         void *event_data;
         struct pod_view *view; /* view.c */
+        struct sh_metrics *metrics; /* borrowed, for the backends; NULL: off */
 };
 
 /* A container's last CPU reading, for usage_nano_cores. */
@@ -64,6 +65,7 @@ static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
                 .n_options = h->conf->n_options,
                 .option_keys = h->conf->option_keys,
                 .option_values = h->conf->option_values,
+                .metrics = pm->metrics,
         };
         struct sh_error err = {0};
         int r;
@@ -77,6 +79,12 @@ static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
 }
 
 int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_error *err)
+{
+        return pod_mgr_new_with_metrics(cfg, NULL, ret, err);
+}
+
+int pod_mgr_new_with_metrics(const struct runt_config *cfg, struct sh_metrics *metrics,
+                             struct pod_mgr **ret, struct sh_error *err)
 {
         _cleanup_free_ char *db = NULL;
         struct pod_mgr *pm;
@@ -96,6 +104,7 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
         }
         pthread_mutex_init(&pm->locks_mu, NULL);
         pm->cfg = cfg;
+        pm->metrics = metrics;
         pthread_mutex_init(&pm->cpu_lock, NULL);
         pm->db_path = strdup(db);
         r = pod_view_new(&pm->view);

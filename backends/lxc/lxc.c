@@ -853,4 +853,5 @@ const struct be_ops be_lxc_ops = {
         .container_watch = lb_container_watch,
         .sandbox_watch = lxc_sandbox_watch,
         .fini = lxc_fini,
+        .sandbox_update = lb_sandbox_update,
 };
