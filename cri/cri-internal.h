@@ -75,6 +75,7 @@ struct cri_method {
         bool walk;                      /* a read that walks trees (stats): the walk lane */
         cri_unary_fn unary;             /* NULL, and no cancellable: answered UNIMPLEMENTED */
         cri_cancellable_fn cancellable; /* instead of unary */
+        const char *unimplemented;      /* without a handler: why, for the UNIMPLEMENTED answer */
 };
 
 /* The dispatch table (dispatch.c): every RuntimeService and ImageService method. */
@@ -156,9 +157,6 @@ int cri_update_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
                               ProtobufCMessage **ret_resp, struct sh_error *err);
 int cri_update_pod_sandbox_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
                                      ProtobufCMessage **ret_resp, struct sh_error *err);
-/* Always UNIMPLEMENTED, saying why (no CRIU support). */
-int cri_checkpoint_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
-                             ProtobufCMessage **ret_resp, struct sh_error *err);
 /*
  * UpdateRuntimeConfig's state: the pod CIDR, kept in memory and in <state_dir>/pod-cidr so
  * it survives a restart. new reads the file (absent: ""); NULL on ENOMEM. Thread-safe.

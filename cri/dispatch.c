@@ -94,8 +94,18 @@ static const struct cri_method methods[] = {
         M(RuntimeService, UpdateRuntimeConfig, update_runtime_config_request,
           update_runtime_config_response, false, false, cri_update_runtime_config),
         M(RuntimeService, Status, status_request, status_response, false, true, cri_status),
-        M(RuntimeService, CheckpointContainer, checkpoint_container_request,
-          checkpoint_container_response, false, true, cri_checkpoint_container),
+        {
+                .path = "/runtime.v1.RuntimeService/CheckpointContainer",
+                .service = "RuntimeService",
+                .name = "CheckpointContainer",
+                .req = &runtime__v1__checkpoint_container_request__descriptor,
+                .resp = &runtime__v1__checkpoint_container_response__descriptor,
+                .quick = true,
+                .unimplemented = "runt has no CRIU support: checkpointing would need CRIU, "
+                                 "liblxc's checkpoint/restore for the container and its "
+                                 "monitor, and its rootfs diff and logs packed as a checkpoint "
+                                 "archive, with a restore path in CreateContainer",
+        },
         M(RuntimeService, GetContainerEvents, get_events_request, container_event_response, true,
           true, NULL),
         M(RuntimeService, ListMetricDescriptors, list_metric_descriptors_request,

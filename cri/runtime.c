@@ -1,7 +1,6 @@
 /*
  * RuntimeService handlers: version, status, runtime configuration (RuntimeConfig,
- * UpdateRuntimeConfig), pod-level resources (UpdatePodSandboxResources) and the
- * CheckpointContainer refusal.
+ * UpdateRuntimeConfig) and pod-level resources (UpdatePodSandboxResources).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -404,20 +403,4 @@ int cri_update_pod_sandbox_resources(struct cri_ctx *ctx, const ProtobufCMessage
                 return -ENOMEM;
         *ret_resp = &r->base;
         return 0;
-}
-
-/* ------------------------------------------------------------------ CheckpointContainer */
-
-int cri_checkpoint_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
-                             ProtobufCMessage **ret_resp, struct sh_error *err)
-{
-        (void)ctx;
-        (void)req;
-        (void)ret_resp;
-        return sh_err(err, -EOPNOTSUPP,
-                      "CheckpointContainer: runt cannot checkpoint containers: it has no CRIU "
-                      "support. It would need CRIU on the host, liblxc's checkpoint/restore "
-                      "(lxc_container->checkpoint) driven for the container and its monitor, "
-                      "the container's rootfs diff and logs packed into the checkpoint archive "
-                      "(the checkpointctl format), and a restore path in CreateContainer");
 }

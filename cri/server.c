@@ -474,8 +474,10 @@ static void on_recv(struct cri_call *c)
                 return;
         }
         if (!c->method->unary && !c->method->cancellable) {
-                snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt yet",
-                         c->method->service, c->method->name);
+                snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt%s%s",
+                         c->method->service, c->method->name,
+                         c->method->unimplemented ? ": " : " yet",
+                         c->method->unimplemented ? c->method->unimplemented : "");
                 log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
