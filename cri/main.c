@@ -162,6 +162,10 @@ static int load_config(const struct opts *o, struct runt_config *cfg)
                         o->log_level);
                 return -EINVAL;
         }
+        if (cfg->metrics_address && !cfg->metrics_address[0]) {
+                free(cfg->metrics_address); /* "" is off, as null (docs/configuration.md) */
+                cfg->metrics_address = NULL;
+        }
         if (cfg->metrics_address) {
                 struct sockaddr_storage sa;
                 socklen_t sl;

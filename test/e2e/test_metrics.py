@@ -348,6 +348,11 @@ def test_metrics_off_by_default(runtd):
     assert "metrics=off" in runtd.log_text()
 
 
+def test_empty_address_is_off(runtd_factory):
+    d = runtd_factory(metrics={"address": ""})
+    assert "metrics=off" in d.log_text()
+
+
 # ------------------------------------------------------------------ values that move
 
 
