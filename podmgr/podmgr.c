@@ -44,7 +44,7 @@ struct pod_mgr {
         void *cpu_samples;        /* tsearch tree of struct cpu_sample by id */
         pod_event_fn event_fn;
         void *event_data;
-        struct pod_view *view; /* view.c */
+        struct pod_view *view;      /* view.c */
         struct sh_metrics *metrics; /* borrowed, for the backends; NULL: off */
 };
 
