@@ -5,12 +5,122 @@
 #include <string.h>
 
 #include "be-internal.h"
+#include "metrics.h"
+#include "strutil.h"
 
 static const struct be_ops *const be_registry[] = {
         &be_lxc_ops,
         &be_fake_ops,
         NULL,
 };
+
+/* The ops the wrappers time, in the order of be_op_names (the "op" label). */
+enum be_op {
+        BE_OP_SANDBOX_CREATE,
+        BE_OP_SANDBOX_STOP,
+        BE_OP_SANDBOX_REMOVE,
+        BE_OP_SANDBOX_RUNNING,
+        BE_OP_SANDBOX_UPDATE,
+        BE_OP_CONTAINER_CREATE,
+        BE_OP_CONTAINER_START,
+        BE_OP_CONTAINER_STOP,
+        BE_OP_CONTAINER_REMOVE,
+        BE_OP_CONTAINER_STATUS,
+        BE_OP_CONTAINER_UPDATE,
+        BE_OP_CONTAINER_REOPEN_LOG,
+        BE_OP_EXEC_SYNC,
+        BE_OP_EXEC_STREAM,
+        BE_OP_CONTAINER_ATTACH,
+        BE_OP_CONTAINER_STATS,
+        BE_OP_COUNT,
+};
+
+static const char *const be_op_names[BE_OP_COUNT] = {
+        [BE_OP_SANDBOX_CREATE] = "sandbox_create",
+        [BE_OP_SANDBOX_STOP] = "sandbox_stop",
+        [BE_OP_SANDBOX_REMOVE] = "sandbox_remove",
+        [BE_OP_SANDBOX_RUNNING] = "sandbox_running",
+        [BE_OP_SANDBOX_UPDATE] = "sandbox_update",
+        [BE_OP_CONTAINER_CREATE] = "container_create",
+        [BE_OP_CONTAINER_START] = "container_start",
+        [BE_OP_CONTAINER_STOP] = "container_stop",
+        [BE_OP_CONTAINER_REMOVE] = "container_remove",
+        [BE_OP_CONTAINER_STATUS] = "container_status",
+        [BE_OP_CONTAINER_UPDATE] = "container_update",
+        [BE_OP_CONTAINER_REOPEN_LOG] = "container_reopen_log",
+        [BE_OP_EXEC_SYNC] = "exec_sync",
+        [BE_OP_EXEC_STREAM] = "exec_stream",
+        [BE_OP_CONTAINER_ATTACH] = "container_attach",
+        [BE_OP_CONTAINER_STATS] = "container_stats",
+};
+
+/* A backend instance's series, registered once in be_new: the wrappers only add to them. */
+struct be_metrics {
+        struct sh_histogram *seconds[BE_OP_COUNT];
+        struct sh_counter *errors[BE_OP_COUNT];
+};
+
+static const char *const be_metric_labels[] = {"backend", "handler", "op", NULL};
+
+/* Sparse: a backend has many ops and most pods use a few; a series shows once it was used. */
+static const struct sh_metric_desc be_seconds_desc = {
+        .name = "runt_backend_operation_duration_seconds",
+        .help = "Time a backend operation took, failed ones included, by backend, handler and op.",
+        .labels = be_metric_labels,
+        .buckets = sh_metrics_latency_buckets,
+        .n_buckets = SH_METRICS_LATENCY_BUCKETS_N,
+        .sparse = true,
+};
+
+static const struct sh_metric_desc be_errors_desc = {
+        .name = "runt_backend_operation_errors_total",
+        .help = "Backend operations that returned an error, by backend, handler and op.",
+        .labels = be_metric_labels,
+        .sparse = true,
+};
+
+static int metrics_new(struct be *be, struct sh_metrics *reg, struct sh_error *err)
+{
+        struct be_metrics *bm;
+        int r = 0;
+
+        _Static_assert(sizeof(be_op_names) / sizeof(be_op_names[0]) == BE_OP_COUNT,
+                       "one name per op");
+        if (!reg)
+                return 0;
+        bm = calloc(1, sizeof(*bm));
+        if (!bm)
+                return -ENOMEM;
+        for (size_t i = 0; r == 0 && i < BE_OP_COUNT; i++) {
+                const char *values[] = {be->ops->name, be->handler, be_op_names[i], NULL};
+
+                r = sh_metrics_histogram(reg, &be_seconds_desc, values, &bm->seconds[i], err);
+                if (r == 0)
+                        r = sh_metrics_counter(reg, &be_errors_desc, values, &bm->errors[i], err);
+        }
+        if (r < 0) {
+                free(bm); /* the series stay in the registry, unused */
+                return r;
+        }
+        be->metrics = bm;
+        return 0;
+}
+
+static unsigned long long op_begin(struct be *be)
+{
+        return be->metrics ? sh_now_ns() : 0;
+}
+
+/* Records op @op that began at @t0 and returned @r; returns @r. */
+static int op_end(struct be *be, enum be_op op, unsigned long long t0, int r)
+{
+        if (be->metrics) {
+                sh_histogram_observe_ns(be->metrics->seconds[op], sh_now_ns() - t0);
+                if (r < 0)
+                        sh_counter_add(be->metrics->errors[op], 1);
+        }
+        return r;
+}
 
 const struct be_ops *be_lookup(const char *name)
 {
@@ -37,8 +147,15 @@ int be_new(const char *backend, const struct be_config *cfg, struct be **ret, st
                 free(be);
                 return -ENOMEM;
         }
+        r = metrics_new(be, cfg->metrics, err);
+        if (r < 0) {
+                free(be->handler);
+                free(be);
+                return sh_err_prefix(err, r, "backend %s: metrics", backend);
+        }
         r = ops->init ? ops->init(be, cfg, err) : 0;
         if (r < 0) {
+                free(be->metrics);
                 if (ops->fini)
                         ops->fini(be); /* frees whatever init set up before it failed */
                 free(be->handler);
@@ -55,6 +172,7 @@ struct be *be_free(struct be *be)
                 return NULL;
         if (be->ops->fini)
                 be->ops->fini(be);
+        free(be->metrics);
         free(be->handler);
         free(be);
         return NULL;
@@ -75,97 +193,137 @@ static int unsupported(struct be *be, const char *op, struct sh_error *err)
 
 int be_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->sandbox_create)
                 return unsupported(be, "pod sandboxes", err);
-        return be->ops->sandbox_create(be, sb, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_CREATE, t0, be->ops->sandbox_create(be, sb, err));
 }
 
 int be_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->sandbox_stop)
                 return unsupported(be, "stopping pod sandboxes", err);
-        return be->ops->sandbox_stop(be, id, timeout_s, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_STOP, t0, be->ops->sandbox_stop(be, id, timeout_s, err));
 }
 
 int be_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->sandbox_remove)
                 return unsupported(be, "removing pod sandboxes", err);
-        return be->ops->sandbox_remove(be, id, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_REMOVE, t0, be->ops->sandbox_remove(be, id, err));
 }
 
 int be_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->sandbox_running)
                 return unsupported(be, "sandbox state", err);
-        return be->ops->sandbox_running(be, id, ret, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_RUNNING, t0, be->ops->sandbox_running(be, id, ret, err));
 }
 
 int be_container_create(struct be *be, const struct be_container *c, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_create)
                 return unsupported(be, "containers", err);
-        return be->ops->container_create(be, c, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_CREATE, t0, be->ops->container_create(be, c, err));
 }
 
 int be_container_start(struct be *be, const char *id, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_start)
                 return unsupported(be, "starting containers", err);
-        return be->ops->container_start(be, id, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_START, t0, be->ops->container_start(be, id, err));
 }
 
 int be_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
                       struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_stop)
                 return unsupported(be, "stopping containers", err);
-        return be->ops->container_stop(be, id, signal, timeout_s, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_STOP, t0,
+                      be->ops->container_stop(be, id, signal, timeout_s, err));
 }
 
 int be_container_remove(struct be *be, const char *id, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_remove)
                 return unsupported(be, "removing containers", err);
-        return be->ops->container_remove(be, id, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_REMOVE, t0, be->ops->container_remove(be, id, err));
 }
 
 int be_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
                         struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_status)
                 return unsupported(be, "container status", err);
         memset(ret, 0, sizeof(*ret));
-        return be->ops->container_status(be, id, ret, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_STATUS, t0, be->ops->container_status(be, id, ret, err));
 }
 
 int be_container_update(struct be *be, const char *id, const struct be_resources *res,
                         struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_update)
                 return unsupported(be, "updating container resources", err);
-        return be->ops->container_update(be, id, res, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_UPDATE, t0, be->ops->container_update(be, id, res, err));
 }
 
 int be_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_reopen_log)
                 return unsupported(be, "reopening container logs", err);
-        return be->ops->container_reopen_log(be, id, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_REOPEN_LOG, t0,
+                      be->ops->container_reopen_log(be, id, err));
 }
 
 int be_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->exec_sync || !(be->ops->caps & BE_CAP_EXEC))
                 return unsupported(be, "exec", err);
         memset(ret, 0, sizeof(*ret));
-        return be->ops->exec_sync(be, id, req, ret, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_EXEC_SYNC, t0, be->ops->exec_sync(be, id, req, ret, err));
 }
 
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->exec_stream || !(be->ops->caps & BE_CAP_EXEC))
                 return unsupported(be, "streaming exec", err);
         /* The outputs start closed; the size asked for stays. */
@@ -175,23 +333,43 @@ int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
                                        .pty_fd = -1,
                                        .rows = ret->rows,
                                        .cols = ret->cols};
-        return be->ops->exec_stream(be, id, argv, tty, want_stdin, ret, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_EXEC_STREAM, t0,
+                      be->ops->exec_stream(be, id, argv, tty, want_stdin, ret, err));
 }
 
 int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_attach || !(be->ops->caps & BE_CAP_ATTACH))
                 return unsupported(be, "attach", err);
-        return be->ops->container_attach(be, id, ret_fd, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_ATTACH, t0,
+                      be->ops->container_attach(be, id, ret_fd, err));
 }
 
 int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err)
 {
+        unsigned long long t0;
+
         if (!be->ops->container_stats || !(be->ops->caps & BE_CAP_STATS))
                 return unsupported(be, "container stats", err);
         memset(ret, 0, sizeof(*ret));
-        return be->ops->container_stats(be, id, ret, err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_CONTAINER_STATS, t0, be->ops->container_stats(be, id, ret, err));
+}
+
+int be_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
+                      struct sh_error *err)
+{
+        unsigned long long t0;
+
+        if (!be->ops->sandbox_update)
+                return unsupported(be, "updating pod sandbox resources", err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_UPDATE, t0, be->ops->sandbox_update(be, id, res, err));
 }
 
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)

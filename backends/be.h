@@ -264,6 +264,7 @@ struct be_sandbox_stats {
         size_t n_ifaces;
 };
 void be_sandbox_stats_done(struct be_sandbox_stats *s);
+struct sh_metrics;
 
 /* What a RuntimeClass handler's backend is configured with. Borrowed for the call. */
 struct be_config {
@@ -274,6 +275,7 @@ struct be_config {
         size_t n_options;      /* backend-specific options from runt.yaml */
         char *const *option_keys;
         char *const *option_values;
+        struct sh_metrics *metrics; /* borrowed, outlives the backend; NULL: ops not timed */
 };
 
 enum be_caps {
@@ -391,12 +393,23 @@ struct be_ops {
                              struct be_sandbox_stats *ret, struct sh_error *err);
         /* Frees @be->priv. Never touches running pods: they outlive runtd. */
         void (*fini)(struct be *be);
+        /*
+         * Applies pod-level limits @res to sandbox @id as a whole (CRI
+         * UpdatePodSandboxResources; the caller has added the pod's overhead in). Optional.
+         * -ENOENT when the backend does not know @id, -EOPNOTSUPP when the pod has no
+         * resource boundary of its own to set them on.
+         */
+        int (*sandbox_update)(struct be *be, const char *id, const struct be_resources *res,
+                              struct sh_error *err);
 };
+
+struct be_metrics;
 
 struct be {
         const struct be_ops *ops;
         void *priv;
         char *handler;
+        struct be_metrics *metrics; /* be.c's per-op series; NULL when metrics are off */
 };
 
 /* The built-in backend named @name, or NULL. */
@@ -437,6 +450,8 @@ int be_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret
                           struct sh_error *err);
 int be_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
                      struct be_sandbox_stats *ret, struct sh_error *err);
+int be_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
+                      struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

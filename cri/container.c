@@ -34,8 +34,8 @@ static int container_id_of(const char *id, const char *rpc, struct sh_error *err
 }
 
 /* CRI LinuxContainerResources (may be NULL: nothing set) as be_resources; @what names it. */
-static int resources_from(const Runtime__V1__LinuxContainerResources *in, const char *what,
-                          struct be_resources *r, struct sh_error *err)
+int cri_resources_from(const Runtime__V1__LinuxContainerResources *in, const char *what,
+                       struct be_resources *r, struct sh_error *err)
 {
         memset(r, 0, sizeof(*r));
         r->cpuset_cpus = strdup(in && in->cpuset_cpus ? in->cpuset_cpus : "");
@@ -337,8 +337,8 @@ static int to_spec(const Runtime__V1__ContainerConfig *c, struct be_container_sp
             (rc = cri_kv_from((void *const *)c->annotations, c->n_annotations, &s->annotations,
                               &s->n_annotations)) < 0)
                 return rc;
-        rc = resources_from(lx ? lx->resources : NULL, "CreateContainer: config.linux.resources",
-                            &s->resources, err);
+        rc = cri_resources_from(lx ? lx->resources : NULL,
+                                "CreateContainer: config.linux.resources", &s->resources, err);
         if (rc < 0)
                 return rc;
         /* Ambient capabilities are not passed on: runt runs no process with any. */
@@ -1092,7 +1092,7 @@ int cri_update_container_resources(struct cri_ctx *ctx, const ProtobufCMessage *
         if (rc == 0 && !in->linux)
                 rc = sh_err(err, -EINVAL, "UpdateContainerResources: linux resources are required");
         if (rc == 0)
-                rc = resources_from(in->linux, "UpdateContainerResources: linux", &res, err);
+                rc = cri_resources_from(in->linux, "UpdateContainerResources: linux", &res, err);
         if (rc == 0)
                 rc = pod_container_update(ctx->pods, in->container_id, &res, err);
         be_resources_done(&res);

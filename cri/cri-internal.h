@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
@@ -14,6 +15,7 @@
 
 struct cri_events;
 struct cri_fs_cache;
+struct cri_metrics;
 struct cri_stream;
 struct img_mgr;
 struct net_mgr;
@@ -34,7 +36,9 @@ struct cri_ctx {
                 *fs_cache;         /* ImageFsInfo's figures (image.c); NULL: measured per call */
         struct cri_events *events; /* GetContainerEvents' hub (events.c); made in main.c */
         atomic_bool stopping;
-        long long started_ns; /* CLOCK_REALTIME at start, for Status info */
+        long long started_ns;                  /* CLOCK_REALTIME at start, for Status info */
+        struct cri_metrics *metrics;           /* per-RPC series (metrics.c); NULL: metrics off */
+        struct cri_runtime_conf *runtime_conf; /* UpdateRuntimeConfig's state (runtime.c) */
 };
 
 /*
@@ -88,7 +92,8 @@ struct cri_method {
          * answer's repeated field goes out in chunks of the Stream response (server.c).
          */
         const char *list_form;
-        bool events; /* GetContainerEvents: a subscriber of ctx->events (events.c) */
+        bool events;               /* GetContainerEvents: a subscriber of ctx->events (events.c) */
+        const char *unimplemented; /* without a handler: why, for the UNIMPLEMENTED answer */
 };
 
 /* The dispatch table (dispatch.c): every RuntimeService and ImageService method. */
@@ -197,6 +202,57 @@ Runtime__V1__ContainerStatus *cri_container_status_msg(struct cri_ctx *ctx,
  */
 struct pod_event;
 void cri_events_sink(void *data, const struct pod_event *ev);
+/* UpdatePodSandboxResources and UpdateRuntimeConfig (runtime.c). */
+int cri_update_runtime_config(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                              ProtobufCMessage **ret_resp, struct sh_error *err);
+int cri_update_pod_sandbox_resources(struct cri_ctx *ctx, const ProtobufCMessage *req,
+                                     ProtobufCMessage **ret_resp, struct sh_error *err);
+/*
+ * UpdateRuntimeConfig's state: the pod CIDR, kept in memory and in <state_dir>/pod-cidr so
+ * it survives a restart. new reads the file (absent: ""); NULL on ENOMEM. Thread-safe.
+ */
+struct cri_runtime_conf;
+int cri_runtime_conf_new(const char *state_dir, struct cri_runtime_conf **ret,
+                         struct sh_error *err);
+struct cri_runtime_conf *cri_runtime_conf_free(struct cri_runtime_conf *rc);
+/* -EINVAL unless @cidr is "" or an IPv4/IPv6 CIDR ("10.88.0.0/16", "fd00::/64"). */
+int cri_cidr_validate(const char *cidr, struct sh_error *err);
+
+/* CRI LinuxContainerResources (may be NULL: nothing set) as be_resources (container.c). */
+struct be_resources;
+int cri_resources_from(const Runtime__V1__LinuxContainerResources *in, const char *what,
+                       struct be_resources *r, struct sh_error *err);
+
+/* ---- Metrics (metrics.c, metrics-http.c) ---- */
+
+struct sh_metrics;
+/*
+ * Registers the per-method series (runt_grpc_*) and, with @pods, the pods and containers
+ * by state (read through pod_mgr_state_counts at scrape time; @pods must outlive every
+ * scrape) in @reg. 0, -ENOMEM or -EEXIST.
+ */
+int cri_metrics_new(struct sh_metrics *reg, struct pod_mgr *pods, struct cri_metrics **ret,
+                    struct sh_error *err);
+struct cri_metrics *cri_metrics_free(struct cri_metrics *cm);
+/*
+ * A call of @m was answered with gRPC status @code, @ns after it arrived. Lock-free; a NULL
+ * @cm (metrics off) or @m (unknown method) is ignored. Any thread.
+ */
+void cri_metrics_rpc(struct cri_metrics *cm, const struct cri_method *m, int code,
+                     unsigned long long ns);
+
+/*
+ * Parses metrics.address: "a.b.c.d:port" or "[v6]:port", literal addresses only (a name
+ * that needs DNS is refused: the config error names it). 0 or -EINVAL.
+ */
+int cri_metrics_address_parse(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len,
+                              struct sh_error *err);
+/* The HTTP endpoint serving GET /metrics from @reg on @address (metrics-http.c). */
+struct cri_metrics_http;
+int cri_metrics_http_new(const char *address, struct sh_metrics *reg, struct cri_metrics_http **ret,
+                         struct sh_error *err);
+/* Stops the thread, closes every connection; NULL-safe, returns NULL. */
+struct cri_metrics_http *cri_metrics_http_free(struct cri_metrics_http *s);
 
 /* Response building helpers (translate.c): malloc'd copies, NULL on ENOMEM. */
 char *cri_strdup(const char *s);

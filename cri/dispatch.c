@@ -103,10 +103,20 @@ static const struct cri_method methods[] = {
         S(RuntimeService, StreamPodSandboxStats, stream_pod_sandbox_stats_request,
           stream_pod_sandbox_stats_response, ListPodSandboxStats),
         M(RuntimeService, UpdateRuntimeConfig, update_runtime_config_request,
-          update_runtime_config_response, false, true, NULL),
+          update_runtime_config_response, false, false, cri_update_runtime_config),
         M(RuntimeService, Status, status_request, status_response, false, true, cri_status),
-        M(RuntimeService, CheckpointContainer, checkpoint_container_request,
-          checkpoint_container_response, false, true, NULL),
+        {
+                .path = "/runtime.v1.RuntimeService/CheckpointContainer",
+                .service = "RuntimeService",
+                .name = "CheckpointContainer",
+                .req = &runtime__v1__checkpoint_container_request__descriptor,
+                .resp = &runtime__v1__checkpoint_container_response__descriptor,
+                .quick = true,
+                .unimplemented = "runt has no CRIU support: checkpointing would need CRIU, "
+                                 "liblxc's checkpoint/restore for the container and its "
+                                 "monitor, and its rootfs diff and logs packed as a checkpoint "
+                                 "archive, with a restore path in CreateContainer",
+        },
         /* Long-lived: a subscriber of the event hub, driven from the completion queue. */
         {.path = "/runtime.v1.RuntimeService/GetContainerEvents",
          .service = "RuntimeService",
@@ -125,7 +135,7 @@ static const struct cri_method methods[] = {
         M(RuntimeService, RuntimeConfig, runtime_config_request, runtime_config_response, false,
           true, cri_runtime_config),
         M(RuntimeService, UpdatePodSandboxResources, update_pod_sandbox_resources_request,
-          update_pod_sandbox_resources_response, false, true, NULL),
+          update_pod_sandbox_resources_response, false, false, cri_update_pod_sandbox_resources),
         R(ImageService, ListImages, list_images_request, list_images_response, cri_list_images),
         S(ImageService, StreamImages, stream_images_request, stream_images_response, ListImages),
         R(ImageService, ImageStatus, image_status_request, image_status_response, cri_image_status),

@@ -19,6 +19,7 @@
 #include "events.h"
 #include "imagemgr.h"
 #include "log.h"
+#include "metrics.h"
 #include "netmgr.h"
 #include "podmgr.h"
 
@@ -162,6 +163,21 @@ static int load_config(const struct opts *o, struct runt_config *cfg)
                         o->log_level);
                 return -EINVAL;
         }
+        if (cfg->metrics_address && !cfg->metrics_address[0]) {
+                free(cfg->metrics_address); /* "" is off, as null (docs/configuration.md) */
+                cfg->metrics_address = NULL;
+        }
+        if (cfg->metrics_address) {
+                struct sockaddr_storage sa;
+                socklen_t sl;
+
+                /* Checked here, so a bad address stops runtd before it touches anything. */
+                r = cri_metrics_address_parse(cfg->metrics_address, &sa, &sl, &err);
+                if (r < 0) {
+                        fprintf(stderr, "runtd: config: %s\n", err.msg);
+                        return r;
+                }
+        }
         return 0;
 }
 
@@ -216,6 +232,8 @@ int main(int argc, char **argv)
         struct cri_ctx ctx = {0};
         struct sh_error err = {0};
         struct cri_server *srv = NULL;
+        struct cri_metrics_http *mhttp = NULL;
+        struct sh_metrics *metrics = NULL;
         struct sig_thread st = {0};
         struct opts o = {0};
         struct timespec ts;
@@ -258,10 +276,22 @@ int main(int argc, char **argv)
                 sh_log_error("start failed: out of memory");
                 goto out;
         }
-        if (pod_mgr_new(&cfg, &ctx.pods, &err) < 0 ||
+        /* Metrics are measured only when served: with metrics.address null, no registry. */
+        if (cfg.metrics_address && !(metrics = sh_metrics_new())) {
+                sh_log_error("start failed: no memory for the metrics registry");
+                goto out;
+        }
+        if (pod_mgr_new_with_metrics(&cfg, metrics, &ctx.pods, &err) < 0 ||
             img_mgr_new(&cfg, pod_mgr_store_path(ctx.pods), &ctx.stopping, &ctx.images, &err) < 0 ||
-            net_mgr_new(&cfg, &ctx.net, &err) < 0) {
+            net_mgr_new(&cfg, &ctx.net, &err) < 0 ||
+            cri_runtime_conf_new(cfg.state_dir, &ctx.runtime_conf, &err) < 0) {
                 sh_log_error("start failed: %s", err.msg);
+                goto out;
+        }
+        if (metrics && (img_mgr_set_metrics(ctx.images, metrics, &err) < 0 ||
+                        net_mgr_set_metrics(ctx.net, metrics, &err) < 0 ||
+                        cri_metrics_new(metrics, ctx.pods, &ctx.metrics, &err) < 0)) {
+                sh_log_error("start failed: metrics: %s", err.msg);
                 goto out;
         }
         pod_mgr_set_net(ctx.pods, ctx.net);
@@ -284,6 +314,10 @@ int main(int argc, char **argv)
                 sh_log_error("streaming server failed: %s", err.msg);
                 goto out;
         }
+        if (metrics && cri_metrics_http_new(cfg.metrics_address, metrics, &mhttp, &err) < 0) {
+                sh_log_error("metrics endpoint failed: %s", err.msg);
+                goto out;
+        }
         grpc_init();
         if (cri_server_new(&ctx, cfg.listen, &srv, &err) < 0) {
                 sh_log_error("listen failed: %s", err.msg);
@@ -299,8 +333,9 @@ int main(int argc, char **argv)
                 grpc_shutdown_blocking();
                 goto out;
         }
-        sh_log_info("listen=%s version=%s state_dir=%s root_dir=%s ready", cfg.listen, RUNT_VERSION,
-                    cfg.state_dir, cfg.root_dir);
+        sh_log_info("listen=%s version=%s state_dir=%s root_dir=%s metrics=%s ready", cfg.listen,
+                    RUNT_VERSION, cfg.state_dir, cfg.root_dir,
+                    cfg.metrics_address ? cfg.metrics_address : "off");
         r = cri_server_run(srv);
         pthread_join(sig_tid, NULL);
         if (r == -ETIMEDOUT) {
@@ -315,6 +350,8 @@ int main(int argc, char **argv)
         sh_log_info("stopped");
         rc = EXIT_SUCCESS;
 out:
+        /* The endpoint first: its scrapes read the managers. */
+        mhttp = cri_metrics_http_free(mhttp);
         /* The sink reads the image manager, which goes first. */
         if (ctx.pods)
                 pod_mgr_set_event_sink(ctx.pods, NULL, NULL);
@@ -325,6 +362,9 @@ out:
         pod_mgr_free(ctx.pods);
         /* After the pod manager: it publishes until it is gone; the server's streams are. */
         cri_events_free(ctx.events);
+        ctx.metrics = cri_metrics_free(ctx.metrics);
+        ctx.runtime_conf = cri_runtime_conf_free(ctx.runtime_conf);
+        sh_metrics_free(metrics); /* after every module that holds its series */
         runt_config_done(&cfg);
         sh_log_close();
         return rc;

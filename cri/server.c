@@ -197,6 +197,8 @@ static void call_finish(struct cri_call *c, grpc_status_code code, const char *m
         grpc_op ops[2];
         size_t n = 0;
 
+        cri_metrics_rpc(c->srv->ctx->metrics, c->method, code,
+                        sh_now_ns() - (unsigned long long)c->t_start_ns);
         memset(ops, 0, sizeof(ops));
         if (resp && code == GRPC_STATUS_OK) {
                 size_t len = protobuf_c_message_get_packed_size(resp);
@@ -729,8 +731,10 @@ static void on_recv(struct cri_call *c)
         }
         c->run = cri_method_runner(c->method);
         if (!c->method->events && (!c->run || (!c->run->unary && !c->run->cancellable))) {
-                snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt yet",
-                         c->method->service, c->method->name);
+                snprintf(msg, sizeof(msg), "%s.%s is not implemented by runt%s%s",
+                         c->method->service, c->method->name,
+                         c->method->unimplemented ? ": " : " yet",
+                         c->method->unimplemented ? c->method->unimplemented : "");
                 log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;

@@ -9,6 +9,8 @@
 #include "imagemgr-internal.h"
 #include "imagemgr.h"
 
+struct sh_counter;
+
 /* One place to pull an image from: a mirror or the registry itself. */
 struct img_location {
         char *ref;     /* "127.0.0.1:5001/library/busybox:latest" */
@@ -43,6 +45,7 @@ struct img_copy_opts {
         const atomic_bool *stopping; /* cancel when true; may be NULL */
         int (*tick)(void *data);     /* called on every progress check; may be NULL */
         void *tick_data;
+        struct sh_counter *bytes_total; /* grows by the bytes fetched as they arrive; NULL ok */
 };
 
 /*

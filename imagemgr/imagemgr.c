@@ -30,6 +30,7 @@
 #include "imagemgr-pull.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "strutil.h"
 
 #define MANIFEST_MAX    (8u << 20)
@@ -65,7 +66,53 @@ struct img_mgr {
         pthread_cond_t flight_done;
         struct pull_flight *flights;
         struct layer_hold *holds;
+        /* Metrics (img_mgr_set_metrics, before serving; NULL: off), only added to after. */
+        struct sh_counter *m_pull_bytes;
+        struct sh_histogram *m_pull_seconds;
+        struct sh_counter *m_pulls_ok, *m_pulls_failed;
+        struct sh_gauge *m_pulls_running;
 };
+
+static const struct sh_metric_desc pull_bytes_desc = {
+        .name = "runt_image_pull_bytes_total",
+        .help = "Bytes image pulls fetched from registries (mirrors included), counted as they "
+                "arrive.",
+};
+
+static const struct sh_metric_desc pull_seconds_desc = {
+        .name = "runt_image_pull_duration_seconds",
+        .help = "Time an image pull took (fetch and unpack), failed ones included.",
+        .buckets = (const double[]){0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+        .n_buckets = 12,
+};
+
+static const struct sh_metric_desc pulls_desc = {
+        .name = "runt_image_pulls_total",
+        .help = "Image pulls runt did (concurrent pulls of one image count once), by result.",
+        .labels = (const char *const[]){"result", NULL},
+};
+
+static const struct sh_metric_desc pulls_running_desc = {
+        .name = "runt_image_pulls_in_progress",
+        .help = "Image pulls in progress now.",
+};
+
+int img_mgr_set_metrics(struct img_mgr *im, struct sh_metrics *metrics, struct sh_error *err)
+{
+        int r;
+
+        if (!metrics)
+                return 0;
+        if ((r = sh_metrics_counter(metrics, &pull_bytes_desc, NULL, &im->m_pull_bytes, err)) < 0 ||
+            (r = sh_metrics_histogram(metrics, &pull_seconds_desc, NULL, &im->m_pull_seconds,
+                                      err)) < 0 ||
+            (r = sh_metrics_counter(metrics, &pulls_desc, (const char *const[]){"success", NULL},
+                                    &im->m_pulls_ok, err)) < 0 ||
+            (r = sh_metrics_counter(metrics, &pulls_desc, (const char *const[]){"failure", NULL},
+                                    &im->m_pulls_failed, err)) < 0)
+                return r;
+        return sh_metrics_gauge(metrics, &pulls_running_desc, NULL, &im->m_pulls_running, err);
+}
 
 /* ---------------------------------------------------------------- db helpers */
 
@@ -999,6 +1046,7 @@ static int do_pull(struct img_mgr *im, const struct img_ref *ref, const struct i
                         .watch_interval_ms = 20,
                         .tick = jobs_tick,
                         .tick_data = &jobs,
+                        .bytes_total = im->m_pull_bytes,
                 };
                 int wrote = 0;
 
@@ -1111,7 +1159,15 @@ int img_pull(struct img_mgr *im, const char *in, const struct img_auth *auth, ch
         im->flights = f;
         pthread_mutex_unlock(&im->lock);
 
-        r = do_pull(im, &ref, auth, &f->id, &f->err);
+        {
+                unsigned long long t0 = sh_now_ns();
+
+                sh_gauge_add(im->m_pulls_running, 1);
+                r = do_pull(im, &ref, auth, &f->id, &f->err);
+                sh_gauge_add(im->m_pulls_running, -1);
+                sh_histogram_observe_ns(im->m_pull_seconds, sh_now_ns() - t0);
+                sh_counter_add(r == 0 ? im->m_pulls_ok : im->m_pulls_failed, 1);
+        }
 
         pthread_mutex_lock(&im->lock);
         f->rc = r;

@@ -68,6 +68,13 @@ int img_mgr_new(const struct runt_config *cfg, const char *db_path, const atomic
                 struct img_mgr **ret, struct sh_error *err);
 struct img_mgr *img_mgr_free(struct img_mgr *im);
 
+/*
+ * Counts and times pulls into @metrics (borrowed; outlives the manager): bytes fetched,
+ * pull duration, pulls by result, pulls in progress. Call once, before serving.
+ */
+struct sh_metrics;
+int img_mgr_set_metrics(struct img_mgr *im, struct sh_metrics *metrics, struct sh_error *err);
+
 /* The layer store's directory (borrowed). */
 const char *img_mgr_layers_dir(struct img_mgr *im);
 

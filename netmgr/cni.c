@@ -488,8 +488,8 @@ static int write_cache(struct net_mgr *nm, const char *path, const char *id, con
         return r < 0 ? sh_err(err, r, "write CNI cache '%s': %s", path, strerror(-r)) : 0;
 }
 
-int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
-              struct net_result *ret, struct sh_error *err)
+static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+                    struct net_result *ret, struct sh_error *err)
 {
         const struct runt_config *cfg = net_mgr_config(nm);
         struct net_conf conf = {0};
@@ -589,6 +589,14 @@ fail:
         r = sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
         net_conf_done(&conf);
         return r;
+}
+
+int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+              struct net_result *ret, struct sh_error *err)
+{
+        unsigned long long t0 = sh_now_ns();
+
+        return net_mgr_observe(nm, NET_OP_ADD, t0, do_setup(nm, pod, netns, ret, err));
 }
 
 /* Reads pod @id's cache. -ENOENT when there is none. */
@@ -696,7 +704,7 @@ static int teardown_uncached(struct net_mgr *nm, const char *id, struct sh_error
         return r < 0 ? sh_err_prefix(err, r, "network teardown of pod %s (no cache)", id) : 0;
 }
 
-int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
+static int do_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
         _cleanup_free_ char *path = NULL;
         struct net_cached c;
@@ -730,6 +738,13 @@ int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
         if (path && unlink(path) < 0 && errno != ENOENT)
                 return sh_err(err, -errno, "remove CNI cache '%s': %s", path, strerror(errno));
         return 0;
+}
+
+int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        unsigned long long t0 = sh_now_ns();
+
+        return net_mgr_observe(nm, NET_OP_DEL, t0, do_teardown(nm, id, err));
 }
 
 /* Is /proc/@pid's CNI_CONTAINERID one of @ids? (A zombie's environment reads empty.) */
@@ -843,7 +858,7 @@ void net_cache_sweep(struct net_mgr *nm)
         closedir(d);
 }
 
-int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
+static int do_check(struct net_mgr *nm, const char *id, struct sh_error *err)
 {
         struct net_cached c;
         struct invocation inv;
@@ -880,6 +895,13 @@ int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
         }
         json_putp(&c.doc);
         return r;
+}
+
+int net_check(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        unsigned long long t0 = sh_now_ns();
+
+        return net_mgr_observe(nm, NET_OP_CHECK, t0, do_check(nm, id, err));
 }
 
 int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struct sh_error *err)

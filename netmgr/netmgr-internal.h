@@ -52,3 +52,13 @@ struct net_cached {
  * @c->doc released, for a damaged cache.
  */
 int net_cached_fields(struct net_cached *c, const char *id, struct sh_error *err);
+
+/* The CNI commands timed for metrics. */
+enum net_op {
+        NET_OP_ADD,
+        NET_OP_DEL,
+        NET_OP_CHECK,
+        NET_OP_COUNT,
+};
+/* Records @op that began at @t0 (sh_now_ns) and returned @r into the metrics; returns @r. */
+int net_mgr_observe(struct net_mgr *nm, enum net_op op, unsigned long long t0, int r);

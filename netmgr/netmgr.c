@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
+#include "metrics.h"
 #include "netmgr-internal.h"
 #include "strutil.h"
 
@@ -15,7 +16,57 @@ struct net_mgr {
         const struct runt_config *cfg;
         char *cache_dir; /* <state_dir>/cni */
         _Atomic unsigned long long plugin_ns;
+        /* Set once before serving (net_mgr_set_metrics), then only added to. */
+        struct sh_histogram *op_seconds[NET_OP_COUNT];
+        struct sh_counter *op_errors[NET_OP_COUNT];
 };
+
+static const char *const net_op_names[NET_OP_COUNT] = {
+        [NET_OP_ADD] = "ADD",
+        [NET_OP_DEL] = "DEL",
+        [NET_OP_CHECK] = "CHECK",
+};
+
+static const char *const op_label[] = {"op", NULL};
+
+static const struct sh_metric_desc cni_seconds_desc = {
+        .name = "runt_cni_operation_duration_seconds",
+        .help = "Time a pod's CNI operation took (the whole plugin chain, loopback included), "
+                "failed ones included, by CNI command.",
+        .labels = op_label,
+        .buckets = sh_metrics_latency_buckets,
+        .n_buckets = SH_METRICS_LATENCY_BUCKETS_N,
+};
+
+static const struct sh_metric_desc cni_errors_desc = {
+        .name = "runt_cni_operation_errors_total",
+        .help = "CNI operations that failed, by CNI command.",
+        .labels = op_label,
+};
+
+int net_mgr_set_metrics(struct net_mgr *nm, struct sh_metrics *metrics, struct sh_error *err)
+{
+        int r = 0;
+
+        for (size_t i = 0; metrics && r == 0 && i < NET_OP_COUNT; i++) {
+                const char *values[] = {net_op_names[i], NULL};
+
+                r = sh_metrics_histogram(metrics, &cni_seconds_desc, values, &nm->op_seconds[i],
+                                         err);
+                if (r == 0)
+                        r = sh_metrics_counter(metrics, &cni_errors_desc, values, &nm->op_errors[i],
+                                               err);
+        }
+        return r;
+}
+
+int net_mgr_observe(struct net_mgr *nm, enum net_op op, unsigned long long t0, int r)
+{
+        sh_histogram_observe_ns(nm->op_seconds[op], sh_now_ns() - t0);
+        if (r < 0)
+                sh_counter_add(nm->op_errors[op], 1);
+        return r;
+}
 
 int net_mgr_new(const struct runt_config *cfg, struct net_mgr **ret, struct sh_error *err)
 {

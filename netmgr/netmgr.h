@@ -40,6 +40,13 @@ void net_conf_done(struct net_conf *c);
 /* NetworkReady: true when a valid config is present now (re-read on every call). */
 void net_mgr_condition(struct net_mgr *nm, struct sh_condition *ret);
 
+/*
+ * Times ADD (net_setup), DEL (net_teardown) and CHECK (net_check) into @metrics
+ * (borrowed; outlives the manager). Call once, before serving. 0, -ENOMEM or -EEXIST.
+ */
+struct sh_metrics;
+int net_mgr_set_metrics(struct net_mgr *nm, struct sh_metrics *metrics, struct sh_error *err);
+
 /* Nanoseconds spent in CNI plugins so far (for the benchmark's breakdown). */
 unsigned long long net_mgr_plugin_ns(struct net_mgr *nm);
 

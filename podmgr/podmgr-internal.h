@@ -86,6 +86,8 @@ struct pod_view;
 struct pod_view *pod_mgr_view(struct pod_mgr *pm);
 bool pod_mgr_has_sink(struct pod_mgr *pm);
 void pod_mgr_emit(struct pod_mgr *pm, const struct pod_event *ev);
+/* Takes (@lock) or releases the lock events are handed to the sink under. */
+void pod_view_emit_lock(struct pod_mgr *pm, bool lock);
 
 int pod_view_new(struct pod_view **ret);
 struct pod_view *pod_view_free(struct pod_view *v);

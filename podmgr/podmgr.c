@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,11 @@ struct pod_mgr {
         char *db_path;
         size_t n_handlers;
         struct pod_handler *handlers;
-        struct pod_stats *stats; /* the stats collector (stats.c) */
-        pod_event_fn event_fn;
+        struct pod_stats *stats;        /* the stats collector (stats.c) */
+        _Atomic(pod_event_fn) event_fn; /* set under the view's event lock (view.c) */
         void *event_data;
-        struct pod_view *view; /* view.c */
+        struct pod_view *view;      /* view.c */
+        struct sh_metrics *metrics; /* borrowed, for the backends; NULL: off */
 };
 
 static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
@@ -55,6 +57,7 @@ static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
                 .n_options = h->conf->n_options,
                 .option_keys = h->conf->option_keys,
                 .option_values = h->conf->option_values,
+                .metrics = pm->metrics,
         };
         struct sh_error err = {0};
         int r;
@@ -68,6 +71,12 @@ static int start_handler(struct pod_mgr *pm, struct pod_handler *h)
 }
 
 int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_error *err)
+{
+        return pod_mgr_new_with_metrics(cfg, NULL, ret, err);
+}
+
+int pod_mgr_new_with_metrics(const struct runt_config *cfg, struct sh_metrics *metrics,
+                             struct pod_mgr **ret, struct sh_error *err)
 {
         _cleanup_free_ char *db = NULL;
         struct pod_mgr *pm;
@@ -87,6 +96,7 @@ int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_e
         }
         pthread_mutex_init(&pm->locks_mu, NULL);
         pm->cfg = cfg;
+        pm->metrics = metrics;
         pm->db_path = strdup(db);
         r = pod_view_new(&pm->view);
         if (r < 0) {
@@ -340,8 +350,12 @@ char *pod_mgr_info_json(struct pod_mgr *pm)
 
 void pod_mgr_set_event_sink(struct pod_mgr *pm, pod_event_fn fn, void *data)
 {
-        pm->event_fn = fn;
+        /* Under the event lock: an event being handed over finishes with the old sink. */
+        pod_view_emit_lock(pm, true);
+        atomic_store(&pm->event_fn, NULL);
         pm->event_data = data;
+        atomic_store(&pm->event_fn, fn);
+        pod_view_emit_lock(pm, false);
 }
 
 void pod_mgr_state_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4])
@@ -356,11 +370,13 @@ struct pod_view *pod_mgr_view(struct pod_mgr *pm)
 
 bool pod_mgr_has_sink(struct pod_mgr *pm)
 {
-        return pm->event_fn != NULL;
+        return atomic_load(&pm->event_fn) != NULL;
 }
 
 void pod_mgr_emit(struct pod_mgr *pm, const struct pod_event *ev)
 {
-        if (pm->event_fn)
-                pm->event_fn(pm->event_data, ev);
+        pod_event_fn fn = atomic_load(&pm->event_fn);
+
+        if (fn)
+                fn(pm->event_data, ev);
 }

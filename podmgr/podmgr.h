@@ -17,6 +17,13 @@ struct pod_mgr;
  * Borrows @cfg for the manager's lifetime.
  */
 int pod_mgr_new(const struct runt_config *cfg, struct pod_mgr **ret, struct sh_error *err);
+/*
+ * As pod_mgr_new, and each handler's backend times its ops into @metrics (borrowed; it must
+ * outlive the manager; NULL: not measured).
+ */
+struct sh_metrics;
+int pod_mgr_new_with_metrics(const struct runt_config *cfg, struct sh_metrics *metrics,
+                             struct pod_mgr **ret, struct sh_error *err);
 struct pod_mgr *pod_mgr_free(struct pod_mgr *pm);
 
 /* The state store's file (<state_dir>/runt.db), for the managers that open it too. */
@@ -108,6 +115,16 @@ int pod_sandbox_list(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
  */
 int pod_sandbox_each(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
                      int (*fn)(const struct pod_sandbox_info *i, void *data), void *data);
+
+/*
+ * UpdatePodSandboxResources (resources.c): applies the pod-level limits @res (the sum of its
+ * containers') plus @overhead (the RuntimeClass's pod overhead, added as the kubelet sizes a
+ * pod cgroup) to ready sandbox @id (an id or unique prefix) through its backend. -ENOENT
+ * unknown, -EALREADY not ready, -EOPNOTSUPP when its backend cannot (no sandbox_update, or
+ * the pod has no cgroup of its own). Holds the pod's lock shared; blocks on the backend.
+ */
+int pod_sandbox_update_resources(struct pod_mgr *pm, const char *id, const struct be_resources *res,
+                                 const struct be_resources *overhead, struct sh_error *err);
 
 /* ------------------------------------------------------------------ containers */
 

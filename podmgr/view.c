@@ -299,6 +299,18 @@ static void unlock_and_emit(struct pod_mgr *pm, struct snap *snaps, size_t n)
         pthread_mutex_unlock(&v->emit_mu);
 }
 
+void pod_view_emit_lock(struct pod_mgr *pm, bool lock)
+{
+        struct pod_view *v = pod_mgr_view(pm);
+
+        if (!v)
+                return;
+        if (lock)
+                pthread_mutex_lock(&v->emit_mu);
+        else
+                pthread_mutex_unlock(&v->emit_mu);
+}
+
 /* ---------------------------------------------------------------- sandboxes */
 
 static int sb_insert(struct pod_view *v, struct view_sb *e)

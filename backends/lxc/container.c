@@ -1683,6 +1683,24 @@ static int write_cgroup_file(void *data, const char *key, const char *value, str
         return r < 0 ? sh_err(err, r, "cgroup %s = %s: %s", key, value, strerror(-r)) : 0;
 }
 
+int lb_cgroup_write_limits(struct lxc_be *lb, const char *rel, const struct be_resources *res,
+                           struct sh_error *err)
+{
+        /*
+         * memsw may not be below memory: raising both needs memsw first, lowering needs
+         * memory first. memsw is tried first (failing harmlessly when lowering), then
+         * everything in order.
+         */
+        if (res->memory_swap_limit > 0 &&
+            have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
+                char v[32];
+
+                snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
+                write_cgroup_file(&(struct live_cg){rel}, "memory.memsw.limit_in_bytes", v, NULL);
+        }
+        return resource_items(lb, res, write_cgroup_file, &(struct live_cg){rel}, err);
+}
+
 int lb_container_update(struct be *be, const char *id, const struct be_resources *res,
                         struct sh_error *err)
 {
@@ -1700,20 +1718,7 @@ int lb_container_update(struct be *be, const char *id, const struct be_resources
         if (st.state == BE_CTR_RUNNING) {
                 if (c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) < 0)
                         return sh_err(err, -EIO, "container %.12s has no cgroup dir", id);
-                /*
-                 * memsw may not be below memory: raising both needs memsw first, lowering
-                 * needs memory first. memsw is tried first (failing harmlessly when lowering),
-                 * then everything in order.
-                 */
-                if (res->memory_swap_limit > 0 &&
-                    have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
-                        char v[32];
-
-                        snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
-                        write_cgroup_file(&(struct live_cg){cg}, "memory.memsw.limit_in_bytes", v,
-                                          NULL);
-                }
-                r = resource_items(lb, res, write_cgroup_file, &(struct live_cg){cg}, err);
+                r = lb_cgroup_write_limits(lb, cg, res, err);
                 if (r < 0)
                         return r;
         }

@@ -47,6 +47,15 @@ int lb_set_pids_max(struct lxc_container *c, unsigned limit, struct sh_error *er
 /* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id);
+/*
+ * Writes the limits of @res into the live cgroup @rel (relative to each hierarchy's root;
+ * v1 file names, memsw before memory when both are raised). 0 or -errno naming the file.
+ */
+int lb_cgroup_write_limits(struct lxc_be *lb, const char *rel, const struct be_resources *res,
+                           struct sh_error *err);
+/* Pod-level limits on the pod's cgroup (sandbox-update.c; be_ops.sandbox_update). */
+int lb_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
+                      struct sh_error *err);
 /* Writes @value to the cgroup file @path with one write(). 0 or -errno. */
 int lb_write_cgroup_file(const char *path, const char *value);
 /* Removes cgroup @rel on every mounted hierarchy, waiting a moment while it is busy. */

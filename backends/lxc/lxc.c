@@ -855,4 +855,5 @@ const struct be_ops be_lxc_ops = {
         .container_fs_usage = lb_container_fs_usage,
         .sandbox_stats = lb_sandbox_stats,
         .fini = lxc_fini,
+        .sandbox_update = lb_sandbox_update,
 };

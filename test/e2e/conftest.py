@@ -82,6 +82,8 @@ IMPLEMENTED = {
     "RuntimeService/StreamPodSandboxMetrics",
     "ImageService/StreamImages",
     "RuntimeService/GetContainerEvents",
+    "RuntimeService/UpdateRuntimeConfig",
+    "RuntimeService/UpdatePodSandboxResources",
 }
 # Server streams that never end by themselves: a call that was accepted runs until its
 # deadline (callers give them a short one and count DEADLINE_EXCEEDED as accepted).
@@ -96,7 +98,7 @@ NEEDS_FIELDS = {"ImageService/ImageStatus", "ImageService/PullImage", "ImageServ
                 "RuntimeService/ContainerStatus", "RuntimeService/UpdateContainerResources",
                 "RuntimeService/ReopenContainerLog", "RuntimeService/ExecSync",
                 "RuntimeService/Exec", "RuntimeService/Attach", "RuntimeService/PortForward",
-                "RuntimeService/ContainerStats"}
+                "RuntimeService/ContainerStats", "RuntimeService/UpdatePodSandboxResources"}
 
 # Every runtd the tests start sends its non-loopback HTTP(S) through a proxy that is not
 # there, so a reference that names a real registry (fuzzed requests make such names) fails
@@ -183,7 +185,7 @@ def yaml_str(s):
 
 
 def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
-                images=None, streaming=None, server=None, containers=None, stats=None):
+                images=None, streaming=None, server=None, containers=None, stats=None, metrics=None):
     """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images, streaming,
     server, containers: the `images:` / `streaming:` / `server:` / `containers:` sections as
     dicts (written as JSON, a YAML flow mapping), or None (no such section)."""
@@ -214,6 +216,8 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
         lines.append("containers: " + json.dumps(containers))
     if stats is not None:
         lines.append("stats: " + json.dumps(stats))
+    if metrics is not None:
+        lines.append("metrics: " + json.dumps(metrics))
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +226,7 @@ class Runtd:
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
                  allow_log_errors=False, socket_path=None, log_to_file=True, images=None,
-                 streaming=None, server=None, containers=None, stats=None):
+                 streaming=None, server=None, containers=None, stats=None, metrics=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
@@ -235,7 +239,7 @@ class Runtd:
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
                                            default_runtime=default_runtime, images=images,
                                            streaming=streaming, server=server,
-                                           containers=containers, stats=stats))
+                                           containers=containers, stats=stats, metrics=metrics))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"

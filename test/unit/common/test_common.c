@@ -67,5 +67,6 @@ int main(void)
         failed += test_fdpass_run();
         failed += test_nofollow_run();
         failed += test_fswalk_run();
+        failed += test_metrics_run();
         return failed ? 1 : 0;
 }

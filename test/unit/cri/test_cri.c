@@ -506,6 +506,7 @@ static void test_status_with_managers(void **state)
         ctx.cfg = &cfg;
         assert_int_equal(pod_mgr_new(&cfg, &ctx.pods, &err), 0);
         assert_int_equal(net_mgr_new(&cfg, &ctx.net, &err), 0);
+        assert_int_equal(cri_runtime_conf_new(cfg.state_dir, &ctx.runtime_conf, &err), 0);
 
         req.verbose = true;
         assert_int_equal(cri_status(&ctx, &req.base, &resp, &err), 0);
@@ -527,7 +528,7 @@ static void test_status_with_managers(void **state)
         assert_string_equal(r->runtime_handlers[1]->name, "fake");
         assert_non_null(r->features);
 
-        assert_int_equal(r->n_info, 3);
+        assert_int_equal(r->n_info, 4);
         for (size_t i = 0; i < r->n_info; i++) {
                 json_object *o = json_tokener_parse(r->info[i]->value);
 
@@ -539,6 +540,13 @@ static void test_status_with_managers(void **state)
         assert_string_equal(r->info[0]->key, "config");
         assert_string_equal(r->info[1]->key, "runtime");
         assert_string_equal(r->info[2]->key, "network");
+        assert_string_equal(r->info[3]->key, "runtimeConfig");
+        assert_string_equal(r->info[3]->value, "{\"podCIDR\":\"\"}");
+        /* What runt supports, told truly: neither (see handler_features in runtime.c). */
+        for (size_t i = 0; i < r->n_runtime_handlers; i++) {
+                assert_false(r->runtime_handlers[i]->features->recursive_read_only_mounts);
+                assert_false(r->runtime_handlers[i]->features->user_namespaces);
+        }
 
         back = round_trip(resp);
         protobuf_c_message_free_unpacked(back, NULL);
@@ -552,8 +560,68 @@ static void test_status_with_managers(void **state)
 
         net_mgr_free(ctx.net);
         pod_mgr_free(ctx.pods);
+        cri_runtime_conf_free(ctx.runtime_conf);
         runt_config_done(&cfg);
         nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void test_metrics_address(void **state)
+{
+        static const char *const good[] = {"127.0.0.1:9100", "0.0.0.0:1", "[::1]:65535",
+                                           "[fd00::1]:9100", NULL};
+        static const char *const bad[] = {"localhost:9100",
+                                          "127.0.0.1",
+                                          "127.0.0.1:0",
+                                          "127.0.0.1:65536",
+                                          "127.0.0.1:x",
+                                          "::1:9100",
+                                          "[::1]9100",
+                                          "[localhost]:9100",
+                                          ":9100",
+                                          "example.com:80",
+                                          "127.0.0.1:9100 ",
+                                          "",
+                                          NULL};
+        struct sockaddr_storage sa;
+        socklen_t sl;
+
+        (void)state;
+        for (size_t i = 0; good[i]; i++) {
+                struct sh_error err = {0};
+
+                if (cri_metrics_address_parse(good[i], &sa, &sl, &err) != 0)
+                        fail_msg("'%s' refused: %s", good[i], err.msg);
+        }
+        for (size_t i = 0; bad[i]; i++) {
+                struct sh_error err = {0};
+
+                if (cri_metrics_address_parse(bad[i], &sa, &sl, &err) != -EINVAL)
+                        fail_msg("'%s' taken", bad[i]);
+                assert_non_null(strstr(err.msg, "metrics.address"));
+        }
+}
+
+static void test_cidr_validate(void **state)
+{
+        static const char *const good[] = {
+                "",          "10.88.0.0/16", "0.0.0.0/0",      "10.0.0.1/32",
+                "fd00::/64", "::/0",         "2001:db8::/128", NULL};
+        static const char *const bad[] = {
+                "10.88.0.0", "10.88.0.0/33", "10.88.0.0/-1", "10.88.0.0/+8", "10.88.0.0/",
+                "10.88/16",  "fd00::/129",   "host/24",      "/24",          "10.0.0.0/8/8",
+                NULL};
+
+        (void)state;
+        for (size_t i = 0; good[i]; i++)
+                if (cri_cidr_validate(good[i], NULL) != 0)
+                        fail_msg("'%s' refused", good[i]);
+        for (size_t i = 0; bad[i]; i++) {
+                struct sh_error err = {0};
+
+                if (cri_cidr_validate(bad[i], &err) != -EINVAL)
+                        fail_msg("'%s' taken", bad[i]);
+                assert_non_null(strstr(err.msg, "pod_cidr"));
+        }
 }
 
 int main(void)
@@ -572,6 +640,8 @@ int main(void)
                 cmocka_unit_test(test_runtime_config),
                 cmocka_unit_test(test_msg_helpers),
                 cmocka_unit_test(test_status_with_managers),
+                cmocka_unit_test(test_metrics_address),
+                cmocka_unit_test(test_cidr_validate),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
