@@ -108,3 +108,39 @@ def test_list_filters_from_memory(ctrs):
     ctrs.remove(pod2)
     assert ctrs.clist() == [] and ctrs.list() == []
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_lxc_events_and_an_exit_while_runtd_is_down(ctrs):
+    """Events from the real backend: a container's own exit comes from the watcher (not from
+    a call), and one that ended while runtd was down is told to the first subscriber after
+    the restart."""
+    from test_events import CREATED, DELETED, STARTED, STOPPED, Sub, kinds_of
+    sub = Sub(ctrs.d)
+    pod, cfg = ctrs.pod("ev")
+    cid = ctrs.run_ctr(pod, cfg, command=["/bin/sh", "-c", "sleep 0.3; exit 5"])
+    evs = sub.wait(lambda es: STOPPED in kinds_of(es, cid))
+    assert kinds_of(evs, pod)[:2] == [CREATED, STARTED]
+    assert kinds_of(evs, cid) == [CREATED, STARTED, STOPPED]
+    stop = [e for e in evs if e.container_id == cid][-1]
+    [st] = [s for s in stop.containers_statuses if s.id == cid]
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 5
+    assert stop.pod_sandbox_status.id == pod
+    assert stop.pod_sandbox_status.state == pb.SANDBOX_READY
+    assert stop.created_at > 0
+    sub.close()
+
+    later = ctrs.run_ctr(pod, cfg, name="later", command=["/bin/sh", "-c", "sleep 1; exit 9"])
+    ctrs.d.proc.kill()  # kill -9, and the container ends while runtd is away
+    ctrs.d.proc.wait()
+    time.sleep(2)
+    ctrs.d.start()
+    sub = Sub(ctrs.d)
+    evs = sub.wait(lambda es: STOPPED in kinds_of(es, later))
+    stop = [e for e in evs if e.container_id == later and e.container_event_type == STOPPED][0]
+    [st] = [s for s in stop.containers_statuses if s.id == later]
+    assert st.exit_code == 9
+    ctrs.remove(pod)
+    evs = sub.wait(lambda es: DELETED in kinds_of(es, pod))
+    assert DELETED in kinds_of(evs, later) and DELETED in kinds_of(evs, cid)
+    sub.close()
+    assert ctrs.leftovers() == EMPTY_CTRS
