@@ -950,7 +950,9 @@ static void attach_read(struct sess *s)
 
                 close_fd(&s->afd);
                 /* The monitor closes its clients when the container exited, and refuses
-                 * one beyond its limit: tell the two apart. */
+                 * one beyond its limit: tell the two apart. The exit is on disk by then;
+                 * the watcher may not have seen it yet, so ask. */
+                pod_container_refresh(s->srv->ctx->pods, s->req->id);
                 if (pod_container_running(s->srv->ctx->pods, s->req->id, &id, &e) == 0)
                         finish(s, 0,
                                "error attaching to container: the container's monitor "

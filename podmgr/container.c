@@ -776,6 +776,11 @@ void pod_ctr_observe(struct pod_mgr *pm, const char *id)
         pod_container_info_free(i);
 }
 
+void pod_container_refresh(struct pod_mgr *pm, const char *id)
+{
+        pod_ctr_observe(pm, id);
+}
+
 int pod_db_containers(struct pod_mgr *pm, struct pod_container_info ***ret, char ***ret_handlers,
                       size_t *ret_n, struct sh_error *err)
 {

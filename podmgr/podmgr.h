@@ -333,6 +333,13 @@ int pod_container_exec_sync(struct pod_mgr *pm, const char *id, const char *cons
                             struct be_exec_result *ret, struct sh_error *err);
 
 /*
+ * Asks the backend of container @id (a full id) how it is now and records a change. For a
+ * caller that learnt of an exit before the watcher did (an attach's EOF comes once the exit
+ * is on disk, a moment before the monitor leaves). Blocks briefly.
+ */
+void pod_container_refresh(struct pod_mgr *pm, const char *id);
+
+/*
  * For Exec and Attach before they hand out a URL: *@ret_id (malloc'd) is the full id of
  * running container @id (an id or unique prefix). -EINVAL "not running", -ENOENT unknown.
  */
