@@ -49,6 +49,12 @@
 #define CRI_DRAIN_MS 700
 /* Calls a lane answers between two malloc_trim()s, at least: a trim after a burst only. */
 #define CRI_TRIM_AFTER 64
+/*
+ * An answer this big (ListPodSandbox or the stats of hundreds of pods) leaves megabytes of
+ * freed blocks in the worker's arena: its lane trims once idle, whatever the count (issue
+ * 15: each is a kubelet poll, a second or more apart, and a trim costs well under 1 ms).
+ */
+#define CRI_TRIM_BIG (64 << 10)
 
 enum cri_tag_kind {
         TAG_NEW,   /* grpc_server_request_call completed */
@@ -191,18 +197,20 @@ static int post_slot(struct cri_server *s)
  * back. Initial metadata went out with the receive batch, so this never produces a
  * trailers-only response (which 1.51 fails to flush).
  */
-static void call_finish(struct cri_call *c, grpc_status_code code, const char *msg,
-                        const ProtobufCMessage *resp)
+static size_t call_finish(struct cri_call *c, grpc_status_code code, const char *msg,
+                          const ProtobufCMessage *resp)
 {
         grpc_op ops[2];
-        size_t n = 0;
+        size_t n = 0, len = 0;
 
         cri_metrics_rpc(c->srv->ctx->metrics, c->method, code,
                         sh_now_ns() - (unsigned long long)c->t_start_ns);
         memset(ops, 0, sizeof(ops));
         if (resp && code == GRPC_STATUS_OK) {
-                size_t len = protobuf_c_message_get_packed_size(resp);
-                grpc_slice sl = grpc_slice_malloc(len);
+                grpc_slice sl;
+
+                len = protobuf_c_message_get_packed_size(resp);
+                sl = grpc_slice_malloc(len);
 
                 protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
                 c->send = grpc_raw_byte_buffer_create(&sl, 1);
@@ -222,6 +230,7 @@ static void call_finish(struct cri_call *c, grpc_status_code code, const char *m
                              c->method ? c->method->name : "?");
                 call_unref(c);
         }
+        return len;
 }
 
 static void log_failure(struct cri_call *c, grpc_status_code code, const char *msg)
@@ -483,6 +492,7 @@ static void on_sent(struct cri_call *c, int success)
 
 struct cri_lane;
 static void lane_leave(struct cri_lane *l);
+static void lane_trim_soon(struct cri_lane *l);
 
 /*
  * Runs the handler of @c (the request is unpacked) and answers. Before the answer goes out,
@@ -512,9 +522,11 @@ static void call_run(struct cri_call *c, struct cri_lane *l)
                 log_failure(c, GRPC_STATUS_INTERNAL, "handler returned no response");
                 call_finish(c, GRPC_STATUS_INTERNAL, "internal error: no response", NULL);
         } else if (c->method->list_form) {
+                lane_trim_soon(l);
                 list_send_start(c, resp); /* takes resp */
         } else {
-                call_finish(c, GRPC_STATUS_OK, NULL, resp);
+                if (call_finish(c, GRPC_STATUS_OK, NULL, resp) >= CRI_TRIM_BIG)
+                        lane_trim_soon(l);
                 protobuf_c_message_free_unpacked(resp, NULL);
         }
 }
@@ -566,6 +578,17 @@ static void lane_leave(struct cri_lane *l)
         pthread_mutex_lock(&l->lock);
         l->running--;
         l->since_trim++;
+        pthread_mutex_unlock(&l->lock);
+}
+
+/* @l (NULL: nothing) trims when it is idle next, as after a burst. */
+static void lane_trim_soon(struct cri_lane *l)
+{
+        if (!l)
+                return;
+        pthread_mutex_lock(&l->lock);
+        if (l->since_trim < CRI_TRIM_AFTER)
+                l->since_trim = CRI_TRIM_AFTER;
         pthread_mutex_unlock(&l->lock);
 }
 
@@ -946,7 +969,7 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
                        true);
         if (r == 0)
                 r = lane_start(&s->read, s, "read", ctx->cfg->server_read_workers,
-                               ctx->cfg->server_max_queued, false);
+                               ctx->cfg->server_max_queued, true);
         /* Walks of container trees (stats, ImageFsInfo): as many workers as the reads. */
         if (r == 0)
                 r = lane_start(&s->walk, s, "walk", ctx->cfg->server_read_workers,

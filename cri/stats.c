@@ -148,9 +148,17 @@ static Runtime__V1__ContainerStats *ctr_stats_msg(const struct pod_container_sta
                 m->memory = memory_msg(&s->sample, &ok);
         if (s->has_stats && cg->has_swap)
                 m->swap = swap_msg(&s->sample, &ok);
-        if (s->has_stats && s->has_writable_layer &&
-            !(m->writable_layer = cri_fs_usage_msg(&s->writable_layer)))
-                ok = false;
+        if (s->has_stats && s->has_writable_layer) {
+                struct sh_fs_usage u = {
+                        .timestamp_ns = s->writable_layer.timestamp_ns,
+                        .used_bytes = s->writable_layer.used_bytes,
+                        .inodes_used = s->writable_layer.inodes_used,
+                };
+
+                snprintf(u.mountpoint, sizeof(u.mountpoint), "%s", s->writable_layer.mountpoint);
+                if (!(m->writable_layer = cri_fs_usage_msg(&u)))
+                        ok = false;
+        }
         if (!ok) {
                 protobuf_c_message_free_unpacked(&m->base, NULL);
                 return NULL;

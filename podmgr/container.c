@@ -1202,6 +1202,7 @@ int pod_container_each(struct pod_mgr *pm, const struct pod_container_filter *f,
 struct ctr_list {
         struct pod_container_info **v;
         size_t n, cap;
+        bool brief;
 };
 
 static int ctr_list_add(const struct pod_container_info *i, void *data)
@@ -1217,19 +1218,19 @@ static int ctr_list_add(const struct pod_container_info *i, void *data)
                 l->v = v;
                 l->cap = cap;
         }
-        if (pod_container_info_copy(i, &l->v[l->n]) < 0)
+        if ((l->brief ? pod_container_info_copy_brief(i, &l->v[l->n])
+                      : pod_container_info_copy(i, &l->v[l->n])) < 0)
                 return -ENOMEM;
         l->v[++l->n] = NULL;
         return 0;
 }
 
-int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
-                       struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err)
+static int list_copies(struct pod_mgr *pm, const struct pod_container_filter *f, bool brief,
+                       struct pod_container_info ***ret, size_t *ret_n)
 {
-        struct ctr_list l = {0};
+        struct ctr_list l = {.brief = brief};
         int r;
 
-        (void)err;
         r = pod_container_each(pm, f, ctr_list_add, &l);
         if (r == 0 && !l.v && !(l.v = calloc(1, sizeof(*l.v))))
                 r = -ENOMEM;
@@ -1240,6 +1241,19 @@ int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
         *ret = l.v;
         *ret_n = l.n;
         return 0;
+}
+
+int pod_container_list(struct pod_mgr *pm, const struct pod_container_filter *f,
+                       struct pod_container_info ***ret, size_t *ret_n, struct sh_error *err)
+{
+        (void)err;
+        return list_copies(pm, f, false, ret, ret_n);
+}
+
+int pod_container_list_brief(struct pod_mgr *pm, const struct pod_container_filter *f,
+                             struct pod_container_info ***ret, size_t *ret_n)
+{
+        return list_copies(pm, f, true, ret, ret_n);
 }
 
 static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resources *res,

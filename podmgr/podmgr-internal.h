@@ -100,6 +100,16 @@ int pod_view_resume(struct pod_mgr *pm, struct sh_error *err);
 
 int pod_sandbox_info_copy(const struct pod_sandbox_info *i, struct pod_sandbox_info **ret);
 int pod_container_info_copy(const struct pod_container_info *i, struct pod_container_info **ret);
+/*
+ * A brief copy: what stats, metrics and a list's attributes read (ids, state and exit,
+ * name, attempt, image, labels, annotations, tty/stdin, scalar limits); the rest of the spec
+ * empty. A tenth of a full copy's work for the collector and the stats lists.
+ */
+int pod_container_info_copy_brief(const struct pod_container_info *i,
+                                  struct pod_container_info **ret);
+/* pod_container_list with brief copies. */
+int pod_container_list_brief(struct pod_mgr *pm, const struct pod_container_filter *f,
+                             struct pod_container_info ***ret, size_t *ret_n);
 
 /* Takes @i over (a ready sandbox); events CREATED and STARTED unless @quiet. */
 int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet);

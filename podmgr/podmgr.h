@@ -261,7 +261,12 @@ struct pod_container_stats {
         bool has_stats;                  /* false: its backend could not measure it */
         struct pod_stats_sample sample;
         bool has_writable_layer; /* sampled on the slower stats.fs_interval cadence */
-        struct sh_fs_usage writable_layer;
+        struct {
+                long long timestamp_ns;
+                unsigned long long used_bytes, inodes_used;
+                char *mountpoint; /* owned; the filesystem's dir (not a 4 KiB buffer a record:
+                                     500 of them were 2 MiB of every ListContainerStats) */
+        } writable_layer;
 };
 struct pod_container_stats *pod_container_stats_free(struct pod_container_stats *s);
 void pod_container_stats_list_free(struct pod_container_stats **l);

@@ -307,7 +307,7 @@ static void collect(struct pod_stats *st)
         st->round++; /* read under the lock by on-demand samples */
         pthread_rwlock_unlock(&st->lock);
         if (pod_sandbox_list(st->pm, NULL, &sbs, &nsb, &err) < 0 ||
-            pod_container_list(st->pm, NULL, &cs, &nc, &err) < 0) {
+            pod_container_list_brief(st->pm, NULL, &cs, &nc) < 0) {
                 sh_log_debug("stats: list: %s", err.msg);
                 pod_sandbox_info_list_free(sbs);
                 pod_container_info_list_free(cs);
@@ -510,8 +510,10 @@ static bool ctr_fill(struct pod_stats *st, struct pod_container_stats *s, long l
                 s->writable_layer.timestamp_ns = o->fs_ts_ns;
                 s->writable_layer.used_bytes = o->fs_bytes;
                 s->writable_layer.inodes_used = o->fs_inodes;
-                snprintf(s->writable_layer.mountpoint, sizeof(s->writable_layer.mountpoint), "%s",
-                         o->fs_mountpoint ? o->fs_mountpoint : "");
+                free(s->writable_layer.mountpoint);
+                s->writable_layer.mountpoint = strdup(o->fs_mountpoint ? o->fs_mountpoint : "");
+                if (!s->writable_layer.mountpoint)
+                        s->has_writable_layer = false; /* no memory: no figure, nothing worse */
         }
         return true;
 }
@@ -569,6 +571,7 @@ struct pod_container_stats *pod_container_stats_free(struct pod_container_stats 
 {
         if (!s)
                 return NULL;
+        free(s->writable_layer.mountpoint);
         pod_container_info_free(s->info);
         free(s);
         return NULL;
@@ -594,7 +597,9 @@ static int wrap_ctrs(struct pod_container_info **infos, size_t n, struct pod_con
                 }
                 v[i]->info = TAKE_PTR(infos[i]);
         }
-        pod_container_info_list_free(infos);
+        for (size_t i = 0; i < n; i++) /* the ones not taken, after a hole or not */
+                pod_container_info_free(infos[i]);
+        free(infos);
         if (!v)
                 return -ENOMEM;
         *ret = v;
@@ -633,7 +638,7 @@ int pod_container_stats_list(struct pod_mgr *pm, const struct pod_container_filt
         int r;
 
         nostate.has_state = false;
-        r = pod_container_list(pm, &nostate, &infos, &n, err);
+        r = pod_container_list_brief(pm, &nostate, &infos, &n);
         if (r < 0)
                 return r;
         r = wrap_ctrs(infos, n, &v);
@@ -747,36 +752,66 @@ static int pods_fill(struct pod_mgr *pm, struct pod_sandbox_stats **v, size_t n,
  * Wraps each of @sbs (taken, the array too) in a stats record with its containers from
  * @cs (every container, taken: the ones of no listed pod are freed); *@ret NULL-terminated.
  */
+static int cmp_ctr_pod(const void *a, const void *b)
+{
+        const struct pod_container_info *x = *(struct pod_container_info *const *)a;
+        const struct pod_container_info *y = *(struct pod_container_info *const *)b;
+        int c = strcmp(x->sandbox_id, y->sandbox_id);
+
+        /* Oldest first within a pod, as the list gave them. */
+        return c ? c : x->created_ns < y->created_ns ? -1 : x->created_ns > y->created_ns;
+}
+
 static int wrap_pods(struct pod_sandbox_info **sbs, size_t nsb, struct pod_container_info **cs,
                      size_t nc, struct pod_sandbox_stats ***ret)
 {
         struct pod_sandbox_stats **v = calloc(nsb + 1, sizeof(*v));
-        int r = v ? 0 : -ENOMEM;
+        bool *taken = calloc(nc + 1, sizeof(*taken));
+        int r = v && taken ? 0 : -ENOMEM;
 
+        /* Grouped by pod: a pod's containers are found by a binary search, not a scan. */
+        qsort(cs, nc, sizeof(*cs), cmp_ctr_pod);
         for (size_t i = 0; r == 0 && i < nsb; i++) {
-                size_t k = 0;
+                size_t k = 0, lo = 0, hi = nc, end;
 
-                if (!(v[i] = calloc(1, sizeof(*v[i]))) ||
-                    !(v[i]->containers = calloc(nc + 1, sizeof(*v[i]->containers)))) {
+                if (!(v[i] = calloc(1, sizeof(*v[i])))) {
                         r = -ENOMEM;
                         break;
                 }
                 v[i]->info = TAKE_PTR(sbs[i]);
-                for (size_t j = 0; j < nc; j++) {
-                        if (!cs[j] || strcmp(cs[j]->sandbox_id, v[i]->info->id) != 0)
-                                continue;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+
+                        if (strcmp(cs[mid]->sandbox_id, v[i]->info->id) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                for (end = lo; end < nc && strcmp(cs[end]->sandbox_id, v[i]->info->id) == 0; end++)
+                        ;
+                if (!(v[i]->containers = calloc(end - lo + 1, sizeof(*v[i]->containers)))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t j = lo; j < end; j++) {
                         if (!(v[i]->containers[k] = calloc(1, sizeof(**v[i]->containers)))) {
                                 r = -ENOMEM;
                                 break;
                         }
-                        v[i]->containers[k++]->info = TAKE_PTR(cs[j]);
+                        /* Handed over; cs keeps it until the end, for the searches. */
+                        v[i]->containers[k++]->info = cs[j];
+                        taken[j] = true;
                 }
                 v[i]->n_containers = k;
         }
         for (size_t i = 0; i < nsb; i++)
                 pod_sandbox_info_free(sbs[i]);
         free(sbs);
-        pod_container_info_list_free(cs);
+        for (size_t j = 0; j < nc; j++)
+                if (!taken || !taken[j])
+                        pod_container_info_free(cs[j]);
+        free(cs);
+        free(taken);
         if (r < 0) {
                 pod_sandbox_stats_list_free(v);
                 return r;
@@ -801,8 +836,8 @@ int pod_sandbox_stats(struct pod_mgr *pm, const char *id, struct pod_sandbox_sta
                 r = sh_err(err, -EAGAIN, "pod %.12s is not ready: nothing runs to measure",
                            sbs[0]->id);
         if (r == 0)
-                r = pod_container_list(pm, &(struct pod_container_filter){.sandbox_id = sbs[0]->id},
-                                       &cs, &nc, err);
+                r = pod_container_list_brief(
+                        pm, &(struct pod_container_filter){.sandbox_id = sbs[0]->id}, &cs, &nc);
         if (r < 0) {
                 pod_sandbox_info_list_free(sbs);
                 return r;
@@ -836,7 +871,7 @@ int pod_sandbox_stats_list(struct pod_mgr *pm, const struct pod_sandbox_filter *
         ready.state = POD_READY;
         r = pod_sandbox_list(pm, &ready, &sbs, &nsb, err);
         if (r == 0 && nsb > 0)
-                r = pod_container_list(pm, NULL, &cs, &nc, err);
+                r = pod_container_list_brief(pm, NULL, &cs, &nc);
         if (r < 0) {
                 pod_sandbox_info_list_free(sbs);
                 return r;

@@ -169,7 +169,7 @@ int pod_store_open_version(const char *path, int version, struct pod_store **ret
          */
         if (sqlite3_exec(st->db,
                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                         "PRAGMA foreign_keys=ON;",
+                         "PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;",
                          NULL, NULL, NULL) != SQLITE_OK) {
                 r = db_err(st->db, err, path);
                 pod_store_close(st);

@@ -129,6 +129,56 @@ int pod_container_info_copy(const struct pod_container_info *i, struct pod_conta
         return 0;
 }
 
+int pod_container_info_copy_brief(const struct pod_container_info *i,
+                                  struct pod_container_info **ret)
+{
+        struct pod_container_info *c = calloc(1, sizeof(*c));
+        const struct be_container_spec *s = &i->spec;
+        struct be_container_spec brief = {
+                .name = s->name,
+                .attempt = s->attempt,
+                .image_ref = s->image_ref,
+                .image_id = s->image_id,
+                .labels = s->labels,
+                .n_labels = s->n_labels,
+                .annotations = s->annotations,
+                .n_annotations = s->n_annotations,
+                .tty = s->tty,
+                .stdin_open = s->stdin_open,
+        };
+
+        if (!c)
+                return -ENOMEM;
+        /* The scalar limits only: no string of them is read from a brief copy. */
+        brief.resources.cpu_period = s->resources.cpu_period;
+        brief.resources.cpu_quota = s->resources.cpu_quota;
+        brief.resources.cpu_shares = s->resources.cpu_shares;
+        brief.resources.memory_limit = s->resources.memory_limit;
+        brief.resources.memory_swap_limit = s->resources.memory_swap_limit;
+        c->created_ns = i->created_ns;
+        c->state = i->state;
+        c->pid = i->pid;
+        c->started_ns = i->started_ns;
+        c->finished_ns = i->finished_ns;
+        c->exit_code = i->exit_code;
+        c->id = strdup(i->id);
+        c->sandbox_id = strdup(i->sandbox_id);
+        c->reason = strdup(i->reason ? i->reason : "");
+        c->message = strdup(i->message ? i->message : "");
+        c->user = strdup(i->user ? i->user : "");
+        if (be_container_spec_copy(&brief, &c->spec) < 0) {
+                memset(&c->spec, 0, sizeof(c->spec));
+                pod_container_info_free(c);
+                return -ENOMEM;
+        }
+        if (!c->id || !c->sandbox_id || !c->reason || !c->message || !c->user) {
+                pod_container_info_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
 /* ---------------------------------------------------------------- lookup */
 
 static bool older(long long a_ns, const char *a_id, long long b_ns, const char *b_id)
