@@ -548,6 +548,10 @@ int cri_create_container(struct cri_ctx *ctx, const ProtobufCMessage *req,
                         .user = ic->user ? ic->user : "",
                         .working_dir = ic->working_dir ? ic->working_dir : "",
                         .stop_signal = ic->stop_signal ? ic->stop_signal : "",
+                        .name = info->repo_tags && info->repo_tags[0] ? info->repo_tags[0] : "",
+                        .digest_ref = info->repo_digests && info->repo_digests[0]
+                                              ? info->repo_digests[0]
+                                              : "",
                 };
                 rc = pod_container_create(ctx->pods, &r, &id, err);
         }
@@ -785,20 +789,26 @@ static Runtime__V1__ContainerUser *user_msg(const struct be_container_spec *s)
  * shows): image.image the first tag the image has now, image_ref its first digested
  * reference (api.proto: "digested reference to the image in use"); the id when it has none.
  */
-static void image_names(struct cri_ctx *ctx, const struct be_container_spec *spec,
+static void image_names(struct cri_ctx *ctx, const struct pod_container_info *i,
                         Runtime__V1__ContainerStatus *s)
 {
         struct img_info *info = NULL;
         char *tag = NULL, *digest = NULL;
 
-        if (!s->image || !spec->image_id[0] ||
-            img_status(ctx->images, spec->image_id, &info, NULL) < 0)
+        if (!s->image || !i->spec.image_id[0])
                 return;
-        if (info->repo_tags && info->repo_tags[0])
-                tag = strdup(info->repo_tags[0]);
-        if (info->repo_digests && info->repo_digests[0])
-                digest = strdup(info->repo_digests[0]);
-        img_info_free(info);
+        if (i->image_name[0] || i->image_digest[0]) {
+                /* Recorded at CreateContainer: no image store read per call or event. */
+                tag = i->image_name[0] ? strdup(i->image_name) : NULL;
+                digest = i->image_digest[0] ? strdup(i->image_digest) : NULL;
+        } else if (img_status(ctx->images, i->spec.image_id, &info, NULL) == 0) {
+                /* A container an older runtd made: its record has no names. */
+                if (info->repo_tags && info->repo_tags[0])
+                        tag = strdup(info->repo_tags[0]);
+                if (info->repo_digests && info->repo_digests[0])
+                        digest = strdup(info->repo_digests[0]);
+                img_info_free(info);
+        }
         if (tag) {
                 free(s->image->image);
                 s->image->image = tag;
@@ -860,7 +870,7 @@ Runtime__V1__ContainerStatus *cri_container_status_msg(struct cri_ctx *ctx,
         Runtime__V1__ContainerStatus *s = status_msg(i);
 
         if (s)
-                image_names(ctx, &i->spec, s);
+                image_names(ctx, i, s);
         return s;
 }
 

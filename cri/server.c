@@ -462,10 +462,19 @@ static void event_wake(void *data)
 static void events_start(struct cri_call *c)
 {
         struct cri_events *hub = c->srv->ctx->events;
-        int r = hub ? cri_events_subscribe(hub, event_wake, c, &c->sub) : -ESHUTDOWN;
         grpc_status_code code;
         char msg[200];
+        int r;
 
+        /*
+         * The client may be gone already (its close can complete before its request): such
+         * a subscriber would take the backlog of events nobody will read.
+         */
+        if (atomic_load(&c->gone)) {
+                call_finish(c, GRPC_STATUS_CANCELLED, "the client went away", NULL);
+                return;
+        }
+        r = hub ? cri_events_subscribe(hub, event_wake, c, &c->sub) : -ESHUTDOWN;
         if (r < 0) {
                 code = r == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
                 snprintf(msg, sizeof(msg), "GetContainerEvents: %s",

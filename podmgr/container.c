@@ -75,7 +75,11 @@ static int res_from_json(json_object *o, struct be_resources *r)
         return r->cpuset_cpus && r->cpuset_mems && r->hugepages ? 0 : -ENOMEM;
 }
 
-static char *spec_to_json(const struct be_container_spec *s, const char *user)
+struct ctr_extra {
+        const char *user, *image_name, *image_digest;
+};
+
+static char *spec_to_json(const struct be_container_spec *s, const struct ctr_extra *x)
 {
         json_object *o = json_object_new_object(), *mounts = json_object_new_array();
         json_object *devices = json_object_new_array(), *groups = json_object_new_array();
@@ -94,7 +98,11 @@ static char *spec_to_json(const struct be_container_spec *s, const char *user)
         for (size_t i = 0; i < s->n_groups; i++)
                 json_object_array_add(groups, json_object_new_int64(s->groups[i]));
         json_object_object_add(o, "groups", groups);
-        json_object_object_add(o, "user", json_object_new_string(user ? user : ""));
+        json_object_object_add(o, "user", json_object_new_string(x->user ? x->user : ""));
+        json_object_object_add(o, "imageName",
+                               json_object_new_string(x->image_name ? x->image_name : ""));
+        json_object_object_add(o, "imageDigestRef",
+                               json_object_new_string(x->image_digest ? x->image_digest : ""));
         json_object_object_add(o, "logPath", json_object_new_string(s->log_path));
         json_object_object_add(o, "tty", json_object_new_boolean(s->tty));
         json_object_object_add(o, "stdin", json_object_new_boolean(s->stdin_open));
@@ -144,7 +152,8 @@ static char *spec_to_json(const struct be_container_spec *s, const char *user)
         return t;
 }
 
-static int spec_from_json(const char *text, struct be_container_spec *s, char **ret_user)
+static int spec_from_json(const char *text, struct be_container_spec *s, char **ret_user,
+                          char **ret_image_name, char **ret_image_digest)
 {
         json_object *o = NULL, *a = NULL, *res = NULL;
         int r = 0;
@@ -168,6 +177,8 @@ static int spec_from_json(const char *text, struct be_container_spec *s, char **
         for (size_t i = 0; s->groups && i < s->n_groups; i++)
                 s->groups[i] = (unsigned)json_object_get_int64(json_object_array_get_idx(a, i));
         *ret_user = pod_jstr(o, "user");
+        *ret_image_name = pod_jstr(o, "imageName");
+        *ret_image_digest = pod_jstr(o, "imageDigestRef");
         s->log_path = pod_jstr(o, "logPath");
         sh_json_get_bool(o, "tty", "container spec", &s->tty, NULL);
         sh_json_get_bool(o, "stdin", "container spec", &s->stdin_open, NULL);
@@ -220,10 +231,13 @@ static int spec_from_json(const char *text, struct be_container_spec *s, char **
         if (r < 0 || !s->name || !s->image_ref || !s->image_id || !s->layer_dirs || !s->argv ||
             !s->env || !s->cwd || !s->groups || !*ret_user || !s->log_path || !s->mounts ||
             !s->devices || !s->labels || !s->annotations || !s->cap_add || !s->cap_drop ||
-            !s->seccomp_profile || !s->masked_paths || !s->readonly_paths || !s->stop_signal) {
+            !s->seccomp_profile || !s->masked_paths || !s->readonly_paths || !s->stop_signal ||
+            !*ret_image_name || !*ret_image_digest) {
                 be_container_spec_done(s);
                 free(*ret_user);
-                *ret_user = NULL;
+                free(*ret_image_name);
+                free(*ret_image_digest);
+                *ret_user = *ret_image_name = *ret_image_digest = NULL;
                 return -ENOMEM;
         }
         return 0;
@@ -731,8 +745,8 @@ static struct pod_container_info *row_info(sqlite3_stmt *st, char **ret_handler)
         i->message = strdup((const char *)sqlite3_column_text(st, 8) ?: "");
         *ret_handler = strdup((const char *)sqlite3_column_text(st, 10) ?: "");
         if (!i->id || !i->sandbox_id || !i->reason || !i->message || !*ret_handler ||
-            spec_from_json((const char *)sqlite3_column_text(st, 9) ?: "{}", &i->spec, &i->user) <
-                    0) {
+            spec_from_json((const char *)sqlite3_column_text(st, 9) ?: "{}", &i->spec, &i->user,
+                           &i->image_name, &i->image_digest) < 0) {
                 free(*ret_handler);
                 *ret_handler = NULL;
                 return pod_container_info_free(i);
@@ -745,18 +759,18 @@ static struct pod_container_info *row_info(sqlite3_stmt *st, char **ret_handler)
  * its events) and, for an exit, in the store. Called after runt's own calls change it, by
  * the watcher when its watch fd turns readable, and once per container at a start.
  */
-void pod_ctr_observe(struct pod_mgr *pm, const char *id)
+void pod_ctr_look(struct pod_mgr *pm, const char *id, bool rearm)
 {
         struct pod_container_info *i = NULL, *gone = NULL;
         _cleanup_free_ char *handler = NULL;
         struct be *be = NULL;
         struct be_ctr_status st;
+        bool known = false;
 
         if (pod_view_ctr_get(pm, id, &i, &handler, NULL) < 0)
                 return;
         if (i->state != POD_CTR_EXITED && pod_mgr_backend(pm, handler, &be, NULL) == 0) {
-                bool known = be_container_status(be, i->id, &st, NULL) == 0;
-
+                known = be_container_status(be, i->id, &st, NULL) == 0;
                 if (pod_view_ctr_apply(pm, i->id, known ? &st : NULL, &gone) && gone) {
                         char code[16], started[32], finished[32];
 
@@ -770,10 +784,31 @@ void pod_ctr_observe(struct pod_mgr *pm, const char *id)
                                    (const char *[]){code, started, finished, gone->reason,
                                                     gone->message, gone->id, NULL},
                                    NULL);
+                } else if (known && st.state == BE_CTR_RUNNING && i->state == POD_CTR_CREATED) {
+                        char started[32];
+
+                        /* Running now (a start a crash cut off, found at recovery): say so. */
+                        snprintf(started, sizeof(started), "%lld",
+                                 st.started_ns ? st.started_ns : pod_now_ns());
+                        pod_db_run(pm,
+                                   "UPDATE containers SET state = 'running', started_ns = ? "
+                                   "WHERE id = ? AND state IN ('created', 'starting')",
+                                   (const char *[]){started, i->id, NULL}, NULL);
                 }
+        }
+        if (rearm && be && i->state != POD_CTR_EXITED) {
+                /* Still running without a watch: watch again. Not told: ask again later. */
+                pod_view_poll(pm, 'c', i->id, !known);
+                if (known && pod_view_unwatched(pm, 'c', i->id))
+                        pod_view_watch(pm, 'c', i->id);
         }
         pod_container_info_free(gone);
         pod_container_info_free(i);
+}
+
+static void pod_ctr_observe(struct pod_mgr *pm, const char *id)
+{
+        pod_ctr_look(pm, id, true);
 }
 
 void pod_container_refresh(struct pod_mgr *pm, const char *id)
@@ -897,9 +932,11 @@ static int ctr_create(struct pod_mgr *pm, const struct pod_ctr_request *req, cha
         if (r < 0)
                 goto out;
         name = reserved_name(s, sb);
-        json = spec_to_json(s, req->has_uid || (req->username && req->username[0])
-                                       ? req->username
-                                       : req->image.user);
+        json = spec_to_json(s,
+                            &(struct ctr_extra){req->has_uid || (req->username && req->username[0])
+                                                        ? req->username
+                                                        : req->image.user,
+                                                req->image.name, req->image.digest_ref});
         pdir = pod_dir_of(pm, sb->id);
         if (!name || !json || !pdir) {
                 r = -ENOMEM;
@@ -971,9 +1008,13 @@ static int ctr_create(struct pod_mgr *pm, const struct pod_ctr_request *req, cha
                                                     ? req->username
                                             : req->image.user ? req->image.user
                                                               : "");
+                        info->image_name = strdup(req->image.name ? req->image.name : "");
+                        info->image_digest =
+                                strdup(req->image.digest_ref ? req->image.digest_ref : "");
                 }
                 if (!info || !info->id || !info->sandbox_id || !info->reason || !info->message ||
-                    !info->user || be_container_spec_copy(s, &info->spec) < 0) {
+                    !info->user || !info->image_name || !info->image_digest ||
+                    be_container_spec_copy(s, &info->spec) < 0) {
                         pod_container_info_free(info);
                         r = -ENOMEM;
                 } else {
@@ -1051,10 +1092,8 @@ static int ctr_start(struct pod_mgr *pm, const char *id, struct sh_error *err)
                                "UPDATE containers SET state = 'running', started_ns = ? "
                                "WHERE id = ? AND state = 'starting'",
                                (const char *[]){started, i->id, NULL}, err);
-                /* Running, or ended already: the view learns which, then watches. */
+                /* Running, or ended already: the view learns which, and watches. */
                 pod_ctr_observe(pm, i->id);
-                if (pod_view_ctr_running(pm, i->id))
-                        pod_view_watch(pm, 'c', i->id);
         } else {
                 /* As containerd: a start that failed is an exit, code 128, StartError. */
                 struct be_ctr_status failed = {.state = BE_CTR_EXITED, .exit_code = 128};
@@ -1278,7 +1317,7 @@ static int ctr_update(struct pod_mgr *pm, const char *id, const struct be_resour
                 goto out;
         be_resources_done(&i->spec.resources);
         i->spec.resources = *res;
-        json = spec_to_json(&i->spec, i->user);
+        json = spec_to_json(&i->spec, &(struct ctr_extra){i->user, i->image_name, i->image_digest});
         memset(&i->spec.resources, 0, sizeof(i->spec.resources)); /* borrowed from @res */
         r = json ? pod_db_run(pm, "UPDATE containers SET spec = ? WHERE id = ?",
                               (const char *[]){json, i->id, NULL}, err)
@@ -1577,6 +1616,8 @@ struct pod_container_info *pod_container_info_free(struct pod_container_info *i)
         free(i->reason);
         free(i->message);
         free(i->user);
+        free(i->image_name);
+        free(i->image_digest);
         free(i);
         return NULL;
 }

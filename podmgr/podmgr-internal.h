@@ -141,14 +141,21 @@ int pod_view_ctr_each(struct pod_mgr *pm, int (*fn)(const struct pod_container_i
                       void *data);
 /* The ids of the containers of @sandbox_id (NULL: all); NULL on ENOMEM. */
 char **pod_view_ctr_ids(struct pod_mgr *pm, const char *sandbox_id);
-bool pod_view_ctr_running(struct pod_mgr *pm, const char *id);
 void pod_view_counts(struct pod_mgr *pm, size_t ret_pods[3], size_t ret_ctrs[4]);
 /* Arms the exit watch of container ('c') or sandbox ('s') @id (a full id). */
 void pod_view_watch(struct pod_mgr *pm, char kind, const char *id);
 
-/* Ask the backend once and record what changed (container.c, sandbox.c). No locks needed. */
-void pod_ctr_observe(struct pod_mgr *pm, const char *id);
-void pod_sb_observe(struct pod_mgr *pm, const char *id);
+/*
+ * Ask the backend once and record what changed (container.c, sandbox.c). No locks needed.
+ * @rearm: then make sure it stays covered: a watch again while it runs and has none, or
+ * polling when the backend could not tell.
+ */
+void pod_ctr_look(struct pod_mgr *pm, const char *id, bool rearm);
+void pod_sb_look(struct pod_mgr *pm, const char *id, bool rearm);
+/* Does running container ('c') / ready sandbox ('s') @id lack a watch and the polling? */
+bool pod_view_unwatched(struct pod_mgr *pm, char kind, const char *id);
+/* Has @id asked every WATCH_POLL_MS (@poll) or not. */
+void pod_view_poll(struct pod_mgr *pm, char kind, const char *id, bool poll);
 /* Every sandbox / container the store has (but creating ones), for pod_view_load. */
 int pod_db_sandboxes(struct pod_mgr *pm, struct pod_sandbox_info ***ret, size_t *ret_n,
                      struct sh_error *err);

@@ -142,6 +142,8 @@ struct pod_image {
         const char *user;        /* "", "uid", "uid:gid", "name", "name:group" */
         const char *working_dir; /* "" when unset */
         const char *stop_signal; /* "" when unset */
+        const char *name;        /* its first tag ("" none), for ContainerStatus.image */
+        const char *digest_ref;  /* its first repo@digest ("" none): ContainerStatus.image_ref */
 };
 
 /*
@@ -210,9 +212,11 @@ struct pod_container_info {
         long long started_ns;
         long long finished_ns;
         int exit_code;
-        char *reason;  /* "Completed", "Error", "OOMKilled", "StartError", "" */
-        char *message; /* "" */
-        char *user;    /* the image's User or the request's, as given ("" none) */
+        char *reason;       /* "Completed", "Error", "OOMKilled", "StartError", "" */
+        char *message;      /* "" */
+        char *user;         /* the image's User or the request's, as given ("" none) */
+        char *image_name;   /* the image's tag and repo@digest when it was created ("": none, */
+        char *image_digest; /* or a record of an older runtd): ContainerStatus from memory */
 };
 struct pod_container_info *pod_container_info_free(struct pod_container_info *i);
 void pod_container_info_list_free(struct pod_container_info **l);

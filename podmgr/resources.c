@@ -4,6 +4,7 @@
  * apply the limits.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,15 @@
 #include "strutil.h"
 
 /* @a + @b for a limit where 0 is "unset": unset stays unset (no limit plus overhead is none). */
-static long long add_limit(long long a, long long b)
+static long long add_limit(long long a, long long b, bool *ovf)
 {
-        return a > 0 ? a + (b > 0 ? b : 0) : a;
+        long long sum;
+
+        if (a <= 0)
+                return a;
+        if (__builtin_add_overflow(a, b > 0 ? b : 0, &sum))
+                *ovf = true;
+        return sum;
 }
 
 /*
@@ -27,6 +34,8 @@ static long long add_limit(long long a, long long b)
 static int pod_limits(const struct be_resources *res, const struct be_resources *over,
                       struct be_resources *ret)
 {
+        bool ovf = false;
+
         memset(ret, 0, sizeof(*ret));
         ret->cpu_period = res->cpu_period > 0 ? res->cpu_period : over->cpu_period;
         ret->cpu_quota = res->cpu_quota;
@@ -34,17 +43,22 @@ static int pod_limits(const struct be_resources *res, const struct be_resources 
                 long long op = over->cpu_period > 0 ? over->cpu_period : 100000;
                 long long rp = ret->cpu_period > 0 ? ret->cpu_period : 100000;
 
-                /* The overhead's quota in the pod's period. */
-                ret->cpu_quota += over->cpu_quota * rp / op;
+                long long q;
+
+                /* The overhead's quota in the pod's period (figures from a client: checked). */
+                if (__builtin_mul_overflow(over->cpu_quota, rp, &q) ||
+                    __builtin_add_overflow(ret->cpu_quota, q / op, &ret->cpu_quota))
+                        ovf = true;
         }
-        ret->cpu_shares = res->cpu_shares > 0 || over->cpu_shares > 0
-                                  ? (res->cpu_shares > 0 ? res->cpu_shares : 0) +
-                                            (over->cpu_shares > 0 ? over->cpu_shares : 0)
-                                  : 0;
-        ret->memory_limit = add_limit(res->memory_limit, over->memory_limit);
-        ret->memory_swap_limit = add_limit(res->memory_swap_limit, over->memory_swap_limit > 0
-                                                                           ? over->memory_swap_limit
-                                                                           : over->memory_limit);
+        if (__builtin_add_overflow(res->cpu_shares > 0 ? res->cpu_shares : 0,
+                                   over->cpu_shares > 0 ? over->cpu_shares : 0, &ret->cpu_shares))
+                ovf = true;
+        ret->memory_limit = add_limit(res->memory_limit, over->memory_limit, &ovf);
+        ret->memory_swap_limit = add_limit(
+                res->memory_swap_limit,
+                over->memory_swap_limit > 0 ? over->memory_swap_limit : over->memory_limit, &ovf);
+        if (ovf)
+                return -ERANGE;
         ret->cpuset_cpus = strdup(res->cpuset_cpus ? res->cpuset_cpus : "");
         ret->cpuset_mems = strdup(res->cpuset_mems ? res->cpuset_mems : "");
         ret->hugepages = calloc(res->n_hugepages + 1, sizeof(*ret->hugepages));
@@ -55,7 +69,9 @@ static int pod_limits(const struct be_resources *res, const struct be_resources 
 
                 for (size_t j = 0; j < over->n_hugepages; j++)
                         if (strcmp(over->hugepages[j].key, res->hugepages[i].key) == 0)
-                                v += strtoull(over->hugepages[j].value, NULL, 10);
+                                if (__builtin_add_overflow(
+                                            v, strtoull(over->hugepages[j].value, NULL, 10), &v))
+                                        return -ERANGE;
                 ret->hugepages[i].key = strdup(res->hugepages[i].key);
                 ret->hugepages[i].value = sh_strdup_printf("%llu", v);
                 ret->n_hugepages = i + 1;
@@ -91,6 +107,8 @@ int pod_sandbox_update_resources(struct pod_mgr *pm, const char *id, const struc
                 r = pod_mgr_backend(pm, i->spec.handler, &be, err);
         if (r == 0)
                 r = pod_limits(res, overhead, &total);
+        if (r == -ERANGE)
+                r = sh_err(err, -EINVAL, "resources plus overhead are out of range");
         if (r == 0)
                 r = be_sandbox_update(be, i->id, &total, err);
         if (r < 0)

@@ -796,12 +796,12 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
  * A ready sandbox whose backend says it is not running (its PID 1 died) is not ready: the
  * watcher calls this when the sandbox's watch fd turns readable.
  */
-void pod_sb_observe(struct pod_mgr *pm, const char *id)
+void pod_sb_look(struct pod_mgr *pm, const char *id, bool rearm)
 {
         struct pod_sandbox_info *i = NULL;
         struct be *be = NULL;
         bool running = true;
-        int r;
+        int r = 0;
 
         if (pod_view_sb_get(pm, id, &i, NULL) < 0)
                 return;
@@ -811,6 +811,14 @@ void pod_sb_observe(struct pod_mgr *pm, const char *id)
                         pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                    (const char *[]){i->id, NULL}, NULL);
                         sh_log_debug("sandbox=%s stopped by itself: not ready", i->id);
+                } else if (rearm && r == 0) {
+                        /* Still running: watch it again (it may have none after a look). */
+                        pod_view_poll(pm, 's', i->id, false);
+                        if (pod_view_unwatched(pm, 's', i->id))
+                                pod_view_watch(pm, 's', i->id);
+                } else if (rearm) {
+                        /* The backend could not tell: ask again later, never guess. */
+                        pod_view_poll(pm, 's', i->id, true);
                 }
         }
         pod_sandbox_info_free(i);
@@ -1071,6 +1079,7 @@ static void sweep_pod_dirs(struct pod_mgr *pm)
 int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
 {
         char **ids;
+        int r;
 
         /*
          * A plugin started before the crash runs on without us: an ADD ending after the DEL
@@ -1095,7 +1104,6 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
         for (size_t i = 0; ids[i] && ids[i + 1]; i += 2) {
                 struct sh_error e = {0};
                 struct be *be = NULL;
-                int r;
 
                 r = pod_mgr_backend(pm, ids[i + 1], &be, &e);
                 if (r == 0)
@@ -1121,5 +1129,14 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
         }
         sh_strv_free(ids);
         sweep_pod_dirs(pm);
-        return pod_view_resume(pm, err);
+        r = pod_view_resume(pm, err);
+        /*
+         * A start a crash cut off left its row 'starting', which no StartContainer could take
+         * again. The look above recorded the ones that run or ran; the rest never started.
+         * Nothing is served yet, so no start is under way.
+         */
+        if (r == 0)
+                pod_db_run(pm, "UPDATE containers SET state = 'created' WHERE state = 'starting'",
+                           NULL, NULL);
+        return r;
 }

@@ -40,7 +40,8 @@ struct stat_obj {
         long long fs_ts_ns;
         uint64_t fs_bytes, fs_inodes;
         char *fs_mountpoint;
-        bool has_net; /* pods */
+        long long demand_ns; /* when a call last sampled it on demand (0: never) */
+        bool has_net;        /* pods */
         long long net_ts_ns;
         struct sh_netdev *ifaces;
         size_t n_ifaces;
@@ -128,6 +129,34 @@ static void obj_sample(const struct stat_obj *o, struct pod_stats_sample *ret)
 }
 
 /* ------------------------------------------------------------------ sampling */
+
+/*
+ * May a call sample @id of @tree on demand now? Once per stats.interval: an object whose
+ * cgroup cannot be read must not be asked on every call (the RPCs answer from memory; only
+ * an object the collector has not reached yet is read by one). Also says whether its
+ * writable layer has a figure already (no walk then).
+ */
+static bool demand_ok(struct pod_stats *st, void **tree, const char *id, bool cg, bool *ret_has_fs)
+{
+        long long now = pod_now_ns();
+        struct stat_obj *o;
+        bool ok = false;
+
+        pthread_rwlock_wrlock(&st->lock);
+        o = obj_get(tree, id, true);
+        /* Only cgroup reads are held back: a layer is walked on demand once, when it has no
+         * figure yet. */
+        if (o && (!cg || !o->demand_ns ||
+                  now - o->demand_ns >= (long long)st->interval_s * 1000000000LL)) {
+                if (cg)
+                        o->demand_ns = now;
+                o->round = st->round;
+                ok = true;
+        }
+        *ret_has_fs = o && o->has_fs;
+        pthread_rwlock_unlock(&st->lock);
+        return ok;
+}
 
 /* Reads container @id's cgroup through @be and records it. */
 static int sample_ctr_cg(struct pod_stats *st, struct be *be, const char *id, struct sh_error *err)
@@ -543,14 +572,23 @@ static int ctrs_fill(struct pod_mgr *pm, struct pod_container_stats **v, size_t 
         for (size_t i = 0; i < n && n_missing > 0; i++) {
                 struct sh_error e = {0};
                 struct be *be = NULL;
+                bool has_fs = false;
                 int r;
 
                 if (!missing[i])
                         continue;
+                if (!demand_ok(st, &st->ctrs, v[i]->info->id, v[i]->info->state == POD_CTR_RUNNING,
+                               &has_fs)) {
+                        if (strict)
+                                return sh_err(err, -EAGAIN,
+                                              "stats of container %.12s: no sample yet",
+                                              v[i]->info->id);
+                        continue; /* asked on demand lately: listed without stats */
+                }
                 r = ctr_backend(pm, v[i]->info, &be, &e);
                 if (r == 0 && v[i]->info->state == POD_CTR_RUNNING)
                         r = sample_ctr_cg(st, be, v[i]->info->id, &e);
-                if (r == 0)
+                if (r == 0 && !has_fs)
                         r = sample_ctr_fs(st, be, v[i]->info->id, &e);
                 if (r == 0) {
                         pthread_rwlock_rdlock(&st->lock);
@@ -728,6 +766,17 @@ static int pods_fill(struct pod_mgr *pm, struct pod_sandbox_stats **v, size_t n,
                 pthread_rwlock_unlock(&st->lock);
                 if (ok)
                         continue;
+                {
+                        bool has_fs;
+
+                        if (!demand_ok(st, &st->pods, v[i]->info->id, true, &has_fs)) {
+                                if (strict)
+                                        return sh_err(err, -EAGAIN,
+                                                      "stats of pod %.12s: no sample yet",
+                                                      v[i]->info->id);
+                                continue;
+                        }
+                }
                 if (!(ids = running_ids(v[i])))
                         return -ENOMEM;
                 r = pod_mgr_backend(pm, v[i]->info->spec.handler, &be, &e);

@@ -116,12 +116,15 @@ int pod_container_info_copy(const struct pod_container_info *i, struct pod_conta
         c->reason = strdup(i->reason ? i->reason : "");
         c->message = strdup(i->message ? i->message : "");
         c->user = strdup(i->user ? i->user : "");
+        c->image_name = strdup(i->image_name ? i->image_name : "");
+        c->image_digest = strdup(i->image_digest ? i->image_digest : "");
         if (be_container_spec_copy(&i->spec, &c->spec) < 0) {
                 memset(&c->spec, 0, sizeof(c->spec));
                 pod_container_info_free(c);
                 return -ENOMEM;
         }
-        if (!c->id || !c->sandbox_id || !c->reason || !c->message || !c->user) {
+        if (!c->id || !c->sandbox_id || !c->reason || !c->message || !c->user || !c->image_name ||
+            !c->image_digest) {
                 pod_container_info_free(c);
                 return -ENOMEM;
         }
@@ -166,12 +169,15 @@ int pod_container_info_copy_brief(const struct pod_container_info *i,
         c->reason = strdup(i->reason ? i->reason : "");
         c->message = strdup(i->message ? i->message : "");
         c->user = strdup(i->user ? i->user : "");
+        c->image_name = strdup(i->image_name ? i->image_name : "");
+        c->image_digest = strdup(i->image_digest ? i->image_digest : "");
         if (be_container_spec_copy(&brief, &c->spec) < 0) {
                 memset(&c->spec, 0, sizeof(c->spec));
                 pod_container_info_free(c);
                 return -ENOMEM;
         }
-        if (!c->id || !c->sandbox_id || !c->reason || !c->message || !c->user) {
+        if (!c->id || !c->sandbox_id || !c->reason || !c->message || !c->user || !c->image_name ||
+            !c->image_digest) {
                 pod_container_info_free(c);
                 return -ENOMEM;
         }
@@ -226,29 +232,33 @@ static ssize_t find_ctr(struct pod_view *v, const char *id)
         return hit;
 }
 
-static void unwatch(int *wfd, unsigned long long *wseq)
+static void unwatch(struct pod_view *v, int *wfd, unsigned long long *wseq)
 {
-        if (*wfd >= 0)
-                close(*wfd); /* leaves the epoll set with it: nobody else holds it */
+        if (*wfd >= 0) {
+                /* Out of the set first: a helper forked meanwhile may hold a copy for a moment,
+                 * and a closed fd's registration lives as long as any copy does. */
+                epoll_ctl(v->epfd, EPOLL_CTL_DEL, *wfd, NULL);
+                close(*wfd);
+        }
         *wfd = -1;
         *wseq = 0;
 }
 
-static struct view_sb *sb_entry_free(struct view_sb *e)
+static struct view_sb *sb_entry_free(struct pod_view *v, struct view_sb *e)
 {
         if (!e)
                 return NULL;
-        unwatch(&e->wfd, &e->wseq);
+        unwatch(v, &e->wfd, &e->wseq);
         pod_sandbox_info_free(e->info);
         free(e);
         return NULL;
 }
 
-static struct view_ctr *ctr_entry_free(struct view_ctr *e)
+static struct view_ctr *ctr_entry_free(struct pod_view *v, struct view_ctr *e)
 {
         if (!e)
                 return NULL;
-        unwatch(&e->wfd, &e->wseq);
+        unwatch(v, &e->wfd, &e->wseq);
         pod_container_info_free(e->info);
         free(e->handler);
         free(e);
@@ -427,7 +437,7 @@ int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet)
         r = sb_insert(v, e);
         if (r < 0) {
                 pthread_rwlock_unlock(&v->lock);
-                sb_entry_free(e);
+                sb_entry_free(v, e);
                 return r;
         }
         memset(snaps, 0, sizeof(snaps));
@@ -451,7 +461,7 @@ bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id)
         if (k >= 0 && v->sbs[k]->info->state == POD_READY) {
                 v->sbs[k]->info->state = POD_NOTREADY;
                 v->sbs[k]->poll = false;
-                unwatch(&v->sbs[k]->wfd, &v->sbs[k]->wseq);
+                unwatch(v, &v->sbs[k]->wfd, &v->sbs[k]->wseq);
                 snap_take(pm, &s, POD_EVENT_STOPPED, v->sbs[k]->info->id, v->sbs[k]->info->id,
                           NULL);
                 changed = true;
@@ -476,7 +486,7 @@ void pod_view_sb_remove(struct pod_mgr *pm, const char *id)
                 snap_take(pm, &s, POD_EVENT_DELETED, e->info->id, e->info->id, e->info);
         }
         unlock_and_emit(pm, &s, 1);
-        sb_entry_free(e);
+        sb_entry_free(v, e);
 }
 
 int pod_view_sb_get(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
@@ -533,7 +543,7 @@ int pod_view_ctr_add(struct pod_mgr *pm, struct pod_container_info *i, const cha
         r = ctr_insert(v, e);
         if (r < 0) {
                 pthread_rwlock_unlock(&v->lock);
-                ctr_entry_free(e);
+                ctr_entry_free(v, e);
                 return r;
         }
         snap_take(pm, &s, POD_EVENT_CREATED, i->id, i->sandbox_id, NULL);
@@ -603,7 +613,7 @@ bool pod_view_ctr_apply(struct pod_mgr *pm, const char *id, const struct be_ctr_
                         set_str(&i->reason, st->reason);
                         set_str(&i->message, st->message);
                         e->poll = false;
-                        unwatch(&e->wfd, &e->wseq);
+                        unwatch(v, &e->wfd, &e->wseq);
                         snap_take(pm, &snaps[n++], POD_EVENT_STOPPED, i->id, i->sandbox_id, NULL);
                         exited = true;
                         if (ret_exited && pod_container_info_copy(i, ret_exited) < 0)
@@ -652,7 +662,7 @@ void pod_view_ctr_remove(struct pod_mgr *pm, const char *id)
                 snap_take(pm, &s, POD_EVENT_DELETED, e->info->id, e->info->sandbox_id, NULL);
         }
         unlock_and_emit(pm, &s, 1);
-        ctr_entry_free(e);
+        ctr_entry_free(v, e);
 }
 
 int pod_view_ctr_get(struct pod_mgr *pm, const char *id, struct pod_container_info **ret,
@@ -774,7 +784,7 @@ void pod_view_watch(struct pod_mgr *pm, char kind, const char *id)
                 unsigned long long *wseq = kind == 'c' ? &v->ctrs[k]->wseq : &v->sbs[k]->wseq;
                 struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ++v->next_seq};
 
-                unwatch(wfd, wseq);
+                unwatch(v, wfd, wseq);
                 if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
                         *wfd = TAKE_FD(fd);
                         *wseq = ev.data.u64;
@@ -795,11 +805,46 @@ void pod_view_watch(struct pod_mgr *pm, char kind, const char *id)
         if (fd >= 0)
                 close(fd);
         if (r == -ESRCH) {
+                /* Gone already: one look (which must not arm a watch again, or a backend
+                 * that keeps answering "running" for a process it cannot pin would loop). */
                 if (kind == 'c')
-                        pod_ctr_observe(pm, id);
+                        pod_ctr_look(pm, id, false);
                 else
-                        pod_sb_observe(pm, id);
+                        pod_sb_look(pm, id, false);
         }
+}
+
+bool pod_view_unwatched(struct pod_mgr *pm, char kind, const char *id)
+{
+        struct pod_view *v = pod_mgr_view(pm);
+        bool need = false;
+        ssize_t k;
+
+        pthread_rwlock_rdlock(&v->lock);
+        if (kind == 'c') {
+                k = find_ctr(v, id);
+                need = k >= 0 && v->ctrs[k]->info->state == POD_CTR_RUNNING &&
+                       v->ctrs[k]->wfd < 0 && !v->ctrs[k]->poll;
+        } else {
+                k = find_sb(v, id);
+                need = k >= 0 && v->sbs[k]->info->state == POD_READY && v->sbs[k]->wfd < 0 &&
+                       !v->sbs[k]->poll;
+        }
+        pthread_rwlock_unlock(&v->lock);
+        return need;
+}
+
+void pod_view_poll(struct pod_mgr *pm, char kind, const char *id, bool poll)
+{
+        struct pod_view *v = pod_mgr_view(pm);
+        ssize_t k;
+
+        pthread_rwlock_wrlock(&v->lock);
+        if (kind == 'c' && (k = find_ctr(v, id)) >= 0)
+                v->ctrs[k]->poll = poll;
+        else if (kind == 's' && (k = find_sb(v, id)) >= 0)
+                v->sbs[k]->poll = poll;
+        pthread_rwlock_unlock(&v->lock);
 }
 
 /* The ids of the objects asked for by polling, "c<id>" and "s<id>" (malloc'd). */
@@ -824,13 +869,22 @@ static void *watcher(void *arg)
 {
         struct pod_mgr *pm = arg;
         struct pod_view *v = pod_mgr_view(pm);
+        unsigned long long next_poll = sh_now_ns() + WATCH_POLL_MS * 1000000ULL;
 
         for (;;) {
                 struct epoll_event evs[32];
-                int n = epoll_wait(v->epfd, evs, SH_ARRAY_SIZE(evs), WATCH_POLL_MS);
+                unsigned long long now = sh_now_ns();
+                int wait_ms = now >= next_poll ? 0 : (int)((next_poll - now) / 1000000ULL) + 1;
+                int n = epoll_wait(v->epfd, evs, SH_ARRAY_SIZE(evs), wait_ms);
 
-                if (n < 0 && errno != EINTR)
-                        break;
+                if (n < 0) {
+                        /* Not expected (EINTR aside); never give up watching for it. */
+                        if (errno != EINTR) {
+                                sh_log_debug("exit watcher: epoll_wait: %m");
+                                usleep(100 * 1000);
+                        }
+                        n = 0;
+                }
                 for (int i = 0; i < n; i++) {
                         char kind = 0, id[65];
 
@@ -841,30 +895,33 @@ static void *watcher(void *arg)
                                 if (v->ctrs[k]->wseq == evs[i].data.u64) {
                                         kind = 'c';
                                         snprintf(id, sizeof(id), "%s", v->ctrs[k]->info->id);
-                                        unwatch(&v->ctrs[k]->wfd, &v->ctrs[k]->wseq);
+                                        unwatch(v, &v->ctrs[k]->wfd, &v->ctrs[k]->wseq);
                                 }
                         for (size_t k = 0; !kind && k < v->n_sbs; k++)
                                 if (v->sbs[k]->wseq == evs[i].data.u64) {
                                         kind = 's';
                                         snprintf(id, sizeof(id), "%s", v->sbs[k]->info->id);
-                                        unwatch(&v->sbs[k]->wfd, &v->sbs[k]->wseq);
+                                        unwatch(v, &v->sbs[k]->wfd, &v->sbs[k]->wseq);
                                 }
                         pthread_rwlock_unlock(&v->lock);
+                        /* A look, and a new watch when it still runs (a look that could not
+                         * tell leaves it to the polling). */
                         if (kind == 'c')
-                                pod_ctr_observe(pm, id);
+                                pod_ctr_look(pm, id, true);
                         else if (kind == 's')
-                                pod_sb_observe(pm, id);
+                                pod_sb_look(pm, id, true);
                 }
-                if (n == 0) {
+                if (sh_now_ns() >= next_poll) {
                         char **ids = polled(v);
 
                         for (size_t k = 0; ids && ids[k]; k++) {
                                 if (ids[k][0] == 'c')
-                                        pod_ctr_observe(pm, ids[k] + 1);
+                                        pod_ctr_look(pm, ids[k] + 1, true);
                                 else
-                                        pod_sb_observe(pm, ids[k] + 1);
+                                        pod_sb_look(pm, ids[k] + 1, true);
                         }
                         sh_strv_free(ids);
+                        next_poll = sh_now_ns() + WATCH_POLL_MS * 1000000ULL;
                 }
         }
         return NULL;
@@ -918,9 +975,9 @@ struct pod_view *pod_view_free(struct pod_view *v)
                 pthread_join(v->thread, NULL);
         }
         for (size_t k = 0; k < v->n_sbs; k++)
-                sb_entry_free(v->sbs[k]);
+                sb_entry_free(v, v->sbs[k]);
         for (size_t k = 0; k < v->n_ctrs; k++)
-                ctr_entry_free(v->ctrs[k]);
+                ctr_entry_free(v, v->ctrs[k]);
         free(v->sbs);
         free(v->ctrs);
         if (v->epfd >= 0)
@@ -964,7 +1021,7 @@ int pod_view_load(struct pod_mgr *pm, struct sh_error *err)
                 e->wfd = -1;
                 r = sb_insert(v, e);
                 if (r < 0)
-                        sb_entry_free(e);
+                        sb_entry_free(v, e);
         }
         for (size_t k = 0; k < n_ctrs && r == 0; k++) {
                 struct view_ctr *e = calloc(1, sizeof(*e));
@@ -978,7 +1035,7 @@ int pod_view_load(struct pod_mgr *pm, struct sh_error *err)
                 e->wfd = -1;
                 r = ctr_insert(v, e);
                 if (r < 0)
-                        ctr_entry_free(e);
+                        ctr_entry_free(v, e);
         }
         pthread_rwlock_unlock(&v->lock);
         for (size_t k = 0; k < n_sbs; k++)
@@ -1020,28 +1077,10 @@ int pod_view_resume(struct pod_mgr *pm, struct sh_error *err)
         pthread_rwlock_unlock(&v->lock);
         for (size_t k = 0; sb_ids && k < ns; k++) {
                 pod_view_watch(pm, 's', sb_ids[k]);
-                pod_sb_observe(pm, sb_ids[k]);
+                pod_sb_look(pm, sb_ids[k], true);
         }
         ids = pod_view_ctr_ids(pm, NULL);
-        for (size_t k = 0; ids && ids[k]; k++) {
-                pod_ctr_observe(pm, ids[k]);
-                if (pod_view_ctr_running(pm, ids[k]))
-                        pod_view_watch(pm, 'c', ids[k]);
-        }
+        for (size_t k = 0; ids && ids[k]; k++)
+                pod_ctr_look(pm, ids[k], true); /* and a watch while it runs */
         return 0;
-}
-
-bool pod_view_ctr_running(struct pod_mgr *pm, const char *id)
-{
-        struct pod_view *v = pod_mgr_view(pm);
-        bool running = false;
-        ssize_t k;
-
-        pthread_rwlock_rdlock(&v->lock);
-        k = find_ctr(v, id);
-        if (k >= 0)
-                running = v->ctrs[k]->info->state == POD_CTR_RUNNING ||
-                          v->ctrs[k]->info->state == POD_CTR_UNKNOWN;
-        pthread_rwlock_unlock(&v->lock);
-        return running;
 }

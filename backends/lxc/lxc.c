@@ -784,7 +784,11 @@ static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct 
         struct lxc_be *lb = be->priv;
         _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
 
-        if (!c || !c->is_defined(c))
+        /* Only a container that is not defined is gone: a failure to look (EMFILE, ENOMEM)
+         * must not read as a pod that died. */
+        if (!c)
+                return sh_err(err, -EIO, "cannot open LXC container %.12s", id);
+        if (!c->is_defined(c))
                 return sh_err(err, -ENOENT, "no LXC container %.12s", id);
         *ret = c->is_running(c);
         return 0;

@@ -554,6 +554,17 @@ def test_update_pod_resources_writes_the_pod_cgroup(runtd_factory, tmp_path):
         # Without overhead; by an id prefix.
         update_pod(p.d, pid[:12], pb.LinuxContainerResources(memory_limit_in_bytes=128 << 20))
         assert int(cg_read("memory", parent, "memory.limit_in_bytes")) == 128 << 20
+        # Sums past 64 bits are refused, the cgroup keeps its limit.
+        for res, over in ((pb.LinuxContainerResources(memory_limit_in_bytes=(1 << 63) - 1),
+                           pb.LinuxContainerResources(memory_limit_in_bytes=1 << 20)),
+                          (pb.LinuxContainerResources(cpu_period=1000000, cpu_quota=1 << 40),
+                           pb.LinuxContainerResources(cpu_period=1000,
+                                                      cpu_quota=(1 << 62)))):
+            with pytest.raises(grpc.RpcError) as e:
+                update_pod(p.d, pid, res, over)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert int(cg_read("memory", parent, "memory.limit_in_bytes")) == 128 << 20
+        assert p.d.alive()
 
         # A pod without a cgroup_parent has no cgroup of its own.
         other = p.run(p.config("nocg"))

@@ -144,3 +144,28 @@ def test_lxc_events_and_an_exit_while_runtd_is_down(ctrs):
     assert DELETED in kinds_of(evs, later) and DELETED in kinds_of(evs, cid)
     sub.close()
     assert ctrs.leftovers() == EMPTY_CTRS
+
+
+def test_a_start_cut_off_by_a_crash_can_be_done_again(ctrs):
+    """A row left 'starting' (runtd killed inside StartContainer, before the backend ran it)
+    is 'created' again after the restart, so the kubelet's next StartContainer works; one
+    that did start is recorded running."""
+    import sqlite3
+    pod, cfg = ctrs.pod("cut")
+    never = ctrs.create(pod, cfg, name="never", **sleeper())
+    ran = ctrs.run_ctr(pod, cfg, name="ran", **sleeper())
+    ctrs.d.proc.kill()
+    ctrs.d.proc.wait()
+    db = sqlite3.connect(ctrs.d.state_dir / "runt.db")
+    db.execute("UPDATE containers SET state = 'starting' WHERE id IN (?, ?)", (never, ran))
+    db.commit()
+    ctrs.d.start()
+    assert ctrs.cstatus(never).state == pb.CONTAINER_CREATED
+    assert ctrs.cstatus(ran).state == pb.CONTAINER_RUNNING
+    rows = dict(db.execute("SELECT id, state FROM containers").fetchall())
+    assert rows[never] == "created" and rows[ran] == "running"
+    db.close()
+    ctrs.start(never)
+    assert ctrs.cstatus(never).state == pb.CONTAINER_RUNNING
+    ctrs.remove(pod)
+    assert ctrs.leftovers() == EMPTY_CTRS
