@@ -77,7 +77,8 @@ struct be_sandbox {
         const char *id; /* 64 hex digits */
         const struct be_sandbox_spec *spec;
         const char *netns;   /* the pod's network namespace; NULL for host network */
-        const char *pod_dir; /* resolv.conf, hostname, hosts for the pod's containers */
+        const char *pod_dir; /* resolv.conf, hostname, hosts for the pod's containers
+                                (written once sandbox_create returned) */
 };
 
 /* A bind mount into a container (CRI Mount). */
@@ -283,6 +284,13 @@ enum be_caps {
         BE_CAP_ATTACH = 1u << 1,       /* attach to a running container's stdio */
         BE_CAP_STATS = 1u << 2,        /* container and pod stats */
         BE_CAP_SHARED_NETNS = 1u << 3, /* the pod runs in a host netns that CNI sets up */
+        /*
+         * sandbox_create needs the pod's netns to exist, nothing more: not the CNI result
+         * (pod IPs), so CNI ADD may run beside it; and sandbox_stop may run beside CNI DEL.
+         * (The pod files in be_sandbox.pod_dir are written after sandbox_create for every
+         * backend: the hosts file holds the pod IPs.)
+         */
+        BE_CAP_NET_BESIDE = 1u << 4,
 };
 
 struct be_ops {

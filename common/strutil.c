@@ -117,7 +117,8 @@ static int fsync_dir(const char *dir)
         return 0;
 }
 
-int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode)
+static int write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode,
+                             bool durable)
 {
         _cleanup_free_ char *dir = NULL, *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -152,7 +153,7 @@ int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned
         r = write_all(fd, buf, len);
         if (r < 0)
                 goto fail;
-        if (fsync(fd) < 0) {
+        if (durable && fsync(fd) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -165,11 +166,21 @@ int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned
                 r = -errno;
                 goto fail;
         }
-        return fsync_dir(dir);
+        return durable ? fsync_dir(dir) : 0;
 
 fail:
         unlink(tmp);
         return r;
+}
+
+int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode)
+{
+        return write_file_atomic(path, buf, len, mode, true);
+}
+
+int sh_write_file_replace(const char *path, const void *buf, size_t len, unsigned mode)
+{
+        return write_file_atomic(path, buf, len, mode, false);
 }
 
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)

@@ -20,6 +20,12 @@ int sh_mkdir_p(const char *path, unsigned mode);
 int sh_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode);
 
 /*
+ * sh_write_file_atomic without the fsyncs: atomic for readers and across a crash of the
+ * writer, not across a power loss. For files nothing reads after a reboot.
+ */
+int sh_write_file_replace(const char *path, const void *buf, size_t len, unsigned mode);
+
+/*
  * Reads a whole file (at most @max bytes) into a NUL-terminated malloc'd buffer (caller frees);
  * @ret_len may be NULL. Returns 0, -EFBIG when the file is larger than @max, or -errno.
  */

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,6 +355,48 @@ static int loopback(struct invocation inv, const char *version, struct sh_error 
                           err);
 }
 
+/*
+ * Loopback beside the network's own plugins: it brings "lo" up (ADD) or down (DEL) in the
+ * pod's namespace and touches nothing they do, so it need not wait for them nor they for it
+ * (libcni runs it as a network of its own). Runs here when no thread can be had.
+ */
+struct lo_job {
+        struct invocation inv;
+        const char *version;
+        struct sh_error err;
+        pthread_t thread;
+        bool started;
+        int r;
+};
+
+static void *lo_run(void *arg)
+{
+        struct lo_job *j = arg;
+
+        j->r = loopback(j->inv, j->version, &j->err);
+        return NULL;
+}
+
+static void lo_start(struct lo_job *j, struct invocation inv, const char *command,
+                     const char *version)
+{
+        j->inv = inv;
+        j->inv.command = command;
+        j->version = version;
+        j->started = pthread_create(&j->thread, NULL, lo_run, j) == 0;
+        if (!j->started)
+                lo_run(j);
+}
+
+/* Waits for @j (again: 0 at once); its result. */
+static int lo_join(struct lo_job *j)
+{
+        if (j->started)
+                pthread_join(j->thread, NULL);
+        j->started = false;
+        return j->r;
+}
+
 int net_result_facts(json_object *result, const char *network, struct net_result *ret)
 {
         json_object *ips = NULL;
@@ -497,6 +540,7 @@ static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *n
         _cleanup_json_ json_object *rtconf = NULL, *prev = NULL;
         json_object *plugins = NULL;
         struct invocation inv;
+        struct lo_job lo = {0};
         size_t done = 0;
         int r;
 
@@ -519,9 +563,7 @@ static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *n
         r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, NULL, err);
         if (r < 0)
                 goto fail;
-        r = loopback(inv, conf.cni_version, err);
-        if (r < 0)
-                goto fail_cached;
+        lo_start(&lo, inv, "ADD", conf.cni_version);
         for (; done < conf.n_plugins; done++) {
                 _cleanup_json_ json_object *in =
                         plugin_input(json_object_array_get_idx(plugins, done), conf.name,
@@ -541,6 +583,12 @@ static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *n
         }
         if (!prev) {
                 r = sh_err(err, -EPROTO, "network %s gave no result", conf.name);
+                goto undo;
+        }
+        if (lo_join(&lo) < 0) {
+                r = lo.r;
+                if (err)
+                        *err = lo.err;
                 goto undo;
         }
 
@@ -565,6 +613,7 @@ undo:
                 struct sh_error ignored = {0};
                 int rd;
 
+                lo_join(&lo);
                 /* The one that failed: best effort (a bad config fails its DEL as well). */
                 if (done < conf.n_plugins)
                         del_chain(&inv, plugins, done + 1, done, conf.name, conf.cni_version, prev,
@@ -583,7 +632,6 @@ undo:
                         goto fail;
                 }
         }
-fail_cached:
         unlink(cache);
 fail:
         r = sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
@@ -709,9 +757,9 @@ static int do_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
         _cleanup_free_ char *path = NULL;
         struct net_cached c;
         struct invocation inv;
-        struct sh_error lo_err = {0};
+        struct lo_job lo = {0};
         const char *netns;
-        int r, rl = 0;
+        int r, rl;
 
         r = load_cached(nm, id, &c, err);
         if (r == -ENOENT)
@@ -725,15 +773,16 @@ static int do_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
          */
         netns = c.netns && net_netns_live(c.netns) ? c.netns : "";
         inv = invocation_for(nm, "DEL", id, netns, c.args);
+        if (netns[0])
+                lo_start(&lo, inv, "DEL", c.version);
         r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), 0, c.name, c.version,
                       c.result, c.rtconf, NULL, err);
-        if (netns[0])
-                rl = loopback(inv, c.version, &lo_err);
+        rl = lo_join(&lo);
         json_putp(&c.doc);
         if (r < 0)
                 return sh_err_prefix(err, r, "network teardown of pod %s", id);
         if (rl < 0)
-                sh_log_debug("pod=%s loopback DEL failed, ignoring: %s", id, lo_err.msg);
+                sh_log_debug("pod=%s loopback DEL failed, ignoring: %s", id, lo.err.msg);
         path = cache_path(nm, id);
         if (path && unlink(path) < 0 && errno != ENOENT)
                 return sh_err(err, -errno, "remove CNI cache '%s': %s", path, strerror(errno));

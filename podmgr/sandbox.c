@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,18 +516,93 @@ static char **strv_copy(char *const *v)
         return c;
 }
 
+/*
+ * CNI ADD or DEL on a thread of its own, beside the backend's start or stop of the sandbox
+ * (BE_CAP_NET_BESIDE): the pause container needs the namespace only, not what CNI puts in
+ * it. Crash safety is that of the sequential order: the record says "creating" before either
+ * starts, net_setup caches its input before the first plugin, and recovery undoes both.
+ */
+struct net_job {
+        struct pod_mgr *pm;
+        const struct net_pod *pod; /* ADD; NULL: DEL (net_down) of @id */
+        const char *id;
+        const char *netns;
+        struct net_result res;
+        struct sh_error err;
+        pthread_t thread;
+        bool started;
+        int r;
+};
+
+static void *net_job_run(void *arg)
+{
+        struct net_job *j = arg;
+        struct sh_error ignored = {0};
+
+        if (!j->pod) {
+                j->r = net_down(j->pm, j->id, &j->err);
+                return NULL;
+        }
+        j->r = net_setup(pod_mgr_net(j->pm), j->pod, j->netns, &j->res, &j->err);
+        /* DEL once more if its own undo failed (the cache stays then). */
+        if (j->r < 0)
+                net_teardown(pod_mgr_net(j->pm), j->id, &ignored);
+        return NULL;
+}
+
+/* Starts @j beside the caller, or runs it here when no thread can be had. */
+static void net_job_start(struct net_job *j, bool beside)
+{
+        j->started = beside && pthread_create(&j->thread, NULL, net_job_run, j) == 0;
+        if (!j->started)
+                net_job_run(j);
+}
+
+/* Waits for @j; its result. */
+static int net_job_join(struct net_job *j)
+{
+        if (j->started)
+                pthread_join(j->thread, NULL);
+        j->started = false;
+        return j->r;
+}
+
+/* May CNI run beside the backend? Not when a net sysctl of the pod waits for eth0. */
+static bool net_beside(struct be *be, const struct be_sandbox_spec *s)
+{
+        if (!(be->ops->caps & BE_CAP_NET_BESIDE))
+                return false;
+        for (size_t i = 0; i < s->n_sysctls; i++)
+                if (strncmp(s->sysctls[i].key, "net.", 4) == 0 ||
+                    strncmp(s->sysctls[i].key, "net/", 4) == 0)
+                        return false;
+        return true;
+}
+
 int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char **ret_id,
                     struct sh_error *err)
 {
         struct net_mgr *net = pod_mgr_net(pm);
         _cleanup_free_ char *name = NULL, *json = NULL, *dir = NULL, *netns = NULL;
         _cleanup_free_ char *status = NULL;
+        _cleanup_free_ struct net_port *ports = NULL;
         struct net_result nres = {0};
         _cleanup_pod_lock_ struct pod_lock *lock = NULL;
         struct be *be = NULL;
         char id[65], created[32], att[16];
         struct sh_error ignored = {0};
         bool host_net = spec->net_mode == BE_NS_NODE;
+        struct net_pod pod = {
+                .id = id,
+                .name = spec->name,
+                .namespace = spec->namespace,
+                .uid = spec->uid,
+                .n_ports = spec->n_ports,
+                .dns_servers = spec->dns_servers,
+                .dns_searches = spec->dns_searches,
+                .dns_options = spec->dns_options,
+        };
+        struct net_job job = {.pm = pm, .pod = &pod, .id = id};
         int r;
 
         r = check_spec(spec, err);
@@ -567,24 +643,19 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         if (r < 0)
                 return r;
 
-        /* 2. Network: a namespace of its own and CNI, unless it shares the host's. */
+        /*
+         * 2. Network: a namespace of its own and CNI, unless it shares the host's; CNI ADD
+         * on a thread beside step 3 when the backend allows.
+         */
         if (!host_net) {
-                struct net_port *ports = calloc(spec->n_ports + 1, sizeof(*ports));
-                struct net_pod pod = {
-                        .id = id,
-                        .name = spec->name,
-                        .namespace = spec->namespace,
-                        .uid = spec->uid,
-                        .ports = ports,
-                        .n_ports = spec->n_ports,
-                        .dns_servers = spec->dns_servers,
-                        .dns_searches = spec->dns_searches,
-                        .dns_options = spec->dns_options,
-                };
-
+                r = net ? net_netns_create(net, id, &netns, err)
+                        : sh_err(err, -EAGAIN, "no network manager");
+                if (r < 0)
+                        goto undo_record;
+                ports = calloc(spec->n_ports + 1, sizeof(*ports));
                 if (!ports) {
                         r = -ENOMEM;
-                        goto undo_record;
+                        goto undo_netns;
                 }
                 for (size_t i = 0; i < spec->n_ports; i++)
                         ports[i] = (struct net_port){
@@ -593,22 +664,40 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                                 .host_port = spec->ports[i].host_port,
                                 .host_ip = spec->ports[i].host_ip,
                         };
-                r = net ? net_netns_create(net, id, &netns, err)
-                        : sh_err(err, -EAGAIN, "no network manager");
-                if (r == 0) {
-                        r = net_setup(net, &pod, netns, &nres, err);
-                        if (r < 0) {
-                                /* DEL once more if its own undo failed (the cache stays then). */
-                                net_teardown(net, id, &ignored);
-                                net_netns_remove(net, id, &ignored);
-                        }
+                pod.ports = ports;
+                job.netns = netns;
+                net_job_start(&job, net_beside(be, spec));
+                if (!job.started && job.r < 0) {
+                        if (err)
+                                *err = job.err;
+                        r = job.r;
+                        goto undo_netns;
                 }
-                free(ports);
-                if (r < 0)
-                        goto undo_record;
         }
 
-        /* 3. The pod's resolv.conf, hostname and hosts. */
+        /* 3. The backend's sandbox. */
+        {
+                struct be_sandbox sb = {.id = id, .spec = spec, .netns = netns, .pod_dir = dir};
+
+                r = be_sandbox_create(be, &sb, err);
+                if (r < 0)
+                        sh_err_prefix(err, r, "sandbox %.12s: %s", id, be->ops->name);
+        }
+        if (!host_net && net_job_join(&job) < 0) {
+                if (r == 0) {
+                        be_sandbox_remove(be, id, &ignored);
+                        if (err)
+                                *err = job.err;
+                        r = job.r;
+                }
+                goto undo_netns;
+        }
+        nres = job.res;
+        memset(&job.res, 0, sizeof(job.res));
+        if (r < 0)
+                goto undo_net;
+
+        /* 4. The pod's resolv.conf, hostname and hosts (with the pod IPs CNI gave). */
         {
                 struct net_dns dns = {
                         spec->dns_servers && spec->dns_servers[0] ? spec->dns_servers : NULL,
@@ -616,17 +705,8 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                         spec->dns_options && spec->dns_options[0] ? spec->dns_options : NULL};
                 r = net_write_pod_files(dir, &dns, spec->hostname[0] ? spec->hostname : spec->name,
                                         nres.ips, err);
-                if (r < 0)
-                        goto undo_net;
-        }
-
-        /* 4. The backend's sandbox. */
-        {
-                struct be_sandbox sb = {.id = id, .spec = spec, .netns = netns, .pod_dir = dir};
-
-                r = be_sandbox_create(be, &sb, err);
                 if (r < 0) {
-                        sh_err_prefix(err, r, "sandbox %.12s: %s", id, be->ops->name);
+                        be_sandbox_remove(be, id, &ignored);
                         goto undo_files;
                 }
         }
@@ -685,7 +765,11 @@ undo_files:
         rm_pod_dir(pm, id);
 undo_net:
         if (!host_net)
-                net_down(pm, id, &ignored);
+                net_down(pm, id, &ignored); /* keeps the netns when DEL fails, for a later DEL */
+        goto undo_record;
+undo_netns:
+        if (!host_net)
+                net_netns_remove(net, id, &ignored);
 undo_record:
         net_result_done(&nres);
         pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){id, NULL}, NULL);
@@ -741,10 +825,23 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
         r = pod_mgr_backend(pm, i->spec.handler, &be, err);
         if (r == 0)
                 r = pod_containers_stop_all(pm, i->id, 0, err);
-        if (r == 0)
+        /* The pause container's stop and CNI DEL beside it, when the backend allows. */
+        if (r == 0) {
+                struct net_job job = {.pm = pm, .id = i->id};
+                bool net = i->spec.net_mode != BE_NS_NODE;
+                bool beside = net && net_beside(be, &i->spec);
+
+                if (beside)
+                        net_job_start(&job, true);
                 r = be_sandbox_stop(be, i->id, STOP_TIMEOUT_S, err);
-        if (r == 0 && i->spec.net_mode != BE_NS_NODE)
-                r = net_down(pm, i->id, err);
+                if (net && !beside && r == 0)
+                        net_job_start(&job, false);
+                if (net && (beside || r == 0) && net_job_join(&job) < 0 && r == 0) {
+                        if (err)
+                                *err = job.err;
+                        r = job.r;
+                }
+        }
         if (r == 0)
                 r = pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                (const char *[]){i->id, NULL}, err);

@@ -425,7 +425,7 @@ static void fake_fini(struct be *be)
 
 const struct be_ops be_fake_ops = {
         .name = "fake",
-        .caps = BE_CAP_EXEC | BE_CAP_STATS,
+        .caps = BE_CAP_EXEC | BE_CAP_STATS | BE_CAP_NET_BESIDE,
         .init = fake_init,
         .ready = fake_ready,
         .sandbox_create = fake_sandbox_create,

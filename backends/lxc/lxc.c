@@ -836,7 +836,8 @@ static void lxc_fini(struct be *be)
 
 const struct be_ops be_lxc_ops = {
         .name = "lxc",
-        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_SHARED_NETNS,
+        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_SHARED_NETNS |
+                BE_CAP_NET_BESIDE,
         .init = lxc_init,
         .ready = lxc_ready,
         .sandbox_create = lxc_sandbox_create,

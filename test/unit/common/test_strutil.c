@@ -146,6 +146,39 @@ static void test_write_file_atomic(void **state)
         test_tmpdir_remove(dir);
 }
 
+/* The variant without fsync: the same atomic replace, mode and cleanup. */
+static void test_write_file_replace(void **state)
+{
+        char *dir = test_tmpdir_new();
+        char *path = sh_path_join(dir, "hosts");
+        char *missing = sh_path_join(dir, "no/such/dir/f");
+        char *buf = NULL, old[8] = {0};
+        size_t len = 0;
+        struct stat st;
+        int oldfd;
+
+        (void)state;
+        assert_int_equal(sh_write_file_replace(path, "hello", 5, 0644), 0);
+        oldfd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(oldfd >= 0);
+        assert_int_equal(sh_write_file_replace(path, "bye", 3, 0600), 0);
+        assert_int_equal(read(oldfd, old, sizeof(old) - 1), 5);
+        assert_string_equal(old, "hello");
+        close(oldfd);
+        assert_int_equal(sh_read_file(path, 100, &buf, &len), 0);
+        assert_string_equal(buf, "bye");
+        assert_int_equal(len, 3);
+        free(buf);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(sh_write_file_replace(missing, "x", 1, 0600), -ENOENT);
+        assert_int_equal(sh_write_file_replace(dir, "x", 1, 0600), -EISDIR);
+        assert_int_equal(count_entries(dir), 1);
+        free(path);
+        free(missing);
+        test_tmpdir_remove(dir);
+}
+
 static void test_read_file_limits(void **state)
 {
         char *dir = test_tmpdir_new();
@@ -222,6 +255,7 @@ int test_strutil_run(void)
                 cmocka_unit_test(test_strdup_printf_and_join),
                 cmocka_unit_test(test_mkdir_p),
                 cmocka_unit_test(test_write_file_atomic),
+                cmocka_unit_test(test_write_file_replace),
                 cmocka_unit_test(test_read_file_limits),
                 cmocka_unit_test(test_now_ns_is_monotonic),
                 cmocka_unit_test(test_list_next),
