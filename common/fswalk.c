@@ -287,8 +287,12 @@ int sh_rm_rf_at(int dirfd, const char *name)
         struct stat st;
         int r = -ESTALE;
 
-        /* A tree moved mid-walk is walked again from its root, a few times at most. */
-        for (int tries = 0; tries < 3 && r == -ESTALE; tries++) {
+        /*
+         * A tree moved mid-walk, or added to after its walk (liblxc creates a container's
+         * lxc.log each time anyone loads its config), is walked again from its root, a few
+         * times at most.
+         */
+        for (int tries = 0; tries < 4 && r == -ESTALE; tries++) {
                 struct walk w = {.remove = true};
                 int fd;
 
@@ -301,8 +305,8 @@ int sh_rm_rf_at(int dirfd, const char *name)
                         return errno == ENOENT ? 0 : -errno;
                 r = walk_below(&w, fd);
                 walk_done(&w);
+                if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                        r = errno == ENOTEMPTY ? -ESTALE : -errno;
         }
-        if (r < 0)
-                return r;
-        return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
+        return r == -ESTALE ? -ENOTEMPTY : r;
 }

@@ -819,7 +819,8 @@ static int wrap_pods(struct pod_sandbox_info **sbs, size_t nsb, struct pod_conta
         int r = v && taken ? 0 : -ENOMEM;
 
         /* Grouped by pod: a pod's containers are found by a binary search, not a scan. */
-        qsort(cs, nc, sizeof(*cs), cmp_ctr_pod);
+        if (nc)
+                qsort(cs, nc, sizeof(*cs), cmp_ctr_pod);
         for (size_t i = 0; r == 0 && i < nsb; i++) {
                 size_t k = 0, lo = 0, hi = nc, end;
 
