@@ -955,34 +955,6 @@ int cri_container_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
         return 0;
 }
 
-static Runtime__V1__Container *container_msg(const struct pod_container_info *i)
-{
-        Runtime__V1__Container *c = NEW(Runtime__V1__Container, container);
-
-        if (!c)
-                return NULL;
-        c->id = cri_strdup(i->id);
-        c->pod_sandbox_id = cri_strdup(i->sandbox_id);
-        c->metadata = metadata(&i->spec);
-        c->image = image_spec(&i->spec);
-        c->image_ref = cri_strdup(i->spec.image_id);
-        c->image_id = cri_strdup(i->spec.image_id);
-        c->state = state_of(i->state);
-        c->created_at = i->created_ns;
-        c->labels = (Runtime__V1__Container__LabelsEntry **)cri_entries(
-                &runtime__v1__container__labels_entry__descriptor, i->spec.labels, i->spec.n_labels,
-                &c->n_labels);
-        c->annotations = (Runtime__V1__Container__AnnotationsEntry **)cri_entries(
-                &runtime__v1__container__annotations_entry__descriptor, i->spec.annotations,
-                i->spec.n_annotations, &c->n_annotations);
-        if (!c->id || !c->pod_sandbox_id || !c->metadata || !c->image || !c->image_ref ||
-            !c->image_id || !c->labels || !c->annotations) {
-                protobuf_c_message_free_unpacked(&c->base, NULL);
-                return NULL;
-        }
-        return c;
-}
-
 /* The CRI state a filter asks for; false for a value no container can be in. */
 static bool filter_state(Runtime__V1__ContainerState s, enum pod_ctr_state *ret)
 {
@@ -1029,17 +1001,60 @@ static int filter_from(const char *id, const char *pod_id, void *const *sel, siz
         return 0;
 }
 
+/*
+ * ListContainers' walk: each item packed straight from the view's strings (borrowed for the
+ * visit, which holds the view shared), entries in scratch arrays reused from item to item.
+ */
+struct ctr_walk {
+        struct cri_packed out;
+        Runtime__V1__Container__LabelsEntry *le, **lp;
+        Runtime__V1__Container__AnnotationsEntry *ae, **ap;
+        size_t lcap, acap;
+};
+
 static int add_container(const struct pod_container_info *i, void *data)
 {
-        Runtime__V1__Container *m = container_msg(i);
+        struct ctr_walk *w = data;
+        Runtime__V1__Container c = RUNTIME__V1__CONTAINER__INIT;
+        Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
+        Runtime__V1__ImageSpec is = RUNTIME__V1__IMAGE_SPEC__INIT;
+        const struct be_container_spec *sp = &i->spec;
 
-        if (!m)
+        if (cri_scratch((void **)&w->le, (void ***)&w->lp, &w->lcap, sp->n_labels, sizeof(*w->le)) <
+                    0 ||
+            cri_scratch((void **)&w->ae, (void ***)&w->ap, &w->acap, sp->n_annotations,
+                        sizeof(*w->ae)) < 0)
                 return -ENOMEM;
-        if (cri_grow_append(data, m) < 0) {
-                protobuf_c_message_free_unpacked(&m->base, NULL);
-                return -ENOMEM;
+        for (size_t k = 0; k < sp->n_labels; k++) {
+                w->le[k] = (Runtime__V1__Container__LabelsEntry)
+                        RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT;
+                w->le[k].key = sp->labels[k].key;
+                w->le[k].value = sp->labels[k].value;
+                w->lp[k] = &w->le[k];
         }
-        return 0;
+        for (size_t k = 0; k < sp->n_annotations; k++) {
+                w->ae[k] = (Runtime__V1__Container__AnnotationsEntry)
+                        RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT;
+                w->ae[k].key = sp->annotations[k].key;
+                w->ae[k].value = sp->annotations[k].value;
+                w->ap[k] = &w->ae[k];
+        }
+        md.name = sp->name;
+        md.attempt = sp->attempt;
+        is.image = sp->image_ref;
+        c.id = i->id;
+        c.pod_sandbox_id = i->sandbox_id;
+        c.metadata = &md;
+        c.image = &is;
+        c.image_ref = sp->image_id;
+        c.image_id = sp->image_id;
+        c.state = state_of(i->state);
+        c.created_at = i->created_ns;
+        c.n_labels = sp->n_labels;
+        c.labels = w->lp;
+        c.n_annotations = sp->n_annotations;
+        c.annotations = w->ap;
+        return cri_packed_add(&w->out, &c.base);
 }
 
 int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
@@ -1050,7 +1065,7 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
         const Runtime__V1__ContainerFilter *f = in->filter;
         struct pod_container_filter pf = {0};
         _cleanup_free_ struct be_kv *labels = NULL;
-        struct cri_grow g = {0};
+        struct ctr_walk w = {.out.field = 1}; /* ListContainersResponse.containers */
         Runtime__V1__ListContainersResponse *r;
         int rc = 0;
 
@@ -1068,24 +1083,24 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 if (none)
                         goto empty;
         }
-        /* Straight from the view, no copy in between (the kubelet relists every second). */
-        rc = pod_container_each(ctx->pods, &pf, add_container, &g);
+        /* Straight from the view, packed as it goes (the kubelet relists every second). */
+        rc = pod_container_each(ctx->pods, &pf, add_container, &w);
+        free(w.le);
+        free(w.lp);
+        free(w.ae);
+        free(w.ap);
         if (rc < 0) {
-                for (size_t i = 0; i < g.n; i++)
-                        protobuf_c_message_free_unpacked(g.v[i], NULL);
-                free(g.v);
+                cri_packed_done(&w.out);
                 return rc == -ENOMEM ? rc : sh_err(err, rc, "list containers");
         }
 empty:
         r = NEW(Runtime__V1__ListContainersResponse, list_containers_response);
-        if (!r) {
-                for (size_t i = 0; i < g.n; i++)
-                        protobuf_c_message_free_unpacked(g.v[i], NULL);
-                free(g.v);
+        if (!r || cri_packed_attach(&w.out, &r->base) < 0) {
+                cri_packed_done(&w.out);
+                if (r)
+                        protobuf_c_message_free_unpacked(&r->base, NULL);
                 return -ENOMEM;
         }
-        r->containers = (Runtime__V1__Container **)g.v;
-        r->n_containers = g.n;
         *ret_resp = &r->base;
         return 0;
 }

@@ -341,10 +341,27 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
 void *cri_msg_new(const ProtobufCMessageDescriptor *desc);
 /* Allocates an array of @n pointers for a repeated field; NULL on ENOMEM. */
 void *cri_array_new(size_t n);
-/* A growing array of message pointers (for a walk of unknown length): append returns 0 or
- * -ENOMEM (then @m is not kept: the caller frees it). The array is freed with its message. */
-struct cri_grow {
-        void **v;
-        size_t n, cap;
+
+/*
+ * A List answer's repeated message field packed item by item as a walk goes (issue 15: the
+ * kubelet's relist of 500 containers built and freed ~15,000 small allocations per call;
+ * packed from borrowed strings it is one growing buffer). cri_packed_attach hands the bytes
+ * to @resp as one unknown field of the repeated field's number: protobuf-c packs it verbatim,
+ * so the wire bytes are those of the repeated field, and the Stream* forms split it again
+ * (server.c). The buffer holds every item but the first's key, as an unknown field's data.
+ */
+struct cri_packed {
+        uint8_t *buf;
+        size_t len, cap;
+        size_t n;       /* items */
+        unsigned field; /* the repeated field's number */
 };
-int cri_grow_append(struct cri_grow *g, void *m);
+int cri_packed_add(struct cri_packed *p, const ProtobufCMessage *m);
+/* Moves the items into @resp (nothing when there are none); 0 or -ENOMEM. */
+int cri_packed_attach(struct cri_packed *p, ProtobufCMessage *resp);
+void cri_packed_done(struct cri_packed *p);
+/*
+ * Scratch arrays a walk reuses from item to item: room for @n entries of @esz bytes in
+ * *@entries and @n pointers in *@ptrs (*@cap: how many both hold). 0 or -ENOMEM.
+ */
+int cri_scratch(void **entries, void ***ptrs, size_t *cap, size_t n, size_t esz);

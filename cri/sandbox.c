@@ -308,37 +308,54 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
         return 0;
 }
 
-static void grow_free(struct cri_grow *g)
-{
-        for (size_t i = 0; i < g->n; i++)
-                protobuf_c_message_free_unpacked(g->v[i], NULL);
-        free(g->v);
-}
+/* ListPodSandbox's walk: items packed from the view's strings, as ListContainers'. */
+struct sb_walk {
+        struct cri_packed out;
+        Runtime__V1__PodSandbox__LabelsEntry *le, **lp;
+        Runtime__V1__PodSandbox__AnnotationsEntry *ae, **ap;
+        size_t lcap, acap;
+};
 
-/* ListPodSandbox's item for @i, appended to the cri_grow @data. */
 static int add_sandbox(const struct pod_sandbox_info *i, void *data)
 {
-        Runtime__V1__PodSandbox *p = NEW(Runtime__V1__PodSandbox, pod_sandbox);
+        struct sb_walk *w = data;
+        Runtime__V1__PodSandbox p = RUNTIME__V1__POD_SANDBOX__INIT;
+        Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+        const struct be_sandbox_spec *sp = &i->spec;
 
-        if (!p)
+        if (cri_scratch((void **)&w->le, (void ***)&w->lp, &w->lcap, sp->n_labels, sizeof(*w->le)) <
+                    0 ||
+            cri_scratch((void **)&w->ae, (void ***)&w->ap, &w->acap, sp->n_annotations,
+                        sizeof(*w->ae)) < 0)
                 return -ENOMEM;
-        p->id = cri_strdup(i->id);
-        p->metadata = metadata(&i->spec);
-        p->state = state_of(i->state);
-        p->created_at = i->created_ns;
-        p->runtime_handler = cri_strdup(i->spec.handler);
-        p->labels = (Runtime__V1__PodSandbox__LabelsEntry **)cri_entries(
-                &runtime__v1__pod_sandbox__labels_entry__descriptor, i->spec.labels,
-                i->spec.n_labels, &p->n_labels);
-        p->annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)cri_entries(
-                &runtime__v1__pod_sandbox__annotations_entry__descriptor, i->spec.annotations,
-                i->spec.n_annotations, &p->n_annotations);
-        if (!p->id || !p->metadata || !p->runtime_handler || !p->labels || !p->annotations ||
-            cri_grow_append(data, p) < 0) {
-                protobuf_c_message_free_unpacked(&p->base, NULL);
-                return -ENOMEM;
+        for (size_t k = 0; k < sp->n_labels; k++) {
+                w->le[k] = (Runtime__V1__PodSandbox__LabelsEntry)
+                        RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT;
+                w->le[k].key = sp->labels[k].key;
+                w->le[k].value = sp->labels[k].value;
+                w->lp[k] = &w->le[k];
         }
-        return 0;
+        for (size_t k = 0; k < sp->n_annotations; k++) {
+                w->ae[k] = (Runtime__V1__PodSandbox__AnnotationsEntry)
+                        RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT;
+                w->ae[k].key = sp->annotations[k].key;
+                w->ae[k].value = sp->annotations[k].value;
+                w->ap[k] = &w->ae[k];
+        }
+        md.name = sp->name;
+        md.uid = sp->uid;
+        md.namespace_ = sp->namespace;
+        md.attempt = sp->attempt;
+        p.id = i->id;
+        p.metadata = &md;
+        p.state = state_of(i->state);
+        p.created_at = i->created_ns;
+        p.runtime_handler = sp->handler;
+        p.n_labels = sp->n_labels;
+        p.labels = w->lp;
+        p.n_annotations = sp->n_annotations;
+        p.annotations = w->ap;
+        return cri_packed_add(&w->out, &p.base);
 }
 
 int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
@@ -349,7 +366,7 @@ int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
         const Runtime__V1__PodSandboxFilter *f = in->filter;
         struct pod_sandbox_filter pf = {0};
         _cleanup_free_ struct be_kv *labels = NULL;
-        struct cri_grow g = {0};
+        struct sb_walk w = {.out.field = 1}; /* ListPodSandboxResponse.items */
         Runtime__V1__ListPodSandboxResponse *r;
         int rc;
 
@@ -376,20 +393,24 @@ int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 pf.labels = labels;
                 pf.n_labels = f->n_label_selector;
         }
-        /* Straight from the view, no copy in between (the kubelet relists every second). */
-        rc = pod_sandbox_each(ctx->pods, &pf, add_sandbox, &g);
+        /* Straight from the view, packed as it goes (the kubelet relists every second). */
+        rc = pod_sandbox_each(ctx->pods, &pf, add_sandbox, &w);
+        free(w.le);
+        free(w.lp);
+        free(w.ae);
+        free(w.ap);
         if (rc < 0) {
-                grow_free(&g);
+                cri_packed_done(&w.out);
                 return rc == -ENOMEM ? rc : sh_err(err, rc, "list pod sandboxes");
         }
 empty:
         r = NEW(Runtime__V1__ListPodSandboxResponse, list_pod_sandbox_response);
-        if (!r) {
-                grow_free(&g);
+        if (!r || cri_packed_attach(&w.out, &r->base) < 0) {
+                cri_packed_done(&w.out);
+                if (r)
+                        protobuf_c_message_free_unpacked(&r->base, NULL);
                 return -ENOMEM;
         }
-        r->items = (Runtime__V1__PodSandbox **)g.v;
-        r->n_items = g.n;
         *ret_resp = &r->base;
         return 0;
 }

@@ -271,6 +271,8 @@ static void log_failure(struct cri_call *c, grpc_status_code code, const char *m
 struct cri_list_send {
         ProtobufCMessage *resp;   /* the List answer, owned */
         ProtobufCMessage **items; /* its repeated field, borrowed */
+        const uint8_t **raw;      /* or its items packed already (cri_packed): each item's */
+        size_t *raw_len;          /* bytes and length, borrowed from resp's unknown field */
         size_t n, next;           /* how many; the first not sent yet */
         uint32_t key;             /* field key of the Stream response's repeated field */
         size_t sizes[CRI_STREAM_CHUNK_ITEMS]; /* packed sizes of the chunk being built */
@@ -310,6 +312,8 @@ static void stream_done(struct cri_call *c)
 {
         if (c->list) {
                 protobuf_c_message_free_unpacked(c->list->resp, NULL);
+                free(c->list->raw);
+                free(c->list->raw_len);
                 free(c->list);
                 c->list = NULL;
         }
@@ -358,7 +362,8 @@ static void list_send_next(struct cri_call *c)
                 return;
         }
         for (; end < ls->n && end - ls->next < CRI_STREAM_CHUNK_ITEMS; end++) {
-                size_t sz = protobuf_c_message_get_packed_size(ls->items[end]);
+                size_t sz = ls->raw ? ls->raw_len[end]
+                                    : protobuf_c_message_get_packed_size(ls->items[end]);
                 size_t rec = varint_len(ls->key) + varint_len(sz) + sz;
 
                 if (end > ls->next && total + rec > CRI_STREAM_CHUNK_BYTES)
@@ -379,12 +384,73 @@ static void list_send_next(struct cri_call *c)
         for (size_t k = ls->next; k < end; k++) {
                 p = put_varint(p, ls->key);
                 p = put_varint(p, ls->sizes[k - ls->next]);
-                p += protobuf_c_message_pack(ls->items[k], p);
+                if (ls->raw) {
+                        memcpy(p, ls->raw[k], ls->raw_len[k]);
+                        p += ls->raw_len[k];
+                } else {
+                        p += protobuf_c_message_pack(ls->items[k], p);
+                }
         }
         ls->next = end;
         c->msg = grpc_raw_byte_buffer_create(&sl, 1);
         grpc_slice_unref(sl);
         stream_send(c);
+}
+
+/* Reads a varint at *@p (below @end); false when it runs past. */
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+                uint8_t b = *(*p)++;
+
+                v |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80)) {
+                        *ret = v;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/*
+ * The items of a List answer packed already (cri_packed: one unknown field of the repeated
+ * field's number, its first item without a key): where each one is. 0, -EINVAL when
+ * @resp is not one, -ENOMEM.
+ */
+static int packed_items(struct cri_list_send *ls, const ProtobufCMessage *resp, unsigned field)
+{
+        const ProtobufCMessageUnknownField *f = resp->unknown_fields;
+        const uint8_t *p, *end;
+        size_t cap = 0;
+
+        if (resp->n_unknown_fields != 1 || f->tag != field ||
+            f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+                return -EINVAL;
+        for (p = f->data, end = f->data + f->len; p < end; ls->n++) {
+                uint64_t key, len;
+
+                if ((ls->n && (!get_varint(&p, end, &key) || key >> 3 != field)) ||
+                    !get_varint(&p, end, &len) || len > (uint64_t)(end - p))
+                        return -EINVAL;
+                if (ls->n == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        const uint8_t **r = realloc(ls->raw, ncap * sizeof(*r));
+                        size_t *l = r ? realloc(ls->raw_len, ncap * sizeof(*l)) : NULL;
+
+                        if (r)
+                                ls->raw = r;
+                        if (!l)
+                                return -ENOMEM;
+                        ls->raw_len = l;
+                        cap = ncap;
+                }
+                ls->raw[ls->n] = p;
+                ls->raw_len[ls->n] = len;
+                p += len;
+        }
+        return 0;
 }
 
 /* A Stream* call's List handler answered @resp (taken): send its items. */
@@ -406,6 +472,13 @@ static void list_send_start(struct cri_call *c, ProtobufCMessage *resp)
         ls->n = *(const size_t *)((const char *)resp + lf->quantifier_offset);
         ls->items = *(ProtobufCMessage ***)((char *)resp + lf->offset);
         ls->key = sf->id << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        if (!ls->n && resp->n_unknown_fields && packed_items(ls, resp, lf->id) < 0) {
+                c->list = ls; /* freed with it */
+                stream_done(c);
+                log_failure(c, GRPC_STATUS_INTERNAL, "cannot stream the List answer");
+                call_finish(c, GRPC_STATUS_INTERNAL, "internal error: cannot stream", NULL);
+                return;
+        }
         c->list = ls;
         list_send_next(c);
 }

@@ -178,17 +178,96 @@ Runtime__V1__FilesystemUsage *cri_fs_usage_msg(const struct sh_fs_usage *u)
         return f;
 }
 
-int cri_grow_append(struct cri_grow *g, void *m)
+static size_t varint_size(uint64_t v)
 {
-        if (g->n == g->cap) {
-                size_t cap = g->cap ? g->cap * 2 : 16;
-                void **v = realloc(g->v, cap * sizeof(*v));
+        size_t n = 1;
 
-                if (!v)
-                        return -ENOMEM;
-                g->v = v;
-                g->cap = cap;
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
         }
-        g->v[g->n++] = m;
+        return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+        while (v >= 0x80) {
+                *p++ = (uint8_t)(v | 0x80);
+                v >>= 7;
+        }
+        *p++ = (uint8_t)v;
+        return p;
+}
+
+int cri_packed_add(struct cri_packed *p, const ProtobufCMessage *m)
+{
+        size_t sz = protobuf_c_message_get_packed_size(m);
+        uint64_t key = (uint64_t)p->field << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        size_t need = (p->n ? varint_size(key) : 0) + varint_size(sz) + sz;
+        uint8_t *at;
+
+        if (p->len + need > p->cap) {
+                size_t cap = p->cap ? p->cap : 16384;
+                uint8_t *b;
+
+                while (cap < p->len + need)
+                        cap *= 2;
+                if (!(b = realloc(p->buf, cap)))
+                        return -ENOMEM;
+                p->buf = b;
+                p->cap = cap;
+        }
+        at = p->buf + p->len;
+        if (p->n)
+                at = varint_put(at, key);
+        at = varint_put(at, sz);
+        at += protobuf_c_message_pack(m, at);
+        p->len = (size_t)(at - p->buf);
+        p->n++;
+        return 0;
+}
+
+int cri_packed_attach(struct cri_packed *p, ProtobufCMessage *resp)
+{
+        ProtobufCMessageUnknownField *f;
+
+        if (!p->n) {
+                cri_packed_done(p);
+                return 0;
+        }
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->tag = p->field;
+        f->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        f->len = p->len;
+        f->data = p->buf;
+        resp->unknown_fields = f;
+        resp->n_unknown_fields = 1;
+        p->buf = NULL;
+        p->len = p->cap = p->n = 0;
+        return 0;
+}
+
+void cri_packed_done(struct cri_packed *p)
+{
+        free(p->buf);
+        memset(p, 0, sizeof(*p));
+}
+
+int cri_scratch(void **entries, void ***ptrs, size_t *cap, size_t n, size_t esz)
+{
+        void *e, **p;
+
+        if (n <= *cap)
+                return 0;
+        e = realloc(*entries, n * esz);
+        if (e)
+                *entries = e;
+        p = e ? realloc(*ptrs, n * sizeof(*p)) : NULL;
+        if (!p)
+                return -ENOMEM;
+        *ptrs = p;
+        *cap = n;
         return 0;
 }
