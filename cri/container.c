@@ -1007,9 +1007,7 @@ static int filter_from(const char *id, const char *pod_id, void *const *sel, siz
  */
 struct ctr_walk {
         struct cri_packed out;
-        Runtime__V1__Container__LabelsEntry *le, **lp;
-        Runtime__V1__Container__AnnotationsEntry *ae, **ap;
-        size_t lcap, acap;
+        struct cri_kv_scratch labels, annotations;
 };
 
 static int add_container(const struct pod_container_info *i, void *data)
@@ -1019,26 +1017,14 @@ static int add_container(const struct pod_container_info *i, void *data)
         Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
         Runtime__V1__ImageSpec is = RUNTIME__V1__IMAGE_SPEC__INIT;
         const struct be_container_spec *sp = &i->spec;
+        void **lp = cri_kv_borrow(&w->labels, &runtime__v1__container__labels_entry__descriptor,
+                                  sp->labels, sp->n_labels);
+        void **ap = cri_kv_borrow(&w->annotations,
+                                  &runtime__v1__container__annotations_entry__descriptor,
+                                  sp->annotations, sp->n_annotations);
 
-        if (cri_scratch((void **)&w->le, (void ***)&w->lp, &w->lcap, sp->n_labels, sizeof(*w->le)) <
-                    0 ||
-            cri_scratch((void **)&w->ae, (void ***)&w->ap, &w->acap, sp->n_annotations,
-                        sizeof(*w->ae)) < 0)
+        if (!lp || !ap)
                 return -ENOMEM;
-        for (size_t k = 0; k < sp->n_labels; k++) {
-                w->le[k] = (Runtime__V1__Container__LabelsEntry)
-                        RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT;
-                w->le[k].key = sp->labels[k].key;
-                w->le[k].value = sp->labels[k].value;
-                w->lp[k] = &w->le[k];
-        }
-        for (size_t k = 0; k < sp->n_annotations; k++) {
-                w->ae[k] = (Runtime__V1__Container__AnnotationsEntry)
-                        RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT;
-                w->ae[k].key = sp->annotations[k].key;
-                w->ae[k].value = sp->annotations[k].value;
-                w->ap[k] = &w->ae[k];
-        }
         md.name = sp->name;
         md.attempt = sp->attempt;
         is.image = sp->image_ref;
@@ -1051,9 +1037,9 @@ static int add_container(const struct pod_container_info *i, void *data)
         c.state = state_of(i->state);
         c.created_at = i->created_ns;
         c.n_labels = sp->n_labels;
-        c.labels = w->lp;
+        c.labels = (Runtime__V1__Container__LabelsEntry **)lp;
         c.n_annotations = sp->n_annotations;
-        c.annotations = w->ap;
+        c.annotations = (Runtime__V1__Container__AnnotationsEntry **)ap;
         return cri_packed_add(&w->out, &c.base);
 }
 
@@ -1085,10 +1071,8 @@ int cri_list_containers(struct cri_ctx *ctx, const ProtobufCMessage *req,
         }
         /* Straight from the view, packed as it goes (the kubelet relists every second). */
         rc = pod_container_each(ctx->pods, &pf, add_container, &w);
-        free(w.le);
-        free(w.lp);
-        free(w.ae);
-        free(w.ap);
+        cri_kv_scratch_done(&w.labels);
+        cri_kv_scratch_done(&w.annotations);
         if (rc < 0) {
                 cri_packed_done(&w.out);
                 return rc == -ENOMEM ? rc : sh_err(err, rc, "list containers");

@@ -361,7 +361,15 @@ int cri_packed_add(struct cri_packed *p, const ProtobufCMessage *m);
 int cri_packed_attach(struct cri_packed *p, ProtobufCMessage *resp);
 void cri_packed_done(struct cri_packed *p);
 /*
- * Scratch arrays a walk reuses from item to item: room for @n entries of @esz bytes in
- * *@entries and @n pointers in *@ptrs (*@cap: how many both hold). 0 or -ENOMEM.
+ * Map entries a walk reuses from item to item, pointing at borrowed strings: the entries of
+ * generated type @desc for @kv (@n pairs) in @s's arrays, and the pointer array a message
+ * field takes (NULL on ENOMEM). cri_kv_scratch_done frees the arrays, not the strings.
  */
-int cri_scratch(void **entries, void ***ptrs, size_t *cap, size_t n, size_t esz);
+struct cri_kv_scratch {
+        struct cri_map_entry *e;
+        void **p;
+        size_t cap;
+};
+void **cri_kv_borrow(struct cri_kv_scratch *s, const ProtobufCMessageDescriptor *desc,
+                     const struct be_kv *kv, size_t n);
+void cri_kv_scratch_done(struct cri_kv_scratch *s);

@@ -311,9 +311,7 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
 /* ListPodSandbox's walk: items packed from the view's strings, as ListContainers'. */
 struct sb_walk {
         struct cri_packed out;
-        Runtime__V1__PodSandbox__LabelsEntry *le, **lp;
-        Runtime__V1__PodSandbox__AnnotationsEntry *ae, **ap;
-        size_t lcap, acap;
+        struct cri_kv_scratch labels, annotations;
 };
 
 static int add_sandbox(const struct pod_sandbox_info *i, void *data)
@@ -322,26 +320,14 @@ static int add_sandbox(const struct pod_sandbox_info *i, void *data)
         Runtime__V1__PodSandbox p = RUNTIME__V1__POD_SANDBOX__INIT;
         Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
         const struct be_sandbox_spec *sp = &i->spec;
+        void **lp = cri_kv_borrow(&w->labels, &runtime__v1__pod_sandbox__labels_entry__descriptor,
+                                  sp->labels, sp->n_labels);
+        void **ap = cri_kv_borrow(&w->annotations,
+                                  &runtime__v1__pod_sandbox__annotations_entry__descriptor,
+                                  sp->annotations, sp->n_annotations);
 
-        if (cri_scratch((void **)&w->le, (void ***)&w->lp, &w->lcap, sp->n_labels, sizeof(*w->le)) <
-                    0 ||
-            cri_scratch((void **)&w->ae, (void ***)&w->ap, &w->acap, sp->n_annotations,
-                        sizeof(*w->ae)) < 0)
+        if (!lp || !ap)
                 return -ENOMEM;
-        for (size_t k = 0; k < sp->n_labels; k++) {
-                w->le[k] = (Runtime__V1__PodSandbox__LabelsEntry)
-                        RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT;
-                w->le[k].key = sp->labels[k].key;
-                w->le[k].value = sp->labels[k].value;
-                w->lp[k] = &w->le[k];
-        }
-        for (size_t k = 0; k < sp->n_annotations; k++) {
-                w->ae[k] = (Runtime__V1__PodSandbox__AnnotationsEntry)
-                        RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT;
-                w->ae[k].key = sp->annotations[k].key;
-                w->ae[k].value = sp->annotations[k].value;
-                w->ap[k] = &w->ae[k];
-        }
         md.name = sp->name;
         md.uid = sp->uid;
         md.namespace_ = sp->namespace;
@@ -352,9 +338,9 @@ static int add_sandbox(const struct pod_sandbox_info *i, void *data)
         p.created_at = i->created_ns;
         p.runtime_handler = sp->handler;
         p.n_labels = sp->n_labels;
-        p.labels = w->lp;
+        p.labels = (Runtime__V1__PodSandbox__LabelsEntry **)lp;
         p.n_annotations = sp->n_annotations;
-        p.annotations = w->ap;
+        p.annotations = (Runtime__V1__PodSandbox__AnnotationsEntry **)ap;
         return cri_packed_add(&w->out, &p.base);
 }
 
@@ -395,10 +381,8 @@ int cri_list_pod_sandbox(struct cri_ctx *ctx, const ProtobufCMessage *req,
         }
         /* Straight from the view, packed as it goes (the kubelet relists every second). */
         rc = pod_sandbox_each(ctx->pods, &pf, add_sandbox, &w);
-        free(w.le);
-        free(w.lp);
-        free(w.ae);
-        free(w.ap);
+        cri_kv_scratch_done(&w.labels);
+        cri_kv_scratch_done(&w.annotations);
         if (rc < 0) {
                 cri_packed_done(&w.out);
                 return rc == -ENOMEM ? rc : sh_err(err, rc, "list pod sandboxes");

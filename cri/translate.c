@@ -255,19 +255,33 @@ void cri_packed_done(struct cri_packed *p)
         memset(p, 0, sizeof(*p));
 }
 
-int cri_scratch(void **entries, void ***ptrs, size_t *cap, size_t n, size_t esz)
+void **cri_kv_borrow(struct cri_kv_scratch *s, const ProtobufCMessageDescriptor *desc,
+                     const struct be_kv *kv, size_t n)
 {
-        void *e, **p;
+        if (n > s->cap) {
+                struct cri_map_entry *e = realloc(s->e, n * sizeof(*e));
+                void **p;
 
-        if (n <= *cap)
-                return 0;
-        e = realloc(*entries, n * esz);
-        if (e)
-                *entries = e;
-        p = e ? realloc(*ptrs, n * sizeof(*p)) : NULL;
-        if (!p)
-                return -ENOMEM;
-        *ptrs = p;
-        *cap = n;
-        return 0;
+                if (e)
+                        s->e = e;
+                p = e ? realloc(s->p, n * sizeof(*p)) : NULL;
+                if (!p)
+                        return NULL;
+                s->p = p;
+                s->cap = n;
+        }
+        for (size_t k = 0; k < n; k++) {
+                protobuf_c_message_init(desc, &s->e[k]);
+                s->e[k].key = kv[k].key;
+                s->e[k].value = kv[k].value;
+                s->p[k] = &s->e[k];
+        }
+        return s->p ? s->p : (void **)s; /* n == 0 before any growth: any non-NULL will do */
+}
+
+void cri_kv_scratch_done(struct cri_kv_scratch *s)
+{
+        free(s->e);
+        free(s->p);
+        memset(s, 0, sizeof(*s));
 }

@@ -373,51 +373,59 @@ void pod_view_emit_lock(struct pod_mgr *pm, bool lock)
 
 /* ---------------------------------------------------------------- sandboxes */
 
-static int sb_insert(struct pod_view *v, struct view_sb *e)
+/*
+ * Puts @e (created @ns, id @id) into the array *@v of *@n pointers, oldest first; almost
+ * always the newest, so the place is sought from the end. 0 or -ENOMEM.
+ */
+static int insert_sorted(void ***v, size_t *n, size_t *cap, void *e, long long ns, const char *id,
+                         const struct pod_sandbox_info *(*sb_of)(const void *),
+                         const struct pod_container_info *(*ctr_of)(const void *))
 {
         size_t at;
 
-        if (v->n_sbs == v->cap_sbs) {
-                size_t cap = v->cap_sbs ? v->cap_sbs * 2 : 64;
-                struct view_sb **n = realloc(v->sbs, cap * sizeof(*n));
+        if (*n == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 64;
+                void **nv = realloc(*v, ncap * sizeof(*nv));
 
-                if (!n)
+                if (!nv)
                         return -ENOMEM;
-                v->sbs = n;
-                v->cap_sbs = cap;
+                *v = nv;
+                *cap = ncap;
         }
-        /* Almost always the newest: walk back from the end. */
-        for (at = v->n_sbs; at > 0; at--)
-                if (!older(e->info->created_ns, e->info->id, v->sbs[at - 1]->info->created_ns,
-                           v->sbs[at - 1]->info->id))
+        for (at = *n; at > 0; at--) {
+                const void *prev = (*v)[at - 1];
+                long long pns = sb_of ? sb_of(prev)->created_ns : ctr_of(prev)->created_ns;
+                const char *pid = sb_of ? sb_of(prev)->id : ctr_of(prev)->id;
+
+                if (!older(ns, id, pns, pid))
                         break;
-        memmove(&v->sbs[at + 1], &v->sbs[at], (v->n_sbs - at) * sizeof(*v->sbs));
-        v->sbs[at] = e;
-        v->n_sbs++;
+        }
+        memmove(&(*v)[at + 1], &(*v)[at], (*n - at) * sizeof(**v));
+        (*v)[at] = e;
+        (*n)++;
         return 0;
+}
+
+static const struct pod_sandbox_info *sb_info(const void *e)
+{
+        return ((const struct view_sb *)e)->info;
+}
+
+static const struct pod_container_info *ctr_info(const void *e)
+{
+        return ((const struct view_ctr *)e)->info;
+}
+
+static int sb_insert(struct pod_view *v, struct view_sb *e)
+{
+        return insert_sorted((void ***)&v->sbs, &v->n_sbs, &v->cap_sbs, e, e->info->created_ns,
+                             e->info->id, sb_info, NULL);
 }
 
 static int ctr_insert(struct pod_view *v, struct view_ctr *e)
 {
-        size_t at;
-
-        if (v->n_ctrs == v->cap_ctrs) {
-                size_t cap = v->cap_ctrs ? v->cap_ctrs * 2 : 64;
-                struct view_ctr **n = realloc(v->ctrs, cap * sizeof(*n));
-
-                if (!n)
-                        return -ENOMEM;
-                v->ctrs = n;
-                v->cap_ctrs = cap;
-        }
-        for (at = v->n_ctrs; at > 0; at--)
-                if (!older(e->info->created_ns, e->info->id, v->ctrs[at - 1]->info->created_ns,
-                           v->ctrs[at - 1]->info->id))
-                        break;
-        memmove(&v->ctrs[at + 1], &v->ctrs[at], (v->n_ctrs - at) * sizeof(*v->ctrs));
-        v->ctrs[at] = e;
-        v->n_ctrs++;
-        return 0;
+        return insert_sorted((void ***)&v->ctrs, &v->n_ctrs, &v->cap_ctrs, e, e->info->created_ns,
+                             e->info->id, NULL, ctr_info);
 }
 
 int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet)
