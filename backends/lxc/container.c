@@ -1291,7 +1291,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         return 0;
 fail:
         rm_layer(lb, bc->id);
-        sh_rm_rf(dir);
+        lb_rm_dir(lb, dir);
         return r;
 }
 
@@ -1700,7 +1700,7 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
                 lb_rm_cgroup(cgm);
         r = rm_layer(lb, id);
         if (r == 0)
-                r = sh_rm_rf(dir);
+                r = lb_rm_dir(lb, dir);
         if (r < 0)
                 return sh_err(err, r, "remove container %.12s: %s", id, strerror(-r));
         return 0;

@@ -20,7 +20,22 @@ struct lxc_be {
         long own_oom_score_adj;  /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
         char *cg_created;        /* the cgroup parents runt created, one per line */
         pthread_mutex_t cg_lock; /* cg_created, and sandbox starts against parent removal */
+        /*
+         * Looks against removals: liblxc opens (and creates, with its directory) a
+         * container's lxc.log whenever anyone loads its config, so a look that loads it while
+         * the directory is removed brings the directory back. Removals hold it exclusively
+         * around their rm -rf; lb_look holds it shared while it loads.
+         */
+        pthread_rwlock_t rm_lock;
 };
+
+/*
+ * lxc_container_new for a look at container or sandbox @id (watches, status, stats): NULL
+ * when its config is gone or going. Never recreates a removed directory.
+ */
+struct lxc_container *lb_look(struct lxc_be *lb, const char *id);
+/* sh_rm_rf of @dir, a container's or sandbox's LXC dir, with no look loading it meanwhile. */
+int lb_rm_dir(struct lxc_be *lb, const char *dir);
 
 static inline void lb_put(struct lxc_container **c)
 {

@@ -98,6 +98,7 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         lb->cg_created = sh_path_join(cfg->root_dir, "cgroup-parents");
         lb->containers_dir = sh_path_join(cfg->root_dir, "containers");
         pthread_mutex_init(&lb->cg_lock, NULL);
+        pthread_rwlock_init(&lb->rm_lock, NULL);
         if (!lb->cg_created || !lb->containers_dir)
                 return -ENOMEM;
         if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
@@ -635,7 +636,7 @@ fail:
                         pthread_mutex_unlock(&lb->cg_lock);
                 }
         }
-        sh_rm_rf(dir);
+        lb_rm_dir(lb, dir);
         return r;
 }
 
@@ -773,19 +774,47 @@ static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *er
                 drop_parents(lb, cg);
                 pthread_mutex_unlock(&lb->cg_lock);
         }
-        r = sh_rm_rf(dir);
+        r = lb_rm_dir(lb, dir);
         if (r < 0)
                 return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
         return 0;
 }
 
+struct lxc_container *lb_look(struct lxc_be *lb, const char *id)
+{
+        _cleanup_free_ char *conf = sh_strdup_printf("%s/%s/config", lb->lxcpath, id);
+        struct lxc_container *c = NULL;
+
+        if (!conf)
+                return NULL;
+        pthread_rwlock_rdlock(&lb->rm_lock);
+        if (access(conf, F_OK) == 0)
+                c = lxc_container_new(id, lb->lxcpath);
+        else
+                errno = ENOENT;
+        pthread_rwlock_unlock(&lb->rm_lock);
+        return c;
+}
+
+int lb_rm_dir(struct lxc_be *lb, const char *dir)
+{
+        int r;
+
+        pthread_rwlock_wrlock(&lb->rm_lock);
+        r = sh_rm_rf(dir);
+        pthread_rwlock_unlock(&lb->rm_lock);
+        return r;
+}
+
 static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
 
         /* Only a container that is not defined is gone: a failure to look (EMFILE, ENOMEM)
          * must not read as a pod that died. */
+        if (!c && errno == ENOENT)
+                return sh_err(err, -ENOENT, "no LXC container %.12s", id);
         if (!c)
                 return sh_err(err, -EIO, "cannot open LXC container %.12s", id);
         if (!c->is_defined(c))
@@ -797,7 +826,7 @@ static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct 
 static int lxc_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
         _cleanup_close_ int fd = -1;
         pid_t pid;
 
@@ -829,6 +858,7 @@ static void lxc_fini(struct be *be)
                 free(lb->cg_created);
                 free(lb->containers_dir);
                 pthread_mutex_destroy(&lb->cg_lock);
+                pthread_rwlock_destroy(&lb->rm_lock);
         }
         free(lb);
         be->priv = NULL;

@@ -19,7 +19,7 @@ int lb_sandbox_update(struct be *be, const char *id, const struct be_resources *
                       struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
+        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
         char cg[PATH_MAX] = "";
         char *slash;
         int n;
