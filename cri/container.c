@@ -802,7 +802,8 @@ static void image_names(struct cri_ctx *ctx, const struct pod_container_info *i,
                 tag = i->image_name[0] ? strdup(i->image_name) : NULL;
                 digest = i->image_digest[0] ? strdup(i->image_digest) : NULL;
         } else if (img_status(ctx->images, i->spec.image_id, &info, NULL) == 0) {
-                /* A container an older runtd made: its record has no names. */
+                /* No names recorded: an older runtd's record, or an image that had neither a
+                 * tag nor a digest when the container was made (then the store is read). */
                 if (info->repo_tags && info->repo_tags[0])
                         tag = strdup(info->repo_tags[0]);
                 if (info->repo_digests && info->repo_digests[0])

@@ -431,7 +431,8 @@ static int packed_items(struct cri_list_send *ls, const ProtobufCMessage *resp, 
         for (p = f->data, end = f->data + f->len; p < end; ls->n++) {
                 uint64_t key, len;
 
-                if ((ls->n && (!get_varint(&p, end, &key) || key >> 3 != field)) ||
+                if ((ls->n && (!get_varint(&p, end, &key) || key >> 3 != field ||
+                               (key & 7) != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)) ||
                     !get_varint(&p, end, &len) || len > (uint64_t)(end - p))
                         return -EINVAL;
                 if (ls->n == cap) {

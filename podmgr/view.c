@@ -800,7 +800,9 @@ void pod_view_watch(struct pod_mgr *pm, char kind, const char *id)
                         r = -errno;
                 }
         }
-        if (k >= 0 && r < 0 && r != -ESRCH) {
+        /* No watch, or gone already (the look below may not tell): polled until a look sees
+         * it end or watches it again. */
+        if (k >= 0 && r < 0) {
                 if (kind == 'c')
                         v->ctrs[k]->poll = true;
                 else

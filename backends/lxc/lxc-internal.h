@@ -30,10 +30,11 @@ struct lxc_be {
 };
 
 /*
- * lxc_container_new for a look at container or sandbox @id (watches, status, stats): NULL
- * when its config is gone or going. Never recreates a removed directory.
+ * lxc_container_new for a look at container or sandbox @id (watches, status, stats):
+ * -ENOENT when its config is gone (or going), -EIO when liblxc could not open it (EMFILE,
+ * ENOMEM: not a sign that it is gone). Never recreates a removed directory.
  */
-struct lxc_container *lb_look(struct lxc_be *lb, const char *id);
+int lb_look(struct lxc_be *lb, const char *id, struct lxc_container **ret);
 /* sh_rm_rf of @dir, a container's or sandbox's LXC dir, with no look loading it meanwhile. */
 int lb_rm_dir(struct lxc_be *lb, const char *dir);
 

@@ -98,7 +98,15 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         lb->cg_created = sh_path_join(cfg->root_dir, "cgroup-parents");
         lb->containers_dir = sh_path_join(cfg->root_dir, "containers");
         pthread_mutex_init(&lb->cg_lock, NULL);
-        pthread_rwlock_init(&lb->rm_lock, NULL);
+        {
+                pthread_rwlockattr_t a;
+
+                /* Removals first: a stream of looks must not hold one off. */
+                pthread_rwlockattr_init(&a);
+                pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+                pthread_rwlock_init(&lb->rm_lock, &a);
+                pthread_rwlockattr_destroy(&a);
+        }
         if (!lb->cg_created || !lb->containers_dir)
                 return -ENOMEM;
         if (!lb->lxcpath || !lb->pause_root || !lb->cgroup_base || !lb->seccomp_default)
@@ -780,20 +788,21 @@ static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *er
         return 0;
 }
 
-struct lxc_container *lb_look(struct lxc_be *lb, const char *id)
+int lb_look(struct lxc_be *lb, const char *id, struct lxc_container **ret)
 {
         _cleanup_free_ char *conf = sh_strdup_printf("%s/%s/config", lb->lxcpath, id);
-        struct lxc_container *c = NULL;
+        int r = 0;
 
+        *ret = NULL;
         if (!conf)
-                return NULL;
+                return -ENOMEM;
         pthread_rwlock_rdlock(&lb->rm_lock);
-        if (access(conf, F_OK) == 0)
-                c = lxc_container_new(id, lb->lxcpath);
-        else
-                errno = ENOENT;
+        if (access(conf, F_OK) < 0)
+                r = errno == ENOENT ? -ENOENT : -EIO;
+        else if (!(*ret = lxc_container_new(id, lb->lxcpath)))
+                r = -EIO;
         pthread_rwlock_unlock(&lb->rm_lock);
-        return c;
+        return r;
 }
 
 int lb_rm_dir(struct lxc_be *lb, const char *dir)
@@ -809,13 +818,14 @@ int lb_rm_dir(struct lxc_be *lb, const char *dir)
 static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
+        _cleanup_lxc_ struct lxc_container *c = NULL;
+        int r = lb_look(lb, id, &c);
 
         /* Only a container that is not defined is gone: a failure to look (EMFILE, ENOMEM)
          * must not read as a pod that died. */
-        if (!c && errno == ENOENT)
+        if (r == -ENOENT)
                 return sh_err(err, -ENOENT, "no LXC container %.12s", id);
-        if (!c)
+        if (r < 0)
                 return sh_err(err, -EIO, "cannot open LXC container %.12s", id);
         if (!c->is_defined(c))
                 return sh_err(err, -ENOENT, "no LXC container %.12s", id);
@@ -826,11 +836,14 @@ static int lxc_sandbox_running(struct be *be, const char *id, bool *ret, struct 
 static int lxc_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
+        _cleanup_lxc_ struct lxc_container *c = NULL;
         _cleanup_close_ int fd = -1;
+        int r = lb_look(lb, id, &c);
         pid_t pid;
 
-        if (!c || !c->is_defined(c))
+        if (r < 0 && r != -ENOENT)
+                return sh_err(err, r, "sandbox %.12s: cannot open its LXC container", id);
+        if (r == -ENOENT || !c->is_defined(c))
                 return -ESRCH;
         pid = c->init_pid(c);
         if (pid <= 0)

@@ -19,12 +19,12 @@ int lb_sandbox_update(struct be *be, const char *id, const struct be_resources *
                       struct sh_error *err)
 {
         struct lxc_be *lb = be->priv;
-        _cleanup_lxc_ struct lxc_container *c = lb_look(lb, id);
+        _cleanup_lxc_ struct lxc_container *c = NULL;
         char cg[PATH_MAX] = "";
         char *slash;
         int n;
 
-        if (!c || !c->is_defined(c))
+        if (lb_look(lb, id, &c) < 0 || !c->is_defined(c))
                 return sh_err(err, -ENOENT, "no LXC container for sandbox %.12s", id);
         n = c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg));
         if (n <= 0 || (size_t)n >= sizeof(cg))

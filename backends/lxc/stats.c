@@ -56,8 +56,8 @@ static int ctr_cgroup(struct lxc_be *lb, const char *id, char **ret)
                 *ret = strdup(fields[2] + strlen(memroot));
                 return *ret ? 0 : -ENOMEM;
         }
-        c = lb_look(lb, id);
-        if (!c || c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) <= 0)
+        if (lb_look(lb, id, &c) < 0 ||
+            c->get_config_item(c, "lxc.cgroup.dir.container", cg, sizeof(cg)) <= 0)
                 return -ENOENT;
         *ret = strdup(cg);
         return *ret ? 0 : -ENOMEM;
