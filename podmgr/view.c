@@ -194,13 +194,37 @@ static bool older(long long a_ns, const char *a_id, long long b_ns, const char *
 
 /* The index of the one entry @id names (an id or unique prefix); -ENOENT, or -EEXIST when
  * the prefix is ambiguous. */
-static ssize_t find_sb(struct pod_view *v, const char *id)
+/* The id and creation time of an entry of either array, for the generic helpers below. */
+static const char *sb_id(const void *e)
+{
+        return ((const struct view_sb *)e)->info->id;
+}
+
+static long long sb_ns(const void *e)
+{
+        return ((const struct view_sb *)e)->info->created_ns;
+}
+
+static const char *ctr_id(const void *e)
+{
+        return ((const struct view_ctr *)e)->info->id;
+}
+
+static long long ctr_ns(const void *e)
+{
+        return ((const struct view_ctr *)e)->info->created_ns;
+}
+
+/* The index of the one entry of @arr that @id names (an id or unique prefix); -ENOENT, or
+ * -EEXIST when the prefix is ambiguous. */
+static ssize_t find_in(void *const *arr, size_t n, const char *id,
+                       const char *(*id_of)(const void *))
 {
         size_t len = strlen(id);
         ssize_t hit = -ENOENT;
 
-        for (size_t k = 0; k < v->n_sbs; k++) {
-                const char *have = v->sbs[k]->info->id;
+        for (size_t k = 0; k < n; k++) {
+                const char *have = id_of(arr[k]);
 
                 if (strncmp(have, id, len) != 0)
                         continue;
@@ -213,23 +237,14 @@ static ssize_t find_sb(struct pod_view *v, const char *id)
         return hit;
 }
 
+static ssize_t find_sb(struct pod_view *v, const char *id)
+{
+        return find_in((void *const *)v->sbs, v->n_sbs, id, sb_id);
+}
+
 static ssize_t find_ctr(struct pod_view *v, const char *id)
 {
-        size_t len = strlen(id);
-        ssize_t hit = -ENOENT;
-
-        for (size_t k = 0; k < v->n_ctrs; k++) {
-                const char *have = v->ctrs[k]->info->id;
-
-                if (strncmp(have, id, len) != 0)
-                        continue;
-                if (have[len] == '\0')
-                        return (ssize_t)k;
-                if (hit >= 0)
-                        return -EEXIST;
-                hit = (ssize_t)k;
-        }
-        return hit;
+        return find_in((void *const *)v->ctrs, v->n_ctrs, id, ctr_id);
 }
 
 static void unwatch(struct pod_view *v, int *wfd, unsigned long long *wseq)
@@ -374,12 +389,11 @@ void pod_view_emit_lock(struct pod_mgr *pm, bool lock)
 /* ---------------------------------------------------------------- sandboxes */
 
 /*
- * Puts @e (created @ns, id @id) into the array *@v of *@n pointers, oldest first; almost
- * always the newest, so the place is sought from the end. 0 or -ENOMEM.
+ * Puts @e into the array *@v of *@n pointers, oldest first (@ns_of, @id_of read an entry);
+ * almost always the newest, so the place is sought from the end. 0 or -ENOMEM.
  */
-static int insert_sorted(void ***v, size_t *n, size_t *cap, void *e, long long ns, const char *id,
-                         const struct pod_sandbox_info *(*sb_of)(const void *),
-                         const struct pod_container_info *(*ctr_of)(const void *))
+static int insert_sorted(void ***v, size_t *n, size_t *cap, void *e,
+                         long long (*ns_of)(const void *), const char *(*id_of)(const void *))
 {
         size_t at;
 
@@ -392,40 +406,23 @@ static int insert_sorted(void ***v, size_t *n, size_t *cap, void *e, long long n
                 *v = nv;
                 *cap = ncap;
         }
-        for (at = *n; at > 0; at--) {
-                const void *prev = (*v)[at - 1];
-                long long pns = sb_of ? sb_of(prev)->created_ns : ctr_of(prev)->created_ns;
-                const char *pid = sb_of ? sb_of(prev)->id : ctr_of(prev)->id;
-
-                if (!older(ns, id, pns, pid))
+        for (at = *n; at > 0; at--)
+                if (!older(ns_of(e), id_of(e), ns_of((*v)[at - 1]), id_of((*v)[at - 1])))
                         break;
-        }
         memmove(&(*v)[at + 1], &(*v)[at], (*n - at) * sizeof(**v));
         (*v)[at] = e;
         (*n)++;
         return 0;
 }
 
-static const struct pod_sandbox_info *sb_info(const void *e)
-{
-        return ((const struct view_sb *)e)->info;
-}
-
-static const struct pod_container_info *ctr_info(const void *e)
-{
-        return ((const struct view_ctr *)e)->info;
-}
-
 static int sb_insert(struct pod_view *v, struct view_sb *e)
 {
-        return insert_sorted((void ***)&v->sbs, &v->n_sbs, &v->cap_sbs, e, e->info->created_ns,
-                             e->info->id, sb_info, NULL);
+        return insert_sorted((void ***)&v->sbs, &v->n_sbs, &v->cap_sbs, e, sb_ns, sb_id);
 }
 
 static int ctr_insert(struct pod_view *v, struct view_ctr *e)
 {
-        return insert_sorted((void ***)&v->ctrs, &v->n_ctrs, &v->cap_ctrs, e, e->info->created_ns,
-                             e->info->id, NULL, ctr_info);
+        return insert_sorted((void ***)&v->ctrs, &v->n_ctrs, &v->cap_ctrs, e, ctr_ns, ctr_id);
 }
 
 int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet)
