@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "be-internal.h"
 #include "metrics.h"
@@ -32,6 +33,7 @@ enum be_op {
         BE_OP_EXEC_STREAM,
         BE_OP_CONTAINER_ATTACH,
         BE_OP_CONTAINER_STATS,
+        BE_OP_SANDBOX_DIAL,
         BE_OP_COUNT,
 };
 
@@ -41,6 +43,7 @@ static const char *const be_op_names[BE_OP_COUNT] = {
         [BE_OP_SANDBOX_REMOVE] = "sandbox_remove",
         [BE_OP_SANDBOX_RUNNING] = "sandbox_running",
         [BE_OP_SANDBOX_UPDATE] = "sandbox_update",
+        [BE_OP_SANDBOX_DIAL] = "sandbox_dial",
         [BE_OP_CONTAINER_CREATE] = "container_create",
         [BE_OP_CONTAINER_START] = "container_start",
         [BE_OP_CONTAINER_STOP] = "container_stop",
@@ -372,6 +375,17 @@ int be_sandbox_update(struct be *be, const char *id, const struct be_resources *
         return op_end(be, BE_OP_SANDBOX_UPDATE, t0, be->ops->sandbox_update(be, id, res, err));
 }
 
+int be_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd,
+                    struct sh_error *err)
+{
+        unsigned long long t0;
+
+        if (!be->ops->sandbox_dial)
+                return unsupported(be, "dialling a pod port", err);
+        t0 = op_begin(be);
+        return op_end(be, BE_OP_SANDBOX_DIAL, t0, be->ops->sandbox_dial(be, id, port, ret_fd, err));
+}
+
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
         if (!be->ops->container_watch)
@@ -674,4 +688,143 @@ void be_exec_result_done(struct be_exec_result *r)
         free(r->out);
         free(r->err);
         memset(r, 0, sizeof(*r));
+}
+
+/* ------------------------------------------------ container defaults every backend applies */
+
+/* containerd's default capability set for a container that is not privileged. */
+const char *const be_default_caps[] = {
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+        NULL,
+};
+
+/* Every capability Linux 6.x knows, in number order. */
+const char *const be_all_caps[] = {
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        NULL,
+};
+
+const char *const be_default_masked[] = {
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+        NULL,
+};
+
+const char *const be_default_readonly[] = {
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
+};
+
+static bool strv_has(char *const *v, const char *s)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                if (strcasecmp(v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+uint64_t be_default_cap_set(void)
+{
+        uint64_t set = 0;
+
+        for (size_t i = 0; be_all_caps[i]; i++)
+                for (size_t k = 0; be_default_caps[k]; k++)
+                        if (strcmp(be_default_caps[k], be_all_caps[i]) == 0)
+                                set |= UINT64_C(1) << i;
+        return set;
+}
+
+/*
+ * The capabilities @s's processes hold, bit n for capability n (be_all_caps[n]): containerd's
+ * default set plus adds minus drops, all for privileged; a drop of ALL keeps only what is
+ * named in the adds. -EINVAL for an added name Linux does not know.
+ */
+int be_cap_set(const struct be_container_spec *s, uint64_t *ret, struct sh_error *err)
+{
+        bool all = strv_has(s->cap_add, "ALL");
+        uint64_t set = 0;
+
+        for (size_t i = 0; s->cap_add[i]; i++) {
+                bool known = strcasecmp(s->cap_add[i], "ALL") == 0;
+
+                for (size_t k = 0; be_all_caps[k] && !known; k++)
+                        known = strcasecmp(be_all_caps[k], s->cap_add[i]) == 0;
+                if (!known)
+                        return sh_err(err, -EINVAL, "capability '%s' is not known", s->cap_add[i]);
+        }
+        for (size_t i = 0; be_all_caps[i]; i++) {
+                bool want = all || s->privileged || strv_has(s->cap_add, be_all_caps[i]);
+
+                for (size_t k = 0; !want && be_default_caps[k]; k++)
+                        want = strcmp(be_default_caps[k], be_all_caps[i]) == 0;
+                if (strv_has(s->cap_drop, "ALL") && !strv_has(s->cap_add, be_all_caps[i]))
+                        want = false;
+                if (strv_has(s->cap_drop, be_all_caps[i]))
+                        want = false;
+                if (want)
+                        set |= UINT64_C(1) << i;
+        }
+        *ret = set;
+        return 0;
 }

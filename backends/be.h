@@ -2,6 +2,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cgstats.h"
 #include "error.h"
@@ -203,14 +204,23 @@ struct be_ctr_status {
 
 /*
  * A streaming exec in progress (CRI Exec): the caller owns the fds and must reap @pid, whose
- * exit code is the command's (128+signal when a signal ended it).
+ * exit code is the command's (128+signal when a signal ended it). A backend whose command
+ * runs where runtd has no process for it (a VM) gives @pid 0 and @exit_fd instead.
  */
 struct be_exec_stream {
         int stdin_fd;              /* write end; -1 without stdin */
         int stdout_fd;             /* read end; the pty master with a tty */
         int stderr_fd;             /* read end; -1 with a tty (one stream) */
         int pty_fd;                /* the pty master, for resize; -1 without a tty */
-        int pid;                   /* the process to wait for */
+        int pid;                   /* the process to wait for; 0 with @exit_fd */
+        /*
+         * With @pid 0: a SOCK_SEQPACKET socket to the backend. It turns readable when the
+         * command ended and reads as one packet of a native int (its exit code), then EOF;
+         * EOF alone: the backend lost the command (exit code unknown). With a tty, a packet
+         * of two native unsigned shorts (rows, cols) written to it resizes the command's
+         * terminal. Closing it gives the command up: the backend kills it. -1 with a @pid.
+         */
+        int exit_fd;
         unsigned short rows, cols; /* in, with a tty: the size it starts with (0: unset) */
 };
 
@@ -409,6 +419,14 @@ struct be_ops {
          */
         int (*sandbox_update)(struct be *be, const char *id, const struct be_resources *res,
                               struct sh_error *err);
+        /*
+         * *@ret_fd: a connected SOCK_STREAM socket (CLOEXEC, blocking, the caller's) to TCP
+         * @port on the pod's loopback, for a pod whose loopback runtd cannot enter through
+         * its netns (a VM). NULL when entering the netns reaches it. -ECONNREFUSED and the
+         * like when nothing listens; -ENOENT when the backend does not know @id.
+         */
+        int (*sandbox_dial)(struct be *be, const char *id, unsigned port, int *ret_fd,
+                            struct sh_error *err);
 };
 
 struct be_metrics;
@@ -460,6 +478,26 @@ int be_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
                      struct be_sandbox_stats *ret, struct sh_error *err);
 int be_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
                       struct sh_error *err);
+int be_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd,
+                    struct sh_error *err);
+
+/*
+ * What a container gets when its spec leaves it to the runtime (containerd's defaults):
+ * capabilities (names without CAP_, NULL-terminated; be_all_caps in number order), paths
+ * masked and paths made read-only.
+ */
+extern const char *const be_default_caps[];
+extern const char *const be_all_caps[];
+extern const char *const be_default_masked[];
+extern const char *const be_default_readonly[];
+/* The default set as bits (bit n: be_all_caps[n]). */
+uint64_t be_default_cap_set(void);
+/*
+ * The capabilities @s's processes hold, bit n for be_all_caps[n]: the default set plus adds
+ * minus drops, all for privileged; a drop of ALL keeps only what is named in the adds.
+ * -EINVAL for an added name Linux does not know.
+ */
+int be_cap_set(const struct be_container_spec *s, uint64_t *ret, struct sh_error *err);
 
 /* Looks up option @key of @cfg; NULL when unset. */
 const char *be_config_option(const struct be_config *cfg, const char *key);

@@ -107,6 +107,7 @@ struct sess {
         long long resize_until;
         bool tty;
         int in_fd, out_fd, err_fd, pty_fd, pid, pidfd;
+        bool xfd; /* pidfd is the backend's exit socket (be_exec_stream.exit_fd), pid 0 */
         bool exited;
         int exit_code;
         int afd;
@@ -317,6 +318,11 @@ static void apply_resize(struct sess *s, uint16_t w, uint16_t h)
                 struct winsize ws = {.ws_row = h, .ws_col = w};
 
                 ioctl(s->pty_fd, TIOCSWINSZ, &ws);
+        } else if (s->xfd && s->pidfd >= 0) {
+                unsigned short sz[2] = {h, w};
+
+                if (send(s->pidfd, sz, sizeof(sz), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                        sh_log_debug("exec resize not sent: %m");
         } else {
                 s->init_w = w;
                 s->init_h = h;
@@ -460,9 +466,23 @@ static void pf_fail(struct sess *s, struct pf_conn *c, const char *why);
 static void pf_dial(struct sess *s, struct pf_conn *c)
 {
         struct ns_dial d = {.netns = s->req->netns ? s->req->netns : "", .port = c->port, .fd = -1};
+        struct sh_error e = {0};
         pthread_t t;
+        int r;
 
         c->dialled = true;
+        /* A pod in a VM: its backend dials inside. */
+        r = pod_sandbox_dial(s->srv->ctx->pods, s->req->id, c->port, &d.fd, &e);
+        if (r == 0) {
+                fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) | O_NONBLOCK);
+                c->sock = d.fd;
+                c->connecting = false;
+                return;
+        }
+        if (r != -EOPNOTSUPP) {
+                pf_fail(s, c, e.msg[0] ? e.msg : strerror(-r));
+                return;
+        }
         if (pthread_create(&t, NULL, ns_dial_thread, &d) != 0)
                 snprintf(d.why, sizeof(d.why), "no thread to dial with");
         else
@@ -811,6 +831,7 @@ static int start_exec(struct sess *s, struct sh_error *err)
                                     .stderr_fd = -1,
                                     .pty_fd = -1,
                                     .pid = 0,
+                                    .exit_fd = -1,
                                     .rows = s->init_h,
                                     .cols = s->init_w};
         int r = pod_container_exec_stream(s->srv->ctx->pods, s->req->id,
@@ -831,6 +852,11 @@ static int start_exec(struct sess *s, struct sh_error *err)
                 for (size_t i = 0; i < SH_ARRAY_SIZE(fds); i++)
                         if (fds[i] >= 0)
                                 fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        }
+        if (es.pid <= 0 && es.exit_fd >= 0) {
+                s->xfd = true;
+                s->pidfd = es.exit_fd;
+                return 0;
         }
         s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
         if (s->pidfd < 0)
@@ -1095,11 +1121,34 @@ static void pf_compact(struct sess *s)
         s->n_pf = k;
 }
 
+/* The exit code from the backend's exit socket, once it is readable. */
+static void reap_xfd(struct sess *s, bool wait)
+{
+        int code = 0;
+        ssize_t n;
+
+        if (s->exited || s->pidfd < 0)
+                return;
+        do
+                n = recv(s->pidfd, &code, sizeof(code), wait ? 0 : MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+        s->exited = true;
+        /* EOF alone: the backend lost the command; report it failed, never success. */
+        s->exit_code = n == (ssize_t)sizeof(code) ? code : 255;
+        close_fd(&s->pidfd);
+}
+
 static void reap(struct sess *s, bool wait)
 {
         int st = 0;
         pid_t r;
 
+        if (s->xfd) {
+                reap_xfd(s, wait);
+                return;
+        }
         if (s->pid <= 0 || s->exited)
                 return;
         do
@@ -1300,6 +1349,9 @@ static void loop(struct sess *s)
 
 static void cleanup(struct sess *s)
 {
+        /* An exec in a VM: closing its exit socket has the backend kill it. */
+        if (s->xfd)
+                close_fd(&s->pidfd);
         if (s->pid > 0 && !s->exited) {
                 /*
                  * The client left or runtd stops: the command goes, as with containerd.

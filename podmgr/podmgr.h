@@ -126,6 +126,14 @@ int pod_sandbox_each(struct pod_mgr *pm, const struct pod_sandbox_filter *f,
 int pod_sandbox_update_resources(struct pod_mgr *pm, const char *id, const struct be_resources *res,
                                  const struct be_resources *overhead, struct sh_error *err);
 
+/*
+ * *@ret_fd: a connected socket to TCP @port on ready pod @id's loopback, from its backend,
+ * for a pod whose netns runtd cannot dial through (a VM). -EOPNOTSUPP (no message) when
+ * entering the pod's netns reaches the port: the caller dials there. Blocks for the dial.
+ */
+int pod_sandbox_dial(struct pod_mgr *pm, const char *id, unsigned port, int *ret_fd,
+                     struct sh_error *err);
+
 /* ------------------------------------------------------------------ containers */
 
 /*

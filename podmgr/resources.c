@@ -118,3 +118,24 @@ int pod_sandbox_update_resources(struct pod_mgr *pm, const char *id, const struc
         pod_sandbox_info_free(i);
         return r;
 }
+
+int pod_sandbox_dial(struct pod_mgr *pm, const char *id, unsigned port, int *ret_fd,
+                     struct sh_error *err)
+{
+        struct pod_sandbox_info *i = NULL;
+        struct be *be = NULL;
+        int r = pod_sandbox_status(pm, id, &i, err);
+
+        if (r < 0)
+                return r;
+        if (i->state != POD_READY)
+                r = sh_err(err, -EINVAL, "pod sandbox %.12s is not ready", i->id);
+        if (r == 0)
+                r = pod_mgr_backend(pm, i->spec.handler, &be, err);
+        if (r == 0 && !be->ops->sandbox_dial)
+                r = -EOPNOTSUPP; /* the caller enters the netns */
+        else if (r == 0)
+                r = be_sandbox_dial(be, i->id, port, ret_fd, err);
+        pod_sandbox_info_free(i);
+        return r;
+}

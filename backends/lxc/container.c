@@ -50,90 +50,6 @@
 /* runt-lxc-exec's own deadline comes this long after runtd's, which normally acts first. */
 #define LXC_EXEC_DEADLINE_SLACK_MS 500
 
-/* containerd's default capability set for a container that is not privileged. */
-static const char *const default_caps[] = {
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FSETID",
-        "FOWNER",
-        "MKNOD",
-        "NET_RAW",
-        "SETGID",
-        "SETUID",
-        "SETFCAP",
-        "SETPCAP",
-        "NET_BIND_SERVICE",
-        "SYS_CHROOT",
-        "KILL",
-        "AUDIT_WRITE",
-        NULL,
-};
-
-/* Every capability Linux 6.x knows, in number order. */
-static const char *const all_caps[] = {
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-        NULL,
-};
-
-static const char *const default_masked[] = {
-        "/proc/acpi",
-        "/proc/asound",
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/latency_stats",
-        "/proc/timer_list",
-        "/proc/timer_stats",
-        "/proc/sched_debug",
-        "/proc/scsi",
-        "/sys/firmware",
-        "/sys/devices/virtual/powercap",
-        NULL,
-};
-
-static const char *const default_readonly[] = {
-        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
-};
-
 /* Device nodes every container may use (containerd's default device cgroup). */
 static const char *const default_devices[] = {
         "c *:* m",     "b *:* m",      "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
@@ -454,59 +370,6 @@ static int mount_entry(struct lxc_container *c, const char *src, const char *tar
 
 /* ---------------------------------------------------------------- config */
 
-static bool strv_has(char *const *v, const char *s)
-{
-        for (size_t i = 0; v && v[i]; i++)
-                if (strcasecmp(v[i], s) == 0)
-                        return true;
-        return false;
-}
-
-uint64_t lb_default_caps(void)
-{
-        uint64_t set = 0;
-
-        for (size_t i = 0; all_caps[i]; i++)
-                for (size_t k = 0; default_caps[k]; k++)
-                        if (strcmp(default_caps[k], all_caps[i]) == 0)
-                                set |= UINT64_C(1) << i;
-        return set;
-}
-
-/*
- * The capabilities @s's processes hold, bit n for capability n (all_caps[n]): containerd's
- * default set plus adds minus drops, all for privileged; a drop of ALL keeps only what is
- * named in the adds. -EINVAL for an added name Linux does not know.
- */
-static int cap_set(const struct be_container_spec *s, uint64_t *ret, struct sh_error *err)
-{
-        bool all = strv_has(s->cap_add, "ALL");
-        uint64_t set = 0;
-
-        for (size_t i = 0; s->cap_add[i]; i++) {
-                bool known = strcasecmp(s->cap_add[i], "ALL") == 0;
-
-                for (size_t k = 0; all_caps[k] && !known; k++)
-                        known = strcasecmp(all_caps[k], s->cap_add[i]) == 0;
-                if (!known)
-                        return sh_err(err, -EINVAL, "capability '%s' is not known", s->cap_add[i]);
-        }
-        for (size_t i = 0; all_caps[i]; i++) {
-                bool want = all || s->privileged || strv_has(s->cap_add, all_caps[i]);
-
-                for (size_t k = 0; !want && default_caps[k]; k++)
-                        want = strcmp(default_caps[k], all_caps[i]) == 0;
-                if (strv_has(s->cap_drop, "ALL") && !strv_has(s->cap_add, all_caps[i]))
-                        want = false;
-                if (strv_has(s->cap_drop, all_caps[i]))
-                        want = false;
-                if (want)
-                        set |= UINT64_C(1) << i;
-        }
-        *ret = set;
-        return 0;
-}
-
 static int set_caps(struct lxc_container *c, const struct be_container_spec *s, uint64_t caps,
                     struct sh_error *err)
 {
@@ -515,10 +378,10 @@ static int set_caps(struct lxc_container *c, const struct be_container_spec *s, 
 
         if (s->privileged && !s->cap_drop[0])
                 return 0; /* LXC keeps every capability */
-        for (size_t i = 0; all_caps[i]; i++) {
+        for (size_t i = 0; be_all_caps[i]; i++) {
                 if (!(caps & (UINT64_C(1) << i)))
                         continue;
-                for (const char *p = all_caps[i]; *p && len + 2 < sizeof(keep); p++)
+                for (const char *p = be_all_caps[i]; *p && len + 2 < sizeof(keep); p++)
                         keep[len++] = (char)tolower((unsigned char)*p);
                 keep[len++] = ' ';
                 keep[len] = '\0';
@@ -1017,7 +880,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                 return r;
         /* Masked paths: /dev/null over files, an empty read-only tmpfs over directories. */
         for (size_t i = 0; r == 0; i++) {
-                const char *p = s->masked_paths[0] ? s->masked_paths[i] : default_masked[i];
+                const char *p = s->masked_paths[0] ? s->masked_paths[i] : be_default_masked[i];
                 _cleanup_free_ char *at = NULL;
                 struct stat st;
 
@@ -1036,7 +899,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                                       "bind,optional", err);
         }
         for (size_t i = 0; r == 0; i++) {
-                const char *p = s->readonly_paths[0] ? s->readonly_paths[i] : default_readonly[i];
+                const char *p = s->readonly_paths[0] ? s->readonly_paths[i] : be_default_readonly[i];
                 _cleanup_free_ char *at = NULL, *src = NULL;
                 struct stat st;
 
@@ -1119,7 +982,7 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
                 if (r < 0)
                         return r;
         }
-        if ((r = cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
+        if ((r = be_cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
             (r = set_seccomp(c, s, caps, dir, err)) < 0 || (r = set_process(lb, c, s, err)) < 0 ||
             (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0 ||
             (r = lb_set_pids_max(c, s->pids_limit, err)) < 0)

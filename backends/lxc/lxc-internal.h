@@ -105,8 +105,6 @@ int lb_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret
                           struct sh_error *err);
 int lb_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
                      struct be_sandbox_stats *ret, struct sh_error *err);
-/* containerd's default capability set, bit n for capability n. */
-uint64_t lb_default_caps(void);
 
 /*
  * The container files runt-lxc-shim and lb_container_create leave for runtd (container.c's

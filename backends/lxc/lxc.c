@@ -118,7 +118,7 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
                         lb->own_oom_score_adj = atol(adj);
                 /* Containers get a policy of their own (their capabilities decide it); the
                  * configs of those an older runtd created, not yet started, name this one. */
-                r = lxc_seccomp_runtime_default(lb_default_caps(), &policy);
+                r = lxc_seccomp_runtime_default(be_default_cap_set(), &policy);
                 if (r < 0)
                         return r;
                 r = sh_write_file_atomic(lb->seccomp_default, policy, strlen(policy), 0644);
