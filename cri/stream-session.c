@@ -472,7 +472,9 @@ static void pf_dial(struct sess *s, struct pf_conn *c)
 
         c->dialled = true;
         /* A pod in a VM: its backend dials inside. */
-        r = pod_sandbox_dial(s->srv->ctx->pods, s->req->id, c->port, &d.fd, &e);
+        r = s->srv->ctx && s->srv->ctx->pods
+                    ? pod_sandbox_dial(s->srv->ctx->pods, s->req->id, c->port, &d.fd, &e)
+                    : -EOPNOTSUPP;
         if (r == 0) {
                 fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) | O_NONBLOCK);
                 c->sock = d.fd;
