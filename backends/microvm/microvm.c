@@ -1,0 +1,998 @@
+/*
+ * The microvm backend: one QEMU microvm per pod, its containers inside, run by runt-agent
+ * (backends/agent/) over a virtio-serial port. This file: configuration, the pods (start,
+ * stop, removal, re-owning a running VM after runtd restarted) and the agent's events.
+ * Containers: mv-ctr.c; their logs: mv-log.c; the VM itself: vm.c, initramfs.c, tap.c.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fswalk.h"
+#include "log.h"
+#include "microvm-internal.h"
+#include "netdev.h"
+#include "strutil.h"
+#include "validate.h"
+
+#undef SH_LOG_MODULE
+#define SH_LOG_MODULE "microvm"
+
+#define MV_CALL_MS 10000 /* an agent request that is not a container's own wait */
+
+/* ---------------------------------------------------------------- configuration */
+
+static int opt_uint(const struct be_config *cfg, const char *key, unsigned def, unsigned min,
+                    unsigned max, unsigned *ret, struct sh_error *err)
+{
+        const char *v = be_config_option(cfg, key);
+        char *end = NULL;
+        unsigned long n;
+
+        if (!v || !v[0]) {
+                *ret = def;
+                return 0;
+        }
+        errno = 0;
+        n = strtoul(v, &end, 10);
+        if (errno || !end || *end || n < min || n > max)
+                return sh_err(err, -EINVAL, "microvm option %s: '%s' is not a number in %u..%u",
+                              key, v, min, max);
+        *ret = (unsigned)n;
+        return 0;
+}
+
+static int opt_str(const struct be_config *cfg, const char *key, const char *def, char **ret)
+{
+        const char *v = be_config_option(cfg, key);
+
+        *ret = strdup(v && v[0] ? v : def);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static void mv_fini(struct be *be)
+{
+        struct mv_be *mb = be->priv;
+
+        if (!mb)
+                return;
+        /* The VMs run on: runtd re-owns them when it starts again. */
+        for (size_t i = 0; i < mb->n_pods; i++) {
+                struct mv_pod *p = mb->pods[i];
+
+                p->refs = 1;
+                mv_pod_put(p);
+        }
+        free(mb->pods);
+        free(mb->qemu);
+        free(mb->kernel);
+        free(mb->kver);
+        free(mb->modules_dir);
+        free(mb->initramfs);
+        free(mb->accel);
+        free(mb->virtiofsd);
+        free(mb->agent_bin);
+        free(mb->cmdline);
+        free(mb->dir);
+        free(mb->cache_dir);
+        free(mb->seccomp_default);
+        pthread_mutex_destroy(&mb->mu);
+        free(mb);
+        be->priv = NULL;
+}
+
+static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *err)
+{
+        struct mv_be *mb = calloc(1, sizeof(*mb));
+        char agent[PATH_MAX];
+        _cleanup_free_ char *accel = NULL, *kernel = NULL;
+        int r;
+
+        if (!mb)
+                return -ENOMEM;
+        be->priv = mb;
+        pthread_mutex_init(&mb->mu, NULL);
+        r = opt_uint(cfg, "memory", 128, 64, 1 << 20, &mb->memory_mib, err);
+        if (r == 0)
+                r = opt_uint(cfg, "vcpus", 1, 1, 64, &mb->vcpus, err);
+        if (r == 0)
+                r = opt_uint(cfg, "boot_timeout", 20, 1, 600, &mb->boot_timeout_ms, err);
+        if (r < 0)
+                return r;
+        mb->boot_timeout_ms *= 1000;
+        if (opt_str(cfg, "qemu", "/usr/bin/qemu-system-x86_64", &mb->qemu) < 0 ||
+            opt_str(cfg, "virtiofsd", "/usr/lib/qemu/virtiofsd", &mb->virtiofsd) < 0 ||
+            opt_str(cfg, "accel", "auto", &accel) < 0 || opt_str(cfg, "kernel", "", &kernel) < 0 ||
+            opt_str(cfg, "cmdline", "", &mb->cmdline) < 0)
+                return -ENOMEM;
+        if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0)
+                return sh_err(err, -EINVAL, "microvm option accel: '%s' is not auto, kvm or tcg",
+                              accel);
+        mb->dir = sh_path_join(cfg->run_dir, "microvm");
+        mb->cache_dir = sh_path_join(cfg->root_dir, "microvm");
+        if (!mb->dir || !mb->cache_dir)
+                return -ENOMEM;
+        r = sh_mkdir_p(mb->dir, 0700);
+        if (r == 0)
+                r = sh_mkdir_p(mb->cache_dir, 0700);
+        if (r == 0) {
+                _cleanup_free_ char *idx = sh_path_join(mb->dir, "ctr");
+
+                r = idx ? sh_mkdir_p(idx, 0700) : -ENOMEM;
+        }
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", mb->dir, strerror(-r));
+        r = mv_seccomp_default_json(&mb->seccomp_default);
+        if (r < 0)
+                return r;
+        /*
+         * What may be missing on this host (no QEMU, no kernel) makes the handler not
+         * ready, with the reason, rather than runtd refusing to start.
+         */
+        if (sh_find_helper("runt-agent", RUNT_AGENT_FALLBACK, agent, sizeof(agent)) == 0)
+                mb->agent_bin = strdup(agent);
+        if (mv_kernel_find(kernel[0] ? kernel : NULL, &mb->kernel, &mb->kver, &mb->modules_dir,
+                           NULL) < 0)
+                mb->kernel = kernel[0] ? TAKE_PTR(kernel) : NULL;
+        r = mv_accel_probe(accel, &mb->accel, err);
+        if (r < 0)
+                return r;
+        sh_log_info("microvm: handler %s, accel %s, kernel %s, %u MiB, %u vCPU", cfg->handler,
+                    mb->accel, mb->kernel ? mb->kernel : "(none)", mb->memory_mib, mb->vcpus);
+        return 0;
+}
+
+static int mv_ready(struct be *be, struct sh_error *err)
+{
+        struct mv_be *mb = be->priv;
+
+        if (access(mb->qemu, X_OK) < 0)
+                return sh_err(err, -ENOENT, "microvm: QEMU '%s' is not installed (qemu-system-x86)",
+                              mb->qemu);
+        if (!mb->kernel || !mb->kver || access(mb->kernel, R_OK) < 0)
+                return sh_err(err, -ENOENT,
+                              "microvm: no guest kernel (install linux-image-cloud-amd64 or set "
+                              "the kernel option)");
+        if (!mb->agent_bin)
+                return sh_err(err, -ENOENT, "microvm: runt-agent is not installed");
+        if (access(mb->virtiofsd, X_OK) < 0)
+                return sh_err(err, -ENOENT, "microvm: virtiofsd '%s' is not installed",
+                              mb->virtiofsd);
+        return 0;
+}
+
+/* ---------------------------------------------------------------- pods */
+
+static struct mv_pod *pod_new(struct mv_be *mb, const char *id)
+{
+        struct mv_pod *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        snprintf(p->id, sizeof(p->id), "%s", id);
+        p->be = mb;
+        p->refs = 1;
+        p->dir = sh_path_join(mb->dir, id);
+        p->share = p->dir ? sh_path_join(p->dir, "share") : NULL;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->changed, NULL);
+        mv_vm_init(&p->vm);
+        if (!p->dir || !p->share) {
+                free(p->dir);
+                free(p->share);
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+static void pod_free(struct mv_pod *p)
+{
+        if (!p)
+                return;
+        ag_client_free(p->agent);
+        mv_vm_done(&p->vm);
+        for (size_t i = 0; i < p->n_ctrs; i++)
+                mv_ctr_free(p->ctrs[i]);
+        free(p->ctrs);
+        pthread_cond_destroy(&p->changed);
+        pthread_mutex_destroy(&p->mu);
+        free(p->dir);
+        free(p->share);
+        free(p);
+}
+
+void mv_pod_put(struct mv_pod *p)
+{
+        struct mv_be *mb;
+        bool last;
+
+        if (!p)
+                return;
+        mb = p->be;
+        pthread_mutex_lock(&mb->mu);
+        last = --p->refs == 0;
+        pthread_mutex_unlock(&mb->mu);
+        if (last)
+                pod_free(p);
+}
+
+struct mv_ctr *mv_ctr_find(struct mv_pod *p, const char *id)
+{
+        for (size_t i = 0; i < p->n_ctrs; i++)
+                if (strcmp(p->ctrs[i]->id, id) == 0)
+                        return p->ctrs[i];
+        return NULL;
+}
+
+/* ------------------------------------------------------------ agent events */
+
+static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_t len)
+{
+        struct mv_pod *p = data;
+        _cleanup_free_ char *id = NULL;
+        struct mv_ctr *c;
+
+        if (ev != AG_EV_EXIT && ev != AG_EV_LOG)
+                return;
+        if (ag_find_str(payload, len, AG_A_ID, &id) < 0 || !sh_valid_id(id))
+                return;
+        pthread_mutex_lock(&p->mu);
+        c = mv_ctr_find(p, id);
+        if (c && ev == AG_EV_EXIT) {
+                struct ag_status st;
+
+                if (ag_status_decode(payload, len, &st) == 0)
+                        mv_ctr_set_status(c, &st);
+                pthread_cond_broadcast(&p->changed);
+        }
+        if (c && ev == AG_EV_LOG) {
+                struct ag_iter it;
+                struct ag_attr a;
+                int64_t seq = 0, chan = 1, t = 0, partial = 0;
+                const uint8_t *d = NULL;
+                size_t dn = 0;
+
+                /* Under the pod's lock: a removal frees the entry only after the agent
+                 * forgot the container, but a reopen swaps the log fd. */
+                ag_iter_init(&it, payload, len);
+                while (ag_iter_next(&it, &a) == 1) {
+                        if (a.tag == AG_A_SEQ)
+                                ag_attr_i64(&a, &seq);
+                        else if (a.tag == AG_A_CHAN)
+                                ag_attr_i64(&a, &chan);
+                        else if (a.tag == AG_A_TIME_NS)
+                                ag_attr_i64(&a, &t);
+                        else if (a.tag == AG_A_PARTIAL)
+                                ag_attr_i64(&a, &partial);
+                        else if (a.tag == AG_A_DATA) {
+                                d = a.val;
+                                dn = a.len;
+                        }
+                }
+                if (seq > 0 && (chan == AG_CHAN_STDOUT || chan == AG_CHAN_STDERR)) {
+                        struct ag_buf b;
+
+                        mv_log_chunk(c, seq, (int)chan, t, d, dn, partial != 0);
+                        ag_buf_init(&b);
+                        ag_put_str(&b, AG_A_ID, c->id);
+                        ag_put_u64(&b, AG_A_SEQ, seq);
+                        ag_client_send(p->agent, AG_OP_LOG_ACK, &b, NULL);
+                        ag_buf_done(&b);
+                }
+        }
+        pthread_mutex_unlock(&p->mu);
+}
+
+static bool vm_alive(struct mv_pod *p)
+{
+        struct pollfd pfd = {.fd = p->vm.qemu_pidfd, .events = POLLIN};
+
+        if (p->vm.qemu_pidfd < 0)
+                return false;
+        return poll(&pfd, 1, 0) == 0;
+}
+
+static void on_closed(void *data, int reason)
+{
+        struct mv_pod *p = data;
+
+        (void)reason;
+        /* The chardev closes only when QEMU goes: give it a moment to be reaped. */
+        for (int i = 0; i < 50 && vm_alive(p); i++)
+                usleep(10 * 1000);
+        pthread_mutex_lock(&p->mu);
+        if (!vm_alive(p)) {
+                p->dead = true;
+                mv_pod_all_exited(p, p->stopped ? "the pod was stopped"
+                                                : "the pod's VM ended (QEMU exited)");
+        }
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+}
+
+static const struct ag_client_ops agent_ops = {
+        .on_event = on_event,
+        .on_closed = on_closed,
+};
+
+/*
+ * Connects to @p's agent and says hello: once the agent's READY came, within
+ * @timeout_ms. The agent then resends the exits and log chunks runtd has not taken.
+ */
+static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error *err)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *resp = NULL;
+        struct ag_client *c = NULL;
+        size_t n = 0;
+        int r;
+
+        r = mv_vm_connect_agent(&p->vm, timeout_ms, &fd, err);
+        if (r < 0)
+                return r;
+        r = ag_client_new(TAKE_FD(fd), &agent_ops, p, &c, err);
+        if (r < 0)
+                return r;
+        r = ag_client_wait_ready(c, timeout_ms, err);
+        if (r == 0)
+                r = ag_client_call(c, AG_OP_HELLO, NULL, MV_CALL_MS, &resp, &n, err);
+        if (r < 0) {
+                ag_client_free(c);
+                return sh_err_prefix(err, r, "agent");
+        }
+        pthread_mutex_lock(&p->mu);
+        ag_client_free(p->agent);
+        p->agent = c;
+        pthread_mutex_unlock(&p->mu);
+        return 0;
+}
+
+int mv_pod_agent(struct mv_pod *p, struct sh_error *err)
+{
+        bool ok;
+
+        pthread_mutex_lock(&p->mu);
+        ok = p->agent && ag_client_alive(p->agent);
+        pthread_mutex_unlock(&p->mu);
+        if (ok)
+                return 0;
+        if (p->dead || !vm_alive(p))
+                return sh_err(err, -ESRCH, "the pod's VM is not running");
+        return agent_connect(p, MV_CALL_MS, err);
+}
+
+/* The containers runtd recorded for pod @p (c/<id>/meta), after a restart. */
+static int load_ctrs(struct mv_pod *p)
+{
+        _cleanup_free_ char *cdir = sh_path_join(p->dir, "c");
+        DIR *d = cdir ? opendir(cdir) : NULL;
+        struct dirent *e;
+
+        if (!d)
+                return cdir ? 0 : -ENOMEM;
+        while ((e = readdir(d))) {
+                struct mv_ctr *c, **v;
+
+                if (!sh_valid_id(e->d_name) || mv_ctr_find(p, e->d_name))
+                        continue;
+                c = mv_ctr_load(p, e->d_name);
+                v = c ? realloc(p->ctrs, (p->n_ctrs + 1) * sizeof(*v)) : NULL;
+                if (!v) {
+                        mv_ctr_free(c);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                p->ctrs = v;
+                p->ctrs[p->n_ctrs++] = c;
+        }
+        closedir(d);
+        return 0;
+}
+
+/* Asks the agent for every container's status (after a reconnection). */
+static void refresh_statuses(struct mv_pod *p)
+{
+        _cleanup_free_ uint8_t *resp = NULL;
+        size_t n = 0;
+        struct ag_iter it;
+        struct ag_attr a;
+
+        if (!p->agent || ag_client_call(p->agent, AG_OP_CTR_LIST, NULL, MV_CALL_MS, &resp, &n,
+                                        NULL) < 0)
+                return;
+        pthread_mutex_lock(&p->mu);
+        ag_iter_init(&it, resp, n);
+        while (ag_iter_next(&it, &a) == 1) {
+                struct ag_status st;
+                struct mv_ctr *c;
+
+                if (a.tag != AG_A_STATUS || ag_status_decode(a.val, a.len, &st) < 0)
+                        continue;
+                c = mv_ctr_find(p, st.id);
+                if (c)
+                        mv_ctr_set_status(c, &st);
+        }
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+}
+
+/*
+ * Re-owns pod @id's VM after runtd restarted: the pidfiles say whether QEMU runs; if it
+ * does, the agent is asked what happened meanwhile; if not, its containers exited.
+ */
+static int pod_reopen(struct mv_be *mb, const char *id, struct mv_pod **ret, struct sh_error *err)
+{
+        struct mv_pod *p;
+        struct stat st;
+        int r;
+
+        p = pod_new(mb, id);
+        if (!p)
+                return -ENOMEM;
+        if (stat(p->dir, &st) < 0) {
+                pod_free(p);
+                return sh_err(err, -ENOENT, "microvm: no pod %.12s", id);
+        }
+        r = load_ctrs(p);
+        if (r < 0) {
+                pod_free(p);
+                return r;
+        }
+        {
+                _cleanup_free_ char *stopped = sh_path_join(p->dir, "stopped");
+
+                p->stopped = stopped && access(stopped, F_OK) == 0;
+        }
+        if (p->stopped || mv_vm_open(p->dir, &p->vm, NULL) < 0 || !vm_alive(p)) {
+                p->dead = true;
+                mv_pod_all_exited(p, p->stopped ? "the pod was stopped"
+                                                : "the pod's VM ended while runtd was down");
+        } else if (agent_connect(p, MV_CALL_MS, err) == 0) {
+                refresh_statuses(p);
+        } else {
+                sh_log_warn("pod %.12s: its VM runs but its agent does not answer: %s", id,
+                            err ? err->msg : "");
+        }
+        *ret = p;
+        return 0;
+}
+
+int mv_pod_get(struct mv_be *mb, const char *id, struct mv_pod **ret, struct sh_error *err)
+{
+        struct mv_pod *p = NULL, **v;
+        int r;
+
+        if (!sh_valid_id(id))
+                return sh_err(err, -ENOENT, "microvm: no pod %.12s", id);
+        pthread_mutex_lock(&mb->mu);
+        for (size_t i = 0; i < mb->n_pods && !p; i++)
+                if (strcmp(mb->pods[i]->id, id) == 0)
+                        p = mb->pods[i];
+        if (p) {
+                p->refs++;
+                pthread_mutex_unlock(&mb->mu);
+                *ret = p;
+                return 0;
+        }
+        pthread_mutex_unlock(&mb->mu);
+        r = pod_reopen(mb, id, &p, err);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&mb->mu);
+        /* Another caller may have re-opened it meanwhile: keep the first. */
+        for (size_t i = 0; i < mb->n_pods; i++)
+                if (strcmp(mb->pods[i]->id, id) == 0) {
+                        mb->pods[i]->refs++;
+                        *ret = mb->pods[i];
+                        pthread_mutex_unlock(&mb->mu);
+                        pod_free(p);
+                        return 0;
+                }
+        v = realloc(mb->pods, (mb->n_pods + 1) * sizeof(*v));
+        if (!v) {
+                pthread_mutex_unlock(&mb->mu);
+                pod_free(p);
+                return -ENOMEM;
+        }
+        mb->pods = v;
+        mb->pods[mb->n_pods++] = p;
+        p->refs++;
+        pthread_mutex_unlock(&mb->mu);
+        *ret = p;
+        return 0;
+}
+
+int mv_ctr_pod(struct mv_be *mb, const char *ctr_id, struct mv_pod **ret, struct sh_error *err)
+{
+        _cleanup_free_ char *link = NULL;
+        char pod[80];
+        ssize_t n;
+
+        if (!sh_valid_id(ctr_id))
+                return sh_err(err, -ENOENT, "microvm: no container %.12s", ctr_id);
+        link = sh_strdup_printf("%s/ctr/%s", mb->dir, ctr_id);
+        if (!link)
+                return -ENOMEM;
+        n = readlink(link, pod, sizeof(pod) - 1);
+        if (n < 0)
+                return sh_err(err, -ENOENT, "microvm: no container %.12s", ctr_id);
+        pod[n] = 0;
+        return mv_pod_get(mb, pod, ret, err);
+}
+
+static void pod_forget(struct mv_be *mb, struct mv_pod *p)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&mb->mu);
+        for (size_t i = 0; i < mb->n_pods; i++)
+                if (mb->pods[i] == p) {
+                        mb->pods[i] = mb->pods[--mb->n_pods];
+                        found = true;
+                        break;
+                }
+        if (found)
+                p->refs--;
+        pthread_mutex_unlock(&mb->mu);
+}
+
+/* ---------------------------------------------------------------- the share */
+
+/* Unmounts every mount at or below @dir (deepest first), lazily. */
+void mv_umount_below(const char *dir)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        char **v = NULL, line[8192];
+        size_t n = 0, len = strlen(dir);
+
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f)) {
+                char mp[4096], **nv;
+
+                /* id parent major:minor root mountpoint ... */
+                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+                        continue;
+                if (strncmp(mp, dir, len) != 0 || (mp[len] && mp[len] != '/'))
+                        continue;
+                nv = realloc(v, (n + 1) * sizeof(*v));
+                if (!nv)
+                        break;
+                v = nv;
+                v[n] = strdup(mp);
+                if (v[n])
+                        n++;
+        }
+        /* Later in mountinfo is on top or deeper. */
+        while (n--) {
+                umount2(v[n], MNT_DETACH);
+                free(v[n]);
+        }
+        free(v);
+}
+
+/* Binds @src at @dst (a dir or an empty file made for it), read-only when @ro. */
+int mv_bind(const char *src, const char *dst, bool ro, struct sh_error *err)
+{
+        struct stat st;
+
+        if (stat(src, &st) < 0)
+                return sh_err(err, -errno, "mount source '%s': %s", src, strerror(errno));
+        if (S_ISDIR(st.st_mode)) {
+                int r = sh_mkdir_p(dst, 0755);
+
+                if (r < 0)
+                        return sh_err(err, r, "create '%s': %s", dst, strerror(-r));
+        } else {
+                int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+                if (fd < 0)
+                        return sh_err(err, -errno, "create '%s': %s", dst, strerror(errno));
+                close(fd);
+        }
+        if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return sh_err(err, -errno, "bind '%s': %s", src, strerror(errno));
+        if (ro && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+                int e = errno;
+
+                umount2(dst, MNT_DETACH);
+                return sh_err(err, -e, "read-only bind '%s': %s", src, strerror(e));
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------- sandbox ops */
+
+static int refuse_host_ns(const struct be_sandbox_spec *s, struct sh_error *err)
+{
+        const char *what = s->net_mode == BE_NS_NODE   ? "network (hostNetwork)"
+                           : s->pid_mode == BE_NS_NODE ? "PID (hostPID)"
+                           : s->ipc_mode == BE_NS_NODE ? "IPC (hostIPC)"
+                                                       : NULL;
+
+        if (!what)
+                return 0;
+        return sh_err(err, -EINVAL,
+                      "a microvm pod runs in a VM of its own and cannot share the host's %s "
+                      "namespace; use an lxc handler for it",
+                      what);
+}
+
+static void pod_teardown(struct mv_pod *p)
+{
+        mv_umount_below(p->share);
+        sh_rm_rf(p->dir);
+}
+
+static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
+{
+        struct mv_be *mb = be->priv;
+        struct mv_pod *p = NULL, **v;
+        struct ag_net net = {0};
+        _cleanup_close_ int tap = -1;
+        _cleanup_free_ char *pod_share = NULL, *initramfs = NULL;
+        int r;
+
+        r = refuse_host_ns(sb->spec, err);
+        if (r < 0)
+                return r;
+        r = mv_ready(be, err);
+        if (r < 0)
+                return r;
+        if (!sb->netns)
+                return sh_err(err, -EINVAL, "a microvm pod needs a network namespace");
+        p = pod_new(mb, sb->id);
+        if (!p)
+                return -ENOMEM;
+        r = sh_mkdir_p(p->share, 0700);
+        if (r < 0) {
+                sh_err(err, r, "create '%s': %s", p->share, strerror(-r));
+                goto fail;
+        }
+        {
+                _cleanup_free_ char *c = sh_path_join(p->dir, "c");
+                _cleanup_free_ char *sc = sh_path_join(p->share, "c");
+
+                if (!c || !sc || sh_mkdir_p(c, 0700) < 0 || sh_mkdir_p(sc, 0755) < 0) {
+                        r = sh_err(err, -EIO, "create the pod's directories in '%s'", p->dir);
+                        goto fail;
+                }
+        }
+        /* The pod's files (hosts, resolv.conf, hostname), written after this returns. */
+        r = sh_mkdir_p(sb->pod_dir, 0755);
+        pod_share = sh_path_join(p->share, "pod");
+        if (r == 0 && !pod_share)
+                r = -ENOMEM;
+        if (r == 0)
+                r = mv_bind(sb->pod_dir, pod_share, true, err);
+        if (r < 0)
+                goto fail;
+        r = mv_initramfs_for(mb->agent_bin, mb->kver, mb->modules_dir, mb->cache_dir, &initramfs,
+                             err);
+        if (r < 0)
+                goto fail;
+        r = mv_tap_create(sb->netns, "eth0", &tap, &net, err);
+        if (r < 0)
+                goto fail;
+        {
+                struct mv_vm_opts o = {
+                        .qemu = mb->qemu,
+                        .kernel = mb->kernel,
+                        .initramfs = initramfs,
+                        .memory_mib = mb->memory_mib,
+                        .vcpus = mb->vcpus,
+                        .accel = mb->accel,
+                        .dir = p->dir,
+                        .tap_fd = tap,
+                        .mac = net.n_ifaces ? net.ifaces[0].mac : NULL,
+                        .virtiofsd = mb->virtiofsd,
+                        .shared_dir = p->share,
+                        .cmdline = mb->cmdline,
+                };
+
+                r = mv_vm_start(&o, &p->vm, err);
+        }
+        if (r < 0)
+                goto fail_net;
+        r = agent_connect(p, mb->boot_timeout_ms, err);
+        if (r < 0) {
+                char tail[200];
+
+                mv_vm_console_tail(&p->vm, tail, sizeof(tail));
+                sh_err_prefix(err, r, "the VM did not come up (console: %s)", tail);
+                goto fail_vm;
+        }
+        {
+                struct ag_buf b;
+                _cleanup_free_ uint8_t *resp = NULL;
+                size_t n = 0;
+                char **sysctls = calloc(sb->spec->n_sysctls + 1, sizeof(*sysctls));
+
+                if (!sysctls) {
+                        r = -ENOMEM;
+                        goto fail_vm;
+                }
+                for (size_t i = 0; i < sb->spec->n_sysctls; i++)
+                        sysctls[i] = sh_strdup_printf("%s=%s", sb->spec->sysctls[i].key,
+                                                      sb->spec->sysctls[i].value);
+                free(net.hostname);
+                net.hostname =
+                        strdup(sb->spec->hostname[0] ? sb->spec->hostname : sb->spec->name);
+                sh_strv_free(net.sysctls);
+                net.sysctls = sysctls;
+                ag_buf_init(&b);
+                ag_net_put(&b, &net);
+                r = ag_client_call(p->agent, AG_OP_NET_SETUP, &b, MV_CALL_MS, &resp, &n, err);
+                ag_buf_done(&b);
+                if (r < 0) {
+                        sh_err_prefix(err, r, "set up the guest's network");
+                        goto fail_vm;
+                }
+        }
+        pthread_mutex_lock(&mb->mu);
+        v = realloc(mb->pods, (mb->n_pods + 1) * sizeof(*v));
+        if (v) {
+                mb->pods = v;
+                mb->pods[mb->n_pods++] = p;
+        }
+        pthread_mutex_unlock(&mb->mu);
+        if (!v) {
+                r = -ENOMEM;
+                goto fail_vm;
+        }
+        ag_net_done(&net);
+        return 0;
+
+fail_vm:
+        mv_vm_shutdown(&p->vm, 0, NULL);
+fail_net:
+        mv_tap_remove(sb->netns);
+fail:
+        ag_net_done(&net);
+        pod_teardown(p);
+        pod_free(p);
+        return r;
+}
+
+static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s,
+                           struct sh_error *err)
+{
+        struct mv_be *mb = be->priv;
+        struct mv_pod *p = NULL;
+        _cleanup_free_ char *stopped = NULL;
+        int r = mv_pod_get(mb, id, &p, NULL);
+
+        (void)timeout_s;
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return sh_err(err, r, "microvm: pod %.12s: %s", id, strerror(-r));
+        stopped = sh_path_join(p->dir, "stopped");
+        if (stopped)
+                sh_write_file_replace(stopped, "", 0, 0600);
+        pthread_mutex_lock(&p->mu);
+        p->stopped = true;
+        pthread_mutex_unlock(&p->mu);
+        if (vm_alive(p)) {
+                /* The agent kills what still runs and powers off; QMP quit, then SIGKILL. */
+                if (mv_pod_agent(p, NULL) == 0)
+                        ag_client_call(p->agent, AG_OP_SHUTDOWN, NULL, 2000, NULL, NULL, NULL);
+                r = mv_vm_shutdown(&p->vm, 3000, err);
+        }
+        pthread_mutex_lock(&p->mu);
+        p->dead = true;
+        mv_pod_all_exited(p, "the pod was stopped");
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+        mv_pod_put(p);
+        return r;
+}
+
+static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        struct mv_be *mb = be->priv;
+        struct mv_pod *p = NULL;
+        int r = mv_pod_get(mb, id, &p, NULL);
+
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return sh_err(err, r, "microvm: pod %.12s: %s", id, strerror(-r));
+        if (vm_alive(p)) {
+                r = mv_sandbox_stop(be, id, 0, err);
+                if (r < 0) {
+                        mv_pod_put(p);
+                        return r;
+                }
+        }
+        pthread_mutex_lock(&p->mu);
+        ag_client_free(p->agent);
+        p->agent = NULL;
+        for (size_t i = 0; i < p->n_ctrs; i++) {
+                _cleanup_free_ char *link = sh_strdup_printf("%s/ctr/%s", mb->dir, p->ctrs[i]->id);
+
+                if (link)
+                        unlink(link);
+        }
+        pthread_mutex_unlock(&p->mu);
+        mv_vm_cleanup_dir(&p->vm, p->dir);
+        pod_teardown(p);
+        pod_forget(mb, p);
+        mv_pod_put(p);
+        return 0;
+}
+
+static int mv_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
+{
+        struct mv_pod *p = NULL;
+        int r = mv_pod_get(be->priv, id, &p, err);
+
+        if (r < 0)
+                return r;
+        *ret = !p->stopped && vm_alive(p);
+        mv_pod_put(p);
+        return 0;
+}
+
+static int mv_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        struct mv_pod *p = NULL;
+        int r = mv_pod_get(be->priv, id, &p, err), fd;
+
+        if (r < 0)
+                return r;
+        if (!vm_alive(p)) {
+                mv_pod_put(p);
+                return -ESRCH;
+        }
+        fd = fcntl(p->vm.qemu_pidfd, F_DUPFD_CLOEXEC, 3);
+        r = fd < 0 ? sh_err(err, -errno, "dup: %s", strerror(errno)) : 0;
+        mv_pod_put(p);
+        if (r == 0)
+                *ret_fd = fd;
+        return r;
+}
+
+static int mv_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd,
+                           struct sh_error *err)
+{
+        struct mv_pod *p = NULL;
+        int r = mv_pod_get(be->priv, id, &p, err);
+
+        if (r < 0)
+                return r;
+        r = mv_pod_agent(p, err);
+        if (r == 0)
+                r = ag_client_dial(p->agent, port, ret_fd, err);
+        mv_pod_put(p);
+        return r;
+}
+
+static void stats_from_ag(const struct ag_stats *a, struct sh_cg_stats *cg)
+{
+        cg->has_cpu = true;
+        cg->cpu_usage_ns = (uint64_t)a->cpu_usage_ns;
+        cg->has_memory = true;
+        cg->mem_usage = (uint64_t)a->mem_usage;
+        cg->mem_working_set = (uint64_t)a->mem_working_set;
+        cg->mem_inactive_file = a->mem_usage > a->mem_working_set
+                                        ? (uint64_t)(a->mem_usage - a->mem_working_set)
+                                        : 0;
+        cg->mem_rss = (uint64_t)a->mem_rss;
+        cg->mem_cache = (uint64_t)a->mem_cache;
+        cg->mem_pgfault = (uint64_t)a->pgfault;
+        cg->mem_pgmajfault = (uint64_t)a->pgmajfault;
+        cg->has_mem_limit = a->mem_limit > 0;
+        cg->mem_limit = (uint64_t)a->mem_limit;
+        cg->has_swap = true;
+        cg->swap_usage = (uint64_t)a->swap_usage;
+        cg->has_pids = true;
+        cg->pids = (uint64_t)a->pids_current;
+}
+
+/* Stats of ctr @id (op STATS) or of the whole pod (@id NULL, op POD_STATS). */
+int mv_agent_stats(struct mv_pod *p, const char *id, struct ag_stats *ret, struct sh_error *err)
+{
+        _cleanup_free_ uint8_t *resp = NULL;
+        size_t n = 0;
+        struct ag_buf b;
+        int r = mv_pod_agent(p, err);
+
+        if (r < 0)
+                return r;
+        ag_buf_init(&b);
+        if (id)
+                ag_put_str(&b, AG_A_ID, id);
+        r = ag_client_call(p->agent, id ? AG_OP_STATS : AG_OP_POD_STATS, &b, MV_CALL_MS, &resp,
+                           &n, err);
+        ag_buf_done(&b);
+        if (r == 0)
+                r = ag_stats_decode(resp, n, ret);
+        return r;
+}
+
+void mv_cg_from_ag(const struct ag_stats *a, struct sh_cg_stats *cg)
+{
+        stats_from_ag(a, cg);
+}
+
+static int mv_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,
+                            struct be_sandbox_stats *ret, struct sh_error *err)
+{
+        struct mv_pod *p = NULL;
+        struct ag_stats a = {0};
+        int r = mv_pod_get(be->priv, req->id, &p, err);
+
+        if (r < 0)
+                return r;
+        if (vm_alive(p))
+                r = mv_agent_stats(p, NULL, &a, err);
+        mv_pod_put(p);
+        if (r < 0)
+                return r;
+        ret->timestamp_ns = a.timestamp_ns;
+        if (!ret->timestamp_ns) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ret->timestamp_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+        stats_from_ag(&a, &ret->cg);
+        if (req->netns) {
+                struct sh_netdev *all = NULL;
+                size_t n = 0;
+
+                /* The pod's traffic crosses its netns's CNI interface (the tap is its twin). */
+                if (sh_netdev_read_netns(req->netns, &all, &n, NULL) == 0) {
+                        size_t k = 0;
+
+                        for (size_t i = 0; i < n; i++)
+                                if (strcmp(all[i].name, "tap0") != 0)
+                                        all[k++] = all[i];
+                        ret->ifaces = all;
+                        ret->n_ifaces = k;
+                        ret->has_network = true;
+                }
+        }
+        return 0;
+}
+
+const struct be_ops be_microvm_ops = {
+        .name = "microvm",
+        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_SHARED_NETNS,
+        .init = mv_init,
+        .ready = mv_ready,
+        .sandbox_create = mv_sandbox_create,
+        .sandbox_stop = mv_sandbox_stop,
+        .sandbox_remove = mv_sandbox_remove,
+        .sandbox_running = mv_sandbox_running,
+        .container_create = mv_container_create,
+        .container_start = mv_container_start,
+        .container_stop = mv_container_stop,
+        .container_remove = mv_container_remove,
+        .container_status = mv_container_status,
+        .container_update = mv_container_update,
+        .container_reopen_log = mv_container_reopen_log,
+        .exec_sync = mv_exec_sync,
+        .exec_stream = mv_exec_stream,
+        .container_attach = mv_container_attach,
+        .container_stats = mv_container_stats,
+        .container_watch = mv_container_watch,
+        .sandbox_watch = mv_sandbox_watch,
+        .container_fs_usage = mv_container_fs_usage,
+        .sandbox_stats = mv_sandbox_stats,
+        .fini = mv_fini,
+        .sandbox_dial = mv_sandbox_dial,
+};
