@@ -478,6 +478,7 @@ static int strv_add(char ***v, size_t *n, const struct ag_attr *a)
         r = arr_grow((void **)v, *n + 1, sizeof(char *));
         if (r < 0)
                 return r;
+        (*v)[*n] = NULL; /* terminated even if the string below fails */
         r = ag_attr_str(a, &s);
         if (r < 0)
                 return r;

@@ -412,6 +412,11 @@ static void test_ctr_spec_minimal_and_missing(void **state)
         ag_put_str(&b, AG_A_ARGV, "true");
         ag_put_bytes(&b, AG_A_UID, "1234", 4);
         assert_int_equal(ag_ctr_spec_decode(b.data, b.len, &d), -EPROTO);
+        /* The first string of a vector is malformed: freed without a terminator read */
+        ag_buf_reset(&b);
+        ag_put_str(&b, AG_A_ID, "x");
+        ag_put_bytes(&b, AG_A_ARGV, "a\0", 2);
+        assert_int_equal(ag_ctr_spec_decode(b.data, b.len, &d), -EPROTO);
         /* A nested mount that overruns inside */
         ag_buf_reset(&b);
         ag_put_str(&b, AG_A_ID, "x");
