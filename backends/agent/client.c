@@ -253,7 +253,8 @@ static int stream_abandon(struct ag_client *c, struct stream *st)
 /* Whether the I/O thread should read @st's up_fd now. */
 static bool stream_wants_read(struct ag_client *c, const struct stream *st)
 {
-        return st->open && !st->up_eof && st->up_fd >= 0 && !sbuf_pending(&st->up) &&
+        /* An attach socket stays read after stdin EOF: resizes still come through it. */
+        return st->open && (!st->up_eof || st->type == ST_ATTACH) && st->up_fd >= 0 && !sbuf_pending(&st->up) &&
                st->send_credit > 0 && sbuf_pending(&c->outq) < OUTQ_SOFT_MAX;
 }
 
@@ -306,8 +307,12 @@ static int stream_read_up(struct ag_client *c, struct stream *st)
                         return -EPIPE; /* detached */
                 switch (buf[0]) {
                 case 0:
+                        if (st->up_eof)
+                                return 0;
                         return sbuf_add(&st->up, buf + 1, (size_t)n - 1);
                 case 3:
+                        if (st->up_eof)
+                                return 0;
                         st->up_eof = true;
                         return queue_frame(c, AG_K_CLOSE, AG_CHAN_STDIN, st->id, 0, NULL, 0);
                 case 4:

@@ -238,7 +238,7 @@ void ag_hdr_encode(const struct ag_hdr *h, uint8_t out[AG_HDR_SIZE]);
 /*
  * Reads a header from @buf (@n bytes available). 0 and *@ret filled; -EAGAIN when @n is
  * short of a header; -EPROTO for a wrong version, an unknown kind or a length over the
- * kind's maximum.
+ * kind's maximum (REQ/RESP/EVENT AG_MAX_PAYLOAD, DATA AG_MAX_DATA, WINDOW 4, CLOSE 0).
  */
 int ag_hdr_decode(const uint8_t *buf, size_t n, struct ag_hdr *ret);
 
@@ -266,7 +266,10 @@ int ag_reader_next(struct ag_reader *r, struct ag_hdr *ret_hdr, const uint8_t **
 /*
  * A growing buffer to build one frame in: header first (ag_frame_begin), then attributes,
  * then ag_frame_end fills the header's length. Errors are sticky in @err (-ENOMEM, or
- * -EMSGSIZE past the maximum); check once at the end.
+ * -EMSGSIZE past the maximum); check once at the end. A buffer never grows past
+ * AG_HDR_SIZE + AG_MAX_PAYLOAD; ag_frame_end also holds the payload to its kind's maximum.
+ * Without ag_frame_begin it builds a bare payload (attributes only), e.g. a nested block or
+ * the attrs of ag_client_call.
  */
 struct ag_buf {
         uint8_t *data;
@@ -281,6 +284,7 @@ void ag_frame_begin(struct ag_buf *b, enum ag_kind kind, uint16_t op, uint32_t s
 /* 0 or the sticky error. The frame is b->data[0..b->len). */
 int ag_frame_end(struct ag_buf *b);
 void ag_put_u64(struct ag_buf *b, uint16_t tag, int64_t v);
+/* NULL @s puts nothing (the attribute's absence reads as ""). */
 void ag_put_str(struct ag_buf *b, uint16_t tag, const char *s);
 void ag_put_bytes(struct ag_buf *b, uint16_t tag, const void *p, size_t n);
 /* Each string of NULL-terminated @v under @tag; NULL @v puts nothing. */
@@ -313,7 +317,10 @@ int ag_attr_str(const struct ag_attr *a, char **ret);
 int ag_find_i64(const uint8_t *payload, size_t len, uint16_t tag, int64_t *ret);
 int ag_find_str(const uint8_t *payload, size_t len, uint16_t tag, char **ret);
 
-/* ---- records both ends share ---- */
+/* ---- records both ends share ----
+ * The decoders skip unknown tags; a repeated single-valued attribute: the last one wins.
+ * The _put functions write ints always except resources (0 is "unset": not written).
+ */
 
 struct ag_mount {
         char *src, *dst;
