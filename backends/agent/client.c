@@ -25,10 +25,10 @@
 
 #include "cleanup.h"
 
-#define OUTQ_SOFT_MAX (1u << 20)   /* read no local fd while this much waits to go out */
-#define ATTACH_MAX 32768           /* attach packet payload (be.h) */
-#define GRANT_AT (AG_WINDOW_INIT / 4)
-#define CREDIT_MAX ((uint64_t)1 << 40) /* more than a peer could mean: a broken one */
+#define OUTQ_SOFT_MAX (1u << 20) /* read no local fd while this much waits to go out */
+#define ATTACH_MAX    32768      /* attach packet payload (be.h) */
+#define GRANT_AT      (AG_WINDOW_INIT / 4)
+#define CREDIT_MAX    ((uint64_t)1 << 40) /* more than a peer could mean: a broken one */
 
 struct sbuf {
         uint8_t *d;
@@ -164,8 +164,8 @@ static void wake(struct ag_client *c)
         (void)!write(c->wake_fd, &one, sizeof(one));
 }
 
-static int queue_frame(struct ag_client *c, uint8_t kind, uint16_t op, uint32_t stream,
-                       uint32_t id, const void *payload, size_t n)
+static int queue_frame(struct ag_client *c, uint8_t kind, uint16_t op, uint32_t stream, uint32_t id,
+                       const void *payload, size_t n)
 {
         struct ag_hdr h = {AG_VERSION, kind, op, stream, id, (uint32_t)n};
         uint8_t raw[AG_HDR_SIZE];
@@ -254,8 +254,9 @@ static int stream_abandon(struct ag_client *c, struct stream *st)
 static bool stream_wants_read(struct ag_client *c, const struct stream *st)
 {
         /* An attach socket stays read after stdin EOF: resizes still come through it. */
-        return st->open && (!st->up_eof || st->type == ST_ATTACH) && st->up_fd >= 0 && !sbuf_pending(&st->up) &&
-               st->send_credit > 0 && sbuf_pending(&c->outq) < OUTQ_SOFT_MAX;
+        return st->open && (!st->up_eof || st->type == ST_ATTACH) && st->up_fd >= 0 &&
+               !sbuf_pending(&st->up) && st->send_credit > 0 &&
+               sbuf_pending(&c->outq) < OUTQ_SOFT_MAX;
 }
 
 /* Writes what waits in @st->down[ch]: 0, or -EPIPE when the local side is gone. */
@@ -323,8 +324,9 @@ static int stream_read_up(struct ag_client *c, struct stream *st)
                                 ag_buf_init(&b);
                                 ag_put_u64(&b, AG_A_ROWS, (unsigned)buf[3] << 8 | buf[4]);
                                 ag_put_u64(&b, AG_A_COLS, (unsigned)buf[1] << 8 | buf[2]);
-                                r = b.err ?: queue_frame(c, AG_K_REQ, AG_OP_RESIZE, st->id,
-                                                         new_id(c), b.data, b.len);
+                                r = b.err
+                                            ?: queue_frame(c, AG_K_REQ, AG_OP_RESIZE, st->id,
+                                                           new_id(c), b.data, b.len);
                                 ag_buf_done(&b);
                                 return r;
                         }
@@ -519,8 +521,7 @@ static int on_data(struct ag_client *c, const struct ag_hdr *h, const uint8_t *p
         } else if (st->type == ST_ATTACH) {
                 for (size_t off = 0; off < h->len && r == 0; off += ATTACH_MAX) {
                         size_t n = h->len - off < ATTACH_MAX ? h->len - off : ATTACH_MAX;
-                        uint8_t pre[3] = {(uint8_t)((n + 1) >> 8), (uint8_t)(n + 1),
-                                          (uint8_t)ch};
+                        uint8_t pre[3] = {(uint8_t)((n + 1) >> 8), (uint8_t)(n + 1), (uint8_t)ch};
 
                         r = sbuf_add(&st->down[1], pre, sizeof(pre));
                         if (r == 0)
@@ -569,8 +570,8 @@ static int on_frame(struct ag_client *c, const struct ag_hdr *h, const uint8_t *
                         return 0;
                 if (h->len != 4)
                         return -EPROTO;
-                st->send_credit += (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-                                   (uint32_t)p[2] << 8 | p[3];
+                st->send_credit +=
+                        (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
                 if (st->send_credit > CREDIT_MAX)
                         return -EPROTO;
                 r = stream_pump(c, st);
@@ -663,8 +664,8 @@ static int add_pfd(struct pollfd **pfds, struct slot **slots, size_t *n, size_t 
         return 0;
 }
 
-static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot **slots,
-                         size_t *n, size_t *cap)
+static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot **slots, size_t *n,
+                         size_t *cap)
 {
         int r;
 
@@ -672,8 +673,8 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
         r = add_pfd(pfds, slots, n, cap, c->wake_fd, POLLIN, NULL, 0, false);
         if (r < 0 || c->closed)
                 return r;
-        r = add_pfd(pfds, slots, n, cap, c->fd,
-                    POLLIN | (sbuf_pending(&c->outq) ? POLLOUT : 0), NULL, 0, false);
+        r = add_pfd(pfds, slots, n, cap, c->fd, POLLIN | (sbuf_pending(&c->outq) ? POLLOUT : 0),
+                    NULL, 0, false);
         for (struct stream *st = c->streams; st && r == 0; st = st->next) {
                 bool rd = stream_wants_read(c, st);
 
@@ -685,12 +686,11 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
                         for (int ch = 1; ch <= 2 && r == 0; ch++) {
                                 if (st->out_fd[ch] >= 0)
                                         r = add_pfd(pfds, slots, n, cap, st->out_fd[ch],
-                                                    sbuf_pending(&st->down[ch]) ? POLLOUT : 0,
-                                                    st, ch == 1 ? W_OUT1 : W_OUT2, false);
+                                                    sbuf_pending(&st->down[ch]) ? POLLOUT : 0, st,
+                                                    ch == 1 ? W_OUT1 : W_OUT2, false);
                         }
                         if (r == 0 && st->exit_fd >= 0)
-                                r = add_pfd(pfds, slots, n, cap, st->exit_fd, 0, st, W_EXIT,
-                                            false);
+                                r = add_pfd(pfds, slots, n, cap, st->exit_fd, 0, st, W_EXIT, false);
                 } else {
                         short ev = (short)((rd ? POLLIN : 0) |
                                            (sbuf_pending(&st->down[1]) ? POLLOUT : 0));
@@ -768,8 +768,8 @@ static void *io_thread(void *arg)
 
 /* ---- API ---- */
 
-int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data,
-                  struct ag_client **ret, struct sh_error *err)
+int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
+                  struct sh_error *err)
 {
         _cleanup_close_ int owned = fd;
         struct ag_client *c;
@@ -1049,8 +1049,9 @@ int ag_client_resize(struct ag_client *c, uint32_t stream, unsigned rows, unsign
         if (c->closed || c->stop)
                 r = -ECONNRESET;
         else
-                r = b.err ?: queue_frame(c, AG_K_REQ, AG_OP_RESIZE, stream, new_id(c), b.data,
-                                         b.len);
+                r = b.err
+                            ?: queue_frame(c, AG_K_REQ, AG_OP_RESIZE, stream, new_id(c), b.data,
+                                           b.len);
         if (r == 0)
                 wake(c);
         pthread_mutex_unlock(&c->lock);
@@ -1079,8 +1080,8 @@ int ag_client_attach(struct ag_client *c, const char *ctr_id, int *ret_fd, bool 
         st->out_fd[1] = st->up_fd;
         ag_buf_init(&b);
         ag_put_str(&b, AG_A_ID, ctr_id);
-        r = call_run(c, AG_OP_ATTACH, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS,
-                     &resp, &len, err);
+        r = call_run(c, AG_OP_ATTACH, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS, &resp,
+                     &len, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;
@@ -1108,8 +1109,8 @@ int ag_client_dial(struct ag_client *c, uint16_t port, int *ret_fd, struct sh_er
         st->down_eof[2] = st->down_done[2] = true;
         ag_buf_init(&b);
         ag_put_u64(&b, AG_A_PORT, port);
-        r = call_run(c, AG_OP_PORT_DIAL, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS,
-                     NULL, NULL, err);
+        r = call_run(c, AG_OP_PORT_DIAL, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS, NULL,
+                     NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;

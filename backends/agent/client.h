@@ -40,8 +40,8 @@ struct ag_client_ops {
  * which it owns from then on, even on failure. @cbs is kept (not copied). 0, -ENOMEM, or the
  * -errno of creating the thread.
  */
-int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data,
-                  struct ag_client **ret, struct sh_error *err);
+int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
+                  struct sh_error *err);
 
 /*
  * Stops the I/O thread, closes the connection and every stream's local end, fails pending
@@ -74,13 +74,13 @@ int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
  * pipes (so the client never raises SIGPIPE), read and written like pipe ends.
  */
 struct ag_exec_fds {
-        int stdin_fd;  /* write end, -1 without stdin; closing it (or shutdown(SHUT_WR))
-                          sends the command stdin EOF */
-        int stdout_fd; /* read end: the command's stdout (with a tty, all its output) */
-        int stderr_fd; /* read end, -1 with a tty */
-        int exit_fd;   /* read end: once the command ended and its output was delivered, a
-                          native int (the exit code, 128+signal for a signal) then EOF; EOF
-                          alone if the connection died or the stream was abandoned */
+        int stdin_fd;    /* write end, -1 without stdin; closing it (or shutdown(SHUT_WR))
+                            sends the command stdin EOF */
+        int stdout_fd;   /* read end: the command's stdout (with a tty, all its output) */
+        int stderr_fd;   /* read end, -1 with a tty */
+        int exit_fd;     /* read end: once the command ended and its output was delivered, a
+                            native int (the exit code, 128+signal for a signal) then EOF; EOF
+                            alone if the connection died or the stream was abandoned */
         uint32_t stream; /* for ag_client_resize */
 };
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define AG_ATTR_HDR 6 /* u16 tag, u32 len */
-#define AG_BUF_MAX ((size_t)AG_HDR_SIZE + AG_MAX_PAYLOAD)
+#define AG_BUF_MAX  ((size_t)AG_HDR_SIZE + AG_MAX_PAYLOAD)
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -203,8 +203,7 @@ static uint8_t *buf_grow(struct ag_buf *b, size_t n)
         return p;
 }
 
-void ag_frame_begin(struct ag_buf *b, enum ag_kind kind, uint16_t op, uint32_t stream,
-                    uint32_t id)
+void ag_frame_begin(struct ag_buf *b, enum ag_kind kind, uint16_t op, uint32_t stream, uint32_t id)
 {
         struct ag_hdr h = {
                 .version = AG_VERSION,
@@ -810,7 +809,7 @@ int ag_ctr_spec_decode(const uint8_t *payload, size_t len, struct ag_ctr_spec *r
         if (r == 0 && (!s.id || !n.argv))
                 r = -EPROTO;
         if (r == 0) {
-                char ***vs[] = {&s.lower, &s.argv,   &s.env,    &s.caps,
+                char ***vs[] = {&s.lower,  &s.argv,     &s.env,    &s.caps,
                                 &s.masked, &s.ro_paths, &s.sysctls};
 
                 for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]) && r == 0; i++)

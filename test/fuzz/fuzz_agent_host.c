@@ -60,8 +60,7 @@ static void decode_payload(const struct ag_hdr *h, const uint8_t *p)
                         check_status(&st);
                 ag_iter_init(&it, p, h->len);
                 while (ag_iter_next(&it, &a) > 0) {
-                        if ((a.tag == AG_A_ID || a.tag == AG_A_BOOT_ID) &&
-                            ag_attr_str(&a, &s) == 0)
+                        if ((a.tag == AG_A_ID || a.tag == AG_A_BOOT_ID) && ag_attr_str(&a, &s) == 0)
                                 free(s);
                         else
                                 (void)ag_attr_i64(&a, &v);

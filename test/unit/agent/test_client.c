@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,7 +24,7 @@
 #include "error.h"
 #include "proto.h"
 
-#define BIG (1u << 20)
+#define BIG       (1u << 20)
 #define N_STREAMS 32
 
 enum fkind { F_ECHO_EXEC, F_CAT, F_BIG, F_FLOOD, F_HANG, F_ATTACH, F_DIAL };
@@ -71,8 +71,8 @@ static void fsend(struct fake *f, uint8_t kind, uint16_t op, uint32_t stream, ui
         ag_buf_done(&b);
 }
 
-static void fsend_raw(struct fake *f, uint8_t kind, uint16_t op, uint32_t stream,
-                      const void *p, size_t n)
+static void fsend_raw(struct fake *f, uint8_t kind, uint16_t op, uint32_t stream, const void *p,
+                      size_t n)
 {
         struct ag_buf b;
 
@@ -290,8 +290,8 @@ static void fake_frame(struct fake *f, const struct ag_hdr *h, const uint8_t *p)
                 ag_put_raw(&s->pend, p, h->len);
                 break;
         case AG_K_WINDOW:
-                s->my_credit += (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-                                (uint32_t)p[2] << 8 | p[3];
+                s->my_credit +=
+                        (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
                 break;
         case AG_K_CLOSE:
                 if (h->op == AG_CHAN_ALL) {
@@ -521,8 +521,7 @@ static void test_call_too_big(void **state)
         ag_buf_init(&b);
         ag_put_raw(&b, big, AG_MAX_PAYLOAD);
         ag_put_raw(&b, big, 1);
-        assert_int_equal(ag_client_call(e->c, AG_OP_PING, &b, 1000, NULL, NULL, &err),
-                         -EMSGSIZE);
+        assert_int_equal(ag_client_call(e->c, AG_OP_PING, &b, 1000, NULL, NULL, &err), -EMSGSIZE);
         ag_buf_done(&b);
         free(big);
 }

@@ -13,8 +13,7 @@
 #include "proto.h"
 
 /* A frame of @kind with @payload, built through ag_buf; the caller frees b. */
-static void build(struct ag_buf *b, enum ag_kind kind, uint16_t op, const void *payload,
-                  size_t n)
+static void build(struct ag_buf *b, enum ag_kind kind, uint16_t op, const void *payload, size_t n)
 {
         ag_buf_init(b);
         ag_frame_begin(b, kind, op, 7, 9);
