@@ -136,6 +136,7 @@ struct ag_client {
         struct call *calls;
         struct stream *streams;
         uint32_t next_id, next_stream;
+        unsigned open_timeout_ms;
         struct ag_reader reader; /* the I/O thread's */
 };
 
@@ -792,6 +793,7 @@ int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct
         ag_reader_init(&c->reader);
         c->cbs = cbs;
         c->cb_data = cb_data;
+        c->open_timeout_ms = AG_CLIENT_OPEN_TIMEOUT_MS;
         c->fd = TAKE_FD(owned);
         r = -pthread_create(&c->thread, NULL, io_thread, c);
         if (r < 0) {
@@ -955,11 +957,20 @@ int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
         return call_run(c, op, 0, NULL, attrs, timeout_ms, ret_payload, ret_len, err);
 }
 
-static uint32_t new_stream_id(struct ag_client *c)
+void ag_client_set_open_timeout(struct ag_client *c, unsigned timeout_ms)
+{
+        pthread_mutex_lock(&c->lock);
+        c->open_timeout_ms = timeout_ms;
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* A stream id not in use, and the opening timeout in *@ret_timeout_ms. */
+static uint32_t new_stream_id(struct ag_client *c, unsigned *ret_timeout_ms)
 {
         uint32_t id;
 
         pthread_mutex_lock(&c->lock);
+        *ret_timeout_ms = c->open_timeout_ms;
         do {
                 if (++c->next_stream == 0)
                         c->next_stream = 1;
@@ -994,6 +1005,7 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
 {
         _cleanup_close_ int in = -EBADF, out = -EBADF, errfd = -EBADF, ex = -EBADF;
         struct stream *st = stream_new(ST_EXEC);
+        unsigned timeout_ms;
         struct ag_buf b;
         uint32_t sid;
         int r = 0;
@@ -1021,8 +1033,8 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
         ag_put_u64(&b, AG_A_STDIN, want_stdin);
         ag_put_u64(&b, AG_A_ROWS, rows);
         ag_put_u64(&b, AG_A_COLS, cols);
-        sid = new_stream_id(c);
-        r = call_run(c, AG_OP_EXEC, sid, st, &b, AG_CLIENT_OPEN_TIMEOUT_MS, NULL, NULL, err);
+        sid = new_stream_id(c, &timeout_ms);
+        r = call_run(c, AG_OP_EXEC, sid, st, &b, timeout_ms, NULL, NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;
@@ -1065,6 +1077,8 @@ int ag_client_attach(struct ag_client *c, const char *ctr_id, int *ret_fd, bool 
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ uint8_t *resp = NULL;
         struct stream *st = stream_new(ST_ATTACH);
+        unsigned timeout_ms;
+        uint32_t sid;
         size_t len = 0;
         struct ag_buf b;
         int64_t tty = 0;
@@ -1080,8 +1094,8 @@ int ag_client_attach(struct ag_client *c, const char *ctr_id, int *ret_fd, bool 
         st->out_fd[1] = st->up_fd;
         ag_buf_init(&b);
         ag_put_str(&b, AG_A_ID, ctr_id);
-        r = call_run(c, AG_OP_ATTACH, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS, &resp,
-                     &len, err);
+        sid = new_stream_id(c, &timeout_ms);
+        r = call_run(c, AG_OP_ATTACH, sid, st, &b, timeout_ms, &resp, &len, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;
@@ -1095,7 +1109,9 @@ int ag_client_dial(struct ag_client *c, uint16_t port, int *ret_fd, struct sh_er
 {
         _cleanup_close_ int fd = -EBADF;
         struct stream *st = stream_new(ST_DIAL);
+        unsigned timeout_ms;
         struct ag_buf b;
+        uint32_t sid;
         int r;
 
         if (!st)
@@ -1109,8 +1125,8 @@ int ag_client_dial(struct ag_client *c, uint16_t port, int *ret_fd, struct sh_er
         st->down_eof[2] = st->down_done[2] = true;
         ag_buf_init(&b);
         ag_put_u64(&b, AG_A_PORT, port);
-        r = call_run(c, AG_OP_PORT_DIAL, new_stream_id(c), st, &b, AG_CLIENT_OPEN_TIMEOUT_MS, NULL,
-                     NULL, err);
+        sid = new_stream_id(c, &timeout_ms);
+        r = call_run(c, AG_OP_PORT_DIAL, sid, st, &b, timeout_ms, NULL, NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;

@@ -66,8 +66,14 @@ int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                    unsigned timeout_ms, uint8_t **ret_payload, size_t *ret_len,
                    struct sh_error *err);
 
-/* How long the stream-opening calls below wait for the agent's answer. */
+/* How long the stream-opening calls below wait for the agent's answer, by default. */
 #define AG_CLIENT_OPEN_TIMEOUT_MS 30000
+
+/*
+ * Sets that wait (0: no limit). A stream whose opening timed out is closed (CLOSE ALL) if
+ * the agent says yes later.
+ */
+void ag_client_set_open_timeout(struct ag_client *c, unsigned timeout_ms);
 
 /*
  * An exec stream's host ends (CLOEXEC, the caller's). They are AF_UNIX stream sockets, not

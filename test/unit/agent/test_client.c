@@ -47,6 +47,7 @@ struct fake {
         int violations, abandoned, resizes;
         unsigned rows, cols;
         uint64_t max_host_inflight;
+        uint32_t late_stream, late_id; /* an ATTACH answered only at the next PING */
 };
 
 static void fsend(struct fake *f, uint8_t kind, uint16_t op, uint32_t stream, uint32_t id,
@@ -179,6 +180,11 @@ static void fake_req(struct fake *f, const struct ag_hdr *h, const uint8_t *p)
         ag_buf_init(&b);
         switch (h->op) {
         case AG_OP_PING:
+                if (f->late_id) {
+                        fsend(f, AG_K_RESP, AG_OP_ATTACH, f->late_stream, f->late_id, NULL);
+                        fstream_add(f, f->late_stream, F_ATTACH);
+                        f->late_id = 0;
+                }
                 if (ag_find_i64(p, h->len, AG_A_SEQ, &v) < 0)
                         v = 0;
                 ag_put_u64(&b, AG_A_UPTIME_NS, v * 2);
@@ -222,6 +228,11 @@ static void fake_req(struct fake *f, const struct ag_hdr *h, const uint8_t *p)
                 break;
         case AG_OP_ATTACH:
                 (void)ag_find_str(p, h->len, AG_A_ID, &id);
+                if (id && !strcmp(id, "slow")) {
+                        f->late_stream = h->stream;
+                        f->late_id = h->id;
+                        break;
+                }
                 if (!id || strcmp(id, "c1")) {
                         ag_put_u64(&b, AG_A_ERRNO, EINVAL);
                         fsend(f, AG_K_RESP, h->op, h->stream, h->id, &b);
@@ -870,6 +881,22 @@ static void test_attach_detach(void **state)
         wait_for(&e->fake.lock, &e->fake.abandoned, 1);
 }
 
+static void test_open_timeout_closes_late_stream(void **state)
+{
+        struct env *e = *state;
+        struct sh_error err = {0};
+        bool tty;
+        int fd = -1;
+
+        ag_client_set_open_timeout(e->c, 100);
+        assert_int_equal(ag_client_attach(e->c, "slow", &fd, &tty, &err), -ETIMEDOUT);
+        assert_int_equal(fd, -1);
+        /* The agent says yes only now: the client closes the stream nobody wants. */
+        assert_int_equal(ping(e->c, 4, NULL), 8);
+        wait_for(&e->fake.lock, &e->fake.abandoned, 1);
+        assert_int_equal(host_get(e, &e->host.closed_calls), 0);
+}
+
 static void test_dial_half_close(void **state)
 {
         struct env *e = *state;
@@ -907,6 +934,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_credit_violation_closes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_detach, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_timeout_closes_late_stream, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_dial_half_close, setup, teardown),
         };
 
