@@ -45,12 +45,12 @@
  * newer peer adds fields. A missing attribute means its zero value ("" / 0 / false).
  */
 
-#define AG_VERSION 1
-#define AG_HDR_SIZE 16
-#define AG_MAX_PAYLOAD (1u << 20) /* REQ, RESP, EVENT */
-#define AG_MAX_DATA (64u << 10)   /* one DATA frame */
+#define AG_VERSION     1
+#define AG_HDR_SIZE    16
+#define AG_MAX_PAYLOAD (1u << 20)  /* REQ, RESP, EVENT */
+#define AG_MAX_DATA    (64u << 10) /* one DATA frame */
 #define AG_WINDOW_INIT (256u << 10)
-#define AG_PORT_NAME "runt.agent" /* the virtio-serial port name */
+#define AG_PORT_NAME   "runt.agent" /* the virtio-serial port name */
 
 enum ag_kind {
         AG_K_REQ = 1,
@@ -110,110 +110,110 @@ enum ag_chan {
 /* Attribute tags. Types: u = integer, s = string, b = bytes, n = nested TLV block. */
 enum ag_tag {
         /* Generic */
-        AG_A_ERRNO = 1,      /* u  in a failed RESP: positive errno */
-        AG_A_ERRMSG = 2,     /* s  in a failed RESP: why */
-        AG_A_VERSION = 3,    /* u */
-        AG_A_BOOT_ID = 4,    /* s  random per agent start: a changed one means a new boot */
-        AG_A_UPTIME_NS = 5,  /* u */
-        AG_A_ID = 6,         /* s  a container id (64 hex) */
-        AG_A_PID = 7,        /* u  a pid inside the guest */
-        AG_A_SIGNAL = 8,     /* u */
-        AG_A_ALL = 9,        /* u  0/1 */
-        AG_A_ARGV = 10,      /* s* */
-        AG_A_TTY = 11,       /* u  0/1 */
-        AG_A_STDIN = 12,     /* u  0/1 */
-        AG_A_ROWS = 13,      /* u */
-        AG_A_COLS = 14,      /* u */
-        AG_A_TIMEOUT_MS = 15,/* u */
-        AG_A_MAX_OUTPUT = 16,/* u */
-        AG_A_EXIT_CODE = 17, /* u */
-        AG_A_OUT = 18,       /* b */
-        AG_A_ERR = 19,       /* b */
-        AG_A_DROPPED = 20,   /* u */
-        AG_A_PORT = 21,      /* u */
-        AG_A_SEQ = 22,       /* u  log chunk number, per container, from 1 */
-        AG_A_CHAN = 23,      /* u  enum ag_chan */
-        AG_A_TIME_NS = 24,   /* u  CLOCK_REALTIME of the guest */
-        AG_A_DATA = 25,      /* b */
-        AG_A_PARTIAL = 26,   /* u  0/1 */
-        AG_A_STATUS = 27,    /* n* a status record, in CTR_LIST */
+        AG_A_ERRNO = 1,       /* u  in a failed RESP: positive errno */
+        AG_A_ERRMSG = 2,      /* s  in a failed RESP: why */
+        AG_A_VERSION = 3,     /* u */
+        AG_A_BOOT_ID = 4,     /* s  random per agent start: a changed one means a new boot */
+        AG_A_UPTIME_NS = 5,   /* u */
+        AG_A_ID = 6,          /* s  a container id (64 hex) */
+        AG_A_PID = 7,         /* u  a pid inside the guest */
+        AG_A_SIGNAL = 8,      /* u */
+        AG_A_ALL = 9,         /* u  0/1 */
+        AG_A_ARGV = 10,       /* s* */
+        AG_A_TTY = 11,        /* u  0/1 */
+        AG_A_STDIN = 12,      /* u  0/1 */
+        AG_A_ROWS = 13,       /* u */
+        AG_A_COLS = 14,       /* u */
+        AG_A_TIMEOUT_MS = 15, /* u */
+        AG_A_MAX_OUTPUT = 16, /* u */
+        AG_A_EXIT_CODE = 17,  /* u */
+        AG_A_OUT = 18,        /* b */
+        AG_A_ERR = 19,        /* b */
+        AG_A_DROPPED = 20,    /* u */
+        AG_A_PORT = 21,       /* u */
+        AG_A_SEQ = 22,        /* u  log chunk number, per container, from 1 */
+        AG_A_CHAN = 23,       /* u  enum ag_chan */
+        AG_A_TIME_NS = 24,    /* u  CLOCK_REALTIME of the guest */
+        AG_A_DATA = 25,       /* b */
+        AG_A_PARTIAL = 26,    /* u  0/1 */
+        AG_A_STATUS = 27,     /* n* a status record, in CTR_LIST */
 
         /* NET_SETUP */
-        AG_A_IFACE = 40,     /* n* MAC, ADDR*, MTU: the guest NIC with that MAC */
-        AG_A_MAC = 41,       /* s  "aa:bb:cc:dd:ee:ff" */
-        AG_A_ADDR = 42,      /* s* "10.88.0.5/16", "fd00::5/64" */
-        AG_A_MTU = 43,       /* u */
-        AG_A_ROUTE = 44,     /* n* DST, GW, DEV_MAC */
-        AG_A_DST = 45,       /* s  "0.0.0.0/0", "10.88.0.0/16" */
-        AG_A_GW = 46,        /* s  "10.88.0.1" or "" (on-link) */
-        AG_A_HOSTNAME = 47,  /* s */
-        AG_A_SYSCTL = 48,    /* s* "net.ipv4.ip_forward=1" */
-        AG_A_DEV_MAC = 49,   /* s  the NIC a route goes through */
-        AG_A_DNS = 50,       /* s* reserved: resolv.conf reaches the guest as a file */
+        AG_A_IFACE = 40,    /* n* MAC, ADDR*, MTU: the guest NIC with that MAC */
+        AG_A_MAC = 41,      /* s  "aa:bb:cc:dd:ee:ff" */
+        AG_A_ADDR = 42,     /* s* "10.88.0.5/16", "fd00::5/64" */
+        AG_A_MTU = 43,      /* u */
+        AG_A_ROUTE = 44,    /* n* DST, GW, DEV_MAC */
+        AG_A_DST = 45,      /* s  "0.0.0.0/0", "10.88.0.0/16" */
+        AG_A_GW = 46,       /* s  "10.88.0.1" or "" (on-link) */
+        AG_A_HOSTNAME = 47, /* s */
+        AG_A_SYSCTL = 48,   /* s* "net.ipv4.ip_forward=1" */
+        AG_A_DEV_MAC = 49,  /* s  the NIC a route goes through */
+        AG_A_DNS = 50,      /* s* reserved: resolv.conf reaches the guest as a file */
 
         /* CTR_CREATE: the container spec. Paths are the guest's. */
-        AG_A_LOWER = 60,     /* s* read-only layer dirs, base first (overlay lowerdir) */
-        AG_A_CWD = 61,       /* s */
-        AG_A_ENV = 62,       /* s* "K=V" */
-        AG_A_UID = 63,       /* u */
-        AG_A_GID = 64,       /* u */
-        AG_A_GROUPS = 65,    /* u* supplementary groups */
-        AG_A_STDIN_ONCE = 66,/* u  0/1 */
-        AG_A_MOUNT = 67,     /* n* SRC, DST, RO, PROPAGATION (0 private, 1 rslave, 2 rshared) */
-        AG_A_SRC = 68,       /* s */
-        AG_A_RO = 69,        /* u  0/1 */
-        AG_A_PROPAGATION = 70,/* u */
-        AG_A_READONLY_ROOT = 71,/* u 0/1 */
-        AG_A_NO_NEW_PRIVS = 72, /* u 0/1 */
-        AG_A_CAPS = 73,      /* s* the effective, permitted and bounding set: "CAP_CHOWN" ... */
-        AG_A_SECCOMP = 74,   /* b  an OCI/Docker JSON profile; absent: unconfined */
-        AG_A_MASKED = 75,    /* s* paths masked (empty dir/devnull over them) */
-        AG_A_RO_PATHS = 76,  /* s* paths remounted read-only */
-        AG_A_PID_NS = 77,    /* u  0: the pod's shared pid namespace, 1: its own */
-        AG_A_PRIVILEGED = 78,/* u  0/1 */
-        AG_A_DEVICE = 79,    /* n* SRC (a guest device path), DST, PERMS */
-        AG_A_PERMS = 80,     /* s */
-        AG_A_LOG = 81,       /* u  0/1: send its output as AG_EV_LOG */
-        AG_A_SYSCTLS = 82,   /* s* per-container (ipc/uts) sysctls "kernel.shm_rmid_forced=1" */
-        AG_A_NAME = 83,      /* s  the container's name, for messages */
+        AG_A_LOWER = 60,         /* s* read-only layer dirs, base first (overlay lowerdir) */
+        AG_A_CWD = 61,           /* s */
+        AG_A_ENV = 62,           /* s* "K=V" */
+        AG_A_UID = 63,           /* u */
+        AG_A_GID = 64,           /* u */
+        AG_A_GROUPS = 65,        /* u* supplementary groups */
+        AG_A_STDIN_ONCE = 66,    /* u  0/1 */
+        AG_A_MOUNT = 67,         /* n* SRC, DST, RO, PROPAGATION (0 private, 1 rslave, 2 rshared) */
+        AG_A_SRC = 68,           /* s */
+        AG_A_RO = 69,            /* u  0/1 */
+        AG_A_PROPAGATION = 70,   /* u */
+        AG_A_READONLY_ROOT = 71, /* u 0/1 */
+        AG_A_NO_NEW_PRIVS = 72,  /* u 0/1 */
+        AG_A_CAPS = 73,          /* s* the effective, permitted and bounding set: "CAP_CHOWN" ... */
+        AG_A_SECCOMP = 74,       /* b  an OCI/Docker JSON profile; absent: unconfined */
+        AG_A_MASKED = 75,        /* s* paths masked (empty dir/devnull over them) */
+        AG_A_RO_PATHS = 76,      /* s* paths remounted read-only */
+        AG_A_PID_NS = 77,        /* u  0: the pod's shared pid namespace, 1: its own */
+        AG_A_PRIVILEGED = 78,    /* u  0/1 */
+        AG_A_DEVICE = 79,        /* n* SRC (a guest device path), DST, PERMS */
+        AG_A_PERMS = 80,         /* s */
+        AG_A_LOG = 81,           /* u  0/1: send its output as AG_EV_LOG */
+        AG_A_SYSCTLS = 82,       /* s* per-container (ipc/uts) sysctls "kernel.shm_rmid_forced=1" */
+        AG_A_NAME = 83,          /* s  the container's name, for messages */
 
         /* Resources (CTR_CREATE, CTR_UPDATE); cgroup v2 in the guest. 0 / absent: unset. */
-        AG_A_CPU_PERIOD = 100, /* u us */
-        AG_A_CPU_QUOTA = 101,  /* u us; -1 unlimited */
-        AG_A_CPU_SHARES = 102, /* u cgroup v1 shares (2..262144), mapped to cpu.weight */
-        AG_A_MEM_LIMIT = 103,  /* u bytes */
-        AG_A_MEM_SWAP = 104,   /* u bytes */
-        AG_A_PIDS_MAX = 105,   /* u */
-        AG_A_CPUSET_CPUS = 106,/* s */
-        AG_A_CPUSET_MEMS = 107,/* s */
-        AG_A_OOM_SCORE_ADJ = 108, /* u (signed) */
+        AG_A_CPU_PERIOD = 100,        /* u us */
+        AG_A_CPU_QUOTA = 101,         /* u us; -1 unlimited */
+        AG_A_CPU_SHARES = 102,        /* u cgroup v1 shares (2..262144), mapped to cpu.weight */
+        AG_A_MEM_LIMIT = 103,         /* u bytes */
+        AG_A_MEM_SWAP = 104,          /* u bytes */
+        AG_A_PIDS_MAX = 105,          /* u */
+        AG_A_CPUSET_CPUS = 106,       /* s */
+        AG_A_CPUSET_MEMS = 107,       /* s */
+        AG_A_OOM_SCORE_ADJ = 108,     /* u (signed) */
         AG_A_HAS_OOM_SCORE_ADJ = 109, /* u 0/1 */
 
         /* A status record (CTR_STATUS RESP, EXIT event, in a STATUS of CTR_LIST) */
-        AG_A_STATE = 120,     /* u  enum ag_state */
-        AG_A_STARTED_NS = 121,/* u  CLOCK_REALTIME */
-        AG_A_FINISHED_NS = 122,/* u */
-        AG_A_OOM_KILLED = 123, /* u 0/1 */
-        AG_A_REASON = 124,    /* s  "Completed", "Error", "OOMKilled", "StartError" */
-        AG_A_MESSAGE = 125,   /* s */
+        AG_A_STATE = 120,       /* u  enum ag_state */
+        AG_A_STARTED_NS = 121,  /* u  CLOCK_REALTIME */
+        AG_A_FINISHED_NS = 122, /* u */
+        AG_A_OOM_KILLED = 123,  /* u 0/1 */
+        AG_A_REASON = 124,      /* s  "Completed", "Error", "OOMKilled", "StartError" */
+        AG_A_MESSAGE = 125,     /* s */
 
         /* A stats record (STATS, POD_STATS RESP): cgroup v2 figures in the guest */
-        AG_A_TIMESTAMP_NS = 140,  /* u */
-        AG_A_CPU_USAGE_NS = 141,  /* u cpu.stat usage_usec * 1000 */
-        AG_A_CPU_USER_NS = 142,   /* u */
-        AG_A_CPU_SYS_NS = 143,    /* u */
-        AG_A_MEM_USAGE = 144,     /* u memory.current */
+        AG_A_TIMESTAMP_NS = 140,    /* u */
+        AG_A_CPU_USAGE_NS = 141,    /* u cpu.stat usage_usec * 1000 */
+        AG_A_CPU_USER_NS = 142,     /* u */
+        AG_A_CPU_SYS_NS = 143,      /* u */
+        AG_A_MEM_USAGE = 144,       /* u memory.current */
         AG_A_MEM_WORKING_SET = 145, /* u usage - inactive_file */
-        AG_A_MEM_RSS = 146,       /* u memory.stat anon */
-        AG_A_MEM_CACHE = 147,     /* u memory.stat file */
-        AG_A_MEM_LIMIT_NOW = 148, /* u memory.max (0: max) */
-        AG_A_PGFAULT = 149,       /* u */
-        AG_A_PGMAJFAULT = 150,    /* u */
-        AG_A_SWAP_USAGE = 151,    /* u memory.swap.current */
-        AG_A_PIDS_CURRENT = 152,  /* u */
-        AG_A_FS_USED = 153,       /* u bytes of the writable layer */
-        AG_A_FS_INODES = 154,     /* u */
-        AG_A_OOM_EVENTS = 155,    /* u memory.events oom_kill */
+        AG_A_MEM_RSS = 146,         /* u memory.stat anon */
+        AG_A_MEM_CACHE = 147,       /* u memory.stat file */
+        AG_A_MEM_LIMIT_NOW = 148,   /* u memory.max (0: max) */
+        AG_A_PGFAULT = 149,         /* u */
+        AG_A_PGMAJFAULT = 150,      /* u */
+        AG_A_SWAP_USAGE = 151,      /* u memory.swap.current */
+        AG_A_PIDS_CURRENT = 152,    /* u */
+        AG_A_FS_USED = 153,         /* u bytes of the writable layer */
+        AG_A_FS_INODES = 154,       /* u */
+        AG_A_OOM_EVENTS = 155,      /* u memory.events oom_kill */
 };
 
 enum ag_state {
@@ -238,7 +238,7 @@ void ag_hdr_encode(const struct ag_hdr *h, uint8_t out[AG_HDR_SIZE]);
 /*
  * Reads a header from @buf (@n bytes available). 0 and *@ret filled; -EAGAIN when @n is
  * short of a header; -EPROTO for a wrong version, an unknown kind or a length over the
- * kind's maximum.
+ * kind's maximum (REQ/RESP/EVENT AG_MAX_PAYLOAD, DATA AG_MAX_DATA, WINDOW 4, CLOSE 0).
  */
 int ag_hdr_decode(const uint8_t *buf, size_t n, struct ag_hdr *ret);
 
@@ -266,7 +266,10 @@ int ag_reader_next(struct ag_reader *r, struct ag_hdr *ret_hdr, const uint8_t **
 /*
  * A growing buffer to build one frame in: header first (ag_frame_begin), then attributes,
  * then ag_frame_end fills the header's length. Errors are sticky in @err (-ENOMEM, or
- * -EMSGSIZE past the maximum); check once at the end.
+ * -EMSGSIZE past the maximum); check once at the end. A buffer never grows past
+ * AG_HDR_SIZE + AG_MAX_PAYLOAD; ag_frame_end also holds the payload to its kind's maximum.
+ * Without ag_frame_begin it builds a bare payload (attributes only), e.g. a nested block or
+ * the attrs of ag_client_call.
  */
 struct ag_buf {
         uint8_t *data;
@@ -276,11 +279,11 @@ struct ag_buf {
 void ag_buf_init(struct ag_buf *b);
 void ag_buf_done(struct ag_buf *b);
 void ag_buf_reset(struct ag_buf *b); /* len 0, err 0, keeps the memory */
-void ag_frame_begin(struct ag_buf *b, enum ag_kind kind, uint16_t op, uint32_t stream,
-                    uint32_t id);
+void ag_frame_begin(struct ag_buf *b, enum ag_kind kind, uint16_t op, uint32_t stream, uint32_t id);
 /* 0 or the sticky error. The frame is b->data[0..b->len). */
 int ag_frame_end(struct ag_buf *b);
 void ag_put_u64(struct ag_buf *b, uint16_t tag, int64_t v);
+/* NULL @s puts nothing (the attribute's absence reads as ""). */
 void ag_put_str(struct ag_buf *b, uint16_t tag, const char *s);
 void ag_put_bytes(struct ag_buf *b, uint16_t tag, const void *p, size_t n);
 /* Each string of NULL-terminated @v under @tag; NULL @v puts nothing. */
@@ -313,7 +316,10 @@ int ag_attr_str(const struct ag_attr *a, char **ret);
 int ag_find_i64(const uint8_t *payload, size_t len, uint16_t tag, int64_t *ret);
 int ag_find_str(const uint8_t *payload, size_t len, uint16_t tag, char **ret);
 
-/* ---- records both ends share ---- */
+/* ---- records both ends share ----
+ * The decoders skip unknown tags; a repeated single-valued attribute: the last one wins.
+ * The _put functions write ints always except resources (0 is "unset": not written).
+ */
 
 struct ag_mount {
         char *src, *dst;
