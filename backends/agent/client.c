@@ -108,6 +108,7 @@ struct stream {
         bool ended;        /* the agent closed the stream */
         bool has_exit;
         int exit_code;
+        bool tty; /* exec: the exit socket also carries resizes from the caller */
         uint64_t send_credit, recv_left, to_grant;
 };
 
@@ -691,7 +692,8 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
                                                     ch == 1 ? W_OUT1 : W_OUT2, false);
                         }
                         if (r == 0 && st->exit_fd >= 0)
-                                r = add_pfd(pfds, slots, n, cap, st->exit_fd, 0, st, W_EXIT, false);
+                                r = add_pfd(pfds, slots, n, cap, st->exit_fd,
+                                            st->tty ? POLLIN : 0, st, W_EXIT, false);
                 } else {
                         short ev = (short)((rd ? POLLIN : 0) |
                                            (sbuf_pending(&st->down[1]) ? POLLOUT : 0));
@@ -704,6 +706,27 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
                 }
         }
         return r;
+}
+
+/* A packet on a tty exec's exit socket: rows and cols to resize its terminal to. */
+static void exit_fd_read(struct ag_client *c, struct stream *st)
+{
+        unsigned short sz[2];
+        ssize_t n = recv(st->exit_fd, sz, sizeof(sz), MSG_DONTWAIT);
+        struct ag_buf b;
+
+        if (n == 0) {
+                st->gone = true;
+                return;
+        }
+        if (n != (ssize_t)sizeof(sz))
+                return;
+        ag_buf_init(&b);
+        ag_put_u64(&b, AG_A_ROWS, sz[0]);
+        ag_put_u64(&b, AG_A_COLS, sz[1]);
+        if (!b.err)
+                queue_frame(c, AG_K_REQ, AG_OP_RESIZE, st->id, new_id(c), b.data, b.len);
+        ag_buf_done(&b);
 }
 
 static void *io_thread(void *arg)
@@ -741,7 +764,9 @@ static void *io_thread(void *arg)
 
                         if (!rev)
                                 continue;
-                        if (slots[i].what != W_UP) {
+                        if (slots[i].what == W_EXIT && (rev & POLLIN)) {
+                                exit_fd_read(c, st);
+                        } else if (slots[i].what != W_UP) {
                                 if (rev & (POLLHUP | POLLERR))
                                         st->gone = true;
                         } else if (slots[i].reading) {
@@ -844,6 +869,14 @@ bool ag_client_connected(struct ag_client *c)
         return up;
 }
 
+static bool mono_after(const struct timespec *t)
+{
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
 static void deadline_after(struct timespec *ts, unsigned ms)
 {
         clock_gettime(CLOCK_MONOTONIC, ts);
@@ -860,8 +893,8 @@ static void deadline_after(struct timespec *ts, unsigned ms)
  * opens, or NULL): from here the client owns it, whatever happens.
  */
 static int call_run(struct ag_client *c, uint16_t op, uint32_t stream, struct stream *st,
-                    const struct ag_buf *attrs, unsigned timeout_ms, uint8_t **ret_payload,
-                    size_t *ret_len, struct sh_error *err)
+                    const struct ag_buf *attrs, unsigned timeout_ms, int cancel_fd,
+                    uint8_t **ret_payload, size_t *ret_len, struct sh_error *err)
 {
         struct call call = {0};
         pthread_condattr_t ca;
@@ -907,12 +940,31 @@ static int call_run(struct ag_client *c, uint16_t op, uint32_t stream, struct st
         c->calls = &call;
         wake(c);
         while (!call.done) {
-                if (!timeout_ms) {
+                bool cancelled = false;
+
+                if (cancel_fd >= 0) {
+                        /* Looked at every 50 ms: the caller's client may give up. */
+                        struct timespec slice;
+                        struct pollfd pfd = {.fd = cancel_fd, .events = POLLIN};
+
+                        deadline_after(&slice, 50);
+                        if (timeout_ms && (slice.tv_sec > deadline.tv_sec ||
+                                           (slice.tv_sec == deadline.tv_sec &&
+                                            slice.tv_nsec > deadline.tv_nsec)))
+                                slice = deadline;
+                        pthread_cond_timedwait(&call.cond, &c->lock, &slice);
+                        if (call.done)
+                                break;
+                        cancelled = poll(&pfd, 1, 0) > 0;
+                        if (!cancelled && !(timeout_ms && mono_after(&deadline)))
+                                continue;
+                } else if (!timeout_ms) {
                         pthread_cond_wait(&call.cond, &c->lock);
                         continue;
+                } else if (pthread_cond_timedwait(&call.cond, &c->lock, &deadline) != ETIMEDOUT) {
+                        continue;
                 }
-                if (pthread_cond_timedwait(&call.cond, &c->lock, &deadline) == ETIMEDOUT &&
-                    !call.done) {
+                if (!call.done) {
                         for (struct call **pp = &c->calls; *pp; pp = &(*pp)->next) {
                                 if (*pp == &call) {
                                         *pp = call.next;
@@ -921,7 +973,7 @@ static int call_run(struct ag_client *c, uint16_t op, uint32_t stream, struct st
                         }
                         if (call.st)
                                 call.st->abandoned = true;
-                        call_finish(&call, -ETIMEDOUT);
+                        call_finish(&call, cancelled ? -ECANCELED : -ETIMEDOUT);
                 }
         }
         r = call.r;
@@ -935,6 +987,8 @@ out:
                 if (r == -ETIMEDOUT)
                         return sh_err(err, r, "agent request %u: no answer in %u ms", op,
                                       timeout_ms);
+                if (r == -ECANCELED)
+                        return sh_err(err, r, "agent request %u: cancelled", op);
                 if (r == -ECONNRESET)
                         return sh_err(err, r, "agent request %u: connection lost", op);
                 if (call.msg[0])
@@ -954,7 +1008,33 @@ int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                    unsigned timeout_ms, uint8_t **ret_payload, size_t *ret_len,
                    struct sh_error *err)
 {
-        return call_run(c, op, 0, NULL, attrs, timeout_ms, ret_payload, ret_len, err);
+        return call_run(c, op, 0, NULL, attrs, timeout_ms, -1, ret_payload, ret_len, err);
+}
+
+int ag_client_call_cancel(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                          unsigned timeout_ms, int cancel_fd, uint8_t **ret_payload,
+                          size_t *ret_len, struct sh_error *err)
+{
+        return call_run(c, op, 0, NULL, attrs, timeout_ms, cancel_fd, ret_payload, ret_len, err);
+}
+
+int ag_client_send(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                   struct sh_error *err)
+{
+        int r;
+
+        if (attrs && (attrs->err || attrs->len > AG_MAX_PAYLOAD))
+                return sh_err(err, attrs->err ? attrs->err : -EMSGSIZE, "agent request %u", op);
+        pthread_mutex_lock(&c->lock);
+        if (c->closed || c->stop)
+                r = -ECONNRESET;
+        else
+                r = queue_frame(c, AG_K_REQ, op, 0, new_id(c), attrs ? attrs->data : NULL,
+                                attrs ? attrs->len : 0);
+        if (r == 0)
+                wake(c);
+        pthread_mutex_unlock(&c->lock);
+        return r < 0 ? sh_err(err, r, "agent request %u: not sent", op) : 0;
 }
 
 void ag_client_set_open_timeout(struct ag_client *c, unsigned timeout_ms)
@@ -1021,7 +1101,8 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
         if (r == 0 && !tty)
                 r = pair(SOCK_STREAM, &errfd, &st->out_fd[2]);
         if (r == 0)
-                r = pair(SOCK_STREAM, &ex, &st->exit_fd);
+                r = pair(SOCK_SEQPACKET, &ex, &st->exit_fd);
+        st->tty = tty;
         if (r < 0) {
                 stream_free(st);
                 return sh_err(err, r, "exec stream: socketpair");
@@ -1034,7 +1115,7 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
         ag_put_u64(&b, AG_A_ROWS, rows);
         ag_put_u64(&b, AG_A_COLS, cols);
         sid = new_stream_id(c, &timeout_ms);
-        r = call_run(c, AG_OP_EXEC, sid, st, &b, timeout_ms, NULL, NULL, err);
+        r = call_run(c, AG_OP_EXEC, sid, st, &b, timeout_ms, -1, NULL, NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;
@@ -1095,7 +1176,7 @@ int ag_client_attach(struct ag_client *c, const char *ctr_id, int *ret_fd, bool 
         ag_buf_init(&b);
         ag_put_str(&b, AG_A_ID, ctr_id);
         sid = new_stream_id(c, &timeout_ms);
-        r = call_run(c, AG_OP_ATTACH, sid, st, &b, timeout_ms, &resp, &len, err);
+        r = call_run(c, AG_OP_ATTACH, sid, st, &b, timeout_ms, -1, &resp, &len, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;
@@ -1126,7 +1207,7 @@ int ag_client_dial(struct ag_client *c, uint16_t port, int *ret_fd, struct sh_er
         ag_buf_init(&b);
         ag_put_u64(&b, AG_A_PORT, port);
         sid = new_stream_id(c, &timeout_ms);
-        r = call_run(c, AG_OP_PORT_DIAL, sid, st, &b, timeout_ms, NULL, NULL, err);
+        r = call_run(c, AG_OP_PORT_DIAL, sid, st, &b, timeout_ms, -1, NULL, NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 return r;

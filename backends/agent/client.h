@@ -65,6 +65,16 @@ bool ag_client_connected(struct ag_client *c);
 int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                    unsigned timeout_ms, uint8_t **ret_payload, size_t *ret_len,
                    struct sh_error *err);
+/* The same, and -ECANCELED once @cancel_fd turns readable (looked at every 50 ms). */
+int ag_client_call_cancel(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                          unsigned timeout_ms, int cancel_fd, uint8_t **ret_payload,
+                          size_t *ret_len, struct sh_error *err);
+/*
+ * Sends request @op and does not wait: its answer is dropped (LOG_ACK). Safe from the
+ * on_event callback. 0, or -ECONNRESET when the connection is gone.
+ */
+int ag_client_send(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                   struct sh_error *err);
 
 /* How long the stream-opening calls below wait for the agent's answer, by default. */
 #define AG_CLIENT_OPEN_TIMEOUT_MS 30000
@@ -84,9 +94,12 @@ struct ag_exec_fds {
                             sends the command stdin EOF */
         int stdout_fd;   /* read end: the command's stdout (with a tty, all its output) */
         int stderr_fd;   /* read end, -1 with a tty */
-        int exit_fd;     /* read end: once the command ended and its output was delivered, a
-                            native int (the exit code, 128+signal for a signal) then EOF; EOF
-                            alone if the connection died or the stream was abandoned */
+        int exit_fd;     /* SOCK_SEQPACKET: once the command ended and its output was
+                            delivered, a packet of a native int (the exit code, 128+signal for a
+                            signal) then EOF; EOF alone if the connection died or the stream
+                            was abandoned. With a tty, a packet of two native unsigned shorts
+                            (rows, cols) written to it resizes the terminal
+                            (be_exec_stream.exit_fd) */
         uint32_t stream; /* for ag_client_resize */
 };
 
