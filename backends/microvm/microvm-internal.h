@@ -55,6 +55,7 @@ struct mv_pod {
         struct ag_client *agent;
         bool dead; /* the VM is gone: containers exited */
         bool stopped; /* StopPodSandbox ran */
+        unsigned ready_seen; /* READY events the agent sent */
         struct mv_ctr **ctrs;
         size_t n_ctrs;
 };

@@ -187,7 +187,7 @@ static struct mv_pod *pod_new(struct mv_be *mb, const char *id)
         p->share = p->dir ? sh_path_join(p->dir, "share") : NULL;
         pthread_mutex_init(&p->mu, NULL);
         pthread_cond_init(&p->changed, NULL);
-        mv_vm_init(&p->vm);
+        p->vm.qemu_pidfd = p->vm.vfsd_pidfd = -1;
         if (!p->dir || !p->share) {
                 free(p->dir);
                 free(p->share);
@@ -244,6 +244,13 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
         _cleanup_free_ char *id = NULL;
         struct mv_ctr *c;
 
+        if (ev == AG_EV_READY) {
+                pthread_mutex_lock(&p->mu);
+                p->ready_seen++;
+                pthread_cond_broadcast(&p->changed);
+                pthread_mutex_unlock(&p->mu);
+                return;
+        }
         if (ev != AG_EV_EXIT && ev != AG_EV_LOG)
                 return;
         if (ag_find_str(payload, len, AG_A_ID, &id) < 0 || !sh_valid_id(id))
@@ -297,11 +304,7 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
 
 static bool vm_alive(struct mv_pod *p)
 {
-        struct pollfd pfd = {.fd = p->vm.qemu_pidfd, .events = POLLIN};
-
-        if (p->vm.qemu_pidfd < 0)
-                return false;
-        return poll(&pfd, 1, 0) == 0;
+        return p->vm.qemu_pidfd >= 0 && mv_vm_running(&p->vm);
 }
 
 static void on_closed(void *data, int reason)
@@ -335,27 +338,60 @@ static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error 
 {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ uint8_t *resp = NULL;
-        struct ag_client *c = NULL;
+        struct ag_client *c = NULL, *old;
+        struct timespec until;
+        unsigned before;
         size_t n = 0;
         int r;
 
-        r = mv_vm_connect_agent(&p->vm, timeout_ms, &fd, err);
+        r = mv_vm_connect_agent(&p->vm, &fd, timeout_ms, err);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&p->mu);
+        before = p->ready_seen;
+        pthread_mutex_unlock(&p->mu);
         r = ag_client_new(TAKE_FD(fd), &agent_ops, p, &c, err);
         if (r < 0)
                 return r;
-        r = ag_client_wait_ready(c, timeout_ms, err);
-        if (r == 0)
-                r = ag_client_call(c, AG_OP_HELLO, NULL, MV_CALL_MS, &resp, &n, err);
+        /* The agent says READY on every connection, once it serves it. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&p->mu);
+        while (p->ready_seen == before && ag_client_connected(c) && vm_alive(p) &&
+               pthread_cond_timedwait(&p->changed, &p->mu, &until) == 0)
+                ;
+        r = p->ready_seen != before ? 0
+            : !vm_alive(p)          ? sh_err(err, -ESRCH, "QEMU exited")
+            : !ag_client_connected(c)
+                    ? sh_err(err, -ECONNRESET, "the agent's channel closed")
+                    : sh_err(err, -ETIMEDOUT, "no word from the agent in %u ms", timeout_ms);
+        pthread_mutex_unlock(&p->mu);
+        if (r == 0) {
+                struct ag_buf b;
+                struct timespec now;
+
+                /* The guest's clock starts wherever its RTC says: it takes runtd's. */
+                clock_gettime(CLOCK_REALTIME, &now);
+                ag_buf_init(&b);
+                ag_put_u64(&b, AG_A_TIME_NS, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec);
+                r = ag_client_call(c, AG_OP_HELLO, &b, MV_CALL_MS, &resp, &n, err);
+                ag_buf_done(&b);
+        }
         if (r < 0) {
                 ag_client_free(c);
                 return sh_err_prefix(err, r, "agent");
         }
         pthread_mutex_lock(&p->mu);
-        ag_client_free(p->agent);
+        old = p->agent;
         p->agent = c;
         pthread_mutex_unlock(&p->mu);
+        /* Outside the lock: freeing waits for its thread, whose callbacks take it. */
+        ag_client_free(old);
         return 0;
 }
 
@@ -364,7 +400,7 @@ int mv_pod_agent(struct mv_pod *p, struct sh_error *err)
         bool ok;
 
         pthread_mutex_lock(&p->mu);
-        ok = p->agent && ag_client_alive(p->agent);
+        ok = p->agent && ag_client_connected(p->agent);
         pthread_mutex_unlock(&p->mu);
         if (ok)
                 return 0;
@@ -615,6 +651,29 @@ int mv_bind(const char *src, const char *dst, bool ro, struct sh_error *err)
 
 /* ---------------------------------------------------------------- sandbox ops */
 
+/* The last line QEMU or the guest console wrote, for a start that failed. */
+static void log_tail(const char *dir, char *out, size_t size)
+{
+        static const char *const logs[] = {"qemu.log", "console.log"};
+
+        snprintf(out, size, "QEMU said nothing");
+        for (size_t i = 0; i < SH_ARRAY_SIZE(logs); i++) {
+                _cleanup_free_ char *path = sh_path_join(dir, logs[i]), *buf = NULL;
+                size_t n = 0;
+
+                if (!path || sh_read_file(path, 1 << 20, &buf, &n) < 0 || !n)
+                        continue;
+                while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                        buf[--n] = 0;
+                {
+                        char *last = strrchr(buf, '\n');
+
+                        snprintf(out, size, "%s: %.150s", logs[i], last ? last + 1 : buf);
+                }
+                return;
+        }
+}
+
 static int refuse_host_ns(const struct be_sandbox_spec *s, struct sh_error *err)
 {
         const char *what = s->net_mode == BE_NS_NODE   ? "network (hostNetwork)"
@@ -679,8 +738,17 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 r = mv_bind(sb->pod_dir, pod_share, true, err);
         if (r < 0)
                 goto fail;
-        r = mv_initramfs_for(mb->agent_bin, mb->kver, mb->modules_dir, mb->cache_dir, &initramfs,
-                             err);
+        {
+                struct mv_initramfs_opts io = {
+                        .agent_path = mb->agent_bin,
+                        .kver = mb->kver,
+                        .modules_dir = mb->modules_dir,
+                        .cache_dir = mb->cache_dir,
+                        .gzip = -1,
+                };
+
+                r = mv_initramfs_get(&io, &initramfs, err);
+        }
         if (r < 0)
                 goto fail;
         r = mv_tap_create(sb->netns, "eth0", &tap, &net, err);
@@ -691,7 +759,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         .qemu = mb->qemu,
                         .kernel = mb->kernel,
                         .initramfs = initramfs,
-                        .memory_mib = mb->memory_mib,
+                        .mem_mib = mb->memory_mib,
                         .vcpus = mb->vcpus,
                         .accel = mb->accel,
                         .dir = p->dir,
@@ -699,7 +767,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         .mac = net.n_ifaces ? net.ifaces[0].mac : NULL,
                         .virtiofsd = mb->virtiofsd,
                         .shared_dir = p->share,
-                        .cmdline = mb->cmdline,
+                        .cmdline_extra = mb->cmdline[0] ? mb->cmdline : NULL,
                 };
 
                 r = mv_vm_start(&o, &p->vm, err);
@@ -710,8 +778,9 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         if (r < 0) {
                 char tail[200];
 
-                mv_vm_console_tail(&p->vm, tail, sizeof(tail));
-                sh_err_prefix(err, r, "the VM did not come up (console: %s)", tail);
+                log_tail(p->dir, tail, sizeof(tail));
+                sh_err_prefix(err, r, "the VM did not come up in %u ms (%s)",
+                              mb->boot_timeout_ms, tail);
                 goto fail_vm;
         }
         {
@@ -758,7 +827,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
 fail_vm:
         mv_vm_shutdown(&p->vm, 0, NULL);
 fail_net:
-        mv_tap_remove(sb->netns);
+        mv_tap_remove(sb->netns, "eth0", NULL);
 fail:
         ag_net_done(&net);
         pod_teardown(p);
@@ -803,6 +872,7 @@ static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s,
 static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
 {
         struct mv_be *mb = be->priv;
+        struct ag_client *agent;
         struct mv_pod *p = NULL;
         int r = mv_pod_get(mb, id, &p, NULL);
 
@@ -818,7 +888,7 @@ static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err
                 }
         }
         pthread_mutex_lock(&p->mu);
-        ag_client_free(p->agent);
+        agent = p->agent;
         p->agent = NULL;
         for (size_t i = 0; i < p->n_ctrs; i++) {
                 _cleanup_free_ char *link = sh_strdup_printf("%s/ctr/%s", mb->dir, p->ctrs[i]->id);
@@ -827,7 +897,8 @@ static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err
                         unlink(link);
         }
         pthread_mutex_unlock(&p->mu);
-        mv_vm_cleanup_dir(&p->vm, p->dir);
+        ag_client_free(agent);
+        mv_vm_cleanup_dir(p->dir, NULL);
         pod_teardown(p);
         pod_forget(mb, p);
         mv_pod_put(p);
