@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -738,6 +739,72 @@ static int setup_root(struct ctr *c, char *msg, size_t msize)
 
 /* ---- start ---- */
 
+static int send_fd(int sock, int fd)
+{
+        char c = 0, cbuf[CMSG_SPACE(sizeof(int))] = {0};
+        struct iovec iov = {.iov_base = &c, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof(cbuf)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+static int recv_fd(int sock)
+{
+        char c, cbuf[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = {.iov_base = &c, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof(cbuf)};
+        struct cmsghdr *cm;
+        ssize_t n;
+        int fd;
+
+        do
+                n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+                return n < 0 ? -errno : -EPIPE;
+        cm = CMSG_FIRSTHDR(&mh);
+        if (!cm || cm->cmsg_type != SCM_RIGHTS)
+                return -EBADMSG;
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        return fd;
+}
+
+int ctr_open_pty(struct ctr *c, int *master, int *slave)
+{
+        char path[64];
+        int m, s;
+
+        /* From the container's own devpts, so that its programs find their terminal there. */
+        snprintf(path, sizeof(path), "/proc/%d/root/dev/pts/ptmx", c->pid);
+        m = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (m < 0) {
+                agent_log("%s: %s", path, strerror(errno));
+                m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        }
+        if (m < 0)
+                return -errno;
+        if (unlockpt(m) < 0 || (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+                int r = -errno;
+
+                close(m);
+                return r;
+        }
+        *master = m;
+        *slave = s;
+        return 0;
+}
+
 pid_t ctr_fork(struct ctr *c)
 {
         static int self_pidns = -2;
@@ -755,27 +822,6 @@ pid_t ctr_fork(struct ctr *c)
         return pid;
 }
 
-static int open_pty(int *master, int *slave)
-{
-        char name[64];
-        int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), s;
-
-        if (m < 0)
-                return -errno;
-        if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof(name)) != 0) {
-                close(m);
-                return -EIO;
-        }
-        s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (s < 0) {
-                close(m);
-                return -errno;
-        }
-        *master = m;
-        *slave = s;
-        return 0;
-}
-
 static void child_fail(int efd, int err, const char *msg)
 {
         char buf[300];
@@ -787,7 +833,7 @@ static void child_fail(int efd, int err, const char *msg)
 }
 
 /* Runs in the cloned child: never returns. */
-static void ctr_init_child(struct ctr *c, int efd, int fd0, int fd1, int fd2)
+static void ctr_init_child(struct ctr *c, int efd, int fd0, int fd1, int fd2, int ptysock)
 {
         char msg[256] = "";
         int r;
@@ -795,8 +841,6 @@ static void ctr_init_child(struct ctr *c, int efd, int fd0, int fd1, int fd2)
         setsid();
         if (dup2(fd0, 0) < 0 || dup2(fd1, 1) < 0 || dup2(fd2, 2) < 0)
                 child_fail(efd, errno, "stdio");
-        if (c->spec.tty)
-                ioctl(0, TIOCSCTTY, 0);
         for (int sig = 1; sig < NSIG; sig++)
                 signal(sig, SIG_DFL);
         if (c->cgroup[0]) {
@@ -816,6 +860,23 @@ static void ctr_init_child(struct ctr *c, int efd, int fd0, int fd1, int fd2)
         umask(022);
         if (r < 0)
                 child_fail(efd, -r, msg[0] ? msg : strerror(-r));
+        if (c->spec.tty) {
+                /* The terminal comes from the container's devpts; the agent gets its master. */
+                int m = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), sl = -1;
+
+                if (m < 0 || unlockpt(m) < 0 || (sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY)) < 0)
+                        child_fail(efd, errno, "terminal");
+                if (dup2(sl, 0) < 0 || dup2(sl, 1) < 0 || dup2(sl, 2) < 0 ||
+                    ioctl(0, TIOCSCTTY, 0) < 0)
+                        child_fail(efd, errno, "terminal as stdio");
+                if (sl > 2)
+                        close(sl);
+                r = send_fd(ptysock, m);
+                if (r < 0)
+                        child_fail(efd, -r, "passing the terminal");
+                close(m);
+                close(ptysock);
+        }
         r = ctr_child_exec(c, c->spec.argv, false, msg, sizeof(msg));
         child_fail(efd, -r, msg);
 }
@@ -825,7 +886,7 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
         char *id = NULL, ebuf[300] = "";
         int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}, ep[2] = {-1, -1}, r;
         int cfd[3] = {-1, -1, -1}; /* the child's stdio */
-        int null = -1;
+        int null = -1, sp[2] = {-1, -1};
         struct ctr *c;
         pid_t pid;
         ssize_t n;
@@ -842,17 +903,12 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
         }
         null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (c->spec.tty) {
-                int m = -1, s = -1;
-
-                r = open_pty(&m, &s);
-                if (r < 0) {
-                        agent_resp_err(h, -r, "pty: %s", strerror(-r));
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                        agent_resp_err(h, errno, "socketpair: %s", strerror(errno));
                         close(null);
                         return;
                 }
-                c->out.fd = m;
-                c->in_fd = c->spec.stdin_open ? dup(m) : -1;
-                cfd[0] = cfd[1] = cfd[2] = s;
+                cfd[0] = cfd[1] = cfd[2] = null;
         } else {
                 if (pipe2(pipes[1], O_CLOEXEC) < 0 || pipe2(pipes[2], O_CLOEXEC) < 0 ||
                     (c->spec.stdin_open && pipe2(pipes[0], O_CLOEXEC) < 0)) {
@@ -879,12 +935,21 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
                              NULL, NULL, NULL);
         if (pid == 0) {
                 close(ep[0]);
-                ctr_init_child(c, ep[1], cfd[0], cfd[1], cfd[2]);
+                ctr_init_child(c, ep[1], cfd[0], cfd[1], cfd[2], sp[1]);
         }
         close(ep[1]);
-        if (c->spec.tty)
-                close(cfd[0]);
-        else
+        if (c->spec.tty) {
+                close(sp[1]);
+                if (pid > 0) {
+                        int m = recv_fd(sp[0]);
+
+                        if (m >= 0) {
+                                c->out.fd = m;
+                                c->in_fd = c->spec.stdin_open ? dup(m) : -1;
+                        }
+                }
+                close(sp[0]);
+        } else
                 for (int i = 0; i < 3; i++)
                         if (pipes[i][i == 0 ? 0 : 1] >= 0)
                                 close(pipes[i][i == 0 ? 0 : 1]);

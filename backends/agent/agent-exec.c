@@ -515,13 +515,9 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
         s->stdin_on = in;
         s->max = max > 0 ? (size_t)max : (16u << 20);
         if (tty) {
-                char name[64];
-
-                m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-                if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 ||
-                    ptsname_r(m, name, sizeof(name)) ||
-                    (sl = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
-                        r = errno ? errno : EIO;
+                r = ctr_open_pty(c, &m, &sl);
+                if (r < 0) {
+                        r = -r;
                         goto fail;
                 }
                 if (rows > 0 && cols > 0) {
@@ -539,7 +535,7 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
 
         if (pid == 0) {
                 char msg[256] = "";
-                int null = open("/dev/null", O_RDWR);
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
                 setsid(); /* its own process group: a timeout kills all of it */
                 if (tty) {

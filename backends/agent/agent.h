@@ -129,6 +129,8 @@ int ctr_setup_cgroups(void);
 int ctr_child_exec(struct ctr *c, char **argv, bool enter, char *msg, size_t msg_size);
 /* Forks a child in @c's pid namespace (the agent's when it shares the pod's). */
 pid_t ctr_fork(struct ctr *c);
+/* A terminal from @c's devpts (master, slave). */
+int ctr_open_pty(struct ctr *c, int *master, int *slave);
 int cg_write(const char *dir, const char *file, const char *val);
 
 /* ---- agent-exec.c: streams ---- */
