@@ -32,6 +32,9 @@
 
 extern char **environ;
 
+/* What an EXEC_SYNC answer carries at most: a RESP's payload, less room for the rest. */
+#define SYNC_MAX (AG_MAX_PAYLOAD - 4096)
+
 struct stream *st_list;
 static struct stream *st_dead;
 
@@ -513,7 +516,8 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
                 s->sid = 0;
         s->tty = tty;
         s->stdin_on = in;
-        s->max = max > 0 ? (size_t)max : (16u << 20);
+        /* OUT and ERR together go in one RESP. */
+        s->max = max > 0 && max < SYNC_MAX ? (size_t)max : SYNC_MAX;
         if (tty) {
                 r = ctr_open_pty(c, &m, &sl);
                 if (r < 0) {

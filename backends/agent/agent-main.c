@@ -421,32 +421,74 @@ static void mnt(const char *src, const char *dst, const char *type, unsigned lon
                 agent_log("mount %s on %s: %s", type, dst, strerror(errno));
 }
 
+/*
+ * Loads the modules /etc/runt-modules lists (paths, in load order). A module whose
+ * dependencies came later in the list is tried again after the others: passes go on while
+ * one makes progress.
+ */
 static void load_modules(void)
 {
         FILE *f = fopen("/etc/runt-modules", "re");
-        char line[PATH_MAX];
+        char line[PATH_MAX], *mods[256];
+        int err[256];
+        size_t n = 0;
+        bool progress = true;
 
         if (!f)
                 return;
-        while (fgets(line, sizeof(line), f)) {
+        while (n < 256 && fgets(line, sizeof(line), f)) {
                 line[strcspn(line, "\r\n")] = 0;
-                if (!line[0] || line[0] == '#')
-                        continue;
-                int fd = open(line, O_RDONLY | O_CLOEXEC);
-
-                if (fd < 0) {
-                        agent_log("module %s: %s", line, strerror(errno));
-                        continue;
-                }
-                if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-                        agent_log("module %s: %s", line, strerror(errno));
-                close(fd);
+                if (line[0] && line[0] != '#' && (mods[n] = strdup(line)))
+                        err[n++] = -1;
         }
         fclose(f);
+        while (progress) {
+                progress = false;
+                for (size_t i = 0; i < n; i++) {
+                        int fd;
+
+                        if (err[i] == 0)
+                                continue;
+                        fd = open(mods[i], O_RDONLY | O_CLOEXEC);
+                        if (fd < 0) {
+                                err[i] = errno;
+                                continue;
+                        }
+                        if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+                                err[i] = errno;
+                        else
+                                err[i] = 0, progress = true;
+                        close(fd);
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (err[i])
+                        agent_log("module %s: %s", mods[i], strerror(err[i]));
+                free(mods[i]);
+        }
+}
+
+/*
+ * The initramfs root (rootfs) is a mount without a parent, and pivot_root cannot leave such
+ * a root: every container's pivot_root would fail. A bind mount of it moved over / is the
+ * same files as a root that has a parent.
+ */
+static void root_to_mount(void)
+{
+        if (mkdir("/.agent-root", 0700) < 0 && errno != EEXIST)
+                return;
+        if (mount("/", "/.agent-root", NULL, MS_BIND, NULL) < 0) {
+                agent_log("bind / : %s", strerror(errno));
+                return;
+        }
+        if (chdir("/.agent-root") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 ||
+            chroot(".") < 0 || chdir("/") < 0)
+                agent_log("moving the root: %s", strerror(errno));
 }
 
 static void pid1_setup(void)
 {
+        root_to_mount();
         mnt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mnt("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mnt("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
