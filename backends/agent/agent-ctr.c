@@ -401,7 +401,7 @@ void ctr_op_create(const struct ag_hdr *h, const uint8_t *p)
         }
         c->out = (struct ew){.kind = EW_CTR_OUT, .obj = c, .fd = -1};
         c->err = (struct ew){.kind = EW_CTR_ERR, .obj = c, .fd = -1};
-        c->in_fd = c->mntns_fd = c->pidns_fd = -1;
+        c->in_fd = c->mntns_fd = c->pidns_fd = c->cgns_fd = -1;
         r = ag_ctr_spec_decode(p, h->len, &c->spec);
         if (r < 0) {
                 free(c);
@@ -994,6 +994,8 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
         c->mntns_fd = open(ns, O_RDONLY | O_CLOEXEC);
         snprintf(ns, sizeof(ns), "/proc/%d/ns/pid", pid);
         c->pidns_fd = open(ns, O_RDONLY | O_CLOEXEC);
+        snprintf(ns, sizeof(ns), "/proc/%d/ns/cgroup", pid);
+        c->cgns_fd = c->cgroup[0] ? open(ns, O_RDONLY | O_CLOEXEC) : -1;
         if (c->in_fd >= 0)
                 fcntl(c->in_fd, F_SETFL, fcntl(c->in_fd, F_GETFL) | O_NONBLOCK);
         if (c->out.fd >= 0)
@@ -1056,7 +1058,9 @@ bool ctr_reaped(pid_t pid, int st)
                 close(c->mntns_fd);
         if (c->pidns_fd >= 0)
                 close(c->pidns_fd);
-        c->mntns_fd = c->pidns_fd = -1;
+        if (c->cgns_fd >= 0)
+                close(c->cgns_fd);
+        c->mntns_fd = c->pidns_fd = c->cgns_fd = -1;
         st_attach_eof(c);
         send_exit(c);
         return true;

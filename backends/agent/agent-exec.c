@@ -106,6 +106,8 @@ int ctr_child_exec(struct ctr *c, char **argv, bool enter, char *msg, size_t msi
         if (enter) {
                 if (c->cgroup[0])
                         cg_write(c->cgroup, "cgroup.procs", "0");
+                if (c->cgns_fd >= 0)
+                        setns(c->cgns_fd, CLONE_NEWCGROUP);
                 if (c->mntns_fd < 0 || setns(c->mntns_fd, CLONE_NEWNS) < 0) {
                         snprintf(msg, msize, "entering the container: %s", strerror(errno));
                         return -errno;

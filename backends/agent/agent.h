@@ -87,7 +87,7 @@ struct ctr {
         bool mounted;
         int state; /* enum ag_state */
         pid_t pid;
-        int mntns_fd, pidns_fd; /* of the running init, for exec */
+        int mntns_fd, pidns_fd, cgns_fd; /* of the running init, for exec */
         int64_t started_ns, finished_ns, exit_code;
         bool oom_killed;
         int64_t oom_base;

@@ -19,6 +19,7 @@ HDR = struct.Struct(">BBHIII")
 MAX_PAYLOAD = 1 << 20
 MAX_DATA = 64 << 10
 WINDOW_INIT = 256 << 10
+AG_PORT_NAME = "runt.agent"
 
 K_REQ, K_RESP, K_EVENT, K_DATA, K_WINDOW, K_CLOSE = range(1, 7)
 
