@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -35,6 +36,9 @@
 
 struct ctr *ctr_list;
 static struct ctr *ctr_dead;
+static struct ew oom_w = {.kind = EW_OOM, .fd = -1};
+
+static void oom_watch(struct ctr *c);
 
 struct ctr *ctr_find(const char *id)
 {
@@ -401,7 +405,7 @@ void ctr_op_create(const struct ag_hdr *h, const uint8_t *p)
         }
         c->out = (struct ew){.kind = EW_CTR_OUT, .obj = c, .fd = -1};
         c->err = (struct ew){.kind = EW_CTR_ERR, .obj = c, .fd = -1};
-        c->in_fd = c->mntns_fd = c->pidns_fd = c->cgns_fd = -1;
+        c->in_fd = c->mntns_fd = c->pidns_fd = c->cgns_fd = c->oom_wd = -1;
         r = ag_ctr_spec_decode(p, h->len, &c->spec);
         if (r < 0) {
                 free(c);
@@ -482,7 +486,7 @@ static int open_in_root(int rootfd, const char *path, bool file)
         if (fd >= 0 || errno != ENOENT)
                 return fd < 0 ? -errno : fd;
         snprintf(buf, sizeof(buf), "%s", path);
-        dfd = dup(rootfd);
+        dfd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
         for (s = strtok_r(buf, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
                 bool last = !save || !*save;
                 int nfd;
@@ -841,8 +845,13 @@ static void ctr_init_child(struct ctr *c, int efd, int fd0, int fd1, int fd2, in
         setsid();
         if (dup2(fd0, 0) < 0 || dup2(fd1, 1) < 0 || dup2(fd2, 2) < 0)
                 child_fail(efd, errno, "stdio");
+        /* Nothing of the agent's signal set-up (SIGCHLD blocked, SIGPIPE ignored) stays. */
+        sigset_t none;
+
         for (int sig = 1; sig < NSIG; sig++)
                 signal(sig, SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         if (c->cgroup[0]) {
                 r = cg_write(c->cgroup, "cgroup.procs", "0");
                 if (r < 0)
@@ -945,7 +954,7 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
 
                         if (m >= 0) {
                                 c->out.fd = m;
-                                c->in_fd = c->spec.stdin_open ? dup(m) : -1;
+                                c->in_fd = c->spec.stdin_open ? fcntl(m, F_DUPFD_CLOEXEC, 3) : -1;
                         }
                 }
                 close(sp[0]);
@@ -986,8 +995,10 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
                 ew_set(&c->err, EPOLLIN);
                 return;
         }
-        if (c->cgroup[0])
-                c->oom_base = cg_key(c->cgroup, "memory.events", "oom_kill");
+        if (c->cgroup[0]) {
+                c->oom_base = c->oom_seen = cg_key(c->cgroup, "memory.events", "oom_kill");
+                oom_watch(c);
+        }
         char ns[64];
 
         snprintf(ns, sizeof(ns), "/proc/%d/ns/mnt", pid);
@@ -1015,6 +1026,66 @@ void ctr_op_start(const struct ag_hdr *h, const uint8_t *p)
         ag_buf_done(&b);
 }
 
+static void send_oom(struct ctr *c)
+{
+        struct ag_buf b;
+
+        ag_buf_init(&b);
+        ag_frame_begin(&b, AG_K_EVENT, AG_EV_OOM, 0, 0);
+        ag_put_str(&b, AG_A_ID, c->spec.id);
+        if (ag_frame_end(&b) == 0)
+                agent_send(&b);
+        ag_buf_done(&b);
+}
+
+/* memory.events changed: an OOM kill in a container that may go on running. */
+void ctr_oom_events(struct ew *w)
+{
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        ssize_t n;
+
+        while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
+                for (char *p = buf; p < buf + n;) {
+                        const struct inotify_event *e = (const struct inotify_event *)p;
+
+                        for (struct ctr *c = ctr_list; c; c = c->next) {
+                                int64_t k;
+
+                                if (c->oom_wd != e->wd || c->state != AG_ST_RUNNING)
+                                        continue;
+                                k = cg_key(c->cgroup, "memory.events", "oom_kill");
+                                if (k > c->oom_seen) {
+                                        c->oom_seen = k;
+                                        send_oom(c);
+                                }
+                        }
+                        p += sizeof(*e) + e->len;
+                }
+        }
+}
+
+static void oom_watch(struct ctr *c)
+{
+        char path[PATH_MAX];
+
+        if (!c->cgroup[0])
+                return;
+        if (oom_w.fd < 0) {
+                oom_w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+                ew_set(&oom_w, EPOLLIN);
+        }
+        snprintf(path, sizeof(path), "%s/memory.events", c->cgroup);
+        if (oom_w.fd >= 0)
+                c->oom_wd = inotify_add_watch(oom_w.fd, path, IN_MODIFY);
+}
+
+static void oom_unwatch(struct ctr *c)
+{
+        if (c->oom_wd >= 0 && oom_w.fd >= 0)
+                inotify_rm_watch(oom_w.fd, c->oom_wd);
+        c->oom_wd = -1;
+}
+
 bool ctr_reaped(pid_t pid, int st)
 {
         struct ctr *c;
@@ -1027,16 +1098,14 @@ bool ctr_reaped(pid_t pid, int st)
         c->state = AG_ST_EXITED;
         c->finished_ns = agent_now_ns();
         c->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (c->cgroup[0] && cg_key(c->cgroup, "memory.events", "oom_kill") > c->oom_base) {
-                struct ag_buf b;
+        oom_unwatch(c);
+        if (c->cgroup[0]) {
+                int64_t k = cg_key(c->cgroup, "memory.events", "oom_kill");
 
-                c->oom_killed = true;
-                ag_buf_init(&b);
-                ag_frame_begin(&b, AG_K_EVENT, AG_EV_OOM, 0, 0);
-                ag_put_str(&b, AG_A_ID, c->spec.id);
-                if (ag_frame_end(&b) == 0)
-                        agent_send(&b);
-                ag_buf_done(&b);
+                /* OOMKilled: the kernel killed one of its processes while it ran. */
+                c->oom_killed = k > c->oom_base;
+                if (k > c->oom_seen)
+                        send_oom(c);
         }
         if (!c->reason[0])
                 snprintf(c->reason, sizeof(c->reason), "%s",
@@ -1171,6 +1240,7 @@ void ctr_op_remove(const struct ag_hdr *h, const uint8_t *p)
                 return;
         }
         st_ctr_gone(c);
+        oom_unwatch(c);
         ew_close(&c->out);
         ew_close(&c->err);
         if (c->in_fd >= 0)

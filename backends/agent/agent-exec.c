@@ -573,7 +573,7 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
                 close(sl);
                 s->out.fd = m;
                 if (in)
-                        s->in.fd = dup(m);
+                        s->in.fd = fcntl(m, F_DUPFD_CLOEXEC, 3);
                 setnb(m);
         } else {
                 close(po[1]);
@@ -727,7 +727,7 @@ void st_op_port_dial(const struct ag_hdr *h, const uint8_t *p)
         }
         setnb(fd);
         s->out.fd = fd;
-        s->in.fd = dup(fd);
+        s->in.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         s->stdin_on = true;
         s->next = st_list;
         st_list = s;

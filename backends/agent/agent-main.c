@@ -734,6 +734,9 @@ int main(int argc, char **argv)
                         case EW_ST_IN:
                                 st_writable(w);
                                 break;
+                        case EW_OOM:
+                                ctr_oom_events(w);
+                                break;
                         }
                 }
                 /* Streams and containers ended above are freed only now: later events of

@@ -29,6 +29,7 @@ enum ew_kind {
         EW_ST_OUT, /* a stream's fd the agent reads (exec stdout / socket) */
         EW_ST_ERR,
         EW_ST_IN, /* a stream's fd the agent writes (exec stdin), when it has to wait */
+        EW_OOM,   /* inotify on the containers' memory.events */
 };
 
 struct ew {
@@ -90,7 +91,8 @@ struct ctr {
         int mntns_fd, pidns_fd, cgns_fd; /* of the running init, for exec */
         int64_t started_ns, finished_ns, exit_code;
         bool oom_killed;
-        int64_t oom_base;
+        int64_t oom_base, oom_seen; /* memory.events oom_kill at start / last told */
+        int oom_wd;                 /* its inotify watch, -1 */
         char reason[32], message[256];
         bool exit_sent;     /* on this connection */
         struct ew out, err; /* output (pty master in out when tty) */
@@ -116,6 +118,7 @@ void ctr_op_log_ack(const struct ag_hdr *h, const uint8_t *p);
 /* A child was reaped: true when it was a container's init. */
 bool ctr_reaped(pid_t pid, int status);
 void ctr_output(struct ew *w);
+void ctr_oom_events(struct ew *w);
 /* A new connection: EXIT events not sent on it and the unacked log chunks. */
 void ctr_resend(void);
 /* The host connection stalls / drains: stop or resume reading container output. */

@@ -129,6 +129,16 @@ def test_vm_agent(vm):
     c.call(ap.OP_CTR_START, [("ID", "oom")])
     e = c.wait_event(ap.EV_EXIT, lambda a: a["ID"] == "oom", timeout=60).attrs
     assert e["REASON"] == "OOMKilled" and e["OOM_KILLED"] == 1 and e["EXIT_CODE"] == 137
+    assert c.wait_event(ap.EV_OOM, lambda a: a["ID"] == "oom", timeout=5)
+    # an OOM kill of a child while the container goes on: an OOM event, it keeps running
+    c.call(ap.OP_CTR_CREATE, [("ID", "oom2"), ("ARGV", ["sh", "-c", (
+        "sh -c 'x=a; while true; do x=$x$x; done'; echo survived; sleep 1000")]),
+        ("MEM_LIMIT", 16 << 20), ("MEM_SWAP", 16 << 20), ("LOG", 1)] + BASE)
+    c.call(ap.OP_CTR_START, [("ID", "oom2")])
+    assert c.wait_event(ap.EV_OOM, lambda a: a["ID"] == "oom2", timeout=60)
+    assert c.wait_event(ap.EV_LOG, lambda a: a["ID"] == "oom2" and b"survived" in a["DATA"],
+                        timeout=10)
+    assert c.call(ap.OP_CTR_STATUS, [("ID", "oom2")])["STATE"] == ap.ST_RUNNING
 
     # runtd goes away and comes back: same boot, the exit again, the running container kept
     c.close()
@@ -136,6 +146,6 @@ def test_vm_agent(vm):
     c = connect(vm, timeout=10)
     assert c.wait_event(ap.EV_EXIT, lambda a: a["ID"] == "oom", timeout=10)
     states = {s["ID"]: s["STATE"] for s in c.call(ap.OP_CTR_LIST).all("STATUS")}
-    assert states == {"oom": ap.ST_EXITED, "a1": ap.ST_RUNNING}
+    assert states == {"oom": ap.ST_EXITED, "a1": ap.ST_RUNNING, "oom2": ap.ST_RUNNING}
     c.call(ap.OP_SHUTDOWN)
     assert vm["q"].wait(timeout=30) == 0  # powered off
