@@ -492,6 +492,19 @@ static void pid1_setup(void)
         mnt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mnt("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mnt("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+        /* Without /dev/console in the initramfs, init starts with no stdio: the first fds
+         * opened would be 0-2, and a message to stderr would land in the agent port. */
+        for (int fd = 0; fd < 3; fd++)
+                if (fcntl(fd, F_GETFD) < 0) {
+                        int n = open("/dev/console", O_RDWR | O_NOCTTY);
+
+                        if (n < 0)
+                                n = open("/dev/null", O_RDWR);
+                        if (n >= 0 && n != fd) {
+                                dup2(n, fd);
+                                close(n);
+                        }
+                }
         mnt("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
         mnt("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
         mnt("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666");

@@ -474,3 +474,64 @@ def test_bad_frames(env):
     c.call(ap.OP_PING)
     c.close()
     time.sleep(0.05)
+
+
+def test_flow_control(env):
+    c = connect(env)
+    c.auto_window = False
+    cid = create(c, env, ["sleep", "100"])
+    s = c.open_stream(ap.OP_EXEC, [("ID", cid), ("ARGV", ["head", "-c", "1000000", "/dev/zero"])])
+    time.sleep(0.5)
+    try:
+        c.pump_until(lambda: False, timeout=0.5)
+    except TimeoutError:
+        pass
+    assert len(s.data[ap.CHAN_STDOUT]) == ap.WINDOW_INIT  # no more than the credit
+    assert s.exit_code is None
+    c.send_frame(ap.K_WINDOW, ap.CHAN_STDOUT, s.sid, 0, (1 << 20).to_bytes(4, "big"))
+    s.wait_closed()
+    assert len(s.data[ap.CHAN_STDOUT]) == 1000000 and s.exit_code == 0
+    c.call(ap.OP_CTR_SIGNAL, [("ID", cid), ("SIGNAL", signal.SIGKILL)])
+    wait_exit(c, cid)
+    remove(c, cid)
+    c.close()
+    time.sleep(0.05)
+
+
+def test_garbage_requests(env):
+    """Random attribute blocks for every request but SHUTDOWN: errors, never a crash."""
+    import random
+    rnd = random.Random(7)
+    c = connect(env)
+    for i in range(400):
+        op = rnd.choice([o for o in range(0, 22) if o != ap.OP_SHUTDOWN])
+        if rnd.random() < 0.5:
+            payload = bytes(rnd.randrange(256) for _ in range(rnd.randrange(40)))
+        else:  # well-formed TLVs with random tags and values
+            payload = b"".join(ap.enc_attr(rnd.choice([6, 7, 8, 10, 11, 12, 21, 22, 27, 40, 44,
+                                                       60, 67, 74, 79, 103, rnd.randrange(300)]),
+                                           rnd.choice([b"", b"\x00" * 8, b"x" * rnd.randrange(20),
+                                                       rnd.randrange(-5, 70000)]))
+                               for _ in range(rnd.randrange(6)))
+        c.send_frame(ap.K_REQ, op, rnd.choice([0, 0, 900 + i]), 10000 + i, payload)
+        if rnd.random() < 0.2:
+            kind = rnd.choice([ap.K_DATA, ap.K_WINDOW, ap.K_CLOSE])
+            c.send_frame(kind, rnd.choice([0, 1, 2, 0xffff, 7]), rnd.randrange(1000),
+                         0, bytes(rnd.randrange(256) for _ in range(rnd.randrange(8))))
+    assert c.call(ap.OP_PING)["UPTIME_NS"] > 0
+    assert env["proc"].poll() is None
+    c.close()
+    time.sleep(0.05)
+
+
+def test_fd_mode(env):
+    a, b = socket.socketpair()
+    state = env["tmp"] / "state-fd"
+    p = subprocess.Popen([str(AGENT), "--fd", str(b.fileno()), "--state-dir", str(state)],
+                         pass_fds=[b.fileno()])
+    b.close()
+    c = ap.AgentClient(a)
+    c.wait_event(ap.EV_READY)
+    assert c.call(ap.OP_HELLO)["VERSION"] == 1
+    c.close()
+    assert p.wait(timeout=5) == 0  # one connection, then it exits
