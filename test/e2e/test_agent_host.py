@@ -537,3 +537,19 @@ def test_fd_mode(env):
     assert c.call(ap.OP_HELLO)["VERSION"] == 1
     c.close()
     assert p.wait(timeout=5) == 0  # one connection, then it exits
+
+
+def test_privileged_and_devices(c, env):
+    cid = create(c, env, ["sleep", "100"], privileged=1, caps=[])
+    r = exec_sync(c, cid, ["sh", "-c", "test -e /dev/tty0 -o -e /dev/kmsg && echo hostdev"])
+    assert r["OUT"] == b"hostdev\n"
+    c.call(ap.OP_CTR_SIGNAL, [("ID", cid), ("SIGNAL", signal.SIGKILL)])
+    wait_exit(c, cid)
+    remove(c, cid)
+    cid = create(c, env, ["sleep", "100"],
+                 device=[[("SRC", "/dev/zero"), ("DST", "/dev/myzero"), ("PERMS", "rw")]])
+    r = exec_sync(c, cid, ["sh", "-c", "head -c 3 /dev/myzero | wc -c; test -e /dev/kmsg || echo no-kmsg"])
+    assert r["OUT"].split() == [b"3", b"no-kmsg"]
+    c.call(ap.OP_CTR_SIGNAL, [("ID", cid), ("SIGNAL", signal.SIGKILL)])
+    wait_exit(c, cid)
+    remove(c, cid)

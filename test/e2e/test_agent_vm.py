@@ -123,6 +123,11 @@ def test_vm_agent(vm):
     st = c.call(ap.OP_STATS, [("ID", "a1")])
     assert st["MEM_LIMIT_NOW"] == 64 << 20 and st["PIDS_CURRENT"] >= 1 and st["CPU_USAGE_NS"] > 0
     c.call(ap.OP_POD_STATS)
+    c.call(ap.OP_CTR_UPDATE, [("ID", "a1"), ("MEM_LIMIT", 32 << 20), ("CPU_QUOTA", 50000),
+                              ("CPU_PERIOD", 100000)])
+    r = c.call(ap.OP_EXEC_SYNC, [("ID", "a1"), ("ARGV", ["cat", "/sys/fs/cgroup/memory.max",
+                                                         "/sys/fs/cgroup/cpu.max"])])
+    assert r["OUT"] == b"33554432\n50000 100000\n"
 
     c.call(ap.OP_CTR_CREATE, [("ID", "oom"), ("ARGV", ["sh", "-c", "x=a; while true; do x=$x$x; done"]),
                               ("MEM_LIMIT", 16 << 20), ("MEM_SWAP", 16 << 20)] + BASE)
