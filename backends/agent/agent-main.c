@@ -413,6 +413,20 @@ static void reap(void)
 
 /* ---- PID 1 set-up ---- */
 
+static void mkdir_p(const char *path)
+{
+        char p[PATH_MAX];
+
+        snprintf(p, sizeof(p), "%s", path);
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        mkdir(p, 0755);
+                        *s = '/';
+                }
+        mkdir(p, 0755);
+}
+
 static void mnt(const char *src, const char *dst, const char *type, unsigned long fl,
                 const char *data)
 {
@@ -486,6 +500,48 @@ static void root_to_mount(void)
                 agent_log("moving the root: %s", strerror(errno));
 }
 
+/*
+ * The host's shares: each "runt.virtiofs=TAG:PATH[:ro]" of the kernel command line mounts
+ * the virtio-fs TAG on PATH (the layers CTR_CREATE names in LOWER, volumes, the pod's
+ * hosts/resolv.conf files live there). Done before the port opens, so that READY means
+ * they are there.
+ */
+static void mount_shares(void)
+{
+        char buf[4096], *tok, *save = NULL;
+        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return;
+        buf[n] = 0;
+        for (tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+                char *tag, *path, *opt;
+
+                if (strncmp(tok, "runt.virtiofs=", 14) != 0)
+                        continue;
+                tag = tok + 14;
+                path = strchr(tag, ':');
+                if (!path)
+                        continue;
+                *path++ = 0;
+                opt = strchr(path, ':');
+                if (opt)
+                        *opt++ = 0;
+                if (path[0] != '/')
+                        continue;
+                mkdir_p(path);
+                if (mount(tag, path, "virtiofs",
+                          MS_NOSUID | MS_NODEV | (opt && strcmp(opt, "ro") == 0 ? MS_RDONLY : 0),
+                          NULL) < 0)
+                        agent_log("mount virtiofs %s on %s: %s", tag, path, strerror(errno));
+        }
+}
+
 static void pid1_setup(void)
 {
         root_to_mount();
@@ -514,6 +570,7 @@ static void pid1_setup(void)
          * rshared container mounts propagate. */
         mount(NULL, "/", NULL, MS_REC | MS_SHARED, NULL);
         load_modules();
+        mount_shares();
         net_lo_up();
 }
 

@@ -1,7 +1,8 @@
 """runt-agent as PID 1 of a QEMU microvm guest (TCG), over virtio-serial.
 
-Builds a minimal initramfs here: /init = runt-agent, the virtio/overlay modules of the
-Debian cloud kernel listed in /etc/runt-modules, and a busybox layer at /layer. Skipped when
+Builds a minimal initramfs here: /init = runt-agent and the virtio/overlay/virtiofs modules
+of the Debian cloud kernel listed in /etc/runt-modules. A busybox layer is shared by
+virtio-fs (QEMU's virtiofsd), mounted by the agent from "runt.virtiofs=share:/run/share:ro". Skipped when
 the agent, QEMU, the kernel or its modules are missing. Slow under TCG (a boot is ~3-5 s).
 
     /usr/bin/python3 -m pytest test/e2e/test_agent_vm.py -q -p no:cacheprovider
@@ -27,13 +28,15 @@ QEMU = shutil.which("qemu-system-x86_64")
 MODULES = ["drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
            "drivers/virtio/virtio_mmio.ko", "drivers/char/virtio_console.ko",
            "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko",
-           "fs/overlayfs/overlay.ko"]
+           "fs/overlayfs/overlay.ko", "fs/fuse/fuse.ko", "fs/fuse/virtiofs.ko"]
+VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 MAC = "52:54:00:12:34:56"
 
 pytestmark = [
     pytest.mark.skipif(not AGENT.exists(), reason=f"{AGENT} not built"),
     pytest.mark.skipif(not QEMU or not KERNEL.exists() or not MODDIR.exists(),
                        reason="needs qemu-system-x86_64 and the cloud kernel with its modules"),
+    pytest.mark.skipif(not os.path.exists(VIRTIOFSD), reason="needs QEMU's virtiofsd"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
 ]
 
@@ -54,7 +57,6 @@ def build_initrd(w):
         shutil.copy2(MODDIR / m, dst)
         lines.append(f"/lib/modules/{KVER}/kernel/{m}")
     (root / "etc" / "runt-modules").write_text("\n".join(lines) + "\n")
-    make_layer(root / "layer")
     files = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
     cpio = subprocess.run([BUSYBOX, "cpio", "-o", "-H", "newc"], cwd=root, input=files,
                           capture_output=True, check=True).stdout
@@ -68,11 +70,25 @@ def vm():
     initrd = build_initrd(w)
     sock = w / "agent.sock"
     khz = tsc_khz()
+    # The layer reaches the guest as the host's share (virtio-fs), mounted by the agent from
+    # the kernel command line.
+    make_layer(w / "share" / "layer")
+    vfsd = subprocess.Popen([VIRTIOFSD, f"--socket-path={w}/vfs.sock", "-o",
+                             f"source={w}/share", "-o", "cache=auto"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if (w / "vfs.sock").exists():
+            break
+        time.sleep(0.05)
     q = subprocess.Popen([
-        QEMU, "-M", "microvm", "-nographic", "-nodefaults", "-no-user-config", "-m", "256",
+        QEMU, "-M", "microvm,memory-backend=mem", "-global", "virtio-mmio.force-legacy=false",
+        "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+        "-chardev", f"socket,id=vfs,path={w}/vfs.sock",
+        "-device", "vhost-user-fs-device,chardev=vfs,tag=share,queue-size=1024",
+        "-nographic", "-nodefaults", "-no-user-config", "-m", "256",
         "-smp", "1", "-serial", f"file:{w}/console.log", "-kernel", str(KERNEL),
         "-initrd", str(initrd), "-no-reboot",
-        "-append", "console=ttyS0 panic=-1" + (f" tsc_early_khz={khz}" if khz else ""),
+        "-append", "console=ttyS0 panic=-1 runt.virtiofs=share:/run/share:ro" + (f" tsc_early_khz={khz}" if khz else ""),
         "-device", "virtio-serial-device",
         "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
         "-device", f"virtserialport,chardev=agent,name={ap.AG_PORT_NAME}",
@@ -83,6 +99,9 @@ def vm():
         if q.poll() is None:
             q.kill()
             q.wait()
+        if vfsd.poll() is None:
+            vfsd.kill()
+        vfsd.wait()
         if os.environ.get("RUNT_KEEP"):
             print("kept", w)
         else:
@@ -95,7 +114,7 @@ def connect(vm, timeout=60):
     return c
 
 
-BASE = [("LOWER", ["/layer"]), ("ENV", ["PATH=/bin"]),
+BASE = [("LOWER", ["/run/share/layer"]), ("ENV", ["PATH=/bin"]),
         ("CAPS", ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"]),
         ("MASKED", ["/proc/kcore"]), ("RO_PATHS", ["/proc/sys"])]
 
