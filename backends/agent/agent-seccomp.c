@@ -149,7 +149,19 @@ static int jadd(struct jv *v, char *key, struct jv *kid)
         return 0;
 }
 
+static int jparse_value(struct jp *j, struct jv *v);
+
+/* One value into @v; on an error @v holds nothing. */
 static int jparse(struct jp *j, struct jv *v)
+{
+        int r = jparse_value(j, v);
+
+        if (r < 0)
+                jfree(v);
+        return r;
+}
+
+static int jparse_value(struct jp *j, struct jv *v)
 {
         int r;
 
