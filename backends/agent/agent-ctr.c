@@ -664,18 +664,10 @@ static int setup_root(struct ctr *c, char *msg, size_t msize)
                 struct stat st;
                 int fd;
 
-                if (!strncmp(s->masked[i], "/proc/", 6) || !strncmp(s->masked[i], "/sys/", 5)) {
-                        /* The kernel's: only what exists. */
-                        struct open_how how = {.flags = O_PATH | O_CLOEXEC,
-                                               .resolve = RESOLVE_IN_ROOT};
+                /* Only what exists (in the image, or the kernel's under /proc and /sys). */
+                struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
 
-                        fd = (int)syscall(SYS_openat2, rootfd, s->masked[i], &how, sizeof(how));
-                } else {
-                        struct open_how how = {.flags = O_PATH | O_CLOEXEC,
-                                               .resolve = RESOLVE_IN_ROOT};
-
-                        fd = (int)syscall(SYS_openat2, rootfd, s->masked[i], &how, sizeof(how));
-                }
+                fd = (int)syscall(SYS_openat2, rootfd, s->masked[i], &how, sizeof(how));
                 if (fd < 0)
                         continue;
                 snprintf(at, sizeof(at), "/proc/self/fd/%d", fd);

@@ -6,8 +6,14 @@
  * forever: open, READY, serve until EOF or an error, close, 20 ms, again (a read gives EOF
  * while no host is connected). It reaps every process and never exits.
  *
+ * Its kernel command line may name the host's virtio-fs shares to mount before READY:
+ * "runt.virtiofs=TAG:PATH[:ro]", repeated. Containers' upper layers live in /run/runt-agent
+ * (guest RAM); cgroups are /sys/fs/cgroup/pod/<id>.
+ *
  * Host mode (tests; later a CT): runt-agent --listen-unix PATH | --fd N [--state-dir DIR]
- * [--cgroup-root DIR] does everything but the PID 1 set-up, one connection at a time.
+ * [--cgroup-root DIR] does everything but the PID 1 set-up, one connection at a time
+ * (--fd: that one connection, then it exits). No cgroups unless --cgroup-root names a
+ * cgroup v2 directory it may use.
  */
 
 #include <dirent.h>
