@@ -215,7 +215,7 @@ int mv_qemu_argv(const struct mv_vm_opts *o, unsigned tsc_khz, char ***ret_argv,
                 ARG(&a, "file:%s/console.log", o->dir);
         }
         ARG(&a, "-device");
-        ARG(&a, "virtio-serial-device,max_ports=1");
+        ARG(&a, "virtio-serial-device,max_ports=2");
         ARG(&a, "-chardev");
         ARG(&a, "socket,id=agent,path=%s/agent.sock,server=on,wait=off", o->dir);
         ARG(&a, "-device");
