@@ -278,7 +278,7 @@ int main(int argc, char **argv)
                 if (verbose) {
                         char cmd[256];
 
-                        snprintf(cmd, sizeof(cmd), "cat %s/qemu.log %s/console.log 2>/dev/null | tail -40", dir, dir);
+                        snprintf(cmd, sizeof(cmd), "cat %s/qemu.log %s/console.log 2>/dev/null | tail -400", dir, dir);
                         if (system(cmd) < 0)
                                 perror("system");
                 }
