@@ -259,9 +259,16 @@ int mv_virtiofsd_argv(const struct mv_vm_opts *o, char ***ret_argv, struct sh_er
         ARG(&a, "source=%s", o->shared_dir);
         ARG(&a, "-o");
         ARG(&a, "cache=auto");
-        /* xattr: the guest overlay reads trusted.overlay.* (opaque dirs) on its lower dirs */
+        /*
+         * xattr + CAP_SYS_ADMIN: the guest overlay reads trusted.overlay.opaque on its lower
+         * dirs, and trusted.* is only visible to a holder of CAP_SYS_ADMIN (virtiofsd drops
+         * it by default). Whiteouts (char 0/0) need nothing. thread-pool-size=1: less memory,
+         * one vCPU cannot use more.
+         */
         ARG(&a, "-o");
         ARG(&a, "xattr");
+        ARG(&a, "-o");
+        ARG(&a, "modcaps=+sys_admin");
         ARG(&a, "-o");
         ARG(&a, "announce_submounts");
         return argv_end(&a, ret_argv);
