@@ -28,21 +28,112 @@
  * QEMU's guest then hangs or aborts.
  */
 static const uint8_t probe_code[] = {
-        0xfa, 0x66, 0x0f, 0x01, 0x16, 0x00, 0x11,             /* cli; lgdtl (0x1100) */
-        0x0f, 0x20, 0xc0, 0x66, 0x83, 0xc8, 0x01, 0x0f, 0x22, 0xc0, /* cr0 |= PE */
-        0x66, 0xea, 0x20, 0x10, 0x00, 0x00, 0x08, 0x00,       /* ljmpl $0x08, $0x1020 */
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0xfa,
+        0x66,
+        0x0f,
+        0x01,
+        0x16,
+        0x00,
+        0x11, /* cli; lgdtl (0x1100) */
+        0x0f,
+        0x20,
+        0xc0,
+        0x66,
+        0x83,
+        0xc8,
+        0x01,
+        0x0f,
+        0x22,
+        0xc0, /* cr0 |= PE */
+        0x66,
+        0xea,
+        0x20,
+        0x10,
+        0x00,
+        0x00,
+        0x08,
+        0x00, /* ljmpl $0x08, $0x1020 */
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
         /* 0x1020, 32-bit */
-        0x66, 0xb8, 0x10, 0x00, 0x8e, 0xd8, 0x8e, 0xd0,       /* ds = ss = 0x10 */
-        0x0f, 0x20, 0xe0, 0x83, 0xc8, 0x20, 0x0f, 0x22, 0xe0, /* cr4 |= PAE */
-        0xb8, 0x00, 0x20, 0x00, 0x00, 0x0f, 0x22, 0xd8,       /* cr3 = 0x2000 */
-        0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32,             /* rdmsr EFER */
-        0x0d, 0x00, 0x01, 0x00, 0x00, 0x0f, 0x30,             /* |= LME; wrmsr */
-        0x0f, 0x20, 0xc0, 0x0d, 0x00, 0x00, 0x00, 0x80, 0x0f, 0x22, 0xc0, /* cr0 |= PG */
-        0xea, 0x60, 0x10, 0x00, 0x00, 0x18, 0x00,             /* ljmp $0x18, $0x1060 */
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x66,
+        0xb8,
+        0x10,
+        0x00,
+        0x8e,
+        0xd8,
+        0x8e,
+        0xd0, /* ds = ss = 0x10 */
+        0x0f,
+        0x20,
+        0xe0,
+        0x83,
+        0xc8,
+        0x20,
+        0x0f,
+        0x22,
+        0xe0, /* cr4 |= PAE */
+        0xb8,
+        0x00,
+        0x20,
+        0x00,
+        0x00,
+        0x0f,
+        0x22,
+        0xd8, /* cr3 = 0x2000 */
+        0xb9,
+        0x80,
+        0x00,
+        0x00,
+        0xc0,
+        0x0f,
+        0x32, /* rdmsr EFER */
+        0x0d,
+        0x00,
+        0x01,
+        0x00,
+        0x00,
+        0x0f,
+        0x30, /* |= LME; wrmsr */
+        0x0f,
+        0x20,
+        0xc0,
+        0x0d,
+        0x00,
+        0x00,
+        0x00,
+        0x80,
+        0x0f,
+        0x22,
+        0xc0, /* cr0 |= PG */
+        0xea,
+        0x60,
+        0x10,
+        0x00,
+        0x00,
+        0x18,
+        0x00, /* ljmp $0x18, $0x1060 */
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
+        0x00,
         /* 0x1060, 64-bit */
-        0xb0, PROBE_BYTE, 0x66, 0xba, PROBE_PORT & 0xff, PROBE_PORT >> 8, 0xee, 0xf4,
+        0xb0,
+        PROBE_BYTE,
+        0x66,
+        0xba,
+        PROBE_PORT & 0xff,
+        PROBE_PORT >> 8,
+        0xee,
+        0xf4,
 };
 
 /* In a child (a KVM that misbehaves may hang or crash its caller). Exit 0 when KVM returns
@@ -81,9 +172,10 @@ static int kvm_probe_child(void)
         pt[0] = 0x4000 | 0x3;
         pt = (uint64_t *)(mem + 0x4000);
         pt[0] = 0x0 | 0x83;
-        region = (struct kvm_userspace_memory_region){
-                .slot = 0, .guest_phys_addr = 0, .memory_size = 0x10000,
-                .userspace_addr = (uint64_t)(uintptr_t)mem};
+        region = (struct kvm_userspace_memory_region){.slot = 0,
+                                                      .guest_phys_addr = 0,
+                                                      .memory_size = 0x10000,
+                                                      .userspace_addr = (uint64_t)(uintptr_t)mem};
         if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
                 return 13;
         cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
@@ -154,7 +246,10 @@ int mv_accel_probe(const char *want, char **ret_accel, struct sh_error *err)
                 int r = kvm_works();
 
                 if (r < 0)
-                        return sh_err(err, -ENODEV, "accel kvm: KVM cannot run a test guest here (probe status 0x%x)", mv_kvm_probe_status);
+                        return sh_err(
+                                err, -ENODEV,
+                                "accel kvm: KVM cannot run a test guest here (probe status 0x%x)",
+                                mv_kvm_probe_status);
                 a = strdup("kvm");
         } else if (!want || !*want || strcmp(want, "auto") == 0) {
                 a = strdup(kvm_works() == 0 ? "kvm" : "tcg");

@@ -17,7 +17,7 @@
 #include "vm.h"
 
 const char *const mv_default_modules[] = {
-        "virtio_mmio", "virtio_console", "virtio_net", "overlay",
+        "virtio_mmio", "virtio_console", "virtio_net",     "overlay",
         "fuse",        "virtiofs",       "virtio_balloon", NULL,
 };
 
@@ -211,8 +211,8 @@ static int resolve_one(struct resolve *rs, const char *name, unsigned depth)
         return 0;
 }
 
-int mv_modules_resolve(const char *dep, const char *builtin, const char *const *names,
-                       char ***ret, struct sh_error *err)
+int mv_modules_resolve(const char *dep, const char *builtin, const char *const *names, char ***ret,
+                       struct sh_error *err)
 {
         struct resolve rs = {.dep = dep, .builtin = builtin, .err = err};
         int r;
@@ -271,8 +271,8 @@ static int add_parents(struct mv_buf *b, const char *path, char **made)
 static int build_archive(const struct mv_initramfs_opts *o, const char *agent, size_t agent_len,
                          char *const *mods, struct mv_buf *b, struct sh_error *err)
 {
-        static const char *const dirs[] = {"dev", "proc", "sys", "tmp", "run", "mnt", "etc", "lib",
-                                           "lib/modules"};
+        static const char *const dirs[] = {"dev", "proc", "sys", "tmp",        "run",
+                                           "mnt", "etc",  "lib", "lib/modules"};
         _cleanup_free_ char *made = NULL, *list = NULL;
         size_t list_len = 0;
         int r;
@@ -294,8 +294,7 @@ static int build_archive(const struct mv_initramfs_opts *o, const char *agent, s
                 return r;
         for (size_t i = 0; mods[i]; i++) {
                 _cleanup_free_ char *src = sh_path_join(o->modules_dir, mods[i]);
-                _cleanup_free_ char *dst =
-                        sh_strdup_printf("lib/modules/%s/%s", o->kver, mods[i]);
+                _cleanup_free_ char *dst = sh_strdup_printf("lib/modules/%s/%s", o->kver, mods[i]);
                 _cleanup_free_ char *data = NULL;
                 size_t len = 0;
                 char *l;
@@ -362,7 +361,8 @@ int mv_initramfs_get(const struct mv_initramfs_opts *o, char **ret_path, struct 
         int r;
 
         if (!o->agent_path || !o->kver || !o->modules_dir || !o->cache_dir)
-                return sh_err(err, -EINVAL, "initramfs: agent, kver, modules dir, cache dir needed");
+                return sh_err(err, -EINVAL,
+                              "initramfs: agent, kver, modules dir, cache dir needed");
         r = sh_read_file(o->agent_path, 256u << 20, &agent, &agent_len);
         if (r < 0)
                 return sh_err(err, r, "initramfs: read agent %s", o->agent_path);

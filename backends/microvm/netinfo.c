@@ -1,4 +1,6 @@
 /* Reading a pod netns's interface and routes over rtnetlink into struct ag_net. */
+#include "netinfo.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_addr.h>
@@ -14,7 +16,6 @@
 #include "agent/proto.h"
 #include "cleanup.h"
 #include "error.h"
-#include "netinfo.h"
 #include "strutil.h"
 #include "vm.h"
 

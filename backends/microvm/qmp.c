@@ -1,7 +1,7 @@
 /* A minimal QMP client: greeting, qmp_capabilities, one command. */
 #include <errno.h>
-#include <stdbool.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -142,8 +142,7 @@ static int qmp_exec(struct qmp_conn *c, const char *cmd, bool eof_ok, struct sh_
         }
 }
 
-int mv_qmp_command(const char *path, const char *command, unsigned timeout_ms,
-                   struct sh_error *err)
+int mv_qmp_command(const char *path, const char *command, unsigned timeout_ms, struct sh_error *err)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;

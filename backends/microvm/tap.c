@@ -45,8 +45,10 @@ static const char *tc_path(void)
 static int run_tc(const char *script, bool check, struct sh_error *err)
 {
         const char *argv[] = {tc_path(), "-force", "-batch", "-", NULL};
-        struct sh_exec_opts o = {.argv = argv, .stdin_data = script,
-                                 .stdin_len = strlen(script), .timeout_ms = 10000,
+        struct sh_exec_opts o = {.argv = argv,
+                                 .stdin_data = script,
+                                 .stdin_len = strlen(script),
+                                 .timeout_ms = 10000,
                                  .stderr_to_stdout = true};
         struct sh_exec_result res = {0};
         int r = sh_exec(&o, &res, err);

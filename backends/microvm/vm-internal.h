@@ -33,8 +33,8 @@ int mv_cpio_finish(struct mv_buf *b);
  * found in @builtin (modules.builtin text, may be NULL) but not in @dep is skipped.
  * -ENOENT (message names it) for a module in neither. @ret is NULL-terminated, malloc'd.
  */
-int mv_modules_resolve(const char *dep, const char *builtin, const char *const *names,
-                       char ***ret, struct sh_error *err);
+int mv_modules_resolve(const char *dep, const char *builtin, const char *const *names, char ***ret,
+                       struct sh_error *err);
 
 /* ---- argv building (vm.c) ---- */
 #define MV_TAP_CHILD_FD 3 /* the tap fd's number in QEMU */

@@ -1,4 +1,6 @@
 /* QEMU -M microvm per pod: argv, detached spawn, re-own, agent connect, shutdown. */
+#include "vm.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,7 +20,6 @@
 #include "error.h"
 #include "strutil.h"
 #include "vm-internal.h"
-#include "vm.h"
 
 #define SH_LOG_MODULE "microvm"
 #include "log.h"
@@ -27,9 +28,8 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-static const char *const vm_files[] = {"agent.sock",  "qmp.sock",    "vfs.sock",
-                                       "qemu.pid",    "virtiofsd.pid", "console.log",
-                                       "qemu.log",    "virtiofsd.log"};
+static const char *const vm_files[] = {"agent.sock",    "qmp.sock",    "vfs.sock", "qemu.pid",
+                                       "virtiofsd.pid", "console.log", "qemu.log", "virtiofsd.log"};
 
 /* ---- small helpers ---- */
 
@@ -457,7 +457,8 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
         unsigned tsc = o->tsc_khz ? o->tsc_khz : mv_host_tsc_khz();
         int r;
 
-        if (!o->dir || strlen(o->dir) + sizeof("/agent.sock") > sizeof(((struct sockaddr_un *)0)->sun_path))
+        if (!o->dir ||
+            strlen(o->dir) + sizeof("/agent.sock") > sizeof(((struct sockaddr_un *)0)->sun_path))
                 return sh_err(err, -ENAMETOOLONG, "vm: dir missing or too long for a socket path");
         r = mv_qemu_argv(o, tsc, &qargv, err);
         if (r < 0)

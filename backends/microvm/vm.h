@@ -25,16 +25,16 @@ struct ag_net;
  * the cmdline "console=ttyS0 panic=-1 ... tsc_early_khz=N" plus opts->cmdline_extra.
  */
 
-#define MV_FS_TAG "runt"
+#define MV_FS_TAG   "runt"
 #define MV_TAP_NAME "tap0"
 
 /* ---- initramfs (initramfs.c) ---- */
 
 struct mv_initramfs_opts {
-        const char *agent_path;   /* becomes /init (static binary) */
-        const char *kver;         /* "6.1.0-57-cloud-amd64" */
-        const char *modules_dir;  /* /lib/modules/<kver>, with modules.dep */
-        const char *cache_dir;    /* where initramfs-<sha256>.cpio[.gz] are kept */
+        const char *agent_path;     /* becomes /init (static binary) */
+        const char *kver;           /* "6.1.0-57-cloud-amd64" */
+        const char *modules_dir;    /* /lib/modules/<kver>, with modules.dep */
+        const char *cache_dir;      /* where initramfs-<sha256>.cpio[.gz] are kept */
         const char *const *modules; /* module names; NULL: mv_default_modules */
         int gzip; /* 1: gzip, 0: plain cpio, -1: the default (MV_INITRAMFS_GZIP_DEFAULT) */
 };
@@ -71,34 +71,34 @@ unsigned mv_host_tsc_khz(void);
 /* ---- the VM (vm.c) ---- */
 
 struct mv_vm_opts {
-        const char *qemu;      /* NULL: "qemu-system-x86_64" from PATH */
-        const char *kernel;    /* vmlinuz */
-        const char *initramfs; /* from mv_initramfs_get */
-        unsigned mem_mib;      /* 0: MV_DEFAULT_MEM_MIB */
-        unsigned vcpus;        /* 0: 1 */
-        const char *accel;     /* "kvm" or "tcg" (from mv_accel_probe); NULL: "tcg" */
-        const char *dir;       /* the VM dir (created 0700 if missing); short: sun_path! */
-        int tap_fd;            /* -1: no NIC; else a tap (IFF_VNET_HDR) fd, dup'd into QEMU */
-        const char *mac;       /* the guest NIC's MAC ("aa:bb:..."); NULL: QEMU's */
-        const char *virtiofsd; /* NULL: /usr/lib/qemu/virtiofsd */
-        const char *shared_dir; /* NULL: no virtio-fs */
+        const char *qemu;          /* NULL: "qemu-system-x86_64" from PATH */
+        const char *kernel;        /* vmlinuz */
+        const char *initramfs;     /* from mv_initramfs_get */
+        unsigned mem_mib;          /* 0: MV_DEFAULT_MEM_MIB */
+        unsigned vcpus;            /* 0: 1 */
+        const char *accel;         /* "kvm" or "tcg" (from mv_accel_probe); NULL: "tcg" */
+        const char *dir;           /* the VM dir (created 0700 if missing); short: sun_path! */
+        int tap_fd;                /* -1: no NIC; else a tap (IFF_VNET_HDR) fd, dup'd into QEMU */
+        const char *mac;           /* the guest NIC's MAC ("aa:bb:..."); NULL: QEMU's */
+        const char *virtiofsd;     /* NULL: /usr/lib/qemu/virtiofsd */
+        const char *shared_dir;    /* NULL: no virtio-fs */
         const char *cmdline_extra; /* appended to the kernel cmdline; NULL: none */
-        unsigned tsc_khz;      /* 0: mv_host_tsc_khz() */
-        unsigned tb_size_mib;  /* TCG translation cache; 0: MV_DEFAULT_TB_MIB */
-        bool console;          /* true: guest serial console to console.log (slower boot) */
-        bool balloon;          /* virtio-balloon with free page reporting */
+        unsigned tsc_khz;          /* 0: mv_host_tsc_khz() */
+        unsigned tb_size_mib;      /* TCG translation cache; 0: MV_DEFAULT_TB_MIB */
+        bool console;              /* true: guest serial console to console.log (slower boot) */
+        bool balloon;              /* virtio-balloon with free page reporting */
         const char *machine_extra; /* appended to the -M microvm options; NULL: none */
 };
 
 #define MV_DEFAULT_MEM_MIB 256
-#define MV_DEFAULT_TB_MIB 32
+#define MV_DEFAULT_TB_MIB  32
 
 struct mv_vm {
         char *dir;
         pid_t qemu_pid;
-        int qemu_pidfd;  /* -1 when not owned */
-        pid_t vfsd_pid;  /* 0 when none */
-        int vfsd_pidfd;  /* -1 when none */
+        int qemu_pidfd; /* -1 when not owned */
+        pid_t vfsd_pid; /* 0 when none */
+        int vfsd_pidfd; /* -1 when none */
 };
 
 /*

@@ -23,8 +23,8 @@
 #include "agent/proto.h"
 #include "cleanup.h"
 #include "error.h"
-#include "strutil.h"
 #include "microvm/vm.h"
+#include "strutil.h"
 
 static long smaps(pid_t pid, const char *key)
 {
@@ -80,13 +80,13 @@ static int read_line(int fd, char *buf, size_t size, int timeout_ms)
 int main(int argc, char **argv)
 {
         static const struct option lo[] = {
-                {"agent", 1, 0, 'a'},   {"runs", 1, 0, 'n'},      {"gzip", 1, 0, 'z'},
-                {"mem", 1, 0, 'm'},     {"tb", 1, 0, 't'},        {"cmdline", 1, 0, 'c'},
-                {"machine", 1, 0, 'M'}, {"console", 0, 0, 'C'},   {"balloon", 0, 0, 'b'},
-                {"netns", 1, 0, 'N'},   {"ifname", 1, 0, 'i'},    {"udp-port", 1, 0, 'u'},
-                {"shared", 1, 0, 's'},  {"reopen", 0, 0, 'r'},    {"guest-off", 0, 0, 'g'},
+                {"agent", 1, 0, 'a'},     {"runs", 1, 0, 'n'},    {"gzip", 1, 0, 'z'},
+                {"mem", 1, 0, 'm'},       {"tb", 1, 0, 't'},      {"cmdline", 1, 0, 'c'},
+                {"machine", 1, 0, 'M'},   {"console", 0, 0, 'C'}, {"balloon", 0, 0, 'b'},
+                {"netns", 1, 0, 'N'},     {"ifname", 1, 0, 'i'},  {"udp-port", 1, 0, 'u'},
+                {"shared", 1, 0, 's'},    {"reopen", 0, 0, 'r'},  {"guest-off", 0, 0, 'g'},
                 {"settle-ms", 1, 0, 'S'}, {"dir", 1, 0, 'd'},     {"cache", 1, 0, 'k'},
-                {"kernel", 1, 0, 'K'},  {"verbose", 0, 0, 'v'},   {0, 0, 0, 0}};
+                {"kernel", 1, 0, 'K'},    {"verbose", 0, 0, 'v'}, {0, 0, 0, 0}};
         const char *agent = NULL, *netns = NULL, *ifname = "eth0", *dir = "/tmp/mvb",
                    *cache = "/tmp/mvb-cache", *kcfg = NULL;
         struct mv_vm_opts o = {.tap_fd = -1};
@@ -99,27 +99,68 @@ int main(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
                 switch (c) {
-                case 'a': agent = optarg; break;
-                case 'n': runs = atoi(optarg); break;
-                case 'z': gz = atoi(optarg); break;
-                case 'm': o.mem_mib = (unsigned)atoi(optarg); break;
-                case 't': o.tb_size_mib = (unsigned)atoi(optarg); break;
-                case 'c': o.cmdline_extra = optarg; break;
-                case 'M': o.machine_extra = optarg; break;
-                case 'C': o.console = true; break;
-                case 'b': o.balloon = true; break;
-                case 'N': netns = optarg; break;
-                case 'i': ifname = optarg; break;
-                case 'u': udp_port = atoi(optarg); break;
-                case 's': o.shared_dir = optarg; break;
-                case 'r': reopen = 1; break;
-                case 'g': guest_off = 1; break;
-                case 'S': settle = atoi(optarg); break;
-                case 'd': dir = optarg; break;
-                case 'k': cache = optarg; break;
-                case 'K': kcfg = optarg; break;
-                case 'v': verbose = 1; break;
-                default: return 2;
+                case 'a':
+                        agent = optarg;
+                        break;
+                case 'n':
+                        runs = atoi(optarg);
+                        break;
+                case 'z':
+                        gz = atoi(optarg);
+                        break;
+                case 'm':
+                        o.mem_mib = (unsigned)atoi(optarg);
+                        break;
+                case 't':
+                        o.tb_size_mib = (unsigned)atoi(optarg);
+                        break;
+                case 'c':
+                        o.cmdline_extra = optarg;
+                        break;
+                case 'M':
+                        o.machine_extra = optarg;
+                        break;
+                case 'C':
+                        o.console = true;
+                        break;
+                case 'b':
+                        o.balloon = true;
+                        break;
+                case 'N':
+                        netns = optarg;
+                        break;
+                case 'i':
+                        ifname = optarg;
+                        break;
+                case 'u':
+                        udp_port = atoi(optarg);
+                        break;
+                case 's':
+                        o.shared_dir = optarg;
+                        break;
+                case 'r':
+                        reopen = 1;
+                        break;
+                case 'g':
+                        guest_off = 1;
+                        break;
+                case 'S':
+                        settle = atoi(optarg);
+                        break;
+                case 'd':
+                        dir = optarg;
+                        break;
+                case 'k':
+                        cache = optarg;
+                        break;
+                case 'K':
+                        kcfg = optarg;
+                        break;
+                case 'v':
+                        verbose = 1;
+                        break;
+                default:
+                        return 2;
                 }
         }
         if (!agent || runs < 1 || runs > 64) {
@@ -132,8 +173,10 @@ int main(int argc, char **argv)
                 return 1;
         }
         {
-                struct mv_initramfs_opts io = {.agent_path = agent, .kver = kver,
-                                               .modules_dir = mods, .cache_dir = cache,
+                struct mv_initramfs_opts io = {.agent_path = agent,
+                                               .kver = kver,
+                                               .modules_dir = mods,
+                                               .cache_dir = cache,
                                                .gzip = gz};
                 unsigned long long t = sh_now_ns();
 
@@ -187,8 +230,8 @@ int main(int argc, char **argv)
                                         perror("udp bind");
                                 extra = sh_strdup_printf("%s rt.ip=%s rt.peer=%s rt.port=%d",
                                                          o.cmdline_extra ? o.cmdline_extra : "",
-                                                         net.ifaces[0].addrs[0],
-                                                         peer ? peer : "", udp_port);
+                                                         net.ifaces[0].addrs[0], peer ? peer : "",
+                                                         udp_port);
                         }
                 }
                 if (o.shared_dir && !extra)
@@ -209,7 +252,7 @@ int main(int argc, char **argv)
                         return 1;
                 }
                 sh_closep(&tap); /* QEMU has its own copy */
-                if (reopen) { /* as after a runtd restart */
+                if (reopen) {    /* as after a runtd restart */
                         pid_t qp = vm.qemu_pid;
 
                         mv_vm_done(&vm);
@@ -278,7 +321,9 @@ int main(int argc, char **argv)
                 if (verbose) {
                         char cmd[256];
 
-                        snprintf(cmd, sizeof(cmd), "cat %s/qemu.log %s/console.log 2>/dev/null | tail -400", dir, dir);
+                        snprintf(cmd, sizeof(cmd),
+                                 "cat %s/qemu.log %s/console.log 2>/dev/null | tail -400", dir,
+                                 dir);
                         if (system(cmd) < 0)
                                 perror("system");
                 }

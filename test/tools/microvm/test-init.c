@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 static char cmdline[4096];
-static int net_sock = -1;             /* sends "hello-from-guest" while waiting for OFF */
+static int net_sock = -1; /* sends "hello-from-guest" while waiting for OFF */
 static struct sockaddr_in net_to;
 
 /* The value of "key=value" on the kernel cmdline (malloc'd, never freed: PID 1 of a test). */
@@ -183,16 +183,19 @@ static const char *check_fs(void)
         mkdir("/mnt/root", 0755);
         if (mount("runt", "/mnt/lower", "virtiofs", MS_RDONLY, NULL) < 0)
                 return "fail:mount-virtiofs";
-        if (stat("/mnt/lower/top/gone", &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(0, 0))
+        if (stat("/mnt/lower/top/gone", &st) < 0 || !S_ISCHR(st.st_mode) ||
+            st.st_rdev != makedev(0, 0))
                 return "fail:whiteout-not-visible";
-        if (getxattr("/mnt/lower/top/opaque", "trusted.overlay.opaque", v, sizeof(v)) != 1 || v[0] != 'y')
+        if (getxattr("/mnt/lower/top/opaque", "trusted.overlay.opaque", v, sizeof(v)) != 1 ||
+            v[0] != 'y')
                 return "fail:opaque-xattr-not-visible";
         if (mount("rw", "/mnt/rw", "tmpfs", 0, NULL) < 0)
                 return "fail:tmpfs";
         mkdir("/mnt/rw/u", 0755);
         mkdir("/mnt/rw/w", 0755);
         if (mount("overlay", "/mnt/root", "overlay", 0,
-                  "lowerdir=/mnt/lower/top:/mnt/lower/base,upperdir=/mnt/rw/u,workdir=/mnt/rw/w") < 0)
+                  "lowerdir=/mnt/lower/top:/mnt/lower/base,upperdir=/mnt/rw/u,workdir=/mnt/rw/w") <
+            0)
                 return "fail:overlay";
         if (stat("/mnt/root/gone", &st) == 0)
                 return "fail:whiteout-ignored";
