@@ -75,7 +75,7 @@ static char *strv_join_space(char **v)
                 return NULL;
         p = s;
         for (char **a = v; *a; a++)
-                p += sprintf(p, "%s%s", a == v ? "" : " ", *a);
+                p += snprintf(p, n - (size_t)(p - s), "%s%s", a == v ? "" : " ", *a);
         *p = '\0';
         return s;
 }

@@ -440,10 +440,10 @@ static void *fake_qmp_thread(void *data)
                 return NULL;
         dprintf(fd, "%s\r\n", greeting);
         read_line_fd(fd, line, sizeof(line));
-        strcat(f->got, line);
+        snprintf(f->got, sizeof(f->got), "%s", line);
         dprintf(fd, "{\"return\": {}}\n");
         read_line_fd(fd, line, sizeof(line));
-        strcat(f->got, line);
+        snprintf(f->got + strlen(f->got), sizeof(f->got) - strlen(f->got), "%s", line);
         if (write(fd, ev, strlen(ev)) < 0) /* an event before the return is skipped */
                 return NULL;
         dprintf(fd, "{\"return\": {}}\n");
@@ -491,7 +491,8 @@ static void test_cleanup_dir(void **state)
         assert_int_equal(mv_vm_cleanup_dir(dir, &err), 0);
         assert_int_equal(stat(dir, &st), -1);
         /* a file it did not make keeps the dir */
-        assert_non_null(mkdtemp(strcpy(dir, "/tmp/mv-dir-XXXXXX")));
+        snprintf(dir, sizeof(dir), "/tmp/mv-dir-XXXXXX");
+        assert_non_null(mkdtemp(dir));
         put(dir, "qemu.pid", "1\n");
         put(dir, "mine", "x");
         assert_int_equal(mv_vm_cleanup_dir(dir, &err), 0);
