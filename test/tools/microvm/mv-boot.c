@@ -6,6 +6,7 @@
  *   mv-boot --agent test-init [--runs 5] [--gzip 0|1] [--mem 256] [--tb 32] [--cmdline ..]
  *           [--machine ..] [--console] [--balloon] [--netns /run/netns/x --ifname eth0]
  *           [--udp-port N] [--shared DIR] [--reopen] [--guest-off] [--settle-ms N]
+ *           [--modules virtio_mmio,virtio_console]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
                 {"netns", 1, 0, 'N'},     {"ifname", 1, 0, 'i'},  {"udp-port", 1, 0, 'u'},
                 {"shared", 1, 0, 's'},    {"reopen", 0, 0, 'r'},  {"guest-off", 0, 0, 'g'},
                 {"settle-ms", 1, 0, 'S'}, {"dir", 1, 0, 'd'},     {"cache", 1, 0, 'k'},
-                {"kernel", 1, 0, 'K'},    {"verbose", 0, 0, 'v'}, {0, 0, 0, 0}};
+                {"kernel", 1, 0, 'K'},    {"verbose", 0, 0, 'v'}, {"modules", 1, 0, 'L'}, {0, 0, 0, 0}};
         const char *agent = NULL, *netns = NULL, *ifname = "eth0", *dir = "/tmp/mvb",
                    *cache = "/tmp/mvb-cache", *kcfg = NULL;
         struct mv_vm_opts o = {.tap_fd = -1};
@@ -95,7 +96,8 @@ int main(int argc, char **argv)
                             *accel = NULL;
         double t_ready[64], t_guest[64], pss[64], rss[64], pss2[64];
         struct sh_error err = {0};
-        int c, r, fails = 0;
+        const char *modv[32];
+        int c, r, fails = 0, use_modv = 0;
 
         while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
                 switch (c) {
@@ -159,6 +161,15 @@ int main(int argc, char **argv)
                 case 'v':
                         verbose = 1;
                         break;
+                case 'L': {
+                        int k = 0;
+
+                        for (char *t = strtok(optarg, ","); t && k < 31; t = strtok(NULL, ","))
+                                modv[k++] = t;
+                        modv[k] = NULL;
+                        use_modv = 1;
+                        break;
+                }
                 default:
                         return 2;
                 }
@@ -177,7 +188,8 @@ int main(int argc, char **argv)
                                                .kver = kver,
                                                .modules_dir = mods,
                                                .cache_dir = cache,
-                                               .gzip = gz};
+                                               .gzip = gz,
+                                               .modules = use_modv ? modv : NULL};
                 unsigned long long t = sh_now_ns();
 
                 if (mv_initramfs_get(&io, &initrd, &err) < 0) {
