@@ -11,6 +11,7 @@
 
 static const struct be_ops *const be_registry[] = {
         &be_lxc_ops,
+        &be_microvm_ops,
         &be_fake_ops,
         NULL,
 };
@@ -375,8 +376,7 @@ int be_sandbox_update(struct be *be, const char *id, const struct be_resources *
         return op_end(be, BE_OP_SANDBOX_UPDATE, t0, be->ops->sandbox_update(be, id, res, err));
 }
 
-int be_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd,
-                    struct sh_error *err)
+int be_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd, struct sh_error *err)
 {
         unsigned long long t0;
 

@@ -208,11 +208,11 @@ struct be_ctr_status {
  * runs where runtd has no process for it (a VM) gives @pid 0 and @exit_fd instead.
  */
 struct be_exec_stream {
-        int stdin_fd;              /* write end; -1 without stdin */
-        int stdout_fd;             /* read end; the pty master with a tty */
-        int stderr_fd;             /* read end; -1 with a tty (one stream) */
-        int pty_fd;                /* the pty master, for resize; -1 without a tty */
-        int pid;                   /* the process to wait for; 0 with @exit_fd */
+        int stdin_fd;  /* write end; -1 without stdin */
+        int stdout_fd; /* read end; the pty master with a tty */
+        int stderr_fd; /* read end; -1 with a tty (one stream) */
+        int pty_fd;    /* the pty master, for resize; -1 without a tty */
+        int pid;       /* the process to wait for; 0 with @exit_fd */
         /*
          * With @pid 0: a SOCK_SEQPACKET socket to the backend. It turns readable when the
          * command ended and reads as one packet of a native int (its exit code), then EOF;

@@ -297,6 +297,19 @@ static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
                 ag_buf_init(&b);
                 agent_resp_begin(&b, h);
                 if (h->op == AG_OP_HELLO) {
+                        int64_t t;
+
+                        /*
+                         * The guest's clock starts from an RTC with whole seconds: the host's
+                         * time in HELLO sets it, so started/finished times agree with runtd's.
+                         */
+                        if (agent_cfg.pid1 && ag_find_i64(p, h->len, AG_A_TIME_NS, &t) == 0 &&
+                            t > 0) {
+                                struct timespec ts = {.tv_sec = t / 1000000000LL,
+                                                      .tv_nsec = t % 1000000000LL};
+
+                                clock_settime(CLOCK_REALTIME, &ts);
+                        }
                         ag_put_u64(&b, AG_A_VERSION, AG_VERSION);
                         ag_put_str(&b, AG_A_BOOT_ID, agent_cfg.boot_id);
                 }

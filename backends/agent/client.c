@@ -692,8 +692,8 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
                                                     ch == 1 ? W_OUT1 : W_OUT2, false);
                         }
                         if (r == 0 && st->exit_fd >= 0)
-                                r = add_pfd(pfds, slots, n, cap, st->exit_fd,
-                                            st->tty ? POLLIN : 0, st, W_EXIT, false);
+                                r = add_pfd(pfds, slots, n, cap, st->exit_fd, st->tty ? POLLIN : 0,
+                                            st, W_EXIT, false);
                 } else {
                         short ev = (short)((rd ? POLLIN : 0) |
                                            (sbuf_pending(&st->down[1]) ? POLLOUT : 0));
@@ -948,9 +948,9 @@ static int call_run(struct ag_client *c, uint16_t op, uint32_t stream, struct st
                         struct pollfd pfd = {.fd = cancel_fd, .events = POLLIN};
 
                         deadline_after(&slice, 50);
-                        if (timeout_ms && (slice.tv_sec > deadline.tv_sec ||
-                                           (slice.tv_sec == deadline.tv_sec &&
-                                            slice.tv_nsec > deadline.tv_nsec)))
+                        if (timeout_ms &&
+                            (slice.tv_sec > deadline.tv_sec ||
+                             (slice.tv_sec == deadline.tv_sec && slice.tv_nsec > deadline.tv_nsec)))
                                 slice = deadline;
                         pthread_cond_timedwait(&call.cond, &c->lock, &slice);
                         if (call.done)

@@ -63,7 +63,8 @@ enum ag_kind {
 
 /* Requests. What each carries and answers is listed with the attributes below. */
 enum ag_op {
-        AG_OP_HELLO = 1,       /* -> VERSION, BOOT_ID, UPTIME_NS; first on every connection */
+        AG_OP_HELLO = 1,       /* TIME_NS (the host's clock: a guest sets its own by it)
+                                  -> VERSION, BOOT_ID, UPTIME_NS; first on every connection */
         AG_OP_NET_SETUP = 2,   /* IFACE*, ROUTE*, HOSTNAME, SYSCTL*; once per boot */
         AG_OP_CTR_CREATE = 3,  /* a container spec (below) */
         AG_OP_CTR_START = 4,   /* ID -> PID */

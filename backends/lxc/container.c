@@ -899,7 +899,8 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                                       "bind,optional", err);
         }
         for (size_t i = 0; r == 0; i++) {
-                const char *p = s->readonly_paths[0] ? s->readonly_paths[i] : be_default_readonly[i];
+                const char *p =
+                        s->readonly_paths[0] ? s->readonly_paths[i] : be_default_readonly[i];
                 _cleanup_free_ char *at = NULL, *src = NULL;
                 struct stat st;
 

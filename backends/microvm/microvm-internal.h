@@ -12,7 +12,8 @@
 /*
  * The microvm backend's own state (backends/microvm/microvm.c, mv-ctr.c, mv-log.c).
  *
- * A pod is one QEMU microvm. Everything of it lives in <run_dir>/microvm/<pod id>/:
+ * A pod is one QEMU microvm. Everything of it lives in <run_dir>/microvm/<the id's first 20
+ * digits>/ (its sockets must fit sun_path):
  *   qemu.pid, qmp.sock, agent.sock, vfs.sock, console.log   the VM (vm.c)
  *   share/        the one directory virtiofsd serves to the guest (tag "runt"), where the
  *                 guest sees it at MV_GUEST_SHARE: pod/ is a bind of the pod's files
@@ -30,7 +31,7 @@ struct mv_pod;
 
 struct mv_ctr {
         char id[65];
-        struct mv_pod *pod; /* borrowed: the pod outlives its containers' entries */
+        struct mv_pod *pod;  /* borrowed: the pod outlives its containers' entries */
         struct ag_status st; /* what runtd knows; st.state AG_ST_* */
         bool exited;         /* st holds a final status */
         int watch_fd;        /* eventfd: written when it exited; -1 before the first watch */
@@ -48,13 +49,13 @@ struct mv_pod {
         char id[65];
         char *dir, *share;
         struct mv_be *be;
-        int refs; /* under mv_be.mu */
+        int refs;           /* under mv_be.mu */
         pthread_mutex_t mu; /* ctrs, n_ctrs, agent, dead */
         pthread_cond_t changed;
         struct mv_vm vm;
         struct ag_client *agent;
-        bool dead; /* the VM is gone: containers exited */
-        bool stopped; /* StopPodSandbox ran */
+        bool dead;           /* the VM is gone: containers exited */
+        bool stopped;        /* StopPodSandbox ran */
         unsigned ready_seen; /* READY events the agent sent */
         struct mv_ctr **ctrs;
         size_t n_ctrs;
@@ -64,10 +65,11 @@ struct mv_be {
         char *qemu, *kernel, *kver, *modules_dir, *initramfs, *accel, *virtiofsd, *agent_bin;
         char *cmdline;
         unsigned memory_mib, vcpus, boot_timeout_ms;
-        char *dir; /* <run_dir>/microvm */
+        bool console; /* the guest's console to console.log (a slower boot) */
+        char *dir;    /* <run_dir>/microvm */
         char *cache_dir;
         char *seccomp_default; /* RuntimeDefault as an OCI JSON profile */
-        pthread_mutex_t mu; /* pods */
+        pthread_mutex_t mu;    /* pods */
         struct mv_pod **pods;
         size_t n_pods;
 };

@@ -96,7 +96,7 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
 {
         struct mv_be *mb = calloc(1, sizeof(*mb));
         char agent[PATH_MAX];
-        _cleanup_free_ char *accel = NULL, *kernel = NULL;
+        _cleanup_free_ char *accel = NULL, *kernel = NULL, *console = NULL;
         int r;
 
         if (!mb)
@@ -114,11 +114,16 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
         if (opt_str(cfg, "qemu", "/usr/bin/qemu-system-x86_64", &mb->qemu) < 0 ||
             opt_str(cfg, "virtiofsd", "/usr/lib/qemu/virtiofsd", &mb->virtiofsd) < 0 ||
             opt_str(cfg, "accel", "auto", &accel) < 0 || opt_str(cfg, "kernel", "", &kernel) < 0 ||
-            opt_str(cfg, "cmdline", "", &mb->cmdline) < 0)
+            opt_str(cfg, "cmdline", "", &mb->cmdline) < 0 ||
+            opt_str(cfg, "console", "false", &console) < 0)
                 return -ENOMEM;
         if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0)
                 return sh_err(err, -EINVAL, "microvm option accel: '%s' is not auto, kvm or tcg",
                               accel);
+        if (strcmp(console, "true") != 0 && strcmp(console, "false") != 0)
+                return sh_err(err, -EINVAL, "microvm option console: '%s' is not true or false",
+                              console);
+        mb->console = strcmp(console, "true") == 0;
         mb->dir = sh_path_join(cfg->run_dir, "microvm");
         mb->cache_dir = sh_path_join(cfg->root_dir, "microvm");
         if (!mb->dir || !mb->cache_dir)
@@ -183,7 +188,8 @@ static struct mv_pod *pod_new(struct mv_be *mb, const char *id)
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->be = mb;
         p->refs = 1;
-        p->dir = sh_path_join(mb->dir, id);
+        /* A short name: the VM's sockets in it must fit sun_path (108 bytes). */
+        p->dir = sh_strdup_printf("%s/%.20s", mb->dir, id);
         p->share = p->dir ? sh_path_join(p->dir, "share") : NULL;
         pthread_mutex_init(&p->mu, NULL);
         pthread_cond_init(&p->changed, NULL);
@@ -253,7 +259,7 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
         }
         if (ev != AG_EV_EXIT && ev != AG_EV_LOG)
                 return;
-        if (ag_find_str(payload, len, AG_A_ID, &id) < 0 || !sh_valid_id(id))
+        if (ag_find_str(payload, len, AG_A_ID, &id) < 0 || !(sh_validate_id(id, "id", NULL) == 0))
                 return;
         pthread_mutex_lock(&p->mu);
         c = mv_ctr_find(p, id);
@@ -421,7 +427,7 @@ static int load_ctrs(struct mv_pod *p)
         while ((e = readdir(d))) {
                 struct mv_ctr *c, **v;
 
-                if (!sh_valid_id(e->d_name) || mv_ctr_find(p, e->d_name))
+                if (!(sh_validate_id(e->d_name, "id", NULL) == 0) || mv_ctr_find(p, e->d_name))
                         continue;
                 c = mv_ctr_load(p, e->d_name);
                 v = c ? realloc(p->ctrs, (p->n_ctrs + 1) * sizeof(*v)) : NULL;
@@ -445,8 +451,8 @@ static void refresh_statuses(struct mv_pod *p)
         struct ag_iter it;
         struct ag_attr a;
 
-        if (!p->agent || ag_client_call(p->agent, AG_OP_CTR_LIST, NULL, MV_CALL_MS, &resp, &n,
-                                        NULL) < 0)
+        if (!p->agent ||
+            ag_client_call(p->agent, AG_OP_CTR_LIST, NULL, MV_CALL_MS, &resp, &n, NULL) < 0)
                 return;
         pthread_mutex_lock(&p->mu);
         ag_iter_init(&it, resp, n);
@@ -510,7 +516,7 @@ int mv_pod_get(struct mv_be *mb, const char *id, struct mv_pod **ret, struct sh_
         struct mv_pod *p = NULL, **v;
         int r;
 
-        if (!sh_valid_id(id))
+        if (!(sh_validate_id(id, "id", NULL) == 0))
                 return sh_err(err, -ENOENT, "microvm: no pod %.12s", id);
         pthread_mutex_lock(&mb->mu);
         for (size_t i = 0; i < mb->n_pods && !p; i++)
@@ -556,7 +562,7 @@ int mv_ctr_pod(struct mv_be *mb, const char *ctr_id, struct mv_pod **ret, struct
         char pod[80];
         ssize_t n;
 
-        if (!sh_valid_id(ctr_id))
+        if (!(sh_validate_id(ctr_id, "id", NULL) == 0))
                 return sh_err(err, -ENOENT, "microvm: no container %.12s", ctr_id);
         link = sh_strdup_printf("%s/ctr/%s", mb->dir, ctr_id);
         if (!link)
@@ -701,7 +707,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         struct mv_pod *p = NULL, **v;
         struct ag_net net = {0};
         _cleanup_close_ int tap = -1;
-        _cleanup_free_ char *pod_share = NULL, *initramfs = NULL;
+        _cleanup_free_ char *pod_share = NULL, *initramfs = NULL, *cmdline = NULL;
         int r;
 
         r = refuse_host_ns(sb->spec, err);
@@ -729,6 +735,16 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         goto fail;
                 }
         }
+        /*
+         * The share is a mount of its own with shared propagation: virtiofsd's private mount
+         * namespace (a slave of runtd's) then sees the binds made under it later, for
+         * containers created after the VM booted.
+         */
+        if (mount(p->share, p->share, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, p->share, NULL, MS_SHARED, NULL) < 0) {
+                r = sh_err(err, -errno, "make '%s' a shared mount: %s", p->share, strerror(errno));
+                goto fail;
+        }
         /* The pod's files (hosts, resolv.conf, hostname), written after this returns. */
         r = sh_mkdir_p(sb->pod_dir, 0755);
         pod_share = sh_path_join(p->share, "pod");
@@ -754,6 +770,9 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         r = mv_tap_create(sb->netns, "eth0", &tap, &net, err);
         if (r < 0)
                 goto fail;
+        /* The agent mounts the share before it says READY. */
+        cmdline = sh_strdup_printf("runt.virtiofs=" MV_FS_TAG ":" MV_GUEST_SHARE "%s%s",
+                                   mb->cmdline[0] ? " " : "", mb->cmdline);
         {
                 struct mv_vm_opts o = {
                         .qemu = mb->qemu,
@@ -767,10 +786,11 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         .mac = net.n_ifaces ? net.ifaces[0].mac : NULL,
                         .virtiofsd = mb->virtiofsd,
                         .shared_dir = p->share,
-                        .cmdline_extra = mb->cmdline[0] ? mb->cmdline : NULL,
+                        .cmdline_extra = cmdline,
+                        .console = mb->console,
                 };
 
-                r = mv_vm_start(&o, &p->vm, err);
+                r = cmdline ? mv_vm_start(&o, &p->vm, err) : -ENOMEM;
         }
         if (r < 0)
                 goto fail_net;
@@ -779,8 +799,8 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 char tail[200];
 
                 log_tail(p->dir, tail, sizeof(tail));
-                sh_err_prefix(err, r, "the VM did not come up in %u ms (%s)",
-                              mb->boot_timeout_ms, tail);
+                sh_err_prefix(err, r, "the VM did not come up in %u ms (%s)", mb->boot_timeout_ms,
+                              tail);
                 goto fail_vm;
         }
         {
@@ -797,8 +817,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         sysctls[i] = sh_strdup_printf("%s=%s", sb->spec->sysctls[i].key,
                                                       sb->spec->sysctls[i].value);
                 free(net.hostname);
-                net.hostname =
-                        strdup(sb->spec->hostname[0] ? sb->spec->hostname : sb->spec->name);
+                net.hostname = strdup(sb->spec->hostname[0] ? sb->spec->hostname : sb->spec->name);
                 sh_strv_free(net.sysctls);
                 net.sysctls = sysctls;
                 ag_buf_init(&b);
@@ -835,8 +854,7 @@ fail:
         return r;
 }
 
-static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s,
-                           struct sh_error *err)
+static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh_error *err)
 {
         struct mv_be *mb = be->priv;
         struct mv_pod *p = NULL;
@@ -986,8 +1004,8 @@ int mv_agent_stats(struct mv_pod *p, const char *id, struct ag_stats *ret, struc
         ag_buf_init(&b);
         if (id)
                 ag_put_str(&b, AG_A_ID, id);
-        r = ag_client_call(p->agent, id ? AG_OP_STATS : AG_OP_POD_STATS, &b, MV_CALL_MS, &resp,
-                           &n, err);
+        r = ag_client_call(p->agent, id ? AG_OP_STATS : AG_OP_POD_STATS, &b, MV_CALL_MS, &resp, &n,
+                           err);
         ag_buf_done(&b);
         if (r == 0)
                 r = ag_stats_decode(resp, n, ret);

@@ -4,8 +4,8 @@
  * runtd keeps what it learned (c/<id>/exit) so a status outlives the VM.
  */
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +52,7 @@ static void status_write(struct mv_ctr *c)
                 return;
         n = snprintf(buf, sizeof(buf), "%lld %lld %lld %d %s\n%s\n", (long long)c->st.exit_code,
                      (long long)c->st.started_ns, (long long)c->st.finished_ns,
-                     c->st.oom_killed ? 1 : 0, c->st.reason[0] ? c->st.reason : "-",
-                     c->st.message);
+                     c->st.oom_killed ? 1 : 0, c->st.reason[0] ? c->st.reason : "-", c->st.message);
         if (n > 0)
                 sh_write_file_replace(path, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf),
                                       0600);
@@ -104,7 +103,7 @@ void mv_ctr_set_status(struct mv_ctr *c, const struct ag_status *st)
                 return;
         if (!c->st.reason[0])
                 snprintf(c->st.reason, sizeof(c->st.reason), "%s",
-                         c->st.oom_killed         ? "OOMKilled"
+                         c->st.oom_killed       ? "OOMKilled"
                          : c->st.exit_code == 0 ? "Completed"
                                                 : "Error");
         c->exited = true;
@@ -171,8 +170,8 @@ struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
                 return NULL;
         }
         c->seq_fd = open(seq, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (c->seq_fd >= 0 && pread(c->seq_fd, &c->log_seq, sizeof(c->log_seq), 0) !=
-                                      (ssize_t)sizeof(c->log_seq))
+        if (c->seq_fd >= 0 &&
+            pread(c->seq_fd, &c->log_seq, sizeof(c->log_seq), 0) != (ssize_t)sizeof(c->log_seq))
                 c->log_seq = 0;
         status_read(c);
         return c;
@@ -305,7 +304,11 @@ static int build_spec(struct mv_be *mb, struct mv_pod *p, const struct be_contai
                 r = mv_bind(s->layer_dirs[i], host, true, err);
                 if (r < 0)
                         return sh_err_prefix(err, r, "layer %zu", i);
-                a->lower[i] = sh_strdup_printf(MV_GUEST_SHARE "/c/%s/l%zu", bc->id, i);
+                /*
+                 * "/.": each bind is a submount virtiofsd announces, which the guest mounts
+                 * when a lookup walks through it; overlay refuses the automount point itself.
+                 */
+                a->lower[i] = sh_strdup_printf(MV_GUEST_SHARE "/c/%s/l%zu/.", bc->id, i);
                 if (!a->lower[i])
                         return -ENOMEM;
         }
@@ -579,8 +582,7 @@ int mv_container_start(struct be *be, const char *id, struct sh_error *err)
                 size_t n = 0;
 
                 /* Started; what it is now (it may be gone already). */
-                if (call_id(p, AG_OP_CTR_STATUS, id, 0, false, MV_CALL_MS, &resp, &n, NULL) ==
-                            0 &&
+                if (call_id(p, AG_OP_CTR_STATUS, id, 0, false, MV_CALL_MS, &resp, &n, NULL) == 0 &&
                     ag_status_decode(resp, n, &st) == 0) {
                         pthread_mutex_lock(&p->mu);
                         mv_ctr_set_status(c, &st);
@@ -682,7 +684,7 @@ int mv_container_status(struct be *be, const char *id, struct be_ctr_status *ret
                 return r;
         pthread_mutex_lock(&p->mu);
         *ret = (struct be_ctr_status){
-                .state = c->st.state == AG_ST_RUNNING   ? BE_CTR_RUNNING
+                .state = c->st.state == AG_ST_RUNNING  ? BE_CTR_RUNNING
                          : c->st.state == AG_ST_EXITED ? BE_CTR_EXITED
                                                        : BE_CTR_CREATED,
                 .pid = 0,

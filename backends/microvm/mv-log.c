@@ -18,6 +18,7 @@
 #include "cleanup.h"
 #include "microvm-internal.h"
 #include "nofollow.h"
+#include "strutil.h"
 
 #define MV_LOG_LINE_DEFAULT (16u << 10)
 
@@ -27,6 +28,16 @@ int mv_log_open(struct mv_ctr *c)
 
         if (!c->log_path[0])
                 return 0;
+        {
+                /* As the kubelet expects of a runtime: the pod's log directory is made. */
+                _cleanup_free_ char *dir = strdup(c->log_path);
+                char *slash = dir ? strrchr(dir, '/') : NULL;
+
+                if (slash && slash != dir) {
+                        *slash = 0;
+                        sh_mkdir_p(dir, 0755);
+                }
+        }
         fd = sh_open_append_nofollow(c->log_path, 0640);
         if (fd < 0)
                 return fd;
@@ -101,8 +112,7 @@ void mv_log_chunk(struct mv_ctr *c, int64_t seq, int chan, int64_t time_ns, cons
 done:
         if (seq > c->log_seq) {
                 c->log_seq = seq;
-                if (c->seq_fd >= 0 &&
-                    pwrite(c->seq_fd, &c->log_seq, sizeof(c->log_seq), 0) < 0) {
+                if (c->seq_fd >= 0 && pwrite(c->seq_fd, &c->log_seq, sizeof(c->log_seq), 0) < 0) {
                         /* At worst a chunk resent after a restart is written twice. */
                 }
         }
