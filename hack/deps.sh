@@ -10,6 +10,7 @@ run_pkgs=(
   libarchive-dev libyaml-dev libjson-c-dev libsqlite3-dev libcurl4-openssl-dev
   libmicrohttpd-dev zlib1g-dev libseccomp-dev libcap-dev
   iptables iproute2 busybox-static
+  qemu-system-x86 linux-image-cloud-amd64
 )
 test_pkgs=(
   libcmocka-dev python3-grpcio python3-grpc-tools python3-pytest
