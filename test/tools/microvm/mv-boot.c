@@ -80,14 +80,17 @@ static int read_line(int fd, char *buf, size_t size, int timeout_ms)
 
 int main(int argc, char **argv)
 {
-        static const struct option lo[] = {
-                {"agent", 1, 0, 'a'},     {"runs", 1, 0, 'n'},    {"gzip", 1, 0, 'z'},
-                {"mem", 1, 0, 'm'},       {"tb", 1, 0, 't'},      {"cmdline", 1, 0, 'c'},
-                {"machine", 1, 0, 'M'},   {"console", 0, 0, 'C'}, {"balloon", 0, 0, 'b'},
-                {"netns", 1, 0, 'N'},     {"ifname", 1, 0, 'i'},  {"udp-port", 1, 0, 'u'},
-                {"shared", 1, 0, 's'},    {"reopen", 0, 0, 'r'},  {"guest-off", 0, 0, 'g'},
-                {"settle-ms", 1, 0, 'S'}, {"dir", 1, 0, 'd'},     {"cache", 1, 0, 'k'},
-                {"kernel", 1, 0, 'K'},    {"verbose", 0, 0, 'v'}, {"modules", 1, 0, 'L'}, {0, 0, 0, 0}};
+        static const struct option lo[] = {{"agent", 1, 0, 'a'},     {"runs", 1, 0, 'n'},
+                                           {"gzip", 1, 0, 'z'},      {"mem", 1, 0, 'm'},
+                                           {"tb", 1, 0, 't'},        {"cmdline", 1, 0, 'c'},
+                                           {"machine", 1, 0, 'M'},   {"console", 0, 0, 'C'},
+                                           {"balloon", 0, 0, 'b'},   {"netns", 1, 0, 'N'},
+                                           {"ifname", 1, 0, 'i'},    {"udp-port", 1, 0, 'u'},
+                                           {"shared", 1, 0, 's'},    {"reopen", 0, 0, 'r'},
+                                           {"guest-off", 0, 0, 'g'}, {"settle-ms", 1, 0, 'S'},
+                                           {"dir", 1, 0, 'd'},       {"cache", 1, 0, 'k'},
+                                           {"kernel", 1, 0, 'K'},    {"verbose", 0, 0, 'v'},
+                                           {"modules", 1, 0, 'L'},   {0, 0, 0, 0}};
         const char *agent = NULL, *netns = NULL, *ifname = "eth0", *dir = "/tmp/mvb",
                    *cache = "/tmp/mvb-cache", *kcfg = NULL;
         struct mv_vm_opts o = {.tap_fd = -1};
