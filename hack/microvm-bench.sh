@@ -52,7 +52,6 @@ mem-512|--mem 512
 balloon|--balloon
 balloon-order0|--balloon --cmdline "page_alloc.shuffle=0 page_reporting.page_reporting_order=0"
 console|--console
-kaslr|--cmdline kaslr
 no-extra-levers|--cmdline "cryptomgr.notests=0 pci=on rcupdate.rcu_expedited=0 i8042.noaux=0"
 mitigations-off|--cmdline mitigations=off
 lsm-off|--cmdline "lsm=lockdown,capability apparmor=0 security=none ima_appraise=off audit=0"

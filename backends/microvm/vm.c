@@ -234,7 +234,7 @@ int mv_qemu_argv(const struct mv_vm_opts *o, unsigned tsc_khz, char ***ret_argv,
                 ARG(&a, "-device");
                 ARG(&a, "vhost-user-fs-device,chardev=vfs,tag=%s,queue-size=1024", MV_FS_TAG);
         }
-        if (o->tap_fd >= 0) {
+        if (o->tap_fd > 0) {
                 ARG(&a, "-netdev");
                 ARG(&a, "tap,id=n0,fd=%d", MV_TAP_CHILD_FD);
                 ARG(&a, "-device");
@@ -505,7 +505,8 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                         goto fail;
                 }
         }
-        r = spawn_detached(qargv, o->tap_fd, qlog, &vm.qemu_pid, &vm.qemu_pidfd, err);
+        r = spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, &vm.qemu_pid,
+                           &vm.qemu_pidfd, err);
         if (r < 0) {
                 sh_err_prefix(err, r, "vm: qemu");
                 goto fail;

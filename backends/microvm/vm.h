@@ -78,7 +78,7 @@ struct mv_vm_opts {
         unsigned vcpus;            /* 0: 1 */
         const char *accel;         /* "kvm" or "tcg" (from mv_accel_probe); NULL: "tcg" */
         const char *dir;           /* the VM dir (created 0700 if missing); short: sun_path! */
-        int tap_fd;                /* -1: no NIC; else a tap (IFF_VNET_HDR) fd, dup'd into QEMU */
+        int tap_fd;                /* tap fd (IFF_VNET_HDR), fd 3 in QEMU; 0/-1: none */
         const char *mac;           /* the guest NIC's MAC ("aa:bb:..."); NULL: QEMU's */
         const char *virtiofsd;     /* NULL: /usr/lib/qemu/virtiofsd */
         const char *shared_dir;    /* NULL: no virtio-fs */

@@ -1,7 +1,7 @@
 /*
  * Boots microVMs through backends/microvm the way the backend does and measures them:
  * spawn -> "READY" line on the agent port, QEMU/virtiofsd RSS and PSS at READY. Used by
- * hack/microvm-bench.sh and test/e2e/test_microvm.py; one VM at a time.
+ * hack/microvm-bench.sh and test/e2e/test_microvm_plumbing.py; one VM at a time.
  *
  *   mv-boot --agent test-init [--runs 5] [--gzip 0|1] [--mem 256] [--tb 32] [--cmdline ..]
  *           [--machine ..] [--console] [--balloon] [--netns /run/netns/x --ifname eth0]

@@ -9,7 +9,7 @@
  * "hello-from-guest" to peer:port), rt.fs=1 (mounts virtio-fs tag "runt" on /mnt/lower,
  * overlays its top/ over its base/ and checks that the whiteout top/gone (char 0/0) hides
  * base/gone and that the opaque dir top/opaque (trusted.overlay.opaque=y) hides
- * base/opaque/hidden; hack/microvm-bench.sh and test_microvm.py make that fixture).
+ * base/opaque/hidden; hack/microvm-bench.sh and test_microvm_plumbing.py make that fixture).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
