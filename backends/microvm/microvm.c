@@ -103,6 +103,21 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
                 return -ENOMEM;
         be->priv = mb;
         pthread_mutex_init(&mb->mu, NULL);
+        for (size_t i = 0; i < cfg->n_options; i++) {
+                static const char *const known[] = {"qemu",    "kernel",       "memory",
+                                                    "vcpus",   "accel",        "virtiofsd",
+                                                    "cmdline", "boot_timeout", "console"};
+                bool ok = false;
+
+                for (size_t k = 0; k < SH_ARRAY_SIZE(known) && !ok; k++)
+                        ok = strcmp(cfg->option_keys[i], known[k]) == 0;
+                if (!ok)
+                        return sh_err(err, -EINVAL,
+                                      "microvm option '%s' is not known (expected qemu, kernel, "
+                                      "memory, vcpus, accel, virtiofsd, cmdline, boot_timeout "
+                                      "or console)",
+                                      cfg->option_keys[i]);
+        }
         r = opt_uint(cfg, "memory", 128, 64, 1 << 20, &mb->memory_mib, err);
         if (r == 0)
                 r = opt_uint(cfg, "vcpus", 1, 1, 64, &mb->vcpus, err);
@@ -498,6 +513,8 @@ static int pod_reopen(struct mv_be *mb, const char *id, struct mv_pod **ret, str
                 p->stopped = stopped && access(stopped, F_OK) == 0;
         }
         if (p->stopped || mv_vm_open(p->dir, &p->vm, NULL) < 0 || !vm_alive(p)) {
+                /* QEMU is gone; a virtiofsd it left goes too. */
+                mv_vm_shutdown(&p->vm, 0, NULL);
                 p->dead = true;
                 mv_pod_all_exited(p, p->stopped ? "the pod was stopped"
                                                 : "the pod's VM ended while runtd was down");

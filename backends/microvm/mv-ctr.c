@@ -653,7 +653,16 @@ int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
         if (r < 0)
                 return sh_err(err, r, "microvm: container %.12s: %s", id, strerror(-r));
         if (!p->dead) {
-                r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
+                bool running;
+
+                pthread_mutex_lock(&p->mu);
+                running = c->st.state == AG_ST_RUNNING && !c->exited;
+                pthread_mutex_unlock(&p->mu);
+                /* A removal of a running container kills it first, as with lxc. */
+                if (running)
+                        r = mv_container_stop(be, id, SIGKILL, 0, err);
+                if (r == 0)
+                        r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
                 if (r == -ESRCH || r == -ENOENT)
                         r = 0;
         }

@@ -131,3 +131,18 @@ def test_host_namespaces_refused(vms):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
         assert "microvm" in e.value.details(), e.value.details()
     assert vms.leftovers() == EMPTY_VM
+
+
+def test_exec_sync_timeout_kills(vms):
+    pod, cfg = vms.pod()
+    s = vms.run_ctr(pod, cfg, "s", **sleeper())
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as e:
+        vms.exec(s, ["/bin/sh", "-c", "sleep 4321 & sleep 4321"], timeout=1)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value
+    assert time.monotonic() - t0 < 3.0
+    # The command and what it started are gone.
+    ps = vms.exec(s, ["ps", "-o", "args"]).stdout.decode()
+    assert "sleep 4321" not in ps, ps
+    vms.remove(pod)
+    assert vms.leftovers() == EMPTY_VM
