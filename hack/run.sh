@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds runtd and runs it in the foreground with a working default setup:
-# the LXC backend, a default CNI bridge network, state under /var/lib/runt.
+# the LXC backend (and the microvm handler), a default CNI bridge network, state under
+# /var/lib/runt.
 # usage: sudo hack/run.sh [runtd flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,9 +16,13 @@
 #include "vm-internal.h"
 #include "vm.h"
 
+/*
+ * bridge: a privileged container (or one with NET_ADMIN) may make one, as on a host; the
+ * guest has no modprobe for the kernel to ask.
+ */
 const char *const mv_default_modules[] = {
-        "virtio_mmio", "virtio_console", "virtio_net",     "overlay",
-        "fuse",        "virtiofs",       "virtio_balloon", NULL,
+        "virtio_mmio", "virtio_console", "virtio_net", "overlay", "fuse",
+        "virtiofs",    "virtio_balloon", "bridge",     NULL,
 };
 
 void mv_buf_done(struct mv_buf *b)

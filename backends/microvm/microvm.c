@@ -790,7 +790,12 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         /* The agent mounts the share before it says READY. */
         cmdline = sh_strdup_printf("runt.virtiofs=" MV_FS_TAG ":" MV_GUEST_SHARE "%s%s",
                                    mb->cmdline[0] ? " " : "", mb->cmdline);
-        {
+        /*
+         * Under TCG on a loaded host a guest kernel can stall early in boot (a rare timer
+         * calibration hang): a VM that does not come up is killed and started once more,
+         * with its console kept this time, so a second failure says why.
+         */
+        for (int attempt = 0; attempt < 2; attempt++) {
                 struct mv_vm_opts o = {
                         .qemu = mb->qemu,
                         .kernel = mb->kernel,
@@ -804,21 +809,26 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         .virtiofsd = mb->virtiofsd,
                         .shared_dir = p->share,
                         .cmdline_extra = cmdline,
-                        .console = mb->console,
+                        .console = mb->console || attempt > 0,
                 };
-
-                r = cmdline ? mv_vm_start(&o, &p->vm, err) : -ENOMEM;
-        }
-        if (r < 0)
-                goto fail_net;
-        r = agent_connect(p, mb->boot_timeout_ms, err);
-        if (r < 0) {
                 char tail[200];
 
+                r = cmdline ? mv_vm_start(&o, &p->vm, err) : -ENOMEM;
+                if (r < 0)
+                        goto fail_net;
+                r = agent_connect(p, mb->boot_timeout_ms, err);
+                if (r == 0)
+                        break;
                 log_tail(p->dir, tail, sizeof(tail));
                 sh_err_prefix(err, r, "the VM did not come up in %u ms (%s)", mb->boot_timeout_ms,
                               tail);
-                goto fail_vm;
+                mv_vm_shutdown(&p->vm, 0, NULL);
+                mv_vm_done(&p->vm);
+                p->vm.qemu_pidfd = p->vm.vfsd_pidfd = -1;
+                if (r != -ETIMEDOUT || attempt > 0)
+                        goto fail_net;
+                sh_log_warn("pod %.12s: %s; starting its VM again", p->id, err ? err->msg : "");
+                mv_vm_cleanup_dir(p->dir, NULL);
         }
         {
                 struct ag_buf b;
