@@ -68,8 +68,7 @@ struct mv_be {
         bool console; /* the guest's console to console.log (a slower boot) */
         char *dir;    /* <run_dir>/microvm */
         char *cache_dir;
-        char *seccomp_default; /* RuntimeDefault as an OCI JSON profile */
-        pthread_mutex_t mu;    /* pods */
+        pthread_mutex_t mu; /* pods */
         struct mv_pod **pods;
         size_t n_pods;
 };
@@ -124,5 +123,8 @@ void mv_log_chunk(struct mv_ctr *c, int64_t seq, int chan, int64_t time_ns, cons
                   size_t len, bool partial);
 int mv_log_open(struct mv_ctr *c);
 
-/* RuntimeDefault for the agent: the LXC policy text turned into an OCI JSON profile. */
-int mv_seccomp_default_json(char **ret);
+/*
+ * RuntimeDefault for the agent, for a container holding capabilities @caps (bit n:
+ * be_all_caps[n]; Docker's profile allows more to some): the LXC policy text as OCI JSON.
+ */
+int mv_seccomp_default_json(uint64_t caps, char **ret);

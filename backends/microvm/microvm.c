@@ -86,7 +86,6 @@ static void mv_fini(struct be *be)
         free(mb->cmdline);
         free(mb->dir);
         free(mb->cache_dir);
-        free(mb->seccomp_default);
         pthread_mutex_destroy(&mb->mu);
         free(mb);
         be->priv = NULL;
@@ -153,9 +152,6 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
         }
         if (r < 0)
                 return sh_err(err, r, "create '%s': %s", mb->dir, strerror(-r));
-        r = mv_seccomp_default_json(&mb->seccomp_default);
-        if (r < 0)
-                return r;
         /*
          * What may be missing on this host (no QEMU, no kernel) makes the handler not
          * ready, with the reason, rather than runtd refusing to start.

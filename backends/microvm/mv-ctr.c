@@ -275,8 +275,8 @@ static bool has_mount_at(const struct be_container_spec *s, const char *dst)
  * Builds the agent's spec of @bc with the binds it needs under the share:
  * share/c/<id>/l<N> (layers, read-only) and m<N> (mounts).
  */
-static int build_spec(struct mv_be *mb, struct mv_pod *p, const struct be_container *bc,
-                      struct ag_ctr_spec *a, struct sh_error *err)
+static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag_ctr_spec *a,
+                      struct sh_error *err)
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"};
@@ -390,9 +390,13 @@ static int build_spec(struct mv_be *mb, struct mv_pod *p, const struct be_contai
         if (r < 0)
                 return r;
         if (!s->privileged && s->seccomp == BE_SECCOMP_RUNTIME_DEFAULT) {
-                a->seccomp = strdup(mb->seccomp_default);
-                if (!a->seccomp)
-                        return -ENOMEM;
+                uint64_t caps = 0;
+
+                r = be_cap_set(s, &caps, err);
+                if (r == 0)
+                        r = mv_seccomp_default_json(caps, &a->seccomp);
+                if (r < 0)
+                        return r;
                 a->seccomp_len = strlen(a->seccomp);
         } else if (!s->privileged && s->seccomp == BE_SECCOMP_LOCALHOST) {
                 size_t len = 0;
@@ -499,7 +503,7 @@ int mv_container_create(struct be *be, const struct be_container *bc, struct sh_
                 sh_err(err, r, "record container %.12s in '%s': %s", bc->id, own, strerror(-r));
                 goto undo;
         }
-        r = build_spec(mb, p, bc, &a, err);
+        r = build_spec(p, bc, &a, err);
         if (r < 0)
                 goto undo;
         ag_buf_init(&b);

@@ -150,13 +150,13 @@ static int app(char **s, size_t *len, size_t *cap, const char *fmt, ...)
         }
 }
 
-int mv_seccomp_default_json(char **ret)
+int mv_seccomp_default_json(uint64_t caps, char **ret)
 {
         _cleanup_free_ char *text = NULL;
         char *out = NULL, *save = NULL;
         size_t len = 0, cap = 0;
         bool first = true;
-        int r = lxc_seccomp_runtime_default(be_default_cap_set(), &text);
+        int r = lxc_seccomp_runtime_default(caps, &text);
 
         if (r < 0)
                 return r;
