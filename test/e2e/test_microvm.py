@@ -146,3 +146,19 @@ def test_exec_sync_timeout_kills(vms):
     assert "sleep 4321" not in ps, ps
     vms.remove(pod)
     assert vms.leftovers() == EMPTY_VM
+
+
+def test_stop_reaches_a_trapping_init(vms):
+    """SIGTERM reaches PID 1 of the container's pid namespace, which handles it itself."""
+    pod, cfg = vms.pod()
+    c = vms.run_ctr(pod, cfg, "c", command=["/bin/sh", "-c",
+                                            "trap 'exit 0' TERM; sleep 3600 & wait"])
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    vms.cstop(c, timeout=10)
+    took = time.monotonic() - t0
+    st = vms.cstatus(c)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0, st
+    assert took < 5, took
+    vms.remove(pod)
+    assert vms.leftovers() == EMPTY_VM
