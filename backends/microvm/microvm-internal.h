@@ -54,6 +54,8 @@ struct mv_pod {
         pthread_cond_t changed;
         struct mv_vm vm;
         struct ag_client *agent;
+        struct ag_client *connecting; /* the client agent_connect is setting up */
+        pthread_mutex_t connect_mu;   /* one agent_connect at a time */
         bool dead;           /* the VM is gone: containers exited */
         bool stopped;        /* StopPodSandbox ran */
         unsigned ready_seen; /* READY events the agent sent */
@@ -70,6 +72,7 @@ struct mv_be {
         char *cache_dir;
         char *seccomp_default; /* RuntimeDefault as an OCI JSON profile */
         pthread_mutex_t mu;    /* pods */
+        pthread_mutex_t reopen_mu; /* one pod_reopen at a time: one client per agent */
         struct mv_pod **pods;
         size_t n_pods;
 };
