@@ -32,6 +32,8 @@ def vms(runtd_factory, tmp_path, images):  # noqa: F811
 
 
 def dump(v):
+    if os.environ.get("MV_DUMP_LOG"):
+        print("--- runtd.log\n" + v.d.log_text()[-15000:])
     for d in v.vm_dirs():
         for f in ("console.log", "qemu.log", "virtiofsd.log"):
             p = v.d.run_dir / "microvm" / d / f
@@ -157,6 +159,8 @@ def test_qemu_killed_from_outside(vms):
     pod, cfg = vms.pod("qk")
     a = vms.run_ctr(pod, cfg, "a", **sleeper())
     b = vms.run_ctr(pod, cfg, "b", **counter())
+    wait_for("the counter's first lines",
+             lambda: len(numbered(vms, vms.cstatus(b).log_path)) >= 2)
     sub = Sub(vms.d)
     try:
         qpid = qemu_pid(vms, pod)
