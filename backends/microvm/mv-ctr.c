@@ -686,7 +686,13 @@ int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
                 return 0;
         if (r < 0)
                 return sh_err(err, r, "microvm: container %.12s: %s", id, strerror(-r));
-        if (!p->dead) {
+        /* CRI: a running container is removed by force (the agent removes only exited ones). */
+        pthread_mutex_lock(&p->mu);
+        bool running = !p->dead && !c->exited && c->st.state == AG_ST_RUNNING;
+        pthread_mutex_unlock(&p->mu);
+        if (running)
+                r = mv_container_stop(be, id, SIGKILL, 0, err);
+        if (r == 0 && !p->dead) {
                 r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
                 if (r == -ESRCH || r == -ENOENT)
                         r = 0;

@@ -252,7 +252,7 @@ def http_get(url):
 
 def httpd(name):
     return dict(command=["/bin/sh", "-c", f"mkdir -p /tmp/www; echo {name} > /tmp/www/index.html;"
-                         " exec httpd -f -p 8080 -h /tmp/www"])
+                         " exec busybox httpd -f -p 8080 -h /tmp/www"])
 
 
 def test_lxc_and_microvm_pods_on_one_bridge(vms):
@@ -268,7 +268,8 @@ def test_lxc_and_microvm_pods_on_one_bridge(vms):
     assert vip.startswith(vms.prefix) and lip.startswith(vms.prefix) and vip != lip
 
     def get(cid, ip):
-        r = vms.exec(cid, ["wget", "-q", "-O", "-", "-T", "5", f"http://{ip}:8080/"])
+        # (no -T: this busybox's wget crashes with it)
+        r = vms.exec(cid, ["busybox", "wget", "-q", "-O", "-", f"http://{ip}:8080/"], timeout=5)
         return r.exit_code, r.stdout
 
     wait_for("httpd in the VM", lambda: get(lweb, vip) == (0, b"from-vm\n"), timeout=20)
