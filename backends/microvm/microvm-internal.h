@@ -54,13 +54,15 @@ struct mv_pod {
         pthread_cond_t changed;
         struct mv_vm vm;
         struct ag_client *agent;
-        struct ag_client *connecting; /* the client agent_connect is setting up */
-        pthread_mutex_t connect_mu;   /* one agent_connect at a time */
-        bool dead;                    /* the VM is gone: containers exited */
-        bool stopped;                 /* StopPodSandbox ran */
-        unsigned ready_seen;          /* READY events the agent sent */
+        bool dead;           /* the VM is gone: containers exited */
+        bool stopped;        /* StopPodSandbox ran */
+        unsigned ready_seen; /* READY events the agent sent */
         struct mv_ctr **ctrs;
         size_t n_ctrs;
+
+        /* The agent's connection being set up (agent_connect); one at a time. */
+        struct ag_client *connecting;
+        pthread_mutex_t connect_mu;
 };
 
 struct mv_be {
@@ -70,11 +72,13 @@ struct mv_be {
         bool console; /* the guest's console to console.log (a slower boot) */
         char *dir;    /* <run_dir>/microvm */
         char *cache_dir;
-        char *seccomp_default;     /* RuntimeDefault as an OCI JSON profile */
-        pthread_mutex_t mu;        /* pods */
-        pthread_mutex_t reopen_mu; /* one pod_reopen at a time: one client per agent */
+        char *seccomp_default; /* RuntimeDefault as an OCI JSON profile */
+        pthread_mutex_t mu;    /* pods */
         struct mv_pod **pods;
         size_t n_pods;
+
+        /* One pod_reopen at a time: one client per agent. */
+        pthread_mutex_t reopen_mu;
 };
 
 /* microvm.c */
