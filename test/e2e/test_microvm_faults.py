@@ -112,7 +112,8 @@ def test_runtd_kill9_with_a_vm_running(vms):
     out = vms.logs / "out"
     out.mkdir()
     # It leaves a mark on the host (through virtio-fs) just before it exits.
-    job = vms.run_ctr(pod, cfg, "job", command=["/bin/sh", "-c", "sleep 2; touch /out/done; exit 7"],
+    job = vms.run_ctr(pod, cfg, "job",
+                      command=["/bin/sh", "-c", "sleep 2; touch /out/done; exit 7"],
                       mounts=[pb.Mount(container_path="/out", host_path=str(out))])
     started = vms.cstatus(job).started_at
     assert started > 0
