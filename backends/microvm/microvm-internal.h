@@ -63,6 +63,10 @@ struct mv_pod {
         /* The agent's connection being set up (agent_connect); one at a time. */
         struct ag_client *connecting;
         pthread_mutex_t connect_mu;
+        /* Clients a reconnection replaced: callers may still hold them (p->agent is read
+         * unlocked after mv_pod_agent), so they are freed with the pod. */
+        struct ag_client **retired;
+        size_t n_retired;
 };
 
 struct mv_be {

@@ -211,6 +211,9 @@ static void pod_free(struct mv_pod *p)
         if (!p)
                 return;
         ag_client_free(p->agent);
+        for (size_t i = 0; i < p->n_retired; i++)
+                ag_client_free(p->retired[i]);
+        free(p->retired);
         mv_vm_done(&p->vm);
         for (size_t i = 0; i < p->n_ctrs; i++)
                 mv_ctr_free(p->ctrs[i]);
@@ -409,8 +412,17 @@ static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error 
         old = p->agent;
         p->agent = c;
         p->connecting = NULL;
+        if (old) {
+                struct ag_client **v = realloc(p->retired, (p->n_retired + 1) * sizeof(*v));
+
+                if (v) {
+                        p->retired = v;
+                        p->retired[p->n_retired++] = TAKE_PTR(old);
+                }
+        }
         pthread_mutex_unlock(&p->mu);
-        /* Outside the lock: freeing waits for its thread, whose callbacks take it. */
+        /* Kept only if it could not be retired; outside the lock: freeing waits for its
+         * thread, whose callbacks take it. */
         ag_client_free(old);
         return 0;
 }
