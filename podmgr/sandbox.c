@@ -695,7 +695,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         nres = job.res;
         memset(&job.res, 0, sizeof(job.res));
         if (r < 0)
-                goto undo_net;
+                goto undo_files; /* the backend may have made the pod's dir (microvm binds it) */
 
         /* 4. The pod's resolv.conf, hostname and hosts (with the pod IPs CNI gave). */
         {
@@ -763,7 +763,6 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
 
 undo_files:
         rm_pod_dir(pm, id);
-undo_net:
         if (!host_net)
                 net_down(pm, id, &ignored); /* keeps the netns when DEL fails, for a later DEL */
         goto undo_record;

@@ -59,6 +59,14 @@ struct mv_pod {
         unsigned ready_seen; /* READY events the agent sent */
         struct mv_ctr **ctrs;
         size_t n_ctrs;
+
+        /* The agent's connection being set up (agent_connect); one at a time. */
+        struct ag_client *connecting;
+        pthread_mutex_t connect_mu;
+        /* Clients a reconnection replaced: callers may still hold them (p->agent is read
+         * unlocked after mv_pod_agent), so they are freed with the pod. */
+        struct ag_client **retired;
+        size_t n_retired;
 };
 
 struct mv_be {
@@ -71,6 +79,9 @@ struct mv_be {
         pthread_mutex_t mu; /* pods */
         struct mv_pod **pods;
         size_t n_pods;
+
+        /* One pod_reopen at a time: one client per agent. */
+        pthread_mutex_t reopen_mu;
 };
 
 /* microvm.c */

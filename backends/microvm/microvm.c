@@ -87,6 +87,7 @@ static void mv_fini(struct be *be)
         free(mb->dir);
         free(mb->cache_dir);
         pthread_mutex_destroy(&mb->mu);
+        pthread_mutex_destroy(&mb->reopen_mu);
         free(mb);
         be->priv = NULL;
 }
@@ -102,6 +103,7 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
                 return -ENOMEM;
         be->priv = mb;
         pthread_mutex_init(&mb->mu, NULL);
+        pthread_mutex_init(&mb->reopen_mu, NULL);
         for (size_t i = 0; i < cfg->n_options; i++) {
                 static const char *const known[] = {"qemu",    "kernel",       "memory",
                                                     "vcpus",   "accel",        "virtiofsd",
@@ -203,6 +205,7 @@ static struct mv_pod *pod_new(struct mv_be *mb, const char *id)
         p->dir = sh_strdup_printf("%s/%.20s", mb->dir, id);
         p->share = p->dir ? sh_path_join(p->dir, "share") : NULL;
         pthread_mutex_init(&p->mu, NULL);
+        pthread_mutex_init(&p->connect_mu, NULL);
         pthread_cond_init(&p->changed, NULL);
         p->vm.qemu_pidfd = p->vm.vfsd_pidfd = -1;
         if (!p->dir || !p->share) {
@@ -219,12 +222,16 @@ static void pod_free(struct mv_pod *p)
         if (!p)
                 return;
         ag_client_free(p->agent);
+        for (size_t i = 0; i < p->n_retired; i++)
+                ag_client_free(p->retired[i]);
+        free(p->retired);
         mv_vm_done(&p->vm);
         for (size_t i = 0; i < p->n_ctrs; i++)
                 mv_ctr_free(p->ctrs[i]);
         free(p->ctrs);
         pthread_cond_destroy(&p->changed);
         pthread_mutex_destroy(&p->mu);
+        pthread_mutex_destroy(&p->connect_mu);
         free(p->dir);
         free(p->share);
         free(p);
@@ -306,13 +313,17 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
                         }
                 }
                 if (seq > 0 && (chan == AG_CHAN_STDOUT || chan == AG_CHAN_STDERR)) {
+                        /* The client that delivered it: the one being connected, if any
+                         * (p->agent is set only after HELLO, and may be the old one). */
+                        struct ag_client *to = p->connecting ? p->connecting : p->agent;
                         struct ag_buf b;
 
                         mv_log_chunk(c, seq, (int)chan, t, d, dn, partial != 0);
                         ag_buf_init(&b);
                         ag_put_str(&b, AG_A_ID, c->id);
                         ag_put_u64(&b, AG_A_SEQ, seq);
-                        ag_client_send(p->agent, AG_OP_LOG_ACK, &b, NULL);
+                        if (to)
+                                ag_client_send(to, AG_OP_LOG_ACK, &b, NULL);
                         ag_buf_done(&b);
                 }
         }
@@ -364,10 +375,12 @@ static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error 
         r = mv_vm_connect_agent(&p->vm, &fd, timeout_ms, err);
         if (r < 0)
                 return r;
+        /* Under the pod's lock: its events (which take it) see p->connecting set. */
         pthread_mutex_lock(&p->mu);
         before = p->ready_seen;
-        pthread_mutex_unlock(&p->mu);
         r = ag_client_new(TAKE_FD(fd), &agent_ops, p, &c, err);
+        p->connecting = r == 0 ? c : NULL;
+        pthread_mutex_unlock(&p->mu);
         if (r < 0)
                 return r;
         /* The agent says READY on every connection, once it serves it. */
@@ -400,30 +413,54 @@ static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error 
                 ag_buf_done(&b);
         }
         if (r < 0) {
+                pthread_mutex_lock(&p->mu);
+                p->connecting = NULL;
+                pthread_mutex_unlock(&p->mu);
                 ag_client_free(c);
                 return sh_err_prefix(err, r, "agent");
         }
         pthread_mutex_lock(&p->mu);
         old = p->agent;
         p->agent = c;
+        p->connecting = NULL;
+        if (old) {
+                struct ag_client **v = realloc(p->retired, (p->n_retired + 1) * sizeof(*v));
+
+                if (v) {
+                        p->retired = v;
+                        p->retired[p->n_retired++] = TAKE_PTR(old);
+                }
+        }
         pthread_mutex_unlock(&p->mu);
-        /* Outside the lock: freeing waits for its thread, whose callbacks take it. */
+        /* Kept only if it could not be retired; outside the lock: freeing waits for its
+         * thread, whose callbacks take it. */
         ag_client_free(old);
         return 0;
 }
 
-int mv_pod_agent(struct mv_pod *p, struct sh_error *err)
+static bool agent_up(struct mv_pod *p)
 {
         bool ok;
 
         pthread_mutex_lock(&p->mu);
         ok = p->agent && ag_client_connected(p->agent);
         pthread_mutex_unlock(&p->mu);
-        if (ok)
+        return ok;
+}
+
+int mv_pod_agent(struct mv_pod *p, struct sh_error *err)
+{
+        int r;
+
+        if (agent_up(p))
                 return 0;
         if (p->dead || !vm_alive(p))
                 return sh_err(err, -ESRCH, "the pod's VM is not running");
-        return agent_connect(p, MV_CALL_MS, err);
+        /* One connection at a time: QEMU's chardev serves one client. */
+        pthread_mutex_lock(&p->connect_mu);
+        r = agent_up(p) ? 0 : agent_connect(p, MV_CALL_MS, err);
+        pthread_mutex_unlock(&p->connect_mu);
+        return r;
 }
 
 /* The containers runtd recorded for pod @p (c/<id>/meta), after a restart. */
@@ -542,29 +579,41 @@ int mv_pod_get(struct mv_be *mb, const char *id, struct mv_pod **ret, struct sh_
                 return 0;
         }
         pthread_mutex_unlock(&mb->mu);
-        r = pod_reopen(mb, id, &p, err);
-        if (r < 0)
-                return r;
+        /*
+         * One re-opening at a time: two would each connect to the agent (QEMU serves one
+         * client of its chardev; the other waits) and the loser's teardown would cut the
+         * winner's connection.
+         */
+        pthread_mutex_lock(&mb->reopen_mu);
         pthread_mutex_lock(&mb->mu);
-        /* Another caller may have re-opened it meanwhile: keep the first. */
+        /* Another caller may have re-opened it meanwhile. */
         for (size_t i = 0; i < mb->n_pods; i++)
                 if (strcmp(mb->pods[i]->id, id) == 0) {
                         mb->pods[i]->refs++;
                         *ret = mb->pods[i];
                         pthread_mutex_unlock(&mb->mu);
-                        pod_free(p);
+                        pthread_mutex_unlock(&mb->reopen_mu);
                         return 0;
                 }
+        pthread_mutex_unlock(&mb->mu);
+        r = pod_reopen(mb, id, &p, err);
+        if (r < 0) {
+                pthread_mutex_unlock(&mb->reopen_mu);
+                return r;
+        }
+        pthread_mutex_lock(&mb->mu);
         v = realloc(mb->pods, (mb->n_pods + 1) * sizeof(*v));
+        if (v) {
+                mb->pods = v;
+                mb->pods[mb->n_pods++] = p;
+                p->refs++;
+        }
+        pthread_mutex_unlock(&mb->mu);
+        pthread_mutex_unlock(&mb->reopen_mu);
         if (!v) {
-                pthread_mutex_unlock(&mb->mu);
                 pod_free(p);
                 return -ENOMEM;
         }
-        mb->pods = v;
-        mb->pods[mb->n_pods++] = p;
-        p->refs++;
-        pthread_mutex_unlock(&mb->mu);
         *ret = p;
         return 0;
 }

@@ -85,6 +85,32 @@ static void status_read(struct mv_ctr *c)
         c->exited = true;
 }
 
+/*
+ * c/<id>/started: the container was started (its start time), so that an entry loaded after
+ * a restart, in a VM that is gone, is a container that ran and exited, not one never started.
+ */
+static void started_write(struct mv_ctr *c)
+{
+        _cleanup_free_ char *path = ctr_file(c->pod, c->id, "started");
+        char buf[32];
+        int n = snprintf(buf, sizeof(buf), "%lld\n", (long long)c->st.started_ns);
+
+        if (path && n > 0)
+                sh_write_file_replace(path, buf, (size_t)n, 0600);
+}
+
+static void started_read(struct mv_ctr *c)
+{
+        _cleanup_free_ char *path = ctr_file(c->pod, c->id, "started"), *buf = NULL;
+        long long started;
+
+        if (c->exited || !path || sh_read_file(path, 64, &buf, NULL) < 0 ||
+            sscanf(buf, "%lld", &started) != 1)
+                return;
+        c->st.state = AG_ST_RUNNING;
+        c->st.started_ns = started;
+}
+
 static void watch_fire(struct mv_ctr *c)
 {
         uint64_t one = 1;
@@ -174,6 +200,7 @@ struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
             pread(c->seq_fd, &c->log_seq, sizeof(c->log_seq), 0) != (ssize_t)sizeof(c->log_seq))
                 c->log_seq = 0;
         status_read(c);
+        started_read(c);
         return c;
 }
 
@@ -586,12 +613,19 @@ int mv_container_start(struct be *be, const char *id, struct sh_error *err)
                 size_t n = 0;
 
                 /* Started; what it is now (it may be gone already). */
-                if (call_id(p, AG_OP_CTR_STATUS, id, 0, false, MV_CALL_MS, &resp, &n, NULL) == 0 &&
-                    ag_status_decode(resp, n, &st) == 0) {
-                        pthread_mutex_lock(&p->mu);
+                bool got = call_id(p, AG_OP_CTR_STATUS, id, 0, false, MV_CALL_MS, &resp, &n,
+                                   NULL) == 0 &&
+                           ag_status_decode(resp, n, &st) == 0;
+
+                pthread_mutex_lock(&p->mu);
+                if (got)
                         mv_ctr_set_status(c, &st);
-                        pthread_mutex_unlock(&p->mu);
+                if (!c->exited && c->st.state == AG_ST_CREATED) {
+                        c->st.state = AG_ST_RUNNING;
+                        c->st.started_ns = now_ns();
                 }
+                started_write(c);
+                pthread_mutex_unlock(&p->mu);
         }
         mv_pod_put(p);
         return r;
@@ -656,17 +690,14 @@ int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
                 return 0;
         if (r < 0)
                 return sh_err(err, r, "microvm: container %.12s: %s", id, strerror(-r));
-        if (!p->dead) {
-                bool running;
-
-                pthread_mutex_lock(&p->mu);
-                running = c->st.state == AG_ST_RUNNING && !c->exited;
-                pthread_mutex_unlock(&p->mu);
-                /* A removal of a running container kills it first, as with lxc. */
-                if (running)
-                        r = mv_container_stop(be, id, SIGKILL, 0, err);
-                if (r == 0)
-                        r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
+        /* CRI: a running container is removed by force (the agent removes only exited ones). */
+        pthread_mutex_lock(&p->mu);
+        bool running = !p->dead && !c->exited && c->st.state == AG_ST_RUNNING;
+        pthread_mutex_unlock(&p->mu);
+        if (running)
+                r = mv_container_stop(be, id, SIGKILL, 0, err);
+        if (r == 0 && !p->dead) {
+                r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
                 if (r == -ESRCH || r == -ENOENT)
                         r = 0;
         }

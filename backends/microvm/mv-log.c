@@ -22,12 +22,9 @@
 
 #define MV_LOG_LINE_DEFAULT (16u << 10)
 
-int mv_log_open(struct mv_ctr *c)
+/* Opens @c's log file for appending (its directory made), or -errno. */
+static int log_open_fd(struct mv_ctr *c)
 {
-        int fd, old;
-
-        if (!c->log_path[0])
-                return 0;
         {
                 /* As the kubelet expects of a runtime: the pod's log directory is made. */
                 _cleanup_free_ char *dir = strdup(c->log_path);
@@ -38,7 +35,16 @@ int mv_log_open(struct mv_ctr *c)
                         sh_mkdir_p(dir, 0755);
                 }
         }
-        fd = sh_open_append_nofollow(c->log_path, 0640);
+        return sh_open_append_nofollow(c->log_path, 0640);
+}
+
+int mv_log_open(struct mv_ctr *c)
+{
+        int fd, old;
+
+        if (!c->log_path[0])
+                return 0;
+        fd = log_open_fd(c);
         if (fd < 0)
                 return fd;
         pthread_mutex_lock(&c->pod->mu);
@@ -90,6 +96,10 @@ void mv_log_chunk(struct mv_ctr *c, int64_t seq, int chan, int64_t time_ns, cons
         int idx = chan == AG_CHAN_STDERR ? 2 : 1;
 
         (void)time_ns; /* the guest's clock is its own: runtd's receipt time is the host's */
+        /* An entry loaded after runtd restarted has no log fd yet: the chunks the agent
+         * kept while runtd was down go to the file, not away. */
+        if (seq > c->log_seq && c->log_fd < 0 && c->log_path[0])
+                c->log_fd = log_open_fd(c);
         if (seq <= c->log_seq || c->log_fd < 0)
                 goto done;
         clock_gettime(CLOCK_REALTIME, &now);
