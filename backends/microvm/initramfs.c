@@ -285,9 +285,14 @@ static int build_archive(const struct mv_initramfs_opts *o, const char *agent, s
                 r = mv_cpio_add(b, dirs[i], S_IFDIR | 0755, 0, 0, NULL, 0);
                 if (r < 0)
                         return r;
-                made = sh_strdup_printf("%s%s\n", made ? made : "\n", dirs[i]);
-                if (!made)
-                        return -ENOMEM;
+                {
+                        char *m = sh_strdup_printf("%s%s\n", made ? made : "\n", dirs[i]);
+
+                        if (!m)
+                                return -ENOMEM;
+                        free(made);
+                        made = m;
+                }
         }
         r = mv_cpio_add(b, "dev/console", S_IFCHR | 0600, 5, 1, NULL, 0);
         if (r >= 0)

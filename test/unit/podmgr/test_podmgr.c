@@ -233,7 +233,7 @@ static void test_unknown_backend_not_default(void **state)
 {
         static const struct hspec hs[] = {
                 {"fake", "fake", NULL, NULL},
-                {"vm", "microvm", NULL, NULL},
+                {"vm", "proxmox", NULL, NULL},
         };
         struct fixture *f = *state;
         struct sh_error err = {0};
@@ -245,7 +245,7 @@ static void test_unknown_backend_not_default(void **state)
         assert_int_equal(pod_mgr_new(&f->cfg, &pm, &err), 0);
         e = pod_mgr_handler_error(pm, "vm");
         assert_non_null(e);
-        assert_non_null(strstr(e, "microvm"));
+        assert_non_null(strstr(e, "proxmox"));
         assert_null(pod_mgr_handler_error(pm, "fake"));
         pod_mgr_condition(pm, &c);
         assert_true(c.ok);
@@ -255,7 +255,7 @@ static void test_unknown_backend_not_default(void **state)
 static void test_unknown_backend_default(void **state)
 {
         static const struct hspec hs[] = {
-                {"vm", "microvm", NULL, NULL},
+                {"vm", "proxmox", NULL, NULL},
                 {"fake", "fake", NULL, NULL},
         };
         struct fixture *f = *state;
@@ -268,13 +268,13 @@ static void test_unknown_backend_default(void **state)
         assert_int_equal(pod_mgr_new(&f->cfg, &pm, &err), 0);
         e = pod_mgr_handler_error(pm, "");
         assert_non_null(e);
-        assert_non_null(strstr(e, "microvm"));
+        assert_non_null(strstr(e, "proxmox"));
         assert_ptr_equal(e, pod_mgr_handler_error(pm, "vm"));
         pod_mgr_condition(pm, &c);
         assert_false(c.ok);
         assert_string_equal(c.reason, "RuntimeNotReady");
         assert_non_null(strstr(c.message, "handler 'vm'"));
-        assert_non_null(strstr(c.message, "microvm"));
+        assert_non_null(strstr(c.message, "proxmox"));
         pod_mgr_free(pm);
 }
 
@@ -339,7 +339,7 @@ static void test_info_json(void **state)
         static const struct hspec hs[] = {
                 {"fake", "fake", NULL, NULL},
                 {"slow", "fake", "ready", "false"},
-                {"vm", "microvm", NULL, NULL},
+                {"vm", "proxmox", NULL, NULL},
         };
         struct fixture *f = *state;
         struct sh_error err = {0};
@@ -381,11 +381,11 @@ static void test_info_json(void **state)
         h = handler_json(hsj, "vm");
         assert_non_null(h);
         assert_true(json_object_object_get_ex(h, "backend", &v));
-        assert_string_equal(json_object_get_string(v), "microvm");
+        assert_string_equal(json_object_get_string(v), "proxmox");
         assert_true(json_object_object_get_ex(h, "ready", &v));
         assert_false(json_object_get_boolean(v));
         assert_true(json_object_object_get_ex(h, "error", &v));
-        assert_non_null(strstr(json_object_get_string(v), "microvm"));
+        assert_non_null(strstr(json_object_get_string(v), "proxmox"));
 
         json_object_put(o);
         free(s);
