@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -642,18 +643,24 @@ static void port_open(void)
         conn_begin(fd);
 }
 
+#ifndef GRND_INSECURE
+#define GRND_INSECURE 0x0004 /* Linux 5.6 */
+#endif
+
 static void make_boot_id(void)
 {
         uint8_t r[16];
-        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
         size_t got = 0;
+        /*
+         * Not a secret, only unique per boot: GRND_INSECURE does not wait for the kernel's
+         * entropy pool, which under TCG (no RDRAND, slow jitter) takes a second more to fill
+         * than the rest of the boot (/dev/urandom waits for it too).
+         */
+        ssize_t n = getrandom(r, sizeof(r), GRND_INSECURE);
 
-        if (fd >= 0) {
-                ssize_t n = read(fd, r, sizeof(r));
-
-                got = n > 0 ? (size_t)n : 0;
-                close(fd);
-        }
+        if (n < 0 && errno == EINVAL)
+                n = getrandom(r, sizeof(r), GRND_NONBLOCK);
+        got = n > 0 ? (size_t)n : 0;
         if (got < sizeof(r)) {
                 uint64_t x = (uint64_t)agent_now_ns() ^ ((uint64_t)getpid() << 32);
 

@@ -18,7 +18,7 @@
 
 /*
  * bridge: a privileged container (or one with NET_ADMIN) may make one, as on a host; the
- * guest has no modprobe for the kernel to ask.
+ * guest has no modprobe for the kernel to ask. virtio_rng: the host's entropy (vm.c).
  */
 const char *const mv_default_modules[] = {
         "virtio_mmio", "virtio_console", "virtio_net", "overlay", "fuse",

@@ -763,8 +763,17 @@ static void pod_teardown(struct mv_pod *p)
         sh_rm_rf(p->dir);
 }
 
+static long long mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
 {
+        long long t0 = mono_ms(), t_init = 0, t_tap = 0, t_spawn = 0, t_ready = 0;
         struct mv_be *mb = be->priv;
         struct mv_pod *p = NULL, **v;
         struct ag_net net = {0};
@@ -826,10 +835,12 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 };
 
                 r = mv_initramfs_get(&io, &initramfs, err);
+                t_init = mono_ms();
         }
         if (r < 0)
                 goto fail;
         r = mv_tap_create(sb->netns, "eth0", &tap, &net, err);
+        t_tap = mono_ms();
         if (r < 0)
                 goto fail;
         /* The agent mounts the share before it says READY. */
@@ -859,9 +870,11 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 char tail[200];
 
                 r = cmdline ? mv_vm_start(&o, &p->vm, err) : -ENOMEM;
+                t_spawn = mono_ms();
                 if (r < 0)
                         goto fail_net;
                 r = agent_connect(p, mb->boot_timeout_ms, err);
+                t_ready = mono_ms();
                 if (r == 0)
                         break;
                 log_tail(p->dir, tail, sizeof(tail));
@@ -895,6 +908,10 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 ag_buf_init(&b);
                 ag_net_put(&b, &net);
                 r = ag_client_call(p->agent, AG_OP_NET_SETUP, &b, MV_CALL_MS, &resp, &n, err);
+                sh_log_debug("pod %.12s: initramfs %lld ms, tap %lld ms, spawn %lld ms, agent "
+                             "ready %lld ms, net setup %lld ms",
+                             p->id, t_init - t0, t_tap - t_init, t_spawn - t_tap, t_ready - t_spawn,
+                             mono_ms() - t_ready);
                 ag_buf_done(&b);
                 if (r < 0) {
                         sh_err_prefix(err, r, "set up the guest's network");

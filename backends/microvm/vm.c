@@ -243,6 +243,15 @@ int mv_qemu_argv(const struct mv_vm_opts *o, unsigned tsc_khz, char ***ret_argv,
                 else
                         ARG(&a, "virtio-net-device,netdev=n0");
         }
+        /*
+         * The host's randomness for the guest: without it (no RDRAND under TCG) the guest's
+         * pool fills seconds after boot, and anything in a container reading /dev/urandom
+         * or getrandom() waits for it.
+         */
+        ARG(&a, "-object");
+        ARG(&a, "rng-random,id=rng0,filename=/dev/urandom");
+        ARG(&a, "-device");
+        ARG(&a, "virtio-rng-device,rng=rng0");
         if (o->balloon) {
                 ARG(&a, "-device");
                 ARG(&a, "virtio-balloon-device,free-page-reporting=on");
