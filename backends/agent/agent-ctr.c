@@ -349,6 +349,7 @@ static void rm_rf(const char *path)
 
 static void ctr_free(struct ctr *c)
 {
+        free(c->bpf);
         log_free(c, UINT64_MAX);
         ag_ctr_spec_done(&c->spec);
         free(c);
@@ -418,8 +419,9 @@ void ctr_op_create(const struct ag_hdr *h, const uint8_t *p)
                 ctr_free(c);
                 return;
         }
-        if (c->spec.seccomp && (r = seccomp_apply(c->spec.seccomp, c->spec.seccomp_len,
-                                                  c->spec.caps, false, msg, sizeof(msg))) < 0) {
+        if (c->spec.seccomp &&
+            (r = seccomp_compile(c->spec.seccomp, c->spec.seccomp_len, c->spec.caps, &c->bpf,
+                                 &c->bpf_len, msg, sizeof(msg))) < 0) {
                 agent_resp_err(h, -r, "seccomp: %s", msg);
                 ctr_free(c);
                 return;

@@ -119,7 +119,10 @@ int ctr_child_exec(struct ctr *c, char **argv, bool enter, char *msg, size_t msi
         }
         if (s->seccomp && !s->no_new_privs) {
                 /* Loaded while still privileged: without no_new_privs only CAP_SYS_ADMIN may. */
-                r = seccomp_apply(s->seccomp, s->seccomp_len, s->caps, true, msg, msize);
+                r = c->bpf ? seccomp_install(c->bpf, c->bpf_len)
+                           : seccomp_apply(s->seccomp, s->seccomp_len, s->caps, true, msg, msize);
+                if (r < 0 && c->bpf)
+                        snprintf(msg, msize, "seccomp: %s", strerror(-r));
                 if (r < 0)
                         return r;
         }
@@ -150,7 +153,10 @@ int ctr_child_exec(struct ctr *c, char **argv, bool enter, char *msg, size_t msi
                 return -errno;
         }
         if (s->seccomp && s->no_new_privs) {
-                r = seccomp_apply(s->seccomp, s->seccomp_len, s->caps, true, msg, msize);
+                r = c->bpf ? seccomp_install(c->bpf, c->bpf_len)
+                           : seccomp_apply(s->seccomp, s->seccomp_len, s->caps, true, msg, msize);
+                if (r < 0 && c->bpf)
+                        snprintf(msg, msize, "seccomp: %s", strerror(-r));
                 if (r < 0)
                         return r;
         }

@@ -10,10 +10,17 @@
  */
 
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <seccomp.h>
 
@@ -501,4 +508,66 @@ int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *ms
                 snprintf(msg, msize, "seccomp_load: %s", strerror(-r));
         seccomp_release(ctx);
         return r;
+}
+
+int seccomp_compile(const char *json, size_t len, char **caps, void **ret_bpf, size_t *ret_len,
+                    char *msg, size_t msize)
+{
+        struct jp j = {.p = json, .end = json + len};
+        scmp_filter_ctx ctx = NULL;
+        struct jv root;
+        struct stat st;
+        void *bpf = NULL;
+        int r, fd;
+
+        if (len > (1u << 20)) {
+                snprintf(msg, msize, "profile too large");
+                return -E2BIG;
+        }
+        r = jparse(&j, &root);
+        ws(&j);
+        if (r == 0 && (j.p != j.end || root.t != J_OBJ))
+                r = -EINVAL;
+        if (r < 0) {
+                snprintf(msg, msize, "profile is not a JSON object");
+                jfree(&root);
+                return r;
+        }
+        r = build(&root, caps, &ctx, msg, msize);
+        jfree(&root);
+        if (r < 0)
+                return r;
+        /* The filter as the kernel takes it, once: an exec then only installs it. */
+        fd = memfd_create("seccomp", MFD_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(msg, msize, "memfd: %s", strerror(errno));
+        } else if ((r = seccomp_export_bpf(ctx, fd)) < 0) {
+                snprintf(msg, msize, "seccomp_export_bpf: %s", strerror(-r));
+        } else if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % 8 ||
+                   !(bpf = malloc((size_t)st.st_size)) ||
+                   pread(fd, bpf, (size_t)st.st_size, 0) != st.st_size) {
+                r = -EIO;
+                snprintf(msg, msize, "reading the compiled filter back");
+                free(bpf);
+                bpf = NULL;
+        }
+        if (fd >= 0)
+                close(fd);
+        seccomp_release(ctx);
+        if (r < 0)
+                return r;
+        *ret_bpf = bpf;
+        *ret_len = (size_t)st.st_size;
+        return 0;
+}
+
+int seccomp_install(const void *bpf, size_t len)
+{
+        struct sock_fprog prog = {.len = (unsigned short)(len / 8),
+                                  .filter = (struct sock_filter *)(uintptr_t)bpf};
+
+        if (len / 8 > 0xffff)
+                return -E2BIG;
+        return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ? -errno : 0;
 }

@@ -101,6 +101,8 @@ struct ctr {
         struct log_chunk *log_head, *log_tail;
         size_t log_bytes;
         uint64_t log_seq;
+        void *bpf; /* the compiled seccomp filter; NULL: none */
+        size_t bpf_len;
 };
 
 extern struct ctr *ctr_list;
@@ -190,3 +192,8 @@ int net_lo_up(void);
 /* Checks (@load false) or loads (@load true) an OCI/Docker JSON seccomp profile; @caps the
  * container's capability names (for includes/excludes). 0 or -errno with @msg. */
 int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *msg, size_t msg_size);
+/* Compiles the profile once into the kernel's BPF (*@ret_bpf malloc'd, @ret_len bytes). */
+int seccomp_compile(const char *json, size_t len, char **caps, void **ret_bpf, size_t *ret_len,
+                    char *msg, size_t msg_size);
+/* Installs a filter seccomp_compile made (no_new_privs set, or CAP_SYS_ADMIN held). */
+int seccomp_install(const void *bpf, size_t len);
