@@ -709,6 +709,17 @@ static int setup_root(struct ctr *c, char *msg, size_t msize)
                                 *q = '/';
                 cg_write("/", path + 1, eq + 1);
         }
+        /* The working dir is made when the image lacks it, as runc does. */
+        if (r == 0 && s->cwd && s->cwd[0]) {
+                int fd = open_in_root(rootfd, s->cwd, false);
+
+                if (fd < 0) {
+                        r = fd;
+                        snprintf(msg, msize, "working dir %s: %s", s->cwd, strerror(-r));
+                } else {
+                        close(fd);
+                }
+        }
         close(rootfd);
         if (r < 0)
                 return r;

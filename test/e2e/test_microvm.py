@@ -4,6 +4,7 @@ netns with a tap redirected to the guest, images built here and pulled from a lo
 docker-registry. Every test checks that nothing of the VM is left afterwards."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import kstream as K
 from conftest import pb
 from test_containers import EMPTY_CTRS, Ctrs, images, mounts_under, sleeper  # noqa: F401
 
@@ -80,6 +82,24 @@ def vms(runtd_factory, tmp_path, images):
             p = v.d.run_dir / "microvm" / d / f
             if p.exists():
                 print(f"--- {d}/{f}\n" + p.read_text(errors="replace")[-4000:])
+    reap(v)
+
+
+def reap(v):
+    """Removes what a failed test left (its VMs would outlive runtd), then the daemon."""
+    try:
+        for p in v.rt().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=T).items:
+            try:
+                v.remove(p.id)
+            except grpc.RpcError:
+                pass
+    except grpc.RpcError:
+        pass
+    for pid in set(qemu_pids(v.d.run_dir) + qemu_pids(v.d.root_dir)):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
     v.cleanup()
 
 
@@ -131,3 +151,385 @@ def test_host_namespaces_refused(vms):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
         assert "microvm" in e.value.details(), e.value.details()
     assert vms.leftovers() == EMPTY_VM
+
+
+# --------------------------------------------------------------------------- more end to end
+
+STREAMING = {"address": "127.0.0.1", "port": 0, "token_ttl": 60,
+             "stream_creation_timeout": 5, "idle_timeout": 14400, "header_timeout": 6}
+STATS = {"interval": 1, "fs_interval": 1}
+SUCCESS = {"metadata": {}, "status": "Success"}
+
+
+class StreamVmPods(VmPods):
+    """VmPods with the streaming server and a short stats interval."""
+
+    def exec_url(self, cid, cmd, stdin=False, stdout=True, stderr=True, tty=False):
+        return self.rt().Exec(pb.ExecRequest(container_id=cid, cmd=cmd, stdin=stdin,
+                                             stdout=stdout, stderr=stderr, tty=tty),
+                              timeout=T).url
+
+    def attach_url(self, cid, stdin=False, stdout=True, stderr=True, tty=False):
+        return self.rt().Attach(pb.AttachRequest(container_id=cid, stdin=stdin, stdout=stdout,
+                                                 stderr=stderr, tty=tty), timeout=T).url
+
+    def pf_url(self, pod, ports):
+        return self.rt().PortForward(pb.PortForwardRequest(pod_sandbox_id=pod, port=ports),
+                                     timeout=T).url
+
+    def wait_listening(self, cid, ports, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.exec(cid, ["busybox", "netstat", "-ltn"]).stdout.decode()
+            if all(re.search(rf":{p}\s", out) for p in ports):
+                return
+            assert time.monotonic() < deadline, f"ports {ports} not listening:\n{out}"
+            time.sleep(0.2)
+
+    def wait_gone(self, cid, marker, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.exec(cid, ["ps", "-o", "args"]).stdout.decode()
+            if marker not in out:
+                return
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def svms(runtd_factory, tmp_path, images):
+    v = StreamVmPods(runtd_factory, tmp_path, images, streaming=STREAMING, stats=STATS,
+                     runtimes={"lxc": ("lxc", {}), "microvm": ("microvm", {"console": "true"})})
+    yield v
+    for d in v.vm_dirs():
+        for f in ("console.log", "qemu.log", "virtiofsd.log"):
+            p = v.d.run_dir / "microvm" / d / f
+            if p.exists():
+                print(f"--- {d}/{f}\n" + p.read_text(errors="replace")[-4000:])
+    reap(v)
+
+
+def wait_for(fn, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: never happened")
+        time.sleep(0.2)
+
+
+def finish(v, pod):
+    v.stop(pod)
+    v.remove(pod)
+    assert v.leftovers() == EMPTY_VM
+
+
+def test_two_images_reach_each_other_on_localhost(vms):
+    pod, cfg = vms.pod()
+    # Every container is made after the VM booted, each from an image of its own.
+    web = vms.run_ctr(pod, cfg, "web", image="plain", command=[
+        "/bin/sh", "-c", "mkdir -p /tmp/www && echo served-by-plain > /tmp/www/index.html && "
+        "exec busybox httpd -f -p 8080 -h /tmp/www"])
+    cli = vms.run_ctr(pod, cfg, "cli", image="entry", command=[
+        "/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])
+    usr = vms.run_ctr(pod, cfg, "usr", image="user", **sleeper())
+    for c in (web, cli, usr):
+        assert vms.cstatus(c).state == pb.CONTAINER_RUNNING
+    deadline = time.monotonic() + 20
+    while True:
+        r = vms.exec(cli, ["busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
+        if r.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (r.exit_code, r.stdout) == (0, b"served-by-plain\n"), r
+    # Each sees its own image: entry-only is in "entry" alone; "user" runs as its user.
+    assert vms.exec(cli, ["cat", "/entry-only"]).stdout == b"e\n"
+    assert vms.exec(web, ["test", "-e", "/entry-only"]).exit_code == 1
+    assert vms.exec(usr, ["test", "-e", "/entry-only"]).exit_code == 1
+    assert vms.exec(usr, ["id", "-u"]).stdout == b"1000\n"
+    assert vms.exec(usr, ["sh", "-c", "pwd"]).stdout == b"/home/user/work\n"
+    # Files one container writes are its own.
+    assert vms.exec(web, ["test", "-e", "/tmp/www/index.html"]).exit_code == 0
+    assert vms.exec(cli, ["test", "-e", "/tmp/www/index.html"]).exit_code == 1
+    for c in (web, cli, usr):
+        assert vms.cstatus(c).state == pb.CONTAINER_RUNNING
+    finish(vms, pod)
+
+
+@pytest.mark.parametrize("transport", ["spdy", "ws"])
+def test_streaming_exec(svms, transport):
+    v = svms
+    pod, cfg = v.pod()
+    box = v.run_ctr(pod, cfg, "box", **sleeper())
+    url = v.exec_url(box, ["/bin/sh", "-c", "echo hi; echo err >&2; exit 3"])
+    t0 = time.monotonic()
+    res = K.run_exec(transport, url)
+    print(f"exec round trip ({transport}): {(time.monotonic() - t0) * 1000:.0f} ms")
+    assert (res.stdout, res.stderr, res.exit_code) == (b"hi\n", b"err\n", 3), res
+    url = v.exec_url(box, ["/bin/true"])
+    res = K.run_exec(transport, url)
+    assert res.status == SUCCESS and res.exit_code == 0, res
+    # stdin, and its end as EOF.
+    url = v.exec_url(box, ["/bin/sh", "-c", "cat; echo eof-seen"], stdin=True)
+    res = K.run_exec(transport, url, stdin=b"hello\nworld\n")
+    assert (res.stdout, res.stderr, res.exit_code) == (b"hello\nworld\neof-seen\n", b"", 0), res
+    big = os.urandom(1 << 20)
+    url = v.exec_url(box, ["cat"], stdin=True, stderr=False)
+    res = K.run_exec(transport, url, stdin=big, stderr=False, timeout=60)
+    assert len(res.stdout) == len(big) and res.stdout == big and res.exit_code == 0
+    # A tty: the size sent first, then a resize reaches the running process.
+    cmd = ["/bin/sh", "-c", "busybox stty size; read x; busybox stty size; exit 4"]
+    url = v.exec_url(box, cmd, stdin=True, stdout=True, stderr=False, tty=True)
+    with K.remote_command(transport, url, stdin=True, stdout=True, stderr=False,
+                          tty=True, timeout=30) as r:
+        r.resize(80, 24)
+        r.read_until(b"24 80\r\n")
+        r.resize(200, 50)
+        time.sleep(0.3)
+        r.write_stdin(b"\n")
+        r.read_until(b"50 200\r\n")
+        res = r.wait()
+    assert res.exit_code == 4, res
+    # A client that goes away mid-exec: the process in the guest is killed.
+    url = v.exec_url(box, ["/bin/sh", "-c", "echo started; exec sleep 4321"])
+    r = K.remote_command(transport, url, timeout=30)
+    r.read_until(b"started\n")
+    assert "sleep 4321" in v.exec(box, ["ps", "-o", "args"]).stdout.decode()
+    r.abort()
+    v.wait_gone(box, "sleep 4321")
+    assert v.cstatus(box).state == pb.CONTAINER_RUNNING
+    finish(v, pod)
+
+
+@pytest.mark.parametrize("transport", ["spdy", "ws"])
+def test_streaming_attach(svms, transport):
+    v = svms
+    pod, cfg = v.pod()
+    reader = v.run_ctr(pod, cfg, "reader", stdin=True, command=[
+        "/bin/sh", "-c", "while read l; do echo got:$l; done"])
+    for word in ("one", "two"):
+        url = v.attach_url(reader, stdin=True, stdout=True, stderr=True)
+        with K.remote_command(transport, url, stdin=True, stdout=True, stderr=True,
+                              timeout=30) as r:
+            r.write_stdin(f"{word}\n".encode())
+            r.read_until(f"got:{word}\n".encode())
+        assert v.cstatus(reader).state == pb.CONTAINER_RUNNING
+    log = v.cstatus(reader).log_path
+    wait_for(lambda: {("stdout", "F", "got:one"), ("stdout", "F", "got:two")} <=
+             set(v.log_records(log)), "attach output in the log")
+    # stdin and a tty: the terminal echoes, the shell reads lines.
+    term = v.run_ctr(pod, cfg, "term", stdin=True, tty=True, command=[
+        "/bin/sh", "-c", "while read l; do echo tty:$l; busybox stty size; done"])
+    url = v.attach_url(term, stdin=True, stdout=True, stderr=False, tty=True)
+    with K.remote_command(transport, url, stdin=True, stdout=True, stderr=False, tty=True,
+                          timeout=30) as r:
+        r.resize(120, 40)
+        time.sleep(0.3)
+        r.write_stdin(b"abc\n")
+        out = r.read_until(b"40 120\r\n")
+    assert b"tty:abc\r\n" in out, out
+    # The container's end ends the attach with its exit code.
+    once = v.run_ctr(pod, cfg, "once", stdin=True, command=[
+        "/bin/sh", "-c", "read l; echo bye:$l; echo err >&2; exit 2"])
+    url = v.attach_url(once, stdin=True, stdout=True, stderr=True)
+    with K.remote_command(transport, url, stdin=True, stdout=True, stderr=True,
+                          timeout=30) as r:
+        r.write_stdin(b"x\n")
+        res = r.wait(timeout=20)
+    assert res.stdout == b"bye:x\n" and res.stderr == b"err\n", res
+    assert v.wait_exit(once).exit_code == 2
+    finish(v, pod)
+
+
+def test_streaming_port_forward(svms):
+    v = svms
+    pod, cfg = v.pod()
+    web = v.run_ctr(pod, cfg, "web", command=[
+        "/bin/sh", "-c", "mkdir -p /tmp/www && echo hello-from-vm > /tmp/www/index.html && "
+        "exec busybox httpd -f -p 8080 -h /tmp/www"])
+    v.run_ctr(pod, cfg, "echo", command=["/bin/sh", "-c",
+                                         "exec busybox nc -ll -p 9090 -e /bin/cat"])
+    v.wait_listening(web, [8080, 9090])
+    get = b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n"
+    url = v.pf_url(pod, [8080, 9090])
+    with K.SpdyPortForward(url, timeout=60) as pf:
+        for _ in range(2):
+            c = pf.open(8080)
+            c.send(get)
+            data = c.read_all()
+            assert data.startswith(b"HTTP/1") and data.endswith(b"hello-from-vm\n"), data
+            assert c.error_text() == ""
+        # 10 MB through cat and back, the client's half-close the server's EOF.
+        big = os.urandom(10 << 20)
+        c = pf.open(9090)
+        errors = []
+
+        def pump():
+            try:
+                for i in range(0, len(big), 65536):
+                    c.send(big[i:i + 65536])
+                c.close_write()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        t0 = time.monotonic()
+        t = threading.Thread(target=pump)
+        t.start()
+        got = c.read_all(timeout=120)
+        dt = time.monotonic() - t0
+        t.join(10)
+        print(f"port-forward 10 MiB each way: {dt:.2f} s, {10 / dt:.1f} MiB/s")
+        assert not errors, errors
+        assert len(got) == len(big) and got == big
+        assert c.error_text() == ""
+        # A port nobody listens on: an error on its stream, the session goes on.
+        c = pf.open(8081)
+        assert "8081" in c.error_text()
+        c = pf.open(8080)
+        c.send(get)
+        assert c.read_all().endswith(b"hello-from-vm\n")
+    url = v.pf_url(pod, [8080, 9090])
+    with K.WsPortForward(url, timeout=30) as wp:
+        wp.send(0, get)
+        assert wp.read_until(0, b"hello-from-vm\n").endswith(b"hello-from-vm\n")
+        blob = os.urandom(300000)
+        wp.send(1, blob)
+        assert wp.read_until(1, lambda d: len(d) >= len(blob)) == blob
+    finish(v, pod)
+
+
+def test_oom_and_update_resources(vms):
+    pod, cfg = vms.pod()
+    cid = vms.run_ctr(pod, cfg, "hog", command=[
+        "/bin/sh", "-c", "sleep 0.3; busybox tail /dev/zero"],
+        linux=pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
+            memory_limit_in_bytes=32 << 20)))
+    st = vms.wait_exit(cid, timeout=60)
+    assert st.reason == "OOMKilled" and st.exit_code == 137, st
+    s = vms.run_ctr(pod, cfg, "s", **sleeper(linux=pb.LinuxContainerConfig(
+        resources=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20))))
+    r = vms.exec(s, ["cat", "/sys/fs/cgroup/memory.max"])
+    assert r.stdout == str(64 << 20).encode() + b"\n", r
+    vms.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=s, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20)),
+        timeout=T)
+    r = vms.exec(s, ["cat", "/sys/fs/cgroup/memory.max"])
+    assert r.stdout == str(96 << 20).encode() + b"\n", r
+    assert vms.cstatus(s).resources.linux.memory_limit_in_bytes == 96 << 20
+    # A container that ignores SIGTERM is killed at the end of the grace: 137.
+    k = vms.run_ctr(pod, cfg, "stubborn", command=[
+        "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+    t0 = time.monotonic()
+    vms.cstop(k, timeout=1)
+    st = vms.cstatus(k)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+    assert st.reason == "Error" and time.monotonic() - t0 < 10, st
+    finish(vms, pod)
+
+
+def test_stats(svms):
+    v = svms
+    pod, cfg = v.pod()
+    busy = v.run_ctr(pod, cfg, "busy", command=[
+        "/bin/sh", "-c", "x=$(head -c 20000000 /dev/zero | tr '\\0' a); "
+        "trap 'exit 0' TERM; while :; do :; done"])
+    idle = v.run_ctr(pod, cfg, "idle", **sleeper())
+    rt = v.rt()
+
+    def cst(cid):
+        return rt.ContainerStats(pb.ContainerStatsRequest(container_id=cid), timeout=T).stats
+
+    s = wait_for(lambda: (x := cst(busy)).cpu.usage_core_nano_seconds.value > 0 and
+                 x.memory.working_set_bytes.value > 20_000_000 and x, "busy's stats", 40)
+    assert s.attributes.id == busy and s.attributes.metadata.name == "busy"
+    s2 = wait_for(lambda: (x := cst(busy)).cpu.timestamp > s.cpu.timestamp and x, "a new sample")
+    assert s2.cpu.usage_core_nano_seconds.value > s.cpu.usage_core_nano_seconds.value
+    print(f"busy: cpu {s2.cpu.usage_core_nano_seconds.value} ns, "
+          f"nano_cores {s2.cpu.usage_nano_cores.value}, ws {s2.memory.working_set_bytes.value}")
+    lst = list(rt.ListContainerStats(pb.ListContainerStatsRequest(), timeout=T).stats)
+    assert sorted(x.attributes.id for x in lst) == sorted([busy, idle])
+    ps = wait_for(lambda: (x := rt.PodSandboxStats(pb.PodSandboxStatsRequest(
+        pod_sandbox_id=pod), timeout=T).stats).linux.cpu.usage_core_nano_seconds.value > 0
+        and x, "pod stats")
+    assert ps.linux.memory.working_set_bytes.value > 0
+    assert sorted(c.attributes.id for c in ps.linux.containers) == sorted([busy, idle])
+    ip = v.status(pod).status.network.ip
+    before = ps.linux.network
+    assert before.default_interface.name == "eth0", before
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        for _ in range(300):
+            u.sendto(b"x" * 1000, (ip, 9))
+
+    def net():
+        return rt.PodSandboxStats(pb.PodSandboxStatsRequest(pod_sandbox_id=pod),
+                                  timeout=T).stats.linux.network
+    after = wait_for(lambda: (x := net()).default_interface.rx_bytes.value >=
+                     before.default_interface.rx_bytes.value + 300000 and x, "rx bytes")
+    print(f"eth0 rx {before.default_interface.rx_bytes.value} -> "
+          f"{after.default_interface.rx_bytes.value}")
+    lp = list(rt.ListPodSandboxStats(pb.ListPodSandboxStatsRequest(), timeout=T).stats)
+    assert [p.attributes.id for p in lp] == [pod]
+    finish(v, pod)
+
+
+def test_events_and_reopen_log(vms):
+    from test_events import CREATED, DELETED, STARTED, STOPPED, Sub
+    sub = Sub(vms.d)
+    try:
+        pod, cfg = vms.pod()
+        cid = vms.run_ctr(pod, cfg, "ticker", command=[
+            "/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"])
+        log = Path(vms.cstatus(cid).log_path)
+        wait_for(lambda: log.exists() and len(vms.log_records(log)) > 3, "ticks")
+        log.rename(str(log) + ".1")
+        vms.rt().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=T)
+        wait_for(lambda: log.exists() and len(vms.log_records(log)) > 3, "ticks in the new log")
+        old = vms.log_records(str(log) + ".1")
+        assert old[0] == ("stdout", "F", "tick 0")
+        n_old = int(old[-1][2].split()[1])
+        assert int(vms.log_records(log)[0][2].split()[1]) == n_old + 1
+        vms.cstop(cid, timeout=2)
+        vms.crm(cid)
+        mine = lambda es: [e.container_event_type for e in es if e.container_id == cid]  # noqa
+        evs = sub.wait(lambda es: DELETED in mine(es), timeout=30)
+        assert mine(evs) == [CREATED, STARTED, STOPPED, DELETED], evs
+        e = [e for e in evs if e.container_id == cid][-1]
+        assert e.pod_sandbox_status.id == pod
+        finish(vms, pod)
+    finally:
+        sub.close()
+
+
+def test_security_context(vms):
+    from test_containers import cap_eff, security, status_field
+    pod, cfg = vms.pod()
+    CAP_CHOWN, CAP_NET_RAW, CAP_SYS_ADMIN = 0, 13, 21
+    user = vms.run_ctr(pod, cfg, "user", **sleeper(linux=security(
+        run_as_user=pb.Int64Value(value=1234), run_as_group=pb.Int64Value(value=2345),
+        supplemental_groups=[4242])))
+    assert vms.exec(user, ["id", "-u"]).stdout == b"1234\n"
+    assert vms.exec(user, ["id", "-g"]).stdout == b"2345\n"
+    assert "4242" in vms.exec(user, ["id", "-G"]).stdout.decode()
+    ro = vms.run_ctr(pod, cfg, "ro", **sleeper(linux=security(readonly_rootfs=True)))
+    r = vms.exec(ro, ["touch", "/file"])
+    assert r.exit_code != 0 and b"Read-only" in r.stderr, r
+    plain = vms.run_ctr(pod, cfg, "plain", **sleeper())
+    caps = cap_eff(vms, plain)
+    assert caps & (1 << CAP_CHOWN) and caps & (1 << CAP_NET_RAW)
+    assert not caps & (1 << CAP_SYS_ADMIN)
+    dropped = vms.run_ctr(pod, cfg, "dropped", **sleeper(linux=security(
+        capabilities=pb.Capability(drop_capabilities=["NET_RAW"]),
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))))
+    caps = cap_eff(vms, dropped)
+    assert not caps & (1 << CAP_NET_RAW) and caps & (1 << CAP_CHOWN)
+    assert status_field(vms, dropped, "Seccomp") == "2"
+    assert status_field(vms, plain, "Seccomp") == "0"
+    r = vms.exec(dropped, ["busybox", "unshare", "-n", "true"])
+    assert r.exit_code != 0
+    priv = vms.run_ctr(pod, cfg, "priv", **sleeper(linux=security(privileged=True)))
+    last_cap = int(vms.exec(priv, ["cat", "/proc/sys/kernel/cap_last_cap"]).stdout)
+    assert cap_eff(vms, priv) == (1 << (last_cap + 1)) - 1
+    assert status_field(vms, priv, "Seccomp") == "0"
+    finish(vms, pod)
