@@ -3,6 +3,7 @@ kernel, runt-agent as the guest's PID 1, virtio-fs over runt's layer store, CNI 
 netns with a tap redirected to the guest, images built here and pulled from a local
 docker-registry. Every test checks that nothing of the VM is left afterwards."""
 
+import json
 import os
 import re
 import socket
@@ -292,14 +293,53 @@ def test_streaming_exec(svms, transport):
         r.read_until(b"50 200\r\n")
         res = r.wait()
     assert res.exit_code == 4, res
-    # A client that goes away mid-exec: the process in the guest is killed.
-    url = v.exec_url(box, ["/bin/sh", "-c", "echo started; exec sleep 4321"])
-    r = K.remote_command(transport, url, timeout=30)
-    r.read_until(b"started\n")
-    assert "sleep 4321" in v.exec(box, ["ps", "-o", "args"]).stdout.decode()
-    r.abort()
-    v.wait_gone(box, "sleep 4321")
+    # The exit code through a tty; a tty is a terminal.
+    url = v.exec_url(box, ["/bin/sh", "-c", "test -t 1 && echo x; exit 5"], stderr=False,
+                     tty=True)
+    res = K.run_exec(transport, url, stderr=False, tty=True)
+    assert res.stdout == b"x\r\n" and res.exit_code == 5, res
+    # Far more output than SPDY's window, on both streams.
+    url = v.exec_url(box, ["/bin/sh", "-c", "busybox seq 1 60000; busybox seq 1 40000 >&2"])
+    res = K.run_exec(transport, url, timeout=60)
+    assert res.stdout == "".join(f"{i}\n" for i in range(1, 60001)).encode(), len(res.stdout)
+    assert res.stderr == "".join(f"{i}\n" for i in range(1, 40001)).encode(), len(res.stderr)
+    url = v.exec_url(box, ["head", "-c", "3000000", "/dev/zero"], stderr=False)
+    t0 = time.monotonic()
+    res = K.run_exec(transport, url, stderr=False, timeout=60)
+    print(f"exec 3 MB of output ({transport}): {time.monotonic() - t0:.2f} s")
+    assert len(res.stdout) == 3000000 and res.exit_code == 0, len(res.stdout)
+    # A program that is not there fails with a code.
+    url = v.exec_url(box, ["/no/such/program"])
+    res = K.run_exec(transport, url)
+    assert res.status["status"] == "Failure" and res.exit_code not in (None, 0), res
+    # A client that goes away mid-exec: the process in the guest is killed, tty or not.
+    for tty in (False, True):
+        marker = f"sleep {4321 + tty}"
+        url = v.exec_url(box, ["/bin/sh", "-c", f"echo started; exec {marker}"],
+                         stderr=not tty, tty=tty)
+        r = K.remote_command(transport, url, stderr=not tty, tty=tty, timeout=30)
+        r.read_until(b"started")
+        assert marker in v.exec(box, ["ps", "-o", "args"]).stdout.decode()
+        r.abort()
+        v.wait_gone(box, marker)
     assert v.cstatus(box).state == pb.CONTAINER_RUNNING
+    # Created and exited containers: Exec and Attach fail at the RPC as ExecSync does.
+    stopped = v.run_ctr(pod, cfg, "stopped", **sleeper())
+    v.cstop(stopped, timeout=5)
+    created = v.create(pod, cfg, "created", **sleeper())
+    rt = v.rt()
+
+    def code(fn, req):
+        try:
+            fn(req, timeout=T)
+        except grpc.RpcError as e:
+            return e.code()
+        return grpc.StatusCode.OK
+    for cid in (stopped, created):
+        want = code(rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=5))
+        assert want != grpc.StatusCode.OK
+        assert code(rt.Exec, pb.ExecRequest(container_id=cid, cmd=["true"], stdout=True)) == want
+        assert code(rt.Attach, pb.AttachRequest(container_id=cid, stdout=True)) == want
     finish(v, pod)
 
 
@@ -330,6 +370,15 @@ def test_streaming_attach(svms, transport):
         r.write_stdin(b"abc\n")
         out = r.read_until(b"40 120\r\n")
     assert b"tty:abc\r\n" in out, out
+    # stdout alone, of a container that writes on its own.
+    ticker = v.run_ctr(pod, cfg, "ticker", command=[
+        "/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"])
+    url = v.attach_url(ticker, stdout=True, stderr=False)
+    with K.remote_command(transport, url, stdout=True, stderr=False, timeout=30) as r:
+        out = r.read_until(lambda d: len(re.findall(rb"tick (\d+)\n", d)) >= 3)
+    nums = [int(n) for n in re.findall(rb"tick (\d+)\n", out)]
+    assert nums == list(range(nums[0], nums[0] + len(nums))), out
+    assert v.cstatus(ticker).state == pb.CONTAINER_RUNNING
     # The container's end ends the attach with its exit code.
     once = v.run_ctr(pod, cfg, "once", stdin=True, command=[
         "/bin/sh", "-c", "read l; echo bye:$l; echo err >&2; exit 2"])
@@ -418,6 +467,12 @@ def test_oom_and_update_resources(vms):
     r = vms.exec(s, ["cat", "/sys/fs/cgroup/memory.max"])
     assert r.stdout == str(96 << 20).encode() + b"\n", r
     assert vms.cstatus(s).resources.linux.memory_limit_in_bytes == 96 << 20
+    vms.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=s, linux=pb.LinuxContainerResources(
+            memory_limit_in_bytes=96 << 20, cpu_quota=50000, cpu_period=100000,
+            cpu_shares=512)), timeout=T)
+    r = vms.exec(s, ["cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/memory.max"])
+    assert r.stdout == b"50000 100000\n" + str(96 << 20).encode() + b"\n", r
     # A container that ignores SIGTERM is killed at the end of the grace: 137.
     k = vms.run_ctr(pod, cfg, "stubborn", command=[
         "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
@@ -477,6 +532,16 @@ def test_stats(svms):
                      before.default_interface.rx_bytes.value + 300000 and x, "rx bytes")
     print(f"eth0 rx {before.default_interface.rx_bytes.value} -> "
           f"{after.default_interface.rx_bytes.value}")
+    # The writable layer: a file written there counts.
+    fs0 = cst(idle).writable_layer.used_bytes.value
+    v.exec(idle, ["sh", "-c", "head -c 3000000 /dev/zero > /big"])
+    wait_for(lambda: cst(idle).writable_layer.used_bytes.value >= fs0 + 3000000,
+             "the writable layer's growth")
+    # An exited container has stats still (its CPU time is no more).
+    done = v.run_ctr(pod, cfg, "done", command=["/bin/true"])
+    v.wait_exit(done)
+    s = cst(done)
+    assert s.attributes.id == done, s
     lp = list(rt.ListPodSandboxStats(pb.ListPodSandboxStatsRequest(), timeout=T).stats)
     assert [p.attributes.id for p in lp] == [pod]
     finish(v, pod)
@@ -536,6 +601,23 @@ def test_security_context(vms):
     assert status_field(vms, plain, "Seccomp") == "0"
     r = vms.exec(dropped, ["busybox", "unshare", "-n", "true"])
     assert r.exit_code != 0
+    assert status_field(vms, plain, "NoNewPrivs") == "0"
+    nnp = vms.run_ctr(pod, cfg, "nnp", **sleeper(linux=security(no_new_privs=True)))
+    assert status_field(vms, nnp, "NoNewPrivs") == "1"
+    # Masked paths: /proc/keys reads empty.
+    assert vms.exec(plain, ["sh", "-c", "wc -c < /proc/keys"]).stdout.strip() == b"0"
+    r = vms.exec(plain, ["sh", "-c", "echo 1 > /proc/sys/kernel/domainname"])
+    assert r.exit_code != 0, r
+    profile = vms.d.base / "no-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    sc = vms.run_ctr(pod, cfg, "seccomp", **sleeper(linux=security(
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost,
+                                   localhost_ref=str(profile)))))
+    r = vms.exec(sc, ["mkdir", "/tmp/denied"])
+    assert r.exit_code != 0 and b"not permitted" in r.stderr, r
+    assert vms.exec(sc, ["touch", "/tmp/allowed"]).exit_code == 0
     priv = vms.run_ctr(pod, cfg, "priv", **sleeper(linux=security(privileged=True)))
     last_cap = int(vms.exec(priv, ["cat", "/proc/sys/kernel/cap_last_cap"]).stdout)
     assert cap_eff(vms, priv) == (1 << (last_cap + 1)) - 1
