@@ -514,7 +514,9 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
                 agent_resp_err(h, ENOMEM, "out of memory");
                 return;
         }
-        if (sync)
+        /* An EXEC_SYNC may come on a stream id of its own, for the host's CLOSE when it
+         * gives up; one already in use (or none) leaves it without. */
+        if (sync && st_find(h->stream))
                 s->sid = 0;
         s->tty = tty;
         s->stdin_on = in;

@@ -388,6 +388,8 @@ def test_streaming_attach(svms, transport):
         r.write_stdin(b"x\n")
         res = r.wait(timeout=20)
     assert res.stdout == b"bye:x\n" and res.stderr == b"err\n", res
+    # As with runc: an attach ends in Success, whatever the container's exit code.
+    assert res.status == SUCCESS and res.exit_code == 0, res
     assert v.wait_exit(once).exit_code == 2
     finish(v, pod)
 
@@ -623,3 +625,89 @@ def test_security_context(vms):
     assert cap_eff(vms, priv) == (1 << (last_cap + 1)) - 1
     assert status_field(vms, priv, "Seccomp") == "0"
     finish(vms, pod)
+
+
+def test_users_groups_and_exec_sync_timeouts(vms):
+    from test_containers import security
+    pod, cfg = vms.pod()
+    show = ["/bin/sh", "-c", "echo HOME=$HOME; id -G; trap 'exit 0' TERM; "
+                             "while true; do sleep 0.1; done"]
+
+    def both(cid):
+        out = wait_for(lambda: (x := [m for s, _, m in vms.log_records(
+            vms.cstatus(cid).log_path) if s == "stdout"]) and len(x) >= 2 and x[:2],
+            "HOME and groups")
+        r = vms.exec(cid, ["/bin/sh", "-c", "echo HOME=$HOME; id -G"])
+        assert r.exit_code == 0 and r.stdout.decode().splitlines() == out, (r, out)
+        return out
+    g = vms.run_ctr(pod, cfg, "g", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=1000), supplemental_groups=[1234]))
+    assert both(g) == ["HOME=/home/user", "1000 1234 50000 50001"]
+    i = vms.run_ctr(pod, cfg, "i", image="grouped", command=show)
+    assert both(i) == ["HOME=/home/user", "1000 50000 50001"]
+    n = vms.run_ctr(pod, cfg, "n", image="grouped", command=show, linux=security(
+        run_as_user=pb.Int64Value(value=4321), run_as_group=pb.Int64Value(value=4322)))
+    assert both(n) == ["HOME=/", "4322"]
+    byname = vms.run_ctr(pod, cfg, "byname", image="grouped", command=show, linux=security(
+        run_as_username="nobody"))
+    assert both(byname) == ["HOME=/nonexistent", "65534"]
+    e = vms.run_ctr(pod, cfg, "e", image="plain", command=show,
+                    envs=[pb.KeyValue(key="HOME", value=b"/custom"),
+                          pb.KeyValue(key="OVERRIDE", value=b"request")])
+    assert both(e) == ["HOME=/custom", "0"]
+    r = vms.exec(e, ["/bin/sh", "-c", "echo $FROM_IMAGE $OVERRIDE"])
+    assert r.stdout == b"1 request\n", r
+    # ExecSync's timeout kills the command in the guest, and what it started.
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ex:
+        vms.exec(e, ["sh", "-c", "sleep 7771 & exec sleep 7772"], timeout=2)
+    assert ex.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ex.value
+    assert 1.9 < time.monotonic() - t0 < 8
+    ps = lambda: vms.exec(e, ["ps", "-o", "args"]).stdout.decode()  # noqa: E731
+    wait_for(lambda: "sleep 777" not in ps(), "the timed-out command gone", 10)
+    # A client that cancels its call: the command goes too.
+    fut = vms.rt().ExecSync.future(pb.ExecSyncRequest(
+        container_id=e, timeout=100, cmd=["sh", "-c", "sleep 7773 & exec sleep 7774"]),
+        timeout=T)
+    wait_for(lambda: "sleep 7774" in ps(), "the command started", 10)
+    fut.cancel()
+    wait_for(lambda: "sleep 777" not in ps(), "the cancelled command gone", 10)
+    assert vms.exec(e, ["echo", "still-fine"]).stdout == b"still-fine\n"
+    finish(vms, pod)
+
+
+def test_attach_stdin_once_and_tty_logs(svms):
+    v = svms
+    pod, cfg = v.pod()
+    # stdin_once: the first attach's end of stdin is the container's EOF.
+    once = v.run_ctr(pod, cfg, "once", stdin=True, stdin_once=True, command=[
+        "/bin/sh", "-c", "cat; echo after-eof"])
+    url = v.attach_url(once, stdin=True, stdout=True, stderr=True)
+    with K.remote_command("spdy", url, stdin=True, stdout=True, stderr=True, timeout=30) as r:
+        r.write_stdin(b"line\n")
+        r.read_until(b"line\n")
+        r.close_stdin()
+        res = r.wait(timeout=20)
+    assert res.stdout == b"line\nafter-eof\n" and res.exit_code == 0, res
+    st = v.wait_exit(once)
+    assert st.exit_code == 0, st
+    # A tty container's output goes to its log, as stdout.
+    t = v.run_ctr(pod, cfg, "t", tty=True, command=["/bin/sh", "-c",
+                                                    "echo on-tty; test -t 1 && echo is-tty"])
+    st = v.wait_exit(t)
+    assert st.exit_code == 0, st
+
+    def lines():
+        """The log's lines, partial records joined (as the kubelet reads them)."""
+        out, cur = [], ""
+        for rec in Path(st.log_path).read_text().split("\n")[:-1]:
+            ts, stream, tag, msg = (rec.split(" ", 3) + [""])[:4]
+            assert stream == "stdout" and tag in ("P", "F"), rec
+            cur += msg
+            if tag == "F":
+                out.append(cur)
+                cur = ""
+        return out
+    got = wait_for(lambda: len(x := lines()) >= 2 and x, "the tty's log")
+    assert [x.rstrip("\r") for x in got] == ["on-tty", "is-tty"], got
+    finish(v, pod)
