@@ -711,3 +711,71 @@ def test_attach_stdin_once_and_tty_logs(svms):
     got = wait_for(lambda: len(x := lines()) >= 2 and x, "the tty's log")
     assert [x.rstrip("\r") for x in got] == ["on-tty", "is-tty"], got
     finish(v, pod)
+
+
+def test_sessions_end_with_their_container_and_pod(svms):
+    v = svms
+    pod, cfg = v.pod()
+    box = v.run_ctr(pod, cfg, "box", **sleeper())
+    # Without a limit, a hog past the guest's memory: the guest's OOM killer takes it, the
+    # agent (PID 1) and the pod live on.
+    hog = v.run_ctr(pod, cfg, "hog", command=["/bin/sh", "-c", "busybox tail /dev/zero"])
+    st = v.wait_exit(hog, timeout=60)
+    assert st.exit_code == 137, st
+    assert v.exec(box, ["echo", "alive"]).stdout == b"alive\n"
+    assert v.status(pod).status.state == pb.SANDBOX_READY
+    # Concurrent port-forward connections.
+    v.run_ctr(pod, cfg, "echo", command=["/bin/sh", "-c",
+                                         "exec busybox nc -ll -p 9090 -e /bin/cat"])
+    v.wait_listening(box, [9090])
+    blobs = [os.urandom(1 << 20) for _ in range(4)]
+    with K.SpdyPortForward(v.pf_url(pod, [9090]), timeout=60) as pf:
+        conns = [pf.open(9090) for _ in blobs]
+        errors = []
+
+        def pump(c, b):
+            try:
+                for i in range(0, len(b), 65536):
+                    c.send(b[i:i + 65536])
+                c.close_write()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        ts = [threading.Thread(target=pump, args=(c, b)) for c, b in zip(conns, blobs)]
+        for t in ts:
+            t.start()
+        for c, b in zip(conns, blobs):
+            assert c.read_all(timeout=60) == b
+        for t in ts:
+            t.join(10)
+        assert not errors, errors
+    # An exec session and an attach end when their container is stopped.
+    url = v.exec_url(box, ["/bin/sh", "-c", "echo in; exec sleep 5555"])
+    ex = K.remote_command("spdy", url, timeout=30)
+    ex.read_until(b"in\n")
+    url = v.attach_url(box, stdout=True, stderr=True)
+    at = K.remote_command("ws", url, timeout=30)
+    time.sleep(0.3)
+    v.cstop(box, timeout=2)
+    res = ex.wait(timeout=20)
+    assert res.exit_code not in (None, 0), res
+    res = at.wait(timeout=20)
+    assert res.status == SUCCESS, res
+    ex.close()
+    at.close()
+    # Sessions open when the pod goes: they end, nothing is left.
+    s2 = v.run_ctr(pod, cfg, "s2", **sleeper())
+    url = v.exec_url(s2, ["/bin/sh", "-c", "echo in; exec sleep 5556"])
+    ex = K.remote_command("ws", url, timeout=30)
+    ex.read_until(b"in\n")
+    pf = K.SpdyPortForward(v.pf_url(pod, [9090]), timeout=30)
+    c = pf.open(9090)
+    c.send(b"ping\n")
+    assert c.read_until(b"ping\n") == b"ping\n"
+    v.stop(pod)
+    res = ex.wait(timeout=20)
+    assert res.exit_code not in (None, 0), res
+    c.read_all(timeout=20)
+    ex.close()
+    pf.close()
+    v.remove(pod)
+    assert v.leftovers() == EMPTY_VM
