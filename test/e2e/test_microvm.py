@@ -779,3 +779,38 @@ def test_sessions_end_with_their_container_and_pod(svms):
     pf.close()
     v.remove(pod)
     assert v.leftovers() == EMPTY_VM
+
+
+def test_pod_config_and_mounts(vms, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "from-host").write_text("host-data\n")
+    rovol = tmp_path / "rovol"
+    rovol.mkdir()
+    (rovol / "f").write_text("ro\n")
+    hfile = tmp_path / "single"
+    hfile.write_text("single-file\n")
+    pod, cfg = vms.pod(hostname="vmhost", dns_config=pb.DNSConfig(
+        servers=["10.9.8.7"], searches=["example.test"], options=["ndots:3"]),
+        linux=pb.LinuxPodSandboxConfig(sysctls={"net.ipv4.ip_unprivileged_port_start": "99"}))
+    c = vms.run_ctr(pod, cfg, "c", **sleeper(mounts=[
+        pb.Mount(container_path="/data/vol", host_path=str(vol)),
+        pb.Mount(container_path="/data/ro", host_path=str(rovol), readonly=True),
+        pb.Mount(container_path="/etc/single", host_path=str(hfile))]))
+    r = vms.exec(c, ["/bin/sh", "-c", "hostname; cat /etc/resolv.conf; "
+                     "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"])
+    out = r.stdout.decode()
+    assert out.startswith("vmhost\n"), out
+    assert "nameserver 10.9.8.7" in out and "search example.test" in out, out
+    assert "options ndots:3" in out and out.endswith("99\n"), out
+    assert vms.exec(c, ["cat", "/data/vol/from-host"]).stdout == b"host-data\n"
+    assert vms.exec(c, ["sh", "-c", "echo from-guest > /data/vol/new"]).exit_code == 0
+    assert (vol / "new").read_text() == "from-guest\n"
+    assert vms.exec(c, ["cat", "/data/ro/f"]).stdout == b"ro\n"
+    r = vms.exec(c, ["touch", "/data/ro/x"])
+    assert r.exit_code != 0 and b"Read-only" in r.stderr, r
+    assert vms.exec(c, ["cat", "/etc/single"]).stdout == b"single-file\n"
+    # What the host changes later shows inside.
+    (vol / "later").write_text("later\n")
+    assert vms.exec(c, ["cat", "/data/vol/later"]).stdout == b"later\n"
+    finish(vms, pod)
