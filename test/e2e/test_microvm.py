@@ -814,3 +814,46 @@ def test_pod_config_and_mounts(vms, tmp_path):
     (vol / "later").write_text("later\n")
     assert vms.exec(c, ["cat", "/data/vol/later"]).stdout == b"later\n"
     finish(vms, pod)
+
+
+def test_exec_slow_client_gets_all_output(svms):
+    v = svms
+    pod, cfg = v.pod()
+    box = v.run_ctr(pod, cfg, "box", **sleeper())
+
+    def slow_exec(script, pause):
+        url = v.exec_url(box, ["/bin/sh", "-c", script], stdout=True, stderr=False)
+        sock, resp, rest = K.upgrade(url, "POST", K.spdy_upgrade_headers(["v4.channel.k8s.io"]),
+                                     timeout=10)
+        try:
+            comp = K.HeaderCompressor()
+            sock.sendall(K.syn_stream_frame(comp, 1, {"streamtype": "error"}) +
+                         K.syn_stream_frame(comp, 3, {"streamtype": "stdout"}))
+            time.sleep(pause)
+            parser, got, status, done = K.SpdyParser(), 0, b"", False
+            sock.settimeout(20)
+            data = rest
+            while not done:
+                for f in parser.feed(data):
+                    if f.control and f.type == K.GOAWAY:
+                        done = True
+                    elif not f.control and f.stream_id == 3:
+                        got += len(f.data)
+                    elif not f.control and f.stream_id == 1:
+                        status += f.data
+                if not done:
+                    data = sock.recv(1 << 20)
+                    assert data, "closed before GOAWAY"
+        finally:
+            sock.close()
+        return got, status
+
+    n = 8 << 20
+    got, status = slow_exec(f"head -c {3 * n} /dev/zero; exit 5", 1.0)
+    assert got == 3 * n, got
+    assert json.loads(status)["details"]["causes"][0]["message"] == "5", status
+    # The command exits while a process it left still writes: its output comes too.
+    got, status = slow_exec(f"head -c {n} /dev/zero & sleep 0.2; exit 5", 1.0)
+    assert got == n, got
+    assert json.loads(status)["details"]["causes"][0]["message"] == "5", status
+    finish(v, pod)
