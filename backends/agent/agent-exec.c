@@ -859,6 +859,13 @@ void st_data(const struct ag_hdr *h, const uint8_t *p)
 
         if (!s || h->op != AG_CHAN_STDIN || !s->stdin_on || in_fd(s) < 0 || h->len == 0)
                 return;
+        /* What was written already goes: it was granted back, so it must not count
+         * against the credit (a slow reader had its stdin cut here). */
+        if (s->inq_off) {
+                memmove(s->inq, s->inq + s->inq_off, s->inq_len - s->inq_off);
+                s->inq_len -= s->inq_off;
+                s->inq_off = 0;
+        }
         if (s->inq_len + h->len > 2 * AG_WINDOW_INIT)
                 return; /* past the credit it had: dropped */
         n = realloc(s->inq, s->inq_len + h->len);

@@ -3,6 +3,7 @@ kernel, runt-agent as the guest's PID 1, virtio-fs over runt's layer store, CNI 
 netns with a tap redirected to the guest, images built here and pulled from a local
 docker-registry. Every test checks that nothing of the VM is left afterwards."""
 
+import hashlib
 import json
 import os
 import re
@@ -280,6 +281,11 @@ def test_streaming_exec(svms, transport):
     url = v.exec_url(box, ["cat"], stdin=True, stderr=False)
     res = K.run_exec(transport, url, stdin=big, stderr=False, timeout=60)
     assert len(res.stdout) == len(big) and res.stdout == big and res.exit_code == 0
+    # A reader that lags (its stdin backs up in the guest): nothing is lost.
+    url = v.exec_url(box, ["/bin/sh", "-c", "sleep 1; busybox md5sum"], stdin=True,
+                     stderr=False)
+    res = K.run_exec(transport, url, stdin=big, stderr=False, timeout=60)
+    assert res.stdout.split()[0].decode() == hashlib.md5(big).hexdigest(), res
     # A tty: the size sent first, then a resize reaches the running process.
     cmd = ["/bin/sh", "-c", "busybox stty size; read x; busybox stty size; exit 4"]
     url = v.exec_url(box, cmd, stdin=True, stdout=True, stderr=False, tty=True)
