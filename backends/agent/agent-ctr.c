@@ -293,7 +293,9 @@ static bool output_once(struct ctr *c, struct ew *w)
                 return true;
         if (n <= 0) {
                 ew_close(w);
-                if (c->out.fd < 0 && c->err.fd < 0)
+                /* A running container's attaches end when it is reaped, after its exit
+                 * event: the host asks, at an attach's end, whether it still runs. */
+                if (c->out.fd < 0 && c->err.fd < 0 && c->state != AG_ST_RUNNING)
                         st_attach_eof(c);
                 return false;
         }
@@ -711,6 +713,17 @@ static int setup_root(struct ctr *c, char *msg, size_t msize)
                                 *q = '/';
                 cg_write("/", path + 1, eq + 1);
         }
+        /* The working dir is made when the image lacks it, as runc does. */
+        if (r == 0 && s->cwd && s->cwd[0]) {
+                int fd = open_in_root(rootfd, s->cwd, false);
+
+                if (fd < 0) {
+                        r = fd;
+                        snprintf(msg, msize, "working dir %s: %s", s->cwd, strerror(-r));
+                } else {
+                        close(fd);
+                }
+        }
         close(rootfd);
         if (r < 0)
                 return r;
@@ -1124,8 +1137,9 @@ bool ctr_reaped(pid_t pid, int st)
         if (c->cgns_fd >= 0)
                 close(c->cgns_fd);
         c->mntns_fd = c->pidns_fd = c->cgns_fd = -1;
-        st_attach_eof(c);
+        /* The exit first: an attach client's end has the host ask whether it still runs. */
         send_exit(c);
+        st_attach_eof(c);
         return true;
 }
 

@@ -334,6 +334,9 @@ static void keep(uint8_t **buf, size_t *len, struct stream *s, const uint8_t *d,
         s->dropped += n - take;
 }
 
+/* How long an exec whose command ended waits for more output from processes it left. */
+#define DRAIN_IDLE_MS 500
+
 /* One read of a stream's output fd; false at EOF (closed then). */
 static bool st_read_once(struct stream *s, struct ew *w)
 {
@@ -370,6 +373,8 @@ static bool st_read_once(struct stream *s, struct ew *w)
                 else
                         keep(&s->ebuf, &s->elen, s, buf, (size_t)n);
         } else {
+                if (s->type == ST_EXEC && s->pid == 0)
+                        s->drain_ms = agent_mono_ms() + DRAIN_IDLE_MS;
                 s->credit -= (uint32_t)n;
                 send_simple(AG_K_DATA, (uint16_t)chan, s->sid, buf, (size_t)n);
                 if (s->credit == 0)
@@ -390,15 +395,20 @@ bool st_reaped(pid_t pid, int status)
                         continue;
                 s->pid = 0;
                 s->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                /* What is in the pipes now; background processes holding them are not
-                 * waited for. */
+                /* What is in the pipes now (for EXEC, more follows while processes it
+                 * left still write; EXEC_SYNC does not wait for them). */
                 for (int i = 0; i < 1024 && s->out.fd >= 0 && st_read_once(s, &s->out); i++)
                         ;
                 for (int i = 0; i < 1024 && s->err.fd >= 0 && st_read_once(s, &s->err); i++)
                         ;
-                if (s->type == ST_EXEC && s->credit == 0 && (s->out.fd >= 0 || s->err.fd >= 0))
-                        return true; /* the rest goes out as the host grants credit */
-                exec_finish(s);
+                if (s->type == ST_EXEC && !s->dead && (s->out.fd >= 0 || s->err.fd >= 0)) {
+                        /* The rest goes out as the host grants credit, and what processes
+                         * it left write meanwhile, until they are quiet (st_timers). */
+                        s->drain_ms = agent_mono_ms() + DRAIN_IDLE_MS;
+                        return true;
+                }
+                if (!s->dead)
+                        exec_finish(s);
                 return true;
         }
         return false;
@@ -410,6 +420,27 @@ int st_timers(void)
 
         for (struct stream *s = st_list, *n; s; s = n) {
                 n = s->next;
+                if (s->type == ST_EXEC && s->pid == 0 && s->drain_ms && s->credit > 0) {
+                        /* Quiet long enough while the host took what came: the end. What
+                         * the pipes hold now goes first (and restarts the wait). */
+                        if (now >= s->drain_ms) {
+                                while (!s->dead && s->out.fd >= 0 && st_read_once(s, &s->out))
+                                        ;
+                                while (!s->dead && s->err.fd >= 0 && st_read_once(s, &s->err))
+                                        ;
+                                if (s->dead)
+                                        continue;
+                                if (s->credit > 0 && s->drain_ms <= now) {
+                                        exec_finish(s);
+                                        continue;
+                                }
+                                if (s->credit == 0)
+                                        continue;
+                        }
+                        if (next < 0 || s->drain_ms - now < next)
+                                next = s->drain_ms - now;
+                        continue;
+                }
                 if (s->type != ST_EXEC_SYNC || !s->deadline_ms || s->pid <= 0)
                         continue;
                 if (now >= s->deadline_ms) {
@@ -520,7 +551,9 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
                 agent_resp_err(h, ENOMEM, "out of memory");
                 return;
         }
-        if (sync)
+        /* An EXEC_SYNC may come on a stream id of its own, for the host's CLOSE when it
+         * gives up; one already in use (or none) leaves it without. */
+        if (sync && st_find(h->stream))
                 s->sid = 0;
         s->tty = tty;
         s->stdin_on = in;
@@ -832,6 +865,13 @@ void st_data(const struct ag_hdr *h, const uint8_t *p)
 
         if (!s || h->op != AG_CHAN_STDIN || !s->stdin_on || in_fd(s) < 0 || h->len == 0)
                 return;
+        /* What was written already goes: it was granted back, so it must not count
+         * against the credit (a slow reader had its stdin cut here). */
+        if (s->inq_off) {
+                memmove(s->inq, s->inq + s->inq_off, s->inq_len - s->inq_off);
+                s->inq_len -= s->inq_off;
+                s->inq_off = 0;
+        }
         if (s->inq_len + h->len > 2 * AG_WINDOW_INIT)
                 return; /* past the credit it had: dropped */
         n = realloc(s->inq, s->inq_len + h->len);
@@ -869,13 +909,13 @@ void st_window(const struct ag_hdr *h, const uint8_t *p)
         if (s->err.fd >= 0)
                 ew_set(&s->err, EPOLLIN);
         if (s->type == ST_EXEC && s->pid == 0) {
-                /* Exited, output left: send what the credit allows, then finish. */
-                while (s->out.fd >= 0 && st_read_once(s, &s->out))
+                /* Exited, output left: send what the credit allows; the wait for more
+                 * starts again (the time the host lagged does not count). */
+                s->drain_ms = agent_mono_ms() + DRAIN_IDLE_MS;
+                while (!s->dead && s->out.fd >= 0 && st_read_once(s, &s->out))
                         ;
-                while (s->err.fd >= 0 && st_read_once(s, &s->err))
+                while (!s->dead && s->err.fd >= 0 && st_read_once(s, &s->err))
                         ;
-                if (!s->dead && s->credit > 0)
-                        exec_finish(s);
         }
 }
 

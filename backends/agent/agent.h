@@ -156,6 +156,9 @@ struct stream {
         bool in_eof;       /* host closed stdin: close in.fd once inq is written */
         uint32_t credit;   /* agent->host credit left */
         uint32_t consumed; /* host->agent bytes consumed and not yet granted */
+        /* EXEC whose command ended while what it left still writes: ends at this time
+         * (CLOCK_MONOTONIC ms) unless more output comes; 0 while the command runs. */
+        int64_t drain_ms;
         /* EXEC_SYNC */
         int64_t deadline_ms;
         uint8_t *obuf, *ebuf;

@@ -973,6 +973,11 @@ static int call_run(struct ag_client *c, uint16_t op, uint32_t stream, struct st
                         }
                         if (call.st)
                                 call.st->abandoned = true;
+                        /* A request run on a stream of its own (an EXEC_SYNC): its CLOSE
+                         * has the agent kill what the request started. */
+                        if (stream && !call.st &&
+                            queue_frame(c, AG_K_CLOSE, AG_CHAN_ALL, stream, 0, NULL, 0) == 0)
+                                wake(c);
                         call_finish(&call, cancelled ? -ECANCELED : -ETIMEDOUT);
                 }
         }
@@ -1011,11 +1016,17 @@ int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
         return call_run(c, op, 0, NULL, attrs, timeout_ms, -1, ret_payload, ret_len, err);
 }
 
+static uint32_t new_stream_id(struct ag_client *c, unsigned *ret_timeout_ms);
+
 int ag_client_call_cancel(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                           unsigned timeout_ms, int cancel_fd, uint8_t **ret_payload,
                           size_t *ret_len, struct sh_error *err)
 {
-        return call_run(c, op, 0, NULL, attrs, timeout_ms, cancel_fd, ret_payload, ret_len, err);
+        unsigned open_ms;
+        /* A stream id of its own: given up on, the request is closed at the agent. */
+        uint32_t sid = new_stream_id(c, &open_ms);
+
+        return call_run(c, op, sid, NULL, attrs, timeout_ms, cancel_fd, ret_payload, ret_len, err);
 }
 
 int ag_client_send(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,

@@ -65,7 +65,9 @@ bool ag_client_connected(struct ag_client *c);
 int ag_client_call(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                    unsigned timeout_ms, uint8_t **ret_payload, size_t *ret_len,
                    struct sh_error *err);
-/* The same, and -ECANCELED once @cancel_fd turns readable (looked at every 50 ms). */
+/* The same, and -ECANCELED once @cancel_fd turns readable (looked at every 50 ms). The
+ * request goes on a stream id of its own, closed when the caller gives up (cancelled or
+ * timed out): the agent ends what it started. */
 int ag_client_call_cancel(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
                           unsigned timeout_ms, int cancel_fd, uint8_t **ret_payload,
                           size_t *ret_len, struct sh_error *err);
