@@ -25,8 +25,9 @@
 
 #include "cleanup.h"
 
-#define OUTQ_SOFT_MAX (1u << 20) /* read no local fd while this much waits to go out */
-#define ATTACH_MAX    32768      /* attach packet payload (be.h) */
+#define OUTQ_SOFT_MAX (1u << 20)  /* read no local fd while this much waits to go out */
+#define OUTQ_HARD_MAX (16u << 20) /* a frame that would pass it fails (-ENOBUFS) */
+#define ATTACH_MAX    32768       /* attach packet payload (be.h) */
 #define GRANT_AT      (AG_WINDOW_INIT / 4)
 #define CREDIT_MAX    ((uint64_t)1 << 40) /* more than a peer could mean: a broken one */
 
@@ -173,6 +174,12 @@ static int queue_frame(struct ag_client *c, uint8_t kind, uint16_t op, uint32_t 
         uint8_t raw[AG_HDR_SIZE];
         int r;
 
+        /*
+         * A peer that does not read while it keeps asking for answers (LOG_ACKs) must not
+         * grow runtd's memory without end.
+         */
+        if (sbuf_pending(&c->outq) + n > OUTQ_HARD_MAX)
+                return -ENOBUFS;
         ag_hdr_encode(&h, raw);
         r = sbuf_add(&c->outq, raw, sizeof(raw));
         if (r == 0)
@@ -454,6 +461,24 @@ static void conn_fail(struct ag_client *c, int reason)
         }
 }
 
+/*
+ * The errno a peer's failed answer may carry to runt's callers (and so to a gRPC status):
+ * the ones the agent means; anything else is -EIO, so a peer cannot pick a status.
+ */
+static int peer_errno(int r)
+{
+        static const int ok[] = {ENOENT,       EINVAL, EEXIST,   EBUSY,    ETIMEDOUT,  ECANCELED,
+                                 EOPNOTSUPP,   ENOMEM, ENOSPC,   EPERM,    EACCES,     EALREADY,
+                                 ECONNREFUSED, E2BIG,  EMSGSIZE, ENOTCONN, ECONNRESET, EPROTO};
+
+        if (r >= 0)
+                return r;
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+                if (-r == ok[i])
+                        return r;
+        return -EIO;
+}
+
 static int on_resp(struct ag_client *c, const struct ag_hdr *h, const uint8_t *p)
 {
         struct call **pp, *call = NULL;
@@ -467,7 +492,12 @@ static int on_resp(struct ag_client *c, const struct ag_hdr *h, const uint8_t *p
                         break;
                 }
         }
-        r = ag_resp_error(p, h->len, call ? call->msg : NULL, call ? sizeof(call->msg) : 0);
+        r = peer_errno(
+                ag_resp_error(p, h->len, call ? call->msg : NULL, call ? sizeof(call->msg) : 0));
+        if (call)
+                for (char *m = call->msg; *m; m++)
+                        if ((unsigned char)*m < 0x20 || *m == 0x7f)
+                                *m = ' '; /* the peer's words go into runtd's log */
         if (!call) {
                 /* A RESIZE, or the opening of a stream whose caller gave up. */
                 st = h->stream ? stream_find(c, h->stream) : NULL;

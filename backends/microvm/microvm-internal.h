@@ -31,6 +31,7 @@ struct mv_pod;
 
 struct mv_ctr {
         char id[65];
+        int refs;            /* under the pod's mu: its list's, and each call's that holds it */
         struct mv_pod *pod;  /* borrowed: the pod outlives its containers' entries */
         struct ag_status st; /* what runtd knows; st.state AG_ST_* */
         bool exited;         /* st holds a final status */
@@ -88,14 +89,21 @@ struct mv_be {
 int mv_pod_get(struct mv_be *mb, const char *id, struct mv_pod **ret, struct sh_error *err);
 void mv_pod_put(struct mv_pod *p);
 int mv_ctr_pod(struct mv_be *mb, const char *ctr_id, struct mv_pod **ret, struct sh_error *err);
-/* The agent of @p, connected; -ESRCH when the VM is gone. */
+/* Is @p's QEMU running? */
+bool mv_pod_vm_alive(struct mv_pod *p);
+/* The agent of @p, connected; -EBUSY when the VM is gone. */
 int mv_pod_agent(struct mv_pod *p, struct sh_error *err);
 struct mv_ctr *mv_ctr_find(struct mv_pod *p, const char *id);
 
-/* Binds @src at @dst (made: a dir, or an empty file for a file), read-only when @ro. */
-int mv_bind(const char *src, const char *dst, bool ro, struct sh_error *err);
+/*
+ * Binds @src at @rel below @share (made: a dir, or an empty file for a file), read-only when
+ * @ro; never following a symlink below @share (the guest writes there).
+ */
+int mv_bind(const char *share, const char *rel, const char *src, bool ro, struct sh_error *err);
 /* Lazily unmounts every mount at or below @dir, deepest first. */
 void mv_umount_below(const char *dir);
+/* True when nothing is mounted at or below @dir. */
+bool mv_no_mounts_below(const char *dir);
 /* The agent's stats of container @id, or of the whole pod when @id is NULL. */
 int mv_agent_stats(struct mv_pod *p, const char *id, struct ag_stats *ret, struct sh_error *err);
 void mv_cg_from_ag(const struct ag_stats *a, struct sh_cg_stats *cg);

@@ -330,7 +330,7 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
         pthread_mutex_unlock(&p->mu);
 }
 
-static bool vm_alive(struct mv_pod *p)
+bool mv_pod_vm_alive(struct mv_pod *p)
 {
         return p->vm.qemu_pidfd >= 0 && mv_vm_running(&p->vm);
 }
@@ -341,10 +341,10 @@ static void on_closed(void *data, int reason)
 
         (void)reason;
         /* The chardev closes only when QEMU goes: give it a moment to be reaped. */
-        for (int i = 0; i < 50 && vm_alive(p); i++)
+        for (int i = 0; i < 50 && mv_pod_vm_alive(p); i++)
                 usleep(10 * 1000);
         pthread_mutex_lock(&p->mu);
-        if (!vm_alive(p)) {
+        if (!mv_pod_vm_alive(p)) {
                 p->dead = true;
                 mv_pod_all_exited(p, p->stopped ? "the pod was stopped"
                                                 : "the pod's VM ended (QEMU exited)");
@@ -392,11 +392,11 @@ static int agent_connect(struct mv_pod *p, unsigned timeout_ms, struct sh_error 
                 until.tv_nsec -= 1000000000L;
         }
         pthread_mutex_lock(&p->mu);
-        while (p->ready_seen == before && ag_client_connected(c) && vm_alive(p) &&
+        while (p->ready_seen == before && ag_client_connected(c) && mv_pod_vm_alive(p) &&
                pthread_cond_timedwait(&p->changed, &p->mu, &until) == 0)
                 ;
         r = p->ready_seen != before ? 0
-            : !vm_alive(p)          ? sh_err(err, -ESRCH, "QEMU exited")
+            : !mv_pod_vm_alive(p)   ? sh_err(err, -ESRCH, "QEMU exited")
             : !ag_client_connected(c)
                     ? sh_err(err, -ECONNRESET, "the agent's channel closed")
                     : sh_err(err, -ETIMEDOUT, "no word from the agent in %u ms", timeout_ms);
@@ -454,8 +454,9 @@ int mv_pod_agent(struct mv_pod *p, struct sh_error *err)
 
         if (agent_up(p))
                 return 0;
-        if (p->dead || !vm_alive(p))
-                return sh_err(err, -ESRCH, "the pod's VM is not running");
+        if (p->dead || !mv_pod_vm_alive(p))
+                /* FAILED_PRECONDITION: the pod is there, its VM is not (NOTREADY). */
+                return sh_err(err, -EBUSY, "the pod's VM is not running");
         /* One connection at a time: QEMU's chardev serves one client. */
         pthread_mutex_lock(&p->connect_mu);
         r = agent_up(p) ? 0 : agent_connect(p, MV_CALL_MS, err);
@@ -545,7 +546,7 @@ static int pod_reopen(struct mv_be *mb, const char *id, struct mv_pod **ret, str
 
                 p->stopped = stopped && access(stopped, F_OK) == 0;
         }
-        if (p->stopped || mv_vm_open(p->dir, &p->vm, NULL) < 0 || !vm_alive(p)) {
+        if (p->stopped || mv_vm_open(p->dir, &p->vm, NULL) < 0 || !mv_pod_vm_alive(p)) {
                 /* QEMU is gone; a virtiofsd it left goes too. */
                 mv_vm_shutdown(&p->vm, 0, NULL);
                 p->dead = true;
@@ -655,30 +656,67 @@ static void pod_forget(struct mv_be *mb, struct mv_pod *p)
 /* ---------------------------------------------------------------- the share */
 
 /* Unmounts every mount at or below @dir (deepest first), lazily. */
-void mv_umount_below(const char *dir)
+/* Decodes mountinfo's octal escapes (\040 space, \011 tab, \012 newline, \134 '\') in place. */
+static void unescape_mountinfo(char *s)
+{
+        char *w = s;
+
+        for (const char *r = s; *r; w++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+                    r[3] >= '0' && r[3] <= '7') {
+                        *w = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+                        r += 4;
+                } else {
+                        *w = *r++;
+                }
+        }
+        *w = 0;
+}
+
+/* The mount points at or below @dir, in mountinfo's order; *@ret_n of them. */
+static char **mounts_below(const char *dir, size_t *ret_n)
 {
         _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-        char **v = NULL, line[8192];
-        size_t n = 0, len = strlen(dir);
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, n = 0, len = strlen(dir);
+        char **v = NULL;
 
+        *ret_n = 0;
         if (!f)
-                return;
-        while (fgets(line, sizeof(line), f)) {
-                char mp[4096], **nv;
+                return NULL;
+        /* getline: an overlay with many layers makes lines of any length. */
+        while (getline(&line, &cap, f) > 0) {
+                char *mp = line, **nv;
 
                 /* id parent major:minor root mountpoint ... */
-                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+                for (int field = 0; field < 4 && mp; field++) {
+                        mp = strchr(mp, ' ');
+                        mp = mp ? mp + 1 : NULL;
+                }
+                if (!mp)
                         continue;
+                mp[strcspn(mp, " ")] = 0;
+                unescape_mountinfo(mp);
                 if (strncmp(mp, dir, len) != 0 || (mp[len] && mp[len] != '/'))
                         continue;
-                nv = realloc(v, (n + 1) * sizeof(*v));
+                nv = realloc(v, (n + 2) * sizeof(*v));
                 if (!nv)
                         break;
                 v = nv;
                 v[n] = strdup(mp);
                 if (v[n])
                         n++;
+                v[n] = NULL;
         }
+        *ret_n = n;
+        return v;
+}
+
+void mv_umount_below(const char *dir)
+{
+        size_t n = 0;
+        char **v = mounts_below(dir, &n);
+
         /* Later in mountinfo is on top or deeper. */
         while (n--) {
                 umount2(v[n], MNT_DETACH);
@@ -687,33 +725,81 @@ void mv_umount_below(const char *dir)
         free(v);
 }
 
-/* Binds @src at @dst (a dir or an empty file made for it), read-only when @ro. */
-int mv_bind(const char *src, const char *dst, bool ro, struct sh_error *err)
+/* True when nothing is mounted at or below @dir any more. */
+bool mv_no_mounts_below(const char *dir)
 {
+        size_t n = 0;
+        char **v = mounts_below(dir, &n);
+
+        sh_strv_free(v);
+        return n == 0;
+}
+
+/*
+ * Binds @src at @rel below @share (made: a dir, or an empty file for a file), read-only when
+ * @ro. The guest can write in the share: every component of @rel is made and opened without
+ * following a symlink, and the bind is attached to the directory or file opened so, never
+ * through a path the guest could have swapped meanwhile.
+ */
+int mv_bind(const char *share, const char *rel, const char *src, bool ro, struct sh_error *err)
+{
+        _cleanup_close_ int dir = -1, dst = -1, tree = -1;
+        _cleanup_free_ char *path = strdup(rel);
+        char *save = NULL, *comp, *next;
         struct stat st;
 
+        if (!path)
+                return -ENOMEM;
         if (stat(src, &st) < 0)
                 return sh_err(err, -errno, "mount source '%s': %s", src, strerror(errno));
-        if (S_ISDIR(st.st_mode)) {
-                int r = sh_mkdir_p(dst, 0755);
+        dir = open(share, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir < 0)
+                return sh_err(err, -errno, "open '%s': %s", share, strerror(errno));
+        for (comp = strtok_r(path, "/", &save); comp; comp = next) {
+                bool last;
+                int fd;
 
-                if (r < 0)
-                        return sh_err(err, r, "create '%s': %s", dst, strerror(-r));
-        } else {
-                int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+                next = strtok_r(NULL, "/", &save);
+                last = next == NULL;
+                if (strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0)
+                        return sh_err(err, -EINVAL, "bind target '%s'", rel);
+                if (!last || S_ISDIR(st.st_mode)) {
+                        if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST)
+                                return sh_err(err, -errno, "create '%s/%s': %s", share, rel,
+                                              strerror(errno));
+                        fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                } else {
+                        fd = openat(dir, comp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+                        if (fd >= 0) {
+                                int pfd = openat(dir, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
+                                close(fd);
+                                fd = pfd;
+                        }
+                }
                 if (fd < 0)
-                        return sh_err(err, -errno, "create '%s': %s", dst, strerror(errno));
-                close(fd);
+                        return sh_err(err, -errno, "open '%s/%s': %s", share, rel, strerror(errno));
+                if (last)
+                        dst = fd;
+                else {
+                        close(dir);
+                        dir = fd;
+                }
         }
-        if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+        if (dst < 0)
+                return sh_err(err, -EINVAL, "bind target '%s'", rel);
+        tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0)
                 return sh_err(err, -errno, "bind '%s': %s", src, strerror(errno));
-        if (ro && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
-                int e = errno;
+        if (ro) {
+                struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY};
 
-                umount2(dst, MNT_DETACH);
-                return sh_err(err, -e, "read-only bind '%s': %s", src, strerror(e));
+                if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+                        return sh_err(err, -errno, "read-only bind '%s': %s", src, strerror(errno));
         }
+        if (move_mount(tree, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                return sh_err(err, -errno, "bind '%s' at '%s/%s': %s", src, share, rel,
+                              strerror(errno));
         return 0;
 }
 
@@ -760,6 +846,15 @@ static int refuse_host_ns(const struct be_sandbox_spec *s, struct sh_error *err)
 static void pod_teardown(struct mv_pod *p)
 {
         mv_umount_below(p->share);
+        /*
+         * Never remove through a bind that is still there (a volume's data would go): the
+         * guest can rename what is under the share, so check, and keep the dir if need be.
+         */
+        if (!mv_no_mounts_below(p->share)) {
+                sh_log_error("pod %.12s: mounts under '%s' would not go; its directory is kept",
+                             p->id, p->share);
+                return;
+        }
         sh_rm_rf(p->dir);
 }
 
@@ -778,7 +873,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         struct mv_pod *p = NULL, **v;
         struct ag_net net = {0};
         _cleanup_close_ int tap = -1;
-        _cleanup_free_ char *pod_share = NULL, *initramfs = NULL, *cmdline = NULL;
+        _cleanup_free_ char *initramfs = NULL, *cmdline = NULL;
         int r;
 
         r = refuse_host_ns(sb->spec, err);
@@ -799,9 +894,8 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         }
         {
                 _cleanup_free_ char *c = sh_path_join(p->dir, "c");
-                _cleanup_free_ char *sc = sh_path_join(p->share, "c");
 
-                if (!c || !sc || sh_mkdir_p(c, 0700) < 0 || sh_mkdir_p(sc, 0755) < 0) {
+                if (!c || sh_mkdir_p(c, 0700) < 0) {
                         r = sh_err(err, -EIO, "create the pod's directories in '%s'", p->dir);
                         goto fail;
                 }
@@ -811,18 +905,19 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
          * namespace (a slave of runtd's) then sees the binds made under it later, for
          * containers created after the VM booted.
          */
-        if (mount(p->share, p->share, NULL, MS_BIND, NULL) < 0 ||
+        /*
+         * A small tmpfs of its own: what the guest writes in the share outside the binds
+         * (they are the CRI volumes' own) cannot fill runtd's run dir.
+         */
+        if (mount("runt-share", p->share, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0 ||
             mount(NULL, p->share, NULL, MS_SHARED, NULL) < 0) {
                 r = sh_err(err, -errno, "make '%s' a shared mount: %s", p->share, strerror(errno));
                 goto fail;
         }
         /* The pod's files (hosts, resolv.conf, hostname), written after this returns. */
         r = sh_mkdir_p(sb->pod_dir, 0755);
-        pod_share = sh_path_join(p->share, "pod");
-        if (r == 0 && !pod_share)
-                r = -ENOMEM;
         if (r == 0)
-                r = mv_bind(sb->pod_dir, pod_share, true, err);
+                r = mv_bind(p->share, "pod", sb->pod_dir, true, err);
         if (r < 0)
                 goto fail;
         {
@@ -961,12 +1056,11 @@ static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, st
         pthread_mutex_lock(&p->mu);
         p->stopped = true;
         pthread_mutex_unlock(&p->mu);
-        if (vm_alive(p)) {
+        if (mv_pod_vm_alive(p) && mv_pod_agent(p, NULL) == 0)
                 /* The agent kills what still runs and powers off; QMP quit, then SIGKILL. */
-                if (mv_pod_agent(p, NULL) == 0)
-                        ag_client_call(p->agent, AG_OP_SHUTDOWN, NULL, 2000, NULL, NULL, NULL);
-                r = mv_vm_shutdown(&p->vm, 3000, err);
-        }
+                ag_client_call(p->agent, AG_OP_SHUTDOWN, NULL, 2000, NULL, NULL, NULL);
+        /* Also when QEMU died by itself: a virtiofsd it left would pin the share's binds. */
+        r = mv_vm_shutdown(&p->vm, 3000, err);
         pthread_mutex_lock(&p->mu);
         p->dead = true;
         mv_pod_all_exited(p, "the pod was stopped");
@@ -976,10 +1070,21 @@ static int mv_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, st
         return r;
 }
 
+/* The netns pod @id's tap was made in (recorded at its creation); false when unknown. */
+static bool sb_netns(struct mv_be *mb, const char *id, char *buf, size_t size)
+{
+        _cleanup_free_ char *f = sh_strdup_printf("%s/%.20s/netns", mb->dir, id), *text = NULL;
+
+        if (!f || sh_read_file(f, 4096, &text, NULL) < 0 || text[0] != '/')
+                return false;
+        snprintf(buf, size, "%s", text);
+        return true;
+}
+
 static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
 {
         struct mv_be *mb = be->priv;
-        struct ag_client *agent;
+        char netns[PATH_MAX];
         struct mv_pod *p = NULL;
         int r = mv_pod_get(mb, id, &p, NULL);
 
@@ -987,16 +1092,13 @@ static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err
                 return 0;
         if (r < 0)
                 return sh_err(err, r, "microvm: pod %.12s: %s", id, strerror(-r));
-        if (vm_alive(p)) {
-                r = mv_sandbox_stop(be, id, 0, err);
-                if (r < 0) {
-                        mv_pod_put(p);
-                        return r;
-                }
+        r = mv_sandbox_stop(be, id, 0, err);
+        if (r < 0) {
+                mv_pod_put(p);
+                return r;
         }
+        /* The agent client stays until the pod is freed: calls holding the pod may use it. */
         pthread_mutex_lock(&p->mu);
-        agent = p->agent;
-        p->agent = NULL;
         for (size_t i = 0; i < p->n_ctrs; i++) {
                 _cleanup_free_ char *link = sh_strdup_printf("%s/ctr/%s", mb->dir, p->ctrs[i]->id);
 
@@ -1004,7 +1106,8 @@ static int mv_sandbox_remove(struct be *be, const char *id, struct sh_error *err
                         unlink(link);
         }
         pthread_mutex_unlock(&p->mu);
-        ag_client_free(agent);
+        if (sb_netns(mb, id, netns, sizeof(netns)))
+                mv_tap_remove(netns, "eth0", NULL);
         mv_vm_cleanup_dir(p->dir, NULL);
         pod_teardown(p);
         pod_forget(mb, p);
@@ -1019,7 +1122,7 @@ static int mv_sandbox_running(struct be *be, const char *id, bool *ret, struct s
 
         if (r < 0)
                 return r;
-        *ret = !p->stopped && vm_alive(p);
+        *ret = !p->stopped && mv_pod_vm_alive(p);
         mv_pod_put(p);
         return 0;
 }
@@ -1031,7 +1134,7 @@ static int mv_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct s
 
         if (r < 0)
                 return r;
-        if (!vm_alive(p)) {
+        if (!mv_pod_vm_alive(p)) {
                 mv_pod_put(p);
                 return -ESRCH;
         }
@@ -1115,7 +1218,7 @@ static int mv_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *re
 
         if (r < 0)
                 return r;
-        if (vm_alive(p))
+        if (mv_pod_vm_alive(p))
                 r = mv_agent_stats(p, NULL, &a, err);
         mv_pod_put(p);
         if (r < 0)

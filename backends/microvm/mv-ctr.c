@@ -168,6 +168,7 @@ struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
         if (!c)
                 return NULL;
         snprintf(c->id, sizeof(c->id), "%s", id);
+        c->refs = 1; /* the pod's list */
         c->pod = p;
         c->watch_fd = c->log_fd = c->seq_fd = -1;
         snprintf(c->st.id, sizeof(c->st.id), "%s", id);
@@ -218,7 +219,7 @@ void mv_ctr_free(struct mv_ctr *c)
         free(c);
 }
 
-/* Container @id's pod and entry; the pod is held (mv_pod_put). */
+/* Container @id's pod and entry, both held (ctr_release). */
 static int ctr_get(struct be *be, const char *id, struct mv_pod **ret_pod, struct mv_ctr **ret,
                    struct sh_error *err)
 {
@@ -230,6 +231,8 @@ static int ctr_get(struct be *be, const char *id, struct mv_pod **ret_pod, struc
                 return r;
         pthread_mutex_lock(&p->mu);
         c = mv_ctr_find(p, id);
+        if (c)
+                c->refs++;
         pthread_mutex_unlock(&p->mu);
         if (!c) {
                 mv_pod_put(p);
@@ -238,6 +241,25 @@ static int ctr_get(struct be *be, const char *id, struct mv_pod **ret_pod, struc
         *ret_pod = p;
         *ret = c;
         return 0;
+}
+
+/* Drops a reference to @c (the last frees it). */
+static void ctr_unref(struct mv_pod *p, struct mv_ctr *c)
+{
+        bool last;
+
+        pthread_mutex_lock(&p->mu);
+        last = --c->refs == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (last)
+                mv_ctr_free(c);
+}
+
+/* Undoes ctr_get. */
+static void ctr_release(struct mv_pod *p, struct mv_ctr *c)
+{
+        ctr_unref(p, c);
+        mv_pod_put(p);
 }
 
 /* ------------------------------------------------------------ create */
@@ -307,15 +329,9 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"};
-        _cleanup_free_ char *cdir = sh_strdup_printf("%s/c/%s", p->share, bc->id);
         size_t n_layers = 0, k = 0;
         int r;
 
-        if (!cdir)
-                return -ENOMEM;
-        r = sh_mkdir_p(cdir, 0755);
-        if (r < 0)
-                return sh_err(err, r, "create '%s': %s", cdir, strerror(-r));
         a->id = strdup(bc->id);
         a->name = strdup(s->name);
         while (s->layer_dirs[n_layers])
@@ -324,11 +340,11 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
         if (!a->id || !a->name || !a->lower)
                 return -ENOMEM;
         for (size_t i = 0; i < n_layers; i++) {
-                _cleanup_free_ char *host = sh_strdup_printf("%s/l%zu", cdir, i);
+                _cleanup_free_ char *rel = sh_strdup_printf("c/%s/l%zu", bc->id, i);
 
-                if (!host)
+                if (!rel)
                         return -ENOMEM;
-                r = mv_bind(s->layer_dirs[i], host, true, err);
+                r = mv_bind(p->share, rel, s->layer_dirs[i], true, err);
                 if (r < 0)
                         return sh_err_prefix(err, r, "layer %zu", i);
                 /*
@@ -362,10 +378,10 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
         if (!a->mounts)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_mounts; i++) {
-                _cleanup_free_ char *host = sh_strdup_printf("%s/m%zu", cdir, i);
+                _cleanup_free_ char *rel = sh_strdup_printf("c/%s/m%zu", bc->id, i);
                 struct stat st;
 
-                if (!host)
+                if (!rel)
                         return -ENOMEM;
                 if (stat(s->mounts[i].host_path, &st) < 0 && errno == ENOENT) {
                         /* As for lxc: a missing source directory is made. */
@@ -374,7 +390,7 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
                                 return sh_err(err, r, "create mount source '%s': %s",
                                               s->mounts[i].host_path, strerror(-r));
                 }
-                r = mv_bind(s->mounts[i].host_path, host, s->mounts[i].readonly, err);
+                r = mv_bind(p->share, rel, s->mounts[i].host_path, s->mounts[i].readonly, err);
                 if (r < 0)
                         return sh_err_prefix(err, r, "mount %s", s->mounts[i].container_path);
                 a->mounts[k].src = sh_strdup_printf(MV_GUEST_SHARE "/c/%s/m%zu", bc->id, i);
@@ -512,6 +528,14 @@ int mv_container_create(struct be *be, const struct be_container *bc, struct sh_
         r = mv_pod_agent(p, err);
         if (r < 0)
                 goto out;
+        pthread_mutex_lock(&p->mu);
+        c = mv_ctr_find(p, bc->id);
+        pthread_mutex_unlock(&p->mu);
+        if (c) {
+                /* Nothing of the one there may be touched by the undo below. */
+                r = sh_err(err, -EEXIST, "microvm: container %.12s exists", bc->id);
+                goto out;
+        }
         own = sh_strdup_printf("%s/c/%s", p->dir, bc->id);
         meta = sh_strdup_printf("%s/c/%s/meta", p->dir, bc->id);
         link = sh_strdup_printf("%s/ctr/%s", mb->dir, bc->id);
@@ -627,7 +651,7 @@ int mv_container_start(struct be *be, const char *id, struct sh_error *err)
                 started_write(c);
                 pthread_mutex_unlock(&p->mu);
         }
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -649,7 +673,7 @@ int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeou
         pthread_mutex_lock(&p->mu);
         if (c->exited || p->dead || c->st.state == AG_ST_CREATED) {
                 pthread_mutex_unlock(&p->mu);
-                mv_pod_put(p);
+                ctr_release(p, c);
                 return 0;
         }
         pthread_mutex_unlock(&p->mu);
@@ -674,9 +698,9 @@ int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                                    id);
                 pthread_mutex_unlock(&p->mu);
         }
-        if (r == -ESRCH)
+        if (r == -EBUSY && !mv_pod_vm_alive(p))
                 r = 0; /* the VM went: the container with it */
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -698,22 +722,26 @@ int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
                 r = mv_container_stop(be, id, SIGKILL, 0, err);
         if (r == 0 && !p->dead) {
                 r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
-                if (r == -ESRCH || r == -ENOENT)
+                if ((r == -EBUSY && !mv_pod_vm_alive(p)) || r == -ENOENT)
                         r = 0;
         }
         if (r == 0) {
+                bool listed = false;
+
                 pthread_mutex_lock(&p->mu);
                 for (size_t i = 0; i < p->n_ctrs; i++)
                         if (p->ctrs[i] == c) {
                                 p->ctrs[i] = p->ctrs[--p->n_ctrs];
+                                listed = true;
                                 break;
                         }
                 pthread_mutex_unlock(&p->mu);
-                /* The agent forgot it: no more log chunks come for it on the client thread. */
-                mv_ctr_free(c);
+                /* The list's reference: calls still holding one finish with the entry. */
+                if (listed)
+                        ctr_unref(p, c);
                 unbind_ctr(p, id);
         }
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -740,7 +768,7 @@ int mv_container_status(struct be *be, const char *id, struct be_ctr_status *ret
         snprintf(ret->reason, sizeof(ret->reason), "%s", c->st.reason);
         snprintf(ret->message, sizeof(ret->message), "%s", c->st.message);
         pthread_mutex_unlock(&p->mu);
-        mv_pod_put(p);
+        ctr_release(p, c);
         return 0;
 }
 
@@ -773,7 +801,7 @@ int mv_container_update(struct be *be, const char *id, const struct be_resources
                 r = ag_client_call(p->agent, AG_OP_CTR_UPDATE, &b, MV_CALL_MS, NULL, NULL, err);
                 ag_buf_done(&b);
         }
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -788,7 +816,7 @@ int mv_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
         r = mv_log_open(c);
         if (r < 0)
                 sh_err(err, r, "reopen the log file '%s': %s", c->log_path, strerror(-r));
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -807,6 +835,7 @@ static int running_agent(struct be *be, const char *id, struct mv_pod **ret_pod,
         if (c->st.state != AG_ST_RUNNING || c->exited)
                 r = sh_err(err, -EINVAL, "container %.12s is not running", id);
         pthread_mutex_unlock(&p->mu);
+        ctr_unref(p, c);
         if (r == 0)
                 r = mv_pod_agent(p, err);
         if (r < 0) {
@@ -931,7 +960,7 @@ int mv_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
         pthread_mutex_unlock(&p->mu);
         if (running)
                 r = mv_agent_stats(p, id, &a, err);
-        mv_pod_put(p);
+        ctr_release(p, c);
         if (r < 0)
                 return r;
         ret->timestamp_ns = a.timestamp_ns ? a.timestamp_ns : now_ns();
@@ -962,7 +991,7 @@ int mv_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret
                 ret->inodes_used = (uint64_t)a.fs_inodes;
                 ret->timestamp_ns = a.timestamp_ns ? a.timestamp_ns : now_ns();
         }
-        mv_pod_put(p);
+        ctr_release(p, c);
         return r;
 }
 
@@ -985,7 +1014,7 @@ int mv_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_err
                         r = sh_err(err, -errno, "eventfd: %s", strerror(errno));
         }
         pthread_mutex_unlock(&p->mu);
-        mv_pod_put(p);
+        ctr_release(p, c);
         if (r == 0)
                 *ret_fd = fd;
         return r;

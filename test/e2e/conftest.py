@@ -362,7 +362,7 @@ class Runtd:
         # microvm pods outlive runtd by design: a test that failed half-way leaves them.
         # Their VMs go, then the binds under the pod shares (before any rm: a bind of a
         # layer or volume must not be emptied through it).
-        base = str(self.base).encode()
+        base = str(self.base).encode() + b"/"
         for p in Path("/proc").iterdir():
             if not p.name.isdigit():
                 continue
