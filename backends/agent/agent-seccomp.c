@@ -480,10 +480,11 @@ static int build(const struct jv *root, char **caps, scmp_filter_ctx *ret, char 
         return 0;
 }
 
-int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *msg, size_t msize)
+/* Parses @json and builds its filter into *@ret (seccomp_release frees it). */
+static int parse_build(const char *json, size_t len, char **caps, scmp_filter_ctx *ret, char *msg,
+                       size_t msize)
 {
         struct jp j = {.p = json, .end = json + len};
-        scmp_filter_ctx ctx = NULL;
         struct jv root;
         int r;
 
@@ -500,8 +501,16 @@ int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *ms
                 jfree(&root);
                 return r;
         }
-        r = build(&root, caps, &ctx, msg, msize);
+        r = build(&root, caps, ret, msg, msize);
         jfree(&root);
+        return r;
+}
+
+int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *msg, size_t msize)
+{
+        scmp_filter_ctx ctx = NULL;
+        int r = parse_build(json, len, caps, &ctx, msg, msize);
+
         if (r < 0)
                 return r;
         if (load && (r = seccomp_load(ctx)) < 0)
@@ -513,28 +522,11 @@ int seccomp_apply(const char *json, size_t len, char **caps, bool load, char *ms
 int seccomp_compile(const char *json, size_t len, char **caps, void **ret_bpf, size_t *ret_len,
                     char *msg, size_t msize)
 {
-        struct jp j = {.p = json, .end = json + len};
         scmp_filter_ctx ctx = NULL;
-        struct jv root;
         struct stat st;
         void *bpf = NULL;
-        int r, fd;
+        int r = parse_build(json, len, caps, &ctx, msg, msize), fd;
 
-        if (len > (1u << 20)) {
-                snprintf(msg, msize, "profile too large");
-                return -E2BIG;
-        }
-        r = jparse(&j, &root);
-        ws(&j);
-        if (r == 0 && (j.p != j.end || root.t != J_OBJ))
-                r = -EINVAL;
-        if (r < 0) {
-                snprintf(msg, msize, "profile is not a JSON object");
-                jfree(&root);
-                return r;
-        }
-        r = build(&root, caps, &ctx, msg, msize);
-        jfree(&root);
         if (r < 0)
                 return r;
         /* The filter as the kernel takes it, once: an exec then only installs it. */
