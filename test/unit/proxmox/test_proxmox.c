@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "reply.h"
 #include "upid.h"
 
 struct good {
@@ -128,13 +130,100 @@ static void test_task_failed(void **state)
         assert_int_equal(pve_task_failed(NULL), 1);
 }
 
+struct reply_case {
+        int http;
+        const char *reason, *body;
+        int r;
+        const char *msg; /* expected in the message */
+        bool retry;
+};
+
+/* The replies of notes §1 and §5, old servers' and new ones'. */
+static const struct reply_case replies[] = {
+        /* New style: "message" in the body, preferred to the reason phrase. */
+        {400, "Parameter verification failed.",
+         "{\"data\":null,\"errors\":{\"vmid\":\"VM 101 already exists\"},"
+         "\"message\":\"Parameter verification failed.\\n\"}",
+         -EINVAL, "HTTP 400 Parameter verification failed.; vmid: VM 101 already exists", false},
+        /* Old style (before libpve-http-server-perl 5.2.0): the text only on the status line. */
+        {400, "Parameter verification failed.",
+         "{\"data\":null,\"errors\":{\"memory\":\"value must have a minimum value of 16\"}}",
+         -EINVAL, "HTTP 400 Parameter verification failed.; memory: value must have a minimum",
+         false},
+        {500, "CT 101 already exists on node 'node1'", "{\"data\":null}", -EIO,
+         "CT 101 already exists on node 'node1'", false},
+        {500, "ignored", "{\"data\":null,\"message\":\"unable to create CT 101 - disk full\\n\"}",
+         -EIO, "HTTP 500 unable to create CT 101 - disk full", false},
+        /* Auth failures: an empty body, the reason only. */
+        {401, "Authentication failed!", "", -EACCES, "HTTP 401 Authentication failed!", false},
+        {401, "No ticket", NULL, -EACCES, "No ticket", false},
+        {403, "Permission check failed (/vms/101, VM.Allocate)", "{\"data\":null}", -EPERM,
+         "Permission check failed (/vms/101, VM.Allocate)", false},
+        {501, "Method 'GET /foo' not implemented", "", -EOPNOTSUPP, "not implemented", false},
+        /* A node that cannot be reached: retried, never "CT missing". */
+        {595, "No route to host", "", -EHOSTUNREACH, "HTTP 595 No route to host", true},
+        {596, "Connection timed out", "", -EHOSTUNREACH, "596", true},
+        /* No words at all. */
+        {502, NULL, "<html>bad gateway</html>", -EIO, "HTTP 502", false},
+        /* A success must carry data. */
+        {200, "OK", "{\"errors\":{}}", -EPROTO, "without a data field", false},
+        {200, "OK", "not json", -EPROTO, "without a data field", false},
+};
+
+static void test_replies(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+                const struct reply_case *c = &replies[i];
+                struct sh_error e = {0};
+                struct pve_reply r;
+
+                assert_int_equal(pve_reply_parse(c->http, c->reason, c->body,
+                                                 c->body ? strlen(c->body) : 0, &r, &e),
+                                 c->r);
+                if (!strstr(e.msg, c->msg))
+                        fail_msg("case %zu: '%s' lacks '%s'", i, e.msg, c->msg);
+                assert_int_equal(r.retry, c->retry);
+                assert_null(r.data);
+        }
+}
+
+static void test_reply_data_and_ints(void **state)
+{
+        const char *ok = "{\"data\":{\"vmid\":\"100\",\"maxmem\":536870912,\"cpu\":0.5,"
+                         "\"bad\":\"1x\",\"empty\":\"\",\"flag\":true}}";
+        struct pve_reply r;
+        json_object *v;
+        int64_t n;
+
+        (void)state;
+        assert_int_equal(pve_reply_parse(200, "OK", ok, strlen(ok), &r, NULL), 0);
+        assert_non_null(r.data);
+        /* Numbers as JSON numbers or as strings ("100", as /cluster/nextid sends it). */
+        assert_true(json_object_object_get_ex(r.data, "vmid", &v));
+        assert_int_equal(pve_json_int(v, &n), 0);
+        assert_int_equal(n, 100);
+        assert_true(json_object_object_get_ex(r.data, "maxmem", &v));
+        assert_int_equal(pve_json_int(v, &n), 0);
+        assert_int_equal(n, 536870912);
+        for (const char *const *k = (const char *const[]){"cpu", "bad", "empty", "flag", NULL}; *k;
+             k++) {
+                assert_true(json_object_object_get_ex(r.data, *k, &v));
+                assert_int_equal(pve_json_int(v, &n), -EINVAL);
+        }
+        pve_reply_done(&r);
+        pve_reply_done(&r); /* twice is fine */
+        /* data: null is a success with no value (a DELETE of a task). */
+        assert_int_equal(pve_reply_parse(200, "OK", "{\"data\":null}", 13, &r, NULL), 0);
+        assert_null(r.data);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_and_format),
-                cmocka_unit_test(test_refused),
-                cmocka_unit_test(test_format_limits),
-                cmocka_unit_test(test_task_failed),
+                cmocka_unit_test(test_parse_and_format), cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_format_limits),    cmocka_unit_test(test_task_failed),
+                cmocka_unit_test(test_replies),          cmocka_unit_test(test_reply_data_and_ints),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
