@@ -6,11 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "auth.h"
 #include "reply.h"
 #include "upid.h"
 
@@ -218,12 +222,103 @@ static void test_reply_data_and_ints(void **state)
         assert_null(r.data);
 }
 
+/* Writes @text to a new file of mode @mode in a temp dir; its path. */
+static char *token_file(char *dir, const char *name, const char *text, mode_t mode)
+{
+        static char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        unlink(path);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(chmod(path, mode), 0);
+        return path;
+}
+
+static void test_token_file(void **state)
+{
+        char dir[] = "/tmp/runt-pve-tokenXXXXXX", link[4200];
+        struct sh_error e = {0};
+        char *v = NULL;
+        const char *secret = "3b2d54b6-9b8c-4c62-a9e5-2b1b1e3c4d5e";
+        char good[200];
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(good, sizeof(good), "runt@pve!k8s=%s\n", secret);
+        assert_int_equal(pve_token_load(token_file(dir, "t", good, 0600), &v, &e), 0);
+        assert_string_equal(v, "PVEAPIToken=runt@pve!k8s=3b2d54b6-9b8c-4c62-a9e5-2b1b1e3c4d5e");
+        free(v);
+        assert_int_equal(pve_token_load(token_file(dir, "t", good, 0400), &v, &e), 0);
+        free(v);
+        /* Readable by others: refused, and the message tells how to fix it, not the secret. */
+        assert_int_equal(pve_token_load(token_file(dir, "t", good, 0644), &v, &e), -EPERM);
+        assert_non_null(strstr(e.msg, "chmod 600"));
+        assert_null(strstr(e.msg, secret));
+        /* Through a symlink: refused. */
+        token_file(dir, "t", good, 0600);
+        snprintf(link, sizeof(link), "%s/l", dir);
+        assert_int_equal(symlink("t", link), 0);
+        assert_int_equal(pve_token_load(link, &v, &e), -EPERM);
+        unlink(link);
+        /* Not a token. */
+        static const char *const not_tokens[] = {"",
+                                                 "\n",
+                                                 "runt@pve!k8s",
+                                                 "runt@pve!k8s=",
+                                                 "runtpve!k8s=abc",
+                                                 "runt@pve=abc",
+                                                 "runt@pve!=abc",
+                                                 "runt@pve!k8s=a b",
+                                                 "runt@pve!k8s=x\ny=z"};
+        for (size_t i = 0; i < sizeof(not_tokens) / sizeof(not_tokens[0]); i++) {
+                assert_int_equal(pve_token_load(token_file(dir, "t", not_tokens[i], 0600), &v, &e),
+                                 -EINVAL);
+                assert_null(strstr(e.msg, "=a"));
+        }
+        assert_int_equal(pve_token_load("/nonexistent/runt-token", &v, &e), -ENOENT);
+        unlink(token_file(dir, "t", "", 0600));
+        rmdir(dir);
+}
+
+static void test_fingerprint(void **state)
+{
+        uint8_t fp[32];
+
+        (void)state;
+        assert_int_equal(pve_fingerprint_parse("AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:"
+                                               "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89",
+                                               fp),
+                         0);
+        assert_int_equal(fp[0], 0xab);
+        assert_int_equal(fp[31], 0x89);
+        assert_int_equal(pve_fingerprint_parse("abcdef0123456789abcdef0123456789abcdef0123456789"
+                                               "abcdef0123456789",
+                                               fp),
+                         0);
+        assert_int_equal(fp[1], 0xcd);
+        assert_int_equal(pve_fingerprint_parse("AB:CD", fp), -EINVAL);
+        assert_int_equal(pve_fingerprint_parse("AB-CD-EF-01-23-45-67-89-AB-CD-EF-01-23-45-67-89-"
+                                               "AB-CD-EF-01-23-45-67-89-AB-CD-EF-01-23-45-67-89",
+                                               fp),
+                         -EINVAL);
+        assert_int_equal(pve_fingerprint_parse("zbcdef0123456789abcdef0123456789abcdef0123456789"
+                                               "abcdef0123456789",
+                                               fp),
+                         -EINVAL);
+        assert_int_equal(pve_fingerprint_parse(NULL, fp), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_and_format), cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_format_limits),    cmocka_unit_test(test_task_failed),
                 cmocka_unit_test(test_replies),          cmocka_unit_test(test_reply_data_and_ints),
+                cmocka_unit_test(test_token_file),       cmocka_unit_test(test_fingerprint),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
