@@ -21,20 +21,7 @@
 
 void mv_net_done(struct ag_net *n)
 {
-        for (size_t i = 0; i < n->n_ifaces; i++) {
-                free(n->ifaces[i].mac);
-                sh_strv_free(n->ifaces[i].addrs);
-        }
-        free(n->ifaces);
-        for (size_t i = 0; i < n->n_routes; i++) {
-                free(n->routes[i].dst);
-                free(n->routes[i].gw);
-                free(n->routes[i].dev_mac);
-        }
-        free(n->routes);
-        free(n->hostname);
-        sh_strv_free(n->sysctls);
-        *n = (struct ag_net){0};
+        ag_net_done(n);
 }
 
 int mv_nl_open(void)

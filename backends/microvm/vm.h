@@ -160,5 +160,5 @@ int mv_tap_create(const char *netns_path, const char *ifname, int *ret_tap_fd,
  * qdisc removed). Missing pieces are fine. */
 int mv_tap_remove(const char *netns_path, const char *ifname, struct sh_error *err);
 
-/* Frees what mv_tap_create put in @n (same as ag_net_done, for users without proto.c). */
+/* Frees what mv_tap_create put in @n (ag_net_done). */
 void mv_net_done(struct ag_net *n);

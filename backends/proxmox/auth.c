@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "upid.h"
+
 #define TOKEN_MAX 1024
 
 static bool token_char(char c, bool secret)
@@ -99,17 +101,6 @@ int pve_token_load(const char *path, char **ret, struct sh_error *err)
         return *ret ? 0 : -ENOMEM;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int pve_fingerprint_parse(const char *s, uint8_t out[32])
 {
         size_t len = s ? strlen(s) : 0;
@@ -119,7 +110,7 @@ int pve_fingerprint_parse(const char *s, uint8_t out[32])
                 return -EINVAL;
         for (size_t i = 0; i < 32; i++) {
                 const char *p = s + (colons ? i * 3 : i * 2);
-                int hi = hexval(p[0]), lo = hexval(p[1]);
+                int hi = pve_hexval(p[0]), lo = pve_hexval(p[1]);
 
                 if (hi < 0 || lo < 0 || (colons && i < 31 && p[2] != ':'))
                         return -EINVAL;

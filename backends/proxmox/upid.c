@@ -10,12 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool is_alnum(char c)
-{
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static int hexval(char c)
+int pve_hexval(char c)
 {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -24,6 +19,11 @@ static int hexval(char c)
         if (c >= 'A' && c <= 'F')
                 return c - 'A' + 10;
         return -1;
+}
+
+static bool is_alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 /* A node name: a DNS label. */
@@ -56,7 +56,7 @@ static bool hex_ok(const char *s, size_t n, size_t min, size_t max, uint64_t *re
         if (n < min || n > max)
                 return false;
         for (size_t i = 0; i < n; i++) {
-                int d = hexval(s[i]);
+                int d = pve_hexval(s[i]);
 
                 if (d < 0)
                         return false;

@@ -38,3 +38,6 @@ int pve_upid_format(const struct pve_upid *u, char *buf, size_t size);
  * (the error text) as failure. 1 for a failure, 0 for success.
  */
 int pve_task_failed(const char *exitstatus);
+
+/* The value of hex digit @c (either case), or -1. */
+int pve_hexval(char c);
