@@ -312,6 +312,33 @@ static char *find_exe(const char *name)
         return strdup(name);
 }
 
+/*
+ * In a forked child that does not exec at once: closes every fd but the @n in @keep. Other
+ * threads' pipes are copied into the child by fork(), and a child that held them would keep
+ * those threads' readers from ever seeing EOF (two spawns at once then wait on each other).
+ * Only close_range(2): safe after fork in a threaded process.
+ */
+static void close_all_but(int *keep, size_t n)
+{
+        unsigned lo = 0;
+
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+                        int t = keep[j];
+
+                        keep[j] = keep[j - 1];
+                        keep[j - 1] = t;
+                }
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < 0 || (unsigned)keep[i] < lo)
+                        continue;
+                if ((unsigned)keep[i] > lo)
+                        syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
+                lo = (unsigned)keep[i] + 1;
+        }
+        syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
 static void child_fail(int fd, int e)
 {
         ssize_t w = write(fd, &e, sizeof(e));
@@ -325,8 +352,8 @@ static void child_fail(int fd, int e)
  * never left as runtd's zombie), fds: 0 /dev/null, 1+2 @log_path, 3 @keep_fd (if >= 0),
  * nothing else. The pidfd is opened while the intermediate child still holds the pid.
  */
-static int spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret_pid,
-                          int *ret_pidfd, struct sh_error *err)
+int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret_pid,
+                      int *ret_pidfd, struct sh_error *err)
 {
         _cleanup_close_ int devnull = -EBADF, logfd = -EBADF;
         int errp[2] = {-1, -1}, pidp[2] = {-1, -1}, hold[2] = {-1, -1};
@@ -352,9 +379,11 @@ static int spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t 
                 goto out;
         }
         if (mid == 0) {
+                int keep_fds[] = {devnull, logfd, keep_fd, errp[1], pidp[1], hold[0]};
                 pid_t g;
                 char c;
 
+                close_all_but(keep_fds, sizeof(keep_fds) / sizeof(keep_fds[0]));
                 setsid();
                 g = fork();
                 if (g < 0)
@@ -498,7 +527,7 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                 r = mv_virtiofsd_argv(o, &fargv, err);
                 if (r < 0)
                         goto fail;
-                r = spawn_detached(fargv, -1, flog, &vm.vfsd_pid, &vm.vfsd_pidfd, err);
+                r = mv_spawn_detached(fargv, -1, flog, &vm.vfsd_pid, &vm.vfsd_pidfd, err);
                 if (r < 0) {
                         sh_err_prefix(err, r, "vm: virtiofsd");
                         goto fail;
@@ -514,7 +543,7 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                         goto fail;
                 }
         }
-        r = spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, &vm.qemu_pid,
+        r = mv_spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, &vm.qemu_pid,
                            &vm.qemu_pidfd, err);
         if (r < 0) {
                 sh_err_prefix(err, r, "vm: qemu");

@@ -10,9 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -524,6 +527,79 @@ static void test_accel_explicit(void **state)
         assert_true(mv_host_tsc_khz() > 0);
 }
 
+/* ---- spawns from several threads at once ---- */
+
+#define SPAWN_THREADS 6
+#define SPAWNS_EACH 40
+
+struct spawner {
+        const char *log;
+        int failed;
+        pid_t pids[SPAWNS_EACH];
+};
+
+static void *spawn_many(void *arg)
+{
+        struct spawner *s = arg;
+        char *argv[] = {(char *)"/bin/true", NULL};
+
+        for (int i = 0; i < SPAWNS_EACH; i++) {
+                struct sh_error err = {0};
+                int pidfd = -1;
+
+                if (mv_spawn_detached(argv, -1, s->log, &s->pids[i], &pidfd, &err) < 0) {
+                        s->failed++;
+                        continue;
+                }
+                close(pidfd);
+        }
+        return NULL;
+}
+
+/*
+ * Each spawn's intermediate child waits for EOF on a pipe only its spawner holds; when it
+ * also kept copies of the other threads' pipes, two spawns at once waited on each other
+ * for ever (VMs started together hung at boot). All threads must finish, every child ran.
+ */
+static void test_spawn_concurrent(void **state)
+{
+        char dir[] = "/tmp/mv-spawn-XXXXXX", log[64];
+        struct spawner sp[SPAWN_THREADS];
+        pthread_t t[SPAWN_THREADS];
+        struct timespec until;
+        int reaped = 0, status;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(log, sizeof(log), "%s/log", dir);
+        /* the grandchildren are reparented here, so this test reaps them */
+        assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+        for (int i = 0; i < SPAWN_THREADS; i++) {
+                sp[i] = (struct spawner){.log = log};
+                assert_int_equal(pthread_create(&t[i], NULL, spawn_many, &sp[i]), 0);
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 60;
+        for (int i = 0; i < SPAWN_THREADS; i++) {
+                int r = pthread_timedjoin_np(t[i], NULL, &until);
+
+                if (r == ETIMEDOUT)
+                        fail_msg("spawner %d still waiting after 60 s: spawns deadlocked", i);
+                assert_int_equal(r, 0);
+                assert_int_equal(sp[i].failed, 0);
+        }
+        for (int i = 0; i < SPAWN_THREADS; i++)
+                for (int j = 0; j < SPAWNS_EACH; j++) {
+                        assert_true(sp[i].pids[j] > 0);
+                        if (waitpid(sp[i].pids[j], &status, 0) == sp[i].pids[j] &&
+                            WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                                reaped++;
+                }
+        assert_int_equal(reaped, SPAWN_THREADS * SPAWNS_EACH);
+        prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -538,6 +614,7 @@ int main(void)
                 cmocka_unit_test(test_cleanup_dir),
                 cmocka_unit_test(test_open_missing),
                 cmocka_unit_test(test_accel_explicit),
+                cmocka_unit_test(test_spawn_concurrent),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
