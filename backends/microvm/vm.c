@@ -544,7 +544,7 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                 }
         }
         r = mv_spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, &vm.qemu_pid,
-                           &vm.qemu_pidfd, err);
+                              &vm.qemu_pidfd, err);
         if (r < 0) {
                 sh_err_prefix(err, r, "vm: qemu");
                 goto fail;

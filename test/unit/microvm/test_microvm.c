@@ -530,7 +530,7 @@ static void test_accel_explicit(void **state)
 /* ---- spawns from several threads at once ---- */
 
 #define SPAWN_THREADS 6
-#define SPAWNS_EACH 40
+#define SPAWNS_EACH   40
 
 struct spawner {
         const char *log;
