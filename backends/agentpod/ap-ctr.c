@@ -1,7 +1,8 @@
 /*
- * Containers of a microvm pod: the host side binds what the container needs into the
- * pod's share (image layers, CRI mounts), then the agent creates, runs and reports it.
- * runtd keeps what it learned (c/<id>/exit) so a status outlives the VM.
+ * Containers of an agent pod: the host makes what the container needs reachable from the
+ * box (ap_host_ops.prepare_container: image layers, CRI mounts), then the agent creates,
+ * runs and reports it. runtd keeps what it learned (c/<id>/exit) so a status outlives the
+ * box.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,22 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ap-internal.h"
 #include "cleanup.h"
 #include "fsusage.h"
 #include "log.h"
-#include "microvm-internal.h"
 #include "strutil.h"
 #include "validate.h"
 
 #undef SH_LOG_MODULE
-#define SH_LOG_MODULE "microvm"
-
-#define MV_CALL_MS 10000
+#define SH_LOG_MODULE "agentpod"
 
 static long long now_ns(void)
 {
@@ -37,12 +35,12 @@ static long long now_ns(void)
 
 /* ------------------------------------------------------------ the entry runtd keeps */
 
-static char *ctr_file(const struct mv_pod *p, const char *id, const char *name)
+static char *ctr_file(const struct ap_pod *p, const char *id, const char *name)
 {
         return sh_strdup_printf("%s/c/%s/%s", p->dir, id, name);
 }
 
-static void status_write(struct mv_ctr *c)
+static void status_write(struct ap_ctr *c)
 {
         _cleanup_free_ char *path = ctr_file(c->pod, c->id, "exit");
         char buf[512];
@@ -58,7 +56,7 @@ static void status_write(struct mv_ctr *c)
                                       0600);
 }
 
-static void status_read(struct mv_ctr *c)
+static void status_read(struct ap_ctr *c)
 {
         _cleanup_free_ char *path = ctr_file(c->pod, c->id, "exit"), *buf = NULL;
         long long code, started, finished;
@@ -87,9 +85,9 @@ static void status_read(struct mv_ctr *c)
 
 /*
  * c/<id>/started: the container was started (its start time), so that an entry loaded after
- * a restart, in a VM that is gone, is a container that ran and exited, not one never started.
+ * a restart, in a box that is gone, is a container that ran and exited, not one never started.
  */
-static void started_write(struct mv_ctr *c)
+static void started_write(struct ap_ctr *c)
 {
         _cleanup_free_ char *path = ctr_file(c->pod, c->id, "started");
         char buf[32];
@@ -99,7 +97,7 @@ static void started_write(struct mv_ctr *c)
                 sh_write_file_replace(path, buf, (size_t)n, 0600);
 }
 
-static void started_read(struct mv_ctr *c)
+static void started_read(struct ap_ctr *c)
 {
         _cleanup_free_ char *path = ctr_file(c->pod, c->id, "started"), *buf = NULL;
         long long started;
@@ -111,7 +109,7 @@ static void started_read(struct mv_ctr *c)
         c->st.started_ns = started;
 }
 
-static void watch_fire(struct mv_ctr *c)
+static void watch_fire(struct ap_ctr *c)
 {
         uint64_t one = 1;
 
@@ -119,10 +117,10 @@ static void watch_fire(struct mv_ctr *c)
                 sh_log_debug("container %.12s: wake its watch: %m", c->id);
 }
 
-void mv_ctr_set_status(struct mv_ctr *c, const struct ag_status *st)
+void ap_ctr_set_status(struct ap_ctr *c, const struct ag_status *st)
 {
         if (c->exited)
-                return; /* final: what the VM says later does not change it */
+                return; /* final: what the box says later does not change it */
         c->st = *st;
         snprintf(c->st.id, sizeof(c->st.id), "%s", c->id);
         if (st->state != AG_ST_EXITED)
@@ -137,10 +135,10 @@ void mv_ctr_set_status(struct mv_ctr *c, const struct ag_status *st)
         watch_fire(c);
 }
 
-void mv_pod_all_exited(struct mv_pod *p, const char *why)
+void ap_pod_all_exited(struct ap_pod *p, const char *why)
 {
         for (size_t i = 0; i < p->n_ctrs; i++) {
-                struct mv_ctr *c = p->ctrs[i];
+                struct ap_ctr *c = p->ctrs[i];
                 struct ag_status st = c->st;
 
                 if (c->exited)
@@ -156,13 +154,13 @@ void mv_pod_all_exited(struct mv_pod *p, const char *why)
                 st.finished_ns = now_ns();
                 snprintf(st.reason, sizeof(st.reason), "Error");
                 snprintf(st.message, sizeof(st.message), "%s", why);
-                mv_ctr_set_status(c, &st);
+                ap_ctr_set_status(c, &st);
         }
 }
 
-struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
+struct ap_ctr *ap_ctr_load(struct ap_pod *p, const char *id)
 {
-        struct mv_ctr *c = calloc(1, sizeof(*c));
+        struct ap_ctr *c = calloc(1, sizeof(*c));
         _cleanup_free_ char *meta = NULL, *buf = NULL, *seq = NULL;
 
         if (!c)
@@ -193,7 +191,7 @@ struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
                 c->log_path = strdup("");
         seq = ctr_file(p, id, "logseq");
         if (!c->log_path || !seq) {
-                mv_ctr_free(c);
+                ap_ctr_free(c);
                 return NULL;
         }
         c->seq_fd = open(seq, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -205,7 +203,7 @@ struct mv_ctr *mv_ctr_load(struct mv_pod *p, const char *id)
         return c;
 }
 
-void mv_ctr_free(struct mv_ctr *c)
+void ap_ctr_free(struct ap_ctr *c)
 {
         if (!c)
                 return;
@@ -219,24 +217,29 @@ void mv_ctr_free(struct mv_ctr *c)
         free(c);
 }
 
+static const struct ap_host_ops *host_of(struct be *be)
+{
+        return ((struct ap_be *)be->priv)->host;
+}
+
 /* Container @id's pod and entry, both held (ctr_release). */
-static int ctr_get(struct be *be, const char *id, struct mv_pod **ret_pod, struct mv_ctr **ret,
+static int ctr_get(struct be *be, const char *id, struct ap_pod **ret_pod, struct ap_ctr **ret,
                    struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c;
-        int r = mv_ctr_pod(be->priv, id, &p, err);
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c;
+        int r = ap_ctr_pod(be->priv, id, &p, err);
 
         if (r < 0)
                 return r;
         pthread_mutex_lock(&p->mu);
-        c = mv_ctr_find(p, id);
+        c = ap_ctr_find(p, id);
         if (c)
                 c->refs++;
         pthread_mutex_unlock(&p->mu);
         if (!c) {
-                mv_pod_put(p);
-                return sh_err(err, -ENOENT, "microvm: no container %.12s", id);
+                ap_pod_put(p);
+                return sh_err(err, -ENOENT, "%s: no container %.12s", host_of(be)->name, id);
         }
         *ret_pod = p;
         *ret = c;
@@ -244,7 +247,7 @@ static int ctr_get(struct be *be, const char *id, struct mv_pod **ret_pod, struc
 }
 
 /* Drops a reference to @c (the last frees it). */
-static void ctr_unref(struct mv_pod *p, struct mv_ctr *c)
+static void ctr_unref(struct ap_pod *p, struct ap_ctr *c)
 {
         bool last;
 
@@ -252,14 +255,14 @@ static void ctr_unref(struct mv_pod *p, struct mv_ctr *c)
         last = --c->refs == 0;
         pthread_mutex_unlock(&p->mu);
         if (last)
-                mv_ctr_free(c);
+                ap_ctr_free(c);
 }
 
 /* Undoes ctr_get. */
-static void ctr_release(struct mv_pod *p, struct mv_ctr *c)
+static void ctr_release(struct ap_pod *p, struct ap_ctr *c)
 {
         ctr_unref(p, c);
-        mv_pod_put(p);
+        ap_pod_put(p);
 }
 
 /* ------------------------------------------------------------ create */
@@ -321,11 +324,11 @@ static bool has_mount_at(const struct be_container_spec *s, const char *dst)
 }
 
 /*
- * Builds the agent's spec of @bc with the binds it needs under the share:
- * share/c/<id>/l<N> (layers, read-only) and m<N> (mounts).
+ * Builds the agent's spec of @bc, with the paths in the box that the host's
+ * prepare_container gave in @cp.
  */
-static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag_ctr_spec *a,
-                      struct sh_error *err)
+static int build_spec(const struct be_container *bc, const struct ap_ctr_paths *cp,
+                      struct ag_ctr_spec *a, struct sh_error *err)
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"};
@@ -339,22 +342,9 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
         a->lower = strv_new(n_layers);
         if (!a->id || !a->name || !a->lower)
                 return -ENOMEM;
-        for (size_t i = 0; i < n_layers; i++) {
-                _cleanup_free_ char *rel = sh_strdup_printf("c/%s/l%zu", bc->id, i);
-
-                if (!rel)
+        for (size_t i = 0; i < n_layers; i++)
+                if (!(a->lower[i] = strdup(cp->lower[i])))
                         return -ENOMEM;
-                r = mv_bind(p->share, rel, s->layer_dirs[i], true, err);
-                if (r < 0)
-                        return sh_err_prefix(err, r, "layer %zu", i);
-                /*
-                 * "/.": each bind is a submount virtiofsd announces, which the guest mounts
-                 * when a lookup walks through it; overlay refuses the automount point itself.
-                 */
-                a->lower[i] = sh_strdup_printf(MV_GUEST_SHARE "/c/%s/l%zu/.", bc->id, i);
-                if (!a->lower[i])
-                        return -ENOMEM;
-        }
         a->argv = strv_dup_or(s->argv, (const char *const[]){NULL});
         a->env = strv_dup_or(s->env, (const char *const[]){NULL});
         a->cwd = strdup(s->cwd[0] ? s->cwd : "/");
@@ -378,22 +368,7 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
         if (!a->mounts)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_mounts; i++) {
-                _cleanup_free_ char *rel = sh_strdup_printf("c/%s/m%zu", bc->id, i);
-                struct stat st;
-
-                if (!rel)
-                        return -ENOMEM;
-                if (stat(s->mounts[i].host_path, &st) < 0 && errno == ENOENT) {
-                        /* As for lxc: a missing source directory is made. */
-                        r = sh_mkdir_p(s->mounts[i].host_path, 0755);
-                        if (r < 0)
-                                return sh_err(err, r, "create mount source '%s': %s",
-                                              s->mounts[i].host_path, strerror(-r));
-                }
-                r = mv_bind(p->share, rel, s->mounts[i].host_path, s->mounts[i].readonly, err);
-                if (r < 0)
-                        return sh_err_prefix(err, r, "mount %s", s->mounts[i].container_path);
-                a->mounts[k].src = sh_strdup_printf(MV_GUEST_SHARE "/c/%s/m%zu", bc->id, i);
+                a->mounts[k].src = strdup(cp->mount_src[i]);
                 a->mounts[k].dst = strdup(s->mounts[i].container_path);
                 a->mounts[k].ro = s->mounts[i].readonly;
                 a->mounts[k].propagation = (int)s->mounts[i].propagation;
@@ -404,7 +379,7 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
                 if (has_mount_at(s, pod_files[i]))
                         continue;
                 a->mounts[k].src =
-                        sh_strdup_printf(MV_GUEST_SHARE "/pod/%s", strrchr(pod_files[i], '/') + 1);
+                        sh_strdup_printf("%s/%s", cp->pod_files, strrchr(pod_files[i], '/') + 1);
                 a->mounts[k].dst = strdup(pod_files[i]);
                 a->mounts[k].ro = false;
                 if (!a->mounts[k].src || !a->mounts[k++].dst)
@@ -437,7 +412,7 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
 
                 r = be_cap_set(s, &caps, err);
                 if (r == 0)
-                        r = mv_seccomp_default_json(caps, &a->seccomp);
+                        r = ap_seccomp_default_json(caps, &a->seccomp);
                 if (r < 0)
                         return r;
                 a->seccomp_len = strlen(a->seccomp);
@@ -490,50 +465,56 @@ static int build_spec(struct mv_pod *p, const struct be_container *bc, struct ag
         return 0;
 }
 
-/* Unbinds and removes what build_spec made for container @id. */
-static void unbind_ctr(struct mv_pod *p, const char *id)
+void ap_ctr_paths_done(struct ap_ctr_paths *cp)
 {
-        _cleanup_free_ char *cdir = sh_strdup_printf("%s/c/%s", p->share, id);
+        sh_strv_free(cp->lower);
+        sh_strv_free(cp->mount_src);
+        free(cp->pod_files);
+        *cp = (struct ap_ctr_paths){0};
+}
+
+/* Removes what container_create made for container @id (the host's part first). */
+static void unbind_ctr(struct ap_pod *p, const char *id)
+{
         _cleanup_free_ char *own = sh_strdup_printf("%s/c/%s", p->dir, id);
         _cleanup_free_ char *link = sh_strdup_printf("%s/ctr/%s", p->be->dir, id);
 
-        if (cdir) {
-                mv_umount_below(cdir);
-                sh_rm_rf(cdir);
-        }
+        p->be->host->release_container(p, id);
         if (own)
                 sh_rm_rf(own);
         if (link)
                 unlink(link);
 }
 
-int mv_container_create(struct be *be, const struct be_container *bc, struct sh_error *err)
+int ap_container_create(struct be *be, const struct be_container *bc, struct sh_error *err)
 {
-        struct mv_be *mb = be->priv;
+        struct ap_be *mb = be->priv;
         const struct be_container_spec *s = bc->spec;
+        struct ap_ctr_paths cp = {0};
         struct ag_ctr_spec a = {0};
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL, **v;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL, **v;
         struct ag_buf b;
         _cleanup_free_ char *own = NULL, *meta = NULL, *link = NULL, *text = NULL;
         int r;
 
         if (s->pid_mode == BE_NS_NODE)
                 return sh_err(err, -EINVAL,
-                              "a microvm container cannot share the host's PID namespace "
-                              "(hostPID): it runs in the pod's VM");
-        r = mv_pod_get(mb, bc->sandbox_id, &p, err);
+                              "a %s container cannot share the host's PID namespace "
+                              "(hostPID): it runs in the pod's %s",
+                              mb->host->name, mb->host->box);
+        r = ap_pod_get(mb, bc->sandbox_id, &p, err);
         if (r < 0)
                 return r;
-        r = mv_pod_agent(p, err);
+        r = ap_pod_agent(p, err);
         if (r < 0)
                 goto out;
         pthread_mutex_lock(&p->mu);
-        c = mv_ctr_find(p, bc->id);
+        c = ap_ctr_find(p, bc->id);
         pthread_mutex_unlock(&p->mu);
         if (c) {
                 /* Nothing of the one there may be touched by the undo below. */
-                r = sh_err(err, -EEXIST, "microvm: container %.12s exists", bc->id);
+                r = sh_err(err, -EEXIST, "%s: container %.12s exists", mb->host->name, bc->id);
                 goto out;
         }
         own = sh_strdup_printf("%s/c/%s", p->dir, bc->id);
@@ -554,16 +535,18 @@ int mv_container_create(struct be *be, const struct be_container *bc, struct sh_
                 sh_err(err, r, "record container %.12s in '%s': %s", bc->id, own, strerror(-r));
                 goto undo;
         }
-        r = build_spec(p, bc, &a, err);
+        r = mb->host->prepare_container(p, bc, &cp, err);
+        if (r == 0)
+                r = build_spec(bc, &cp, &a, err);
         if (r < 0)
                 goto undo;
         ag_buf_init(&b);
         ag_ctr_spec_put(&b, &a);
-        r = ag_client_call(p->agent, AG_OP_CTR_CREATE, &b, MV_CALL_MS, NULL, NULL, err);
+        r = ag_client_call(p->agent, AG_OP_CTR_CREATE, &b, AP_CALL_MS, NULL, NULL, err);
         ag_buf_done(&b);
         if (r < 0)
                 goto undo;
-        c = mv_ctr_load(p, bc->id);
+        c = ap_ctr_load(p, bc->id);
         if (!c) {
                 r = -ENOMEM;
                 goto undo_agent;
@@ -576,7 +559,7 @@ int mv_container_create(struct be *be, const struct be_container *bc, struct sh_
         }
         pthread_mutex_unlock(&p->mu);
         if (!v) {
-                mv_ctr_free(c);
+                ap_ctr_free(c);
                 r = -ENOMEM;
                 goto undo_agent;
         }
@@ -586,23 +569,24 @@ int mv_container_create(struct be *be, const struct be_container *bc, struct sh_
 undo_agent:
         ag_buf_init(&b);
         ag_put_str(&b, AG_A_ID, bc->id);
-        ag_client_call(p->agent, AG_OP_CTR_REMOVE, &b, MV_CALL_MS, NULL, NULL, NULL);
+        ag_client_call(p->agent, AG_OP_CTR_REMOVE, &b, AP_CALL_MS, NULL, NULL, NULL);
         ag_buf_done(&b);
 undo:
         unbind_ctr(p, bc->id);
 out:
+        ap_ctr_paths_done(&cp);
         ag_ctr_spec_done(&a);
-        mv_pod_put(p);
+        ap_pod_put(p);
         return r;
 }
 
 /* ------------------------------------------------------------ run, stop, remove */
 
-static int call_id(struct mv_pod *p, uint16_t op, const char *id, int64_t sig, bool all,
+static int call_id(struct ap_pod *p, uint16_t op, const char *id, int64_t sig, bool all,
                    unsigned timeout_ms, uint8_t **ret, size_t *ret_len, struct sh_error *err)
 {
         struct ag_buf b;
-        int r = mv_pod_agent(p, err);
+        int r = ap_pod_agent(p, err);
 
         if (r < 0)
                 return r;
@@ -617,33 +601,33 @@ static int call_id(struct mv_pod *p, uint16_t op, const char *id, int64_t sig, b
         return r;
 }
 
-int mv_container_start(struct be *be, const char *id, struct sh_error *err)
+int ap_container_start(struct be *be, const char *id, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, err);
 
         if (r < 0)
                 return r;
         /* The log file first: output that comes at once has somewhere to go. */
-        r = mv_log_open(c);
+        r = ap_log_open(c);
         if (r < 0)
                 sh_err(err, r, "open the log file '%s': %s", c->log_path, strerror(-r));
         if (r == 0)
-                r = call_id(p, AG_OP_CTR_START, id, 0, false, MV_CALL_MS, NULL, NULL, err);
+                r = call_id(p, AG_OP_CTR_START, id, 0, false, AP_CALL_MS, NULL, NULL, err);
         if (r == 0) {
                 struct ag_status st;
                 _cleanup_free_ uint8_t *resp = NULL;
                 size_t n = 0;
 
                 /* Started; what it is now (it may be gone already). */
-                bool got = call_id(p, AG_OP_CTR_STATUS, id, 0, false, MV_CALL_MS, &resp, &n,
+                bool got = call_id(p, AG_OP_CTR_STATUS, id, 0, false, AP_CALL_MS, &resp, &n,
                                    NULL) == 0 &&
                            ag_status_decode(resp, n, &st) == 0;
 
                 pthread_mutex_lock(&p->mu);
                 if (got)
-                        mv_ctr_set_status(c, &st);
+                        ap_ctr_set_status(c, &st);
                 if (!c->exited && c->st.state == AG_ST_CREATED) {
                         c->st.state = AG_ST_RUNNING;
                         c->st.started_ns = now_ns();
@@ -660,11 +644,11 @@ static int sig_of(int signal)
         return signal > 0 && signal < 65 ? signal : SIGTERM;
 }
 
-int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
+int ap_container_stop(struct be *be, const char *id, int signal, unsigned timeout_s,
                       struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         struct timespec until;
         int r = ctr_get(be, id, &p, &c, err);
 
@@ -677,7 +661,7 @@ int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                 return 0;
         }
         pthread_mutex_unlock(&p->mu);
-        r = call_id(p, AG_OP_CTR_SIGNAL, id, sig_of(signal), false, MV_CALL_MS, NULL, NULL, err);
+        r = call_id(p, AG_OP_CTR_SIGNAL, id, sig_of(signal), false, AP_CALL_MS, NULL, NULL, err);
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += timeout_s;
         pthread_mutex_lock(&p->mu);
@@ -686,7 +670,7 @@ int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                 ;
         pthread_mutex_unlock(&p->mu);
         if (r == 0 && !c->exited && !p->dead) {
-                r = call_id(p, AG_OP_CTR_SIGNAL, id, 9, true, MV_CALL_MS, NULL, NULL, err);
+                r = call_id(p, AG_OP_CTR_SIGNAL, id, 9, true, AP_CALL_MS, NULL, NULL, err);
                 clock_gettime(CLOCK_REALTIME, &until);
                 until.tv_sec += 10;
                 pthread_mutex_lock(&p->mu);
@@ -698,31 +682,32 @@ int mv_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                                    id);
                 pthread_mutex_unlock(&p->mu);
         }
-        if (r == -EBUSY && !mv_pod_vm_alive(p))
-                r = 0; /* the VM went: the container with it */
+        if (r == -EBUSY && !ap_pod_alive(p))
+                r = 0; /* the box went: the container with it */
         ctr_release(p, c);
         return r;
 }
 
-int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
+int ap_container_remove(struct be *be, const char *id, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, NULL);
 
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
-                return sh_err(err, r, "microvm: container %.12s: %s", id, strerror(-r));
+                return sh_err(err, r, "%s: container %.12s: %s", host_of(be)->name, id,
+                              strerror(-r));
         /* CRI: a running container is removed by force (the agent removes only exited ones). */
         pthread_mutex_lock(&p->mu);
         bool running = !p->dead && !c->exited && c->st.state == AG_ST_RUNNING;
         pthread_mutex_unlock(&p->mu);
         if (running)
-                r = mv_container_stop(be, id, SIGKILL, 0, err);
+                r = ap_container_stop(be, id, SIGKILL, 0, err);
         if (r == 0 && !p->dead) {
-                r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, MV_CALL_MS, NULL, NULL, err);
-                if ((r == -EBUSY && !mv_pod_vm_alive(p)) || r == -ENOENT)
+                r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, AP_CALL_MS, NULL, NULL, err);
+                if ((r == -EBUSY && !ap_pod_alive(p)) || r == -ENOENT)
                         r = 0;
         }
         if (r == 0) {
@@ -745,11 +730,11 @@ int mv_container_remove(struct be *be, const char *id, struct sh_error *err)
         return r;
 }
 
-int mv_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
+int ap_container_status(struct be *be, const char *id, struct be_ctr_status *ret,
                         struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, err);
 
         if (r < 0)
@@ -772,11 +757,11 @@ int mv_container_status(struct be *be, const char *id, struct be_ctr_status *ret
         return 0;
 }
 
-int mv_container_update(struct be *be, const char *id, const struct be_resources *res,
+int ap_container_update(struct be *be, const char *id, const struct be_resources *res,
                         struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         struct ag_resources a = {
                 .cpu_period = res->cpu_period,
                 .cpu_quota = res->cpu_quota,
@@ -793,27 +778,27 @@ int mv_container_update(struct be *be, const char *id, const struct be_resources
 
         if (r < 0)
                 return r;
-        r = mv_pod_agent(p, err);
+        r = ap_pod_agent(p, err);
         if (r == 0) {
                 ag_buf_init(&b);
                 ag_put_str(&b, AG_A_ID, id);
                 ag_resources_put(&b, &a);
-                r = ag_client_call(p->agent, AG_OP_CTR_UPDATE, &b, MV_CALL_MS, NULL, NULL, err);
+                r = ag_client_call(p->agent, AG_OP_CTR_UPDATE, &b, AP_CALL_MS, NULL, NULL, err);
                 ag_buf_done(&b);
         }
         ctr_release(p, c);
         return r;
 }
 
-int mv_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
+int ap_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, err);
 
         if (r < 0)
                 return r;
-        r = mv_log_open(c);
+        r = ap_log_open(c);
         if (r < 0)
                 sh_err(err, r, "reopen the log file '%s': %s", c->log_path, strerror(-r));
         ctr_release(p, c);
@@ -822,11 +807,11 @@ int mv_container_reopen_log(struct be *be, const char *id, struct sh_error *err)
 
 /* ------------------------------------------------------------ exec, attach */
 
-static int running_agent(struct be *be, const char *id, struct mv_pod **ret_pod,
+static int running_agent(struct be *be, const char *id, struct ap_pod **ret_pod,
                          struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, err);
 
         if (r < 0)
@@ -837,19 +822,19 @@ static int running_agent(struct be *be, const char *id, struct mv_pod **ret_pod,
         pthread_mutex_unlock(&p->mu);
         ctr_unref(p, c);
         if (r == 0)
-                r = mv_pod_agent(p, err);
+                r = ap_pod_agent(p, err);
         if (r < 0) {
-                mv_pod_put(p);
+                ap_pod_put(p);
                 return r;
         }
         *ret_pod = p;
         return 0;
 }
 
-int mv_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
+int ap_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *req,
                  struct be_exec_result *ret, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
+        struct ap_pod *p = NULL;
         _cleanup_free_ uint8_t *resp = NULL;
         size_t n = 0, cap = req->max_output ? req->max_output : 16u << 20;
         struct ag_buf b;
@@ -903,14 +888,14 @@ int mv_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
                         }
                 }
         }
-        mv_pod_put(p);
+        ap_pod_put(p);
         return r;
 }
 
-int mv_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
+int ap_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
+        struct ap_pod *p = NULL;
         struct ag_exec_fds fds;
         int r = running_agent(be, id, &p, err);
 
@@ -925,30 +910,30 @@ int mv_exec_stream(struct be *be, const char *id, const char *const *argv, bool 
                 ret->pid = 0;
                 ret->exit_fd = fds.exit_fd;
         }
-        mv_pod_put(p);
+        ap_pod_put(p);
         return r;
 }
 
-int mv_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+int ap_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
+        struct ap_pod *p = NULL;
         bool tty = false;
         int r = running_agent(be, id, &p, err);
 
         if (r < 0)
                 return r;
         r = ag_client_attach(p->agent, id, ret_fd, &tty, err);
-        mv_pod_put(p);
+        ap_pod_put(p);
         return r;
 }
 
 /* ------------------------------------------------------------ stats, watch */
 
-int mv_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
+int ap_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         struct ag_stats a = {0};
         bool running;
         int r = ctr_get(be, id, &p, &c, err);
@@ -959,20 +944,20 @@ int mv_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
         running = c->st.state == AG_ST_RUNNING && !c->exited && !p->dead;
         pthread_mutex_unlock(&p->mu);
         if (running)
-                r = mv_agent_stats(p, id, &a, err);
+                r = ap_pod_stats(p, id, &a, err);
         ctr_release(p, c);
         if (r < 0)
                 return r;
         ret->timestamp_ns = a.timestamp_ns ? a.timestamp_ns : now_ns();
-        mv_cg_from_ag(&a, &ret->cg);
+        ap_cg_from_ag(&a, &ret->cg);
         return 0;
 }
 
-int mv_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
+int ap_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
                           struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         struct ag_stats a = {0};
         bool running;
         int r = ctr_get(be, id, &p, &c, err);
@@ -983,7 +968,7 @@ int mv_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret
         running = !p->dead;
         pthread_mutex_unlock(&p->mu);
         if (running)
-                r = mv_agent_stats(p, id, &a, err);
+                r = ap_pod_stats(p, id, &a, err);
         if (r == 0) {
                 memset(ret, 0, sizeof(*ret));
                 snprintf(ret->mountpoint, sizeof(ret->mountpoint), "%s/c/%s", p->dir, id);
@@ -995,10 +980,10 @@ int mv_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret
         return r;
 }
 
-int mv_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+int ap_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
-        struct mv_pod *p = NULL;
-        struct mv_ctr *c = NULL;
+        struct ap_pod *p = NULL;
+        struct ap_ctr *c = NULL;
         int r = ctr_get(be, id, &p, &c, err), fd = -1;
 
         if (r < 0)

@@ -1,5 +1,5 @@
 /*
- * What runtd writes for a microvm container: its CRI log, from the agent's AG_EV_LOG
+ * What runtd writes for a container of an agent pod: its CRI log, from the agent's AG_EV_LOG
  * chunks (the agent keeps chunks until LOG_ACK, runtd records the last one it wrote in
  * c/<id>/logseq so a chunk resent after a restart is not written twice), and the seccomp
  * RuntimeDefault profile the agent applies, as OCI JSON.
@@ -15,15 +15,15 @@
 #include <unistd.h>
 
 #include "../lxc/seccomp.h"
+#include "ap-internal.h"
 #include "cleanup.h"
-#include "microvm-internal.h"
 #include "nofollow.h"
 #include "strutil.h"
 
-#define MV_LOG_LINE_DEFAULT (16u << 10)
+#define AP_LOG_LINE_DEFAULT (16u << 10)
 
 /* Opens @c's log file for appending (its directory made), or -errno. */
-static int log_open_fd(struct mv_ctr *c)
+static int log_open_fd(struct ap_ctr *c)
 {
         {
                 /* As the kubelet expects of a runtime: the pod's log directory is made. */
@@ -38,7 +38,7 @@ static int log_open_fd(struct mv_ctr *c)
         return sh_open_append_nofollow(c->log_path, 0640);
 }
 
-int mv_log_open(struct mv_ctr *c)
+int ap_log_open(struct ap_ctr *c)
 {
         int fd, old;
 
@@ -57,7 +57,7 @@ int mv_log_open(struct mv_ctr *c)
 }
 
 /* Writes one CRI log record: "<time> <stream> <F|P> <text>\n". */
-static void put_line(struct mv_ctr *c, const char *ts, int chan, const uint8_t *d, size_t n,
+static void put_line(struct ap_ctr *c, const char *ts, int chan, const uint8_t *d, size_t n,
                      bool full)
 {
         char head[64];
@@ -85,10 +85,10 @@ static void put_line(struct mv_ctr *c, const char *ts, int chan, const uint8_t *
 }
 
 /* Called with the pod's lock held, from the agent client's thread. */
-void mv_log_chunk(struct mv_ctr *c, int64_t seq, int chan, int64_t time_ns, const uint8_t *data,
+void ap_log_chunk(struct ap_ctr *c, int64_t seq, int chan, int64_t time_ns, const uint8_t *data,
                   size_t len, bool partial)
 {
-        unsigned max = c->log_max_line ? c->log_max_line : MV_LOG_LINE_DEFAULT;
+        unsigned max = c->log_max_line ? c->log_max_line : AP_LOG_LINE_DEFAULT;
         struct timespec now;
         struct tm tm;
         char ts[48];
@@ -160,7 +160,7 @@ static int app(char **s, size_t *len, size_t *cap, const char *fmt, ...)
         }
 }
 
-int mv_seccomp_default_json(uint64_t caps, char **ret)
+int ap_seccomp_default_json(uint64_t caps, char **ret)
 {
         _cleanup_free_ char *text = NULL;
         char *out = NULL, *save = NULL;
