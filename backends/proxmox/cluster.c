@@ -90,6 +90,7 @@ static void task_log_tail(struct pve_client *c, const char *node, const char *es
                             !json_object_is_type(t, json_type_string))
                                 continue;
                         s = json_object_get_string(t);
+                        s += strspn(s, " \t");
                         if (!s[0] || strncmp(s, "TASK ", 5) == 0)
                                 continue;
                         if (n_lines == LOG_TAIL) {
@@ -105,7 +106,9 @@ static void task_log_tail(struct pve_client *c, const char *node, const char *es
         for (size_t i = 0; i < n_lines; i++) {
                 if (i)
                         put_line(out, size, " | ", 3);
-                put_line(out, size, json_object_get_string(lines[i]), 120);
+                const char *s = json_object_get_string(lines[i]);
+
+                put_line(out, size, s + strspn(s, " \t"), 120);
         }
         for (size_t i = 0; i < LOG_PAGES; i++)
                 json_object_put(pages[i]);
