@@ -433,6 +433,7 @@ struct xfer {
         char *body;
         size_t len, cap;
         bool too_big;
+        bool oom;
         bool pin_mismatch;
 };
 
@@ -505,8 +506,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
                         return 0;
                 }
                 grown = realloc(x->body, cap);
-                if (!grown)
+                if (!grown) {
+                        x->oom = true;
                         return 0;
+                }
                 x->body = grown;
                 x->cap = cap;
         }
@@ -768,6 +771,8 @@ static int perform(struct pve_client *c, const char *endpoint, const struct req 
         if (x->too_big)
                 return sh_err(err, -EFBIG, "%s %s: %s: a reply over %u bytes", rq->method, rq->path,
                               endpoint, REPLY_MAX);
+        if (x->oom)
+                return -ENOMEM;
         if (rc == CURLE_READ_ERROR && rq->upload_file)
                 return sh_err(err, -EIO, "%s %s: reading '%s': %s", rq->method, rq->path,
                               rq->upload_file, errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -929,7 +934,7 @@ int pve_call_params(struct pve_client *c, const char *method, const char *path,
         if (!path_ok(path))
                 return sh_err(err, -EINVAL, "PVE call %s: bad path '%s'", method, path ? path : "");
         body = method[0] == 'P';
-        r = form_encode(params, n, &form, &len);
+        r = form_encode(params, params ? n : 0, &form, &len);
         if (r < 0)
                 return sh_err(err, r, "%s %s: %s", method, path,
                               r == -EINVAL ? "a parameter without a name" : "parameters too long");

@@ -946,6 +946,34 @@ static void test_failover(void **state)
         pve_client_free(c);
 }
 
+/* A reply slower than the total timeout: ETIMEDOUT at that time, not retried (it was sent). */
+static void test_timeout(void **state)
+{
+        const char *ep[] = {F.endpoint};
+        struct pve_client_opts o;
+        struct pve_client *c;
+        struct sh_error err = {0};
+        unsigned long long t0, ms;
+
+        (void)state;
+        NEED_FAKE();
+        opts_default(&o, ep);
+        o.timeout_ms = 500;
+        c = client_with(&o);
+        ctl_ok("POST", "/control/config", "{\"latency\":1.5}");
+        t0 = sh_now_ns();
+        assert_int_equal(get_version(c, &err), -ETIMEDOUT);
+        ms = ms_since(t0);
+        assert_true(ms >= 450 && ms < 1400);
+        assert_non_null(strstr(err.msg, "GET /version: "));
+        assert_non_null(strstr(err.msg, "no reply after 500 ms"));
+        assert_int_equal(pve_client_calls(c), 1);
+        ctl_ok("POST", "/control/config", "{\"latency\":0}");
+        /* The handle whose request timed out serves the next one. */
+        assert_int_equal(get_version(c, &err), 0);
+        pve_client_free(c);
+}
+
 static void test_nextid(void **state)
 {
         struct pve_client *c;
@@ -1185,6 +1213,7 @@ int main(void)
                 cmocka_unit_test_setup(test_task_timeout, reset),
                 cmocka_unit_test_setup(test_node_unreachable, reset),
                 cmocka_unit_test_setup(test_failover, reset),
+                cmocka_unit_test_setup(test_timeout, reset),
                 cmocka_unit_test_setup(test_nextid, reset),
                 cmocka_unit_test_setup(test_nextid_race, reset),
                 cmocka_unit_test_setup(test_node_pick, reset),
