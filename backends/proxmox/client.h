@@ -37,7 +37,8 @@
  * -EACCES, 403 -EPERM, 595/596 -EHOSTUNREACH, 500 -EIO, ...). Transport failures: -ECONNREFUSED
  * (no endpoint could be reached), -ETIMEDOUT, -EPROTO (TLS: an untrusted certificate, a pin
  * that does not match, a failed handshake), -ECONNRESET (the connection broke after the
- * request was sent), -EHOSTUNREACH (a node marked unavailable). Module prefix: pve_.
+ * request was sent), -EHOSTUNREACH (a node marked unavailable), -EFBIG (a reply over 16 MiB).
+ * Module prefix: pve_.
  */
 
 struct pve_client;
