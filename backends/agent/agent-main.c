@@ -26,8 +26,8 @@
  *
  * CT mode (--ct, or PID 1 with RUNT_AGENT_TLS_KEY in the environment): the CT's entrypoint.
  * LXC made the rootfs, /proc, /sys, /dev and PVE the network: nothing to set up but the
- * state dir and, as PID 1, a cgroup leaf of its own (cgroups at /sys/fs/cgroup unless
- * --cgroup-root says otherwise, "" for none). It reaps, listens as RUNT_AGENT_LISTEN says
+ * state dir and, as PID 1, a cgroup leaf of its own (cgroups at /sys/fs/cgroup when PID 1
+ * unless --cgroup-root says otherwise, "" for none). It reaps, listens as RUNT_AGENT_LISTEN says
  * (default 0.0.0.0:AG_TLS_PORT), and ends on SIGTERM, SIGINT or SIGPWR (how LXC stops a
  * CT) or a SHUTDOWN request, killing its containers first.
  */
@@ -1081,7 +1081,7 @@ int main(int argc, char **argv)
         const char *listen_path = NULL, *listen_tls = NULL, *files[3] = {NULL, NULL, NULL};
         struct agent_tls_creds creds = {0};
         bool ct_flag = false, cgroup_set = false, has_key;
-        char msg[512] = "", def_listen[32];
+        char msg[512] = "", def_listen[80];
         int conn_fd = -1, env_r;
         sigset_t mask;
 
@@ -1130,11 +1130,16 @@ int main(int argc, char **argv)
         agent_cfg.ct = ct_flag || (agent_cfg.pid1 && has_key);
         if (agent_cfg.ct) {
                 agent_cfg.pid1 = false;
-                snprintf(def_listen, sizeof(def_listen), "0.0.0.0:%d", AG_TLS_PORT);
+                /* a copy: tls_setup frees creds */
+                if (creds.listen)
+                        snprintf(def_listen, sizeof(def_listen), "%s", creds.listen);
+                else
+                        snprintf(def_listen, sizeof(def_listen), "0.0.0.0:%d", AG_TLS_PORT);
                 if (!listen_tls)
-                        listen_tls = creds.listen ? creds.listen : def_listen;
+                        listen_tls = def_listen;
         }
-        if ((agent_cfg.pid1 || agent_cfg.ct) && !cgroup_set)
+        /* Not as a CT's entrypoint run by hand on a host: that root is the host's. */
+        if ((agent_cfg.pid1 || (agent_cfg.ct && getpid() == 1)) && !cgroup_set)
                 snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "/sys/fs/cgroup");
         if (!agent_cfg.pid1 && !listen_path && conn_fd < 0 && !listen_tls) {
                 agent_tls_creds_done(&creds);

@@ -84,7 +84,9 @@ int ag_tls_ctx_setup(SSL_CTX *ctx)
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         if (!SSL_CTX_set_num_tickets(ctx, 0))
                 return -EPROTO;
-        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* NO_AUTO_CHAIN: a peer sends its certificate alone, the CA is the other's already. */
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                      SSL_MODE_NO_AUTO_CHAIN);
         /* Certificates are one CA and one leaf: nothing deeper is ours. */
         SSL_CTX_set_verify_depth(ctx, 1);
         return 0;

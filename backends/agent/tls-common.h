@@ -48,7 +48,7 @@ int ag_tls_check_peer(X509 *cert, const char *cn, bool server, char *why, size_t
  * Settings both ends' SSL_CTX get: TLS 1.3 only, no session tickets or cache (a new
  * connection always shows its certificate), partial writes from a buffer that may move
  * (the writers' queues grow while a write waits), an EOF without close_notify read as an
- * EOF. 0, or -EPROTO when OpenSSL refuses one.
+ * EOF, the certificate sent without its CA. 0, or -EPROTO when OpenSSL refuses one.
  */
 int ag_tls_ctx_setup(SSL_CTX *ctx);
 
