@@ -828,6 +828,7 @@ static void hs_step(struct hs *h)
                 ew_set(&h->w, 0);
                 h->w.fd = -1;
                 h->ssl = NULL;
+                SSL_set_app_data(ssl, NULL); /* h->why: the slot's, reused */
                 if (conn_w.fd >= 0) {
                         agent_log("runtd connected from %s: it replaces the connection", h->peer);
                         conn_end();

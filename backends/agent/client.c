@@ -4,6 +4,10 @@
  * one poll() loop; callers queue their frames and wait on a condition variable. Everything
  * shared sits under c->lock, which the I/O thread drops only around poll() and callbacks.
  *
+ * The connection is a plain fd or a TLS one (tls-internal.h): conn_read/conn_write hide which,
+ * and for TLS the poll set asks for what OpenSSL last waited for (rd_want, wr_want) and poll
+ * does not wait while OpenSSL holds bytes already read.
+ *
  * Streams: each has the local fds the I/O thread relays, a buffer per channel of what the
  * agent sent that the local side has not taken yet ("down"), and one of what the local side
  * gave that the credit does not cover yet ("up", attach only: a packet cannot be read in

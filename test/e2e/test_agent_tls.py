@@ -180,6 +180,17 @@ def test_lifecycle_and_exec_over_tls(c, env):
     c.call(ap.OP_CTR_SIGNAL, [("ID", cid), ("SIGNAL", signal.SIGTERM)])
     assert wait_exit(c, cid)["EXIT_CODE"] == 128 + signal.SIGTERM
     remove(c, cid)
+    # another user (the agent is not dumpable in TLS mode: its children still work)
+    cid = create(c, env, ["sh", "-c", "id; cat /proc/self/status | grep ^Uid"], uid=1000,
+                 gid=1000, log=1)
+    assert wait_exit(c, cid)["EXIT_CODE"] == 0
+
+    def out():
+        return b"".join(f.attrs["DATA"] for f in c.events
+                        if f.op == ap.EV_LOG and f.attrs["ID"] == cid)
+    c.pump_until(lambda: b"Uid:" in out())
+    assert out().startswith(b"uid=1000") and b"Uid:\t1000" in out()
+    remove(c, cid)
 
 
 def test_secrets_not_in_any_environment(c, env):
