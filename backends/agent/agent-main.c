@@ -1225,8 +1225,8 @@ int main(int argc, char **argv)
 
                         if (t >= 0 && (timeout < 0 || t < timeout))
                                 timeout = t;
-                        /* What OpenSSL read and holds is no event for epoll. */
-                        if (conn_ssl && SSL_has_pending(conn_ssl))
+                        /* Decrypted bytes OpenSSL holds are no event for epoll. */
+                        if (conn_ssl && SSL_pending(conn_ssl) > 0)
                                 timeout = 0;
                 }
                 if (agent_cfg.pid1 && conn_w.fd < 0) {
@@ -1298,7 +1298,7 @@ int main(int argc, char **argv)
                                 break;
                         }
                 }
-                if (conn_ssl && SSL_has_pending(conn_ssl))
+                if (conn_ssl && SSL_pending(conn_ssl) > 0)
                         conn_readable();
                 /* Streams and containers ended above are freed only now: later events of
                  * the same batch may point to them (their fds are -1 by then). */

@@ -803,7 +803,7 @@ static void *io_thread(void *arg)
                         conn_fail(c, -ENOMEM);
                         continue;
                 }
-                /* What OpenSSL read and holds is no event for poll(): do not wait then. */
+                /* Decrypted bytes OpenSSL holds are no event for poll(): do not wait then. */
                 pending = c->tls && !c->closed && ag_tls_conn_pending(c->tls);
                 pthread_mutex_unlock(&c->lock);
                 if (poll(pfds, n, pending ? 0 : -1) < 0 && errno != EINTR) {

@@ -87,6 +87,13 @@ int ag_tls_ctx_setup(SSL_CTX *ctx)
         /* NO_AUTO_CHAIN: a peer sends its certificate alone, the CA is the other's already. */
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                       SSL_MODE_NO_AUTO_CHAIN);
+        /*
+         * No read-ahead (the default, relied on): OpenSSL then reads a record at a time and
+         * holds no whole record unread, so poll() is right but for the decrypted bytes a read
+         * left over (SSL_pending), which both ends check. SSL_has_pending would also count a
+         * partial record, and waiting for its rest without poll() spins.
+         */
+        SSL_CTX_set_read_ahead(ctx, 0);
         /* Certificates are one CA and one leaf: nothing deeper is ours. */
         SSL_CTX_set_verify_depth(ctx, 1);
         return 0;

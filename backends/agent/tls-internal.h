@@ -25,7 +25,8 @@ ssize_t ag_tls_conn_read(struct ag_tls_conn *t, void *buf, size_t n, short *ret_
 ssize_t ag_tls_conn_write(struct ag_tls_conn *t, const void *buf, size_t n, short *ret_want);
 
 /*
- * True when OpenSSL holds bytes read from the socket that no ag_tls_conn_read returned
- * yet: poll() will not say so, read again without waiting.
+ * True when OpenSSL holds decrypted bytes no ag_tls_conn_read returned yet (SSL_pending):
+ * poll() will not say so, read again without waiting. (A partial record it holds is not
+ * counted: the rest comes through the socket.)
  */
 bool ag_tls_conn_pending(const struct ag_tls_conn *t);

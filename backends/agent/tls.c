@@ -370,11 +370,11 @@ static int ca_create(int dfd, const char *dir, struct sh_error *err)
             !PEM_write_bio_X509(mem, x))
                 return ossl_err(err, -ENOMEM, "agent CA: PEM");
         len = BIO_get_mem_data(mem, &data);
-        snprintf(tmp, sizeof(tmp), ".%s.%d.%02x%02x", AG_TLS_CA_FILE, (int)getpid(), tag[0],
-                 tag[1]);
+        snprintf(tmp, sizeof(tmp), ".%s.%d.%02x%02x%02x%02x", AG_TLS_CA_FILE, (int)getpid(), tag[0],
+                 tag[1], tag[2], tag[3]);
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return sh_err(err, -errno, "%s/%s", dir, tmp);
+        if (fd < 0) /* not -EEXIST: that is the caller's "another CA won" */
+                return sh_err(err, errno == EEXIST ? -EAGAIN : -errno, "%s/%s", dir, tmp);
         r = fchmod(fd, 0600) < 0 ? -errno : 0;
         if (r == 0)
                 r = write_all(fd, data, (size_t)len);
@@ -1004,5 +1004,5 @@ ssize_t ag_tls_conn_write(struct ag_tls_conn *t, const void *buf, size_t n, shor
 
 bool ag_tls_conn_pending(const struct ag_tls_conn *t)
 {
-        return SSL_has_pending(t->ssl) == 1;
+        return SSL_pending(t->ssl) > 0;
 }
