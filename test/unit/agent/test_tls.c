@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -21,14 +22,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agent-tls.h"
+#include "client.h"
 #include "error.h"
+#include "proto.h"
 #include "tls-common.h"
 #include "tls-internal.h"
 #include "tls.h"
@@ -432,15 +437,13 @@ out:
         return NULL;
 }
 
-/* Starts an agent end with a certificate of @role named @cn from @ca, trusting @trust.
- * Returns runtd's end of the socketpair. */
-static int agent_start(struct agent_end *a, const struct ag_tls_ca *ca, enum ag_tls_role role,
-                       const char *cn, const struct ag_tls_ca *trust)
+/* An agent end's credentials: a certificate of @role named @cn from @ca, trusting @trust. */
+static void agent_creds(struct agent_end *a, const struct ag_tls_ca *ca, enum ag_tls_role role,
+                        const char *cn, const struct ag_tls_ca *trust)
 {
         struct ag_tls_cred c = {0};
         const uint8_t *t;
         size_t tl;
-        int sv[2];
 
         memset(a, 0, sizeof(*a));
         assert_int_equal(ag_tls_issue(ca, role, cn, 0, &c, NULL), 0);
@@ -452,6 +455,15 @@ static int agent_start(struct agent_end *a, const struct ag_tls_ca *ca, enum ag_
         a->creds.ca = malloc(tl);
         memcpy(a->creds.ca, t, tl);
         a->creds.ca_len = tl;
+}
+
+/* Starts an agent end (agent_creds) on a thread; returns runtd's end of the socketpair. */
+static int agent_start(struct agent_end *a, const struct ag_tls_ca *ca, enum ag_tls_role role,
+                       const char *cn, const struct ag_tls_ca *trust)
+{
+        int sv[2];
+
+        agent_creds(a, ca, role, cn, trust);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         a->fd = sv[1];
         pthread_create(&a->thread, NULL, agent_thread, a);
@@ -630,6 +642,160 @@ static void test_agent_refuses_clients(void **state)
         ag_tls_cred_done(&c);
 }
 
+/* ---- the client's I/O thread and records that come in pieces ---- */
+
+/* Relays @from to @to; once *@slow is set, 500 bytes every 40 ms. */
+struct relay {
+        int from, to;
+        volatile int *slow;
+        pthread_t thread;
+};
+
+static void *relay_thread(void *arg)
+{
+        struct relay *r = arg;
+        char buf[65536];
+        ssize_t n;
+
+        while ((n = read(r->from, buf, sizeof(buf))) > 0) {
+                for (ssize_t off = 0; off < n;) {
+                        ssize_t k = *r->slow && n - off > 500 ? 500 : n - off;
+
+                        if (write(r->to, buf + off, (size_t)k) != k)
+                                return NULL;
+                        off += k;
+                        if (*r->slow)
+                                usleep(40000);
+                }
+        }
+        shutdown(r->to, SHUT_WR);
+        return NULL;
+}
+
+struct slow_agent {
+        struct agent_end a; /* its creds; fd: the agent's socket */
+        volatile int slow;
+        int go[2]; /* a byte: send the big event */
+};
+
+static void agent_frame(SSL *ssl, uint16_t ev, size_t data_len)
+{
+        static uint8_t data[20000];
+        struct ag_buf b;
+
+        ag_buf_init(&b);
+        ag_frame_begin(&b, AG_K_EVENT, ev, 0, 0);
+        if (data_len)
+                ag_put_bytes(&b, AG_A_DATA, data, data_len);
+        assert_int_equal(ag_frame_end(&b), 0);
+        assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+        ag_buf_done(&b);
+}
+
+static void *slow_agent_thread(void *arg)
+{
+        struct slow_agent *sa = arg;
+        char msg[256], c;
+        SSL_CTX *ctx = agent_tls_ctx_new(&sa->a.creds, msg, sizeof(msg));
+        SSL *ssl = SSL_new(ctx);
+
+        SSL_set_fd(ssl, sa->a.fd);
+        if (SSL_accept(ssl) == 1) {
+                agent_frame(ssl, AG_EV_READY, 0);
+                if (read(sa->go[0], &c, 1) == 1) {
+                        sa->slow = 1;
+                        agent_frame(ssl, AG_EV_LOG, 16000); /* two records */
+                }
+                while (SSL_read(ssl, msg, sizeof(msg)) > 0)
+                        ;
+        }
+        ERR_clear_error();
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        close(sa->a.fd);
+        return NULL;
+}
+
+static int logs_seen;
+static pthread_mutex_t logs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void count_log(void *data, enum ag_event ev, const uint8_t *p, size_t n)
+{
+        (void)data;
+        (void)p;
+        (void)n;
+        pthread_mutex_lock(&logs_lock);
+        logs_seen += ev == AG_EV_LOG;
+        pthread_mutex_unlock(&logs_lock);
+}
+
+static double cpu_s(void)
+{
+        struct rusage ru;
+
+        getrusage(RUSAGE_SELF, &ru);
+        return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec / 1e6;
+}
+
+/*
+ * A record that arrives in pieces over a second: the client's I/O thread waits in poll()
+ * for the rest (OpenSSL holds the first pieces, but no byte a read could return) instead of
+ * spinning, and the event comes whole.
+ */
+static void test_client_waits_for_partial_records(void **state)
+{
+        static const struct ag_client_ops ops = {.on_event = count_log};
+        struct fix *f = *state;
+        struct sh_error err = {0};
+        struct ag_tls_conn *t = NULL;
+        struct ag_client *c = NULL;
+        struct slow_agent sa;
+        struct relay down, up;
+        int a2r[2], r2c[2], seen = 0;
+        double cpu;
+        pthread_t th;
+
+        /* agent <-> relay <-> runtd */
+        agent_creds(&sa.a, f->ca1, AG_TLS_AGENT, "pod-1", f->ca1);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a2r), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r2c), 0);
+        assert_int_equal(pipe2(sa.go, O_CLOEXEC), 0);
+        sa.a.fd = a2r[0];
+        sa.slow = 0;
+        down = (struct relay){.from = a2r[1], .to = r2c[0], .slow = &sa.slow};
+        up = (struct relay){.from = r2c[0], .to = a2r[1], .slow = &(int){0}};
+        pthread_create(&down.thread, NULL, relay_thread, &down);
+        pthread_create(&up.thread, NULL, relay_thread, &up);
+        pthread_create(&th, NULL, slow_agent_thread, &sa);
+
+        assert_int_equal(ag_tls_handshake(f->cl1, r2c[1], "pod-1", 5000, &t, &err), 0);
+        assert_int_equal(ag_client_new_tls(t, &ops, NULL, &c, &err), 0);
+        cpu = cpu_s();
+        assert_int_equal(write(sa.go[1], "g", 1), 1);
+        for (int i = 0; i < 500 && !seen; i++) {
+                usleep(10000);
+                pthread_mutex_lock(&logs_lock);
+                seen = logs_seen;
+                pthread_mutex_unlock(&logs_lock);
+        }
+        assert_int_equal(seen, 1);
+        cpu = cpu_s() - cpu;
+        /* about a second of waiting; a spinning thread would burn most of it */
+        assert_true(cpu < 0.25);
+        ag_client_free(c);
+        close(sa.go[1]);
+        pthread_join(th, NULL);
+        shutdown(a2r[1], SHUT_RDWR);
+        shutdown(r2c[0], SHUT_RDWR);
+        pthread_join(down.thread, NULL);
+        pthread_join(up.thread, NULL);
+        close(a2r[1]);
+        close(r2c[0]);
+        close(sa.go[0]);
+        agent_tls_creds_done(&sa.a.creds);
+}
+
 static void test_handshake_timeout(void **state)
 {
         struct fix *f = *state;
@@ -696,6 +862,8 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refusal_reaches_runtd, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refuses_clients, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_client_waits_for_partial_records, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dial_errors, setup, teardown),
         };
