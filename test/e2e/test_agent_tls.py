@@ -337,3 +337,27 @@ def test_ct_mode_pid1(env):
             proc.wait()
         log.close()
         cleanup_mounts(state)
+
+
+def test_credentials_from_files(env):
+    """--tls-cert/--tls-key/--tls-ca: PEM files, or the base64 of DER as in the environment."""
+    tmp, creds = env["tmp"], env["creds"]
+    b64 = tmp / "key.b64"
+    b64.write_text(env["agent_env"]["RUNT_AGENT_TLS_KEY"] + "\n")
+    log_path = tmp / "files.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(AGENT), "--listen-tls", "127.0.0.1:0",
+                                 "--state-dir", str(tmp / "files-state"),
+                                 "--tls-cert", str(creds / "agent.crt"), "--tls-key", str(b64),
+                                 "--tls-ca", str(creds / "ca.crt")],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        c = connect(env, port=wait_listening(log_path))
+        c.call(ap.OP_SHUTDOWN)
+        c.close()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
