@@ -5,9 +5,9 @@
  * host connection (virtio-serial port, or a unix socket in host mode), the SIGCHLD
  * signalfd, and every container's and stream's fds. Module prefix: agent_ / ctr_ / st_.
  *
- * The transport (agent-main.c: how the byte stream is opened and reopened) is apart from
- * the logic (everything else sees agent_send() and the dispatch of whole frames), so the
- * same agent can serve a Proxmox CT over another transport.
+ * The transport (agent-main.c: how the byte stream is opened and reopened: a virtio-serial
+ * port, a unix socket, or TCP with TLS for a Proxmox CT, agent-tls.h) is apart from the
+ * logic (everything else sees agent_send() and the dispatch of whole frames).
  */
 
 #include <limits.h>
@@ -28,8 +28,9 @@ enum ew_kind {
         EW_CTR_ERR,
         EW_ST_OUT, /* a stream's fd the agent reads (exec stdout / socket) */
         EW_ST_ERR,
-        EW_ST_IN, /* a stream's fd the agent writes (exec stdin), when it has to wait */
-        EW_OOM,   /* inotify on the containers' memory.events */
+        EW_ST_IN,  /* a stream's fd the agent writes (exec stdin), when it has to wait */
+        EW_OOM,    /* inotify on the containers' memory.events */
+        EW_TLS_HS, /* a TLS connection in its handshake (obj: agent-main.c's struct hs) */
 };
 
 struct ew {
@@ -40,7 +41,8 @@ struct ew {
 };
 
 struct agent_cfg {
-        bool pid1;
+        bool pid1; /* PID 1 of a microVM guest: sets the machine up */
+        bool ct;   /* the entrypoint of a Proxmox CT (PID 1 there too, nothing to set up) */
         char state_dir[PATH_MAX];   /* /run/runt-agent */
         char cgroup_root[PATH_MAX]; /* "" = no cgroups (host mode default) */
         bool have_cgroups;

@@ -43,6 +43,16 @@ struct ag_client_ops {
 int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
                   struct sh_error *err);
 
+struct ag_tls_conn;
+
+/*
+ * The same on a TLS connection to a runt-agent (tls.h: ag_dial_tls, handshake done), which
+ * it owns from then on, even on failure. Nothing changes for the callers: the I/O thread
+ * reads and writes through TLS, sends a close_notify at ag_client_free.
+ */
+int ag_client_new_tls(struct ag_tls_conn *conn, const struct ag_client_ops *cbs, void *cb_data,
+                      struct ag_client **ret, struct sh_error *err);
+
 /*
  * Stops the I/O thread, closes the connection and every stream's local end, fails pending
  * calls with -ECONNRESET, then waits for the threads inside ag_client_* calls to return

@@ -4,7 +4,7 @@ Frames: a 16-byte big-endian header (u8 version, u8 kind, u16 op, u32 stream, u3
 u32 len) and a payload. Payloads of REQ/RESP/EVENT are TLV attributes (u16 tag, u32 len,
 value); integers are 8-byte big-endian two's complement; a nested record is a TLV block.
 
-    c = AgentClient(sock)              # any connected stream socket
+    c = AgentClient(sock)              # any connected stream socket, or an ssl.SSLSocket
     ev = c.wait_event(EV_READY)
     r = c.call(OP_HELLO)               # -> Attrs; raises AgentError for a failed RESP
 """
@@ -176,6 +176,16 @@ class Stream:
         for i in range(0, len(data), MAX_DATA):
             self.c.send_frame(K_DATA, chan, self.sid, 0, data[i:i + MAX_DATA])
 
+    def send_flow(self, data, chan=CHAN_STDIN, timeout=20):
+        """send(), within the credit the agent grants (it drops what passes it)."""
+        off = 0
+        while off < len(data):
+            self.c.pump_until(lambda: self.credit > 0, timeout)
+            n = min(self.credit, MAX_DATA, len(data) - off)
+            self.c.send_frame(K_DATA, chan, self.sid, 0, data[off:off + n])
+            self.credit -= n
+            off += n
+
     def close(self, chan=CHAN_STDIN):
         self.c.send_frame(K_CLOSE, chan, self.sid, 0)
 
@@ -207,9 +217,12 @@ class AgentClient:
         self.sock.sendall(frame(kind, op, stream, id_, payload))
 
     def _read_frames(self, timeout):
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            return
+        # A TLS socket (ssl.SSLSocket) may hold decrypted bytes select() cannot see.
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending() > 0):
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            if not r:
+                return
         data = self.sock.recv(1 << 20)
         if not data:
             raise EOFError("agent closed the connection")
