@@ -13,7 +13,7 @@
  * Host mode (tests; later a CT): runt-agent --listen-unix PATH | --fd N [--state-dir DIR]
  * [--cgroup-root DIR] does everything but the PID 1 set-up, one connection at a time
  * (--fd: that one connection, then it exits). No cgroups unless --cgroup-root names a
- * cgroup v2 directory it may use.
+ * cgroup v2 directory it may use. --layer-max-bytes caps one LAYER_PUT (agent-layer.c).
  */
 
 #include <dirent.h>
@@ -264,6 +264,7 @@ static void conn_end(void)
                 ctr_throttle(false);
         }
         st_drop_all();
+        layer_drop_all();
         if (listen_w.fd >= 0)
                 ew_set(&listen_w, EPOLLIN);
         if (agent_cfg.pid1)
@@ -371,6 +372,12 @@ static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
         case AG_OP_SHUTDOWN:
                 op_shutdown(h);
                 return;
+        case AG_OP_LAYER_HAS:
+                layer_op_has(h, p);
+                return;
+        case AG_OP_LAYER_PUT:
+                layer_op_put(h, p);
+                return;
         default:
                 agent_resp_err(h, EOPNOTSUPP, "unknown op %u", h->op);
         }
@@ -402,13 +409,15 @@ static void conn_readable(void)
                         dispatch_req(&h, p);
                         break;
                 case AG_K_DATA:
-                        st_data(&h, p);
+                        if (!layer_data(&h, p))
+                                st_data(&h, p);
                         break;
                 case AG_K_WINDOW:
                         st_window(&h, p);
                         break;
                 case AG_K_CLOSE:
-                        st_close(&h);
+                        if (!layer_close(&h))
+                                st_close(&h);
                         break;
                 default:
                         break; /* RESP/EVENT from the host: nothing to do */
@@ -675,7 +684,8 @@ static int usage(void)
 {
         fprintf(stderr, "usage: runt-agent                     (as PID 1 of a pod VM)\n"
                         "       runt-agent --listen-unix PATH | --fd N\n"
-                        "                  [--state-dir DIR] [--cgroup-root DIR]\n");
+                        "                  [--state-dir DIR] [--cgroup-root DIR]\n"
+                        "                  [--layer-max-bytes N]\n");
         return 2;
 }
 
@@ -708,6 +718,7 @@ int main(int argc, char **argv)
 
         agent_cfg.pid1 = getpid() == 1;
         snprintf(agent_cfg.state_dir, sizeof(agent_cfg.state_dir), "/run/runt-agent");
+        agent_cfg.layer_max_bytes = AG_LAYER_MAX_BYTES;
         if (agent_cfg.pid1)
                 snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "/sys/fs/cgroup");
         for (int i = 1; i < argc; i++) {
@@ -725,11 +736,13 @@ int main(int argc, char **argv)
                         snprintf(agent_cfg.state_dir, sizeof(agent_cfg.state_dir), "%s", v);
                 else if (strcmp(a, "--cgroup-root") == 0)
                         snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "%s", v);
+                else if (strcmp(a, "--layer-max-bytes") == 0)
+                        agent_cfg.layer_max_bytes = strtoull(v, NULL, 10);
                 else
                         return usage();
                 i++;
         }
-        if (!agent_cfg.pid1 && !listen_path && conn_fd < 0)
+        if ((!agent_cfg.pid1 && !listen_path && conn_fd < 0) || !agent_cfg.layer_max_bytes)
                 return usage();
 
         sigemptyset(&mask);
@@ -742,6 +755,9 @@ int main(int argc, char **argv)
                 prctl(PR_SET_CHILD_SUBREAPER, 1);
         make_boot_id();
         mkdir(agent_cfg.state_dir, 0700);
+        if (layer_init() < 0)
+                agent_log("no image layers over the channel: %s/layers unusable",
+                          agent_cfg.state_dir);
         if (agent_cfg.cgroup_root[0] && ctr_setup_cgroups() < 0)
                 agent_log("cgroups at %s unusable: no limits", agent_cfg.cgroup_root);
 
@@ -839,5 +855,6 @@ int main(int argc, char **argv)
                  * the same batch may point to them (their fds are -1 by then). */
                 st_gc();
                 ctr_gc();
+                layer_gc();
         }
 }
