@@ -13,7 +13,8 @@
  * Host mode (tests): runt-agent --listen-unix PATH | --fd N | --listen-tls ADDR:PORT
  * [--state-dir DIR] [--cgroup-root DIR] does everything but the PID 1 set-up, one
  * connection at a time (--fd: that one connection, then it exits). No cgroups unless
- * --cgroup-root names a cgroup v2 directory it may use.
+ * --cgroup-root names a cgroup v2 directory it may use. --layer-max-bytes caps one
+ * LAYER_PUT (agent-layer.c).
  *
  * TLS (a Proxmox CT; tls-common.h): --listen-tls, or RUNT_AGENT_LISTEN, listens on TCP. The
  * credentials come from the environment (RUNT_AGENT_TLS_CERT, _KEY, _CA: base64 of DER) or
@@ -366,6 +367,7 @@ static void conn_end(void)
                 ctr_throttle(false);
         }
         st_drop_all();
+        layer_drop_all();
         if (listen_w.fd >= 0)
                 ew_set(&listen_w, EPOLLIN);
         if (agent_cfg.pid1)
@@ -473,6 +475,12 @@ static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
         case AG_OP_SHUTDOWN:
                 op_shutdown(h);
                 return;
+        case AG_OP_LAYER_HAS:
+                layer_op_has(h, p);
+                return;
+        case AG_OP_LAYER_PUT:
+                layer_op_put(h, p);
+                return;
         default:
                 agent_resp_err(h, EOPNOTSUPP, "unknown op %u", h->op);
         }
@@ -506,13 +514,15 @@ static void conn_readable(void)
                         dispatch_req(&h, p);
                         break;
                 case AG_K_DATA:
-                        st_data(&h, p);
+                        if (!layer_data(&h, p))
+                                st_data(&h, p);
                         break;
                 case AG_K_WINDOW:
                         st_window(&h, p);
                         break;
                 case AG_K_CLOSE:
-                        st_close(&h);
+                        if (!layer_close(&h))
+                                st_close(&h);
                         break;
                 default:
                         break; /* RESP/EVENT from the host: nothing to do */
@@ -790,7 +800,7 @@ static int usage(void)
                 "       runt-agent --ct                (as the entrypoint of a Proxmox CT)\n"
                 "       runt-agent --listen-unix PATH | --fd N | --listen-tls ADDR:PORT\n"
                 "                  [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
-                "                  [--state-dir DIR] [--cgroup-root DIR]\n"
+                "                  [--state-dir DIR] [--cgroup-root DIR] [--layer-max-bytes N]\n"
                 "TLS credentials: the environment's " AG_TLS_ENV_CERT ", " AG_TLS_ENV_KEY
                 ",\n" AG_TLS_ENV_CA " (base64 of DER), or the files (PEM or the same base64).\n"
                 "ADDR:PORT: IPV4:PORT or [IPV6]:PORT; in CT mode " AG_TLS_ENV_LISTEN
@@ -1095,6 +1105,7 @@ int main(int argc, char **argv)
 
         agent_cfg.pid1 = getpid() == 1;
         snprintf(agent_cfg.state_dir, sizeof(agent_cfg.state_dir), "/run/runt-agent");
+        agent_cfg.layer_max_bytes = AG_LAYER_MAX_BYTES;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -1123,6 +1134,8 @@ int main(int argc, char **argv)
                 else if (strcmp(a, "--cgroup-root") == 0)
                         cgroup_set = true,
                         snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "%s", v);
+                else if (strcmp(a, "--layer-max-bytes") == 0)
+                        agent_cfg.layer_max_bytes = strtoull(v, NULL, 10);
                 else
                         return usage();
                 i++;
@@ -1142,7 +1155,8 @@ int main(int argc, char **argv)
         /* Not as a CT's entrypoint run by hand on a host: that root is the host's. */
         if ((agent_cfg.pid1 || (agent_cfg.ct && getpid() == 1)) && !cgroup_set)
                 snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "/sys/fs/cgroup");
-        if (!agent_cfg.pid1 && !listen_path && conn_fd < 0 && !listen_tls) {
+        if ((!agent_cfg.pid1 && !listen_path && conn_fd < 0 && !listen_tls) ||
+            !agent_cfg.layer_max_bytes) {
                 agent_tls_creds_done(&creds);
                 return usage();
         }
@@ -1177,6 +1191,9 @@ int main(int argc, char **argv)
         mkdir(agent_cfg.state_dir, 0700);
         if (agent_cfg.ct && agent_cfg.cgroup_root[0] && getpid() == 1)
                 ct_cgroup_leaf();
+        if (layer_init() < 0)
+                agent_log("no image layers over the channel: %s/layers unusable",
+                          agent_cfg.state_dir);
         if (agent_cfg.cgroup_root[0] && ctr_setup_cgroups() < 0)
                 agent_log("cgroups at %s unusable: no limits", agent_cfg.cgroup_root);
 
@@ -1304,5 +1321,6 @@ int main(int argc, char **argv)
                  * the same batch may point to them (their fds are -1 by then). */
                 st_gc();
                 ctr_gc();
+                layer_gc();
         }
 }

@@ -47,6 +47,7 @@ struct agent_cfg {
         char cgroup_root[PATH_MAX]; /* "" = no cgroups (host mode default) */
         bool have_cgroups;
         char boot_id[40];
+        uint64_t layer_max_bytes; /* one LAYER_PUT stream at most */
 };
 extern struct agent_cfg agent_cfg;
 
@@ -188,6 +189,21 @@ void st_attach_output(struct ctr *c, int chan, const uint8_t *d, size_t n);
 void st_attach_eof(struct ctr *c);
 /* A container is being removed: its attach streams end. */
 void st_ctr_gone(struct ctr *c);
+
+/* ---- agent-layer.c: image layers sent over the channel (proto.h, IMAGE LAYERS) ---- */
+/* Makes state_dir/layers and removes the temp dirs of PUTs a killed agent left. */
+int layer_init(void);
+void layer_op_has(const struct ag_hdr *h, const uint8_t *p);
+void layer_op_put(const struct ag_hdr *h, const uint8_t *p);
+/* A DATA / CLOSE frame: true when its stream is a LAYER_PUT's (then it was handled). */
+bool layer_data(const struct ag_hdr *h, const uint8_t *p);
+bool layer_close(const struct ag_hdr *h);
+bool layer_stream_used(uint32_t sid);
+/* The connection ended: every PUT is abandoned (its temp dir removed). */
+void layer_drop_all(void);
+void layer_gc(void);
+/* Whether an exec/attach/dial stream has id @sid (agent-exec.c). */
+bool st_stream_used(uint32_t sid);
 
 /* ---- agent-net.c ---- */
 void net_op_setup(const struct ag_hdr *h, const uint8_t *p);

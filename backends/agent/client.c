@@ -1232,6 +1232,43 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
         return 0;
 }
 
+int ag_client_open_stream(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                          unsigned timeout_ms, struct ag_exec_fds *ret, uint8_t **ret_payload,
+                          size_t *ret_len, struct sh_error *err)
+{
+        _cleanup_close_ int in = -EBADF, out = -EBADF, errfd = -EBADF, ex = -EBADF;
+        struct stream *st = stream_new(ST_EXEC);
+        unsigned open_ms;
+        uint32_t sid;
+        int r;
+
+        if (!st)
+                return sh_err(err, -ENOMEM, "stream %u", op);
+        r = pair(SOCK_STREAM, &in, &st->up_fd);
+        if (r == 0)
+                r = pair(SOCK_STREAM, &out, &st->out_fd[1]);
+        if (r == 0)
+                r = pair(SOCK_STREAM, &errfd, &st->out_fd[2]);
+        if (r == 0)
+                r = pair(SOCK_SEQPACKET, &ex, &st->exit_fd);
+        if (r < 0) {
+                stream_free(st);
+                return sh_err(err, r, "stream %u: socketpair", op);
+        }
+        sid = new_stream_id(c, &open_ms);
+        r = call_run(c, op, sid, st, attrs, timeout_ms, -1, ret_payload, ret_len, err);
+        if (r < 0)
+                return r;
+        *ret = (struct ag_exec_fds){
+                .stdin_fd = TAKE_FD(in),
+                .stdout_fd = TAKE_FD(out),
+                .stderr_fd = TAKE_FD(errfd),
+                .exit_fd = TAKE_FD(ex),
+                .stream = sid,
+        };
+        return 0;
+}
+
 int ag_client_resize(struct ag_client *c, uint32_t stream, unsigned rows, unsigned cols,
                      struct sh_error *err)
 {
