@@ -30,11 +30,9 @@ import mmap
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys

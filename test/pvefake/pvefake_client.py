@@ -71,8 +71,9 @@ class PveFake:
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
+                err = self.stderr()
                 self.stop()
-                raise PveFakeError("pvefake did not start: %s" % self.stderr())
+                raise PveFakeError("pvefake did not start: %s" % err)
             r, _, _ = select.select([self.proc.stdout], [], [], left)
             if r:
                 b = os.read(self.proc.stdout.fileno(), 4096)
@@ -89,8 +90,16 @@ class PveFake:
         except OSError:
             return ""
 
-    def stop(self, timeout=20.0):
-        """SIGTERM and wait; the exit code (None if it had to be killed)."""
+    def stop(self, timeout=20.0, keep_dir=False):
+        """SIGTERM and wait; the exit code (None if it had to be killed). A directory this
+        object made is removed unless @keep_dir."""
+        rc = self._stop(timeout)
+        if self._own_dir and not keep_dir:
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
+
+    def _stop(self, timeout):
         if self.proc is None:
             return None
         rc = self.proc.poll()
@@ -112,9 +121,6 @@ class PveFake:
 
     def __exit__(self, *exc):
         self.stop()
-        if self._own_dir:
-            import shutil
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- what the ready line says
 
