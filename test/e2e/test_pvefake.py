@@ -8,11 +8,15 @@ root, with lxc) CTs that really run.
     /usr/bin/python3 -m pytest test/e2e/test_pvefake.py -q -p no:cacheprovider
 """
 
+import glob
 import gzip
 import hashlib
 import http.client
 import json
+import os
+import random
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -20,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -899,3 +904,278 @@ def test_sigterm_exits_zero():
         assert p.api("GET", "/version")[0] == 200
     finally:
         assert p.stop() == 0
+
+
+# --------------------------------------------------------------------------- --run-cts
+
+HAVE_LXC = os.geteuid() == 0 and all(
+    shutil.which(t) for t in ("lxc-start", "lxc-stop", "lxc-info", "nsenter", "ip"))
+needs_lxc = pytest.mark.skipif(not HAVE_LXC, reason="--run-cts needs root and the lxc tools")
+BUSYBOX = "/bin/busybox"
+
+
+def free_subnet():
+    """A 10.88.N.0/24 no interface on this host has an address in."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    used = {a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])}
+    taken = {int(ip.split(".")[2]) for ip in used if ip.startswith("10.88.")}
+    for n in random.sample(range(100, 250), 150):
+        if n not in taken:
+            return "10.88.%d" % n
+    pytest.skip("no free 10.88.N.0/24")
+
+
+def host_leftovers(port):
+    """What a fake on @port could leave on the host: links and cgroup dirs."""
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = [ln.split(":")[1].strip().split("@")[0] for ln in links.splitlines()]
+    ours = [n for n in names if n == "pvf%d" % port or n.startswith("pvf%dn" % port)
+            or n.startswith("pw%04x" % port)]
+    cgroups = []
+    for depth in range(4):
+        cgroups += glob.glob("/sys/fs/cgroup/" + "*/" * depth + "pvefake-%d" % port)
+    return ours, cgroups
+
+
+@pytest.fixture(scope="module")
+def ctpve(tmp_path_factory):
+    """A fake that runs its CTs, with one busybox OCI image uploaded to node1."""
+    if not HAVE_LXC:
+        pytest.skip("--run-cts needs root and the lxc tools")
+    if not os.path.isfile(BUSYBOX):
+        pytest.skip("no static busybox at %s" % BUSYBOX)
+    net = free_subnet()
+    p = PveFake(run_cts=True, bridges=["vmbr0=%s.1/24" % net], tokens=[TOKEN])
+    p.start()
+    p.net = net
+    try:
+        img = tmp_path_factory.mktemp("img") / "web.tar"
+        data = busybox_image(img, {"Cmd": [
+            'echo "$GREETING" > /tmp/index.html; hostname > /tmp/host; '
+            'httpd -p 8080 -h /tmp; trap "exit 0" TERM; while :; do sleep 1; done']})
+        p.web = upload_template(p, "node1", "web_1.0.tar", data)
+        yield p
+    finally:
+        port = p.port
+        assert p.stop() == 0
+        assert host_leftovers(port) == ([], [])
+
+
+def wait_for(cond, timeout=15.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def http_get(url, timeout=2.0):
+    return urllib.request.urlopen(url, timeout=timeout).read()
+
+
+@needs_lxc
+def test_run_ct_reachable_over_the_bridge(ctpve):
+    ip = ctpve.net + ".10"
+    upid = create_ct(ctpve, "node1", 1001, ctpve.web, hostname="web1", memory=96, cores=1,
+                     net0="name=eth0,bridge=vmbr0,ip=%s/24,gw=%s.1" % (ip, ctpve.net),
+                     start=1)
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    start = [t for t in ctpve.state()["tasks"] if t["type"] == "vzstart" and t["id"] == "1001"]
+    assert ctpve.wait_task(start[0]["upid"])["exitstatus"] == "OK"
+    s = ctpve.api("GET", "/nodes/node1/lxc/1001/status/current")[2]["data"]
+    assert s["status"] == "running"
+    pid = s["pid"]
+    # the real init of the CT: its own pid and uts namespaces, the image's rootfs
+    assert os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/self/ns/pid")
+    assert os.readlink("/proc/%d/ns/net" % pid) != os.readlink("/proc/self/ns/net")
+    assert Path("/proc/%d/root/bin/busybox" % pid).is_file()
+    assert s["mem"] > 0 and s["maxmem"] == 96 * 1024 * 1024
+    assert s["uptime"] >= 0
+    body = wait_for(lambda: _try_get("http://%s:8080/index.html" % ip))
+    assert body == b"hello world\n"                      # the image's Env reached the init
+    assert http_get("http://%s:8080/host" % ip) == b"web1\n"
+    ifs = ctpve.api("GET", "/nodes/node1/lxc/1001/interfaces")[2]["data"]
+    eth0 = next(i for i in ifs if i["name"] == "eth0")
+    assert eth0["inet"] == ip + "/24"
+    c = ctpve.api("GET", "/nodes/node1/lxc/1001/config")[2]["data"]
+    assert eth0["hwaddr"] == eth0["hardware-address"] == \
+        re.search(r"hwaddr=([0-9A-F:]+)", c["net0"]).group(1).lower()
+    # memory as a cgroup limit
+    limit = _cgroup_memory_limit(pid)
+    if limit is not None:
+        assert limit == 96 * 1024 * 1024
+    # shutdown: SIGTERM to the init, which traps it
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1001/status/shutdown", {"timeout": 10})[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert ctpve.api("GET", "/nodes/node1/lxc/1001/status/current")[2]["data"]["status"] == \
+        "stopped"
+    assert not Path("/proc/%d" % pid).exists() or _not_same_process(pid)
+    assert ctpve.api("GET", "/nodes/node1/lxc/1001/interfaces")[2]["data"] is None
+    # starts again from the same rootfs; a forced delete stops and removes it
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1001/status/start")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert wait_for(lambda: _try_get("http://%s:8080/index.html" % ip)) == b"hello world\n"
+    upid = ctpve.api("DELETE", "/nodes/node1/lxc/1001", {"force": 1, "purge": 1})[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert not (Path(ctpve.dir) / "cts" / "1001").exists()
+    assert not (Path(ctpve.dir) / "lxc" / "1001").exists()
+
+
+def _try_get(url):
+    try:
+        return http_get(url, timeout=1.0)
+    except OSError:
+        return None
+
+
+def _not_same_process(pid):
+    try:
+        return "busybox" not in os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return True
+
+
+def _cgroup_memory_limit(pid):
+    for line in Path("/proc/%d/cgroup" % pid).read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if "memory" in ctrls.split(","):
+            f = Path("/sys/fs/cgroup/memory%s/memory.limit_in_bytes" % path)
+            return int(f.read_text()) if f.exists() else None
+        if ctrls == "":
+            f = Path("/sys/fs/cgroup%s/memory.max" % path)
+            if f.exists():
+                return int(f.read_text())
+    return None
+
+
+@needs_lxc
+def test_run_ct_init_exit_shows_stopped_and_kill(ctpve, tmp_path):
+    data = busybox_image(tmp_path / "short.tar", {"Entrypoint": ["/bin/sleep"], "Cmd": ["2"]},
+                         gzip_layers=False)
+    vol = upload_template(ctpve, "node1", "short_1.tar", data)
+    upid = create_ct(ctpve, "node1", 1002, vol)
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    c = ctpve.api("GET", "/nodes/node1/lxc/1002/config")[2]["data"]
+    assert c["entrypoint"] == "/bin/sleep 2"
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1002/status/start")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert ctpve.api("GET", "/nodes/node1/lxc/1002/status/current")[2]["data"]["status"] == \
+        "running"
+    st = wait_for(lambda: ctpve.api("GET", "/nodes/node1/lxc/1002/status/current")[2]["data"]
+                  ["status"] == "stopped", timeout=10)
+    assert st
+    st, reason, _ = ctpve.api("POST", "/nodes/node1/lxc/1002/status/stop")
+    assert reason == "CT 1002 not running"
+    # PID 1 ignores SIGTERM it has no handler for: shutdown without forceStop fails
+    ctpve.api("PUT", "/nodes/node1/lxc/1002/config", {"entrypoint": "/bin/sleep 1000"})
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1002/status/start")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1002/status/shutdown", {"timeout": 1})[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "container did not stop"
+    assert ctpve.api("GET", "/nodes/node1/lxc/1002/status/current")[2]["data"]["status"] == \
+        "running"
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1002/status/stop")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert ctpve.api("GET", "/nodes/node1/lxc/1002/status/current")[2]["data"]["status"] == \
+        "stopped"
+    upid = ctpve.api("DELETE", "/nodes/node1/lxc/1002")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+
+
+@needs_lxc
+def test_run_ct_layers_whiteouts_and_quoted_entrypoint(ctpve, tmp_path):
+    base = busybox_layer() + [
+        ("data", "dir", None, 0o755), ("data/a", "file", b"a", 0o644),
+        ("data/b", "file", b"b", 0o600), ("opq", "dir", None, 0o755),
+        ("opq/x", "file", b"x", 0o644), ("lnk", "symlink", "data", None)]
+    top = [("data/.wh.a", "whiteout", None, None), ("opq/.wh..wh..opq", "whiteout", None, None),
+           ("opq/y", "file", b"y", 0o644), ("data/c", "hardlink", "data/b", None),
+           ("lnk/d", "file", b"through a symlink", 0o644),
+           ("../escape", "file", b"no", 0o644)]
+    img = tmp_path / "layers.tar"
+    build_oci_archive(img, [base, top], {
+        "Entrypoint": ["/bin/sh", "-c", 'echo "$1 $2" > /tmp/args; exec sleep 1000', "sh",
+                       "two words", "it's"]}, gzip_layers=True, nested_index=True)
+    vol = upload_template(ctpve, "node1", "layers_1.tar", img.read_bytes())
+    upid = create_ct(ctpve, "node1", 1003, vol)
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    root = Path(ctpve.dir) / "cts" / "1003" / "rootfs"
+    assert sorted(os.listdir(root / "data")) == ["b", "c", "d"]
+    assert os.listdir(root / "opq") == ["y"]
+    assert (root / "data" / "b").stat().st_mode & 0o777 == 0o600
+    assert os.stat(root / "data" / "c").st_ino == os.stat(root / "data" / "b").st_ino
+    assert (root / "data" / "d").read_bytes() == b"through a symlink"
+    assert not (Path(ctpve.dir) / "cts" / "1003" / "escape").exists()
+    assert os.readlink(root / "bin" / "sh") == "busybox"
+    # PVE writes the entrypoint shell-quoted; LXC splits it without escapes, so an argument
+    # with a quote in it arrives cut (the same on a real PVE)
+    c = ctpve.api("GET", "/nodes/node1/lxc/1003/config")[2]["data"]
+    assert c["entrypoint"] == ("/bin/sh -c 'echo \"$1 $2\" > /tmp/args; exec sleep 1000' sh "
+                               "'two words' 'it'\\''s'")
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1003/status/start")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    args = wait_for(lambda: (root / "tmp" / "args").exists() and
+                    (root / "tmp" / "args").read_text())
+    assert args == "two words it\n"
+    upid = ctpve.api("DELETE", "/nodes/node1/lxc/1003", {"force": 1})[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    assert not root.exists()
+
+
+@needs_lxc
+def test_run_ct_unknown_bridge_fails_the_start(ctpve):
+    upid = create_ct(ctpve, "node1", 1004, ctpve.web, net0="name=eth0,bridge=vmbr7,ip=dhcp")
+    assert ctpve.wait_task(upid)["exitstatus"] == "OK"
+    upid = ctpve.api("POST", "/nodes/node1/lxc/1004/status/start")[2]["data"]
+    assert ctpve.wait_task(upid)["exitstatus"] == "bridge 'vmbr7' does not exist"
+    assert ctpve.api("GET", "/nodes/node1/lxc/1004/status/current")[2]["data"]["status"] == \
+        "stopped"
+    ctpve.wait_task(ctpve.api("DELETE", "/nodes/node1/lxc/1004")[2]["data"])
+
+
+@needs_lxc
+def test_run_ct_sigterm_cleans_up_everything(tmp_path):
+    if not os.path.isfile(BUSYBOX):
+        pytest.skip("no static busybox at %s" % BUSYBOX)
+    net = free_subnet()
+    net1 = free_subnet()
+    while net1 == net:
+        net1 = free_subnet()
+    p = PveFake(run_cts=True, bridges=["vmbr0=%s.1/24" % net, "vmbr1=%s.1/24" % net1])
+    p.start()
+    port = p.port
+    try:
+        st = p.state()
+        hosts = [b["host"] for b in st["bridges"].values()]
+        assert hosts == ["pvf%d" % port, "pvf%dn1" % port]
+        data = busybox_image(tmp_path / "bb.tar", {"Entrypoint": ["/bin/sleep", "1000"],
+                                                   "Cmd": []})
+        vol = upload_template(p, "node1", "bb_1.tar", data)
+        pids = []
+        for i, vmid in enumerate((2001, 2002)):
+            upid = create_ct(p, "node1", vmid, vol, start=1,
+                             net0="name=eth0,bridge=vmbr%d,ip=%s.20/24" % (i, (net, net1)[i]))
+            assert p.wait_task(upid)["exitstatus"] == "OK"
+            pids.append(wait_for(lambda: p.api("GET", "/nodes/node1/lxc/%d/status/current"
+                                               % vmid)[2]["data"].get("pid")))
+        links, _ = host_leftovers(port)
+        assert len(links) == 4                          # two bridges, two veths
+        running = subprocess.run(["lxc-ls", "-P", os.path.join(p.dir, "lxc"), "--running"],
+                                 capture_output=True, text=True).stdout.split()
+        assert sorted(running) == ["2001", "2002"]
+    finally:
+        rc = p.stop(keep_dir=True)
+    try:
+        assert rc == 0
+        assert host_leftovers(port) == ([], [])
+        for pid in pids:
+            assert not Path("/proc/%d" % pid).exists() or _not_same_process(pid)
+        running = subprocess.run(["lxc-ls", "-P", os.path.join(p.dir, "lxc"), "--running"],
+                                 capture_output=True, text=True).stdout.split()
+        assert running == []
+    finally:
+        shutil.rmtree(p.dir, ignore_errors=True)
