@@ -1841,6 +1841,15 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         except (ConnectionError, ssl.SSLError, socket.timeout, BrokenPipeError):
             self.close_connection = True
             status = 0
+        except Exception as e:      # a bug in the fake: say so, loudly, and keep serving
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            try:
+                status = self.reply_json(500, "internal error in pvefake: %r\n" % (e,), None)
+            except OSError:
+                self.close_connection = True
+                status = 0
         finally:
             if ctx.upload_file:
                 try:

@@ -111,10 +111,30 @@ class PveFake:
                 self.proc.kill()
                 self.proc.wait()
                 rc = None
+                self._reap_leftovers()
         self.proc.stdout.close()
         self._stderr.close()
         self.proc = None
         return rc
+
+    def _reap_leftovers(self):
+        """After a SIGKILL: what a --run-cts fake would have removed itself (its containers,
+        its bridges pvf<port>[nN], its veths pw<port hex>...)."""
+        if not self.ready or "--run-cts" not in self.argv:
+            return
+        lxcpath = os.path.join(self.dir, "lxc")
+        if os.path.isdir(lxcpath):
+            for name in os.listdir(lxcpath):
+                subprocess.run(["lxc-stop", "-n", name, "-P", lxcpath, "--kill"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = self.ready["port"]
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                             text=True).stdout
+        for line in out.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name == "pvf%d" % port or name.startswith("pvf%dn" % port) or \
+                    name.startswith("pw%04x" % port):
+                subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
 
     def __enter__(self):
         return self.start()
