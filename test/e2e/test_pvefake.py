@@ -592,6 +592,7 @@ def test_oci_create_overwrites_entrypoint_and_env(fresh, tmp_path):
     ifs = fresh.api("GET", "/nodes/node1/lxc/400/interfaces")[2]["data"]
     names = [i["name"] for i in ifs]
     assert names == ["lo", "eth0", "eth1"]
+    assert ifs[2]["inet"] == "10.100.1.144/16"            # ip=dhcp: a simulated lease
     eth0 = ifs[1]
     assert eth0["hwaddr"] == eth0["hardware-address"] == eth0["hwaddr"].lower()
     assert eth0["hwaddr"].upper() in c["net0"]
@@ -729,6 +730,46 @@ def test_nextid_race(fresh):
     nxt = int(fresh.api("GET", "/cluster/nextid")[2]["data"])
     assert nxt == vmid + 1
     assert fresh.api("GET", "/cluster/nextid")[2]["data"] == str(nxt)   # only once
+
+
+def test_parallel_creates_with_nextid_retry(fresh):
+    """Clients racing for ids: the create's own check decides; retrying with the next id
+    gives every client its own CT."""
+    for node in ("node1", "node2", "node3"):
+        vol = upload_template(fresh, node, "debian-12-standard_12.7-1_amd64.tar.zst", b"z")
+    fresh.config(task_delay=0.05)
+    got, errors = [], []
+
+    def client(n):
+        conn = fresh.connection()
+        try:
+            for _ in range(30):
+                vmid = int(fresh.api("GET", "/cluster/nextid", conn=conn)[2]["data"])
+                st, reason, body = fresh.api("POST", "/nodes/node%d/lxc" % (1 + n % 3), {
+                    "vmid": vmid, "ostemplate": vol, "storage": "local-lvm"}, conn=conn)
+                if st == 500 and "already exists" in reason:
+                    conn.close()
+                    conn = fresh.connection()
+                    continue
+                assert st == 200, (st, reason)
+                got.append((vmid, body["data"]))
+                return
+            errors.append("no id after 30 tries")
+        except Exception as e:
+            errors.append(repr(e))
+        finally:
+            conn.close()
+
+    ths = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    assert errors == []
+    assert len({v for v, _ in got}) == 12, got
+    for vmid, upid in got:
+        assert fresh.wait_task(upid)["exitstatus"] == "OK"
+    assert sorted(int(v) for v in fresh.state()["cts"]) == sorted(v for v, _ in got)
 
 
 def test_offline_node_595_and_quorum(fresh):

@@ -1454,6 +1454,10 @@ class API:
             e = {"name": d.get("name", "eth0"), "hwaddr": mac, "hardware-address": mac,
                  "ip-addresses": []}
             ip = d.get("ip")
+            if ip == "dhcp":
+                # a simulated lease (a real CT gets one from the network's DHCP server)
+                ip = "10.%d.%d.%d/16" % (100 + f.nodes.index(ct.node) % 100,
+                                         ct.vmid // 256 % 256, ct.vmid % 256)
             if ip and "/" in ip:
                 addr, plen = ip.split("/")
                 e["inet"] = ip
