@@ -1764,9 +1764,29 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
 
     # ---- replies
 
+    def drain(self):
+        """Reads and drops a request body the reply does not need, so that closing the
+        connection does not reset it under the client before it reads the reply (pveproxy's
+        event loop keeps reading too)."""
+        left = getattr(self, "unread", 0)
+        self.unread = 0
+        if not 0 < left <= 64 * MIB:
+            return
+        self.connection.settimeout(2.0)
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
     def reply_raw(self, code, reason, body=b"", ctype=None, close=False):
         if code >= 400:
             close = True
+        if close:
+            self.drain()
         self.send_response_only(code, reason)
         now = self.date_time_string()
         self.send_header("Date", now)
@@ -1870,6 +1890,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method, ctx, record):
         f = self.server.fake
+        self.unread = 0
         if f.cfg["latency"] > 0:
             time.sleep(f.cfg["latency"])
         raw_path, _, query = self.path.partition("?")
@@ -1889,6 +1910,10 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         record["path"] = rel
         record["params"] = decode_urlencoded(query)
 
+        try:
+            self.unread = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.unread = 0
         # authentication (pve-manager PVE/HTTPServer.pm auth_handler)
         auth = self.headers.get("Authorization") or ""
         am = re.search(r"(?:^|\s)PVEAPIToken(?:=| )([^;]*)", auth)
@@ -1913,6 +1938,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
             length = int(length) if length else 0
         except ValueError:
             return self.reply_error_text(400, "Bad Request")
+        self.unread = length
         params = {}
         if length:
             if method not in ("PUT", "POST"):
@@ -1925,6 +1951,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     return self.reply_error_text(
                         500, "upload 'Content-Type '%s' not implemented\n" % ctype)
                 self.close_connection = True      # pve-http-server: no keep-alive on upload
+                self.unread = 0
                 try:
                     params, ctx.upload_file = self.read_multipart(length, bm.group(1))
                 except ValueError as e:
@@ -1936,6 +1963,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     return self.reply_error_text(
                         506, "upload 'Content-Type '%s' not implemented" % ctype)
                 body = self.rfile.read(length)
+                self.unread = 0
                 if ct == "application/json":
                     try:
                         params = json.loads(body.decode("utf-8"))
