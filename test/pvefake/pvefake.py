@@ -2504,6 +2504,7 @@ class LxcRunner:
             host = "pvf%d" % port if i == 0 else "pvf%dn%d" % (port, i)
             self.bridge_map[name] = (host, cidr)
         self.made = []
+        self.closing = False
 
     # ---- setup / cleanup
 
@@ -2535,13 +2536,22 @@ class LxcRunner:
                 for name, (host, cidr) in self.bridge_map.items()}
 
     def cleanup(self):
+        """On exit: no new starts, running tasks get a moment to end, then every container
+        under DIR/lxc is killed, and the bridges, veths and cgroups go."""
+        self.closing = True
+        deadline = time.monotonic() + 15
         with self.f.lock:
-            cts = [ct for ct in self.f.cts.values() if ct.runner]
-        for ct in cts:
-            self._lxc(["lxc-stop", "-n", str(ct.vmid), "-P", self.lxcpath, "--kill"],
-                      timeout=30)
-            self._lxc(["lxc-wait", "-n", str(ct.vmid), "-P", self.lxcpath, "-s", "STOPPED",
-                       "-t", "10"], timeout=15)
+            tasks = [t for t in self.f.tasks.values() if t.status == "running"]
+        for t in tasks:
+            t.cancel.set()
+        for t in tasks:
+            t.thread.join(max(0.0, deadline - time.monotonic()))
+        names = os.listdir(self.lxcpath) if os.path.isdir(self.lxcpath) else []
+        for name in names:
+            self._lxc(["lxc-stop", "-n", name, "-P", self.lxcpath, "--kill"], timeout=30)
+        for name in names:
+            self._lxc(["lxc-wait", "-n", name, "-P", self.lxcpath, "-s", "STOPPED", "-t",
+                       "10"], timeout=15)
         for host in self.made:
             subprocess.run(["ip", "link", "del", host], stderr=subprocess.DEVNULL)
         out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
@@ -2689,6 +2699,8 @@ class LxcRunner:
         # a previous run may still be tearing down
         self._lxc(["lxc-wait", "-n", name, "-P", self.lxcpath, "-s", "STOPPED", "-t", "5"],
                   timeout=10)
+        if self.closing:
+            raise TaskError("received interrupt")
         argv = lxc_split_quoted(ct.config.get("entrypoint") or "/sbin/init")
         if not argv:
             raise TaskError("startup for container '%s' failed" % name)
