@@ -30,11 +30,9 @@ import mmap
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
@@ -818,7 +816,16 @@ class Fake:
 
     # ---- CT status shapes (PVE::LXC::vmstatus)
 
+    def refresh(self, ct):
+        """--run-cts: a CT whose init has exited is stopped."""
+        if self.runner and ct.runner and ct.status == "running" and not self.runner.alive(ct):
+            ct.status = "stopped"
+            ct.started = None
+            ct.pid = None
+            ct.runner = None
+
     def ct_status(self, ct, with_ha):
+        self.refresh(ct)
         c = ct.config
         running = ct.status == "running"
         maxdisk = 4 * GIB
@@ -1095,6 +1102,8 @@ class API:
                 try:
                     self.create_work(task, ct, ostemplate, mps, storage)
                 except TaskError as e:
+                    if f.runner:
+                        f.runner.destroy(ct)
                     with f.lock:
                         for vol in list(f.lvm[node]):
                             if LVM_VOL_RE.match(vol) and int(LVM_VOL_RE.match(vol).group(2)) \
@@ -1166,6 +1175,8 @@ class API:
                 raise TaskError("failed to parse OCI archive: %s" % e)
             task.say("unpacking OCI image (%d layers)" % len(layers))
             self.apply_oci_config(task, ct, image.get("config") or {})
+            if f.runner:
+                f.runner.prepare(ct, path, task)
             ostype = "unmanaged"
         else:
             task.say("extracting archive '/var/lib/vz/template/cache/%s'"
@@ -1252,6 +1263,8 @@ class API:
         vmid = int(perl_str(ctx.params["vmid"]))
         with f.lock:
             ct = f.cts.get(vmid)
+            if ct is not None:
+                f.refresh(ct)
             if ct is not None and ct.node == ctx.node and ct.status == "running":
                 raise Die("CT %d already running" % vmid)
         self.quorum()
@@ -1272,6 +1285,8 @@ class API:
         vmid = int(perl_str(ctx.params["vmid"]))
         with self.f.lock:
             ct = self.f.cts.get(vmid)
+            if ct is not None:
+                self.f.refresh(ct)
             if ct is None or ct.node != ctx.node or ct.status != "running":
                 raise Die("CT %d not running" % vmid)
             return ct
@@ -1317,6 +1332,7 @@ class API:
         vmid = ct.vmid
         force = perl_str(ctx.params.get("force", "0")) == "1"
         with f.lock:
+            f.refresh(ct)
             if ct.config.get("protection") == "1":
                 raise Die("can't remove CT %d - protection mode enabled" % vmid)
             if ct.config.get("lock"):
@@ -1343,7 +1359,7 @@ class API:
                     task.say("forced to stop CT %d before destroying!" % vmid)
                     if f.runner and ct.runner:
                         f.runner.stop(ct, task, False, None, True)
-                if f.runner and ct.runner:
+                if f.runner:
                     f.runner.destroy(ct)
                 with f.lock:
                     for vol in list(f.lvm[ct.node]):
@@ -1413,6 +1429,8 @@ class API:
     def lxc_interfaces(self, ctx):
         ct = self.load(ctx)
         f = self.f
+        with f.lock:
+            f.refresh(ct)
         if ct.status != "running":
             return None
         if f.runner and ct.runner:
@@ -1436,6 +1454,10 @@ class API:
             e = {"name": d.get("name", "eth0"), "hwaddr": mac, "hardware-address": mac,
                  "ip-addresses": []}
             ip = d.get("ip")
+            if ip == "dhcp":
+                # a simulated lease (a real CT gets one from the network's DHCP server)
+                ip = "10.%d.%d.%d/16" % (100 + f.nodes.index(ct.node) % 100,
+                                         ct.vmid // 256 % 256, ct.vmid % 256)
             if ip and "/" in ip:
                 addr, plen = ip.split("/")
                 e["inet"] = ip
@@ -1742,9 +1764,29 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
 
     # ---- replies
 
+    def drain(self):
+        """Reads and drops a request body the reply does not need, so that closing the
+        connection does not reset it under the client before it reads the reply (pveproxy's
+        event loop keeps reading too)."""
+        left = getattr(self, "unread", 0)
+        self.unread = 0
+        if not 0 < left <= 64 * MIB:
+            return
+        self.connection.settimeout(2.0)
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
     def reply_raw(self, code, reason, body=b"", ctype=None, close=False):
         if code >= 400:
             close = True
+        if close:
+            self.drain()
         self.send_response_only(code, reason)
         now = self.date_time_string()
         self.send_header("Date", now)
@@ -1823,6 +1865,15 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         except (ConnectionError, ssl.SSLError, socket.timeout, BrokenPipeError):
             self.close_connection = True
             status = 0
+        except Exception as e:      # a bug in the fake: say so, loudly, and keep serving
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            try:
+                status = self.reply_json(500, "internal error in pvefake: %r\n" % (e,), None)
+            except OSError:
+                self.close_connection = True
+                status = 0
         finally:
             if ctx.upload_file:
                 try:
@@ -1839,6 +1890,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method, ctx, record):
         f = self.server.fake
+        self.unread = 0
         if f.cfg["latency"] > 0:
             time.sleep(f.cfg["latency"])
         raw_path, _, query = self.path.partition("?")
@@ -1858,6 +1910,10 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         record["path"] = rel
         record["params"] = decode_urlencoded(query)
 
+        try:
+            self.unread = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.unread = 0
         # authentication (pve-manager PVE/HTTPServer.pm auth_handler)
         auth = self.headers.get("Authorization") or ""
         am = re.search(r"(?:^|\s)PVEAPIToken(?:=| )([^;]*)", auth)
@@ -1882,6 +1938,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
             length = int(length) if length else 0
         except ValueError:
             return self.reply_error_text(400, "Bad Request")
+        self.unread = length
         params = {}
         if length:
             if method not in ("PUT", "POST"):
@@ -1894,6 +1951,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     return self.reply_error_text(
                         500, "upload 'Content-Type '%s' not implemented\n" % ctype)
                 self.close_connection = True      # pve-http-server: no keep-alive on upload
+                self.unread = 0
                 try:
                     params, ctx.upload_file = self.read_multipart(length, bm.group(1))
                 except ValueError as e:
@@ -1905,6 +1963,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     return self.reply_error_text(
                         506, "upload 'Content-Type '%s' not implemented" % ctype)
                 body = self.rfile.read(length)
+                self.unread = 0
                 if ct == "application/json":
                     try:
                         params = json.loads(body.decode("utf-8"))
@@ -2175,6 +2234,598 @@ class ControlServer(http.server.ThreadingHTTPServer):
         super().__init__(addr, handler)
 
 
+# --------------------------------------------------------------------------- --run-cts
+# CTs that really run: the OCI image's layers unpacked into DIR/cts/<vmid>/rootfs, an LXC
+# config written from the CT's config (as PVE::LXC::update_lxc_config does, minus what this
+# machine does not have: idmaps, apparmor, PVE's hooks), run with the lxc tools.
+
+
+def _clean_member_path(name):
+    """A layer member's path as a list of components, or None for one that climbs out."""
+    parts = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            return None
+        parts.append(p)
+    return parts
+
+
+def _secure_dir(root, parts, create):
+    """The directory @parts under @root, resolving symlinks inside @root (never out of it),
+    as an absolute host path; missing directories are made when @create, else None."""
+    cur = root
+    depth = 0
+    todo = list(parts)
+    while todo:
+        p = todo.pop(0)
+        nxt = os.path.join(cur, p)
+        try:
+            st = os.lstat(nxt)
+        except FileNotFoundError:
+            if not create:
+                return None
+            os.mkdir(nxt, 0o755)
+            cur = nxt
+            continue
+        if os.path.islink(nxt):
+            depth += 1
+            if depth > 40:
+                raise OCIError("too many symlinks below %s" % "/".join(parts))
+            target = os.readlink(nxt)
+            tparts = _clean_member_path(target) if target.startswith("/") else None
+            if target.startswith("/"):
+                cur = root
+                todo = (tparts or []) + todo
+            else:
+                rel = os.path.relpath(cur, root)
+                base = [] if rel == "." else rel.split("/")
+                comb = base + target.split("/")
+                norm = []
+                for c in comb:
+                    if c in ("", "."):
+                        continue
+                    if c == "..":
+                        if norm:
+                            norm.pop()
+                        continue
+                    norm.append(c)
+                cur = root
+                todo = norm + todo
+            continue
+        if not os.path.isdir(nxt) or (st.st_mode & 0o170000) != 0o040000:
+            if not create:
+                return None
+            os.unlink(nxt)
+            os.mkdir(nxt, 0o755)
+        cur = nxt
+    return cur
+
+
+def _remove(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if (st.st_mode & 0o170000) == 0o040000:
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _plain_layer(src, media_type, tmpdir):
+    """The layer blob @src (a file object) as a plain tar file in @tmpdir."""
+    fd, out = tempfile.mkstemp(prefix="layer-", suffix=".tar", dir=tmpdir)
+    with os.fdopen(fd, "wb") as o:
+        head = src.read(6)
+        rest = src
+        if media_type.endswith("+zstd") or head[:4] == b"\x28\xb5\x2f\xfd":
+            p = subprocess.Popen(["zstd", "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=o)
+            p.stdin.write(head)
+            shutil.copyfileobj(rest, p.stdin, 1 << 20)
+            p.stdin.close()
+            if p.wait() != 0:
+                raise OCIError("zstd failed on a layer")
+        elif head[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=_Chain(head, rest)) as g:
+                shutil.copyfileobj(g, o, 1 << 20)
+        else:
+            o.write(head)
+            shutil.copyfileobj(rest, o, 1 << 20)
+    return out
+
+
+class _Chain:
+    """A read-only file object: @head bytes, then @rest."""
+
+    def __init__(self, head, rest):
+        self.head, self.rest = head, rest
+
+    def read(self, n=-1):
+        if self.head:
+            if n is None or n < 0:
+                out, self.head = self.head + self.rest.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            if len(out) < n:
+                out += self.rest.read(n - len(out))
+            return out
+        return self.rest.read(n)
+
+
+def apply_layer(root, tarpath):
+    """Applies one plain-tar layer to @root: whiteouts (.wh.<name>) and opaque markers
+    (.wh..wh..opq) first, against the lower layers, then the entries."""
+    with tarfile.open(tarpath, "r:") as tf:
+        members = tf.getmembers()
+        for m in members:
+            parts = _clean_member_path(m.name)
+            if not parts:
+                continue
+            base = parts[-1]
+            if not base.startswith(".wh."):
+                continue
+            d = _secure_dir(root, parts[:-1], False)
+            if d is None:
+                continue
+            if base == ".wh..wh..opq":
+                for e in os.listdir(d):
+                    _remove(os.path.join(d, e))
+            else:
+                _remove(os.path.join(d, base[4:]))
+        links = []
+        for m in members:
+            parts = _clean_member_path(m.name)
+            if not parts or parts[-1].startswith(".wh."):
+                continue
+            d = _secure_dir(root, parts[:-1], True)
+            path = os.path.join(d, parts[-1])
+            if m.isdir():
+                if not (os.path.isdir(path) and not os.path.islink(path)):
+                    _remove(path)
+                    os.mkdir(path)
+                os.chmod(path, m.mode & 0o7777)
+                os.lchown(path, m.uid, m.gid)
+                continue
+            if m.islnk():
+                links.append((m, path))
+                continue
+            _remove(path)
+            if m.issym():
+                os.symlink(m.linkname, path)
+            elif m.isreg():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(tf.extractfile(m), out, 1 << 20)
+            elif m.isfifo():
+                os.mkfifo(path)
+            elif m.ischr() or m.isblk():
+                kind = 0o020000 if m.ischr() else 0o060000
+                try:
+                    os.mknod(path, kind | (m.mode & 0o777), os.makedev(m.devmajor, m.devminor))
+                except OSError:
+                    continue
+            else:
+                continue
+            os.lchown(path, m.uid, m.gid)
+            if not m.issym():
+                os.chmod(path, m.mode & 0o7777)
+                os.utime(path, (m.mtime, m.mtime))
+        for m, path in links:
+            tparts = _clean_member_path(m.linkname)
+            if not tparts:
+                continue
+            td = _secure_dir(root, tparts[:-1], False)
+            if td is None:
+                continue
+            target = os.path.join(td, tparts[-1])
+            if not os.path.lexists(target) or os.path.isdir(target):
+                continue
+            _remove(path)
+            os.link(target, path, follow_symlinks=False)
+
+
+def extract_oci(archive, root, tmpdir):
+    """Unpacks the image in OCI archive @archive into the new directory @root."""
+    image, layers = oci_read_image(archive)
+    os.makedirs(root, exist_ok=False)
+    os.chmod(root, 0o755)
+    with tarfile.open(archive, "r:") as tf:
+        for digest, media in layers:
+            algo, _, hexd = digest.partition(":")
+            try:
+                f = tf.extractfile("blobs/%s/%s" % (algo, hexd))
+            except KeyError:
+                f = tf.extractfile("./blobs/%s/%s" % (algo, hexd))
+            plain = _plain_layer(f, media, tmpdir)
+            try:
+                apply_layer(root, plain)
+            finally:
+                os.unlink(plain)
+    for d in ("dev", "proc", "sys", "tmp"):
+        if not os.path.lexists(os.path.join(root, d)):
+            os.mkdir(os.path.join(root, d), 0o1777 if d == "tmp" else 0o755)
+    return image
+
+
+def lxc_split_quoted(s):
+    """liblxc's lxc_string_split_quoted (LXC >= 5.0.3/6, as PVE ships it), which turns
+    lxc.init.cmd into argv: whitespace-separated words, a word that starts with ' or " runs
+    to the next such quote, no escapes, an unterminated quoted word is dropped. Debian 12's
+    liblxc 5.0.2 splits on spaces only, so the argv goes to lxc-start after `--`."""
+    out = []
+    state = " "
+    start = 0
+    for i, ch in enumerate(s):
+        if state == " ":
+            if ch.isspace():
+                continue
+            start = i
+            state = ch if ch in "'\"" else "a"
+        elif state == "a":
+            if ch.isspace():
+                out.append(s[start:i])
+                state = " "
+        elif ch == state:
+            out.append(s[start + 1:i])
+            state = " "
+    if state == "a":
+        out.append(s[start:])
+    return out
+
+
+def _proc_starttime(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+class LxcRunner:
+    """Runs CTs made from OCI archives as LXC containers under DIR/lxc, on host bridges made
+    for --bridge NAME=GATEWAY/PREFIX (named pvf<port>, pvf<port>n1, ...)."""
+
+    def __init__(self, fake, bridge_args, port):
+        self.f = fake
+        self.port = port
+        self.lxcpath = os.path.join(fake.dir, "lxc")
+        self.ctdir = os.path.join(fake.dir, "cts")
+        self.cgroup_base = "pvefake-%d" % port
+        self.veth_prefix = "pw%04x" % port      # + vmid, net index (base 36)
+        self.bridge_map = {}               # configured name -> (host name, gateway/prefix)
+        for i, b in enumerate(bridge_args):
+            name, _, cidr = b.partition("=")
+            iface = ipaddress.ip_interface(cidr)
+            if iface.version != 4 or iface.network.prefixlen >= 31:
+                raise SystemExit("--bridge %s: need an IPv4 gateway/prefix" % b)
+            host = "pvf%d" % port if i == 0 else "pvf%dn%d" % (port, i)
+            self.bridge_map[name] = (host, cidr)
+        self.made = []
+        self.closing = False
+
+    # ---- setup / cleanup
+
+    def setup(self):
+        for tool in ("lxc-start", "lxc-stop", "lxc-info", "ip", "nsenter"):
+            if not shutil.which(tool):
+                raise SystemExit("--run-cts needs %s" % tool)
+        if os.geteuid() != 0:
+            raise SystemExit("--run-cts needs root")
+        os.makedirs(self.lxcpath, exist_ok=True)
+        os.makedirs(self.ctdir, exist_ok=True)
+        used = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show"], check=True,
+                                         capture_output=True, text=True).stdout or "[]")
+        for name, (host, cidr) in self.bridge_map.items():
+            net = ipaddress.ip_interface(cidr).network
+            for link in used:
+                for a in link.get("addr_info", []):
+                    if ipaddress.ip_address(a["local"]) in net:
+                        raise SystemExit("--bridge %s=%s: %s already has %s on this host"
+                                         % (name, cidr, link["ifname"], a["local"]))
+        for name, (host, cidr) in self.bridge_map.items():
+            subprocess.run(["ip", "link", "add", "name", host, "type", "bridge"], check=True)
+            self.made.append(host)
+            subprocess.run(["ip", "addr", "add", cidr, "dev", host], check=True)
+            subprocess.run(["ip", "link", "set", host, "up"], check=True)
+
+    def bridges(self):
+        return {name: {"host": host, "address": cidr}
+                for name, (host, cidr) in self.bridge_map.items()}
+
+    def cleanup(self):
+        """On exit: no new starts, running tasks get a moment to end, then every container
+        under DIR/lxc is killed, and the bridges, veths and cgroups go."""
+        self.closing = True
+        deadline = time.monotonic() + 15
+        with self.f.lock:
+            tasks = [t for t in self.f.tasks.values() if t.status == "running"]
+        for t in tasks:
+            t.cancel.set()
+        for t in tasks:
+            t.thread.join(max(0.0, deadline - time.monotonic()))
+        names = os.listdir(self.lxcpath) if os.path.isdir(self.lxcpath) else []
+        for name in names:
+            self._lxc(["lxc-stop", "-n", name, "-P", self.lxcpath, "--kill"], timeout=30)
+        for name in names:
+            self._lxc(["lxc-wait", "-n", name, "-P", self.lxcpath, "-s", "STOPPED", "-t",
+                       "10"], timeout=15)
+        for host in self.made:
+            subprocess.run(["ip", "link", "del", host], stderr=subprocess.DEVNULL)
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name.startswith(self.veth_prefix):
+                subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
+        self._rm_cgroups()
+
+    def _rm_cgroups(self):
+        """Removes the cgroup directories LXC left under pvefake-<port>, deepest first."""
+        import glob
+        roots = []
+        for depth in range(4):
+            roots += glob.glob("/sys/fs/cgroup/" + "*/" * depth + self.cgroup_base)
+        for r in roots:
+            for dirpath, _, _ in sorted(os.walk(r), key=lambda x: -x[0].count("/")):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+
+    # ---- per CT
+
+    def rootfs(self, ct):
+        return os.path.join(self.ctdir, str(ct.vmid), "rootfs")
+
+    def wants(self, ct):
+        return os.path.isdir(self.rootfs(ct))
+
+    def prepare(self, ct, archive, task):
+        """In the create task: unpacks the image (PVE unpacks at create too)."""
+        d = os.path.join(self.ctdir, str(ct.vmid))
+        if os.path.lexists(d):
+            shutil.rmtree(d)
+        os.makedirs(d)
+        try:
+            extract_oci(archive, self.rootfs(ct), d)
+        except (OCIError, tarfile.TarError, OSError, KeyError, ValueError) as e:
+            shutil.rmtree(d, ignore_errors=True)
+            raise TaskError("failed to extract OCI image: %s" % e)
+        task.say("extracted the image into %s" % self.rootfs(ct))
+
+    def destroy(self, ct):
+        for d in (os.path.join(self.ctdir, str(ct.vmid)), os.path.join(self.lxcpath,
+                                                                          str(ct.vmid))):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _lxc(self, argv, timeout=60):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(argv, 124, "", "timeout")
+
+    def _config(self, ct):
+        """The LXC config of @ct (after PVE::LXC::update_lxc_config)."""
+        c = ct.config
+        vmid = ct.vmid
+        d = os.path.join(self.lxcpath, str(vmid))
+        lines = ["lxc.uts.name = %s" % (c.get("hostname") or "CT%d" % vmid),
+                 "lxc.rootfs.path = dir:%s" % self.rootfs(ct),
+                 "lxc.mount.auto = proc:rw sys:rw cgroup:rw",
+                 "lxc.apparmor.profile = unconfined",
+                 "lxc.autodev = 1",
+                 "lxc.tty.max = 0",
+                 "lxc.pty.max = 16",
+                 "lxc.console.path = none",
+                 "lxc.log.file = %s" % os.path.join(d, "lxc.log"),
+                 "lxc.log.level = WARN",
+                 "lxc.cgroup.dir.container = %s/ct%d" % (self.cgroup_base, vmid),
+                 "lxc.cgroup.dir.monitor = %s/monitor-ct%d" % (self.cgroup_base, vmid),
+                 "lxc.environment = TERM=linux"]
+        entry = c.get("entrypoint") or "/sbin/init"
+        for text in [entry] + (c.get("env") or "").split("\0"):
+            if "\n" in text or "\r" in text:
+                raise TaskError("detected invalid newline inside property")
+        lines.append("lxc.init.cmd = %s" % entry)
+        for var in (c.get("env") or "").split("\0"):
+            if var:
+                lines.append("lxc.environment = %s" % var)
+        for k, v in ct.lxc:
+            if k in ("lxc.init.uid", "lxc.init.gid", "lxc.init.cwd", "lxc.signal.halt"):
+                lines.append("%s = %s" % (k, v))
+        mem = int(c.get("memory") or 512) * MIB
+        cores = c.get("cores")
+        if os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+            lines.append("lxc.cgroup.memory.limit_in_bytes = %d" % mem)
+        elif "memory" in self._v2_controllers():
+            lines.append("lxc.cgroup2.memory.max = %d" % mem)
+        if cores:
+            quota = int(cores) * 100000
+            if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+                lines.append("lxc.cgroup.cpu.cfs_period_us = 100000")
+                lines.append("lxc.cgroup.cpu.cfs_quota_us = %d" % quota)
+            elif "cpu" in self._v2_controllers():
+                lines.append("lxc.cgroup2.cpu.max = %d 100000" % quota)
+        fmt = self.f.schema.find("POST", "/nodes/x/lxc")[1]["parameters"]["net0"]["format"]
+        for k in sorted(c, key=lambda x: int(x[3:]) if re.match(r"^net\d+$", x) else -1):
+            m = re.match(r"^net(\d+)$", k)
+            if not m:
+                continue
+            idx = int(m.group(1))
+            net = parse_property_string(fmt, c[k], k)
+            bridge = net.get("bridge")
+            if bridge not in self.bridge_map:
+                raise TaskError("bridge '%s' does not exist" % bridge)
+            host, cidr = self.bridge_map[bridge]
+            n = "lxc.net.%d." % idx
+            lines += [n + "type = veth", n + "link = %s" % host,
+                      n + "veth.pair = %s%s%s" % (self.veth_prefix, _b36(vmid), _b36(idx)),
+                      n + "name = %s" % net.get("name", "eth%d" % idx)]
+            if net.get("hwaddr"):
+                lines.append(n + "hwaddr = %s" % net["hwaddr"])
+            if net.get("mtu"):
+                lines.append(n + "mtu = %s" % net["mtu"])
+            if net.get("link_down") != "1":
+                ip = net.get("ip")
+                if ip and ip not in ("dhcp", "manual"):
+                    lines.append(n + "ipv4.address = %s" % ip)
+                    if net.get("gw"):
+                        lines.append(n + "ipv4.gateway = %s" % net["gw"])
+                ip6 = net.get("ip6")
+                if ip6 and ip6 not in ("dhcp", "manual", "auto"):
+                    lines.append(n + "ipv6.address = %s" % ip6)
+                    if net.get("gw6"):
+                        lines.append(n + "ipv6.gateway = %s" % net["gw6"])
+                lines.append(n + "flags = up")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _v2_controllers():
+        try:
+            with open("/sys/fs/cgroup/cgroup.controllers") as f:
+                return f.read().split()
+        except OSError:
+            return []
+
+    def start(self, ct, task):
+        name = str(ct.vmid)
+        d = os.path.join(self.lxcpath, name)
+        os.makedirs(d, exist_ok=True)
+        conf = self._config(ct)
+        with open(os.path.join(d, "config"), "w") as f:
+            f.write(conf)
+        # a previous run may still be tearing down
+        self._lxc(["lxc-wait", "-n", name, "-P", self.lxcpath, "-s", "STOPPED", "-t", "5"],
+                  timeout=10)
+        if self.closing:
+            raise TaskError("received interrupt")
+        argv = lxc_split_quoted(ct.config.get("entrypoint") or "/sbin/init")
+        if not argv:
+            raise TaskError("startup for container '%s' failed" % name)
+        r = self._lxc(["lxc-start", "-d", "-n", name, "-P", self.lxcpath, "--"] + argv)
+        if r.returncode != 0:
+            task.say((r.stderr or r.stdout).strip() or "lxc-start failed")
+            try:
+                with open(os.path.join(d, "lxc.log")) as f:
+                    for line in f.read().splitlines()[-10:]:
+                        task.say(line)
+            except OSError:
+                pass
+            raise TaskError("startup for container '%s' failed" % name)
+        r = self._lxc(["lxc-info", "-n", name, "-P", self.lxcpath, "-pH"])
+        pid = int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
+        if pid is None:
+            # the init exited at once (pve-container's vm_start: open_lxc_pid)
+            raise TaskError("unable to get PID for CT %s (not running?)" % name)
+        with self.f.lock:
+            ct.runner = {"pid": pid, "pstart": _proc_starttime(pid) if pid else None}
+            ct.pid = pid
+
+    def alive(self, ct):
+        info = ct.runner
+        if not info or not info.get("pid"):
+            return False
+        return _proc_starttime(info["pid"]) == info["pstart"]
+
+    def live(self, ct):
+        """Status fields of a running CT from its init process and cgroup; None (and the CT
+        marked stopped) when its init has exited."""
+        if not self.alive(ct):
+            ct.status = "stopped"
+            ct.started = None
+            ct.pid = None
+            return None
+        pid = ct.runner["pid"]
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        out = {"pid": pid, "uptime": int(up - ct.runner["pstart"] / ticks), "cpu": 0}
+        mem = self._cgroup_mem(pid)
+        if mem is not None:
+            out["mem"] = mem
+        return out
+
+    @staticmethod
+    def _cgroup_mem(pid):
+        try:
+            with open("/proc/%d/cgroup" % pid) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            _, ctrls, path = line.split(":", 2)
+            if "memory" in ctrls.split(","):
+                p = "/sys/fs/cgroup/memory%s/memory.usage_in_bytes" % path
+                break
+        else:
+            path = next((ln.split(":", 2)[2] for ln in lines if ln.startswith("0::")), None)
+            if path is None:
+                return None
+            p = "/sys/fs/cgroup%s/memory.current" % path
+        try:
+            with open(p) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, ct, task, graceful, timeout, force_stop):
+        name = str(ct.vmid)
+        if not self.alive(ct):
+            return
+        argv = ["lxc-stop", "-n", name, "-P", self.lxcpath]
+        wait = 60
+        if not graceful:
+            argv.append("--kill")
+        else:
+            if not force_stop:
+                argv.append("--nokill")
+            if timeout is not None:
+                argv += ["--timeout", str(timeout)]
+                wait = timeout + 5
+        r = self._lxc(argv, timeout=wait)
+        if r.returncode != 0 and self.alive(ct):
+            task.say((r.stderr or "").strip())
+            raise TaskError("container did not stop")
+        self._lxc(["lxc-wait", "-n", name, "-P", self.lxcpath, "-s", "STOPPED", "-t", "10"],
+                  timeout=15)
+        with self.f.lock:
+            ct.runner = None
+
+    def interfaces(self, ct):
+        """`ip --json a` in the CT's network namespace, as PVE::LXC::get_interfaces."""
+        if not self.alive(ct):
+            return None
+        r = subprocess.run(["nsenter", "-t", str(ct.runner["pid"]), "--net", "--", "ip",
+                            "--json", "a"], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None
+        out = []
+        for i in json.loads(r.stdout):
+            obj = {"name": i["ifname"]}
+            addrs = []
+            for a in i.get("addr_info", []):
+                obj[a["family"]] = "%s/%s" % (a["local"], a["prefixlen"])
+                addrs.append({"ip-address-type": a["family"], "ip-address": a["local"],
+                              "prefix": a["prefixlen"]})
+            obj["ip-addresses"] = addrs
+            obj["hardware-address"] = i.get("address")
+            obj["hwaddr"] = i.get("address")
+            out.append(obj)
+        return out
+
+
+def _b36(n):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    while True:
+        n, r = divmod(n, 36)
+        s = digits[r] + s
+        if not n:
+            return s
+
+
 # --------------------------------------------------------------------------- certificates
 
 
@@ -2261,9 +2912,12 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
 
     if args.run_cts:
-        from pvefake_lxc import LxcRunner   # noqa: E402 (phase 2, only with --run-cts)
         fake.runner = LxcRunner(fake, args.bridge, api.server_address[1])
-        fake.runner.setup()
+        try:
+            fake.runner.setup()
+        except BaseException:
+            fake.runner.cleanup()
+            raise
 
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
                                 daemon=True) for s in (api, ctl)]

@@ -71,8 +71,9 @@ class PveFake:
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
+                err = self.stderr()
                 self.stop()
-                raise PveFakeError("pvefake did not start: %s" % self.stderr())
+                raise PveFakeError("pvefake did not start: %s" % err)
             r, _, _ = select.select([self.proc.stdout], [], [], left)
             if r:
                 b = os.read(self.proc.stdout.fileno(), 4096)
@@ -89,8 +90,16 @@ class PveFake:
         except OSError:
             return ""
 
-    def stop(self, timeout=20.0):
-        """SIGTERM and wait; the exit code (None if it had to be killed)."""
+    def stop(self, timeout=20.0, keep_dir=False):
+        """SIGTERM and wait; the exit code (None if it had to be killed). A directory this
+        object made is removed unless @keep_dir."""
+        rc = self._stop(timeout)
+        if self._own_dir and not keep_dir:
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
+
+    def _stop(self, timeout):
         if self.proc is None:
             return None
         rc = self.proc.poll()
@@ -102,19 +111,36 @@ class PveFake:
                 self.proc.kill()
                 self.proc.wait()
                 rc = None
+                self._reap_leftovers()
         self.proc.stdout.close()
         self._stderr.close()
         self.proc = None
         return rc
+
+    def _reap_leftovers(self):
+        """After a SIGKILL: what a --run-cts fake would have removed itself (its containers,
+        its bridges pvf<port>[nN], its veths pw<port hex>...)."""
+        if not self.ready or "--run-cts" not in self.argv:
+            return
+        lxcpath = os.path.join(self.dir, "lxc")
+        if os.path.isdir(lxcpath):
+            for name in os.listdir(lxcpath):
+                subprocess.run(["lxc-stop", "-n", name, "-P", lxcpath, "--kill"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = self.ready["port"]
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                             text=True).stdout
+        for line in out.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name == "pvf%d" % port or name.startswith("pvf%dn" % port) or \
+                    name.startswith("pw%04x" % port):
+                subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
-        if self._own_dir:
-            import shutil
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- what the ready line says
 
