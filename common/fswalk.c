@@ -18,6 +18,7 @@ struct frame {
         dev_t dev; /* what it is, to know it again through a child's ".." */
         ino_t ino;
         char *child; /* the subdirectory being walked below it, a name in it */
+        size_t plen; /* sh_walk_tree_at: the length of its path */
 };
 
 struct walk {
@@ -26,7 +27,11 @@ struct walk {
         struct frame *v;
         size_t n, cap;
         struct sh_walk_usage usage;
-        void *seen; /* tsearch tree of the inodes with more than one link, counted */
+        void *seen;    /* tsearch tree of the inodes with more than one link, counted */
+        sh_walk_fn fn; /* sh_walk_tree_at: its callback, and the path of the entry */
+        void *ud;
+        char *path;
+        size_t path_len, path_cap;
 };
 
 static int cmp_ino(const void *a, const void *b)
@@ -48,6 +53,9 @@ static void walk_done(struct walk *w)
         w->n = w->cap = 0;
         tdestroy(w->seen, free);
         w->seen = NULL;
+        free(w->path);
+        w->path = NULL;
+        w->path_len = w->path_cap = 0;
 }
 
 /* Counts @st once; 0 or -ENOMEM. */
@@ -149,6 +157,10 @@ static int pop(struct walk *w)
         closedir(c->d);
         c->d = NULL;
         w->n--;
+        if (w->fn) {
+                w->path_len = p->plen;
+                w->path[w->path_len] = '\0';
+        }
         if (w->remove) {
                 /* A reopened parent reads from its start: what was removed is gone from it. */
                 if (unlinkat(dirfd(p->d), p->child, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -218,6 +230,75 @@ static int visit(struct walk *w, const char *name)
         return push(w, fd, &st);
 }
 
+/* Appends "/@name" (or @name at the root) to the walk's path. 0 or -ENOMEM. */
+static int path_push(struct walk *w, const char *name)
+{
+        size_t n = strlen(name), need = w->path_len + 1 + n + 1;
+
+        if (need > w->path_cap) {
+                size_t cap = w->path_cap ? w->path_cap : 256;
+                char *p;
+
+                while (cap < need)
+                        cap *= 2;
+                p = realloc(w->path, cap);
+                if (!p)
+                        return -ENOMEM;
+                w->path = p;
+                w->path_cap = cap;
+        }
+        if (w->path_len)
+                w->path[w->path_len++] = '/';
+        memcpy(w->path + w->path_len, name, n + 1);
+        w->path_len += n;
+        return 0;
+}
+
+/* sh_walk_tree_at's visit: the callback for entry @name, then down into it if a directory. */
+static int visit_tree(struct walk *w, const char *name)
+{
+        struct frame *f = &w->v[w->n - 1];
+        int dfd = dirfd(f->d), fd;
+        struct stat st, st2;
+        int r;
+
+        r = path_push(w, name);
+        if (r < 0)
+                return r;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        r = w->fn(w->ud, dfd, name, w->path, &st);
+        if (r < 0)
+                return r;
+        if (!S_ISDIR(st.st_mode)) {
+                w->path_len = f->plen;
+                w->path[w->path_len] = '\0';
+                return 0;
+        }
+        if (st.st_dev != w->root_dev)
+                return -EXDEV;
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st2) < 0 || st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+                close(fd);
+                return -ESTALE;
+        }
+        if (on_stack(w, &st)) {
+                close(fd);
+                return -ELOOP;
+        }
+        f->child = strdup(name);
+        if (!f->child) {
+                close(fd);
+                return -ENOMEM;
+        }
+        r = push(w, fd, &st);
+        if (r == 0)
+                w->v[w->n - 1].plen = w->path_len;
+        return r;
+}
+
 /* Walks below the open directory @fd (taken). 0 or -errno. */
 static int walk_below(struct walk *w, int fd)
 {
@@ -230,7 +311,7 @@ static int walk_below(struct walk *w, int fd)
                 return r;
         }
         w->root_dev = st.st_dev;
-        if (!w->remove && (r = count(w, &st)) < 0) {
+        if (!w->remove && !w->fn && (r = count(w, &st)) < 0) {
                 close(fd);
                 return r;
         }
@@ -252,7 +333,7 @@ static int walk_below(struct walk *w, int fd)
                 }
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                r = visit(w, de->d_name);
+                r = w->fn ? visit_tree(w, de->d_name) : visit(w, de->d_name);
         }
         return r;
 }
@@ -309,4 +390,31 @@ int sh_rm_rf_at(int dirfd, const char *name)
                         r = errno == ENOTEMPTY ? -ESTALE : -errno;
         }
         return r == -ESTALE ? -ENOTEMPTY : r;
+}
+
+int sh_walk_tree_at(int dirfd, const char *name, sh_walk_fn fn, void *ud)
+{
+        struct walk w = {.fn = fn, .ud = ud};
+        struct stat st;
+        int fd, r;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        r = path_push(&w, "");
+        if (r == 0)
+                r = fn(ud, dirfd, name, w.path, &st);
+        if (r < 0) {
+                walk_done(&w);
+                return r;
+        }
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                walk_done(&w);
+                return -errno;
+        }
+        r = walk_below(&w, fd);
+        walk_done(&w);
+        return r;
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 /*
  * Walks of trees a container or an image controls (issue 14). Their depth and the length
@@ -33,3 +34,20 @@ int sh_walk_usage_at(int dirfd, const char *name, struct sh_walk_usage *ret);
  * point below it (not crossed, not removed), -ESTALE when the tree kept moving under it.
  */
 int sh_rm_rf_at(int dirfd, const char *name);
+
+/*
+ * Called by sh_walk_tree_at for each entry: @dfd its directory (valid during the call, for
+ * *at() calls on @name), @path its path from the walk's root ("" for the root itself, whose
+ * @dfd and @name are the caller's; any length), @st its lstat. 0 goes on; a -errno stops the
+ * walk, which returns it.
+ */
+typedef int (*sh_walk_fn)(void *ud, int dfd, const char *name, const char *path,
+                          const struct stat *st);
+
+/*
+ * Visits directory @name of @dirfd and everything below it, each directory before its
+ * entries (in readdir order). Unlike the walks above, a tree that changes under it is an
+ * error: -ESTALE; a directory on another file system (not crossed) -EXDEV; -ENOTDIR when
+ * @name is no directory. 0, -ENOMEM, or -errno of a failed call.
+ */
+int sh_walk_tree_at(int dirfd, const char *name, sh_walk_fn fn, void *ud);

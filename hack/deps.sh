@@ -7,7 +7,7 @@ run_pkgs=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   lxc lxc-dev containernetworking-plugins skopeo
-  libarchive-dev libyaml-dev libjson-c-dev libsqlite3-dev libcurl4-openssl-dev
+  libarchive-dev libyaml-dev libjson-c-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libmicrohttpd-dev zlib1g-dev libseccomp-dev libcap-dev
   iptables iproute2 busybox-static
   qemu-system-x86 linux-image-cloud-amd64
@@ -15,6 +15,7 @@ run_pkgs=(
 test_pkgs=(
   libcmocka-dev python3-grpcio python3-grpc-tools python3-pytest
   docker-registry umoci apache2-utils clang libclang-rt-14-dev valgrind clang-format sqlite3
+  openssl
 )
 
 want=("${run_pkgs[@]}")

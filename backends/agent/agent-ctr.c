@@ -325,7 +325,7 @@ static bool valid_id(const char *id)
 {
         size_t n = strlen(id);
 
-        if (n == 0 || n > 64)
+        if (n == 0 || n > 64 || strcmp(id, "layers") == 0) /* state_dir/layers: the layers */
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_')

@@ -177,6 +177,11 @@ static struct stream *st_find(uint32_t sid)
         return NULL;
 }
 
+bool st_stream_used(uint32_t sid)
+{
+        return st_find(sid) != NULL;
+}
+
 static struct stream *st_new(enum st_type type, const struct ag_hdr *h)
 {
         struct stream *s = calloc(1, sizeof(*s));
@@ -527,7 +532,7 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
                 agent_resp_err(h, EINVAL, "container %s is not running", c->spec.id);
                 return;
         }
-        if (!sync && (h->stream == 0 || st_find(h->stream))) {
+        if (!sync && (h->stream == 0 || st_find(h->stream) || layer_stream_used(h->stream))) {
                 agent_resp_err(h, EINVAL, "bad stream id %u", h->stream);
                 return;
         }
@@ -553,7 +558,7 @@ void st_op_exec(const struct ag_hdr *h, const uint8_t *p, bool sync)
         }
         /* An EXEC_SYNC may come on a stream id of its own, for the host's CLOSE when it
          * gives up; one already in use (or none) leaves it without. */
-        if (sync && st_find(h->stream))
+        if (sync && (st_find(h->stream) || layer_stream_used(h->stream)))
                 s->sid = 0;
         s->tty = tty;
         s->stdin_on = in;
@@ -667,7 +672,7 @@ void st_op_attach(const struct ag_hdr *h, const uint8_t *p)
                 return;
         }
         free(id);
-        if (h->stream == 0 || st_find(h->stream)) {
+        if (h->stream == 0 || st_find(h->stream) || layer_stream_used(h->stream)) {
                 agent_resp_err(h, EINVAL, "bad stream id %u", h->stream);
                 return;
         }
@@ -732,7 +737,7 @@ void st_op_port_dial(const struct ag_hdr *h, const uint8_t *p)
                 agent_resp_err(h, EINVAL, "bad port %lld", (long long)port);
                 return;
         }
-        if (h->stream == 0 || st_find(h->stream)) {
+        if (h->stream == 0 || st_find(h->stream) || layer_stream_used(h->stream)) {
                 agent_resp_err(h, EINVAL, "bad stream id %u", h->stream);
                 return;
         }

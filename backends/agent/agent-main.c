@@ -10,15 +10,37 @@
  * "runt.virtiofs=TAG:PATH[:ro]", repeated. Containers' upper layers live in /run/runt-agent
  * (guest RAM); cgroups are /sys/fs/cgroup/pod/<id>.
  *
- * Host mode (tests; later a CT): runt-agent --listen-unix PATH | --fd N [--state-dir DIR]
- * [--cgroup-root DIR] does everything but the PID 1 set-up, one connection at a time
- * (--fd: that one connection, then it exits). No cgroups unless --cgroup-root names a
- * cgroup v2 directory it may use.
+ * Host mode (tests): runt-agent --listen-unix PATH | --fd N | --listen-tls ADDR:PORT
+ * [--state-dir DIR] [--cgroup-root DIR] does everything but the PID 1 set-up, one
+ * connection at a time (--fd: that one connection, then it exits). No cgroups unless
+ * --cgroup-root names a cgroup v2 directory it may use. --layer-max-bytes caps one
+ * LAYER_PUT (agent-layer.c).
+ *
+ * TLS (a Proxmox CT; tls-common.h): --listen-tls, or RUNT_AGENT_LISTEN, listens on TCP. The
+ * credentials come from the environment (RUNT_AGENT_TLS_CERT, _KEY, _CA: base64 of DER) or
+ * from --tls-cert/--tls-key/--tls-ca FILE (PEM or the same base64), which win. Those
+ * variables leave the environment before anything else happens, in every mode. A client
+ * must show runtd's certificate (CN "runtd", clientAuth, from the same CA), or the handshake
+ * fails and nothing it sent is read. Handshakes go on beside the connection (at most
+ * HS_MAX, each HS_TIMEOUT_MS), and one that succeeds replaces the connection: runtd
+ * restarted, or lost the old connection without the agent seeing it end.
+ *
+ * CT mode (--ct, or PID 1 with RUNT_AGENT_TLS_KEY in the environment): the CT's entrypoint.
+ * LXC made the rootfs, /proc, /sys, /dev and PVE the network: nothing to set up but the
+ * state dir and, as PID 1, a cgroup leaf of its own (cgroups at /sys/fs/cgroup when PID 1
+ * unless --cgroup-root says otherwise, "" for none). It reaps, listens as RUNT_AGENT_LISTEN says
+ * (default 0.0.0.0:AG_TLS_PORT), and ends on SIGTERM, SIGINT or SIGPWR (how LXC stops a
+ * CT) or a SHUTDOWN request, killing its containers first.
  */
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,7 +60,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-tls.h"
 #include "agent.h"
+#include "tls-common.h"
 
 struct agent_cfg agent_cfg;
 
@@ -53,6 +77,24 @@ static bool throttled;
 static bool exit_after_conn; /* --fd: one connection, then exit */
 static char port_path[PATH_MAX];
 static bool shutting_down;
+
+/* TLS: the server context, and the connection's session while it is one. */
+static SSL_CTX *tls_ctx;
+static SSL *conn_ssl;
+static bool conn_ssl_failed;      /* a fatal error: no close_notify */
+static uint32_t rd_want, wr_want; /* the epoll event a TLS read / write waits for */
+
+/* A TLS connection in its handshake. */
+#define HS_MAX        4
+#define HS_TIMEOUT_MS 10000
+struct hs {
+        struct ew w;
+        SSL *ssl;
+        int64_t deadline_ms;
+        char why[AGENT_TLS_WHY_MAX];
+        char peer[64];
+};
+static struct hs hs_tab[HS_MAX];
 
 #define OUTQ_HIGH (8u << 20)
 #define OUTQ_LOW  (1u << 20)
@@ -119,10 +161,57 @@ size_t agent_outq(void)
 
 static void conn_end(void);
 
+/*
+ * The connection's I/O, read(2)/write(2) shaped: through TLS when it is a TLS connection,
+ * then EAGAIN leaves in rd_want / wr_want what to wait for (a TLS read may have to write).
+ */
+static ssize_t conn_io(bool wr, void *buf, size_t n)
+{
+        uint32_t *want = wr ? &wr_want : &rd_want;
+        int r, e;
+
+        if (!conn_ssl)
+                return wr ? write(conn_w.fd, buf, n) : read(conn_w.fd, buf, n);
+        *want = wr ? EPOLLOUT : EPOLLIN;
+        if (n > INT32_MAX)
+                n = INT32_MAX;
+        ERR_clear_error();
+        errno = 0;
+        r = wr ? SSL_write(conn_ssl, buf, (int)n) : SSL_read(conn_ssl, buf, (int)n);
+        if (r > 0)
+                return r;
+        e = SSL_get_error(conn_ssl, r);
+        switch (e) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+                *want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+                errno = EAGAIN;
+                return -1;
+        case SSL_ERROR_ZERO_RETURN:
+                return 0;
+        default:
+                conn_ssl_failed = true;
+                ERR_clear_error();
+                errno = errno && e == SSL_ERROR_SYSCALL ? errno : EPROTO;
+                return -1;
+        }
+}
+
+/* The connection's epoll events for what it waits for now. */
+static void conn_arm(void)
+{
+        if (conn_w.fd < 0)
+                return;
+        if (conn_ssl)
+                ew_set(&conn_w, rd_want | (agent_outq() ? wr_want : 0));
+        else
+                ew_set(&conn_w, EPOLLIN | (agent_outq() ? EPOLLOUT : 0));
+}
+
 static void flush_out(void)
 {
         while (conn_w.fd >= 0 && outq_off < outq_len) {
-                ssize_t n = write(conn_w.fd, outq + outq_off, outq_len - outq_off);
+                ssize_t n = conn_io(true, outq + outq_off, outq_len - outq_off);
 
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -136,8 +225,7 @@ static void flush_out(void)
         }
         if (outq_off == outq_len)
                 outq_off = outq_len = 0;
-        if (conn_w.fd >= 0)
-                ew_set(&conn_w, EPOLLIN | (outq_len ? EPOLLOUT : 0));
+        conn_arm();
         if (throttled && agent_outq() < OUTQ_LOW) {
                 throttled = false;
                 ctr_throttle(false);
@@ -233,7 +321,8 @@ static void send_ready(void)
         ag_buf_done(&b);
 }
 
-static void conn_begin(int fd)
+/* A new connection on @fd; @ssl: its TLS session, the handshake done (or NULL). */
+static void conn_begin(int fd, SSL *ssl)
 {
         int fl = fcntl(fd, F_GETFL);
 
@@ -241,11 +330,16 @@ static void conn_begin(int fd)
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         conn_w.fd = fd;
         conn_w.events = 0;
+        conn_ssl = ssl;
+        conn_ssl_failed = false;
+        rd_want = EPOLLIN;
+        wr_want = EPOLLOUT;
         ag_reader_init(&rd);
         outq_len = outq_off = 0;
         ew_set(&conn_w, EPOLLIN);
-        if (listen_w.fd >= 0)
-                ew_set(&listen_w, 0); /* one connection at a time */
+        /* One connection at a time; TLS goes on listening: a new one replaces it. */
+        if (listen_w.fd >= 0 && !tls_ctx)
+                ew_set(&listen_w, 0);
         send_ready();
         ctr_resend();
 }
@@ -256,6 +350,15 @@ static void conn_end(void)
 {
         if (conn_w.fd < 0)
                 return;
+        if (conn_ssl) {
+                if (!conn_ssl_failed) {
+                        ERR_clear_error();
+                        (void)SSL_shutdown(conn_ssl); /* close_notify, if the socket takes it */
+                }
+                ERR_clear_error();
+                SSL_free(conn_ssl);
+                conn_ssl = NULL;
+        }
         ew_close(&conn_w);
         ag_reader_done(&rd);
         outq_len = outq_off = 0;
@@ -264,6 +367,7 @@ static void conn_end(void)
                 ctr_throttle(false);
         }
         st_drop_all();
+        layer_drop_all();
         if (listen_w.fd >= 0)
                 ew_set(&listen_w, EPOLLIN);
         if (agent_cfg.pid1)
@@ -371,6 +475,12 @@ static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
         case AG_OP_SHUTDOWN:
                 op_shutdown(h);
                 return;
+        case AG_OP_LAYER_HAS:
+                layer_op_has(h, p);
+                return;
+        case AG_OP_LAYER_PUT:
+                layer_op_put(h, p);
+                return;
         default:
                 agent_resp_err(h, EOPNOTSUPP, "unknown op %u", h->op);
         }
@@ -384,9 +494,11 @@ static void conn_readable(void)
         ssize_t n;
         int r;
 
-        n = read(conn_w.fd, buf, sizeof(buf));
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        n = conn_io(false, buf, sizeof(buf));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+                conn_arm();
                 return;
+        }
         if (n <= 0 || ag_reader_feed(&rd, buf, (size_t)n) < 0) {
                 conn_end();
                 return;
@@ -402,18 +514,21 @@ static void conn_readable(void)
                         dispatch_req(&h, p);
                         break;
                 case AG_K_DATA:
-                        st_data(&h, p);
+                        if (!layer_data(&h, p))
+                                st_data(&h, p);
                         break;
                 case AG_K_WINDOW:
                         st_window(&h, p);
                         break;
                 case AG_K_CLOSE:
-                        st_close(&h);
+                        if (!layer_close(&h))
+                                st_close(&h);
                         break;
                 default:
                         break; /* RESP/EVENT from the host: nothing to do */
                 }
         }
+        conn_arm();
 }
 
 static void reap(void)
@@ -422,8 +537,15 @@ static void reap(void)
         pid_t pid;
         int st;
 
-        while (read(sig_w.fd, &si, sizeof(si)) > 0)
-                ;
+        while (read(sig_w.fd, &si, sizeof(si)) > 0) {
+                /* CT mode: LXC stops a CT with a signal to its init. */
+                if (si.ssi_signo != SIGCHLD && !shutting_down) {
+                        agent_log("signal %u: killing the containers, exiting", si.ssi_signo);
+                        ctr_kill_all();
+                        sync();
+                        shutting_down = true;
+                }
+        }
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (ctr_reaped(pid, st))
                         continue;
@@ -640,7 +762,7 @@ static void port_open(void)
                 return;
         }
         reopen_at_ms = -1;
-        conn_begin(fd);
+        conn_begin(fd, NULL);
 }
 
 #ifndef GRND_INSECURE
@@ -673,10 +795,275 @@ static void make_boot_id(void)
 
 static int usage(void)
 {
-        fprintf(stderr, "usage: runt-agent                     (as PID 1 of a pod VM)\n"
-                        "       runt-agent --listen-unix PATH | --fd N\n"
-                        "                  [--state-dir DIR] [--cgroup-root DIR]\n");
+        fprintf(stderr,
+                "usage: runt-agent                     (as PID 1 of a pod VM)\n"
+                "       runt-agent --ct                (as the entrypoint of a Proxmox CT)\n"
+                "       runt-agent --listen-unix PATH | --fd N | --listen-tls ADDR:PORT\n"
+                "                  [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
+                "                  [--state-dir DIR] [--cgroup-root DIR] [--layer-max-bytes N]\n"
+                "TLS credentials: the environment's " AG_TLS_ENV_CERT ", " AG_TLS_ENV_KEY
+                ",\n" AG_TLS_ENV_CA " (base64 of DER), or the files (PEM or the same base64).\n"
+                "ADDR:PORT: IPV4:PORT or [IPV6]:PORT; in CT mode " AG_TLS_ENV_LISTEN
+                " (default 0.0.0.0:%d).\n",
+                AG_TLS_PORT);
         return 2;
+}
+
+/* ---- TLS ---- */
+
+static void hs_drop(struct hs *h, const char *why)
+{
+        if (why)
+                agent_log("TLS connection from %s refused: %s", h->peer, why);
+        if (h->ssl) {
+                ERR_clear_error();
+                SSL_free(h->ssl);
+        }
+        h->ssl = NULL;
+        ew_close(&h->w);
+}
+
+/* Moves handshake @h on; once it is done, its connection replaces the host connection. */
+static void hs_step(struct hs *h)
+{
+        char why[256];
+        int r, e;
+
+        ERR_clear_error();
+        r = SSL_do_handshake(h->ssl);
+        if (r == 1) {
+                int fd = h->w.fd;
+                SSL *ssl = h->ssl;
+
+                ew_set(&h->w, 0);
+                h->w.fd = -1;
+                h->ssl = NULL;
+                SSL_set_app_data(ssl, NULL); /* h->why: the slot's, reused */
+                if (conn_w.fd >= 0) {
+                        agent_log("runtd connected from %s: it replaces the connection", h->peer);
+                        conn_end();
+                }
+                conn_begin(fd, ssl);
+                return;
+        }
+        e = SSL_get_error(h->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                ew_set(&h->w, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+                return;
+        }
+        hs_drop(h, agent_tls_why(h->ssl, why, sizeof(why)));
+}
+
+static void tcp_tune(int fd)
+{
+        int one = 1, idle = 30, intvl = 10, cnt = 3;
+
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static void addr_str(const struct sockaddr_storage *sa, char *buf, size_t size)
+{
+        char a[INET6_ADDRSTRLEN] = "?";
+
+        if (sa->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+                inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+                snprintf(buf, size, "[%s]:%u", a, ntohs(s6->sin6_port));
+        } else {
+                const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+                inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+                snprintf(buf, size, "%s:%u", a, ntohs(s4->sin_port));
+        }
+}
+
+/* A connection on the TLS listener: a handshake slot (the oldest one goes when all are busy). */
+static void tls_accept(void)
+{
+        struct sockaddr_storage sa = {0};
+        socklen_t sl = sizeof(sa);
+        struct hs *h = NULL;
+        int fd;
+
+        fd = accept4(listen_w.fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+                return;
+        for (int i = 0; i < HS_MAX; i++) {
+                if (hs_tab[i].w.fd < 0) {
+                        h = &hs_tab[i];
+                        break;
+                }
+                if (!h || hs_tab[i].deadline_ms < h->deadline_ms)
+                        h = &hs_tab[i];
+        }
+        if (h->w.fd >= 0)
+                hs_drop(h, "too many handshakes at once");
+        addr_str(&sa, h->peer, sizeof(h->peer));
+        h->why[0] = '\0';
+        h->ssl = SSL_new(tls_ctx);
+        if (!h->ssl || SSL_set_fd(h->ssl, fd) != 1) {
+                agent_log("TLS connection from %s: out of memory", h->peer);
+                SSL_free(h->ssl);
+                h->ssl = NULL;
+                close(fd);
+                return;
+        }
+        SSL_set_app_data(h->ssl, h->why);
+        SSL_set_accept_state(h->ssl);
+        tcp_tune(fd);
+        h->w = (struct ew){.kind = EW_TLS_HS, .obj = h, .fd = fd};
+        h->deadline_ms = agent_mono_ms() + HS_TIMEOUT_MS;
+        hs_step(h);
+}
+
+/* Handshakes past their time go; the ms until the next deadline, or -1. */
+static int hs_timers(void)
+{
+        int64_t now = agent_mono_ms(), next = -1;
+
+        for (int i = 0; i < HS_MAX; i++) {
+                struct hs *h = &hs_tab[i];
+
+                if (h->w.fd < 0)
+                        continue;
+                if (now >= h->deadline_ms) {
+                        hs_drop(h, "no handshake in time");
+                        continue;
+                }
+                if (next < 0 || h->deadline_ms - now < next)
+                        next = h->deadline_ms - now;
+        }
+        return (int)next;
+}
+
+/* Listens on TCP @spec, "IPV4:PORT" or "[IPV6]:PORT": the fd or -errno (@msg filled). */
+static int listen_tcp(const char *spec, char *msg, size_t msize)
+{
+        struct sockaddr_storage ss = {0};
+        socklen_t sl = sizeof(ss);
+        char host[INET6_ADDRSTRLEN + 1], bound[80], *end;
+        const char *port, *close_br;
+        unsigned long pn;
+        int fd, one = 1, zero = 0;
+
+        if (spec[0] == '[') {
+                close_br = strchr(spec, ']');
+                if (!close_br || close_br[1] != ':' ||
+                    (size_t)(close_br - spec - 1) >= sizeof(host))
+                        goto bad;
+                snprintf(host, sizeof(host), "%.*s", (int)(close_br - spec - 1), spec + 1);
+                port = close_br + 2;
+        } else {
+                port = strrchr(spec, ':');
+                if (!port || (size_t)(port - spec) >= sizeof(host))
+                        goto bad;
+                snprintf(host, sizeof(host), "%.*s", (int)(port - spec), spec);
+                port++;
+        }
+        errno = 0;
+        pn = strtoul(port, &end, 10);
+        if (!port[0] || *end || errno || pn > 65535)
+                goto bad;
+        if (spec[0] == '[') {
+                struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+                s6->sin6_family = AF_INET6;
+                s6->sin6_port = htons((uint16_t)pn);
+                if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+                        goto bad;
+                sl = sizeof(*s6);
+        } else {
+                struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+                s4->sin_family = AF_INET;
+                s4->sin_port = htons((uint16_t)pn);
+                if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+                        goto bad;
+                sl = sizeof(*s4);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                snprintf(msg, msize, "socket: %s", strerror(errno));
+                return -errno;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ss.ss_family == AF_INET6) /* [::] takes IPv4 too */
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 16) < 0) {
+                int r = -errno;
+
+                snprintf(msg, msize, "listen on %s: %s", spec, strerror(errno));
+                close(fd);
+                return r;
+        }
+        sl = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        addr_str(&ss, bound, sizeof(bound));
+        agent_log("listening on %s (TLS)", bound); /* the tests read the port from here */
+        return fd;
+bad:
+        snprintf(msg, msize, "listen address '%s': want IPV4:PORT or [IPV6]:PORT", spec);
+        return -EINVAL;
+}
+
+/*
+ * Makes tls_ctx: @c, then the files @files[0..2] (cert, key, CA) that are not NULL over it.
+ * Frees @c's contents. 0 or -1 (logged).
+ */
+static int tls_setup(struct agent_tls_creds *c, const char *const files[3])
+{
+        static const char what[3] = {'c', 'k', 'c'};
+        uint8_t **dst[3] = {&c->cert, &c->key, &c->ca};
+        size_t *dst_len[3] = {&c->cert_len, &c->key_len, &c->ca_len};
+        char msg[512];
+        int r = 0;
+
+        /* No openssl.cnf (a CT's image has its own, or none), no modules to load. */
+        OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+        for (int i = 0; i < 3 && r == 0; i++) {
+                uint8_t *d = NULL;
+                size_t n = 0;
+
+                if (!files[i])
+                        continue;
+                r = agent_tls_file_load(files[i], what[i], &d, &n, msg, sizeof(msg));
+                if (r < 0)
+                        break;
+                if (i == 1 && *dst[i])
+                        explicit_bzero(*dst[i], *dst_len[i]);
+                free(*dst[i]);
+                *dst[i] = d;
+                *dst_len[i] = n;
+        }
+        if (r == 0) {
+                tls_ctx = agent_tls_ctx_new(c, msg, sizeof(msg));
+                r = tls_ctx ? 0 : -1;
+        }
+        agent_tls_creds_done(c);
+        if (r < 0) {
+                agent_log("TLS: %s", msg);
+                return -1;
+        }
+        return 0;
+}
+
+/* CT mode, PID 1: the agent moves to a leaf cgroup of its own, so that the root may hand
+ * controllers down to the pod's (cgroup v2: no processes in a cgroup with children's
+ * controllers). */
+static void ct_cgroup_leaf(void)
+{
+        char leaf[PATH_MAX];
+
+        snprintf(leaf, sizeof(leaf), "%s/agent", agent_cfg.cgroup_root);
+        if (mkdir(leaf, 0755) < 0 && errno != EEXIST)
+                return;
+        if (cg_write(leaf, "cgroup.procs", "0") < 0)
+                agent_log("cgroup %s: cannot move there", leaf);
 }
 
 static int listen_unix(const char *path)
@@ -702,17 +1089,30 @@ static int listen_unix(const char *path)
 
 int main(int argc, char **argv)
 {
-        const char *listen_path = NULL;
-        int conn_fd = -1;
+        const char *listen_path = NULL, *listen_tls = NULL, *files[3] = {NULL, NULL, NULL};
+        struct agent_tls_creds creds = {0};
+        bool ct_flag = false, cgroup_set = false, has_key;
+        char msg[512] = "", def_listen[80];
+        int conn_fd = -1, env_r;
         sigset_t mask;
+
+        /*
+         * First of all, the TLS secrets leave the environment (and its bytes in memory that
+         * /proc/self/environ shows), whatever the mode: no child may see them.
+         */
+        has_key = getenv(AG_TLS_ENV_KEY) != NULL;
+        env_r = agent_tls_env_take(&creds, msg, sizeof(msg));
 
         agent_cfg.pid1 = getpid() == 1;
         snprintf(agent_cfg.state_dir, sizeof(agent_cfg.state_dir), "/run/runt-agent");
-        if (agent_cfg.pid1)
-                snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "/sys/fs/cgroup");
+        agent_cfg.layer_max_bytes = AG_LAYER_MAX_BYTES;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
+                if (strcmp(a, "--ct") == 0) {
+                        ct_flag = true;
+                        continue;
+                }
                 if (agent_cfg.pid1 && a[0] != '-')
                         continue; /* kernel command line leftovers */
                 if (!v)
@@ -721,19 +1121,64 @@ int main(int argc, char **argv)
                         listen_path = v;
                 else if (strcmp(a, "--fd") == 0)
                         conn_fd = atoi(v);
+                else if (strcmp(a, "--listen-tls") == 0)
+                        listen_tls = v;
+                else if (strcmp(a, "--tls-cert") == 0)
+                        files[0] = v;
+                else if (strcmp(a, "--tls-key") == 0)
+                        files[1] = v;
+                else if (strcmp(a, "--tls-ca") == 0)
+                        files[2] = v;
                 else if (strcmp(a, "--state-dir") == 0)
                         snprintf(agent_cfg.state_dir, sizeof(agent_cfg.state_dir), "%s", v);
                 else if (strcmp(a, "--cgroup-root") == 0)
+                        cgroup_set = true,
                         snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "%s", v);
+                else if (strcmp(a, "--layer-max-bytes") == 0)
+                        agent_cfg.layer_max_bytes = strtoull(v, NULL, 10);
                 else
                         return usage();
                 i++;
         }
-        if (!agent_cfg.pid1 && !listen_path && conn_fd < 0)
+        /* A CT's PVE may start the entrypoint without arguments: its environment says. */
+        agent_cfg.ct = ct_flag || (agent_cfg.pid1 && has_key);
+        if (agent_cfg.ct) {
+                agent_cfg.pid1 = false;
+                /* a copy: tls_setup frees creds */
+                if (creds.listen)
+                        snprintf(def_listen, sizeof(def_listen), "%s", creds.listen);
+                else
+                        snprintf(def_listen, sizeof(def_listen), "0.0.0.0:%d", AG_TLS_PORT);
+                if (!listen_tls)
+                        listen_tls = def_listen;
+        }
+        /* Not as a CT's entrypoint run by hand on a host: that root is the host's. */
+        if ((agent_cfg.pid1 || (agent_cfg.ct && getpid() == 1)) && !cgroup_set)
+                snprintf(agent_cfg.cgroup_root, sizeof(agent_cfg.cgroup_root), "/sys/fs/cgroup");
+        if ((!agent_cfg.pid1 && !listen_path && conn_fd < 0 && !listen_tls) ||
+            !agent_cfg.layer_max_bytes) {
+                agent_tls_creds_done(&creds);
                 return usage();
+        }
+        if (listen_tls) {
+                if (env_r < 0) {
+                        agent_log("TLS: %s", msg);
+                        agent_tls_creds_done(&creds);
+                        return 1;
+                }
+                if (tls_setup(&creds, files) < 0)
+                        return 1;
+                /* Nothing of this process (its memory, its environ) is for anyone else. */
+                prctl(PR_SET_DUMPABLE, 0);
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
+        if (agent_cfg.ct) {
+                sigaddset(&mask, SIGTERM);
+                sigaddset(&mask, SIGINT);
+                sigaddset(&mask, SIGPWR);
+        }
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
         if (agent_cfg.pid1)
@@ -741,10 +1186,19 @@ int main(int argc, char **argv)
         else
                 prctl(PR_SET_CHILD_SUBREAPER, 1);
         make_boot_id();
+        if (agent_cfg.ct)
+                mkdir_p(agent_cfg.state_dir);
         mkdir(agent_cfg.state_dir, 0700);
+        if (agent_cfg.ct && agent_cfg.cgroup_root[0] && getpid() == 1)
+                ct_cgroup_leaf();
+        if (layer_init() < 0)
+                agent_log("no image layers over the channel: %s/layers unusable",
+                          agent_cfg.state_dir);
         if (agent_cfg.cgroup_root[0] && ctr_setup_cgroups() < 0)
                 agent_log("cgroups at %s unusable: no limits", agent_cfg.cgroup_root);
 
+        for (int i = 0; i < HS_MAX; i++)
+                hs_tab[i].w.fd = -1;
         epfd = epoll_create1(EPOLL_CLOEXEC);
         sig_w.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
         if (epfd < 0 || sig_w.fd < 0) {
@@ -753,7 +1207,14 @@ int main(int argc, char **argv)
                         return 1;
         }
         ew_set(&sig_w, EPOLLIN);
-        if (listen_path) {
+        if (listen_tls) {
+                listen_w.fd = listen_tcp(listen_tls, msg, sizeof(msg));
+                if (listen_w.fd < 0) {
+                        agent_log("%s", msg);
+                        return 1;
+                }
+                ew_set(&listen_w, EPOLLIN);
+        } else if (listen_path) {
                 listen_w.fd = listen_unix(listen_path);
                 if (listen_w.fd < 0) {
                         agent_log("listen %s: %s", listen_path, strerror(-listen_w.fd));
@@ -762,10 +1223,11 @@ int main(int argc, char **argv)
                 ew_set(&listen_w, EPOLLIN);
         } else if (conn_fd >= 0) {
                 exit_after_conn = true;
-                conn_begin(conn_fd);
+                conn_begin(conn_fd, NULL);
         } else {
                 port_open();
         }
+        agent_tls_creds_done(&creds);
 
         for (;;) {
                 struct epoll_event evs[64];
@@ -775,6 +1237,15 @@ int main(int argc, char **argv)
                         return 0;
                 if (exit_after_conn && conn_w.fd < 0)
                         return 0;
+                if (tls_ctx) {
+                        int t = hs_timers();
+
+                        if (t >= 0 && (timeout < 0 || t < timeout))
+                                timeout = t;
+                        /* Decrypted bytes OpenSSL holds are no event for epoll. */
+                        if (conn_ssl && SSL_pending(conn_ssl) > 0)
+                                timeout = 0;
+                }
                 if (agent_cfg.pid1 && conn_w.fd < 0) {
                         int64_t now = agent_mono_ms();
 
@@ -801,19 +1272,28 @@ int main(int argc, char **argv)
 
                         switch (w->kind) {
                         case EW_LISTEN: {
-                                int fd = accept4(listen_w.fd, NULL, NULL, SOCK_CLOEXEC);
+                                int fd;
 
+                                if (tls_ctx) {
+                                        tls_accept();
+                                        break;
+                                }
+                                fd = accept4(listen_w.fd, NULL, NULL, SOCK_CLOEXEC);
                                 if (fd >= 0 && conn_w.fd < 0)
-                                        conn_begin(fd);
+                                        conn_begin(fd, NULL);
                                 else if (fd >= 0)
                                         close(fd);
                                 break;
                         }
+                        case EW_TLS_HS:
+                                hs_step(w->obj);
+                                break;
                         case EW_CONN:
-                                if (evs[i].events & EPOLLOUT)
+                                /* TLS: a read may wait for POLLOUT and a write for POLLIN. */
+                                if (evs[i].events & EPOLLOUT || conn_ssl)
                                         flush_out();
                                 if (conn_w.fd >= 0 &&
-                                    (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                                    (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) || conn_ssl))
                                         conn_readable();
                                 break;
                         case EW_SIGNAL:
@@ -835,9 +1315,12 @@ int main(int argc, char **argv)
                                 break;
                         }
                 }
+                if (conn_ssl && SSL_pending(conn_ssl) > 0)
+                        conn_readable();
                 /* Streams and containers ended above are freed only now: later events of
                  * the same batch may point to them (their fds are -1 by then). */
                 st_gc();
                 ctr_gc();
+                layer_gc();
         }
 }

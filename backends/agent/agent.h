@@ -5,9 +5,9 @@
  * host connection (virtio-serial port, or a unix socket in host mode), the SIGCHLD
  * signalfd, and every container's and stream's fds. Module prefix: agent_ / ctr_ / st_.
  *
- * The transport (agent-main.c: how the byte stream is opened and reopened) is apart from
- * the logic (everything else sees agent_send() and the dispatch of whole frames), so the
- * same agent can serve a Proxmox CT over another transport.
+ * The transport (agent-main.c: how the byte stream is opened and reopened: a virtio-serial
+ * port, a unix socket, or TCP with TLS for a Proxmox CT, agent-tls.h) is apart from the
+ * logic (everything else sees agent_send() and the dispatch of whole frames).
  */
 
 #include <limits.h>
@@ -28,8 +28,9 @@ enum ew_kind {
         EW_CTR_ERR,
         EW_ST_OUT, /* a stream's fd the agent reads (exec stdout / socket) */
         EW_ST_ERR,
-        EW_ST_IN, /* a stream's fd the agent writes (exec stdin), when it has to wait */
-        EW_OOM,   /* inotify on the containers' memory.events */
+        EW_ST_IN,  /* a stream's fd the agent writes (exec stdin), when it has to wait */
+        EW_OOM,    /* inotify on the containers' memory.events */
+        EW_TLS_HS, /* a TLS connection in its handshake (obj: agent-main.c's struct hs) */
 };
 
 struct ew {
@@ -40,11 +41,13 @@ struct ew {
 };
 
 struct agent_cfg {
-        bool pid1;
+        bool pid1; /* PID 1 of a microVM guest: sets the machine up */
+        bool ct;   /* the entrypoint of a Proxmox CT (PID 1 there too, nothing to set up) */
         char state_dir[PATH_MAX];   /* /run/runt-agent */
         char cgroup_root[PATH_MAX]; /* "" = no cgroups (host mode default) */
         bool have_cgroups;
         char boot_id[40];
+        uint64_t layer_max_bytes; /* one LAYER_PUT stream at most */
 };
 extern struct agent_cfg agent_cfg;
 
@@ -186,6 +189,21 @@ void st_attach_output(struct ctr *c, int chan, const uint8_t *d, size_t n);
 void st_attach_eof(struct ctr *c);
 /* A container is being removed: its attach streams end. */
 void st_ctr_gone(struct ctr *c);
+
+/* ---- agent-layer.c: image layers sent over the channel (proto.h, IMAGE LAYERS) ---- */
+/* Makes state_dir/layers and removes the temp dirs of PUTs a killed agent left. */
+int layer_init(void);
+void layer_op_has(const struct ag_hdr *h, const uint8_t *p);
+void layer_op_put(const struct ag_hdr *h, const uint8_t *p);
+/* A DATA / CLOSE frame: true when its stream is a LAYER_PUT's (then it was handled). */
+bool layer_data(const struct ag_hdr *h, const uint8_t *p);
+bool layer_close(const struct ag_hdr *h);
+bool layer_stream_used(uint32_t sid);
+/* The connection ended: every PUT is abandoned (its temp dir removed). */
+void layer_drop_all(void);
+void layer_gc(void);
+/* Whether an exec/attach/dial stream has id @sid (agent-exec.c). */
+bool st_stream_used(uint32_t sid);
 
 /* ---- agent-net.c ---- */
 void net_op_setup(const struct ag_hdr *h, const uint8_t *p);

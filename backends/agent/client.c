@@ -4,6 +4,10 @@
  * one poll() loop; callers queue their frames and wait on a condition variable. Everything
  * shared sits under c->lock, which the I/O thread drops only around poll() and callbacks.
  *
+ * The connection is a plain fd or a TLS one (tls-internal.h): conn_read/conn_write hide which,
+ * and for TLS the poll set asks for what OpenSSL last waited for (rd_want, wr_want) and poll
+ * does not wait while OpenSSL holds bytes already read.
+ *
  * Streams: each has the local fds the I/O thread relays, a buffer per channel of what the
  * agent sent that the local side has not taken yet ("down"), and one of what the local side
  * gave that the credit does not cover yet ("up", attach only: a packet cannot be read in
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "tls-internal.h"
 
 #define OUTQ_SOFT_MAX (1u << 20)  /* read no local fd while this much waits to go out */
 #define OUTQ_HARD_MAX (16u << 20) /* a frame that would pass it fails (-ENOBUFS) */
@@ -130,6 +135,8 @@ struct ag_client {
         pthread_cond_t idle;  /* users dropped to 0 */
         unsigned users;       /* threads inside a call */
         int fd, wake_fd;
+        struct ag_tls_conn *tls; /* NULL: plain fd */
+        short rd_want, wr_want;  /* TLS: the poll event a read / a write waits for */
         const struct ag_client_ops *cbs;
         void *cb_data;
         pthread_t thread;
@@ -146,12 +153,29 @@ struct ag_client {
 
 static ssize_t conn_read(struct ag_client *c, void *buf, size_t n)
 {
+        if (c->tls) {
+                short want = POLLIN;
+                ssize_t r = ag_tls_conn_read(c->tls, buf, n, &want);
+
+                /* A TLS read may have to write first (and a write to read): poll for that. */
+                c->rd_want = r < 0 && errno == EAGAIN ? want : POLLIN;
+                return r;
+        }
         return read(c->fd, buf, n);
 }
 
 static ssize_t conn_write(struct ag_client *c, const void *buf, size_t n)
 {
-        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t r;
+
+        if (c->tls) {
+                short want = POLLOUT;
+
+                r = ag_tls_conn_write(c->tls, buf, n, &want);
+                c->wr_want = r < 0 && errno == EAGAIN ? want : POLLOUT;
+                return r;
+        }
+        r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (r < 0 && errno == ENOTSOCK)
                 r = write(c->fd, buf, n);
@@ -705,8 +729,13 @@ static int build_pollset(struct ag_client *c, struct pollfd **pfds, struct slot 
         r = add_pfd(pfds, slots, n, cap, c->wake_fd, POLLIN, NULL, 0, false);
         if (r < 0 || c->closed)
                 return r;
-        r = add_pfd(pfds, slots, n, cap, c->fd, POLLIN | (sbuf_pending(&c->outq) ? POLLOUT : 0),
-                    NULL, 0, false);
+        if (c->tls)
+                r = add_pfd(pfds, slots, n, cap, c->fd,
+                            (short)(c->rd_want | (sbuf_pending(&c->outq) ? c->wr_want : 0)), NULL,
+                            0, false);
+        else
+                r = add_pfd(pfds, slots, n, cap, c->fd,
+                            POLLIN | (sbuf_pending(&c->outq) ? POLLOUT : 0), NULL, 0, false);
         for (struct stream *st = c->streams; st && r == 0; st = st->next) {
                 bool rd = stream_wants_read(c, st);
 
@@ -765,6 +794,7 @@ static void *io_thread(void *arg)
         struct pollfd *pfds = NULL;
         struct slot *slots = NULL;
         size_t n = 0, cap = 0;
+        bool pending;
 
         pthread_mutex_lock(&c->lock);
         while (!c->stop) {
@@ -773,8 +803,10 @@ static void *io_thread(void *arg)
                         conn_fail(c, -ENOMEM);
                         continue;
                 }
+                /* Decrypted bytes OpenSSL holds are no event for poll(): do not wait then. */
+                pending = c->tls && !c->closed && ag_tls_conn_pending(c->tls);
                 pthread_mutex_unlock(&c->lock);
-                if (poll(pfds, n, -1) < 0 && errno != EINTR) {
+                if (poll(pfds, n, pending ? 0 : -1) < 0 && errno != EINTR) {
                         pthread_mutex_lock(&c->lock);
                         conn_fail(c, -errno);
                         continue;
@@ -813,7 +845,9 @@ static void *io_thread(void *arg)
                                 break;
                         }
                 }
-                if (!c->closed && (pfds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+                /* TLS: any event may be the one a read waited for (POLLOUT too). */
+                if (!c->closed && (c->tls ? pfds[1].revents || pending
+                                          : pfds[1].revents & (POLLIN | POLLHUP | POLLERR)))
                         conn_read_frames(c);
         }
         pthread_mutex_unlock(&c->lock);
@@ -824,24 +858,28 @@ static void *io_thread(void *arg)
 
 /* ---- API ---- */
 
-int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
-                  struct sh_error *err)
+/* Starts a client on @fd, or on @tls (whose socket @fd is) when not NULL: owns both. */
+static int client_start(int fd, struct ag_tls_conn *tls, const struct ag_client_ops *cbs,
+                        void *cb_data, struct ag_client **ret, struct sh_error *err)
 {
-        _cleanup_close_ int owned = fd;
         struct ag_client *c;
         int r, fl;
 
         fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return sh_err(err, -errno, "agent connection: fcntl");
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                r = sh_err(err, -errno, "agent connection: fcntl");
+                goto fail;
+        }
         c = calloc(1, sizeof(*c));
-        if (!c)
-                return sh_err(err, -ENOMEM, "agent client");
+        if (!c) {
+                r = sh_err(err, -ENOMEM, "agent client");
+                goto fail;
+        }
         c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (c->wake_fd < 0) {
-                r = -errno;
+                r = sh_err(err, -errno, "agent client: eventfd");
                 free(c);
-                return sh_err(err, r, "agent client: eventfd");
+                goto fail;
         }
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->idle, NULL);
@@ -849,19 +887,40 @@ int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct
         c->cbs = cbs;
         c->cb_data = cb_data;
         c->open_timeout_ms = AG_CLIENT_OPEN_TIMEOUT_MS;
-        c->fd = TAKE_FD(owned);
+        c->fd = fd;
+        c->tls = tls;
+        c->rd_want = POLLIN;
+        c->wr_want = POLLOUT;
         r = -pthread_create(&c->thread, NULL, io_thread, c);
         if (r < 0) {
-                close(c->fd);
                 close(c->wake_fd);
                 ag_reader_done(&c->reader);
                 pthread_cond_destroy(&c->idle);
                 pthread_mutex_destroy(&c->lock);
                 free(c);
-                return sh_err(err, r, "agent client: thread");
+                r = sh_err(err, r, "agent client: thread");
+                goto fail;
         }
         *ret = c;
         return 0;
+fail:
+        if (tls)
+                ag_tls_conn_free(tls);
+        else
+                close(fd);
+        return r;
+}
+
+int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
+                  struct sh_error *err)
+{
+        return client_start(fd, NULL, cbs, cb_data, ret, err);
+}
+
+int ag_client_new_tls(struct ag_tls_conn *conn, const struct ag_client_ops *cbs, void *cb_data,
+                      struct ag_client **ret, struct sh_error *err)
+{
+        return client_start(ag_tls_conn_fd(conn), conn, cbs, cb_data, ret, err);
 }
 
 void ag_client_free(struct ag_client *c)
@@ -880,7 +939,10 @@ void ag_client_free(struct ag_client *c)
                 pthread_cond_wait(&c->idle, &c->lock);
         pthread_mutex_unlock(&c->lock);
 
-        close(c->fd);
+        if (c->tls)
+                ag_tls_conn_free(c->tls); /* closes c->fd */
+        else
+                close(c->fd);
         close(c->wake_fd);
         ag_reader_done(&c->reader);
         sbuf_done(&c->outq);
@@ -1164,6 +1226,43 @@ int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *a
                 .stdin_fd = want_stdin ? TAKE_FD(in) : -1,
                 .stdout_fd = TAKE_FD(out),
                 .stderr_fd = tty ? -1 : TAKE_FD(errfd),
+                .exit_fd = TAKE_FD(ex),
+                .stream = sid,
+        };
+        return 0;
+}
+
+int ag_client_open_stream(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                          unsigned timeout_ms, struct ag_exec_fds *ret, uint8_t **ret_payload,
+                          size_t *ret_len, struct sh_error *err)
+{
+        _cleanup_close_ int in = -EBADF, out = -EBADF, errfd = -EBADF, ex = -EBADF;
+        struct stream *st = stream_new(ST_EXEC);
+        unsigned open_ms;
+        uint32_t sid;
+        int r;
+
+        if (!st)
+                return sh_err(err, -ENOMEM, "stream %u", op);
+        r = pair(SOCK_STREAM, &in, &st->up_fd);
+        if (r == 0)
+                r = pair(SOCK_STREAM, &out, &st->out_fd[1]);
+        if (r == 0)
+                r = pair(SOCK_STREAM, &errfd, &st->out_fd[2]);
+        if (r == 0)
+                r = pair(SOCK_SEQPACKET, &ex, &st->exit_fd);
+        if (r < 0) {
+                stream_free(st);
+                return sh_err(err, r, "stream %u: socketpair", op);
+        }
+        sid = new_stream_id(c, &open_ms);
+        r = call_run(c, op, sid, st, attrs, timeout_ms, -1, ret_payload, ret_len, err);
+        if (r < 0)
+                return r;
+        *ret = (struct ag_exec_fds){
+                .stdin_fd = TAKE_FD(in),
+                .stdout_fd = TAKE_FD(out),
+                .stderr_fd = TAKE_FD(errfd),
                 .exit_fd = TAKE_FD(ex),
                 .stream = sid,
         };

@@ -43,6 +43,16 @@ struct ag_client_ops {
 int ag_client_new(int fd, const struct ag_client_ops *cbs, void *cb_data, struct ag_client **ret,
                   struct sh_error *err);
 
+struct ag_tls_conn;
+
+/*
+ * The same on a TLS connection to a runt-agent (tls.h: ag_dial_tls, handshake done), which
+ * it owns from then on, even on failure. Nothing changes for the callers: the I/O thread
+ * reads and writes through TLS, sends a close_notify at ag_client_free.
+ */
+int ag_client_new_tls(struct ag_tls_conn *conn, const struct ag_client_ops *cbs, void *cb_data,
+                      struct ag_client **ret, struct sh_error *err);
+
 /*
  * Stops the I/O thread, closes the connection and every stream's local end, fails pending
  * calls with -ECONNRESET, then waits for the threads inside ag_client_* calls to return
@@ -113,6 +123,17 @@ struct ag_exec_fds {
 int ag_client_exec(struct ag_client *c, const char *ctr_id, const char *const *argv, bool tty,
                    bool want_stdin, unsigned rows, unsigned cols, struct ag_exec_fds *ret,
                    struct sh_error *err);
+
+/*
+ * Opens a stream with request @op and payload @attrs (NULL: none) that carries bytes as an
+ * exec's does, without a tty (AG_OP_LAYER_PUT): *@ret as ag_client_exec's, stdin always.
+ * Waits at most @timeout_ms (0: no limit) for the RESP; its payload in *@ret_payload
+ * (malloc'd, the caller's; NULL when empty) and *@ret_len when @ret_payload is not NULL.
+ * Errors as ag_client_call.
+ */
+int ag_client_open_stream(struct ag_client *c, uint16_t op, const struct ag_buf *attrs,
+                          unsigned timeout_ms, struct ag_exec_fds *ret, uint8_t **ret_payload,
+                          size_t *ret_len, struct sh_error *err);
 
 /* Resizes the pty of exec stream @stream (AG_OP_RESIZE; the answer is not waited for). */
 int ag_client_resize(struct ag_client *c, uint32_t stream, unsigned rows, unsigned cols,

@@ -45,6 +45,60 @@
  * newer peer adds fields. A missing attribute means its zero value ("" / 0 / false).
  */
 
+/*
+ * IMAGE LAYERS (a Proxmox CT has no share with runtd's layer store: the layers come over the
+ * channel). The agent keeps them in <state_dir>/layers/<chain id hex>, read-only from then
+ * on, and CTR_CREATE's LOWER may name those directories (LAYER_DIR says the path).
+ *
+ * LAYER_HAS answers PRESENT 0/1 and LAYER_DIR. LAYER_PUT opens a stream (as EXEC does);
+ * its RESP comes
+ *   - at once with PRESENT=1 when the layer is there: a no-op; the stream ends right after
+ *     (STREAM_EXIT with EXIT_CODE 0, CLOSE ALL) and the host sends nothing on it;
+ *   - at once with PRESENT=0: the host sends the layer's records (below) as DATA on
+ *     AG_CHAN_STDIN, within the stream's credit, then CLOSE(STDIN);
+ *   - later, while another PUT of the same layer runs on the connection: this one waits
+ *     for it, then is answered as above (PRESENT=1 if that one succeeded).
+ * The agent writes the records under layers/<id>.tmp-XXXXXX and answers the end: on
+ * success it syncs the file system, renames the directory to layers/<id> and sends
+ * STREAM_EXIT with EXIT_CODE 0; on failure it deletes what it wrote, sends the reason as
+ * DATA on AG_CHAN_STDERR, then STREAM_EXIT with EXIT_CODE = a positive errno (and ERRNO,
+ * ERRMSG). Either way CLOSE ALL follows. The host's CLOSE ALL, or the connection's end,
+ * abandons a PUT: what it wrote is deleted. Temp dirs a killed agent left are deleted when
+ * it starts again.
+ *
+ * LAYER RECORDS. The stream is a sequence of records, in any split over DATA frames:
+ *
+ *      u32 hlen (big-endian)   hlen bytes: the header, TLV attributes as in a payload
+ *      SIZE bytes of content (regular files only)
+ *
+ * closed by an end mark, a record with hlen 0; nothing may follow it. The header:
+ *   L_PATH   s  required. Relative to the layer's root: components joined by single '/',
+ *               none empty, "." or "..", each at most 255 bytes, the whole at most
+ *               AG_LAYER_PATH_MAX (longer than PATH_MAX is allowed: images have such
+ *               trees). "" is the root itself (an L_DIR; only its metadata is applied).
+ *               A path comes once, after its parent directory's record.
+ *   L_TYPE   u  required, enum ag_ltype.
+ *   L_MODE   u  permission bits with setuid/setgid/sticky (& 07777); not for a symlink.
+ *   L_UID, L_GID  u  owner (0 .. 2^32-2).
+ *   L_MTIME_NS    u  modification time (the access time is set to it too), symlinks too.
+ *   L_RDEV   u  char/block devices: major << 32 | minor. The agent makes only the overlay
+ *               whiteout (a char device 0/0); any other device is refused (EPERM).
+ *   L_LINK   s  a symlink's target (any bytes but NUL, at most 4095; never followed), or
+ *               a hard link's target: a path as L_PATH, of an entry sent before, not a
+ *               directory.
+ *   L_XATTR  n* L_XNAME (s, 1..255 bytes), L_XVALUE (b, at most 65536), at most
+ *               AG_LAYER_XATTR_MAX of them: the entry's extended attributes as the layer
+ *               store has them: an opaque directory carries trusted.overlay.opaque "y" (the
+ *               only trusted.overlay.* attribute the agent takes), security.capability
+ *               file capabilities, and what else the image set.
+ *   L_SIZE   u  regular files: the content bytes that follow the header.
+ * Whiteouts travel as the store has them: a char device 0/0 named as the deleted entry.
+ * Hard links: the first name of an inode is sent as the file, the others as L_HARDLINK.
+ * The agent refuses a stream over its limit (runt-agent --layer-max-bytes, default
+ * AG_LAYER_MAX_BYTES, counting every byte of the records) or over AG_LAYER_MAX_ENTRIES
+ * entries with EFBIG, and a malformed one with EPROTO/EINVAL; the message names the entry.
+ */
+
 #define AG_VERSION     1
 #define AG_HDR_SIZE    16
 #define AG_MAX_PAYLOAD (1u << 20)  /* REQ, RESP, EVENT */
@@ -88,6 +142,9 @@ enum ag_op {
         AG_OP_LOG_ACK = 19,    /* ID, SEQ: the host wrote log chunks up to SEQ; the agent
                                   may drop them */
         AG_OP_PING = 20,       /* -> UPTIME_NS */
+        AG_OP_LAYER_HAS = 21,  /* ID (a chain id: 64 hex) -> PRESENT, LAYER_DIR */
+        AG_OP_LAYER_PUT = 22,  /* ID; opens a stream of layer records (IMAGE LAYERS above)
+                                  -> PRESENT, LAYER_DIR */
 };
 
 enum ag_event {
@@ -215,6 +272,36 @@ enum ag_tag {
         AG_A_FS_USED = 153,         /* u bytes of the writable layer */
         AG_A_FS_INODES = 154,       /* u */
         AG_A_OOM_EVENTS = 155,      /* u memory.events oom_kill */
+
+        /* LAYER_HAS, LAYER_PUT */
+        AG_A_PRESENT = 160,   /* u  0/1: the layer is complete in the agent */
+        AG_A_LAYER_DIR = 161, /* s  its directory there: what LOWER names */
+
+        /* A layer record's header (IMAGE LAYERS above) */
+        AG_A_L_PATH = 170,     /* s */
+        AG_A_L_TYPE = 171,     /* u  enum ag_ltype */
+        AG_A_L_MODE = 172,     /* u */
+        AG_A_L_UID = 173,      /* u */
+        AG_A_L_GID = 174,      /* u */
+        AG_A_L_MTIME_NS = 175, /* u */
+        AG_A_L_RDEV = 176,     /* u  major << 32 | minor */
+        AG_A_L_LINK = 177,     /* s */
+        AG_A_L_XATTR = 178,    /* n* XNAME, XVALUE */
+        AG_A_L_XNAME = 179,    /* s */
+        AG_A_L_XVALUE = 180,   /* b */
+        AG_A_L_SIZE = 181,     /* u */
+};
+
+/* A layer entry's type (AG_A_L_TYPE). */
+enum ag_ltype {
+        AG_LT_REG = 1,
+        AG_LT_DIR = 2,
+        AG_LT_SYMLINK = 3,
+        AG_LT_HARDLINK = 4,
+        AG_LT_CHAR = 5,
+        AG_LT_BLOCK = 6,
+        AG_LT_FIFO = 7,
+        AG_LT_SOCKET = 8,
 };
 
 enum ag_state {
@@ -411,3 +498,84 @@ void ag_net_done(struct ag_net *n);
 
 /* The failure of a RESP: 0 when it succeeded, else -errno with its message in @msg. */
 int ag_resp_error(const uint8_t *payload, size_t len, char *msg, size_t msg_size);
+
+/* ---- layer records (IMAGE LAYERS above) ---- */
+
+#define AG_LAYER_HDR_MAX     (256u << 10)        /* one record header */
+#define AG_LAYER_PATH_MAX    65535u              /* L_PATH and a hard link's L_LINK */
+#define AG_LAYER_LINK_MAX    4095u               /* a symlink's target */
+#define AG_LAYER_XATTR_MAX   256u                /* xattrs of one entry */
+#define AG_LAYER_XVALUE_MAX  65536u              /* one xattr value */
+#define AG_LAYER_MAX_BYTES   ((uint64_t)4 << 30) /* a layer stream, by default */
+#define AG_LAYER_MAX_ENTRIES ((uint64_t)1 << 22) /* entries of one layer */
+
+struct ag_xattr {
+        char *name;
+        uint8_t *value;
+        size_t len;
+};
+
+/* One entry of a layer. Owned strings; decoded ones are checked as IMAGE LAYERS says. */
+struct ag_lent {
+        char *path; /* "" is the root */
+        int type;   /* enum ag_ltype */
+        uint32_t mode;
+        uint32_t uid, gid;
+        int64_t mtime_ns;
+        uint32_t rdev_major, rdev_minor;
+        char *link; /* L_SYMLINK, L_HARDLINK; else NULL */
+        struct ag_xattr *xattrs;
+        size_t n_xattrs;
+        uint64_t size; /* L_REG: content bytes after the header */
+};
+
+/* Appends @e's record (u32 length and header; not the content) to bare buffer @b. */
+void ag_lent_put(struct ag_buf *b, const struct ag_lent *e);
+/* Appends the end mark. */
+void ag_lent_put_end(struct ag_buf *b);
+/*
+ * Decodes and checks a record header (its TLV block, without the length). 0, -EPROTO
+ * (malformed, a field missing or not for the type, a NUL in a string), -EINVAL (a path as
+ * IMAGE LAYERS forbids), -ENAMETOOLONG, -ENOMEM; @msg says which.
+ */
+int ag_lent_decode(const uint8_t *p, size_t len, struct ag_lent *ret, char *msg, size_t msize);
+void ag_lent_done(struct ag_lent *e);
+/* Whether @path is an L_PATH ("" only with @root_ok): 0, -EINVAL, -ENAMETOOLONG. */
+int ag_layer_path_check(const char *path, bool root_ok);
+
+/*
+ * The agent's reader of a record stream: feed it the bytes as they come; it calls @begin
+ * for each entry's header, @data for its content (any split), @end once the content is
+ * all there (also for entries without content). @e is valid from begin to end. A callback
+ * returns 0 or -errno (with @msg), which stops the stream. No locking.
+ */
+struct ag_lreader_ops {
+        int (*begin)(void *ud, const struct ag_lent *e, char *msg, size_t msize);
+        int (*data)(void *ud, const struct ag_lent *e, const uint8_t *p, size_t n, char *msg,
+                    size_t msize);
+        int (*end)(void *ud, const struct ag_lent *e, char *msg, size_t msize);
+};
+struct ag_lreader {
+        uint64_t max_bytes, total; /* the stream's limit (0: none), bytes fed so far */
+        uint64_t entries;
+        int state;
+        uint8_t lenb[4];
+        size_t lenb_got;
+        uint8_t *hdr;
+        size_t hlen, hgot;
+        struct ag_lent cur;
+        uint64_t left; /* content bytes of cur still to come */
+        bool ended;    /* the end mark came */
+        int err;       /* sticky: a failed stream takes no more */
+};
+void ag_lreader_init(struct ag_lreader *r, uint64_t max_bytes);
+void ag_lreader_done(struct ag_lreader *r);
+/*
+ * Takes @n more bytes. 0, or the first error: a callback's, -EPROTO (a malformed record,
+ * a header over AG_LAYER_HDR_MAX, bytes after the end mark), -EFBIG (over max_bytes or
+ * AG_LAYER_MAX_ENTRIES), or a decoding error; @msg says why. Sticky.
+ */
+int ag_lreader_feed(struct ag_lreader *r, const uint8_t *p, size_t n,
+                    const struct ag_lreader_ops *ops, void *ud, char *msg, size_t msize);
+/* The host ended the stream: 0 when it ended with the end mark, else -EPROTO with @msg. */
+int ag_lreader_finish(struct ag_lreader *r, char *msg, size_t msize);

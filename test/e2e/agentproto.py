@@ -4,13 +4,18 @@ Frames: a 16-byte big-endian header (u8 version, u8 kind, u16 op, u32 stream, u3
 u32 len) and a payload. Payloads of REQ/RESP/EVENT are TLV attributes (u16 tag, u32 len,
 value); integers are 8-byte big-endian two's complement; a nested record is a TLV block.
 
-    c = AgentClient(sock)              # any connected stream socket
+    c = AgentClient(sock)              # any connected stream socket, or an ssl.SSLSocket
     ev = c.wait_event(EV_READY)
     r = c.call(OP_HELLO)               # -> Attrs; raises AgentError for a failed RESP
+
+Layer records (LAYER_PUT's stream): layer_record() encodes one, LAYER_END ends a stream,
+dir_records() walks a directory as runtd's ag_layer_put does, and put_layer() sends them.
 """
 
+import os
 import select
 import socket
+import stat
 import struct
 import time
 
@@ -25,7 +30,8 @@ K_REQ, K_RESP, K_EVENT, K_DATA, K_WINDOW, K_CLOSE = range(1, 7)
 
 (OP_HELLO, OP_NET_SETUP, OP_CTR_CREATE, OP_CTR_START, OP_CTR_SIGNAL, OP_CTR_STATUS,
  OP_CTR_LIST, OP_CTR_REMOVE, OP_CTR_UPDATE, OP_EXEC, OP_EXEC_SYNC, OP_ATTACH, OP_PORT_DIAL,
- OP_RESIZE, OP_STATS, OP_LOG_REOPEN, OP_SHUTDOWN, OP_POD_STATS, OP_LOG_ACK, OP_PING) = range(1, 21)
+ OP_RESIZE, OP_STATS, OP_LOG_REOPEN, OP_SHUTDOWN, OP_POD_STATS, OP_LOG_ACK, OP_PING,
+ OP_LAYER_HAS, OP_LAYER_PUT) = range(1, 23)
 
 EV_READY, EV_EXIT, EV_LOG, EV_STREAM_EXIT, EV_OOM = range(1, 6)
 CHAN_STDIN, CHAN_STDOUT, CHAN_STDERR, CHAN_ALL = 0, 1, 2, 0xFFFF
@@ -60,8 +66,16 @@ TAGS = {
     "PGFAULT": (149, "u"), "PGMAJFAULT": (150, "u"), "SWAP_USAGE": (151, "u"),
     "PIDS_CURRENT": (152, "u"), "FS_USED": (153, "u"), "FS_INODES": (154, "u"),
     "OOM_EVENTS": (155, "u"),
+    "PRESENT": (160, "u"), "LAYER_DIR": (161, "s"),
+    "L_PATH": (170, "s"), "L_TYPE": (171, "u"), "L_MODE": (172, "u"), "L_UID": (173, "u"),
+    "L_GID": (174, "u"), "L_MTIME_NS": (175, "u"), "L_RDEV": (176, "u"), "L_LINK": (177, "s"),
+    "L_XATTR": (178, "n"), "L_XNAME": (179, "s"), "L_XVALUE": (180, "b"), "L_SIZE": (181, "u"),
 }
 BY_NUM = {num: (name, typ) for name, (num, typ) in TAGS.items()}
+
+
+LT_REG, LT_DIR, LT_SYMLINK, LT_HARDLINK, LT_CHAR, LT_BLOCK, LT_FIFO, LT_SOCKET = range(1, 9)
+LAYER_END = b"\0\0\0\0"
 
 
 class AgentError(Exception):
@@ -176,6 +190,16 @@ class Stream:
         for i in range(0, len(data), MAX_DATA):
             self.c.send_frame(K_DATA, chan, self.sid, 0, data[i:i + MAX_DATA])
 
+    def send_flow(self, data, chan=CHAN_STDIN, timeout=20):
+        """send(), within the credit the agent grants (it drops what passes it)."""
+        off = 0
+        while off < len(data):
+            self.c.pump_until(lambda: self.credit > 0, timeout)
+            n = min(self.credit, MAX_DATA, len(data) - off)
+            self.c.send_frame(K_DATA, chan, self.sid, 0, data[off:off + n])
+            self.credit -= n
+            off += n
+
     def close(self, chan=CHAN_STDIN):
         self.c.send_frame(K_CLOSE, chan, self.sid, 0)
 
@@ -185,6 +209,21 @@ class Stream:
     def wait_closed(self, timeout=10):
         self.c.pump_until(lambda: CHAN_ALL in self.closed, timeout)
         return self
+
+    def send_flow(self, data, chan=CHAN_STDIN, timeout=30):
+        """Sends @data within the credit the agent grants (a LAYER_PUT's stream counts it).
+        Stops early (returns False) when the agent ended the stream."""
+        off = 0
+        while off < len(data):
+            self.c.pump_until(lambda: self.credit > 0 or CHAN_ALL in self.closed, timeout)
+            if CHAN_ALL in self.closed:
+                return False
+            n = min(self.credit, MAX_DATA, len(data) - off)
+            self.c.send_frame(K_DATA, chan, self.sid, 0, data[off:off + n])
+            self.credit -= n
+            off += n
+            self.c._read_frames(0)
+        return True
 
     def wait_output(self, needle, chan=CHAN_STDOUT, timeout=10):
         self.c.pump_until(lambda: needle in self.data[chan] or CHAN_ALL in self.closed, timeout)
@@ -207,9 +246,12 @@ class AgentClient:
         self.sock.sendall(frame(kind, op, stream, id_, payload))
 
     def _read_frames(self, timeout):
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            return
+        # A TLS socket (ssl.SSLSocket) may hold decrypted bytes select() cannot see.
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending() > 0):
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            if not r:
+                return
         data = self.sock.recv(1 << 20)
         if not data:
             raise EOFError("agent closed the connection")
@@ -313,3 +355,105 @@ def connect_unix(path, timeout=10):
             if time.monotonic() > end:
                 raise
             time.sleep(0.05)
+
+
+# ---- layer records (proto.h, IMAGE LAYERS) ----
+
+def layer_record(path, type_, mode=0o644, uid=0, gid=0, mtime_ns=0, rdev=None, link=None,
+                 xattrs=(), data=b"", size=None, extra=(), raw_header=None):
+    """One record: u32 header length, the header's TLV attributes, then @data. @path and
+    @link may be bytes (hostile tests), @size overrides len(data), @extra adds attributes,
+    @raw_header replaces the whole header."""
+    if raw_header is None:
+        attrs = [("L_PATH", path), ("L_TYPE", type_)]
+        if type_ not in (LT_SYMLINK, LT_HARDLINK):
+            attrs.append(("L_MODE", mode))
+        if type_ != LT_HARDLINK:
+            attrs += [("L_UID", uid), ("L_GID", gid), ("L_MTIME_NS", mtime_ns)]
+        if rdev is not None:
+            attrs.append(("L_RDEV", rdev))
+        if link is not None:
+            attrs.append(("L_LINK", link))
+        for name, value in xattrs:
+            attrs.append(("L_XATTR", [("L_XNAME", name), ("L_XVALUE", value)]))
+        if type_ == LT_REG or size is not None:
+            attrs.append(("L_SIZE", len(data) if size is None else size))
+        attrs += list(extra)
+        raw_header = encode_attrs(attrs)
+    return struct.pack(">I", len(raw_header)) + raw_header + data
+
+
+def _xattrs(path):
+    out = []
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return out
+    for n in sorted(names):
+        out.append((n, os.getxattr(path, n, follow_symlinks=False)))
+    return out
+
+
+def dir_records(root):
+    """The records of directory @root as runtd sends them: the root first, parents before
+    children, hard links after their first name, then the end mark."""
+    root = os.fspath(root)
+    out = []
+    seen = {}
+
+    def one(full, rel):
+        st = os.lstat(full)
+        kw = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+                  mtime_ns=st.st_mtime_ns, xattrs=_xattrs(full))
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                out.append(layer_record(rel, LT_HARDLINK, link=seen[key]))
+                return st
+            seen[key] = rel
+        if stat.S_ISDIR(st.st_mode):
+            out.append(layer_record(rel, LT_DIR, **kw))
+        elif stat.S_ISREG(st.st_mode):
+            with open(full, "rb") as f:
+                out.append(layer_record(rel, LT_REG, data=f.read(), **kw))
+        elif stat.S_ISLNK(st.st_mode):
+            del kw["mode"]
+            out.append(layer_record(rel, LT_SYMLINK, link=os.readlink(full), **kw))
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            t = LT_CHAR if stat.S_ISCHR(st.st_mode) else LT_BLOCK
+            out.append(layer_record(rel, t, rdev=os.major(st.st_rdev) << 32 | os.minor(st.st_rdev),
+                                    **kw))
+        elif stat.S_ISFIFO(st.st_mode):
+            out.append(layer_record(rel, LT_FIFO, **kw))
+        elif stat.S_ISSOCK(st.st_mode):
+            out.append(layer_record(rel, LT_SOCKET, **kw))
+        return st
+
+    stack = [("", root)]
+    while stack:
+        rel, full = stack.pop()
+        st = one(full, rel)
+        if stat.S_ISDIR(st.st_mode):
+            for name in sorted(os.listdir(full), reverse=True):
+                stack.append((f"{rel}/{name}" if rel else name, os.path.join(full, name)))
+    return b"".join(out) + LAYER_END
+
+
+class PutResult:
+    def __init__(self, stream, present, layer_dir):
+        self.stream, self.present, self.layer_dir = stream, present, layer_dir
+        self.exit_code = stream.exit_code
+        self.message = stream.data[CHAN_STDERR].decode(errors="replace")
+
+
+def put_layer(c, chain_id, records, close=True, timeout=30):
+    """LAYER_PUT of @chain_id with @records (bytes): sends them, CLOSE(STDIN) when @close,
+    waits for the stream's end. -> PutResult (exit_code 0 or an errno, message)."""
+    s = c.open_stream(OP_LAYER_PUT, [("ID", chain_id)], timeout=timeout)
+    present = s.resp["PRESENT"]
+    if not present:
+        if s.send_flow(records, timeout=timeout) and close:
+            s.close()
+    if close or present:
+        s.wait_closed(timeout)
+    return PutResult(s, present, s.resp["LAYER_DIR"])

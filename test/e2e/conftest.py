@@ -37,6 +37,9 @@ RUNTD = Path(os.environ.get("RUNTD", REPO / "build" / "dev" / "cri" / "runtd"))
 CNI_BIN_DIR = "/usr/lib/cni"
 VALGRIND = os.environ.get("RUNT_VALGRIND", "") not in ("", "0")
 
+# The fake Proxmox VE and its client helper (test/pvefake) are importable from every e2e test.
+sys.path.insert(0, str(REPO / "test" / "pvefake"))
+
 # Under valgrind everything is 20-50x slower.
 START_TIMEOUT = 30.0 if VALGRIND else 5.0
 STOP_TIMEOUT = 15.0 if VALGRIND else 1.0

@@ -235,6 +235,141 @@ static void test_wide_and_deep(void **state)
         test_tmpdir_remove(dir);
 }
 
+/* What a tree walk saw. */
+struct seen {
+        size_t n, dirs, longest;
+        char last_dir[64]; /* of the deepest: its name */
+        bool order_ok;     /* each entry's parent came before it */
+        char *prev_dirs;   /* the path of the last directory seen */
+        int stop_at;       /* the callback fails at this entry (-1: never) */
+};
+
+static int tree_cb(void *ud, int dfd, const char *name, const char *path, const struct stat *st)
+{
+        struct seen *s = ud;
+        const char *slash = strrchr(path, '/');
+        size_t plen = slash ? (size_t)(slash - path) : 0;
+        struct stat st2;
+
+        if ((int)s->n == s->stop_at)
+                return -ECANCELED;
+        /* @dfd and @name name the entry, and @st is its lstat. */
+        assert_int_equal(fstatat(dfd, name, &st2, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(st2.st_ino, st->st_ino);
+        if (s->n == 0)
+                assert_string_equal(path, "");
+        else
+                assert_string_equal(slash ? slash + 1 : path, name);
+        /* Pre-order: the parent is a directory seen before (the last one, in a chain). */
+        if (s->n && plen && (!s->prev_dirs || strncmp(s->prev_dirs, path, plen) != 0))
+                s->order_ok = false;
+        if (S_ISDIR(st->st_mode)) {
+                s->dirs++;
+                free(s->prev_dirs);
+                s->prev_dirs = strdup(path);
+                assert_non_null(s->prev_dirs);
+        }
+        if (strlen(path) > s->longest)
+                s->longest = strlen(path);
+        s->n++;
+        return 0;
+}
+
+struct tree_job {
+        const char *path;
+        struct seen s;
+        int r;
+};
+
+static void *tree_job_main(void *data)
+{
+        struct tree_job *j = data;
+
+        j->r = sh_walk_tree_at(AT_FDCWD, j->path, tree_cb, &j->s);
+        return NULL;
+}
+
+/* A pre-order walk of a tree deeper than PATH_MAX, on a small stack, within the fd budget. */
+static void test_walk_tree_deep(void **state)
+{
+        char *dir = test_tmpdir_new();
+        char *root = sh_path_join(dir, "deep");
+        int fds = test_count_fds();
+        struct tree_job j = {.path = root, .s = {.order_ok = true, .stop_at = -1}};
+        pthread_attr_t attr;
+        pthread_t t;
+
+        (void)state;
+        assert_int_equal(mkdir(root, 0755), 0);
+        build_deep(root);
+        assert_int_equal(pthread_attr_init(&attr), 0);
+        assert_int_equal(pthread_attr_setstacksize(&attr, 256 << 10), 0);
+        assert_int_equal(pthread_create(&t, &attr, tree_job_main, &j), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        pthread_attr_destroy(&attr);
+        assert_int_equal(j.r, 0);
+        assert_int_equal(j.s.n, DEEP + 2);
+        assert_int_equal(j.s.dirs, DEEP + 1);
+        assert_true(j.s.order_ok);
+        /* "aaaaaaaa/" DEEP times, then "bottom" */
+        assert_int_equal(j.s.longest, (size_t)DEEP * 9 + 6);
+        assert_int_equal(test_count_fds(), fds);
+        free(j.s.prev_dirs);
+
+        /* A callback's error stops the walk and is returned; nothing stays open. */
+        j = (struct tree_job){.path = root, .s = {.order_ok = true, .stop_at = 3000}};
+        tree_job_main(&j);
+        assert_int_equal(j.r, -ECANCELED);
+        assert_int_equal(j.s.n, 3000);
+        assert_int_equal(test_count_fds(), fds);
+        free(j.s.prev_dirs);
+        assert_int_equal(sh_rm_rf(root), 0);
+        free(root);
+        test_tmpdir_remove(dir);
+}
+
+/* Wide levels past the open-directory budget: every entry once, with its path; a symlink
+ * is an entry, never followed, and no directory as the root. */
+static void test_walk_tree_wide(void **state)
+{
+        char *dir = test_tmpdir_new();
+        char *root = sh_path_join(dir, "w");
+        char *link = sh_path_join(dir, "link");
+        int fd, levels = SH_WALK_OPEN_MAX * 3, files = 4;
+        struct seen s = {.order_ok = true, .stop_at = -1};
+
+        (void)state;
+        assert_int_equal(mkdir(root, 0755), 0);
+        fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        for (int i = 0; i < levels; i++) {
+                int next;
+
+                for (int k = 0; k < files; k++) {
+                        char name[16];
+
+                        snprintf(name, sizeof(name), "f%d", k);
+                        close(openat(fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+                }
+                assert_int_equal(symlinkat("/", fd, "up"), 0);
+                assert_int_equal(mkdirat(fd, "d", 0755), 0);
+                next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                close(fd);
+                fd = next;
+        }
+        close(fd);
+        assert_int_equal(sh_walk_tree_at(AT_FDCWD, root, tree_cb, &s), 0);
+        assert_int_equal(s.n, 1 + (size_t)levels * (files + 2));
+        assert_int_equal(s.dirs, 1 + (size_t)levels);
+        assert_int_equal(s.longest, (size_t)(levels - 1) * 2 + 2);
+        free(s.prev_dirs);
+        assert_int_equal(symlink(root, link), 0);
+        assert_int_equal(sh_walk_tree_at(AT_FDCWD, link, tree_cb, &s), -ENOTDIR);
+        assert_int_equal(sh_rm_rf(root), 0);
+        free(root);
+        free(link);
+        test_tmpdir_remove(dir);
+}
+
 int test_fswalk_run(void)
 {
         const struct CMUnitTest tests[] = {
@@ -242,6 +377,8 @@ int test_fswalk_run(void)
                 cmocka_unit_test(test_rm_rf_symlink_root),
                 cmocka_unit_test(test_wide_and_deep),
                 cmocka_unit_test(test_deep_tree_usage_and_removal),
+                cmocka_unit_test(test_walk_tree_deep),
+                cmocka_unit_test(test_walk_tree_wide),
         };
 
         return cmocka_run_group_tests_name("fswalk", tests, NULL, NULL);
