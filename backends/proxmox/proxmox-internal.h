@@ -51,3 +51,10 @@ int px_env_join(const char *const *env, char **ret, size_t *ret_len, struct sh_e
 
 /* The CT's description: names the pod so an operator knows whose CT it is. malloc'd. */
 char *px_description(const struct be_sandbox_spec *s, const char *pod_id);
+
+/*
+ * The CT's hostname (its UTS name, which the pod's containers share): the pod's hostname,
+ * else its name, when PVE takes it (a DNS name: [a-z0-9-] labels, at most 63 characters),
+ * else "runt-<12 digits of the id>".
+ */
+void px_hostname(const struct be_sandbox_spec *s, const char *pod_id, char *out, size_t size);

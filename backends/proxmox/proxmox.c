@@ -375,7 +375,7 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
 {
         struct create_args *a = userdata;
         struct px_be *px = a->px;
-        char vmid_s[16], mem[16], cores[16], hostname[32], path[96];
+        char vmid_s[16], mem[16], cores[16], hostname[64], path[96];
         _cleanup_free_ char *tmpl = sh_strdup_printf("%s:vztmpl/%s", px->o.storage,
                                                      px->image_name);
         _cleanup_free_ char *desc = px_description(a->spec, a->p->ap.id);
@@ -388,7 +388,7 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
         snprintf(vmid_s, sizeof(vmid_s), "%" PRIu32, vmid);
         snprintf(mem, sizeof(mem), "%u", px->o.memory_mib);
         snprintf(cores, sizeof(cores), "%u", px->o.cores);
-        snprintf(hostname, sizeof(hostname), "runt-%.12s", a->p->ap.id);
+        px_hostname(a->spec, a->p->ap.id, hostname, sizeof(hostname));
         snprintf(path, sizeof(path), "/nodes/%s/lxc", a->p->node);
 #define P(k, v) (params[n++] = (k), params[n++] = (v))
         P("vmid", vmid_s);
@@ -909,6 +909,8 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
                         .ca_file = px->o.ca_file,
                         .fingerprint = px->o.fingerprint,
                         .insecure = px->o.insecure,
+                        /* A node back online is tried again soon: its pods wait for it. */
+                        .node_recheck_ms = 5000,
                 };
 
                 r = pve_client_new(&co, &px->api, err);

@@ -1,5 +1,6 @@
 /* The proxmox handler's options and the values it builds for PVE (proxmox-internal.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,4 +201,34 @@ char *px_description(const struct be_sandbox_spec *s, const char *pod_id)
 {
         return sh_strdup_printf("runt pod %s/%s (uid %s), sandbox %s", s->namespace, s->name,
                                 s->uid, pod_id);
+}
+
+static bool dns_name(const char *s)
+{
+        size_t n = strlen(s), label = 0;
+
+        if (!n || n > 63 || s[0] == '-' || s[0] == '.' || s[n - 1] == '-' || s[n - 1] == '.')
+                return false;
+        for (const char *c = s; *c; c++) {
+                if (*c == '.') {
+                        if (!label || c[-1] == '-' || c[1] == '-')
+                                return false;
+                        label = 0;
+                        continue;
+                }
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+                        return false;
+                label++;
+        }
+        return true;
+}
+
+void px_hostname(const struct be_sandbox_spec *s, const char *pod_id, char *out, size_t size)
+{
+        if (s->hostname && dns_name(s->hostname))
+                snprintf(out, size, "%s", s->hostname);
+        else if (s->name && dns_name(s->name))
+                snprintf(out, size, "%s", s->name);
+        else
+                snprintf(out, size, "runt-%.12s", pod_id);
 }
