@@ -10,11 +10,7 @@
 #include "strutil.h"
 
 static const struct be_ops *const be_registry[] = {
-        &be_lxc_ops,
-        &be_microvm_ops,
-        &be_proxmox_ops,
-        &be_fake_ops,
-        NULL,
+        &be_lxc_ops, &be_microvm_ops, &be_proxmox_ops, &be_fake_ops, NULL,
 };
 
 /* The ops the wrappers time, in the order of be_op_names (the "op" label). */

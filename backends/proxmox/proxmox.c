@@ -210,8 +210,7 @@ static int px_image(struct px_be *px, const char *node, struct sh_error *err)
              i++) {
                 json_object *v = NULL;
 
-                if (json_object_object_get_ex(json_object_array_get_idx(rep.data, i), "volid",
-                                              &v))
+                if (json_object_object_get_ex(json_object_array_get_idx(rep.data, i), "volid", &v))
                         have = strcmp(json_object_get_string(v), volid) == 0;
         }
         pve_reply_done(&rep);
@@ -315,10 +314,9 @@ static int ct_stop(struct px_be *px, struct px_pod *p, struct sh_error *err)
         struct sh_error e = {0};
         int r;
 
-        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/status/shutdown", p->node,
-                 p->vmid);
-        r = px_task(px, "POST", path,
-                    (const char *const[]){"timeout", "5", "forceStop", "1", NULL}, &e);
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/status/shutdown", p->node, p->vmid);
+        r = px_task(px, "POST", path, (const char *const[]){"timeout", "5", "forceStop", "1", NULL},
+                    &e);
         if (r < 0 && !err_says(&e, "not running") && !err_says(&e, "does not exist") &&
             r != -EHOSTUNREACH) {
                 /* The shutdown task failed: stop (kill) it. */
@@ -357,8 +355,7 @@ static int ct_config(struct px_be *px, struct px_pod *p, struct sh_error *err)
                         {"entrypoint", entry, sizeof(entry) - 1},
                 };
 
-                r = pve_call_params(px->api, "PUT", path, params, SH_ARRAY_SIZE(params), NULL,
-                                    err);
+                r = pve_call_params(px->api, "PUT", path, params, SH_ARRAY_SIZE(params), NULL, err);
         }
         explicit_bzero(joined, len);
         return r;
@@ -376,8 +373,7 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
         struct create_args *a = userdata;
         struct px_be *px = a->px;
         char vmid_s[16], mem[16], cores[16], hostname[64], path[96];
-        _cleanup_free_ char *tmpl = sh_strdup_printf("%s:vztmpl/%s", px->o.storage,
-                                                     px->image_name);
+        _cleanup_free_ char *tmpl = sh_strdup_printf("%s:vztmpl/%s", px->o.storage, px->image_name);
         _cleanup_free_ char *desc = px_description(a->spec, a->p->ap.id);
         const char *params[40];
         size_t n = 0;
@@ -462,8 +458,9 @@ static int px_connect(struct ap_pod *ap, unsigned timeout_ms, const struct ag_cl
                 long long left = deadline - mono_ms();
 
                 if (!px_alive(ap))
-                        return sh_err(err, -ESRCH, "proxmox: the pod's CT %" PRIu32 " on %s is "
-                                                   "not running",
+                        return sh_err(err, -ESRCH,
+                                      "proxmox: the pod's CT %" PRIu32 " on %s is "
+                                      "not running",
                                       p->vmid, p->node);
                 if (left <= 0)
                         return sh_err(err, -ETIMEDOUT, "proxmox: no agent at %s:%u after %u ms",
@@ -487,8 +484,8 @@ static int ct_status(struct px_be *px, struct px_pod *p, struct sh_error *err)
         struct pve_reply rep = {0};
         struct sh_error e = {0};
         json_object *st = NULL;
-        int r = pve_callf(px->api, "GET", NULL, &rep, &e, "/nodes/%s/lxc/%" PRIu32 "/status/current",
-                          p->node, p->vmid);
+        int r = pve_callf(px->api, "GET", NULL, &rep, &e,
+                          "/nodes/%s/lxc/%" PRIu32 "/status/current", p->node, p->vmid);
 
         if (r < 0) {
                 if (r == -ENOENT || err_says(&e, "does not exist"))
@@ -619,8 +616,8 @@ static int put_pod_files(struct ap_pod *ap, const char *pod_dir, char **ret, str
  * snapshot taken at CreateContainer, not a live bind. A directory is sent as it is; a file in
  * a directory of its own (so *@ret names the file there).
  */
-static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *src,
-                     char **ret, struct sh_error *err)
+static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *src, char **ret,
+                     struct sh_error *err)
 {
         char chain[72];
         struct stat st;
@@ -677,8 +674,9 @@ static int px_prepare_container(struct ap_pod *ap, const struct be_container *bc
         while (s->chain_ids && s->chain_ids[n_chains])
                 n_chains++;
         if (n_chains != n_layers)
-                return sh_err(err, -EINVAL, "proxmox: the image's layers have no chain ids "
-                                            "(pull it again)");
+                return sh_err(err, -EINVAL,
+                              "proxmox: the image's layers have no chain ids "
+                              "(pull it again)");
         ret->mount_src = calloc(s->n_mounts + 1, sizeof(char *));
         if (!ret->mount_src)
                 return -ENOMEM;
@@ -780,8 +778,8 @@ static void poll_once(struct px_be *px)
                                 continue;
                         if (r == -EHOSTUNREACH) {
                                 if (!atomic_exchange(&q->node_down, true)) {
-                                        sh_log_debug("pod %.12s: node %s unreachable: %s",
-                                                     q->ap.id, q->node, e.msg);
+                                        sh_log_debug("pod %.12s: node %s unreachable: %s", q->ap.id,
+                                                     q->node, e.msg);
                                         pthread_mutex_lock(&q->watch_mu);
                                         if (q->watch_fd >= 0)
                                                 eventfd_write(q->watch_fd, 1);
@@ -791,8 +789,9 @@ static void poll_once(struct px_be *px)
                         }
                         if (r < 0)
                                 continue;
-                        for (size_t j = 0; rep.data && json_object_is_type(rep.data, json_type_array) &&
-                                           j < json_object_array_length(rep.data) && !found;
+                        for (size_t j = 0;
+                             rep.data && json_object_is_type(rep.data, json_type_array) &&
+                             j < json_object_array_length(rep.data) && !found;
                              j++) {
                                 json_object *ct = json_object_array_get_idx(rep.data, j), *v;
                                 int64_t id = 0;
@@ -929,7 +928,8 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
 
                 snprintf(name, sizeof(name), "%s", cfg->handler);
                 for (char *c = name; *c; c++)
-                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                    "_.-",
                                     *c))
                                 *c = '_';
                 if (name[0] == '.' || !name[0])
@@ -1071,8 +1071,8 @@ fail:
                 struct sh_error ignored = {0};
 
                 if (ct_delete(px, p, &ignored) < 0)
-                        sh_log_debug("pod %.12s: CT %" PRIu32 " not deleted: %s", sb->id,
-                                     p->vmid, ignored.msg);
+                        sh_log_debug("pod %.12s: CT %" PRIu32 " not deleted: %s", sb->id, p->vmid,
+                                     ignored.msg);
         }
         if (leased)
                 pve_ipam_release(px->ipam, sb->id, NULL);
@@ -1155,8 +1155,8 @@ static void reconcile(struct px_be *px)
 
         if (!atomic_compare_exchange_strong(&px->reconciled, &expected, true))
                 return;
-        if (pve_call(px->api, "GET", "/cluster/resources", (const char *const[]){"type", "vm", NULL},
-                     &rep, NULL) == 0 &&
+        if (pve_call(px->api, "GET", "/cluster/resources",
+                     (const char *const[]){"type", "vm", NULL}, &rep, NULL) == 0 &&
             rep.data && json_object_is_type(rep.data, json_type_array)) {
                 for (size_t i = 0; i < json_object_array_length(rep.data); i++) {
                         json_object *o = json_object_array_get_idx(rep.data, i), *v;
@@ -1169,8 +1169,9 @@ static void reconcile(struct px_be *px)
                                 type = json_object_get_string(v);
                         if (json_object_object_get_ex(o, "node", &v))
                                 node = json_object_get_string(v);
-                        if (!json_object_object_get_ex(o, "vmid", &v) || pve_json_int(v, &vmid) < 0 ||
-                            !node || strcmp(type, "lxc") != 0 || !strstr(tags, "runt"))
+                        if (!json_object_object_get_ex(o, "vmid", &v) ||
+                            pve_json_int(v, &vmid) < 0 || !node || strcmp(type, "lxc") != 0 ||
+                            !strstr(tags, "runt"))
                                 continue;
                         {
                                 struct pve_reply cr = {0};
@@ -1180,7 +1181,8 @@ static void reconcile(struct px_be *px)
                                 if (pve_callf(px->api, "GET", NULL, &cr, NULL,
                                               "/nodes/%s/lxc/%" PRId64 "/config", node, vmid) < 0)
                                         continue;
-                                if (cr.data && json_object_object_get_ex(cr.data, "description", &d))
+                                if (cr.data &&
+                                    json_object_object_get_ex(cr.data, "description", &d))
                                         desc = json_object_get_string(d);
                                 sid = desc ? strstr(desc, "sandbox ") : NULL;
                                 if (sid && strlen(sid + 8) >= 64) {

@@ -10,10 +10,10 @@
 #include "strutil.h"
 
 static const char *const px_known[] = {
-        "endpoints", "token_file", "ca_file",     "fingerprint", "insecure", "nodes",
-        "storage",   "rootfs",     "bridge",      "subnet",      "range_start", "range_end",
-        "gateway",   "dns",        "memory",      "cores",       "agent_port",  "task_timeout",
-        "poll_interval",
+        "endpoints",   "token_file", "ca_file",      "fingerprint",   "insecure",
+        "nodes",       "storage",    "rootfs",       "bridge",        "subnet",
+        "range_start", "range_end",  "gateway",      "dns",           "memory",
+        "cores",       "agent_port", "task_timeout", "poll_interval",
 };
 
 static int opt_uint(const struct be_config *cfg, const char *key, unsigned def, unsigned min,
@@ -133,8 +133,9 @@ int px_opts_parse(const struct be_config *cfg, struct px_opts *o, struct sh_erro
             opt_str(cfg, "dns", NULL, &o->dns) < 0)
                 return -ENOMEM;
         if (!o->endpoints)
-                return sh_err(err, -EINVAL, "proxmox option endpoints: at least one https URL "
-                                            "is needed");
+                return sh_err(err, -EINVAL,
+                              "proxmox option endpoints: at least one https URL "
+                              "is needed");
         for (size_t i = 0; i < o->n_endpoints; i++)
                 if (strncmp(o->endpoints[i], "https://", 8) != 0 || !o->endpoints[i][8])
                         return sh_err(err, -EINVAL,
@@ -179,8 +180,10 @@ int px_env_join(const char *const *env, char **ret, size_t *ret_len, struct sh_e
                 const char *eq = strchr(env[i], '=');
 
                 if (!eq || eq == env[i] || strchr(env[i], '\n'))
-                        return sh_err(err, -EINVAL, "proxmox: env entry %zu is not NAME=VALUE "
-                                                    "on one line", i);
+                        return sh_err(err, -EINVAL,
+                                      "proxmox: env entry %zu is not NAME=VALUE "
+                                      "on one line",
+                                      i);
                 len += strlen(env[i]) + 1;
         }
         buf = malloc(len);
