@@ -276,3 +276,58 @@ def test_node_offline_notready_then_back(pods):
                 time.monotonic() < deadline, e
             time.sleep(0.5)
     finish(v, pod)
+
+
+def test_restart_reconcile_removes_unknown_runt_ct(pods):
+    v = pods
+    orphan = 4242
+    v.pve.add_ct(orphan, "node1", config={
+        "tags": "runt", "description": "runt pod default/x (uid u), sandbox " + "ab" * 32,
+        "ostype": "unmanaged", "hostname": "orphan"}, status="stopped")
+    other = 4243  # not runt's: left alone
+    v.pve.add_ct(other, "node1", config={"hostname": "other", "ostype": "unmanaged"})
+    pod, cfg = v.pod()
+    cts = v.pve.state()["cts"]
+    assert str(orphan) not in cts and str(other) in cts, sorted(cts)
+    v.pve.api("DELETE", f"/nodes/node1/lxc/{other}")
+    deadline = time.monotonic() + 10
+    while str(other) in v.pve.state()["cts"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    finish(v, pod)
+
+
+def test_lxc_and_proxmox_pods_reach_each_other(pods):
+    """The lxc pod is on its CNI bridge, the proxmox pod's CT on the fake's bridge; both
+    bridges are this host's, which routes between them when it forwards IPv4."""
+    v = pods
+    if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
+        pytest.skip("this host does not forward IPv4: the two bridges are not routed")
+    # The suite's CNI network gives a pod no default route: add one via its bridge.
+    v.write_conf(plugins=[{"type": "bridge", "bridge": v.bridge, "isGateway": True,
+                           "isDefaultGateway": True, "ipMasq": False,
+                           "ipam": {"type": "host-local", "dataDir": str(v.ipam),
+                                    "ranges": [[{"subnet": v.prefix + "0/24"}]]}}])
+    pp, pcfg = v.pod("pve")
+    web = v.run_ctr(pp, pcfg, "web", command=[
+        "/bin/sh", "-c", "mkdir -p /tmp/w && echo from-pve > /tmp/w/i && "
+        "exec busybox httpd -f -p 8080 -h /tmp/w"])
+    lp, lcfg = v.pod("lxc", handler="lxc")
+    lweb = v.run_ctr(lp, lcfg, "web", command=[
+        "/bin/sh", "-c", "mkdir -p /tmp/w && echo from-lxc > /tmp/w/i && "
+        "exec busybox httpd -f -p 8080 -h /tmp/w"])
+    v.wait_listening(web, [8080])
+    v.wait_listening(lweb, [8080])
+    pip = v.status(pp).status.network.ip
+    lip = v.status(lp).status.network.ip
+
+    def get(cid, ip):
+        return v.exec(cid, ["/bin/sh", "-c", "printf 'GET /i HTTP/1.0\\r\\n\\r\\n' | "
+                                             f"busybox nc -w 5 {ip} 8080"], timeout=15)
+
+    r = get(lweb, pip)
+    assert r.stdout.endswith(b"from-pve\n"), (r, pip)
+    r = get(web, lip)
+    assert r.stdout.endswith(b"from-lxc\n"), (r, lip)
+    print(f"\nlxc pod {lip} <-> proxmox pod {pip}: reachable both ways")
+    finish(v, pp, lp)
