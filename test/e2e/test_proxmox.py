@@ -19,6 +19,7 @@ import pytest
 import kstream as K
 from conftest import pb
 from test_containers import EMPTY_CTRS, Ctrs, images, sleeper  # noqa: F401
+from test_microvm import StreamVmPods
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pvefake"))
 from pvefake_client import PveFake  # noqa: E402
@@ -49,27 +50,11 @@ class PvePods(Ctrs):
         cfg = self.config(name, log_directory=str(self.logs / name), **kw)
         return self.run(cfg, handler), cfg
 
-    def exec_url(self, cid, cmd, stdin=False, stdout=True, stderr=True, tty=False):
-        return self.rt().Exec(pb.ExecRequest(container_id=cid, cmd=cmd, stdin=stdin,
-                                             stdout=stdout, stderr=stderr, tty=tty),
-                              timeout=T).url
-
-    def attach_url(self, cid, stdin=False, stdout=True, stderr=True, tty=False):
-        return self.rt().Attach(pb.AttachRequest(container_id=cid, stdin=stdin, stdout=stdout,
-                                                 stderr=stderr, tty=tty), timeout=T).url
-
-    def pf_url(self, pod, ports):
-        return self.rt().PortForward(pb.PortForwardRequest(pod_sandbox_id=pod, port=ports),
-                                     timeout=T).url
-
-    def wait_listening(self, cid, ports, timeout=20):
-        deadline = time.monotonic() + timeout
-        while True:
-            out = self.exec(cid, ["busybox", "netstat", "-ltn"]).stdout.decode()
-            if all(re.search(rf":{p}\s", out) for p in ports):
-                return
-            assert time.monotonic() < deadline, out
-            time.sleep(0.2)
+    # The streaming helpers are the microvm tests' (the same CRI calls).
+    exec_url = StreamVmPods.exec_url
+    attach_url = StreamVmPods.attach_url
+    pf_url = StreamVmPods.pf_url
+    wait_listening = StreamVmPods.wait_listening
 
     def leases(self):
         d = self.d.state_dir / "proxmox" / "ipam" / "proxmox"
