@@ -6,3 +6,4 @@
 extern const struct be_ops be_lxc_ops;
 extern const struct be_ops be_fake_ops;
 extern const struct be_ops be_microvm_ops;
+extern const struct be_ops be_proxmox_ops;

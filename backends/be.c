@@ -10,10 +10,7 @@
 #include "strutil.h"
 
 static const struct be_ops *const be_registry[] = {
-        &be_lxc_ops,
-        &be_microvm_ops,
-        &be_fake_ops,
-        NULL,
+        &be_lxc_ops, &be_microvm_ops, &be_proxmox_ops, &be_fake_ops, NULL,
 };
 
 /* The ops the wrappers time, in the order of be_op_names (the "op" label). */
@@ -386,6 +383,13 @@ int be_sandbox_dial(struct be *be, const char *id, unsigned port, int *ret_fd, s
         return op_end(be, BE_OP_SANDBOX_DIAL, t0, be->ops->sandbox_dial(be, id, port, ret_fd, err));
 }
 
+int be_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_error *err)
+{
+        if (!be->ops->sandbox_ips)
+                return unsupported(be, "reporting a pod's IPs", err);
+        return be->ops->sandbox_ips(be, id, ret, err);
+}
+
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
         if (!be->ops->container_watch)
@@ -499,6 +503,7 @@ void be_container_spec_done(struct be_container_spec *s)
         free(s->image_ref);
         free(s->image_id);
         strv_free(s->layer_dirs);
+        strv_free(s->chain_ids);
         strv_free(s->argv);
         strv_free(s->env);
         free(s->cwd);
@@ -625,6 +630,7 @@ int be_container_spec_copy(const struct be_container_spec *s, struct be_containe
         ret->image_ref = dup_s(s->image_ref, &ok);
         ret->image_id = dup_s(s->image_id, &ok);
         ret->layer_dirs = dup_strv(s->layer_dirs, &ok);
+        ret->chain_ids = dup_strv(s->chain_ids, &ok);
         ret->argv = dup_strv(s->argv, &ok);
         ret->env = dup_strv(s->env, &ok);
         ret->cwd = dup_s(s->cwd, &ok);

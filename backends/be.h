@@ -138,6 +138,9 @@ struct be_container_spec {
         char *image_ref;   /* as the request named it */
         char *image_id;    /* "sha256:..." */
         char **layer_dirs; /* the image's layer directories, base first */
+        char **chain_ids;  /* their chain ids, in step ("sha256:..."); for a backend that
+                              sends layers by id (proxmox). May be empty in a spec that
+                              predates them (then shorter than layer_dirs). */
         char **argv;       /* what runs; argv[0] non-empty */
         char **env;        /* "K=V" */
         char *cwd;         /* absolute */
@@ -301,6 +304,12 @@ enum be_caps {
          * backend: the hosts file holds the pod IPs.)
          */
         BE_CAP_NET_BESIDE = 1u << 4,
+        /*
+         * The backend gives a pod its network itself (a remote box with its own address:
+         * proxmox): podmgr makes no netns and runs no CNI for it, and takes the pod's IPs
+         * from sandbox_ips once sandbox_create returned.
+         */
+        BE_CAP_OWN_NET = 1u << 5,
 };
 
 struct be_ops {
@@ -427,6 +436,11 @@ struct be_ops {
          */
         int (*sandbox_dial)(struct be *be, const char *id, unsigned port, int *ret_fd,
                             struct sh_error *err);
+        /*
+         * BE_CAP_OWN_NET: the IPs of sandbox @id, NULL-terminated and malloc'd in *@ret
+         * (the caller frees them). -ENOENT when the backend does not know @id.
+         */
+        int (*sandbox_ips)(struct be *be, const char *id, char ***ret, struct sh_error *err);
 };
 
 struct be_metrics;
@@ -468,6 +482,7 @@ int be_exec_sync(struct be *be, const char *id, const struct be_exec_sync_req *r
 int be_exec_stream(struct be *be, const char *id, const char *const *argv, bool tty,
                    bool want_stdin, struct be_exec_stream *ret, struct sh_error *err);
 int be_container_attach(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_error *err);
 int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);

@@ -90,6 +90,7 @@ static char *spec_to_json(const struct be_container_spec *s, const struct ctr_ex
         json_object_object_add(o, "imageRef", json_object_new_string(s->image_ref));
         json_object_object_add(o, "imageId", json_object_new_string(s->image_id));
         json_object_object_add(o, "layerDirs", pod_strv_json(s->layer_dirs));
+        json_object_object_add(o, "chainIds", pod_strv_json(s->chain_ids));
         json_object_object_add(o, "argv", pod_strv_json(s->argv));
         json_object_object_add(o, "env", pod_strv_json(s->env));
         json_object_object_add(o, "cwd", json_object_new_string(s->cwd));
@@ -166,6 +167,7 @@ static int spec_from_json(const char *text, struct be_container_spec *s, char **
         s->image_ref = pod_jstr(o, "imageRef");
         s->image_id = pod_jstr(o, "imageId");
         s->layer_dirs = pod_jstrv(o, "layerDirs");
+        s->chain_ids = pod_jstrv(o, "chainIds");
         s->argv = pod_jstrv(o, "argv");
         s->env = pod_jstrv(o, "env");
         s->cwd = pod_jstr(o, "cwd");
@@ -648,6 +650,8 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
         s->image_id = strdup(im->id ? im->id : "");
         sh_strv_free(s->layer_dirs);
         s->layer_dirs = strv_cat(im->layer_dirs, NULL);
+        sh_strv_free(s->chain_ids);
+        s->chain_ids = strv_cat(im->chain_ids, NULL);
         free(s->log_path);
         s->log_path = NULL;
         if (req->log_path && req->log_path[0] && sb->spec.log_directory[0]) {
@@ -660,7 +664,7 @@ static int resolve(struct pod_mgr *pm, const struct pod_ctr_request *req,
         } else {
                 s->log_path = strdup("");
         }
-        if (!s->stop_signal || !s->image_id || !s->layer_dirs || !s->log_path)
+        if (!s->stop_signal || !s->image_id || !s->layer_dirs || !s->chain_ids || !s->log_path)
                 return -ENOMEM;
         s->log_max_line = pod_mgr_config(pm)->max_log_line;
         s->pids_limit = pod_mgr_config(pm)->pids_limit; /* CRI has no field for it */

@@ -611,6 +611,9 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         r = pod_mgr_backend(pm, spec->handler, &be, err);
         if (r < 0)
                 return r;
+        /* A backend that networks its pods itself: no netns, no CNI (be.h BE_CAP_OWN_NET). */
+        if (be->ops->caps & BE_CAP_OWN_NET)
+                host_net = true;
         r = sh_id_new(id);
         if (r < 0)
                 return sh_err(err, r, "new sandbox id: %s", strerror(-r));
@@ -696,6 +699,13 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         memset(&job.res, 0, sizeof(job.res));
         if (r < 0)
                 goto undo_files; /* the backend may have made the pod's dir (microvm binds it) */
+        if (be->ops->caps & BE_CAP_OWN_NET) {
+                r = be_sandbox_ips(be, id, &nres.ips, err);
+                if (r < 0) {
+                        be_sandbox_remove(be, id, &ignored);
+                        goto undo_files;
+                }
+        }
 
         /* 4. The pod's resolv.conf, hostname and hosts (with the pod IPs CNI gave). */
         {
@@ -827,7 +837,7 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
         /* The pause container's stop and CNI DEL beside it, when the backend allows. */
         if (r == 0) {
                 struct net_job job = {.pm = pm, .id = i->id};
-                bool net = i->spec.net_mode != BE_NS_NODE;
+                bool net = i->spec.net_mode != BE_NS_NODE && !(be->ops->caps & BE_CAP_OWN_NET);
                 bool beside = net && net_beside(be, &i->spec);
 
                 if (beside)

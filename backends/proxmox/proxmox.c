@@ -1,0 +1,1243 @@
+/*
+ * The proxmox backend: one Proxmox VE CT per pod, created and driven over the PVE API
+ * (client.c, cluster.c), running runt-agent as its entrypoint, reached over TCP with mutual
+ * TLS (agent/tls.h). It is the agent pod layer's second host (agentpod/agentpod.h): the
+ * containers, logs, exec, attach, port-forward, stats and events are the layer's; this file
+ * makes, reaches, stops, re-owns and removes the CT, gives the pod its address (ipam.c), and
+ * carries image layers, CRI mounts and the pod's files into the CT over the agent's channel.
+ *
+ * ON DISK, besides the layer's files: <pod dir>/pve, "<node> <vmid> <ip>\n", written once
+ * the CT exists (a restarted runtd finds the CT by it); <pod dir>/ct-down once the CT was
+ * stopped (no API call for a second stop).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agentpod.h"
+#include "cleanup.h"
+#include "client.h"
+#include "cluster.h"
+#include "ipam.h"
+#include "layer-put.h"
+#include "log.h"
+#include "podimage.h"
+#include "proxmox-internal.h"
+#include "sha256.h"
+#include "strutil.h"
+#include "tls.h"
+
+#undef SH_LOG_MODULE
+#define SH_LOG_MODULE "proxmox"
+
+/* How long a node chosen from /cluster/resources is reused for the next pods. */
+#define PX_NODE_CACHE_MS 5000
+
+struct px_be {
+        struct ap_be ap; /* first: be->priv */
+        struct px_opts o;
+        struct pve_client *api;
+        struct pve_ipam *ipam;
+        struct ag_tls_ca *ca;
+        struct ag_tls_client *tls;
+        char *agent_bin;
+        char *image_cache; /* where the pod image is built */
+        char *image_path, *image_name;
+        pthread_mutex_t mu; /* the fields below */
+        char *node;         /* the last node picked, until node_until_ms */
+        long long node_until_ms;
+        char **image_nodes; /* nodes known to hold the pod image */
+        pthread_mutex_t upload_mu;
+        /* The poller: looks at the nodes of the pods every o.poll_s seconds. */
+        pthread_t poller;
+        bool poller_started;
+        pthread_mutex_t poll_mu;
+        pthread_cond_t poll_cond;
+        bool quit;
+        atomic_bool reconciled;
+};
+
+struct px_pod {
+        struct ap_pod ap; /* first */
+        char node[64];
+        uint32_t vmid;
+        char ip[INET6_ADDRSTRLEN];
+        /* What runt last learned of the CT, never an API call to read: alive reads it. */
+        atomic_bool running;
+        atomic_bool node_down;
+        int watch_fd; /* an eventfd written when the CT stops being alive; -1 until asked */
+        pthread_mutex_t watch_mu;
+};
+
+static inline struct px_pod *px_pod(struct ap_pod *p)
+{
+        return (struct px_pod *)p;
+}
+
+static inline struct px_be *px_be(struct ap_pod *p)
+{
+        return (struct px_be *)p->be;
+}
+
+static long long mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------- API helpers */
+
+/*
+ * Runs a call that starts a task (its data is the UPID) and waits for the task. The task's
+ * exit status and log lines are in @err when it fails (pve_task_wait).
+ */
+static int px_task(struct px_be *px, const char *method, const char *path,
+                   const char *const *params, struct sh_error *err)
+{
+        struct pve_reply rep = {0};
+        const char *upid;
+        int r = pve_call(px->api, method, path, params, &rep, err);
+
+        if (r < 0)
+                return r;
+        upid = rep.data && json_object_is_type(rep.data, json_type_string)
+                       ? json_object_get_string(rep.data)
+                       : NULL;
+        if (!upid)
+                r = sh_err(err, -EPROTO, "%s %s: the reply names no task", method, path);
+        else
+                r = pve_task_wait(px->api, upid, px->o.task_timeout_s * 1000u, err);
+        pve_reply_done(&rep);
+        return r;
+}
+
+static bool err_says(const struct sh_error *e, const char *what)
+{
+        return e && strstr(e->msg, what);
+}
+
+/* The node for a new pod: the last one picked while it is fresh and reachable. */
+static int px_node(struct px_be *px, char **ret, struct sh_error *err)
+{
+        long long now = mono_ms();
+        int r;
+
+        pthread_mutex_lock(&px->mu);
+        if (px->node && now < px->node_until_ms && pve_node_available(px->api, px->node)) {
+                *ret = strdup(px->node);
+                pthread_mutex_unlock(&px->mu);
+                return *ret ? 0 : -ENOMEM;
+        }
+        pthread_mutex_unlock(&px->mu);
+        r = pve_node_pick(px->api, (const char *const *)px->o.nodes, ret, err);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&px->mu);
+        free(px->node);
+        px->node = strdup(*ret);
+        px->node_until_ms = now + PX_NODE_CACHE_MS;
+        pthread_mutex_unlock(&px->mu);
+        return 0;
+}
+
+static bool image_on(struct px_be *px, const char *node)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&px->mu);
+        for (size_t i = 0; px->image_nodes && px->image_nodes[i] && !found; i++)
+                found = strcmp(px->image_nodes[i], node) == 0;
+        pthread_mutex_unlock(&px->mu);
+        return found;
+}
+
+static void image_mark(struct px_be *px, const char *node)
+{
+        size_t n = 0;
+        char **v;
+
+        pthread_mutex_lock(&px->mu);
+        while (px->image_nodes && px->image_nodes[n])
+                n++;
+        v = realloc(px->image_nodes, (n + 2) * sizeof(*v));
+        if (v) {
+                v[n] = strdup(node);
+                v[n + 1] = NULL;
+                px->image_nodes = v;
+        }
+        pthread_mutex_unlock(&px->mu);
+}
+
+/*
+ * Makes sure @node's storage holds the pod image: its vztmpl content is listed once per
+ * runtd and node, and the image uploaded when missing (its name is its agent's hash).
+ */
+static int px_image(struct px_be *px, const char *node, struct sh_error *err)
+{
+        _cleanup_free_ char *volid = NULL;
+        struct pve_reply rep = {0};
+        bool have = false;
+        int r;
+
+        if (image_on(px, node))
+                return 0;
+        pthread_mutex_lock(&px->upload_mu);
+        if (image_on(px, node)) {
+                pthread_mutex_unlock(&px->upload_mu);
+                return 0;
+        }
+        volid = sh_strdup_printf("%s:vztmpl/%s", px->o.storage, px->image_name);
+        r = volid ? pve_callf(px->api, "GET", (const char *const[]){"content", "vztmpl", NULL},
+                              &rep, err, "/nodes/%s/storage/%s/content", node, px->o.storage)
+                  : -ENOMEM;
+        for (size_t i = 0; r == 0 && rep.data && json_object_is_type(rep.data, json_type_array) &&
+                           i < json_object_array_length(rep.data) && !have;
+             i++) {
+                json_object *v = NULL;
+
+                if (json_object_object_get_ex(json_object_array_get_idx(rep.data, i), "volid", &v))
+                        have = strcmp(json_object_get_string(v), volid) == 0;
+        }
+        pve_reply_done(&rep);
+        if (r == 0 && !have) {
+                sh_log_debug("uploading the pod image %s to %s", px->image_name, node);
+                r = pve_upload(px->api, node, px->o.storage, "vztmpl", px->image_path,
+                               px->image_name, 0, err);
+                if (r < 0)
+                        sh_err_prefix(err, r, "upload the pod image to %s", node);
+        }
+        if (r == 0)
+                image_mark(px, node);
+        pthread_mutex_unlock(&px->upload_mu);
+        return r;
+}
+
+/* ---------------------------------------------------------------- the pod record */
+
+static int rec_write(struct px_pod *p)
+{
+        _cleanup_free_ char *f = sh_path_join(p->ap.dir, "pve");
+        _cleanup_free_ char *text =
+                sh_strdup_printf("%s %" PRIu32 " %s\n", p->node, p->vmid, p->ip);
+
+        if (!f || !text)
+                return -ENOMEM;
+        return sh_write_file_atomic(f, text, strlen(text), 0600);
+}
+
+static int rec_read(struct px_pod *p)
+{
+        _cleanup_free_ char *f = sh_path_join(p->ap.dir, "pve"), *text = NULL;
+        char node[64], ip[INET6_ADDRSTRLEN];
+        uint32_t vmid;
+
+        if (!f)
+                return -ENOMEM;
+        if (sh_read_file(f, 4096, &text, NULL) < 0)
+                return -ENOENT;
+        if (sscanf(text, "%63s %" SCNu32 " %45s", node, &vmid, ip) != 3)
+                return -EINVAL;
+        snprintf(p->node, sizeof(p->node), "%s", node);
+        snprintf(p->ip, sizeof(p->ip), "%s", ip);
+        p->vmid = vmid;
+        return 0;
+}
+
+static bool marked(struct ap_pod *ap, const char *name)
+{
+        _cleanup_free_ char *f = sh_path_join(ap->dir, name);
+
+        return f && access(f, F_OK) == 0;
+}
+
+static void mark(struct ap_pod *ap, const char *name)
+{
+        _cleanup_free_ char *f = sh_path_join(ap->dir, name);
+
+        if (f)
+                sh_write_file_replace(f, "", 0, 0600);
+}
+
+/* The CT is not alive any more: wakes podmgr's watch on the pod. */
+static void px_set_running(struct px_pod *p, bool running)
+{
+        bool was = atomic_exchange(&p->running, running);
+
+        if (was && !running) {
+                pthread_mutex_lock(&p->watch_mu);
+                if (p->watch_fd >= 0)
+                        eventfd_write(p->watch_fd, 1);
+                pthread_mutex_unlock(&p->watch_mu);
+        }
+}
+
+/* ---------------------------------------------------------------- CT lifecycle */
+
+/* Deletes @p's CT (purge, force) and waits; a CT gone already is 0. */
+static int ct_delete(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        char path[160];
+        struct sh_error e = {0};
+        int r;
+
+        if (!p->vmid)
+                return 0;
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32, p->node, p->vmid);
+        r = px_task(px, "DELETE", path, (const char *const[]){"purge", "1", "force", "1", NULL},
+                    &e);
+        if (r < 0 && (r == -ENOENT || err_says(&e, "does not exist")))
+                r = 0;
+        if (r < 0 && err)
+                *err = e;
+        return r;
+}
+
+/* Stops @p's CT: shutdown with a short timeout, forced after it; a stopped CT is 0. */
+static int ct_stop(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        char path[160];
+        struct sh_error e = {0};
+        int r;
+
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/status/shutdown", p->node, p->vmid);
+        r = px_task(px, "POST", path, (const char *const[]){"timeout", "5", "forceStop", "1", NULL},
+                    &e);
+        if (r < 0 && !err_says(&e, "not running") && !err_says(&e, "does not exist") &&
+            r != -EHOSTUNREACH) {
+                /* The shutdown task failed: stop (kill) it. */
+                memset(&e, 0, sizeof(e));
+                snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/status/stop", p->node,
+                         p->vmid);
+                r = px_task(px, "POST", path, NULL, &e);
+        }
+        if (r < 0 && (err_says(&e, "not running") || err_says(&e, "does not exist")))
+                r = 0;
+        if (r < 0 && err)
+                *err = e;
+        return r;
+}
+
+/* PUT config: the agent's entrypoint and its environment (TLS credentials, listen address). */
+static int ct_config(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        char **env = NULL, listen[32], path[160];
+        _cleanup_free_ char *joined = NULL;
+        size_t len = 0;
+        int r;
+
+        snprintf(listen, sizeof(listen), "0.0.0.0:%u", px->o.agent_port);
+        r = ag_tls_agent_env(px->ca, p->ap.id, listen, &env, err);
+        if (r == 0)
+                r = px_env_join((const char *const *)env, &joined, &len, err);
+        ag_tls_env_free(env);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/config", p->node, p->vmid);
+        {
+                static const char entry[] = PVE_PODIMAGE_AGENT " --ct";
+                struct pve_param params[] = {
+                        {"env", joined, len},
+                        {"entrypoint", entry, sizeof(entry) - 1},
+                };
+
+                r = pve_call_params(px->api, "PUT", path, params, SH_ARRAY_SIZE(params), NULL, err);
+        }
+        explicit_bzero(joined, len);
+        return r;
+}
+
+struct create_args {
+        struct px_be *px;
+        struct px_pod *p;
+        const struct be_sandbox_spec *spec;
+        const char *net0;
+};
+
+static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct sh_error *err)
+{
+        struct create_args *a = userdata;
+        struct px_be *px = a->px;
+        char vmid_s[16], mem[16], cores[16], hostname[64], path[96];
+        _cleanup_free_ char *tmpl = sh_strdup_printf("%s:vztmpl/%s", px->o.storage, px->image_name);
+        _cleanup_free_ char *desc = px_description(a->spec, a->p->ap.id);
+        const char *params[40];
+        size_t n = 0;
+
+        (void)c;
+        if (!tmpl || !desc)
+                return -ENOMEM;
+        snprintf(vmid_s, sizeof(vmid_s), "%" PRIu32, vmid);
+        snprintf(mem, sizeof(mem), "%u", px->o.memory_mib);
+        snprintf(cores, sizeof(cores), "%u", px->o.cores);
+        px_hostname(a->spec, a->p->ap.id, hostname, sizeof(hostname));
+        snprintf(path, sizeof(path), "/nodes/%s/lxc", a->p->node);
+#define P(k, v) (params[n++] = (k), params[n++] = (v))
+        P("vmid", vmid_s);
+        P("ostemplate", tmpl);
+        P("hostname", hostname);
+        P("memory", mem);
+        P("cores", cores);
+        P("net0", a->net0);
+        P("rootfs", px->o.rootfs);
+        P("features", "nesting=1");
+        P("ostype", "unmanaged");
+        P("unprivileged", "0");
+        P("tags", "runt");
+        P("description", desc);
+        if (px->o.dns)
+                P("nameserver", px->o.dns);
+#undef P
+        params[n] = NULL;
+        /* The vmid is the pod's from here: a failure below deletes the CT if it was made. */
+        a->p->vmid = vmid;
+        return px_task(px, "POST", path, params, err);
+}
+
+static int px_start_ct(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        char path[160];
+
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/status/start", p->node, p->vmid);
+        return px_task(px, "POST", path, NULL, err);
+}
+
+/* ---------------------------------------------------------------- the pod host */
+
+static int px_pod_init(struct ap_pod *ap)
+{
+        struct px_pod *p = px_pod(ap);
+
+        p->watch_fd = -1;
+        atomic_init(&p->running, false);
+        atomic_init(&p->node_down, false);
+        return pthread_mutex_init(&p->watch_mu, NULL) == 0 ? 0 : -ENOMEM;
+}
+
+static void px_pod_done(struct ap_pod *ap)
+{
+        struct px_pod *p = px_pod(ap);
+
+        if (p->watch_fd >= 0)
+                close(p->watch_fd);
+        pthread_mutex_destroy(&p->watch_mu);
+}
+
+static bool px_alive(struct ap_pod *ap)
+{
+        struct px_pod *p = px_pod(ap);
+
+        return atomic_load(&p->running) && !atomic_load(&p->node_down);
+}
+
+/* TLS to the agent at the pod's address, retried while the CT boots, until @timeout_ms. */
+static int px_connect(struct ap_pod *ap, unsigned timeout_ms, const struct ag_client_ops *cbs,
+                      void *cb_data, struct ag_client **ret, struct sh_error *err)
+{
+        struct px_pod *p = px_pod(ap);
+        struct px_be *px = px_be(ap);
+        long long deadline = mono_ms() + timeout_ms;
+        struct ag_tls_conn *conn = NULL;
+        int r;
+
+        for (;;) {
+                long long left = deadline - mono_ms();
+
+                if (!px_alive(ap))
+                        return sh_err(err, -ESRCH,
+                                      "proxmox: the pod's CT %" PRIu32 " on %s is "
+                                      "not running",
+                                      p->vmid, p->node);
+                if (left <= 0)
+                        return sh_err(err, -ETIMEDOUT, "proxmox: no agent at %s:%u after %u ms",
+                                      p->ip, px->o.agent_port, timeout_ms);
+                if (err)
+                        sh_err_clear(err);
+                r = ag_dial_tls(px->tls, p->ip, (uint16_t)px->o.agent_port, ap->id,
+                                left > 2000 ? 2000 : (unsigned)left, &conn, err);
+                if (r == 0)
+                        break;
+                if (r == -EACCES)
+                        return r; /* a certificate refused: retrying will not help */
+                usleep(100 * 1000);
+        }
+        return ag_client_new_tls(conn, cbs, cb_data, ret, err);
+}
+
+/* GET status/current of @p's CT: 1 running, 0 stopped, -ESRCH gone, or the call's error. */
+static int ct_status(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        struct pve_reply rep = {0};
+        struct sh_error e = {0};
+        json_object *st = NULL;
+        int r = pve_callf(px->api, "GET", NULL, &rep, &e,
+                          "/nodes/%s/lxc/%" PRIu32 "/status/current", p->node, p->vmid);
+
+        if (r < 0) {
+                if (r == -ENOENT || err_says(&e, "does not exist"))
+                        return -ESRCH;
+                if (err)
+                        *err = e;
+                return r;
+        }
+        r = rep.data && json_object_object_get_ex(rep.data, "status", &st) &&
+            strcmp(json_object_get_string(st), "running") == 0;
+        pve_reply_done(&rep);
+        return r;
+}
+
+static int px_reopen(struct ap_pod *ap, struct sh_error *err)
+{
+        struct px_pod *p = px_pod(ap);
+        int r = rec_read(p);
+
+        if (r < 0)
+                return sh_err(err, -ESRCH, "proxmox: pod %.12s has no CT record", ap->id);
+        r = ct_status(px_be(ap), p, err);
+        if (r == -EHOSTUNREACH) {
+                /* The node is away: the pod is not lost, only not ready until it is back. */
+                atomic_store(&p->node_down, true);
+                atomic_store(&p->running, true);
+                return 0;
+        }
+        if (r <= 0)
+                return -ESRCH;
+        atomic_store(&p->running, true);
+        return 0;
+}
+
+static int px_stop(struct ap_pod *ap, struct sh_error *err)
+{
+        struct px_pod *p = px_pod(ap);
+        int r;
+
+        if (!p->vmid && rec_read(p) < 0)
+                return 0;
+        if (marked(ap, "ct-down"))
+                return 0;
+        r = ct_stop(px_be(ap), p, err);
+        if (r == 0)
+                mark(ap, "ct-down");
+        px_set_running(p, false);
+        return r;
+}
+
+static int px_teardown(struct ap_pod *ap)
+{
+        struct px_pod *p = px_pod(ap);
+        struct px_be *px = px_be(ap);
+        struct sh_error e = {0};
+        int r = 0;
+
+        if (p->vmid || rec_read(p) == 0)
+                r = ct_delete(px, p, &e);
+        if (r < 0) {
+                sh_log_debug("pod %.12s: CT %" PRIu32 " on %s not deleted: %s", ap->id, p->vmid,
+                             p->node, e.msg);
+                return r;
+        }
+        pve_ipam_release(px->ipam, ap->id, NULL);
+        return 0;
+}
+
+/* A chain id of our own for a tree that is not an image layer: random, or of @data. */
+static void own_chain_id(const void *data, size_t len, char out[72])
+{
+        unsigned char rnd[32];
+
+        if (!data) {
+                if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                        memset(rnd, 0, sizeof(rnd)); /* then a clash is refused by the agent */
+                data = rnd;
+                len = sizeof(rnd);
+        }
+        sh_sha256_digest(data, len, out);
+}
+
+/* Sends tree @dir to the agent as a layer named @chain: *@ret is its directory there. */
+static int put_tree(struct ap_pod *ap, const char *chain, const char *dir, char **ret,
+                    struct sh_error *err)
+{
+        _cleanup_strv_ char **lowers = NULL;
+        int r = ag_layers_put(ap->agent, (const char *const[]){chain, NULL},
+                              (const char *const[]){dir, NULL}, &lowers, err);
+
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(lowers[0]);
+        return 0;
+}
+
+/*
+ * The pod's hosts, hostname and resolv.conf, sent as a layer named by their content (so
+ * sent once, and again if podmgr rewrites them).
+ */
+static int put_pod_files(struct ap_pod *ap, const char *pod_dir, char **ret, struct sh_error *err)
+{
+        static const char *const names[] = {"hosts", "hostname", "resolv.conf"};
+        struct sh_sha256 h;
+        unsigned char d[32];
+        char chain[72];
+
+        sh_sha256_init(&h);
+        sh_sha256_update(&h, ap->id, strlen(ap->id) + 1);
+        for (size_t i = 0; i < SH_ARRAY_SIZE(names); i++) {
+                _cleanup_free_ char *f = sh_path_join(pod_dir, names[i]), *text = NULL;
+                size_t n = 0;
+
+                if (!f)
+                        return -ENOMEM;
+                if (sh_read_file(f, 1 << 20, &text, &n) < 0)
+                        return sh_err(err, -ENOENT, "the pod's %s is missing", names[i]);
+                sh_sha256_update(&h, names[i], strlen(names[i]) + 1);
+                sh_sha256_update(&h, text, n);
+        }
+        sh_sha256_final(&h, d);
+        own_chain_id(d, sizeof(d), chain);
+        return put_tree(ap, chain, pod_dir, ret, err);
+}
+
+/*
+ * A CRI mount's source, copied into the CT: the CT is on another machine, so a mount is a
+ * snapshot taken at CreateContainer, not a live bind. A directory is sent as it is; a file in
+ * a directory of its own (so *@ret names the file there).
+ */
+static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *src, char **ret,
+                     struct sh_error *err)
+{
+        char chain[72];
+        struct stat st;
+        int r;
+
+        if (stat(src, &st) < 0 && errno == ENOENT) {
+                r = sh_mkdir_p(src, 0755); /* as for lxc: a missing source dir is made */
+                if (r < 0)
+                        return sh_err(err, r, "create mount source '%s': %s", src, strerror(-r));
+                if (stat(src, &st) < 0)
+                        return sh_err(err, -errno, "mount source '%s': %s", src, strerror(errno));
+        }
+        own_chain_id(NULL, 0, chain);
+        if (S_ISDIR(st.st_mode))
+                return put_tree(ap, chain, src, ret, err);
+        if (S_ISREG(st.st_mode)) {
+                _cleanup_free_ char *tmp = sh_strdup_printf("%s/m-%s-%zu", ap->dir, ctr_id, i);
+                _cleanup_free_ char *dst = NULL, *lower = NULL;
+
+                if (!tmp)
+                        return -ENOMEM;
+                sh_rm_rf(tmp);
+                dst = sh_path_join(tmp, "f");
+                r = dst ? sh_mkdir_p(tmp, 0700) : -ENOMEM;
+                if (r == 0)
+                        r = sh_copy_file(src, dst, st.st_mode & 07777);
+                if (r < 0) {
+                        sh_rm_rf(tmp);
+                        return sh_err(err, r, "copy mount source '%s': %s", src, strerror(-r));
+                }
+                r = put_tree(ap, chain, tmp, &lower, err);
+                sh_rm_rf(tmp);
+                if (r < 0)
+                        return r;
+                *ret = sh_path_join(lower, "f");
+                return *ret ? 0 : -ENOMEM;
+        }
+        return sh_err(err, -EINVAL,
+                      "mount source '%s' is not a regular file or directory: a proxmox pod runs "
+                      "on another machine and gets copies of files and directories only",
+                      src);
+}
+
+static int px_prepare_container(struct ap_pod *ap, const struct be_container *bc,
+                                struct ap_ctr_paths *ret, struct sh_error *err)
+{
+        const struct be_container_spec *s = bc->spec;
+        _cleanup_free_ char *pod_dir = NULL;
+        size_t n_layers = 0, n_chains = 0;
+        int r;
+
+        while (s->layer_dirs[n_layers])
+                n_layers++;
+        while (s->chain_ids && s->chain_ids[n_chains])
+                n_chains++;
+        if (n_chains != n_layers)
+                return sh_err(err, -EINVAL,
+                              "proxmox: the image's layers have no chain ids "
+                              "(pull it again)");
+        ret->mount_src = calloc(s->n_mounts + 1, sizeof(char *));
+        if (!ret->mount_src)
+                return -ENOMEM;
+        r = ap_pod_agent(ap, err);
+        if (r < 0)
+                return r;
+        r = ag_layers_put(ap->agent, (const char *const *)s->chain_ids,
+                          (const char *const *)s->layer_dirs, &ret->lower, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "send the image's layers to the CT");
+        pod_dir = strdup(bc->pod_dir);
+        if (!pod_dir)
+                return -ENOMEM;
+        r = put_pod_files(ap, pod_dir, &ret->pod_files, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "send the pod's files to the CT");
+        for (size_t i = 0; i < s->n_mounts; i++) {
+                r = put_mount(ap, bc->id, i, s->mounts[i].host_path, &ret->mount_src[i], err);
+                if (r < 0)
+                        return sh_err_prefix(err, r, "mount %s", s->mounts[i].container_path);
+        }
+        return 0;
+}
+
+static void px_release_container(struct ap_pod *ap, const char *id)
+{
+        /* Layers stay in the CT (others may use them); they go with it. */
+        (void)ap;
+        (void)id;
+}
+
+static const struct ap_host_ops px_host_ops = {
+        .name = "proxmox",
+        .box = "CT",
+        .box_exited = "the CT stopped",
+        .pod_size = sizeof(struct px_pod),
+        .pod_init = px_pod_init,
+        .pod_done = px_pod_done,
+        .alive = px_alive,
+        .connect = px_connect,
+        .reopen = px_reopen,
+        .stop = px_stop,
+        .teardown = px_teardown,
+        .prepare_container = px_prepare_container,
+        .release_container = px_release_container,
+};
+
+/* ---------------------------------------------------------------- the poller */
+
+/* Every pod held (ap_pod_put each), in *@ret. */
+static size_t pods_held(struct px_be *px, struct ap_pod ***ret)
+{
+        struct ap_pod **v;
+        size_t n;
+
+        pthread_mutex_lock(&px->ap.mu);
+        n = px->ap.n_pods;
+        v = calloc(n + 1, sizeof(*v));
+        for (size_t i = 0; v && i < n; i++) {
+                v[i] = px->ap.pods[i];
+                v[i]->refs++;
+        }
+        pthread_mutex_unlock(&px->ap.mu);
+        *ret = v;
+        return v ? n : 0;
+}
+
+/*
+ * One look at the nodes of the pods: GET /nodes/<node>/lxc per node (one call for all its
+ * CTs). A node that cannot be reached makes its pods not ready (not lost); they are alive
+ * again once the node answers with their CT running. A CT that is gone or stopped makes its
+ * pod not ready for good.
+ */
+static void poll_once(struct px_be *px)
+{
+        struct ap_pod **pods = NULL;
+        size_t n = pods_held(px, &pods);
+
+        for (size_t i = 0; i < n; i++) {
+                struct px_pod *p = px_pod(pods[i]);
+                struct pve_reply rep = {0};
+                struct sh_error e = {0};
+                bool seen = false;
+                int r;
+
+                if (!p->vmid || p->ap.stopped)
+                        continue;
+                /* Did an earlier pod of the same node answer this round? */
+                for (size_t k = 0; k < i && !seen; k++)
+                        seen = strcmp(px_pod(pods[k])->node, p->node) == 0;
+                if (seen)
+                        continue;
+                r = pve_callf(px->api, "GET", NULL, &rep, &e, "/nodes/%s/lxc", p->node);
+                for (size_t k = i; k < n; k++) {
+                        struct px_pod *q = px_pod(pods[k]);
+                        bool found = false, running = false;
+
+                        if (strcmp(q->node, p->node) != 0 || !q->vmid || q->ap.stopped)
+                                continue;
+                        if (r == -EHOSTUNREACH) {
+                                if (!atomic_exchange(&q->node_down, true)) {
+                                        sh_log_debug("pod %.12s: node %s unreachable: %s", q->ap.id,
+                                                     q->node, e.msg);
+                                        pthread_mutex_lock(&q->watch_mu);
+                                        if (q->watch_fd >= 0)
+                                                eventfd_write(q->watch_fd, 1);
+                                        pthread_mutex_unlock(&q->watch_mu);
+                                }
+                                continue;
+                        }
+                        if (r < 0)
+                                continue;
+                        for (size_t j = 0;
+                             rep.data && json_object_is_type(rep.data, json_type_array) &&
+                             j < json_object_array_length(rep.data) && !found;
+                             j++) {
+                                json_object *ct = json_object_array_get_idx(rep.data, j), *v;
+                                int64_t id = 0;
+
+                                if (json_object_object_get_ex(ct, "vmid", &v) &&
+                                    pve_json_int(v, &id) == 0 && id == q->vmid) {
+                                        found = true;
+                                        running = json_object_object_get_ex(ct, "status", &v) &&
+                                                  strcmp(json_object_get_string(v), "running") == 0;
+                                }
+                        }
+                        atomic_store(&q->node_down, false);
+                        if (!found || !running)
+                                px_set_running(q, false);
+                }
+                pve_reply_done(&rep);
+        }
+        for (size_t i = 0; i < n; i++)
+                ap_pod_put(pods[i]);
+        free(pods);
+}
+
+static void *poller_main(void *arg)
+{
+        struct px_be *px = arg;
+
+        pthread_mutex_lock(&px->poll_mu);
+        while (!px->quit) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += px->o.poll_s;
+                pthread_cond_timedwait(&px->poll_cond, &px->poll_mu, &ts);
+                if (px->quit)
+                        break;
+                pthread_mutex_unlock(&px->poll_mu);
+                poll_once(px);
+                pthread_mutex_lock(&px->poll_mu);
+        }
+        pthread_mutex_unlock(&px->poll_mu);
+        return NULL;
+}
+
+/* ---------------------------------------------------------------- backend ops */
+
+static void px_fini(struct be *be)
+{
+        struct px_be *px = be->priv;
+
+        if (!px)
+                return;
+        if (px->poller_started) {
+                pthread_mutex_lock(&px->poll_mu);
+                px->quit = true;
+                pthread_cond_signal(&px->poll_cond);
+                pthread_mutex_unlock(&px->poll_mu);
+                pthread_join(px->poller, NULL);
+        }
+        /* The CTs run on: runtd re-owns them when it starts again. */
+        ap_be_fini(&px->ap);
+        pve_client_free(px->api);
+        pve_ipam_free(px->ipam);
+        ag_tls_client_free(px->tls);
+        ag_tls_ca_free(px->ca);
+        px_opts_done(&px->o);
+        free(px->agent_bin);
+        free(px->image_cache);
+        free(px->image_path);
+        free(px->image_name);
+        free(px->node);
+        sh_strv_free(px->image_nodes);
+        pthread_mutex_destroy(&px->mu);
+        pthread_mutex_destroy(&px->upload_mu);
+        pthread_mutex_destroy(&px->poll_mu);
+        pthread_cond_destroy(&px->poll_cond);
+        free(px);
+        be->priv = NULL;
+}
+
+static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *err)
+{
+        struct px_be *px = calloc(1, sizeof(*px));
+        char agent[PATH_MAX];
+        _cleanup_free_ char *dir = NULL, *ca_dir = NULL;
+        int r;
+
+        if (!px)
+                return -ENOMEM;
+        pthread_mutex_init(&px->mu, NULL);
+        pthread_mutex_init(&px->upload_mu, NULL);
+        pthread_mutex_init(&px->poll_mu, NULL);
+        {
+                pthread_condattr_t ca;
+
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                pthread_cond_init(&px->poll_cond, &ca);
+                pthread_condattr_destroy(&ca);
+        }
+        be->priv = px;
+        r = px_opts_parse(cfg, &px->o, err);
+        if (r < 0)
+                return r;
+        dir = sh_strdup_printf("%s/proxmox/%s", cfg->state_dir, cfg->handler);
+        ca_dir = sh_path_join(cfg->root_dir, "proxmox");
+        px->image_cache = sh_strdup_printf("%s/proxmox/podimage", cfg->root_dir);
+        if (!dir || !ca_dir || !px->image_cache || ap_be_init(&px->ap, &px_host_ops, dir) < 0)
+                return -ENOMEM;
+        {
+                struct pve_client_opts co = {
+                        .endpoints = (const char *const *)px->o.endpoints,
+                        .n_endpoints = px->o.n_endpoints,
+                        .token_file = px->o.token_file,
+                        .ca_file = px->o.ca_file,
+                        .fingerprint = px->o.fingerprint,
+                        .insecure = px->o.insecure,
+                        /* A node back online is tried again soon: its pods wait for it. */
+                        .node_recheck_ms = 5000,
+                };
+
+                r = pve_client_new(&co, &px->api, err);
+                if (r < 0)
+                        return sh_err_prefix(err, r, "proxmox");
+        }
+        {
+                char name[PVE_IPAM_NAME_MAX + 1];
+                struct pve_ipam_config ic = {
+                        .name = name,
+                        .subnet = px->o.subnet,
+                        .range_start = px->o.range_start,
+                        .range_end = px->o.range_end,
+                        .gateway = px->o.gateway,
+                };
+
+                snprintf(name, sizeof(name), "%s", cfg->handler);
+                for (char *c = name; *c; c++)
+                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                    "_.-",
+                                    *c))
+                                *c = '_';
+                if (name[0] == '.' || !name[0])
+                        snprintf(name, sizeof(name), "proxmox");
+                r = pve_ipam_open(cfg->state_dir, &ic, &px->ipam, err);
+                if (r < 0)
+                        return sh_err_prefix(err, r, "proxmox");
+        }
+        r = sh_mkdir_p(dir, 0700);
+        if (r == 0)
+                r = ap_be_mkdir(&px->ap);
+        if (r < 0)
+                return sh_err(err, r, "create '%s': %s", dir, strerror(-r));
+        r = ag_tls_ca_open(ca_dir, &px->ca, err);
+        if (r == 0)
+                r = ag_tls_client_new(px->ca, &px->tls, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "proxmox: the agent CA");
+        /* No agent on this host makes the handler not ready, with the reason. */
+        if (sh_find_helper("runt-agent", RUNT_AGENT_FALLBACK, agent, sizeof(agent)) == 0) {
+                px->agent_bin = strdup(agent);
+                r = pve_podimage_build(agent, px->image_cache, &px->image_path, &px->image_name,
+                                       err);
+                if (r < 0)
+                        return sh_err_prefix(err, r, "proxmox: the pod image");
+        }
+        if (px->o.poll_s) {
+                r = -pthread_create(&px->poller, NULL, poller_main, px);
+                if (r < 0)
+                        return sh_err(err, r, "proxmox: start the poller: %s", strerror(-r));
+                px->poller_started = true;
+        }
+        return 0;
+}
+
+static int px_ready(struct be *be, struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+
+        if (!px->agent_bin || !px->image_path)
+                return sh_err(err, -ENOENT, "proxmox: runt-agent is not installed");
+        return 0;
+}
+
+static int refuse_host_ns(const struct be_sandbox_spec *s, struct sh_error *err)
+{
+        const char *what = s->net_mode == BE_NS_NODE   ? "network (hostNetwork)"
+                           : s->pid_mode == BE_NS_NODE ? "PID (hostPID)"
+                           : s->ipc_mode == BE_NS_NODE ? "IPC (hostIPC)"
+                                                       : NULL;
+
+        if (!what)
+                return 0;
+        return sh_err(err, -EINVAL,
+                      "a proxmox pod runs in a CT on a Proxmox VE node and cannot share the "
+                      "host's %s namespace; use an lxc handler for it",
+                      what);
+}
+
+static void reconcile(struct px_be *px);
+
+static int px_sandbox_create(struct be *be, const struct be_sandbox *sb, struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+        struct px_pod *p = NULL;
+        struct pve_ipam_lease lease;
+        _cleanup_free_ char *node = NULL;
+        char net0[512];
+        bool leased = false;
+        uint32_t vmid = 0;
+        int r;
+
+        r = refuse_host_ns(sb->spec, err);
+        if (r < 0)
+                return r;
+        r = px_ready(be, err);
+        if (r < 0)
+                return r;
+        reconcile(px);
+        p = (struct px_pod *)ap_pod_new(&px->ap, sb->id);
+        if (!p)
+                return -ENOMEM;
+        r = ap_pod_mkdir(&p->ap, err);
+        if (r < 0)
+                goto fail;
+        r = px_node(px, &node, err);
+        if (r < 0)
+                goto fail;
+        snprintf(p->node, sizeof(p->node), "%s", node);
+        r = px_image(px, node, err);
+        if (r < 0)
+                goto fail;
+        r = pve_ipam_alloc(px->ipam, sb->id, "eth0", &lease, err);
+        if (r < 0)
+                goto fail;
+        leased = true;
+        snprintf(p->ip, sizeof(p->ip), "%s", lease.ip);
+        r = pve_ipam_net0(&lease, NULL, px->o.bridge, sb->id, net0, sizeof(net0), err);
+        if (r < 0)
+                goto fail;
+        {
+                struct create_args a = {.px = px, .p = p, .spec = sb->spec, .net0 = net0};
+
+                r = pve_create_with_nextid(px->api, 0, ct_create, &a, &vmid, err);
+        }
+        if (p->vmid && rec_write(p) < 0)
+                sh_log_debug("pod %.12s: cannot record CT %" PRIu32, p->ap.id, p->vmid);
+        if (r < 0) {
+                sh_err_prefix(err, r, "create the CT on %s", node);
+                goto fail;
+        }
+        p->vmid = vmid;
+        r = rec_write(p);
+        if (r < 0) {
+                sh_err(err, r, "record the pod's CT: %s", strerror(-r));
+                goto fail;
+        }
+        r = ct_config(px, p, err);
+        if (r == 0)
+                r = px_start_ct(px, p, err);
+        if (r < 0) {
+                sh_err_prefix(err, r, "start CT %" PRIu32 " on %s", p->vmid, node);
+                goto fail;
+        }
+        atomic_store(&p->running, true);
+        r = ap_pod_connect(&p->ap, px->o.task_timeout_s * 1000u, err);
+        if (r < 0) {
+                sh_err_prefix(err, r, "reach the agent of CT %" PRIu32 " at %s", p->vmid, p->ip);
+                goto fail;
+        }
+        r = ap_pod_add(&px->ap, &p->ap);
+        if (r < 0)
+                goto fail;
+        sh_log_debug("pod %.12s: CT %" PRIu32 " on %s at %s", sb->id, p->vmid, node, p->ip);
+        return 0;
+
+fail:
+        if (p->vmid) {
+                struct sh_error ignored = {0};
+
+                if (ct_delete(px, p, &ignored) < 0)
+                        sh_log_debug("pod %.12s: CT %" PRIu32 " not deleted: %s", sb->id, p->vmid,
+                                     ignored.msg);
+        }
+        if (leased)
+                pve_ipam_release(px->ipam, sb->id, NULL);
+        sh_rm_rf(p->ap.dir);
+        ap_pod_free(&p->ap);
+        return r;
+}
+
+static int px_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_error *err)
+{
+        struct ap_pod *ap = NULL;
+        char **v;
+        int r = ap_pod_get(be->priv, id, &ap, err);
+
+        if (r < 0)
+                return r;
+        v = calloc(2, sizeof(*v));
+        if (v && px_pod(ap)->ip[0]) {
+                v[0] = strdup(px_pod(ap)->ip);
+                if (!v[0]) {
+                        free(v);
+                        v = NULL;
+                }
+        }
+        ap_pod_put(ap);
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        return 0;
+}
+
+static int px_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
+{
+        struct ap_pod *ap = NULL;
+        struct px_pod *p;
+        int r = ap_pod_get(be->priv, id, &ap, err), fd = -1;
+
+        if (r < 0)
+                return r;
+        p = px_pod(ap);
+        pthread_mutex_lock(&p->watch_mu);
+        if (!ap_pod_alive(ap)) {
+                r = -ESRCH;
+        } else {
+                if (p->watch_fd < 0)
+                        p->watch_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                fd = p->watch_fd >= 0 ? fcntl(p->watch_fd, F_DUPFD_CLOEXEC, 3) : -1;
+                r = fd < 0 ? sh_err(err, -errno, "eventfd: %s", strerror(errno)) : 0;
+        }
+        pthread_mutex_unlock(&p->watch_mu);
+        ap_pod_put(ap);
+        if (r == 0)
+                *ret_fd = fd;
+        return r;
+}
+
+/* ---------------------------------------------------------------- restart reconcile */
+
+/* Whether pod @id has a pod dir here. */
+static bool pod_known(struct px_be *px, const char *id)
+{
+        _cleanup_free_ char *d = sh_strdup_printf("%s/%.20s", px->ap.dir, id);
+
+        return d && access(d, F_OK) == 0;
+}
+
+/*
+ * Once per runtd, before the first pod: CTs tagged runt whose pod this runtd does not know
+ * (their description names the sandbox id) are deleted; leases whose pod is gone released.
+ * CTs of pods it knows that vanished are found by reopen (status/current) or the poller.
+ * The CTs of another runtd on the same cluster are not told apart: a cluster serves one runtd
+ * (docs/backends.md).
+ */
+static void reconcile(struct px_be *px)
+{
+        struct pve_reply rep = {0};
+        struct pve_ipam_lease *leases = NULL;
+        size_t n_leases = 0;
+        bool expected = false;
+
+        if (!atomic_compare_exchange_strong(&px->reconciled, &expected, true))
+                return;
+        if (pve_call(px->api, "GET", "/cluster/resources",
+                     (const char *const[]){"type", "vm", NULL}, &rep, NULL) == 0 &&
+            rep.data && json_object_is_type(rep.data, json_type_array)) {
+                for (size_t i = 0; i < json_object_array_length(rep.data); i++) {
+                        json_object *o = json_object_array_get_idx(rep.data, i), *v;
+                        const char *tags = "", *node = NULL, *type = "";
+                        int64_t vmid = 0;
+
+                        if (json_object_object_get_ex(o, "tags", &v))
+                                tags = json_object_get_string(v);
+                        if (json_object_object_get_ex(o, "type", &v))
+                                type = json_object_get_string(v);
+                        if (json_object_object_get_ex(o, "node", &v))
+                                node = json_object_get_string(v);
+                        if (!json_object_object_get_ex(o, "vmid", &v) ||
+                            pve_json_int(v, &vmid) < 0 || !node || strcmp(type, "lxc") != 0 ||
+                            !strstr(tags, "runt"))
+                                continue;
+                        {
+                                struct pve_reply cr = {0};
+                                const char *desc = NULL, *sid;
+                                json_object *d;
+
+                                if (pve_callf(px->api, "GET", NULL, &cr, NULL,
+                                              "/nodes/%s/lxc/%" PRId64 "/config", node, vmid) < 0)
+                                        continue;
+                                if (cr.data &&
+                                    json_object_object_get_ex(cr.data, "description", &d))
+                                        desc = json_object_get_string(d);
+                                sid = desc ? strstr(desc, "sandbox ") : NULL;
+                                if (sid && strlen(sid + 8) >= 64) {
+                                        char id[65];
+
+                                        snprintf(id, sizeof(id), "%.64s", sid + 8);
+                                        if (!pod_known(px, id)) {
+                                                struct px_pod tmp = {.vmid = (uint32_t)vmid};
+
+                                                snprintf(tmp.node, sizeof(tmp.node), "%s", node);
+                                                sh_log_debug("CT %" PRId64 " on %s is runt's "
+                                                             "but its pod %.12s is not known: "
+                                                             "removing it",
+                                                             vmid, node, id);
+                                                ct_delete(px, &tmp, NULL);
+                                        }
+                                }
+                                pve_reply_done(&cr);
+                        }
+                }
+        }
+        pve_reply_done(&rep);
+        if (pve_ipam_list(px->ipam, &leases, &n_leases, NULL) == 0) {
+                for (size_t i = 0; i < n_leases; i++)
+                        if (!pod_known(px, leases[i].owner))
+                                pve_ipam_release(px->ipam, leases[i].owner, NULL);
+                free(leases);
+        }
+}
+
+const struct be_ops be_proxmox_ops = {
+        .name = "proxmox",
+        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_OWN_NET,
+        .init = px_init,
+        .ready = px_ready,
+        .sandbox_create = px_sandbox_create,
+        .sandbox_stop = ap_sandbox_stop,
+        .sandbox_remove = ap_sandbox_remove,
+        .sandbox_running = ap_sandbox_running,
+        .container_create = ap_container_create,
+        .container_start = ap_container_start,
+        .container_stop = ap_container_stop,
+        .container_remove = ap_container_remove,
+        .container_status = ap_container_status,
+        .container_update = ap_container_update,
+        .container_reopen_log = ap_container_reopen_log,
+        .exec_sync = ap_exec_sync,
+        .exec_stream = ap_exec_stream,
+        .container_attach = ap_container_attach,
+        .container_stats = ap_container_stats,
+        .container_watch = ap_container_watch,
+        .sandbox_watch = px_sandbox_watch,
+        .container_fs_usage = ap_container_fs_usage,
+        .sandbox_stats = ap_sandbox_stats,
+        .fini = px_fini,
+        .sandbox_dial = ap_sandbox_dial,
+        .sandbox_ips = px_sandbox_ips,
+};
