@@ -616,20 +616,23 @@ static int put_pod_files(struct ap_pod *ap, const char *pod_dir, char **ret, str
  * snapshot taken at CreateContainer, not a live bind. A directory is sent as it is; a file in
  * a directory of its own (so *@ret names the file there).
  */
-static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *src, char **ret,
+static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *path, char **ret,
                      struct sh_error *err)
 {
+        _cleanup_free_ char *src = NULL;
         char chain[72];
         struct stat st;
         int r;
 
-        if (stat(src, &st) < 0 && errno == ENOENT) {
-                r = sh_mkdir_p(src, 0755); /* as for lxc: a missing source dir is made */
+        if (stat(path, &st) < 0 && errno == ENOENT) {
+                r = sh_mkdir_p(path, 0755); /* as for lxc: a missing source dir is made */
                 if (r < 0)
-                        return sh_err(err, r, "create mount source '%s': %s", src, strerror(-r));
-                if (stat(src, &st) < 0)
-                        return sh_err(err, -errno, "mount source '%s': %s", src, strerror(errno));
+                        return sh_err(err, r, "create mount source '%s': %s", path, strerror(-r));
         }
+        /* A bind follows symlinks in its source, the last component included: so does the copy. */
+        src = realpath(path, NULL);
+        if (!src || stat(src, &st) < 0)
+                return sh_err(err, -errno, "mount source '%s': %s", path, strerror(errno));
         own_chain_id(NULL, 0, chain);
         if (S_ISDIR(st.st_mode))
                 return put_tree(ap, chain, src, ret, err);
@@ -646,7 +649,7 @@ static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char
                         r = sh_copy_file(src, dst, st.st_mode & 07777);
                 if (r < 0) {
                         sh_rm_rf(tmp);
-                        return sh_err(err, r, "copy mount source '%s': %s", src, strerror(-r));
+                        return sh_err(err, r, "copy mount source '%s': %s", path, strerror(-r));
                 }
                 r = put_tree(ap, chain, tmp, &lower, err);
                 sh_rm_rf(tmp);
@@ -658,7 +661,7 @@ static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char
         return sh_err(err, -EINVAL,
                       "mount source '%s' is not a regular file or directory: a proxmox pod runs "
                       "on another machine and gets copies of files and directories only",
-                      src);
+                      path);
 }
 
 static int px_prepare_container(struct ap_pod *ap, const struct be_container *bc,

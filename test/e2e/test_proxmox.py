@@ -18,7 +18,7 @@ import pytest
 
 import kstream as K
 from conftest import pb
-from test_containers import EMPTY_CTRS, Ctrs, images, sleeper  # noqa: F401
+from test_containers import EMPTY_CTRS, Ctrs, cap_eff, images, security, sleeper  # noqa: F401
 from test_microvm import StreamVmPods
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pvefake"))
@@ -217,6 +217,34 @@ def test_host_namespaces_refused(pods):
         v.run(cfg, "proxmox")
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ei.value
     assert v.leftovers() == EMPTY_PVE
+
+
+def test_privileged_all_caps_and_symlinked_volume(pods, tmp_path):
+    """As critest sends them: a privileged container and one adding ALL get every capability
+    the CT holds (its bounding set is smaller than the full list: PVE's lxc.cap.drop, and
+    here this host's), not a capset error; a volume whose host path is a symlink to a
+    directory gets the directory's snapshot, as a bind would."""
+    v = pods
+    pod, cfg = v.pod(linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(privileged=True)))
+    vmid, ct = pve_state(v, pod)
+    bnd = int(Path(f"/proc/{ct['pid']}/status").read_text().split("CapBnd:")[1].split()[0], 16)
+    p = v.run_ctr(pod, cfg, "priv", **sleeper(linux=security(privileged=True)))
+    assert cap_eff(v, p) == bnd, (hex(cap_eff(v, p)), hex(bnd))
+    a = v.run_ctr(pod, cfg, "all", **sleeper(linux=security(
+        capabilities=pb.Capability(add_capabilities=["ALL"], drop_capabilities=["KILL"]))))
+    assert cap_eff(v, a) == bnd & ~(1 << 5), (hex(cap_eff(v, a)), hex(bnd))  # CAP_KILL is 5
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("in-vol\n")
+    link = tmp_path / "vol-link"
+    link.symlink_to(vol)
+    m = v.run_ctr(pod, cfg, "m", **sleeper(mounts=[
+        pb.Mount(container_path="/data", host_path=str(link))]))
+    assert v.exec(m, ["cat", "/data/f"]).stdout == b"in-vol\n"
+    for c in (p, a, m):
+        v.cstop(c, timeout=2)
+    finish(v, pod)
 
 
 def test_runtd_kill9_and_restart(pods):
