@@ -173,9 +173,9 @@ static void test_tags_and_owner(void **state)
         snprintf(d, sizeof(d), "runt pod ns/n (uid u), sandbox %s", hex);
         assert_int_equal(px_description_sandbox(d, id), 0);
         assert_string_equal(id, hex);
-        strcat(d, "\n");
+        snprintf(d + strlen(d), sizeof(d) - strlen(d), "\n");
         assert_int_equal(px_description_sandbox(d, id), 0);
-        strcat(d, "x");
+        snprintf(d + strlen(d), sizeof(d) - strlen(d), "x");
         assert_int_equal(px_description_sandbox(d, id), -EINVAL);
         snprintf(d, sizeof(d), "runt pod ns/n, sandbox %.63sG", hex);
         assert_int_equal(px_description_sandbox(d, id), -EINVAL);
