@@ -40,7 +40,8 @@ static struct stream *st_dead;
 
 /* ---- process set-up ---- */
 
-static int apply_caps(char **names, char *msg, size_t msize)
+/* @names, less those this process's bounding set lacks when @held_only. */
+static int apply_caps(char **names, bool held_only, char *msg, size_t msize)
 {
         cap_value_t vals[64];
         size_t n = 0;
@@ -58,6 +59,8 @@ static int apply_caps(char **names, char *msg, size_t msize)
                 low[j] = 0;
                 if (cap_from_name(low, &v) < 0 || n >= 64)
                         continue; /* unknown to this kernel/libcap: as runc, skipped */
+                if (held_only && cap_get_bound(v) != 1)
+                        continue; /* "all", and not ours to give (a CT's lxc.cap.drop) */
                 vals[n++] = v;
         }
         caps = cap_init();
@@ -145,7 +148,7 @@ int ctr_child_exec(struct ctr *c, char **argv, bool enter, char *msg, size_t msi
                 return -errno;
         }
         prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-        r = apply_caps(s->caps, msg, msize);
+        r = apply_caps(s->caps, s->caps_held, msg, msize);
         if (r < 0)
                 return r;
         if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

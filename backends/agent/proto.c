@@ -634,6 +634,8 @@ void ag_ctr_spec_put(struct ag_buf *b, const struct ag_ctr_spec *s)
         ag_put_u64(b, AG_A_PRIVILEGED, s->privileged);
         ag_put_u64(b, AG_A_PID_NS, s->own_pid_ns);
         ag_put_strv(b, AG_A_CAPS, (const char *const *)s->caps);
+        if (s->caps_held)
+                ag_put_u64(b, AG_A_CAPS_HELD, 1);
         if (s->seccomp)
                 ag_put_bytes(b, AG_A_SECCOMP, s->seccomp, s->seccomp_len);
         ag_put_strv(b, AG_A_MASKED, (const char *const *)s->masked);
@@ -766,6 +768,8 @@ static int spec_attr(struct ag_ctr_spec *s, struct spec_counts *n, const struct 
                 return set_bool(&s->own_pid_ns, a);
         case AG_A_CAPS:
                 return strv_add(&s->caps, &n->caps, a);
+        case AG_A_CAPS_HELD:
+                return set_bool(&s->caps_held, a);
         case AG_A_SECCOMP: {
                 /* Bytes, kept NUL-terminated for a JSON parser. */
                 char *p = malloc((size_t)a->len + 1);

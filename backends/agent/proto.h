@@ -234,6 +234,8 @@ enum ag_tag {
         AG_A_LOG = 81,           /* u  0/1: send its output as AG_EV_LOG */
         AG_A_SYSCTLS = 82,       /* s* per-container (ipc/uts) sysctls "kernel.shm_rmid_forced=1" */
         AG_A_NAME = 83,          /* s  the container's name, for messages */
+        AG_A_CAPS_HELD = 84,     /* u  0/1: CAPS means "all" (privileged, cap_add ALL): those the
+                                  *    agent's own bounding set lacks are left out, not an error */
 
         /* Resources (CTR_CREATE, CTR_UPDATE); cgroup v2 in the guest. 0 / absent: unset. */
         AG_A_CPU_PERIOD = 100,        /* u us */
@@ -440,7 +442,8 @@ struct ag_ctr_spec {
         size_t n_devices;
         bool readonly_root, no_new_privs, privileged, own_pid_ns;
         char **caps;
-        char *seccomp; /* JSON profile; NULL: unconfined */
+        bool caps_held; /* AG_A_CAPS_HELD */
+        char *seccomp;  /* JSON profile; NULL: unconfined */
         size_t seccomp_len;
         char **masked, **ro_paths;
         char **sysctls;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -407,6 +408,12 @@ static int build_spec(const struct be_container *bc, const struct ap_ctr_paths *
         r = caps_for(s, &a->caps, err);
         if (r < 0)
                 return r;
+        /* "Every capability" is what the agent's process holds (containerd: all current ones):
+         * a CT's bounding set is smaller than the full list (lxc.cap.drop). */
+        a->caps_held = s->privileged;
+        for (size_t i = 0; s->cap_add && s->cap_add[i]; i++)
+                if (strcasecmp(s->cap_add[i], "ALL") == 0)
+                        a->caps_held = true;
         if (!s->privileged && s->seccomp == BE_SECCOMP_RUNTIME_DEFAULT) {
                 uint64_t caps = 0;
 

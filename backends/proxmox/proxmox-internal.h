@@ -58,3 +58,23 @@ char *px_description(const struct be_sandbox_spec *s, const char *pod_id);
  * else "runt-<12 digits of the id>".
  */
 void px_hostname(const struct be_sandbox_spec *s, const char *pod_id, char *out, size_t size);
+
+/*
+ * Whether PVE tag list @tags (';', ',' or space separated, as pve-tag-list) holds @tag
+ * exactly: "runtime" is not "runt". NULL @tags holds nothing.
+ */
+bool px_tags_have(const char *tags, const char *tag);
+
+/*
+ * The sandbox id of a description px_description wrote, parsed strictly: "runt pod " at the
+ * start and ", sandbox <64 lower-case hex>" at the end (one trailing newline allowed, as PVE
+ * may give one back). 0 with the id in @ret_id, else -EINVAL.
+ */
+int px_description_sandbox(const char *desc, char ret_id[65]);
+
+/*
+ * The range of addresses @o's pods get, as 16-byte big-endian bounds (IPv4 mapped into
+ * ::ffff:0:0/96): range_start/range_end, else the subnet's bounds. -EINVAL when they do not
+ * parse (pve_ipam_open gives the message).
+ */
+int px_opts_range(const struct px_opts *o, unsigned char ret_lo[16], unsigned char ret_hi[16]);

@@ -68,6 +68,16 @@ struct px_be {
         pthread_cond_t poll_cond;
         bool quit;
         atomic_bool reconciled;
+        /*
+         * The CT tags: "runt;runt-<owner>", the owner 12 hex digits of the SHA-256 of this
+         * runtd's agent CA certificate and the handler's name. Only CTs with the owner tag
+         * are this handler's: the restart reconcile and every DELETE check it.
+         */
+        char owner_tag[24];
+        char tags[32];
+        /* This handler's pod range, refused at start when another handler's overlaps it. */
+        unsigned char range_lo[16], range_hi[16];
+        bool range_held;
 };
 
 struct px_pod {
@@ -124,6 +134,18 @@ static int px_task(struct px_be *px, const char *method, const char *path,
                 r = pve_task_wait(px->api, upid, px->o.task_timeout_s * 1000u, err);
         pve_reply_done(&rep);
         return r;
+}
+
+/* @o's string member @key; "" when it is missing, null or not a string (PVE's JSON may hold
+ * a null anywhere, and json_object_get_string(NULL) is NULL). */
+static const char *jstr(json_object *o, const char *key)
+{
+        json_object *v = NULL;
+
+        if (!o || !json_object_is_type(o, json_type_object) ||
+            !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return "";
+        return json_object_get_string(v);
 }
 
 static bool err_says(const struct sh_error *e, const char *what)
@@ -207,12 +229,8 @@ static int px_image(struct px_be *px, const char *node, struct sh_error *err)
                   : -ENOMEM;
         for (size_t i = 0; r == 0 && rep.data && json_object_is_type(rep.data, json_type_array) &&
                            i < json_object_array_length(rep.data) && !have;
-             i++) {
-                json_object *v = NULL;
-
-                if (json_object_object_get_ex(json_object_array_get_idx(rep.data, i), "volid", &v))
-                        have = strcmp(json_object_get_string(v), volid) == 0;
-        }
+             i++)
+                have = strcmp(jstr(json_object_array_get_idx(rep.data, i), "volid"), volid) == 0;
         pve_reply_done(&rep);
         if (r == 0 && !have) {
                 sh_log_debug("uploading the pod image %s to %s", px->image_name, node);
@@ -288,16 +306,45 @@ static void px_set_running(struct px_pod *p, bool running)
 
 /* ---------------------------------------------------------------- CT lifecycle */
 
-/* Deletes @p's CT (purge, force) and waits; a CT gone already is 0. */
-static int ct_delete(struct px_be *px, struct px_pod *p, struct sh_error *err)
+/*
+ * Whether CT @vmid on @node is this handler's, from its config: our owner tag among its tags
+ * (split, matched exactly) and a description of ours naming a sandbox id (in @ret_id when
+ * not NULL), @want_id when that is not NULL. 1 ours, 0 not, -ESRCH when the CT does not
+ * exist, else the call's error.
+ */
+static int ct_owned(struct px_be *px, const char *node, uint32_t vmid, const char *want_id,
+                    char ret_id[65], struct sh_error *err)
+{
+        struct pve_reply rep = {0};
+        struct sh_error e = {0};
+        char id[65];
+        int r = pve_callf(px->api, "GET", NULL, &rep, &e, "/nodes/%s/lxc/%" PRIu32 "/config", node,
+                          vmid);
+
+        if (r < 0) {
+                if (r == -ENOENT || err_says(&e, "does not exist"))
+                        return -ESRCH;
+                if (err)
+                        *err = e;
+                return r;
+        }
+        r = px_tags_have(jstr(rep.data, "tags"), px->owner_tag) &&
+            px_description_sandbox(jstr(rep.data, "description"), id) == 0 &&
+            (!want_id || strcmp(id, want_id) == 0);
+        pve_reply_done(&rep);
+        if (r && ret_id)
+                memcpy(ret_id, id, sizeof(id));
+        return r;
+}
+
+/* DELETE CT @vmid on @node (purge, force) and wait; a CT gone already is 0. */
+static int ct_delete_raw(struct px_be *px, const char *node, uint32_t vmid, struct sh_error *err)
 {
         char path[160];
         struct sh_error e = {0};
         int r;
 
-        if (!p->vmid)
-                return 0;
-        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32, p->node, p->vmid);
+        snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32, node, vmid);
         r = px_task(px, "DELETE", path, (const char *const[]){"purge", "1", "force", "1", NULL},
                     &e);
         if (r < 0 && (r == -ENOENT || err_says(&e, "does not exist")))
@@ -305,6 +352,30 @@ static int ct_delete(struct px_be *px, struct px_pod *p, struct sh_error *err)
         if (r < 0 && err)
                 *err = e;
         return r;
+}
+
+/*
+ * Deletes @p's CT (purge, force) and waits; a CT gone already is 0. Only when its config says
+ * it is this pod's: a vmid that names someone else's CT (a create that lost a race, a
+ * record gone stale) leaves that CT alone, and is 0 too.
+ */
+static int ct_delete(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        int r;
+
+        if (!p->vmid)
+                return 0;
+        r = ct_owned(px, p->node, p->vmid, p->ap.id, NULL, err);
+        if (r == -ESRCH)
+                return 0;
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                sh_log_debug("pod %.12s: CT %" PRIu32 " on %s is not the pod's: left alone",
+                             p->ap.id, p->vmid, p->node);
+                return 0;
+        }
+        return ct_delete_raw(px, p->node, p->vmid, err);
 }
 
 /* Stops @p's CT: shutdown with a short timeout, forced after it; a stopped CT is 0. */
@@ -397,15 +468,45 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
         P("features", "nesting=1");
         P("ostype", "unmanaged");
         P("unprivileged", "0");
-        P("tags", "runt");
+        P("tags", px->tags);
         P("description", desc);
         if (px->o.dns)
                 P("nameserver", px->o.dns);
 #undef P
         params[n] = NULL;
-        /* The vmid is the pod's from here: a failure below deletes the CT if it was made. */
-        a->p->vmid = vmid;
-        return px_task(px, "POST", path, params, err);
+        {
+                struct pve_reply rep = {0};
+                const char *upid;
+                int r = pve_call(px->api, "POST", path, params, &rep, err);
+
+                /* No task, no CT of ours: the vmid may be someone else's (nextid raced). */
+                if (r < 0)
+                        return r;
+                upid = rep.data && json_object_is_type(rep.data, json_type_string)
+                               ? json_object_get_string(rep.data)
+                               : NULL;
+                if (!upid) {
+                        pve_reply_done(&rep);
+                        return sh_err(err, -EPROTO, "POST %s: the reply names no task", path);
+                }
+                /* The vmid is the pod's from here: a failure below deletes the CT (if ours). */
+                a->p->vmid = vmid;
+                r = pve_task_wait(px->api, upid, px->o.task_timeout_s * 1000u, err);
+                pve_reply_done(&rep);
+                if (r == -EEXIST || (r < 0 && err_says(err, "already exists")))
+                        a->p->vmid = 0; /* the task found it taken: not ours */
+                return r;
+        }
+}
+
+/*
+ * PUT config delete=env, once the agent said READY: it holds its credentials in memory, and
+ * the CT's env (its private key) would stay readable by GET config, across the cluster.
+ */
+static int ct_env_drop(struct px_be *px, struct px_pod *p, struct sh_error *err)
+{
+        return pve_callf(px->api, "PUT", (const char *const[]){"delete", "env", NULL}, NULL, err,
+                         "/nodes/%s/lxc/%" PRIu32 "/config", p->node, p->vmid);
 }
 
 static int px_start_ct(struct px_be *px, struct px_pod *p, struct sh_error *err)
@@ -494,8 +595,11 @@ static int ct_status(struct px_be *px, struct px_pod *p, struct sh_error *err)
                         *err = e;
                 return r;
         }
-        r = rep.data && json_object_object_get_ex(rep.data, "status", &st) &&
-            strcmp(json_object_get_string(st), "running") == 0;
+        if (!rep.data || !json_object_object_get_ex(rep.data, "status", &st) ||
+            !json_object_is_type(st, json_type_string))
+                r = sh_err(err, -EPROTO, "status/current of CT %" PRIu32 ": no status", p->vmid);
+        else
+                r = strcmp(json_object_get_string(st), "running") == 0;
         pve_reply_done(&rep);
         return r;
 }
@@ -508,14 +612,20 @@ static int px_reopen(struct ap_pod *ap, struct sh_error *err)
         if (r < 0)
                 return sh_err(err, -ESRCH, "proxmox: pod %.12s has no CT record", ap->id);
         r = ct_status(px_be(ap), p, err);
-        if (r == -EHOSTUNREACH) {
-                /* The node is away: the pod is not lost, only not ready until it is back. */
+        if (r < 0 && r != -ESRCH) {
+                /*
+                 * The node is away, or the API failed for now (a timeout, a refused
+                 * connection, a 5xx, 595): the pod is not lost, only not ready until the
+                 * poller finds its CT running again.
+                 */
+                sh_log_debug("pod %.12s: CT %" PRIu32 " on %s not reachable for now (%s)", ap->id,
+                             p->vmid, p->node, strerror(-r));
                 atomic_store(&p->node_down, true);
                 atomic_store(&p->running, true);
                 return 0;
         }
         if (r <= 0)
-                return -ESRCH;
+                return -ESRCH; /* the CT does not exist, or it stopped: the pod is gone */
         atomic_store(&p->running, true);
         return 0;
 }
@@ -616,20 +726,23 @@ static int put_pod_files(struct ap_pod *ap, const char *pod_dir, char **ret, str
  * snapshot taken at CreateContainer, not a live bind. A directory is sent as it is; a file in
  * a directory of its own (so *@ret names the file there).
  */
-static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *src, char **ret,
+static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char *path, char **ret,
                      struct sh_error *err)
 {
+        _cleanup_free_ char *src = NULL;
         char chain[72];
         struct stat st;
         int r;
 
-        if (stat(src, &st) < 0 && errno == ENOENT) {
-                r = sh_mkdir_p(src, 0755); /* as for lxc: a missing source dir is made */
+        if (stat(path, &st) < 0 && errno == ENOENT) {
+                r = sh_mkdir_p(path, 0755); /* as for lxc: a missing source dir is made */
                 if (r < 0)
-                        return sh_err(err, r, "create mount source '%s': %s", src, strerror(-r));
-                if (stat(src, &st) < 0)
-                        return sh_err(err, -errno, "mount source '%s': %s", src, strerror(errno));
+                        return sh_err(err, r, "create mount source '%s': %s", path, strerror(-r));
         }
+        /* A bind follows symlinks in its source, the last component included: so does the copy. */
+        src = realpath(path, NULL);
+        if (!src || stat(src, &st) < 0)
+                return sh_err(err, -errno, "mount source '%s': %s", path, strerror(errno));
         own_chain_id(NULL, 0, chain);
         if (S_ISDIR(st.st_mode))
                 return put_tree(ap, chain, src, ret, err);
@@ -646,7 +759,7 @@ static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char
                         r = sh_copy_file(src, dst, st.st_mode & 07777);
                 if (r < 0) {
                         sh_rm_rf(tmp);
-                        return sh_err(err, r, "copy mount source '%s': %s", src, strerror(-r));
+                        return sh_err(err, r, "copy mount source '%s': %s", path, strerror(-r));
                 }
                 r = put_tree(ap, chain, tmp, &lower, err);
                 sh_rm_rf(tmp);
@@ -658,7 +771,7 @@ static int put_mount(struct ap_pod *ap, const char *ctr_id, size_t i, const char
         return sh_err(err, -EINVAL,
                       "mount source '%s' is not a regular file or directory: a proxmox pod runs "
                       "on another machine and gets copies of files and directories only",
-                      src);
+                      path);
 }
 
 static int px_prepare_container(struct ap_pod *ap, const struct be_container *bc,
@@ -773,6 +886,7 @@ static void poll_once(struct px_be *px)
                 for (size_t k = i; k < n; k++) {
                         struct px_pod *q = px_pod(pods[k]);
                         bool found = false, running = false;
+                        const char *status = "";
 
                         if (strcmp(q->node, p->node) != 0 || !q->vmid || q->ap.stopped)
                                 continue;
@@ -799,10 +913,12 @@ static void poll_once(struct px_be *px)
                                 if (json_object_object_get_ex(ct, "vmid", &v) &&
                                     pve_json_int(v, &id) == 0 && id == q->vmid) {
                                         found = true;
-                                        running = json_object_object_get_ex(ct, "status", &v) &&
-                                                  strcmp(json_object_get_string(v), "running") == 0;
+                                        status = jstr(ct, "status");
+                                        running = strcmp(status, "running") == 0;
                                 }
                         }
+                        if (found && !status[0])
+                                continue; /* no status said: nothing learned */
                         atomic_store(&q->node_down, false);
                         if (!found || !running)
                                 px_set_running(q, false);
@@ -837,6 +953,77 @@ static void *poller_main(void *arg)
 
 /* ---------------------------------------------------------------- backend ops */
 
+/*
+ * The pod ranges of the proxmox handlers of this runtd: IPAM is per handler (a directory of
+ * leases each), so two handlers with overlapping ranges would lease one address twice.
+ */
+static pthread_mutex_t ranges_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct px_be **ranges;
+static size_t n_ranges;
+
+static int range_hold(struct px_be *px, const char *handler, struct sh_error *err)
+{
+        struct px_be **v;
+        int r = 0;
+
+        if (px_opts_range(&px->o, px->range_lo, px->range_hi) < 0)
+                return 0; /* pve_ipam_open says what is wrong with it */
+        pthread_mutex_lock(&ranges_mu);
+        for (size_t i = 0; i < n_ranges && r == 0; i++)
+                if (memcmp(px->range_lo, ranges[i]->range_hi, 16) <= 0 &&
+                    memcmp(ranges[i]->range_lo, px->range_hi, 16) <= 0)
+                        r = sh_err(err, -EINVAL,
+                                   "proxmox handler '%s': its pod range overlaps another "
+                                   "proxmox handler's (each handler leases its range alone)",
+                                   handler);
+        v = r == 0 ? realloc(ranges, (n_ranges + 1) * sizeof(*v)) : NULL;
+        if (r == 0 && !v)
+                r = -ENOMEM;
+        if (r == 0) {
+                ranges = v;
+                ranges[n_ranges++] = px;
+                px->range_held = true;
+        }
+        pthread_mutex_unlock(&ranges_mu);
+        return r;
+}
+
+static void range_release(struct px_be *px)
+{
+        if (!px->range_held)
+                return;
+        pthread_mutex_lock(&ranges_mu);
+        for (size_t i = 0; i < n_ranges; i++)
+                if (ranges[i] == px) {
+                        ranges[i] = ranges[--n_ranges];
+                        break;
+                }
+        if (!n_ranges) {
+                free(ranges);
+                ranges = NULL;
+        }
+        pthread_mutex_unlock(&ranges_mu);
+        px->range_held = false;
+}
+
+/* The owner tag: "runt-" and 12 hex digits of SHA-256(agent CA certificate, NUL, handler). */
+static void owner_tag(struct px_be *px, const char *handler)
+{
+        struct sh_sha256 h;
+        unsigned char d[32];
+        size_t len = 0;
+        const uint8_t *cert = ag_tls_ca_cert(px->ca, &len);
+
+        sh_sha256_init(&h);
+        sh_sha256_update(&h, cert, len);
+        sh_sha256_update(&h, "", 1);
+        sh_sha256_update(&h, handler, strlen(handler));
+        sh_sha256_final(&h, d);
+        snprintf(px->owner_tag, sizeof(px->owner_tag), "runt-%02x%02x%02x%02x%02x%02x", d[0], d[1],
+                 d[2], d[3], d[4], d[5]);
+        snprintf(px->tags, sizeof(px->tags), "runt;%s", px->owner_tag);
+}
+
 static void px_fini(struct be *be)
 {
         struct px_be *px = be->priv;
@@ -851,6 +1038,7 @@ static void px_fini(struct be *be)
                 pthread_join(px->poller, NULL);
         }
         /* The CTs run on: runtd re-owns them when it starts again. */
+        range_release(px);
         ap_be_fini(&px->ap);
         pve_client_free(px->api);
         pve_ipam_free(px->ipam);
@@ -893,6 +1081,9 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
         }
         be->priv = px;
         r = px_opts_parse(cfg, &px->o, err);
+        if (r < 0)
+                return r;
+        r = range_hold(px, cfg->handler, err);
         if (r < 0)
                 return r;
         dir = sh_strdup_printf("%s/proxmox/%s", cfg->state_dir, cfg->handler);
@@ -948,6 +1139,7 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
                 r = ag_tls_client_new(px->ca, &px->tls, err);
         if (r < 0)
                 return sh_err_prefix(err, r, "proxmox: the agent CA");
+        owner_tag(px, cfg->handler);
         /* No agent on this host makes the handler not ready, with the reason. */
         if (sh_find_helper("runt-agent", RUNT_AGENT_FALLBACK, agent, sizeof(agent)) == 0) {
                 px->agent_bin = strdup(agent);
@@ -1060,6 +1252,12 @@ static int px_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 sh_err_prefix(err, r, "reach the agent of CT %" PRIu32 " at %s", p->vmid, p->ip);
                 goto fail;
         }
+        /* The agent holds its credentials now: the key leaves the CT's config. */
+        r = ct_env_drop(px, p, err);
+        if (r < 0) {
+                sh_err_prefix(err, r, "remove the agent's env from CT %" PRIu32, p->vmid);
+                goto fail;
+        }
         r = ap_pod_add(&px->ap, &p->ap);
         if (r < 0)
                 goto fail;
@@ -1140,11 +1338,11 @@ static bool pod_known(struct px_be *px, const char *id)
 }
 
 /*
- * Once per runtd, before the first pod: CTs tagged runt whose pod this runtd does not know
- * (their description names the sandbox id) are deleted; leases whose pod is gone released.
- * CTs of pods it knows that vanished are found by reopen (status/current) or the poller.
- * The CTs of another runtd on the same cluster are not told apart: a cluster serves one runtd
- * (docs/backends.md).
+ * Once per runtd, before the first pod: the CTs carrying this handler's owner tag (this
+ * runtd's CA and this handler: not another handler's, not another runtd's, not a user's
+ * "runtime" tag) whose description names a sandbox this handler has no pod dir for are
+ * deleted; leases whose pod is gone released. CTs of pods it knows that vanished are found
+ * by reopen (status/current) or the poller.
  */
 static void reconcile(struct px_be *px)
 {
@@ -1160,48 +1358,24 @@ static void reconcile(struct px_be *px)
             rep.data && json_object_is_type(rep.data, json_type_array)) {
                 for (size_t i = 0; i < json_object_array_length(rep.data); i++) {
                         json_object *o = json_object_array_get_idx(rep.data, i), *v;
-                        const char *tags = "", *node = NULL, *type = "";
+                        const char *node = jstr(o, "node");
                         int64_t vmid = 0;
+                        char id[65];
 
-                        if (json_object_object_get_ex(o, "tags", &v))
-                                tags = json_object_get_string(v);
-                        if (json_object_object_get_ex(o, "type", &v))
-                                type = json_object_get_string(v);
-                        if (json_object_object_get_ex(o, "node", &v))
-                                node = json_object_get_string(v);
                         if (!json_object_object_get_ex(o, "vmid", &v) ||
-                            pve_json_int(v, &vmid) < 0 || !node || strcmp(type, "lxc") != 0 ||
-                            !strstr(tags, "runt"))
+                            pve_json_int(v, &vmid) < 0 || vmid <= 0 || vmid > UINT32_MAX ||
+                            !node[0] || strlen(node) >= sizeof(((struct px_pod *)0)->node) ||
+                            strcmp(jstr(o, "type"), "lxc") != 0 ||
+                            !px_tags_have(jstr(o, "tags"), px->owner_tag))
                                 continue;
-                        {
-                                struct pve_reply cr = {0};
-                                const char *desc = NULL, *sid;
-                                json_object *d;
-
-                                if (pve_callf(px->api, "GET", NULL, &cr, NULL,
-                                              "/nodes/%s/lxc/%" PRId64 "/config", node, vmid) < 0)
-                                        continue;
-                                if (cr.data &&
-                                    json_object_object_get_ex(cr.data, "description", &d))
-                                        desc = json_object_get_string(d);
-                                sid = desc ? strstr(desc, "sandbox ") : NULL;
-                                if (sid && strlen(sid + 8) >= 64) {
-                                        char id[65];
-
-                                        snprintf(id, sizeof(id), "%.64s", sid + 8);
-                                        if (!pod_known(px, id)) {
-                                                struct px_pod tmp = {.vmid = (uint32_t)vmid};
-
-                                                snprintf(tmp.node, sizeof(tmp.node), "%s", node);
-                                                sh_log_debug("CT %" PRId64 " on %s is runt's "
-                                                             "but its pod %.12s is not known: "
-                                                             "removing it",
-                                                             vmid, node, id);
-                                                ct_delete(px, &tmp, NULL);
-                                        }
-                                }
-                                pve_reply_done(&cr);
-                        }
+                        /* The config says it again (tags, and the sandbox in description). */
+                        if (ct_owned(px, node, (uint32_t)vmid, NULL, id, NULL) != 1 ||
+                            pod_known(px, id))
+                                continue;
+                        sh_log_debug("CT %" PRId64 " on %s is this handler's but its pod %.12s "
+                                     "is not known: removing it",
+                                     vmid, node, id);
+                        ct_delete_raw(px, node, (uint32_t)vmid, NULL);
                 }
         }
         pve_reply_done(&rep);

@@ -1,9 +1,11 @@
 /* The proxmox handler's options and the values it builds for PVE (proxmox-internal.h). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cleanup.h"
 #include "proxmox-internal.h"
@@ -234,4 +236,85 @@ void px_hostname(const struct be_sandbox_spec *s, const char *pod_id, char *out,
                 snprintf(out, size, "%s", s->name);
         else
                 snprintf(out, size, "runt-%.12s", pod_id);
+}
+
+bool px_tags_have(const char *tags, const char *tag)
+{
+        size_t n = strlen(tag);
+
+        while (tags && *tags) {
+                size_t len;
+
+                tags += strspn(tags, ";, ");
+                len = strcspn(tags, ";, ");
+                if (len && len == n && strncasecmp(tags, tag, n) == 0)
+                        return true;
+                tags += len;
+        }
+        return false;
+}
+
+int px_description_sandbox(const char *desc, char ret_id[65])
+{
+        static const char head[] = "runt pod ", mid[] = ", sandbox ";
+        size_t n = desc ? strlen(desc) : 0;
+        const char *id;
+
+        if (n && desc[n - 1] == '\n')
+                n--;
+        if (n < sizeof(head) - 1 + sizeof(mid) - 1 + 64 || strncmp(desc, head, sizeof(head) - 1))
+                return -EINVAL;
+        id = desc + n - 64;
+        if (strncmp(id - (sizeof(mid) - 1), mid, sizeof(mid) - 1) != 0)
+                return -EINVAL;
+        for (size_t i = 0; i < 64; i++)
+                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+                        return -EINVAL;
+        memcpy(ret_id, id, 64);
+        ret_id[64] = 0;
+        return 0;
+}
+
+/* @s as a 16-byte address (IPv4 mapped). */
+static int addr16(const char *s, unsigned char out[16], bool *v4)
+{
+        struct in_addr a4;
+
+        if (inet_pton(AF_INET, s, &a4) == 1) {
+                memset(out, 0, 10);
+                out[10] = out[11] = 0xff;
+                memcpy(out + 12, &a4, 4);
+                *v4 = true;
+                return 0;
+        }
+        *v4 = false;
+        return inet_pton(AF_INET6, s, out) == 1 ? 0 : -EINVAL;
+}
+
+int px_opts_range(const struct px_opts *o, unsigned char lo[16], unsigned char hi[16])
+{
+        char net[64];
+        const char *slash = o->subnet ? strchr(o->subnet, '/') : NULL;
+        unsigned long prefix;
+        char *end = NULL;
+        bool v4, v4b;
+
+        if (!slash || (size_t)(slash - o->subnet) >= sizeof(net))
+                return -EINVAL;
+        snprintf(net, sizeof(net), "%.*s", (int)(slash - o->subnet), o->subnet);
+        prefix = strtoul(slash + 1, &end, 10);
+        if (!end || *end || addr16(net, lo, &v4) < 0 || prefix > (v4 ? 32u : 128u))
+                return -EINVAL;
+        if (v4)
+                prefix += 96;
+        memcpy(hi, lo, 16);
+        for (unsigned bit = (unsigned)prefix; bit < 128; bit++) {
+                lo[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+                hi[bit / 8] |= (unsigned char)(0x80u >> (bit % 8));
+        }
+        if (o->range_start && (addr16(o->range_start, lo, &v4b) < 0 || v4b != v4))
+                return -EINVAL;
+        if (o->range_end && (addr16(o->range_end, hi, &v4b) < 0 || v4b != v4))
+                return -EINVAL;
+        return 0;
 }

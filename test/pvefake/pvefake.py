@@ -118,6 +118,16 @@ def perl_str(v):
     return str(v)
 
 
+def nulled(v, keys):
+    """@v with the members named in @keys set to null, in objects at any depth (the
+    null_fields fault: a PVE reply may hold a null where a string is expected)."""
+    if isinstance(v, dict):
+        return {k: None if k in keys else nulled(x, keys) for k, x in v.items()}
+    if isinstance(v, list):
+        return [nulled(x, keys) for x in v]
+    return v
+
+
 def perl_ref(v):
     if isinstance(v, bool):
         return "JSON::PP::Boolean"
@@ -715,7 +725,7 @@ class Fake:
         self.first_token = "%s=%s" % next(iter(self.tokens.items()))
         self.cfg = {"old_errors": bool(args.old_errors), "auth_delay": float(args.auth_delay),
                     "task_delay": float(args.task_delay), "latency": 0.0,
-                    "lock_timeout": 10.0, "node_mem": {}}
+                    "lock_timeout": 10.0, "node_mem": {}, "null_fields": []}
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.online = {n: True for n in self.nodes}
@@ -1817,6 +1827,8 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
 
     def reply_json(self, code, message, data, errors=None, total=None):
         f = self.server.fake
+        if f.cfg["null_fields"]:
+            data = nulled(data, set(f.cfg["null_fields"]))
         body = {"data": data}
         if errors:
             body["errors"] = errors
@@ -2177,7 +2189,7 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                     for k, v in req.items():
                         if k not in f.cfg:
                             return self.send_json(400, {"error": "unknown config key " + k})
-                        f.cfg[k] = v if k == "node_mem" else (
+                        f.cfg[k] = v if k in ("node_mem", "null_fields") else (
                             bool(v) if k == "old_errors" else float(v))
                     return self.send_json(200, dict(f.cfg))
                 if p == "/control/node":

@@ -313,6 +313,7 @@ static void test_ctr_spec_round_trip(void **state)
                 .readonly_root = true,
                 .no_new_privs = true,
                 .privileged = true,
+                .caps_held = true,
                 .own_pid_ns = true,
                 .caps = caps,
                 .seccomp = "{\"defaultAction\":\"SCMP_ACT_ALLOW\"}",
@@ -351,7 +352,8 @@ static void test_ctr_spec_round_trip(void **state)
         assert_int_equal(d.mounts[1].propagation, 2);
         assert_int_equal(d.n_devices, 1);
         assert_string_equal(d.devices[0].perms, "rwm");
-        assert_true(d.readonly_root && d.no_new_privs && d.privileged && d.own_pid_ns);
+        assert_true(d.readonly_root && d.no_new_privs && d.privileged && d.own_pid_ns &&
+                    d.caps_held);
         assert_string_equal(d.caps[0], "CAP_CHOWN");
         assert_int_equal(d.seccomp_len, 34);
         assert_string_equal(d.seccomp, s.seccomp);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +157,55 @@ static void test_description(void **state)
         free(d);
 }
 
+static void test_tags_and_owner(void **state)
+{
+        static const char hex[] =
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        char id[65], d[200];
+
+        (void)state;
+        assert_true(px_tags_have("runt;runt-0123456789ab", "runt-0123456789ab"));
+        assert_true(px_tags_have("a, runt-0123456789ab b", "runt-0123456789ab"));
+        assert_false(px_tags_have("runtime", "runt"));
+        assert_false(px_tags_have("runt-0123456789abc", "runt-0123456789ab"));
+        assert_false(px_tags_have(NULL, "runt"));
+        assert_false(px_tags_have("", "runt"));
+        snprintf(d, sizeof(d), "runt pod ns/n (uid u), sandbox %s", hex);
+        assert_int_equal(px_description_sandbox(d, id), 0);
+        assert_string_equal(id, hex);
+        snprintf(d + strlen(d), sizeof(d) - strlen(d), "\n");
+        assert_int_equal(px_description_sandbox(d, id), 0);
+        snprintf(d + strlen(d), sizeof(d) - strlen(d), "x");
+        assert_int_equal(px_description_sandbox(d, id), -EINVAL);
+        snprintf(d, sizeof(d), "runt pod ns/n, sandbox %.63sG", hex);
+        assert_int_equal(px_description_sandbox(d, id), -EINVAL);
+        snprintf(d, sizeof(d), "someone's pod, sandbox %s", hex);
+        assert_int_equal(px_description_sandbox(d, id), -EINVAL);
+        assert_int_equal(px_description_sandbox(NULL, id), -EINVAL);
+}
+
+static void test_range(void **state)
+{
+        struct px_opts o = {.subnet = "10.88.7.0/24"};
+        unsigned char lo[16], hi[16];
+
+        (void)state;
+        assert_int_equal(px_opts_range(&o, lo, hi), 0);
+        assert_int_equal(lo[10], 0xff);
+        assert_int_equal(lo[15], 0);
+        assert_int_equal(hi[15], 255);
+        assert_int_equal(hi[14], 7);
+        o.range_start = "10.88.7.10";
+        o.range_end = "10.88.7.20";
+        assert_int_equal(px_opts_range(&o, lo, hi), 0);
+        assert_int_equal(lo[15], 10);
+        assert_int_equal(hi[15], 20);
+        o.range_end = "fd00::1";
+        assert_int_equal(px_opts_range(&o, lo, hi), -EINVAL);
+        o.subnet = "nonsense";
+        assert_int_equal(px_opts_range(&o, lo, hi), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -164,6 +214,8 @@ int main(void)
                 cmocka_unit_test(test_env_join),
                 cmocka_unit_test(test_hostname),
                 cmocka_unit_test(test_description),
+                cmocka_unit_test(test_tags_and_owner),
+                cmocka_unit_test(test_range),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
