@@ -536,19 +536,26 @@ static int px_stop(struct ap_pod *ap, struct sh_error *err)
         return r;
 }
 
-static int px_teardown(struct ap_pod *ap)
+/*
+ * The CT deleted, then the lease released. A CT that cannot be deleted now (its node away, a
+ * task failing) fails the remove and keeps the pod (its record, lease and dir), so the
+ * kubelet's next RemovePodSandbox tries again: nothing is left once the node is back.
+ */
+static int px_teardown(struct ap_pod *ap, struct sh_error *err)
 {
         struct px_pod *p = px_pod(ap);
         struct px_be *px = px_be(ap);
-        struct sh_error e = {0};
         int r = 0;
 
         if (p->vmid || rec_read(p) == 0)
-                r = ct_delete(px, p, &e);
+                r = ct_delete(px, p, err);
         if (r < 0) {
                 sh_log_debug("pod %.12s: CT %" PRIu32 " on %s not deleted: %s", ap->id, p->vmid,
-                             p->node, e.msg);
-                return r;
+                             p->node, err ? err->msg : "");
+                /* -EBUSY would tell the layer to forget the pod. */
+                r = r == -EBUSY ? -EAGAIN : r;
+                return sh_err_prefix(err, r, "proxmox: delete CT %" PRIu32 " on %s", p->vmid,
+                                     p->node);
         }
         pve_ipam_release(px->ipam, ap->id, NULL);
         return 0;

@@ -381,3 +381,41 @@ def test_update_resources_grows_the_ct(pods):
             time.sleep(0.5)
     assert ct_size() == (800, 2)  # 512 + 32 + 256
     finish(v, pod)
+
+
+def test_remove_with_node_offline_fails_then_retried(pods):
+    """A RemovePodSandbox that cannot delete the CT (its node went offline after the stop)
+    fails UNAVAILABLE and keeps the pod, so the kubelet retries it; once the node is back a
+    remove leaves nothing: no CT, no lease, no pod dir."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    v.cstop(c)
+    v.stop(pod)
+    v.pve.set_node(node, False)
+    try:
+        with pytest.raises(grpc.RpcError) as ei:
+            v.remove(pod)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+        assert f"CT {vmid}" in ei.value.details(), ei.value.details()
+        # Kept, all of it: the pod in CRI, the CT, the lease, the pod dir.
+        assert [p.id for p in v.list()] == [pod]
+        assert pve_state(v, pod)[0] == vmid
+        assert len(v.leases()) == 1
+        pod_dir = v.d.state_dir / "proxmox" / "proxmox" / pod[:20]
+        assert pod_dir.exists(), pod_dir
+    finally:
+        v.pve.set_node(node, True)
+    deadline = time.monotonic() + 20
+    while True:  # the client tries the node again 5 s after its 595
+        try:
+            v.remove(pod)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, e
+            time.sleep(0.5)
+    assert v.list() == []
+    assert not pod_dir.exists()
+    assert v.leftovers() == EMPTY_PVE, v.leftovers()
