@@ -1788,7 +1788,20 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def log_call(self, status):
+        """Adds this request to /control/calls once, before its reply is sent: a client that
+        has the reply finds the call there."""
+        rec, t0 = getattr(self, "_record", None) or (None, 0)
+        if rec is None or rec["path"] is None:
+            return
+        self._record = None
+        rec["status"] = status
+        rec["ms"] = round((time.monotonic() - t0) * 1000, 1)
+        with self.server.fake.lock:
+            self.server.fake.calls.append(rec)
+
     def reply_raw(self, code, reason, body=b"", ctype=None, close=False):
+        self.log_call(code)
         if code >= 400:
             close = True
         if close:
@@ -1862,10 +1875,10 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_PATCH = do_OPTIONS = _unknown
 
     def dispatch(self, method):
-        f = self.server.fake
         t0 = time.monotonic()
         record = {"method": method, "path": None, "params": None, "status": None, "ms": 0,
                   "t": round(t0, 4)}
+        self._record = (record, t0)
         ctx = Ctx()
         try:
             status = self._dispatch(method, ctx, record)
@@ -1887,11 +1900,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     os.unlink(ctx.upload_file)
                 except OSError:
                     pass
-        if record["path"] is not None:
-            record["status"] = status
-            record["ms"] = round((time.monotonic() - t0) * 1000, 1)
-            with f.lock:
-                f.calls.append(record)
+        self.log_call(status)  # when no reply was sent (the client went away)
         if ctx.after:
             ctx.after()
 
