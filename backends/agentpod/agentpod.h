@@ -100,11 +100,15 @@ struct ap_host_ops {
          */
         int (*stop)(struct ap_pod *p, struct sh_error *err);
         /*
-         * RemovePodSandbox, the box stopped: removes the host's own resources (network
-         * plumbing, files, mounts). 0 when the layer may then remove the pod dir; < 0 to keep
-         * it (something could not be undone, and removing through it would harm).
+         * RemovePodSandbox, the box stopped: removes the box if it outlives a stop (a remote
+         * CT) and the host's own resources (network plumbing, files, mounts). 0 when the
+         * layer may then remove the pod dir. -EBUSY to keep the dir while the pod is removed
+         * (something could not be undone, and removing through it would harm). Any other
+         * -errno, with @err: it cannot be done now (the box's remote host unreachable); the
+         * remove fails with that error and the pod stays as it was (in the table, its dir
+         * and everything the host keeps), so the next RemovePodSandbox tries again.
          */
-        int (*teardown)(struct ap_pod *p);
+        int (*teardown)(struct ap_pod *p, struct sh_error *err);
 
         /*
          * Before CTR_CREATE: makes image layers (be_container_spec.layer_dirs) and CRI mounts

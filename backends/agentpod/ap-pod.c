@@ -612,6 +612,14 @@ int ap_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
                 ap_pod_put(p);
                 return r;
         }
+        r = ab->host->teardown(p, err);
+        if (r < 0 && r != -EBUSY) {
+                /* Not now (a remote host away): the pod stays for the retry. */
+                if (err && !err->msg[0])
+                        sh_err(err, r, "%s: pod %.12s: %s", ab->host->name, id, strerror(-r));
+                ap_pod_put(p);
+                return r;
+        }
         /* The agent client stays until the pod is freed: calls holding the pod may use it. */
         pthread_mutex_lock(&p->mu);
         for (size_t i = 0; i < p->n_ctrs; i++) {
@@ -621,7 +629,7 @@ int ap_sandbox_remove(struct be *be, const char *id, struct sh_error *err)
                         unlink(link);
         }
         pthread_mutex_unlock(&p->mu);
-        if (ab->host->teardown(p) == 0)
+        if (r == 0)
                 sh_rm_rf(p->dir);
         pod_forget(ab, p);
         ap_pod_put(p);

@@ -252,10 +252,12 @@ static bool sb_netns(struct ap_pod *p, char *buf, size_t size)
         return true;
 }
 
-static int mv_teardown(struct ap_pod *ap)
+/* 0, or -EBUSY when the share's mounts would not go (its dir kept); never fails else. */
+static int mv_teardown(struct ap_pod *ap, struct sh_error *err)
 {
         char netns[PATH_MAX];
 
+        (void)err;
         if (sb_netns(ap, netns, sizeof(netns)))
                 mv_tap_remove(netns, "eth0", NULL);
         mv_vm_cleanup_dir(ap->dir, NULL);

@@ -646,19 +646,26 @@ static int px_stop(struct ap_pod *ap, struct sh_error *err)
         return r;
 }
 
-static int px_teardown(struct ap_pod *ap)
+/*
+ * The CT deleted, then the lease released. A CT that cannot be deleted now (its node away, a
+ * task failing) fails the remove and keeps the pod (its record, lease and dir), so the
+ * kubelet's next RemovePodSandbox tries again: nothing is left once the node is back.
+ */
+static int px_teardown(struct ap_pod *ap, struct sh_error *err)
 {
         struct px_pod *p = px_pod(ap);
         struct px_be *px = px_be(ap);
-        struct sh_error e = {0};
         int r = 0;
 
         if (p->vmid || rec_read(p) == 0)
-                r = ct_delete(px, p, &e);
+                r = ct_delete(px, p, err);
         if (r < 0) {
                 sh_log_debug("pod %.12s: CT %" PRIu32 " on %s not deleted: %s", ap->id, p->vmid,
-                             p->node, e.msg);
-                return r;
+                             p->node, err ? err->msg : "");
+                /* -EBUSY would tell the layer to forget the pod. */
+                r = r == -EBUSY ? -EAGAIN : r;
+                return sh_err_prefix(err, r, "proxmox: delete CT %" PRIu32 " on %s", p->vmid,
+                                     p->node);
         }
         pve_ipam_release(px->ipam, ap->id, NULL);
         return 0;
@@ -1387,6 +1394,213 @@ static void reconcile(struct px_be *px)
         }
 }
 
+/* ---------------------------------------------------------------- CT resources */
+
+/*
+ * The CT grows with its containers' limits (docs/backends.md): each container's memory limit
+ * and CPU (quota / period, in thousandths of a core) are kept in <pod dir>/limits/<ctr id>
+ * ("<bytes> <millicores>\n", 0 for none), the CT's size in <pod dir>/ct-size ("<MiB>
+ * <cores>\n"; none: the handler's options). When the sum of the limits exceeds the CT's
+ * memory or cores, PUT config sets that one to the sum. The CT never shrinks while the pod
+ * lives, and never gets less than the options.
+ */
+static pthread_mutex_t px_res_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void res_of(const struct be_resources *r, long long *mem, long long *mcpu)
+{
+        *mem = r->memory_limit > 0 ? r->memory_limit : 0;
+        *mcpu = r->cpu_quota > 0 && r->cpu_period > 0
+                        ? (r->cpu_quota * 1000 + r->cpu_period - 1) / r->cpu_period
+                        : 0;
+}
+
+static char *limits_path(struct ap_pod *ap, const char *ctr_id)
+{
+        return ctr_id ? sh_strdup_printf("%s/limits/%s", ap->dir, ctr_id)
+                      : sh_strdup_printf("%s/limits", ap->dir);
+}
+
+/* The sum of the containers' recorded limits. */
+static int limits_sum(struct ap_pod *ap, long long *mem, long long *mcpu)
+{
+        _cleanup_free_ char *d = limits_path(ap, NULL);
+        DIR *dir;
+        struct dirent *e;
+
+        *mem = *mcpu = 0;
+        if (!d)
+                return -ENOMEM;
+        dir = opendir(d);
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
+        while ((e = readdir(dir))) {
+                _cleanup_free_ char *f = NULL, *text = NULL;
+                long long m = 0, c = 0;
+
+                if (e->d_name[0] == '.')
+                        continue;
+                f = sh_path_join(d, e->d_name);
+                if (f && sh_read_file(f, 256, &text, NULL) == 0 &&
+                    sscanf(text, "%lld %lld", &m, &c) == 2) {
+                        *mem += m > 0 ? m : 0;
+                        *mcpu += c > 0 ? c : 0;
+                }
+        }
+        closedir(dir);
+        return 0;
+}
+
+/*
+ * Records container @ctr_id's limits @res (NULL: forgets them) and grows @ap's CT if the sum
+ * exceeds it. On failure the record is as it was. Under px_res_mu.
+ */
+static int ct_fit(struct px_be *px, struct ap_pod *ap, const char *ctr_id,
+                  const struct be_resources *res, struct sh_error *err)
+{
+        struct px_pod *p = px_pod(ap);
+        _cleanup_free_ char *d = limits_path(ap, NULL), *f = limits_path(ap, ctr_id);
+        _cleanup_free_ char *old = NULL, *text = NULL, *size_f = sh_path_join(ap->dir, "ct-size");
+        _cleanup_free_ char *size_text = NULL;
+        unsigned have_mib = px->o.memory_mib, have_cores = px->o.cores;
+        unsigned long long want_mib, want_cores;
+        long long mem, mcpu;
+        size_t old_len = 0;
+        bool had;
+        int r;
+
+        if (!d || !f || !size_f)
+                return -ENOMEM;
+        had = sh_read_file(f, 256, &old, &old_len) == 0;
+        if (!res) {
+                unlink(f);
+                return 0; /* a container gone: the CT stays as it is */
+        }
+        res_of(res, &mem, &mcpu);
+        text = sh_strdup_printf("%lld %lld\n", mem, mcpu);
+        if (!text)
+                return -ENOMEM;
+        r = sh_mkdir_p(d, 0700);
+        if (r == 0)
+                r = sh_write_file_atomic(f, text, strlen(text), 0600);
+        if (r < 0)
+                return sh_err(err, r, "record the container's limits: %s", strerror(-r));
+        r = limits_sum(ap, &mem, &mcpu);
+        if (r < 0)
+                goto undo;
+        if (sh_read_file(size_f, 256, &size_text, NULL) == 0)
+                sscanf(size_text, "%u %u", &have_mib, &have_cores);
+        want_mib = ((unsigned long long)mem + (1 << 20) - 1) >> 20;
+        want_cores = ((unsigned long long)mcpu + 999) / 1000;
+        if (want_cores > 8192)
+                want_cores = 8192; /* PVE's maximum */
+        if (want_mib > have_mib || want_cores > have_cores) {
+                char path[160], mib_s[24], cores_s[16];
+                const char *params[5];
+                size_t n = 0;
+
+                snprintf(mib_s, sizeof(mib_s), "%llu", want_mib);
+                snprintf(cores_s, sizeof(cores_s), "%llu", want_cores);
+                if (want_mib > have_mib) {
+                        params[n++] = "memory";
+                        params[n++] = mib_s;
+                        have_mib = (unsigned)want_mib;
+                }
+                if (want_cores > have_cores) {
+                        params[n++] = "cores";
+                        params[n++] = cores_s;
+                        have_cores = (unsigned)want_cores;
+                }
+                params[n] = NULL;
+                if (!p->vmid && rec_read(p) < 0) {
+                        r = sh_err(err, -ESRCH, "proxmox: pod %.12s has no CT record", ap->id);
+                        goto undo;
+                }
+                snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/config", p->node, p->vmid);
+                r = pve_call(px->api, "PUT", path, params, NULL, err);
+                if (r < 0) {
+                        sh_err_prefix(err, r, "grow CT %" PRIu32 " to %u MiB, %u cores", p->vmid,
+                                      have_mib, have_cores);
+                        goto undo;
+                }
+                sh_log_debug("pod %.12s: CT %" PRIu32 " now %u MiB, %u cores", ap->id, p->vmid,
+                             have_mib, have_cores);
+                free(size_text);
+                size_text = sh_strdup_printf("%u %u\n", have_mib, have_cores);
+                if (size_text)
+                        sh_write_file_atomic(size_f, size_text, strlen(size_text), 0600);
+        }
+        return 0;
+
+undo:
+        if (had)
+                sh_write_file_atomic(f, old, old_len, 0600);
+        else
+                unlink(f);
+        return r;
+}
+
+static int px_container_create(struct be *be, const struct be_container *c, struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+        struct ap_pod *ap = NULL;
+        int r = ap_pod_get(&px->ap, c->sandbox_id, &ap, err);
+
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&px_res_mu);
+        r = ct_fit(px, ap, c->id, &c->spec->resources, err);
+        pthread_mutex_unlock(&px_res_mu);
+        if (r == 0) {
+                r = ap_container_create(be, c, err);
+                if (r < 0) {
+                        pthread_mutex_lock(&px_res_mu);
+                        ct_fit(px, ap, c->id, NULL, NULL);
+                        pthread_mutex_unlock(&px_res_mu);
+                }
+        }
+        ap_pod_put(ap);
+        return r;
+}
+
+/* UpdateContainerResources: the CT first (so the container's new limits fit), the agent's
+ * cgroups then. */
+static int px_container_update(struct be *be, const char *id, const struct be_resources *res,
+                               struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+        struct ap_pod *ap = NULL;
+        int r = ap_ctr_pod(&px->ap, id, &ap, err);
+
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&px_res_mu);
+        r = ct_fit(px, ap, id, res, err);
+        pthread_mutex_unlock(&px_res_mu);
+        ap_pod_put(ap);
+        if (r < 0)
+                return r;
+        return ap_container_update(be, id, res, err);
+}
+
+static int px_container_remove(struct be *be, const char *id, struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+        struct ap_pod *ap = NULL;
+        int r;
+
+        if (ap_ctr_pod(&px->ap, id, &ap, NULL) < 0)
+                ap = NULL;
+        r = ap_container_remove(be, id, err);
+        if (r == 0 && ap) {
+                pthread_mutex_lock(&px_res_mu);
+                ct_fit(px, ap, id, NULL, NULL);
+                pthread_mutex_unlock(&px_res_mu);
+        }
+        if (ap)
+                ap_pod_put(ap);
+        return r;
+}
+
 const struct be_ops be_proxmox_ops = {
         .name = "proxmox",
         .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_OWN_NET,
@@ -1396,12 +1610,12 @@ const struct be_ops be_proxmox_ops = {
         .sandbox_stop = ap_sandbox_stop,
         .sandbox_remove = ap_sandbox_remove,
         .sandbox_running = ap_sandbox_running,
-        .container_create = ap_container_create,
+        .container_create = px_container_create,
         .container_start = ap_container_start,
         .container_stop = ap_container_stop,
-        .container_remove = ap_container_remove,
+        .container_remove = px_container_remove,
         .container_status = ap_container_status,
-        .container_update = ap_container_update,
+        .container_update = px_container_update,
         .container_reopen_log = ap_container_reopen_log,
         .exec_sync = ap_exec_sync,
         .exec_stream = ap_exec_stream,

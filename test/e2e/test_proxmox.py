@@ -503,3 +503,106 @@ def test_lxc_and_proxmox_pods_reach_each_other(pods):
     assert r.stdout.endswith(b"from-lxc\n"), (r, lip)
     print(f"\nlxc pod {lip} <-> proxmox pod {pip}: reachable both ways")
     finish(v, pp, lp)
+
+
+def test_update_resources_grows_the_ct(pods):
+    """The CT's memory and cores follow the sum of its containers' limits when that sum
+    exceeds them (PUT config), never below the handler's options (memory 256 here, cores 1),
+    and never shrink while the pod lives; the containers' own cgroups are the agent's."""
+    v = pods
+    pod, cfg = v.pod()
+    mib = 1 << 20
+
+    def limits(mem, quota=0):
+        return pb.LinuxContainerResources(memory_limit_in_bytes=mem, cpu_quota=quota,
+                                          cpu_period=100000 if quota else 0)
+
+    def ct_size():
+        ct = pve_state(v, pod)[1]
+        return int(ct["config"]["memory"]), int(ct["config"].get("cores", 1))
+
+    a = v.run_ctr(pod, cfg, "a", **sleeper(linux=pb.LinuxContainerConfig(
+        resources=limits(128 * mib, 50000))))
+    b = v.run_ctr(pod, cfg, "b", **sleeper(linux=pb.LinuxContainerConfig(
+        resources=limits(64 * mib))))
+    assert ct_size() == (256, 1)  # 192 MiB, half a core: within the options
+    v.pve.reset_calls()
+    v.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=b, linux=limits(200 * mib, 150000)), timeout=T)
+    assert ct_size() == (328, 2)  # 128 + 200 MiB; 0.5 + 1.5 cores
+    puts = [c for c in v.pve.calls() if c["method"] == "PUT"]
+    assert [c["params"] for c in puts] == [{"memory": "328", "cores": "2"}], puts
+    # The agent took the container's new limits (it answers an error when it cannot set
+    # them). This host's cgroup v1 is not mounted in the CT's containers, so they are not
+    # read back from inside here, as test_microvm's test does in its guest.
+    assert v.cstatus(b).resources.linux.memory_limit_in_bytes == 200 * mib
+    # Lower again: the CT keeps its size (no call); the container's cgroup follows.
+    v.pve.reset_calls()
+    v.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=b, linux=limits(32 * mib)), timeout=T)
+    assert [c for c in v.pve.calls() if c["method"] == "PUT"] == []
+    assert ct_size() == (328, 2)
+    # A third container that takes the sum over again, at its creation: the CT grows.
+    v.run_ctr(pod, cfg, "c", **sleeper(linux=pb.LinuxContainerConfig(
+        resources=limits(256 * mib))))
+    assert ct_size() == (416, 2)  # 128 + 32 + 256
+    # The node away: an update that needs the CT to grow fails UNAVAILABLE, and is done once
+    # the node is back.
+    node = pve_state(v, pod)[1]["node"]
+    v.pve.set_node(node, False)
+    try:
+        with pytest.raises(grpc.RpcError) as ei:
+            v.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+                container_id=a, linux=limits(512 * mib)), timeout=T)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+    finally:
+        v.pve.set_node(node, True)
+    deadline = time.monotonic() + 20
+    while True:  # the client tries the node again 5 s after a 595
+        try:
+            v.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+                container_id=a, linux=limits(512 * mib)), timeout=T)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, e
+            time.sleep(0.5)
+    assert ct_size() == (800, 2)  # 512 + 32 + 256
+    finish(v, pod)
+
+
+def test_remove_with_node_offline_fails_then_retried(pods):
+    """A RemovePodSandbox that cannot delete the CT (its node went offline after the stop)
+    fails UNAVAILABLE and keeps the pod, so the kubelet retries it; once the node is back a
+    remove leaves nothing: no CT, no lease, no pod dir."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    v.cstop(c)
+    v.stop(pod)
+    v.pve.set_node(node, False)
+    try:
+        with pytest.raises(grpc.RpcError) as ei:
+            v.remove(pod)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+        assert f"CT {vmid}" in ei.value.details(), ei.value.details()
+        # Kept, all of it: the pod in CRI, the CT, the lease, the pod dir.
+        assert [p.id for p in v.list()] == [pod]
+        assert pve_state(v, pod)[0] == vmid
+        assert len(v.leases()) == 1
+        pod_dir = v.d.state_dir / "proxmox" / "proxmox" / pod[:20]
+        assert pod_dir.exists(), pod_dir
+    finally:
+        v.pve.set_node(node, True)
+    deadline = time.monotonic() + 20
+    while True:  # the client tries the node again 5 s after its 595
+        try:
+            v.remove(pod)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, e
+            time.sleep(0.5)
+    assert v.list() == []
+    assert not pod_dir.exists()
+    assert v.leftovers() == EMPTY_PVE, v.leftovers()

@@ -633,6 +633,8 @@ class Task:
             node, self.pid, self.pstart, self.starttime, ttype, tid, user)
         self.status = "running"
         self.exitstatus = None
+        self.t0 = time.monotonic()
+        self.t1 = None
         self.log = []
         self.cancel = threading.Event()
         self.work = work
@@ -670,6 +672,7 @@ class Task:
             self.log.append("TASK OK" if status == "OK" else "TASK ERROR: " + status)
             self.exitstatus = status
             self.status = "stopped"
+            self.t1 = time.monotonic()
             self.fake.changed.notify_all()
 
     def status_json(self):
@@ -1756,6 +1759,9 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
     """pveproxy: HTTP/1.1 with keep-alive; every reply >= 400 closes the connection."""
 
     protocol_version = "HTTP/1.1"
+    # pve-http-server sets TCP_NODELAY on every client socket. Without it the headers and
+    # the body, written apart, meet the client's delayed ACK: 40 ms added to a reply.
+    disable_nagle_algorithm = True
     server_version = "pve-api-daemon/3.0"
     timeout = 60
 
@@ -1792,7 +1798,20 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def log_call(self, status):
+        """Adds this request to /control/calls once, before its reply is sent: a client that
+        has the reply finds the call there."""
+        rec, t0 = getattr(self, "_record", None) or (None, 0)
+        if rec is None or rec["path"] is None:
+            return
+        self._record = None
+        rec["status"] = status
+        rec["ms"] = round((time.monotonic() - t0) * 1000, 1)
+        with self.server.fake.lock:
+            self.server.fake.calls.append(rec)
+
     def reply_raw(self, code, reason, body=b"", ctype=None, close=False):
+        self.log_call(code)
         if code >= 400:
             close = True
         if close:
@@ -1868,9 +1887,10 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_PATCH = do_OPTIONS = _unknown
 
     def dispatch(self, method):
-        f = self.server.fake
         t0 = time.monotonic()
-        record = {"method": method, "path": None, "params": None, "status": None, "ms": 0}
+        record = {"method": method, "path": None, "params": None, "status": None, "ms": 0,
+                  "t": round(t0, 4)}
+        self._record = (record, t0)
         ctx = Ctx()
         try:
             status = self._dispatch(method, ctx, record)
@@ -1892,11 +1912,7 @@ class ReqHandler(http.server.BaseHTTPRequestHandler):
                     os.unlink(ctx.upload_file)
                 except OSError:
                     pass
-        if record["path"] is not None:
-            record["status"] = status
-            record["ms"] = round((time.monotonic() - t0) * 1000, 1)
-            with f.lock:
-                f.calls.append(record)
+        self.log_call(status)  # when no reply was sent (the client went away)
         if ctx.after:
             ctx.after()
 
@@ -2161,7 +2177,8 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                     t = f.tasks[upid]
                     st["tasks"].append({"upid": t.upid, "node": t.node, "type": t.type,
                                         "id": t.id, "status": t.status,
-                                        "exitstatus": t.exitstatus})
+                                        "exitstatus": t.exitstatus, "t0": round(t.t0, 4),
+                                        "t1": round(t.t1, 4) if t.t1 else None})
                 for n in f.nodes:
                     st["storage"]["%s/local" % n] = [x["volid"] for x in f.templates(n)]
                     st["storage"]["%s/local-lvm" % n] = ["local-lvm:" + v

@@ -187,6 +187,7 @@ struct tpod {
 static struct {
         bool alive;
         int reopen_r;
+        int teardown_r;
         int connects, reopens, stops, teardowns, prepares, releases, inits, dones;
         char released[65];
 } host;
@@ -259,11 +260,13 @@ static int t_stop(struct ap_pod *p, struct sh_error *err)
         return 0;
 }
 
-static int t_teardown(struct ap_pod *p)
+static int t_teardown(struct ap_pod *p, struct sh_error *err)
 {
         (void)p;
         host.teardowns++;
-        return 0;
+        if (host.teardown_r < 0 && host.teardown_r != -EBUSY)
+                return sh_err(err, host.teardown_r, "the box's host is away");
+        return host.teardown_r;
 }
 
 static int t_prepare(struct ap_pod *p, const struct be_container *bc, struct ap_ctr_paths *ret,
@@ -433,6 +436,50 @@ static void test_stopped_pod_not_reopened(void **state)
         assert_false(running);
         assert_int_equal(host.reopens, 0);
         assert_int_equal(host.connects, 0);
+}
+
+/*
+ * A teardown that cannot be done now (the box's remote host away) fails RemovePodSandbox with
+ * its error and keeps the pod (table, dir) for the retry; -EBUSY (something must not be
+ * removed) keeps the dir but the remove succeeds, as before.
+ */
+static void test_remove_retried_when_teardown_fails(void **state)
+{
+        struct env *e = *state;
+        char poddir[PATH_MAX];
+        struct sh_error err = {0};
+        bool running = true;
+
+        snprintf(poddir, sizeof(poddir), "%s/%.20s/c", e->ab.dir, POD);
+        assert_int_equal(sh_mkdir_p(poddir, 0700), 0);
+        snprintf(poddir, sizeof(poddir), "%s/%.20s", e->ab.dir, POD);
+        write_file(poddir, "stopped", "");
+        host.teardown_r = -EHOSTUNREACH;
+        assert_int_equal(ap_sandbox_remove(&e->be, POD, &err), -EHOSTUNREACH);
+        assert_string_equal(err.msg, "the box's host is away");
+        assert_int_equal(host.teardowns, 1);
+        assert_int_equal(access(poddir, F_OK), 0);
+        assert_int_equal(e->ab.n_pods, 1);
+        assert_int_equal(ap_sandbox_running(&e->be, POD, &running, &err), 0);
+        assert_false(running);
+        /* The host is back. */
+        host.teardown_r = 0;
+        assert_int_equal(ap_sandbox_remove(&e->be, POD, &err), 0);
+        assert_int_equal(host.teardowns, 2);
+        assert_int_equal(access(poddir, F_OK), -1);
+        assert_int_equal(e->ab.n_pods, 0);
+        assert_int_equal(ap_sandbox_running(&e->be, POD, &running, &err), -ENOENT);
+
+        /* -EBUSY: the pod goes, its dir stays. */
+        snprintf(poddir, sizeof(poddir), "%s/%.20s/c", e->ab.dir, POD);
+        assert_int_equal(sh_mkdir_p(poddir, 0700), 0);
+        snprintf(poddir, sizeof(poddir), "%s/%.20s", e->ab.dir, POD);
+        write_file(poddir, "stopped", "");
+        host.teardown_r = -EBUSY;
+        assert_int_equal(ap_sandbox_remove(&e->be, POD, &err), 0);
+        assert_int_equal(host.teardowns, 3);
+        assert_int_equal(access(poddir, F_OK), 0);
+        assert_int_equal(e->ab.n_pods, 0);
 }
 
 static void wait_acked(struct fake *f, int64_t seq)
@@ -667,6 +714,8 @@ int main(void)
         const struct CMUnitTest t[] = {
                 cmocka_unit_test_setup_teardown(test_recover_previous_layout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stopped_pod_not_reopened, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_remove_retried_when_teardown_fails, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_container_life, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_prepare_failure_undone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_running_box, setup, teardown),
