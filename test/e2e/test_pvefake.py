@@ -259,7 +259,7 @@ def test_second_token_and_task_user_split(pve):
 
 
 def test_auth_delay_does_not_block_others(fresh):
-    fresh.config(auth_delay=1.0)
+    fresh.config(auth_delay=3.0)
     res = {}
 
     def bad():
@@ -270,11 +270,12 @@ def test_auth_delay_does_not_block_others(fresh):
     th = threading.Thread(target=bad)
     th.start()
     time.sleep(0.1)
-    t0 = time.monotonic()
+    # The good request is answered while the bad one still waits out its delay (an order,
+    # not a time limit: the delay is long enough for any load).
     assert fresh.api("GET", "/version")[0] == 200
-    assert time.monotonic() - t0 < 0.5
+    assert "st" not in res
     th.join()
-    assert res["st"] == 401 and res["dt"] >= 1.0
+    assert res["st"] == 401 and res["dt"] >= 3.0
 
 
 # --------------------------------------------------------------------------- framing errors
@@ -632,7 +633,7 @@ def test_config_lock_waits_for_the_task(fresh):
     st, reason, _ = fresh.api("PUT", "/nodes/node1/lxc/600/config", {"memory": 700})
     assert (st, reason) == (500, "can't lock file '/run/lock/lxc/pve-config-600.lock' - got "
                                  "timeout")
-    assert 0.4 < time.monotonic() - t0 < 1.4
+    assert time.monotonic() - t0 > 0.4      # it waited for the lock, then gave up
     fresh.config(lock_timeout=10)
     t0 = time.monotonic()
     st, _, _ = fresh.api("PUT", "/nodes/node1/lxc/600/config", {"memory": 700})
@@ -861,7 +862,8 @@ def test_latency_is_per_request_and_parallel(fresh):
     for th in ths:
         th.join()
     dt = time.monotonic() - t0
-    assert 0.4 <= dt < 1.2
+    # Each waits its own 0.4 s, in parallel: well under the 1.6 s of one after another.
+    assert 0.4 <= dt < 1.6
 
 
 def test_calls_log(fresh):
