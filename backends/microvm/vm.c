@@ -679,7 +679,7 @@ int mv_vm_connect_agent(const struct mv_vm *vm, int *ret_fd, unsigned timeout_ms
                 if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR)
                         return sh_err(err, -e, "vm %s: connect agent.sock", vm->dir);
                 if (vm->qemu_pidfd >= 0 && poll(&p, 1, 0) > 0)
-                        return sh_err(err, -ESRCH, "vm %s: qemu exited (see qemu.log)", vm->dir);
+                        return sh_err(err, -ESRCH, "vm %s: QEMU exited (see qemu.log)", vm->dir);
                 if (sh_now_ns() >= end)
                         return sh_err(err, -ETIMEDOUT, "vm %s: agent.sock: %s", vm->dir,
                                       strerror(e));
