@@ -59,8 +59,7 @@ struct px_be {
         pthread_mutex_t mu; /* the fields below */
         char *node;         /* the last node picked, until node_until_ms */
         long long node_until_ms;
-        char **image_nodes; /* nodes known to hold the pod image */
-        pthread_mutex_t upload_mu;
+        struct px_image_node *image_nodes; /* the list, its members' have */
         /* The poller: looks at the nodes of the pods every o.poll_s seconds. */
         pthread_t poller;
         bool poller_started;
@@ -78,6 +77,14 @@ struct px_be {
         /* This handler's pod range, refused at start when another handler's overlaps it. */
         unsigned char range_lo[16], range_hi[16];
         bool range_held;
+};
+
+/* A node's pod image: whether it is known to be there, and the lock of its upload. */
+struct px_image_node {
+        struct px_image_node *next;
+        char *node;
+        bool have;          /* under px_be.mu */
+        pthread_mutex_t mu; /* held across the listing, the upload and its task */
 };
 
 struct px_pod {
@@ -177,50 +184,70 @@ static int px_node(struct px_be *px, char **ret, struct sh_error *err)
         return 0;
 }
 
-static bool image_on(struct px_be *px, const char *node)
+/*
+ * @node's pod image state, made on first use (under px->mu); never freed before px_fini.
+ * NULL: out of memory.
+ */
+static struct px_image_node *image_node(struct px_be *px, const char *node)
 {
-        bool found = false;
+        struct px_image_node *in;
 
         pthread_mutex_lock(&px->mu);
-        for (size_t i = 0; px->image_nodes && px->image_nodes[i] && !found; i++)
-                found = strcmp(px->image_nodes[i], node) == 0;
+        for (in = px->image_nodes; in && strcmp(in->node, node) != 0; in = in->next)
+                ;
+        if (!in && (in = calloc(1, sizeof(*in)))) {
+                in->node = strdup(node);
+                if (!in->node || pthread_mutex_init(&in->mu, NULL) != 0) {
+                        free(in->node);
+                        free(in);
+                        in = NULL;
+                } else {
+                        in->next = px->image_nodes;
+                        px->image_nodes = in;
+                }
+        }
         pthread_mutex_unlock(&px->mu);
-        return found;
+        return in;
 }
 
-static void image_mark(struct px_be *px, const char *node)
+static bool image_have(struct px_be *px, struct px_image_node *in)
 {
-        size_t n = 0;
-        char **v;
+        bool have;
 
         pthread_mutex_lock(&px->mu);
-        while (px->image_nodes && px->image_nodes[n])
-                n++;
-        v = realloc(px->image_nodes, (n + 2) * sizeof(*v));
-        if (v) {
-                v[n] = strdup(node);
-                v[n + 1] = NULL;
-                px->image_nodes = v;
-        }
+        have = in->have;
+        pthread_mutex_unlock(&px->mu);
+        return have;
+}
+
+static void image_set(struct px_be *px, struct px_image_node *in, bool have)
+{
+        pthread_mutex_lock(&px->mu);
+        in->have = have;
         pthread_mutex_unlock(&px->mu);
 }
 
 /*
  * Makes sure @node's storage holds the pod image: its vztmpl content is listed once per
- * runtd and node, and the image uploaded when missing (its name is its agent's hash).
+ * runtd and node, and the image uploaded when missing (its name is its agent's hash). One
+ * upload per node at a time (its own lock, held across the upload and its task); a pod on a
+ * node that holds the image never waits for another node's upload.
  */
 static int px_image(struct px_be *px, const char *node, struct sh_error *err)
 {
         _cleanup_free_ char *volid = NULL;
+        struct px_image_node *in = image_node(px, node);
         struct pve_reply rep = {0};
         bool have = false;
         int r;
 
-        if (image_on(px, node))
+        if (!in)
+                return -ENOMEM;
+        if (image_have(px, in))
                 return 0;
-        pthread_mutex_lock(&px->upload_mu);
-        if (image_on(px, node)) {
-                pthread_mutex_unlock(&px->upload_mu);
+        pthread_mutex_lock(&in->mu);
+        if (image_have(px, in)) {
+                pthread_mutex_unlock(&in->mu);
                 return 0;
         }
         volid = sh_strdup_printf("%s:vztmpl/%s", px->o.storage, px->image_name);
@@ -240,8 +267,8 @@ static int px_image(struct px_be *px, const char *node, struct sh_error *err)
                         sh_err_prefix(err, r, "upload the pod image to %s", node);
         }
         if (r == 0)
-                image_mark(px, node);
-        pthread_mutex_unlock(&px->upload_mu);
+                image_set(px, in, true);
+        pthread_mutex_unlock(&in->mu);
         return r;
 }
 
@@ -1057,9 +1084,15 @@ static void px_fini(struct be *be)
         free(px->image_path);
         free(px->image_name);
         free(px->node);
-        sh_strv_free(px->image_nodes);
+        while (px->image_nodes) {
+                struct px_image_node *in = px->image_nodes;
+
+                px->image_nodes = in->next;
+                pthread_mutex_destroy(&in->mu);
+                free(in->node);
+                free(in);
+        }
         pthread_mutex_destroy(&px->mu);
-        pthread_mutex_destroy(&px->upload_mu);
         pthread_mutex_destroy(&px->poll_mu);
         pthread_cond_destroy(&px->poll_cond);
         free(px);
@@ -1076,7 +1109,6 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
         if (!px)
                 return -ENOMEM;
         pthread_mutex_init(&px->mu, NULL);
-        pthread_mutex_init(&px->upload_mu, NULL);
         pthread_mutex_init(&px->poll_mu, NULL);
         {
                 pthread_condattr_t ca;
