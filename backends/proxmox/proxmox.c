@@ -229,16 +229,20 @@ static void image_set(struct px_be *px, struct px_image_node *in, bool have)
 
 /*
  * Makes sure @node's storage holds the pod image: its vztmpl content is listed once per
- * runtd and node, and the image uploaded when missing (its name is its agent's hash). One
- * upload per node at a time (its own lock, held across the upload and its task); a pod on a
- * node that holds the image never waits for another node's upload.
+ * runtd and node, and the image uploaded when it is missing or its size is not the size of
+ * runt's archive (a file planted under the name, or a partial one: an upload overwrites it).
+ * The name is its agent's hash, so a file of the right size is taken as ours: the size is
+ * what the listing tells. One upload per node at a time (its own lock, held across the
+ * upload and its task); a pod on a node that holds the image never waits for another node's.
  */
 static int px_image(struct px_be *px, const char *node, struct sh_error *err)
 {
         _cleanup_free_ char *volid = NULL;
         struct px_image_node *in = image_node(px, node);
         struct pve_reply rep = {0};
+        const char *why = "missing";
         bool have = false;
+        struct stat st = {0};
         int r;
 
         if (!in)
@@ -251,16 +255,30 @@ static int px_image(struct px_be *px, const char *node, struct sh_error *err)
                 return 0;
         }
         volid = sh_strdup_printf("%s:vztmpl/%s", px->o.storage, px->image_name);
-        r = volid ? pve_callf(px->api, "GET", (const char *const[]){"content", "vztmpl", NULL},
-                              &rep, err, "/nodes/%s/storage/%s/content", node, px->o.storage)
-                  : -ENOMEM;
+        r = volid ? 0 : -ENOMEM;
+        if (r == 0 && stat(px->image_path, &st) < 0)
+                r = sh_err(err, -errno, "the pod image '%s': %s", px->image_path, strerror(errno));
+        if (r == 0)
+                r = pve_callf(px->api, "GET", (const char *const[]){"content", "vztmpl", NULL},
+                              &rep, err, "/nodes/%s/storage/%s/content", node, px->o.storage);
         for (size_t i = 0; r == 0 && rep.data && json_object_is_type(rep.data, json_type_array) &&
-                           i < json_object_array_length(rep.data) && !have;
-             i++)
-                have = strcmp(jstr(json_object_array_get_idx(rep.data, i), "volid"), volid) == 0;
+                           i < json_object_array_length(rep.data);
+             i++) {
+                json_object *o = json_object_array_get_idx(rep.data, i), *v = NULL;
+                int64_t size = -1;
+
+                if (strcmp(jstr(o, "volid"), volid) != 0)
+                        continue;
+                if (json_object_object_get_ex(o, "size", &v))
+                        pve_json_int(v, &size);
+                have = size == (int64_t)st.st_size;
+                why = "of another size";
+                break;
+        }
         pve_reply_done(&rep);
         if (r == 0 && !have) {
-                sh_log_debug("uploading the pod image %s to %s", px->image_name, node);
+                sh_log_debug("uploading the pod image %s to %s (%s there)", px->image_name, node,
+                             why);
                 r = pve_upload(px->api, node, px->o.storage, "vztmpl", px->image_path,
                                px->image_name, 0, err);
                 if (r < 0)

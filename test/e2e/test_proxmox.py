@@ -606,3 +606,35 @@ def test_remove_with_node_offline_fails_then_retried(pods):
     assert v.list() == []
     assert not pod_dir.exists()
     assert v.leftovers() == EMPTY_PVE, v.leftovers()
+
+
+def test_planted_pod_image_of_another_size_is_replaced(runtd_factory, tmp_path, images, pve):
+    """Someone who may write the vztmpl storage puts a file under the pod image's name: runt
+    compares the listed size with its archive's, uploads its own over it (an upload
+    overwrites), and the pod runs runt's agent."""
+    v = PvePods(runtd_factory, tmp_path, images, pve, pve_opts={"nodes": "node1"})
+    try:
+        pod, _ = v.pod("first")  # the image is on node1 from here
+        finish(v, pod)
+        tmpl = Path(v.pve.dir) / "storage" / "node1" / "local" / "template" / "cache"
+        (image,) = tmpl.glob("runt-pod-*.tar")
+        ours = image.read_bytes()
+        # Planted with the fake's upload, as a user with Datastore.AllocateTemplate could.
+        st, reason, body = v.pve.upload("node1", "local", image.name, b"not runt's" * 1000)
+        assert st == 200, (st, reason)
+        v.pve.wait_task(body["data"])
+        assert image.read_bytes() != ours
+        restart(v)  # a new runtd lists the storage again
+        v.pve.reset_calls()
+        pod, cfg = v.pod("second")
+        assert v.status(pod).status.state == pb.SANDBOX_READY
+        uploads = [c for c in v.pve.calls() if c["method"] == "POST"
+                   and c["path"] == "/nodes/node1/storage/local/upload"]
+        assert len(uploads) == 1, v.pve.calls()
+        assert image.read_bytes() == ours
+        c = v.run_ctr(pod, cfg, "c", **sleeper())
+        assert v.exec(c, ["echo", "hi"]).stdout == b"hi\n"
+        v.cstop(c, timeout=2)
+        finish(v, pod)
+    finally:
+        v.cleanup()
