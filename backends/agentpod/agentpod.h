@@ -94,9 +94,9 @@ struct ap_host_ops {
          */
         int (*reopen)(struct ap_pod *p, struct sh_error *err);
         /*
-         * StopPodSandbox, after the agent was asked to shut down (or could not be): makes
-         * sure the box and its helpers are gone, also when it had died by itself. Blocks a
-         * few seconds at most. 0 once gone.
+         * StopPodSandbox, after the agent was asked to shut down (or could not be:
+         * ap_pod.shutdown_acked says which): makes sure the box and its helpers are gone,
+         * also when it had died by itself. Blocks a few seconds at most. 0 once gone.
          */
         int (*stop)(struct ap_pod *p, struct sh_error *err);
         /*
@@ -143,11 +143,13 @@ struct ap_pod {
         char *dir; /* <ap_be.dir>/<id:20> */
         struct ap_be *be;
         int refs;           /* under ap_be.mu */
-        pthread_mutex_t mu; /* ctrs, n_ctrs, agent, connecting, dead, stopped, ready_seen */
+        pthread_mutex_t mu; /* ctrs, n_ctrs, agent, connecting, dead, stopped, shutdown_acked,
+                             ready_seen */
         pthread_cond_t changed;
         struct ag_client *agent; /* connected once ap_pod_connect returned 0 */
         bool dead;               /* the box is gone: containers exited */
         bool stopped;            /* StopPodSandbox ran */
+        bool shutdown_acked;     /* its agent answered StopPodSandbox's SHUTDOWN */
         unsigned ready_seen;     /* READY events the agent sent */
         struct ap_ctr **ctrs;
         size_t n_ctrs;

@@ -583,9 +583,13 @@ int ap_sandbox_stop(struct be *be, const char *id, unsigned timeout_s, struct sh
         pthread_mutex_lock(&p->mu);
         p->stopped = true;
         pthread_mutex_unlock(&p->mu);
-        if (ap_pod_alive(p) && ap_pod_agent(p, NULL) == 0)
-                /* The agent kills what still runs and powers off. */
-                ag_client_call(p->agent, AG_OP_SHUTDOWN, NULL, 2000, NULL, NULL, NULL);
+        if (ap_pod_alive(p) && ap_pod_agent(p, NULL) == 0 &&
+            /* The agent kills what still runs and powers off. */
+            ag_client_call(p->agent, AG_OP_SHUTDOWN, NULL, 2000, NULL, NULL, NULL) == 0) {
+                pthread_mutex_lock(&p->mu);
+                p->shutdown_acked = true; /* host.stop may spare itself the box's stop */
+                pthread_mutex_unlock(&p->mu);
+        }
         /* Also when the box died by itself: what it left (helpers, mounts) goes. */
         r = ab->host->stop(p, err);
         pthread_mutex_lock(&p->mu);

@@ -45,6 +45,8 @@
 
 /* How long a node chosen from /cluster/resources is reused for the next pods. */
 #define PX_NODE_CACHE_MS 5000
+/* How long StopPodSandbox waits for an agent that answered SHUTDOWN to end its connection. */
+#define PX_AGENT_EXIT_MS 3000
 
 struct px_be {
         struct ap_be ap; /* first: be->priv */
@@ -675,6 +677,36 @@ static int px_reopen(struct ap_pod *ap, struct sh_error *err)
         return 0;
 }
 
+/*
+ * Whether the CT stopped by itself: its agent answered SHUTDOWN and, being the CT's PID 1,
+ * powers off after the answer (agent-main.c op_shutdown), so its connection ends with the CT.
+ * Waits up to PX_AGENT_EXIT_MS for that end; no API call.
+ */
+static bool agent_powered_off(struct ap_pod *ap)
+{
+        long long deadline = mono_ms() + PX_AGENT_EXIT_MS;
+        struct ag_client *c;
+        bool acked;
+
+        pthread_mutex_lock(&ap->mu);
+        acked = ap->shutdown_acked;
+        c = ap->agent; /* stays until the pod is freed; the caller holds the pod */
+        pthread_mutex_unlock(&ap->mu);
+        if (!acked || !c)
+                return false;
+        while (ag_client_connected(c)) {
+                if (mono_ms() >= deadline)
+                        return false;
+                usleep(10 * 1000);
+        }
+        return true;
+}
+
+/*
+ * The CT stopped: by itself when its agent powered off (no call: a CT whose PID 1 ended is
+ * stopped, and RemovePodSandbox's DELETE has force=1 for one that is still going down), else
+ * shutdown, then stop (ct_stop).
+ */
 static int px_stop(struct ap_pod *ap, struct sh_error *err)
 {
         struct px_pod *p = px_pod(ap);
@@ -684,7 +716,7 @@ static int px_stop(struct ap_pod *ap, struct sh_error *err)
                 return 0;
         if (marked(ap, "ct-down"))
                 return 0;
-        r = ct_stop(px_be(ap), p, err);
+        r = agent_powered_off(ap) ? 0 : ct_stop(px_be(ap), p, err);
         if (r == 0)
                 mark(ap, "ct-down");
         px_set_running(p, false);
