@@ -78,3 +78,16 @@ int px_description_sandbox(const char *desc, char ret_id[65]);
  * parse (pve_ipam_open gives the message).
  */
 int px_opts_range(const struct px_opts *o, unsigned char ret_lo[16], unsigned char ret_hi[16]);
+
+/*
+ * The errno RunPodSandbox answers for failure @r (message @msg, may be NULL) of a proxmox
+ * pod's making once its spec was accepted, so the gRPC code (cri/translate.c) says what went
+ * wrong to a containerd user: nothing there is the spec's fault or a missing object.
+ * -EINVAL (PVE's 400: a parameter from the handler's options, or a server that differs),
+ * -EACCES and -EPERM (the API token) become -EBUSY (FAILED_PRECONDITION: the setup needs
+ * fixing); -ENOENT with "can't find file" (the pod image went from the storage), -EEXIST (no
+ * free vmid after the retries) and -ECONNRESET become -EAGAIN (UNAVAILABLE: worth a retry);
+ * -ESRCH (the CT stopped while it started) and any other -ENOENT become -EIO (INTERNAL).
+ * Other values are returned as they are.
+ */
+int px_create_errno(int r, const char *msg);

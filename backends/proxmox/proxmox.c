@@ -229,6 +229,15 @@ static void image_set(struct px_be *px, struct px_image_node *in, bool have)
         pthread_mutex_unlock(&px->mu);
 }
 
+/* Forgets that @node holds the pod image (a create said it cannot find it): listed again. */
+static void image_forget(struct px_be *px, const char *node)
+{
+        struct px_image_node *in = image_node(px, node);
+
+        if (in)
+                image_set(px, in, false);
+}
+
 /*
  * Makes sure @node's storage holds the pod image: its vztmpl content is listed once per
  * runtd and node, and the image uploaded when it is missing or its size is not the size of
@@ -1288,7 +1297,7 @@ static int px_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                 return r;
         r = px_ready(be, err);
         if (r < 0)
-                return r;
+                return r == -ENOENT ? -EBUSY : r; /* runtd's host lacks the agent */
         reconcile(px);
         p = (struct px_pod *)ap_pod_new(&px->ap, sb->id);
         if (!p)
@@ -1354,6 +1363,11 @@ static int px_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         return 0;
 
 fail:
+        if (p->node[0] && err_says(err, "can't find file"))
+                image_forget(px, p->node); /* the pod image went: listed again next time */
+        r = px_create_errno(r, err ? err->msg : NULL);
+        if (err)
+                err->code = r;
         if (p->vmid) {
                 struct sh_error ignored = {0};
 

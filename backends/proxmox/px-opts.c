@@ -318,3 +318,25 @@ int px_opts_range(const struct px_opts *o, unsigned char lo[16], unsigned char h
                 return -EINVAL;
         return 0;
 }
+
+int px_create_errno(int r, const char *msg)
+{
+        if (!msg)
+                msg = "";
+        switch (r) {
+        case -EINVAL: /* PVE's 400, or an option runt cannot use: the handler's setup */
+        case -EACCES: /* the token refused (401), or the agent's certificate */
+        case -EPERM:  /* the token lacks a privilege (403) */
+                return -EBUSY;
+        case -ENOENT:
+                /* The pod image gone from the storage: the next try uploads it again. */
+                return strstr(msg, "can't find file") ? -EAGAIN : -EIO;
+        case -EEXIST:     /* every vmid nextid gave was taken meanwhile */
+        case -ECONNRESET: /* the connection broke after the request was sent */
+                return -EAGAIN;
+        case -ESRCH: /* the CT stopped before its agent answered */
+                return -EIO;
+        default:
+                return r;
+        }
+}

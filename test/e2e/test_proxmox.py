@@ -414,6 +414,8 @@ def test_failed_create_leaves_foreign_cts(runtd_factory, tmp_path, images, pve):
         with pytest.raises(grpc.RpcError) as ei:
             v.pod("stale")
         assert "no free vmid" in ei.value.details(), ei.value.details()
+        # Contention, worth a retry: not ALREADY_EXISTS (the pod is not what exists).
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
         foreign = sorted(set(v.pve.state()["cts"]) - before)
         assert len(foreign) == 5, foreign
         v.pve.nextid_stale(1)
@@ -421,6 +423,7 @@ def test_failed_create_leaves_foreign_cts(runtd_factory, tmp_path, images, pve):
         with pytest.raises(grpc.RpcError) as ei:
             v.pod("sync")
         assert "something broke" in ei.value.details(), ei.value.details()
+        assert ei.value.code() == grpc.StatusCode.INTERNAL, ei.value
         now = set(v.pve.state()["cts"])
         assert set(foreign) <= now and len(now - before) == 6, sorted(now - before)
         delete_cts(v, [int(x) for x in now - before])
@@ -657,5 +660,48 @@ def test_planted_pod_image_of_another_size_is_replaced(runtd_factory, tmp_path, 
         assert v.exec(c, ["echo", "hi"]).stdout == b"hi\n"
         v.cstop(c, timeout=2)
         finish(v, pod)
+    finally:
+        v.cleanup()
+
+
+def test_create_failure_codes(runtd_factory, tmp_path, images, pve):
+    """RunPodSandbox's gRPC code says whose the failure is: PVE refusing a parameter (400) is
+    the handler's setup (FAILED_PRECONDITION, not INVALID_ARGUMENT: the pod spec is fine); the
+    pod image gone from the storage ("can't find file") is worth a retry (UNAVAILABLE, not
+    NOT_FOUND), and the retry lists the storage again and uploads the image; a CT that fails
+    to start is INTERNAL. Nothing is left by any of them."""
+    v = PvePods(runtd_factory, tmp_path, images, pve, pve_opts={"nodes": "node1"})
+    try:
+        v.pve.fail("POST", "/nodes/node1/lxc", status=400,
+                   message="Parameter verification failed.",
+                   errors={"rootfs": "invalid format - unable to parse volume ID"})
+        with pytest.raises(grpc.RpcError) as ei:
+            v.pod("bad-param")
+        assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION, ei.value
+        assert "rootfs" in ei.value.details(), ei.value.details()
+        assert v.leftovers() == EMPTY_PVE, v.leftovers()
+
+        # The image goes from the storage after runt listed it (the attempt above did).
+        tmpl = Path(v.pve.dir) / "storage" / "node1" / "local" / "template" / "cache"
+        (image,) = tmpl.glob("runt-pod-*.tar")
+        image.unlink()
+        with pytest.raises(grpc.RpcError) as ei:
+            v.pod("no-image")
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+        assert "can't find file" in ei.value.details(), ei.value.details()
+        assert v.leftovers() == EMPTY_PVE, v.leftovers()
+        v.pve.reset_calls()
+        pod, _ = v.pod("retried")
+        assert v.status(pod).status.state == pb.SANDBOX_READY
+        paths = [(c["method"], c["path"]) for c in v.pve.calls()]
+        assert ("GET", "/nodes/node1/storage/local/content") in paths, paths
+        assert ("POST", "/nodes/node1/storage/local/upload") in paths, paths
+        finish(v, pod)
+
+        v.pve.task_fail("vzstart", "startup for container '101' failed")
+        with pytest.raises(grpc.RpcError) as ei:
+            v.pod("no-start")
+        assert ei.value.code() == grpc.StatusCode.INTERNAL, ei.value
+        assert v.leftovers() == EMPTY_PVE, v.leftovers()
     finally:
         v.cleanup()

@@ -206,6 +206,42 @@ static void test_range(void **state)
         assert_int_equal(px_opts_range(&o, lo, hi), -EINVAL);
 }
 
+/* RunPodSandbox's errno for a failed create: never the spec's fault, never "not found". */
+static void test_create_errno(void **state)
+{
+        static const struct {
+                int in;
+                const char *msg;
+                int out;
+        } t[] = {
+                {-EINVAL, "POST /nodes/n1/lxc: Parameter verification failed", -EBUSY},
+                {-EACCES, "authentication failure", -EBUSY},
+                {-EPERM, "Permission check failed (/, Sys.Modify)", -EBUSY},
+                {-ENOENT,
+                 "task vzcreate 101 on n1 failed: unable to create CT 101 - can't find file "
+                 "'local:vztmpl/runt-pod-0123456789abcdef.tar'",
+                 -EAGAIN},
+                {-ENOENT, "task vzstart 101 on n1 failed: CT 101 does not exist", -EIO},
+                {-ENOENT, NULL, -EIO},
+                {-EEXIST, "no free vmid in 5 attempts: CT 104 already exists", -EAGAIN},
+                {-ECONNRESET, "the connection broke", -EAGAIN},
+                {-ESRCH, "proxmox: the pod's CT 101 on n1 is not running", -EIO},
+                {-EIO, "task vzstart failed: startup for container failed", -EIO},
+                {-EHOSTUNREACH, "595 no route", -EHOSTUNREACH},
+                {-ETIMEDOUT, "no agent", -ETIMEDOUT},
+                {-EBUSY, "CT is locked", -EBUSY},
+                {-ENOMEM, NULL, -ENOMEM},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+                if (px_create_errno(t[i].in, t[i].msg) != t[i].out)
+                        fail_msg("%zu: %d (%s) gave %d, not %d", i, t[i].in,
+                                 t[i].msg ? t[i].msg : "NULL", px_create_errno(t[i].in, t[i].msg),
+                                 t[i].out);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -216,6 +252,7 @@ int main(void)
                 cmocka_unit_test(test_description),
                 cmocka_unit_test(test_tags_and_owner),
                 cmocka_unit_test(test_range),
+                cmocka_unit_test(test_create_errno),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
