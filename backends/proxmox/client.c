@@ -42,6 +42,13 @@ struct node_mark {
         unsigned long long until_ns;
 };
 
+/* How long tasks of one type took: see pve_task_hint. */
+#define TASK_HINTS 16
+struct task_hint {
+        char type[32];
+        unsigned ms;
+};
+
 struct pve_client {
         char **endpoints; /* "https://host:8006", no trailing '/' */
         size_t n_endpoints;
@@ -55,11 +62,13 @@ struct pve_client {
         atomic_size_t good; /* the endpoint that answered last */
         atomic_ulong calls, retried;
 
-        pthread_mutex_t lock; /* protects pool, n_pool, marks, n_marks */
+        pthread_mutex_t lock; /* protects pool, n_pool, marks, n_marks, hints, n_hints */
         CURL *pool[POOL_MAX];
         size_t n_pool;
         struct node_mark *marks;
         size_t n_marks;
+        struct task_hint hints[TASK_HINTS];
+        size_t n_hints;
 };
 
 /*
@@ -360,6 +369,36 @@ static unsigned node_wait_ms(struct pve_client *c, const char *node)
 bool pve_node_available(struct pve_client *c, const char *node)
 {
         return node && node_wait_ms(c, node) == 0;
+}
+
+unsigned pve_task_hint(struct pve_client *c, const char *type, unsigned def_ms)
+{
+        unsigned ms = def_ms;
+
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->n_hints; i++)
+                if (strcmp(c->hints[i].type, type) == 0) {
+                        ms = c->hints[i].ms;
+                        break;
+                }
+        pthread_mutex_unlock(&c->lock);
+        return ms;
+}
+
+void pve_task_hint_set(struct pve_client *c, const char *type, unsigned ms)
+{
+        size_t i;
+
+        if (strlen(type) >= sizeof(c->hints[0].type))
+                return;
+        pthread_mutex_lock(&c->lock);
+        for (i = 0; i < c->n_hints && strcmp(c->hints[i].type, type) != 0; i++)
+                ;
+        if (i == c->n_hints && c->n_hints < TASK_HINTS)
+                snprintf(c->hints[c->n_hints++].type, sizeof(c->hints[0].type), "%s", type);
+        if (i < c->n_hints)
+                c->hints[i].ms = ms;
+        pthread_mutex_unlock(&c->lock);
 }
 
 unsigned long pve_client_calls(struct pve_client *c)

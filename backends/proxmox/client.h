@@ -126,6 +126,13 @@ bool pve_node_available(struct pve_client *c, const char *node);
 void pve_node_mark_unavailable(struct pve_client *c, const char *node, const char *why);
 
 /*
+ * When to look at a task of @type ("vzstart") first, in ms: what pve_task_hint_set last said
+ * for that type, else @def_ms. Kept per client for at most 16 types (more are not kept).
+ */
+unsigned pve_task_hint(struct pve_client *c, const char *type, unsigned def_ms);
+void pve_task_hint_set(struct pve_client *c, const char *type, unsigned ms);
+
+/*
  * HTTP requests made so far (each attempt and each task poll counts), for the bench's
  * calls-per-pod budget; and the number of retries among them.
  */

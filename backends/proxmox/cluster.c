@@ -15,11 +15,12 @@
 #include "strutil.h"
 #include "upid.h"
 
-#define POLL_FIRST_MS 50
-#define POLL_MAX_MS   1000
-#define LOG_PAGE      500 /* task log lines per call */
-#define LOG_PAGES     4   /* at most: a longer log is cut, its last lines unread */
-#define LOG_TAIL      3   /* lines quoted in an error */
+#define POLL_FIRST_MS 50   /* the first look at a task of a new type, and the earliest */
+#define POLL_AGAIN_MS 25   /* the least wait after a first look that found the task running */
+#define POLL_MAX_MS   1000 /* the latest first look, and the longest wait between looks */
+#define LOG_PAGE      500  /* task log lines per call */
+#define LOG_PAGES     4    /* at most: a longer log is cut, its last lines unread */
+#define LOG_TAIL      3    /* lines quoted in an error */
 #define VMID_MIN      100
 #define VMID_MAX      999999999
 
@@ -114,17 +115,39 @@ static void task_log_tail(struct pve_client *c, const char *node, const char *es
                 json_object_put(pages[i]);
 }
 
+static unsigned clamp_ms(unsigned long long ms)
+{
+        return ms < POLL_FIRST_MS ? POLL_FIRST_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : (unsigned)ms;
+}
+
+/*
+ * The first look at the next task of @type, from this one that ended OK: a task that had
+ * ended by the first look (@first ms) moves it 1/8 earlier, as tasks may have got quicker;
+ * one that took more looks moves it to when the look that saw it done was (@done_ms), so a
+ * task as long is seen done at the first look. Between @POLL_FIRST_MS and POLL_MAX_MS.
+ */
+static void task_learn(struct pve_client *c, const char *type, unsigned first, unsigned looks,
+                       unsigned long long done_ms)
+{
+        pve_task_hint_set(c, type, clamp_ms(looks == 1 ? first - first / 8 : done_ms));
+}
+
 int pve_task_wait(struct pve_client *c, const char *upid, unsigned timeout_ms, struct sh_error *err)
 {
         _cleanup_free_ char *esc = NULL;
-        unsigned long long deadline = sh_now_ns() + (unsigned long long)timeout_ms * 1000000ULL;
-        unsigned delay = POLL_FIRST_MS;
+        unsigned long long t0 = sh_now_ns();
+        unsigned long long deadline = t0 + (unsigned long long)timeout_ms * 1000000ULL;
+        unsigned hint, first, delay, looks = 0;
         struct pve_upid u;
         char what[256];
         int r;
 
         if (!upid || pve_upid_parse(upid, &u) < 0)
                 return sh_err(err, -EINVAL, "PVE task: '%.100s' is not a UPID", upid ? upid : "");
+        /* When tasks of this type ended lately, so one look is enough without waiting long. */
+        hint = pve_task_hint(c, u.type, 0);
+        first = hint ? clamp_ms(hint) : POLL_FIRST_MS;
+        delay = first;
         snprintf(what, sizeof(what), "task %s%s%s on %s", u.type, u.id[0] ? " " : "", u.id, u.node);
         esc = pve_escape(upid);
         if (!esc)
@@ -137,6 +160,7 @@ int pve_task_wait(struct pve_client *c, const char *upid, unsigned timeout_ms, s
 
                 sleep_ms(delay < left ? delay : left);
                 r = pve_callf(c, "GET", NULL, &rep, err, "/nodes/%s/tasks/%s/status", u.node, esc);
+                looks++;
                 if (r < 0)
                         return sh_err_prefix(err, r, "%s", what);
                 if (sh_json_get_string(rep.data, "status", "PVE task status", &status, err) < 0) {
@@ -151,6 +175,8 @@ int pve_task_wait(struct pve_client *c, const char *upid, unsigned timeout_ms, s
                                 exitstatus = "unknown";
                         if (!pve_task_failed(exitstatus)) {
                                 pve_reply_done(&rep);
+                                task_learn(c, u.type, first, looks,
+                                           (sh_now_ns() - t0) / 1000000ULL);
                                 return 0;
                         }
                         r = task_errno(exitstatus);
@@ -163,7 +189,11 @@ int pve_task_wait(struct pve_client *c, const char *upid, unsigned timeout_ms, s
                 pve_reply_done(&rep);
                 if (sh_now_ns() >= deadline)
                         break;
-                delay = delay * 2 > POLL_MAX_MS ? POLL_MAX_MS : delay * 2;
+                /* A type seen before was missed by a little, likely: half the first wait. */
+                if (looks == 1 && hint)
+                        delay = first / 2 < POLL_AGAIN_MS ? POLL_AGAIN_MS : first / 2;
+                else
+                        delay = delay * 2 > POLL_MAX_MS ? POLL_MAX_MS : delay * 2;
         }
         /* Still running: stop it, so it does not go on doing what the caller gave up on. */
         {

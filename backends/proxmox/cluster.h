@@ -12,8 +12,12 @@
  */
 
 /*
- * Waits for the task @upid: polls GET /nodes/<the UPID's node>/tasks/<upid>/status, first
- * after 50 ms, then doubling up to 1 s, until it is stopped or @timeout_ms have passed.
+ * Waits for the task @upid: polls GET /nodes/<the UPID's node>/tasks/<upid>/status until it
+ * is stopped or @timeout_ms have passed. The first look comes when the last task of the
+ * same type that ended OK was seen done (50 ms for a type not seen yet, 1/8 earlier after a
+ * task that had ended by the first look; between 50 ms and 1 s: pve_task_hint), so a task
+ * as long as the last one costs one look; a task still running then is looked at again after
+ * half that wait (25 ms at least; 100 ms for a new type), then doubling up to 1 s.
  * 0 when it ended OK or with WARNINGS. A failed task: its exit status and the last lines of
  * its log (GET .../log) in @err, with -EEXIST ("already exists"), -ENOENT ("does not exist",
  * "can't find file"), -EBUSY ("is locked", "can't lock file") or else -EIO. Still running at

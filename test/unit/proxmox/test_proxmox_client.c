@@ -770,7 +770,7 @@ static void test_task_ok(void **state)
         struct sh_error err = {0};
         char upid[PVE_UPID_MAX];
         struct pve_upid u;
-        unsigned long before;
+        unsigned long before, first;
         uint32_t vmid;
 
         (void)state;
@@ -787,6 +787,15 @@ static void test_task_ok(void **state)
         assert_int_equal(pve_task_wait(c, upid, 10000, &err), 0);
         /* 50, 100, 200, 400 ms: a 0.3 s task is seen done in a handful of polls. */
         assert_true(pve_client_calls(c) - before <= 4);
+        first = pve_client_calls(c) - before;
+        assert_true(first >= 2);
+        /* The next task of the type is looked at first when the last one was seen done. */
+        vmid = next_vmid(c);
+        assert_int_equal(create_ct(c, "node2", vmid, NULL, upid, sizeof(upid), &err), 0);
+        before = pve_client_calls(c);
+        assert_int_equal(pve_task_wait(c, upid, 10000, &err), 0);
+        assert_true(pve_task_hint(c, "vzcreate", 0) >= 300);
+        assert_true(pve_client_calls(c) - before < first);
         assert_int_equal(pve_task_wait(c, "UPID:bogus", 1000, &err), -EINVAL);
         pve_client_free(c);
 }
