@@ -192,6 +192,13 @@ int ap_ctr_pod(struct ap_be *ab, const char *ctr_id, struct ap_pod **ret, struct
 /* ap_host_ops.alive of @p. */
 bool ap_pod_alive(struct ap_pod *p);
 /*
+ * When @p's box runs (not stopped, not gone, alive) and its agent's connection is down,
+ * connects again within @timeout_ms and asks every container's status (the agent resends the
+ * exits runtd has not acknowledged, too). 0 once connected; -EINPROGRESS when another
+ * thread is connecting; -EBUSY when the box does not run; else the connection's error.
+ */
+int ap_pod_reconnect(struct ap_pod *p, unsigned timeout_ms, struct sh_error *err);
+/*
  * Connects to @p's agent (host.connect) and says hello once its READY came, all within
  * @timeout_ms; the agent then resends the exits and log chunks runtd has not taken. Then
  * p->agent is that client (one it replaced is kept until the pod is freed). Blocks.

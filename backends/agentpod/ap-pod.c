@@ -428,6 +428,27 @@ static void refresh_statuses(struct ap_pod *p)
         pthread_mutex_unlock(&p->mu);
 }
 
+int ap_pod_reconnect(struct ap_pod *p, unsigned timeout_ms, struct sh_error *err)
+{
+        bool runs;
+        int r;
+
+        if (agent_up(p))
+                return 0;
+        pthread_mutex_lock(&p->mu);
+        runs = !p->dead && !p->stopped;
+        pthread_mutex_unlock(&p->mu);
+        if (!runs || !ap_pod_alive(p))
+                return sh_err(err, -EBUSY, "the pod's %s is not running", p->be->host->box);
+        if (pthread_mutex_trylock(&p->connect_mu) != 0)
+                return sh_err(err, -EINPROGRESS, "the agent is being connected");
+        r = agent_up(p) ? 0 : ap_pod_connect(p, timeout_ms, err);
+        pthread_mutex_unlock(&p->connect_mu);
+        if (r == 0)
+                refresh_statuses(p);
+        return r;
+}
+
 /*
  * Re-owns pod @id's box after runtd restarted (host.reopen); if it runs, the agent is asked
  * what happened meanwhile; if not, its containers exited.
@@ -643,7 +664,7 @@ int ap_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error
 
         if (r < 0)
                 return r;
-        *ret = !p->stopped && ap_pod_alive(p);
+        *ret = !p->stopped && !p->dead && ap_pod_alive(p);
         ap_pod_put(p);
         return 0;
 }

@@ -5,6 +5,7 @@ mutual TLS at the pod's leased address, sends the image layers and the pod's fil
 channel, and runs the containers there. Every test checks that nothing is left: no CT, no
 task running, no lease, no lxc container on the host."""
 
+import json
 import os
 import re
 import signal
@@ -296,6 +297,38 @@ def test_node_offline_notready_then_back(pods):
             assert e.code() == grpc.StatusCode.UNAVAILABLE and \
                 time.monotonic() < deadline, e
             time.sleep(0.5)
+    finish(v, pod)
+
+
+def wait_state(v, pod, want, timeout=30):
+    deadline = time.monotonic() + timeout
+    while v.status(pod).status.state != want:
+        assert time.monotonic() < deadline, f"pod {pod[:12]} never {want}: {v.status(pod)}"
+        time.sleep(0.2)
+
+
+def test_node_back_makes_pod_ready_again(pods):
+    """A pod whose node went offline is NOTREADY, says why in its verbose status, and is
+    READY again once the node is back (its CT and agent alive): exec works through it."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    v.pve.set_node(node, False)
+    try:
+        wait_state(v, pod, pb.SANDBOX_NOTREADY)
+        info = json.loads(v.status(pod, verbose=True).info["info"])
+        assert node in info.get("reason", "") and "unreachable" in info["reason"], info
+        assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    finally:
+        v.pve.set_node(node, True)
+    wait_state(v, pod, pb.SANDBOX_READY)
+    assert "reason" not in json.loads(v.status(pod, verbose=True).info["info"])
+    assert [p.state for p in v.list()] == [pb.SANDBOX_READY]
+    assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    assert v.exec(c, ["echo", "back"]).stdout == b"back\n"
+    v.cstop(c)
     finish(v, pod)
 
 
