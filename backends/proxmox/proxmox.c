@@ -547,6 +547,12 @@ static bool px_alive(struct ap_pod *ap)
         return atomic_load(&p->running) && !atomic_load(&p->node_down);
 }
 
+/* The CT stopped or vanished; its node unreachable is not that (alive false, gone false). */
+static bool px_gone(struct ap_pod *ap)
+{
+        return !atomic_load(&px_pod(ap)->running);
+}
+
 /* TLS to the agent at the pod's address, retried while the CT boots, until @timeout_ms. */
 static int px_connect(struct ap_pod *ap, unsigned timeout_ms, const struct ag_client_ops *cbs,
                       void *cb_data, struct ag_client **ret, struct sh_error *err)
@@ -838,6 +844,7 @@ static const struct ap_host_ops px_host_ops = {
         .pod_init = px_pod_init,
         .pod_done = px_pod_done,
         .alive = px_alive,
+        .gone = px_gone,
         .connect = px_connect,
         .reopen = px_reopen,
         .stop = px_stop,
@@ -934,6 +941,13 @@ static void poll_once(struct px_be *px)
                 }
                 pve_reply_done(&rep);
         }
+        /*
+         * A pod whose CT runs but whose agent's connection dropped (a partition, its node
+         * away for a while): connected again, so the exits meanwhile are learned.
+         */
+        for (size_t i = 0; i < n; i++)
+                if (px_alive(pods[i]))
+                        ap_pod_reconnect(pods[i], PX_RECONNECT_MS, NULL);
         for (size_t i = 0; i < n; i++)
                 ap_pod_put(pods[i]);
         free(pods);

@@ -332,6 +332,46 @@ def test_node_back_makes_pod_ready_again(pods):
     finish(v, pod)
 
 
+def iptables(*args):
+    subprocess.run(["iptables", "-w", *args], check=True, capture_output=True)
+
+
+def test_partition_keeps_containers_running(pods):
+    """A node unreachable over the API and the agent's connection cut too (a partition):
+    the containers keep their last known state, not EXITED; once the network is back the
+    layer connects again, the pod is READY and exec works."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    ip = v.status(pod).status.network.ip
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    rule = ["OUTPUT", "-d", ip, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    v.pve.set_node(node, False)
+    cut = False
+    try:
+        wait_state(v, pod, pb.SANDBOX_NOTREADY)  # runtd knows the node is away
+        iptables("-I", *rule)
+        cut = True
+        # Something goes to the agent: the reset ends its connection.
+        with pytest.raises(grpc.RpcError):
+            v.exec(c, ["true"])
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            st = v.cstatus(c)
+            assert st.state == pb.CONTAINER_RUNNING, st
+            time.sleep(0.2)
+    finally:
+        if cut:
+            iptables("-D", *rule)
+        v.pve.set_node(node, True)
+    wait_state(v, pod, pb.SANDBOX_READY)
+    assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    assert v.exec(c, ["echo", "again"]).stdout == b"again\n"
+    v.cstop(c)
+    finish(v, pod)
+
+
 def delete_cts(v, vmids):
     """Deletes CTs the test planted (as their owner would) and waits for them to go."""
     for vmid in vmids:
