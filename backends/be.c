@@ -404,6 +404,14 @@ int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error
         return be->ops->sandbox_watch(be, id, ret_fd, err);
 }
 
+int be_sandbox_reason(struct be *be, const char *id, char *buf, size_t size)
+{
+        if (!be->ops->sandbox_reason || size == 0)
+                return -ENOENT;
+        buf[0] = '\0';
+        return be->ops->sandbox_reason(be, id, buf, size);
+}
+
 int be_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
                           struct sh_error *err)
 {

@@ -310,6 +310,13 @@ enum be_caps {
          * from sandbox_ips once sandbox_create returned.
          */
         BE_CAP_OWN_NET = 1u << 5,
+        /*
+         * A sandbox that stopped running by itself may run again (a remote box whose node was
+         * unreachable and answers again): podmgr keeps asking sandbox_running about a pod it
+         * did not stop and makes it ready again once it runs. The backend answers "running"
+         * only for a box that is back whole (its agent reachable), never after sandbox_stop.
+         */
+        BE_CAP_SB_RETURNS = 1u << 6,
 };
 
 struct be_ops {
@@ -405,6 +412,12 @@ struct be_ops {
         /* The same for ready sandbox @id: readable once it stops running by itself. */
         int (*sandbox_watch)(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
         /*
+         * Why sandbox @id does not run now when the backend knows more than that ("node pve2
+         * unreachable"): a phrase in @buf (NUL-terminated), 0; -ENOENT when it has nothing
+         * to say. Cheap (no I/O): PodSandboxStatus asks it. May be NULL.
+         */
+        int (*sandbox_reason)(struct be *be, const char *id, char *buf, size_t size);
+        /*
          * Fills @ret with the bytes and inodes of container @id's writable layer, its
          * mountpoint the filesystem's dir (BE_CAP_STATS). -ENOENT when unknown. Walks the
          * layer by directory fd: blocks for that walk, so the collector does it less often.
@@ -487,6 +500,7 @@ int be_container_stats(struct be *be, const char *id, struct be_ctr_stats *ret,
                        struct sh_error *err);
 int be_container_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
 int be_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err);
+int be_sandbox_reason(struct be *be, const char *id, char *buf, size_t size);
 int be_container_fs_usage(struct be *be, const char *id, struct sh_fs_usage *ret,
                           struct sh_error *err);
 int be_sandbox_stats(struct be *be, const struct be_sandbox_stats_req *req,

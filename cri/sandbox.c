@@ -287,6 +287,13 @@ int cri_pod_sandbox_status(struct cri_ctx *ctx, const ProtobufCMessage *req,
                 json_object_object_add(o, "netns", json_object_new_string(i->netns));
                 json_object_object_add(o, "handler", json_object_new_string(i->spec.handler));
                 json_object_object_add(o, "hostname", json_object_new_string(i->spec.hostname));
+                {
+                        char why[256];
+
+                        /* Not ready, and the backend says why (its node unreachable). */
+                        if (pod_sandbox_reason(ctx->pods, i, why, sizeof(why)) == 0)
+                                json_object_object_add(o, "reason", json_object_new_string(why));
+                }
                 r->info = cri_array_new(1);
                 if (e && r->info) {
                         e->key = cri_strdup("info");

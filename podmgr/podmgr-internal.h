@@ -113,8 +113,16 @@ int pod_container_list_brief(struct pod_mgr *pm, const struct pod_container_filt
 
 /* Takes @i over (a ready sandbox); events CREATED and STARTED unless @quiet. */
 int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet);
-/* READY -> NOTREADY (event STOPPED); true when it changed. */
-bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id);
+/*
+ * READY -> NOTREADY (event STOPPED); true when it changed. @lost: it stopped by itself and
+ * may return (BE_CAP_SB_RETURNS), so it is polled; false (a stop) ends that for good.
+ */
+bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id, bool lost);
+/* A lost sandbox runs again: NOTREADY -> READY (event STARTED); true when it changed. */
+bool pod_view_sb_back(struct pod_mgr *pm, const char *id);
+/* Is sandbox @id lost (see pod_view_sb_not_ready)? */
+bool pod_view_sb_lost(struct pod_mgr *pm, const char *id);
+
 /* Takes full id @id out (event DELETED). */
 void pod_view_sb_remove(struct pod_mgr *pm, const char *id);
 /* A copy of the sandbox @id names (id or unique prefix); -ENOENT. */

@@ -95,6 +95,13 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
 int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,
                        struct sh_error *err);
 
+/*
+ * Why not-ready sandbox @i does not run, when its backend knows (its node unreachable): a
+ * phrase in @buf, 0; -ENOENT otherwise. No I/O.
+ */
+int pod_sandbox_reason(struct pod_mgr *pm, const struct pod_sandbox_info *i, char *buf,
+                       size_t size);
+
 /* ListPodSandbox's filter; every field optional. */
 struct pod_sandbox_filter {
         const char *id; /* an id or a prefix of one */

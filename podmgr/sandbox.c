@@ -855,7 +855,7 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
                 r = pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                (const char *[]){i->id, NULL}, err);
         if (r == 0)
-                pod_view_sb_not_ready(pm, i->id);
+                pod_view_sb_not_ready(pm, i->id, false);
         if (r < 0)
                 sh_err_prefix(err, r, "stop sandbox %.12s", i->id);
         pod_sandbox_info_free(i);
@@ -900,7 +900,9 @@ int pod_sandbox_remove(struct pod_mgr *pm, const char *id, struct sh_error *err)
 
 /*
  * A ready sandbox whose backend says it is not running (its PID 1 died) is not ready: the
- * watcher calls this when the sandbox's watch fd turns readable.
+ * watcher calls this when the sandbox's watch fd turns readable. On a backend whose pods may
+ * return (BE_CAP_SB_RETURNS) such a pod is "lost" and polled; once it runs again, it is
+ * ready again. A pod StopPodSandbox stopped is never lost.
  */
 void pod_sb_look(struct pod_mgr *pm, const char *id, bool rearm)
 {
@@ -912,8 +914,11 @@ void pod_sb_look(struct pod_mgr *pm, const char *id, bool rearm)
         if (pod_view_sb_get(pm, id, &i, NULL) < 0)
                 return;
         if (i->state == POD_READY && pod_mgr_backend(pm, i->spec.handler, &be, NULL) == 0) {
+                bool may_return = be->ops->caps & BE_CAP_SB_RETURNS;
+
                 r = be_sandbox_running(be, i->id, &running, NULL);
-                if ((r == -ENOENT || (r == 0 && !running)) && pod_view_sb_not_ready(pm, i->id)) {
+                if ((r == -ENOENT || (r == 0 && !running)) &&
+                    pod_view_sb_not_ready(pm, i->id, r == 0 && may_return)) {
                         pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
                                    (const char *[]){i->id, NULL}, NULL);
                         sh_log_debug("sandbox=%s stopped by itself: not ready", i->id);
@@ -926,8 +931,38 @@ void pod_sb_look(struct pod_mgr *pm, const char *id, bool rearm)
                         /* The backend could not tell: ask again later, never guess. */
                         pod_view_poll(pm, 's', i->id, true);
                 }
+        } else if (i->state == POD_NOTREADY && pod_view_sb_lost(pm, i->id) &&
+                   pod_mgr_backend(pm, i->spec.handler, &be, NULL) == 0) {
+                r = be_sandbox_running(be, i->id, &running, NULL);
+                if (r == -ENOENT) {
+                        pod_view_sb_not_ready(pm, i->id, false); /* gone: not asked again */
+                } else if (r == 0 && running && pod_view_sb_back(pm, i->id)) {
+                        struct pod_sandbox_info *now = NULL;
+
+                        pod_db_run(pm, "UPDATE sandboxes SET state = 'ready' WHERE id = ?",
+                                   (const char *[]){i->id, NULL}, NULL);
+                        /* A StopPodSandbox between the two writes wins (no pod lock here:
+                         * a stop may wait for this thread to learn its containers' exits). */
+                        if (pod_view_sb_get(pm, i->id, &now, NULL) == 0 && now->state != POD_READY)
+                                pod_db_run(pm,
+                                           "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
+                                           (const char *[]){i->id, NULL}, NULL);
+                        pod_sandbox_info_free(now);
+                        sh_log_debug("sandbox=%s runs again: ready", i->id);
+                        if (rearm)
+                                pod_view_watch(pm, 's', i->id);
+                }
         }
         pod_sandbox_info_free(i);
+}
+
+int pod_sandbox_reason(struct pod_mgr *pm, const struct pod_sandbox_info *i, char *buf, size_t size)
+{
+        struct be *be = NULL;
+
+        if (i->state != POD_NOTREADY || pod_mgr_backend(pm, i->spec.handler, &be, NULL) < 0)
+                return -ENOENT;
+        return be_sandbox_reason(be, i->id, buf, size);
 }
 
 int pod_sandbox_status(struct pod_mgr *pm, const char *id, struct pod_sandbox_info **ret,

@@ -43,6 +43,9 @@ struct view_sb {
         int wfd;                 /* the watch fd, or -1 */
         unsigned long long wseq; /* its epoll key (0: none) */
         bool poll;               /* no watch fd could be made: ask every WATCH_POLL_MS */
+        /* Not ready by itself on a backend whose pods may return (BE_CAP_SB_RETURNS): it is
+         * asked every WATCH_POLL_MS whether it runs again. Never set for a stopped pod. */
+        bool lost;
 };
 
 struct view_ctr {
@@ -454,7 +457,7 @@ int pod_view_sb_add(struct pod_mgr *pm, struct pod_sandbox_info *i, bool quiet)
         return 0;
 }
 
-bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id)
+bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id, bool lost)
 {
         struct pod_view *v = pod_mgr_view(pm);
         struct snap s = {0};
@@ -465,14 +468,52 @@ bool pod_view_sb_not_ready(struct pod_mgr *pm, const char *id)
         k = find_sb(v, id);
         if (k >= 0 && v->sbs[k]->info->state == POD_READY) {
                 v->sbs[k]->info->state = POD_NOTREADY;
-                v->sbs[k]->poll = false;
                 unwatch(v, &v->sbs[k]->wfd, &v->sbs[k]->wseq);
                 snap_take(pm, &s, POD_EVENT_STOPPED, v->sbs[k]->info->id, v->sbs[k]->info->id,
                           NULL);
                 changed = true;
         }
+        /* A stop ends the hope of a lost one too; a pod becomes lost only as it goes. */
+        if (k >= 0 && (changed || !lost)) {
+                v->sbs[k]->lost = lost;
+                v->sbs[k]->poll = lost;
+        }
         unlock_and_emit(pm, &s, 1);
         return changed;
+}
+
+bool pod_view_sb_back(struct pod_mgr *pm, const char *id)
+{
+        struct pod_view *v = pod_mgr_view(pm);
+        struct snap s = {0};
+        bool changed = false;
+        ssize_t k;
+
+        pthread_rwlock_wrlock(&v->lock);
+        k = find_sb(v, id);
+        if (k >= 0 && v->sbs[k]->lost && v->sbs[k]->info->state == POD_NOTREADY) {
+                v->sbs[k]->info->state = POD_READY;
+                v->sbs[k]->lost = false;
+                v->sbs[k]->poll = false;
+                snap_take(pm, &s, POD_EVENT_STARTED, v->sbs[k]->info->id, v->sbs[k]->info->id,
+                          NULL);
+                changed = true;
+        }
+        unlock_and_emit(pm, &s, 1);
+        return changed;
+}
+
+bool pod_view_sb_lost(struct pod_mgr *pm, const char *id)
+{
+        struct pod_view *v = pod_mgr_view(pm);
+        bool lost;
+        ssize_t k;
+
+        pthread_rwlock_rdlock(&v->lock);
+        k = find_sb(v, id);
+        lost = k >= 0 && v->sbs[k]->lost;
+        pthread_rwlock_unlock(&v->lock);
+        return lost;
 }
 
 void pod_view_sb_remove(struct pod_mgr *pm, const char *id)
@@ -1075,12 +1116,21 @@ int pod_view_resume(struct pod_mgr *pm, struct sh_error *err)
          * running. Either way an end between the two is caught: a pidfd of a process that
          * ended is readable at once, and one that cannot be made is a look again.
          */
-        pthread_rwlock_rdlock(&v->lock);
+        pthread_rwlock_wrlock(&v->lock);
         sb_ids = calloc(v->n_sbs + 1, sizeof(char *));
-        for (size_t k = 0; sb_ids && k < v->n_sbs; k++)
-                if (v->sbs[k]->info->state == POD_READY &&
-                    (sb_ids[ns] = strdup(v->sbs[k]->info->id)))
+        for (size_t k = 0; sb_ids && k < v->n_sbs; k++) {
+                struct view_sb *e = v->sbs[k];
+                struct be *be = NULL;
+
+                /* A pod that may return is asked again (its backend says "running" for no
+                 * pod it stopped). */
+                if (e->info->state == POD_NOTREADY &&
+                    pod_mgr_backend(pm, e->info->spec.handler, &be, NULL) == 0 &&
+                    (be->ops->caps & BE_CAP_SB_RETURNS))
+                        e->lost = e->poll = true;
+                if (e->info->state == POD_READY && (sb_ids[ns] = strdup(e->info->id)))
                         ns++;
+        }
         pthread_rwlock_unlock(&v->lock);
         for (size_t k = 0; sb_ids && k < ns; k++) {
                 pod_view_watch(pm, 's', sb_ids[k]);

@@ -12,15 +12,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sockios.h>
+#include <poll.h>
 #include <search.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -28,6 +33,61 @@
 
 #define FLUSH_AT   (256u << 10) /* records buffered before they go to the socket */
 #define READ_CHUNK (64u << 10)
+#define SLICE_MS   1000u /* how often a wait looks whether the agent took bytes */
+
+/* ag_layer_put_set_stall_ms: how long a transfer may make no progress. */
+static atomic_uint stall_ms = AG_LAYER_STALL_MS;
+
+void ag_layer_put_set_stall_ms(unsigned ms)
+{
+        atomic_store(&stall_ms, ms ? ms : AG_LAYER_STALL_MS);
+}
+
+static long long now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bytes written to @fd that its reader (the client's relay) has not taken yet. */
+static int queued(int fd)
+{
+        int n = 0;
+
+        return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
+}
+
+/*
+ * Waits for @events on @fd as long as there is progress: the stream's stdin @in_fd still
+ * draining (the agent granting credit) counts as progress, and @stall without any ends the
+ * wait with -ETIMEDOUT. 0 once @fd is ready.
+ */
+static int wait_progress(int fd, short events, int in_fd, unsigned stall)
+{
+        long long last = now_ms();
+        int q = in_fd >= 0 ? queued(in_fd) : -1;
+
+        for (;;) {
+                struct pollfd pfd = {.fd = fd, .events = events};
+                long long left = last + stall - now_ms();
+                int n, nq;
+
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                n = poll(&pfd, 1, (int)(left < SLICE_MS ? left : SLICE_MS));
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n > 0)
+                        return 0;
+                nq = in_fd >= 0 ? queued(in_fd) : -1;
+                if (nq != q) {
+                        q = nq;
+                        last = now_ms();
+                }
+        }
+}
 
 /* An inode with more than one name: the first name sent. */
 struct link_seen {
@@ -38,6 +98,8 @@ struct link_seen {
 
 struct put_walk {
         int fd; /* the stream's stdin (blocking) */
+        unsigned stall_ms;
+        bool stalled; /* the agent took nothing for stall_ms */
         struct ag_buf b;
         void *links;    /* tsearch of struct link_seen */
         bool peer_gone; /* the agent ended the stream: its verdict says why */
@@ -71,10 +133,25 @@ static int flush(struct put_walk *w)
         if (w->b.err)
                 return w->b.err;
         while (off < w->b.len) {
-                ssize_t n = send(w->fd, w->b.data + off, w->b.len - off, MSG_NOSIGNAL);
+                ssize_t n =
+                        send(w->fd, w->b.data + off, w->b.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
                 if (n < 0 && errno == EINTR)
                         continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        /* The agent withholds its credit: wait, but not for ever. */
+                        int r = wait_progress(w->fd, POLLOUT, w->fd, w->stall_ms);
+
+                        if (r == -ETIMEDOUT) {
+                                w->stalled = true;
+                                return sh_err(w->err, r,
+                                              "layer %.12s: the agent took no data for %u ms",
+                                              w->hex, w->stall_ms);
+                        }
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (n <= 0) {
                         w->peer_gone = true;
                         return -EPIPE;
@@ -315,7 +392,8 @@ static int answer(const uint8_t *p, size_t len, const char *hex, char **ret_dir,
 static int put_tree(const struct ag_exec_fds *fds, const char *hex, const char *dir,
                     struct sh_error *err)
 {
-        struct put_walk w = {.fd = fds->stdin_fd, .hex = hex, .err = err};
+        struct put_walk w = {
+                .fd = fds->stdin_fd, .stall_ms = atomic_load(&stall_ms), .hex = hex, .err = err};
         _cleanup_close_ int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         char msg[512];
         size_t mlen = 0;
@@ -340,13 +418,18 @@ static int put_tree(const struct ag_exec_fds *fds, const char *hex, const char *
         if (r < 0 && !w.peer_gone) {
                 /* Our side failed: the stream is abandoned (exit_fd first, so that the
                  * agent hears CLOSE ALL, not the end of a stream without its end mark). */
-                if (!w.failed)
+                if (!w.failed && !w.stalled)
                         sh_err(err, r, "layer %.12s: walking %s: %s", hex, dir, strerror(-r));
                 return r;
         }
         shutdown(fds->stdin_fd, SHUT_WR);
 
-        n = recv(fds->exit_fd, &code, sizeof(code), 0);
+        /* The verdict: after the last bytes drained, the agent has stall_ms to give it. */
+        r = wait_progress(fds->exit_fd, POLLIN, fds->stdin_fd, w.stall_ms);
+        if (r == -ETIMEDOUT)
+                return sh_err(err, r, "layer %.12s: no verdict from the agent in %u ms", hex,
+                              w.stall_ms);
+        n = recv(fds->exit_fd, &code, sizeof(code), MSG_DONTWAIT);
         if (n != (ssize_t)sizeof(code))
                 return sh_err(err, -ECONNRESET, "layer %.12s: the connection to the agent went",
                               hex);
@@ -375,6 +458,33 @@ static void close_fds(struct ag_exec_fds *fds)
         }
 }
 
+/*
+ * LAYER_PUT's stream opened. A PUT of the same layer may run before this one, and the agent
+ * answers once that one ended: every stall_ms without an answer the agent is PINGed, and the
+ * wait goes on (a new request, the old one abandoned) while it answers those; a PUT that
+ * ended meanwhile makes LAYER_HAS say PRESENT to the new one. -ETIMEDOUT once it does not.
+ */
+static int open_put(struct ag_client *c, const struct ag_buf *b, const char *hex,
+                    struct ag_exec_fds *fds, uint8_t **resp, size_t *len, struct sh_error *err)
+{
+        unsigned stall = atomic_load(&stall_ms);
+
+        for (;;) {
+                int r = ag_client_open_stream(c, AG_OP_LAYER_PUT, b, stall, fds, resp, len, err);
+
+                if (r != -ETIMEDOUT)
+                        return r;
+                if (err)
+                        sh_err_clear(err);
+                r = ag_client_call(c, AG_OP_PING, NULL, stall, NULL, NULL, err);
+                if (r < 0)
+                        return sh_err(err, r == -ETIMEDOUT ? -ETIMEDOUT : r,
+                                      "layer %.12s: the agent answers neither the PUT nor a "
+                                      "PING in %u ms",
+                                      hex, stall);
+        }
+}
+
 static int layer_put(struct ag_client *c, const char *chain_id, const char *dir, char **ret_dir,
                      struct sh_error *err)
 {
@@ -399,8 +509,7 @@ static int layer_put(struct ag_client *c, const char *chain_id, const char *dir,
                 resp = NULL;
                 free(agent_dir);
                 agent_dir = NULL;
-                /* No time limit: a PUT of the same layer may run before this one. */
-                r = ag_client_open_stream(c, AG_OP_LAYER_PUT, &b, 0, &fds, &resp, &len, err);
+                r = open_put(c, &b, hex, &fds, &resp, &len, err);
                 if (r == 0)
                         r = answer(resp, len, hex, &agent_dir, &present, err);
                 if (r == 0 && !present)

@@ -79,6 +79,15 @@ struct ap_host_ops {
          */
         bool (*alive)(struct ap_pod *p);
         /*
+         * Whether @p's box is known to have ended (stopped, deleted, its process reaped), as
+         * against only unreachable for now (a remote node away, a partition): alive false
+         * and gone false is "unknown", which leaves the containers in their last known
+         * state; the layer connects again once the box is alive (ap_pod_reconnect, or the
+         * next call that needs the agent), and the agent resends the exits runtd has not
+         * acknowledged. Rules as alive's. NULL: gone is !alive.
+         */
+        bool (*gone)(struct ap_pod *p);
+        /*
          * Opens a channel to @p's agent, waiting up to @timeout_ms for the box to accept it,
          * and starts a client on it with @cbs and @cb_data (ag_client_new, or its TLS twin),
          * in *@ret. May block that long; one call per pod at a time (the layer's connect lock).
@@ -147,7 +156,7 @@ struct ap_pod {
                              ready_seen */
         pthread_cond_t changed;
         struct ag_client *agent; /* connected once ap_pod_connect returned 0 */
-        bool dead;               /* the box is gone: containers exited */
+        bool dead;               /* the box is gone (host.gone): containers exited */
         bool stopped;            /* StopPodSandbox ran */
         bool shutdown_acked;     /* its agent answered StopPodSandbox's SHUTDOWN */
         unsigned ready_seen;     /* READY events the agent sent */
@@ -193,6 +202,15 @@ int ap_ctr_pod(struct ap_be *ab, const char *ctr_id, struct ap_pod **ret, struct
 
 /* ap_host_ops.alive of @p. */
 bool ap_pod_alive(struct ap_pod *p);
+/* ap_host_ops.gone of @p (!alive without one). */
+bool ap_pod_gone(struct ap_pod *p);
+/*
+ * When @p's box runs (not stopped, not gone, alive) and its agent's connection is down,
+ * connects again within @timeout_ms and asks every container's status (the agent resends the
+ * exits runtd has not acknowledged, too). 0 once connected; -EINPROGRESS when another
+ * thread is connecting; -EBUSY when the box does not run; else the connection's error.
+ */
+int ap_pod_reconnect(struct ap_pod *p, unsigned timeout_ms, struct sh_error *err);
 /*
  * Connects to @p's agent (host.connect) and says hello once its READY came, all within
  * @timeout_ms; the agent then resends the exits and log chunks runtd has not taken. Then

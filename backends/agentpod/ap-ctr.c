@@ -689,7 +689,7 @@ int ap_container_stop(struct be *be, const char *id, int signal, unsigned timeou
                                    id);
                 pthread_mutex_unlock(&p->mu);
         }
-        if (r == -EBUSY && !ap_pod_alive(p))
+        if (r == -EBUSY && ap_pod_gone(p))
                 r = 0; /* the box went: the container with it */
         ctr_release(p, c);
         return r;
@@ -714,7 +714,7 @@ int ap_container_remove(struct be *be, const char *id, struct sh_error *err)
                 r = ap_container_stop(be, id, SIGKILL, 0, err);
         if (r == 0 && !p->dead) {
                 r = call_id(p, AG_OP_CTR_REMOVE, id, 0, false, AP_CALL_MS, NULL, NULL, err);
-                if ((r == -EBUSY && !ap_pod_alive(p)) || r == -ENOENT)
+                if ((r == -EBUSY && ap_pod_gone(p)) || r == -ENOENT)
                         r = 0;
         }
         if (r == 0) {

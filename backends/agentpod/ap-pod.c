@@ -157,6 +157,13 @@ bool ap_pod_alive(struct ap_pod *p)
         return p->be->host->alive(p);
 }
 
+bool ap_pod_gone(struct ap_pod *p)
+{
+        const struct ap_host_ops *h = p->be->host;
+
+        return h->gone ? h->gone(p) : !h->alive(p);
+}
+
 /* ------------------------------------------------------------ agent events */
 
 /*
@@ -249,7 +256,12 @@ static void on_closed(void *data, int reason)
         for (int i = 0; i < 50 && ap_pod_alive(p); i++)
                 usleep(10 * 1000);
         pthread_mutex_lock(&p->mu);
-        if (!ap_pod_alive(p)) {
+        /*
+         * Only when the box is known gone: a box that cannot be reached now (its node away,
+         * a partition) keeps its containers as they were last known, until the layer
+         * connects again and the agent tells what happened meanwhile.
+         */
+        if (ap_pod_gone(p)) {
                 char why[128];
 
                 snprintf(why, sizeof(why), "the pod's %s ended (%s)", h->box, h->box_exited);
@@ -361,9 +373,13 @@ int ap_pod_agent(struct ap_pod *p, struct sh_error *err)
 
         if (agent_up(p))
                 return 0;
-        if (p->dead || !ap_pod_alive(p))
+        if (p->dead || ap_pod_gone(p))
                 /* FAILED_PRECONDITION: the pod is there, its box is not (NOTREADY). */
                 return sh_err(err, -EBUSY, "the pod's %s is not running", p->be->host->box);
+        if (!ap_pod_alive(p))
+                /* UNAVAILABLE: it may well run, runtd cannot reach it now. */
+                return sh_err(err, -EHOSTUNREACH, "the pod's %s cannot be reached now",
+                              p->be->host->box);
         /* One connection at a time: a box's channel may serve one client. */
         pthread_mutex_lock(&p->connect_mu);
         r = agent_up(p) ? 0 : ap_pod_connect(p, AP_CALL_MS, err);
@@ -426,6 +442,27 @@ static void refresh_statuses(struct ap_pod *p)
         }
         pthread_cond_broadcast(&p->changed);
         pthread_mutex_unlock(&p->mu);
+}
+
+int ap_pod_reconnect(struct ap_pod *p, unsigned timeout_ms, struct sh_error *err)
+{
+        bool runs;
+        int r;
+
+        if (agent_up(p))
+                return 0;
+        pthread_mutex_lock(&p->mu);
+        runs = !p->dead && !p->stopped;
+        pthread_mutex_unlock(&p->mu);
+        if (!runs || !ap_pod_alive(p))
+                return sh_err(err, -EBUSY, "the pod's %s is not running", p->be->host->box);
+        if (pthread_mutex_trylock(&p->connect_mu) != 0)
+                return sh_err(err, -EINPROGRESS, "the agent is being connected");
+        r = agent_up(p) ? 0 : ap_pod_connect(p, timeout_ms, err);
+        pthread_mutex_unlock(&p->connect_mu);
+        if (r == 0)
+                refresh_statuses(p);
+        return r;
 }
 
 /*
@@ -647,7 +684,7 @@ int ap_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error
 
         if (r < 0)
                 return r;
-        *ret = !p->stopped && ap_pod_alive(p);
+        *ret = !p->stopped && !p->dead && ap_pod_alive(p);
         ap_pod_put(p);
         return 0;
 }

@@ -47,6 +47,8 @@
 #define PX_NODE_CACHE_MS 5000
 /* How long StopPodSandbox waits for an agent that answered SHUTDOWN to end its connection. */
 #define PX_AGENT_EXIT_MS 3000
+/* How long a reconnection to an agent may take when the poller or podmgr asks for one. */
+#define PX_RECONNECT_MS 3000
 
 struct px_be {
         struct ap_be ap; /* first: be->priv */
@@ -601,6 +603,12 @@ static bool px_alive(struct ap_pod *ap)
         return atomic_load(&p->running) && !atomic_load(&p->node_down);
 }
 
+/* The CT stopped or vanished; its node unreachable is not that (alive false, gone false). */
+static bool px_gone(struct ap_pod *ap)
+{
+        return !atomic_load(&px_pod(ap)->running);
+}
+
 /* TLS to the agent at the pod's address, retried while the CT boots, until @timeout_ms. */
 static int px_connect(struct ap_pod *ap, unsigned timeout_ms, const struct ag_client_ops *cbs,
                       void *cb_data, struct ag_client **ret, struct sh_error *err)
@@ -922,6 +930,7 @@ static const struct ap_host_ops px_host_ops = {
         .pod_init = px_pod_init,
         .pod_done = px_pod_done,
         .alive = px_alive,
+        .gone = px_gone,
         .connect = px_connect,
         .reopen = px_reopen,
         .stop = px_stop,
@@ -1018,6 +1027,13 @@ static void poll_once(struct px_be *px)
                 }
                 pve_reply_done(&rep);
         }
+        /*
+         * A pod whose CT runs but whose agent's connection dropped (a partition, its node
+         * away for a while): connected again, so the exits meanwhile are learned.
+         */
+        for (size_t i = 0; i < n; i++)
+                if (px_alive(pods[i]))
+                        ap_pod_reconnect(pods[i], PX_RECONNECT_MS, NULL);
         for (size_t i = 0; i < n; i++)
                 ap_pod_put(pods[i]);
         free(pods);
@@ -1405,6 +1421,48 @@ static int px_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_
         return 0;
 }
 
+/*
+ * Runs when the CT runs and its agent answers (connected again if it had dropped): a pod
+ * whose node was away is READY again only once it is whole (BE_CAP_SB_RETURNS).
+ */
+static int px_sandbox_running(struct be *be, const char *id, bool *ret, struct sh_error *err)
+{
+        struct ap_pod *ap = NULL;
+        int r = ap_sandbox_running(be, id, ret, err);
+
+        if (r < 0 || !*ret)
+                return r;
+        r = ap_pod_get(be->priv, id, &ap, err);
+        if (r < 0)
+                return r;
+        *ret = ap_pod_reconnect(ap, PX_RECONNECT_MS, NULL) == 0;
+        ap_pod_put(ap);
+        return 0;
+}
+
+static int px_sandbox_reason(struct be *be, const char *id, char *buf, size_t size)
+{
+        struct ap_pod *ap = NULL;
+        struct px_pod *p;
+        int r = ap_pod_get(be->priv, id, &ap, NULL);
+
+        if (r < 0)
+                return r;
+        p = px_pod(ap);
+        if (ap->stopped)
+                r = -ENOENT;
+        else if (atomic_load(&p->running) && atomic_load(&p->node_down))
+                snprintf(buf, size, "node %s unreachable: CT %" PRIu32 " not seen since", p->node,
+                         p->vmid);
+        else if (!atomic_load(&p->running))
+                snprintf(buf, size, "CT %" PRIu32 " on node %s is not running", p->vmid, p->node);
+        else
+                snprintf(buf, size, "the agent of CT %" PRIu32 " on node %s does not answer",
+                         p->vmid, p->node);
+        ap_pod_put(ap);
+        return r;
+}
+
 static int px_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct sh_error *err)
 {
         struct ap_pod *ap = NULL;
@@ -1418,8 +1476,14 @@ static int px_sandbox_watch(struct be *be, const char *id, int *ret_fd, struct s
         if (!ap_pod_alive(ap)) {
                 r = -ESRCH;
         } else {
+                eventfd_t stale;
+
                 if (p->watch_fd < 0)
                         p->watch_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                else
+                        /* Written when it went away before (a node away, now back): a new
+                         * watch starts unread. Writes are made under watch_mu. */
+                        (void)eventfd_read(p->watch_fd, &stale);
                 fd = p->watch_fd >= 0 ? fcntl(p->watch_fd, F_DUPFD_CLOEXEC, 3) : -1;
                 r = fd < 0 ? sh_err(err, -errno, "eventfd: %s", strerror(errno)) : 0;
         }
@@ -1699,13 +1763,13 @@ static int px_container_remove(struct be *be, const char *id, struct sh_error *e
 
 const struct be_ops be_proxmox_ops = {
         .name = "proxmox",
-        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_OWN_NET,
+        .caps = BE_CAP_EXEC | BE_CAP_ATTACH | BE_CAP_STATS | BE_CAP_OWN_NET | BE_CAP_SB_RETURNS,
         .init = px_init,
         .ready = px_ready,
         .sandbox_create = px_sandbox_create,
         .sandbox_stop = ap_sandbox_stop,
         .sandbox_remove = ap_sandbox_remove,
-        .sandbox_running = ap_sandbox_running,
+        .sandbox_running = px_sandbox_running,
         .container_create = px_container_create,
         .container_start = ap_container_start,
         .container_stop = ap_container_stop,
@@ -1719,6 +1783,7 @@ const struct be_ops be_proxmox_ops = {
         .container_stats = ap_container_stats,
         .container_watch = ap_container_watch,
         .sandbox_watch = px_sandbox_watch,
+        .sandbox_reason = px_sandbox_reason,
         .container_fs_usage = ap_container_fs_usage,
         .sandbox_stats = ap_sandbox_stats,
         .fini = px_fini,

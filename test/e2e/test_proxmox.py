@@ -5,6 +5,7 @@ mutual TLS at the pod's leased address, sends the image layers and the pod's fil
 channel, and runs the containers there. Every test checks that nothing is left: no CT, no
 task running, no lease, no lxc container on the host."""
 
+import json
 import os
 import re
 import signal
@@ -317,6 +318,78 @@ def test_node_offline_notready_then_back(pods):
             assert e.code() == grpc.StatusCode.UNAVAILABLE and \
                 time.monotonic() < deadline, e
             time.sleep(0.5)
+    finish(v, pod)
+
+
+def wait_state(v, pod, want, timeout=30):
+    deadline = time.monotonic() + timeout
+    while v.status(pod).status.state != want:
+        assert time.monotonic() < deadline, f"pod {pod[:12]} never {want}: {v.status(pod)}"
+        time.sleep(0.2)
+
+
+def test_node_back_makes_pod_ready_again(pods):
+    """A pod whose node went offline is NOTREADY, says why in its verbose status, and is
+    READY again once the node is back (its CT and agent alive): exec works through it."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    v.pve.set_node(node, False)
+    try:
+        wait_state(v, pod, pb.SANDBOX_NOTREADY)
+        info = json.loads(v.status(pod, verbose=True).info["info"])
+        assert node in info.get("reason", "") and "unreachable" in info["reason"], info
+        assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    finally:
+        v.pve.set_node(node, True)
+    wait_state(v, pod, pb.SANDBOX_READY)
+    assert "reason" not in json.loads(v.status(pod, verbose=True).info["info"])
+    assert [p.state for p in v.list()] == [pb.SANDBOX_READY]
+    assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    assert v.exec(c, ["echo", "back"]).stdout == b"back\n"
+    v.cstop(c)
+    finish(v, pod)
+
+
+def iptables(*args):
+    subprocess.run(["iptables", "-w", *args], check=True, capture_output=True)
+
+
+def test_partition_keeps_containers_running(pods):
+    """A node unreachable over the API and the agent's connection cut too (a partition):
+    the containers keep their last known state, not EXITED; once the network is back the
+    layer connects again, the pod is READY and exec works."""
+    v = pods
+    pod, cfg = v.pod()
+    c = v.run_ctr(pod, cfg, "c", **sleeper())
+    ip = v.status(pod).status.network.ip
+    vmid, ct = pve_state(v, pod)
+    node = ct["node"]
+    rule = ["OUTPUT", "-d", ip, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    v.pve.set_node(node, False)
+    cut = False
+    try:
+        wait_state(v, pod, pb.SANDBOX_NOTREADY)  # runtd knows the node is away
+        iptables("-I", *rule)
+        cut = True
+        # Something goes to the agent: the reset ends its connection.
+        with pytest.raises(grpc.RpcError):
+            v.exec(c, ["true"])
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            st = v.cstatus(c)
+            assert st.state == pb.CONTAINER_RUNNING, st
+            time.sleep(0.2)
+    finally:
+        if cut:
+            iptables("-D", *rule)
+        v.pve.set_node(node, True)
+    wait_state(v, pod, pb.SANDBOX_READY)
+    assert v.cstatus(c).state == pb.CONTAINER_RUNNING
+    assert v.exec(c, ["echo", "again"]).stdout == b"again\n"
+    v.cstop(c)
     finish(v, pod)
 
 

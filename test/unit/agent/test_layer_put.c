@@ -30,10 +30,15 @@
 struct fake {
         int fd;
         pthread_t thread;
-        bool has_present;  /* LAYER_HAS says it is there */
-        bool put_present;  /* LAYER_PUT says it is there (it came meanwhile) */
-        int fail_at;       /* the entry whose begin fails with EPERM (-1: none) */
-        bool drop_at_fail; /* ... by closing the connection instead */
+        bool has_present;    /* LAYER_HAS says it is there */
+        bool put_present;    /* LAYER_PUT says it is there (it came meanwhile) */
+        int fail_at;         /* the entry whose begin fails with EPERM (-1: none) */
+        bool drop_at_fail;   /* ... by closing the connection instead */
+        bool no_credit;      /* a hung agent: takes the records but grants no credit */
+        bool no_verdict;     /* ... takes them all but never says how it went */
+        int puts_unanswered; /* LAYER_PUTs left without an answer (another PUT "runs") */
+        bool no_ping;        /* ... and PINGs too */
+        int pings;
         /* what it saw */
         int has, puts, abandoned, violations;
         uint32_t sid;
@@ -121,6 +126,17 @@ static void on_req(struct fake *f, const struct ag_hdr *h, const uint8_t *p)
         struct ag_buf b;
         bool present;
 
+        if (h->op == AG_OP_PING) {
+                f->pings++;
+                if (!f->no_ping)
+                        fsend(f, AG_K_RESP, h->op, h->stream, h->id, NULL);
+                return;
+        }
+        if (h->op == AG_OP_LAYER_PUT && f->puts_unanswered > 0) {
+                f->puts_unanswered--;
+                f->puts++;
+                return;
+        }
         assert_int_equal(ag_find_str(p, h->len, AG_A_ID, &id), 0);
         assert_int_equal(strlen(id), 64);
         snprintf(dir, sizeof(dir), "/agent/layers/%.12s", id);
@@ -186,6 +202,8 @@ static void *fake_main(void *arg)
                                         fend(f, -r, msg);
                                         continue;
                                 }
+                                if (f->no_credit)
+                                        continue;
                                 /* Granted slowly: a window at a time, so the host waits. */
                                 f->credit += h.len;
                                 ag_buf_init(&b);
@@ -198,6 +216,10 @@ static void *fake_main(void *arg)
                                         f->reading = false;
                                 } else if (f->reading) {
                                         r = ag_lreader_finish(&f->rd, msg, sizeof(msg));
+                                        if (f->no_verdict) {
+                                                r = 0;
+                                                continue;
+                                        }
                                         fend(f, -r, msg);
                                 }
                         }
@@ -400,6 +422,82 @@ static void test_walk_error_abandons(void **state)
         stop(&f, c);
 }
 
+/* Waits up to 2 s for the fake to hear the stream abandoned. */
+static void await_abandoned(struct fake *f)
+{
+        for (int i = 0; i < 400 && !f->abandoned; i++)
+                usleep(5000);
+        assert_int_equal(f->abandoned, 1);
+}
+
+static void test_no_credit_times_out(void **state)
+{
+        struct fake f = {.fail_at = -1, .no_credit = true};
+        struct ag_client *c = start(&f);
+        char *root = tree();
+        struct sh_error err = {0};
+        int r;
+
+        (void)state;
+        ag_layer_put_set_stall_ms(300);
+        r = ag_layer_put(c, CHAIN, root, &err);
+        print_message("%d %s\n", r, err.msg);
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_non_null(strstr(err.msg, "took no data for 300 ms"));
+        await_abandoned(&f);
+        assert_int_equal(f.violations, 0);
+        ag_layer_put_set_stall_ms(0);
+        stop(&f, c);
+        rm_tree(root);
+}
+
+static void test_no_verdict_times_out(void **state)
+{
+        struct fake f = {.fail_at = -1, .no_verdict = true};
+        struct ag_client *c = start(&f);
+        char *root = tree();
+        struct sh_error err = {0};
+        int r;
+
+        (void)state;
+        ag_layer_put_set_stall_ms(300);
+        r = ag_layer_put(c, CHAIN, root, &err);
+        print_message("%d %s\n", r, err.msg);
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_non_null(strstr(err.msg, "no verdict"));
+        assert_int_equal(f.content, (3u << 20) + 7); /* it all went: only the verdict lacked */
+        ag_layer_put_set_stall_ms(0);
+        stop(&f, c);
+        rm_tree(root);
+}
+
+static void test_put_behind_another(void **state)
+{
+        struct fake f = {.fail_at = -1, .puts_unanswered = 2, .put_present = true};
+        struct ag_client *c = start(&f);
+        struct sh_error err = {0};
+        int r;
+
+        (void)state;
+        ag_layer_put_set_stall_ms(200);
+        /* The agent answers PINGs while the other PUT runs: the wait goes on. */
+        r = ag_layer_put(c, CHAIN, "/nonexistent/a", &err);
+        print_message("%d %s\n", r, err.msg);
+        assert_int_equal(r, 0);
+        assert_int_equal(f.puts, 3);
+        assert_int_equal(f.pings, 2);
+
+        /* An agent that answers nothing any more: given up on. */
+        f.puts_unanswered = 1000;
+        f.no_ping = true;
+        r = ag_layer_put(c, CHAIN, "/nonexistent/a", &err);
+        print_message("%d %s\n", r, err.msg);
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_non_null(strstr(err.msg, "neither the PUT nor a PING"));
+        ag_layer_put_set_stall_ms(0);
+        stop(&f, c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -408,6 +506,9 @@ int main(void)
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_connection_lost),
                 cmocka_unit_test(test_walk_error_abandons),
+                cmocka_unit_test(test_no_credit_times_out),
+                cmocka_unit_test(test_no_verdict_times_out),
+                cmocka_unit_test(test_put_behind_another),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
