@@ -125,18 +125,6 @@ static int path_err(int r, const char *what, const char *path, char *msg, size_t
         return r;
 }
 
-static int set_str(char **field, const struct ag_attr *a)
-{
-        char *s;
-        int r = ag_attr_str(a, &s);
-
-        if (r < 0)
-                return r;
-        free(*field);
-        *field = s;
-        return 0;
-}
-
 static int decode_xattr(struct ag_lent *e, const struct ag_attr *a, char *msg, size_t msize)
 {
         struct ag_xattr x = {0};
@@ -152,7 +140,7 @@ static int decode_xattr(struct ag_lent *e, const struct ag_attr *a, char *msg, s
         ag_iter_init(&it, a->val, a->len);
         while ((r = ag_iter_next(&it, &sub)) > 0) {
                 if (sub.tag == AG_A_L_XNAME) {
-                        r = set_str(&x.name, &sub);
+                        r = ag_attr_set_str(&x.name, &sub);
                 } else if (sub.tag == AG_A_L_XVALUE) {
                         if (sub.len > AG_LAYER_XVALUE_MAX) {
                                 r = -EPROTO;
@@ -212,11 +200,11 @@ static int decode_attrs(const uint8_t *p, size_t len, struct ag_lent *e, bool *h
         while ((r = ag_iter_next(&it, &a)) > 0) {
                 switch (a.tag) {
                 case AG_A_L_PATH:
-                        r = set_str(&e->path, &a);
+                        r = ag_attr_set_str(&e->path, &a);
                         *has_path = true;
                         break;
                 case AG_A_L_LINK:
-                        r = set_str(&e->link, &a);
+                        r = ag_attr_set_str(&e->link, &a);
                         break;
                 case AG_A_L_XATTR:
                         r = decode_xattr(e, &a, msg, msize);

@@ -413,8 +413,7 @@ int ag_find_str(const uint8_t *payload, size_t len, uint16_t tag, char **ret)
 
 /* ---- decoding helpers ---- */
 
-/* A single-valued string attribute: a repeated one replaces the one before. */
-static int set_str(char **field, const struct ag_attr *a)
+int ag_attr_set_str(char **field, const struct ag_attr *a)
 {
         char *s;
         int r = ag_attr_str(a, &s);
@@ -555,10 +554,10 @@ static int resources_attr(struct ag_resources *r, const struct ag_attr *a)
                 rc = set_bool(&r->has_oom_score_adj, a);
                 break;
         case AG_A_CPUSET_CPUS:
-                rc = set_str(&r->cpuset_cpus, a);
+                rc = ag_attr_set_str(&r->cpuset_cpus, a);
                 break;
         case AG_A_CPUSET_MEMS:
-                rc = set_str(&r->cpuset_mems, a);
+                rc = ag_attr_set_str(&r->cpuset_mems, a);
                 break;
         default:
                 return 0;
@@ -654,10 +653,10 @@ static int mount_decode(const struct ag_attr *outer, struct ag_mount *m)
         while ((r = ag_iter_next(&it, &a)) > 0) {
                 switch (a.tag) {
                 case AG_A_SRC:
-                        r = set_str(&m->src, &a);
+                        r = ag_attr_set_str(&m->src, &a);
                         break;
                 case AG_A_DST:
-                        r = set_str(&m->dst, &a);
+                        r = ag_attr_set_str(&m->dst, &a);
                         break;
                 case AG_A_RO:
                         r = set_bool(&m->ro, &a);
@@ -684,13 +683,13 @@ static int device_decode(const struct ag_attr *outer, struct ag_device *d)
         while ((r = ag_iter_next(&it, &a)) > 0) {
                 switch (a.tag) {
                 case AG_A_SRC:
-                        r = set_str(&d->src, &a);
+                        r = ag_attr_set_str(&d->src, &a);
                         break;
                 case AG_A_DST:
-                        r = set_str(&d->dst, &a);
+                        r = ag_attr_set_str(&d->dst, &a);
                         break;
                 case AG_A_PERMS:
-                        r = set_str(&d->perms, &a);
+                        r = ag_attr_set_str(&d->perms, &a);
                         break;
                 default:
                         r = 0;
@@ -713,9 +712,9 @@ static int spec_attr(struct ag_ctr_spec *s, struct spec_counts *n, const struct 
 
         switch (a->tag) {
         case AG_A_ID:
-                return set_str(&s->id, a);
+                return ag_attr_set_str(&s->id, a);
         case AG_A_NAME:
-                return set_str(&s->name, a);
+                return ag_attr_set_str(&s->name, a);
         case AG_A_LOWER:
                 return strv_add(&s->lower, &n->lower, a);
         case AG_A_ARGV:
@@ -723,7 +722,7 @@ static int spec_attr(struct ag_ctr_spec *s, struct spec_counts *n, const struct 
         case AG_A_ENV:
                 return strv_add(&s->env, &n->env, a);
         case AG_A_CWD:
-                return set_str(&s->cwd, a);
+                return ag_attr_set_str(&s->cwd, a);
         case AG_A_UID:
                 return ag_attr_i64(a, &s->uid);
         case AG_A_GID:
@@ -1039,7 +1038,7 @@ static int iface_decode(const struct ag_attr *outer, struct ag_iface *f)
         while ((r = ag_iter_next(&it, &a)) > 0) {
                 switch (a.tag) {
                 case AG_A_MAC:
-                        r = set_str(&f->mac, &a);
+                        r = ag_attr_set_str(&f->mac, &a);
                         break;
                 case AG_A_ADDR:
                         r = strv_add(&f->addrs, &n_addrs, &a);
@@ -1066,13 +1065,13 @@ static int route_decode(const struct ag_attr *outer, struct ag_route *rt)
         while ((r = ag_iter_next(&it, &a)) > 0) {
                 switch (a.tag) {
                 case AG_A_DST:
-                        r = set_str(&rt->dst, &a);
+                        r = ag_attr_set_str(&rt->dst, &a);
                         break;
                 case AG_A_GW:
-                        r = set_str(&rt->gw, &a);
+                        r = ag_attr_set_str(&rt->gw, &a);
                         break;
                 case AG_A_DEV_MAC:
-                        r = set_str(&rt->dev_mac, &a);
+                        r = ag_attr_set_str(&rt->dev_mac, &a);
                         break;
                 default:
                         r = 0;
@@ -1101,7 +1100,7 @@ static int net_attr(struct ag_net *n, size_t *n_sysctls, const struct ag_attr *a
                 memset(&n->routes[n->n_routes], 0, sizeof(*n->routes));
                 return route_decode(a, &n->routes[n->n_routes++]);
         case AG_A_HOSTNAME:
-                return set_str(&n->hostname, a);
+                return ag_attr_set_str(&n->hostname, a);
         case AG_A_SYSCTL:
                 return strv_add(&n->sysctls, n_sysctls, a);
         default:

@@ -402,6 +402,9 @@ int ag_iter_next(struct ag_iter *it, struct ag_attr *ret);
 int ag_attr_i64(const struct ag_attr *a, int64_t *ret);
 /* The value as a malloc'd NUL-terminated string: 0, -EPROTO (a NUL inside), -ENOMEM. */
 int ag_attr_str(const struct ag_attr *a, char **ret);
+/* A single-valued string attribute into *@field (malloc'd): a repeated one replaces the one
+ * before. 0 or ag_attr_str's -errno. */
+int ag_attr_set_str(char **field, const struct ag_attr *a);
 /* The first attribute @tag of @payload as an integer / string; -ENOENT when absent. */
 int ag_find_i64(const uint8_t *payload, size_t len, uint16_t tag, int64_t *ret);
 int ag_find_str(const uint8_t *payload, size_t len, uint16_t tag, char **ret);
