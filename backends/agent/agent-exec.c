@@ -201,19 +201,6 @@ static struct stream *st_new(enum st_type type, const struct ag_hdr *h)
         return s;
 }
 
-static void send_simple(enum ag_kind kind, uint16_t op, uint32_t sid, const void *d, size_t n)
-{
-        struct ag_buf b;
-
-        ag_buf_init(&b);
-        ag_frame_begin(&b, kind, op, sid, 0);
-        if (n)
-                ag_put_raw(&b, d, n);
-        if (ag_frame_end(&b) == 0)
-                agent_send(&b);
-        ag_buf_done(&b);
-}
-
 static void st_unlink(struct stream *s)
 {
         struct stream **pp;
@@ -272,7 +259,7 @@ void st_ctr_gone(struct ctr *c)
                 if (s->ctr == c) {
                         s->ctr = NULL;
                         if (s->type == ST_ATTACH) {
-                                send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
+                                agent_send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
                                 st_end(s);
                         }
                 }
@@ -309,16 +296,16 @@ static void exec_finish(struct stream *s)
                 struct ag_buf b;
 
                 if (s->out.fd >= 0 || s->tty)
-                        send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
+                        agent_send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
                 if (!s->tty)
-                        send_simple(AG_K_CLOSE, AG_CHAN_STDERR, s->sid, NULL, 0);
+                        agent_send_simple(AG_K_CLOSE, AG_CHAN_STDERR, s->sid, NULL, 0);
                 ag_buf_init(&b);
                 ag_frame_begin(&b, AG_K_EVENT, AG_EV_STREAM_EXIT, s->sid, 0);
                 ag_put_u64(&b, AG_A_EXIT_CODE, s->exit_code);
                 if (ag_frame_end(&b) == 0)
                         agent_send(&b);
                 ag_buf_done(&b);
-                send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
+                agent_send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
         }
         st_end(s);
 }
@@ -367,8 +354,8 @@ static bool st_read_once(struct stream *s, struct ew *w)
         if (n <= 0) {
                 ew_close(w);
                 if (s->type == ST_PORT) {
-                        send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
-                        send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
+                        agent_send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
+                        agent_send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
                         st_end(s);
                 } else if (s->type == ST_EXEC && s->out.fd < 0 && s->err.fd < 0 && s->pid == 0) {
                         exec_finish(s);
@@ -384,7 +371,7 @@ static bool st_read_once(struct stream *s, struct ew *w)
                 if (s->type == ST_EXEC && s->pid == 0)
                         s->drain_ms = agent_mono_ms() + DRAIN_IDLE_MS;
                 s->credit -= (uint32_t)n;
-                send_simple(AG_K_DATA, (uint16_t)chan, s->sid, buf, (size_t)n);
+                agent_send_simple(AG_K_DATA, (uint16_t)chan, s->sid, buf, (size_t)n);
                 if (s->credit == 0)
                         ew_set(w, 0);
         }
@@ -711,7 +698,7 @@ void st_attach_output(struct ctr *c, int chan, const uint8_t *d, size_t n)
                 if (s->type != ST_ATTACH || s->ctr != c || s->credit < n)
                         continue;
                 s->credit -= (uint32_t)n;
-                send_simple(AG_K_DATA, (uint16_t)chan, s->sid, d, n);
+                agent_send_simple(AG_K_DATA, (uint16_t)chan, s->sid, d, n);
         }
 }
 
@@ -721,10 +708,10 @@ void st_attach_eof(struct ctr *c)
                 n = s->next;
                 if (s->type != ST_ATTACH || s->ctr != c)
                         continue;
-                send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
+                agent_send_simple(AG_K_CLOSE, AG_CHAN_STDOUT, s->sid, NULL, 0);
                 if (!s->tty)
-                        send_simple(AG_K_CLOSE, AG_CHAN_STDERR, s->sid, NULL, 0);
-                send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
+                        agent_send_simple(AG_K_CLOSE, AG_CHAN_STDERR, s->sid, NULL, 0);
+                agent_send_simple(AG_K_CLOSE, AG_CHAN_ALL, s->sid, NULL, 0);
                 st_end(s);
         }
 }
@@ -819,7 +806,7 @@ static void grant(struct stream *s, size_t n)
         w[2] = (uint8_t)(s->consumed >> 8);
         w[3] = (uint8_t)s->consumed;
         s->consumed = 0;
-        send_simple(AG_K_WINDOW, AG_CHAN_STDIN, s->sid, w, 4);
+        agent_send_simple(AG_K_WINDOW, AG_CHAN_STDIN, s->sid, w, 4);
 }
 
 static int in_fd(struct stream *s)

@@ -116,26 +116,13 @@ int layer_init(void)
 
 /* ---- frames ---- */
 
-static void send_simple(enum ag_kind kind, uint16_t op, uint32_t sid, const void *d, size_t n)
-{
-        struct ag_buf b;
-
-        ag_buf_init(&b);
-        ag_frame_begin(&b, kind, op, sid, 0);
-        if (n)
-                ag_put_raw(&b, d, n);
-        if (ag_frame_end(&b) == 0)
-                agent_send(&b);
-        ag_buf_done(&b);
-}
-
 /* The stream's end: the reason on STDERR when it failed, STREAM_EXIT, CLOSE ALL. */
 static void send_end(uint32_t sid, int err, const char *msg)
 {
         struct ag_buf b;
 
         if (err && msg[0])
-                send_simple(AG_K_DATA, AG_CHAN_STDERR, sid, msg, strlen(msg));
+                agent_send_simple(AG_K_DATA, AG_CHAN_STDERR, sid, msg, strlen(msg));
         ag_buf_init(&b);
         ag_frame_begin(&b, AG_K_EVENT, AG_EV_STREAM_EXIT, sid, 0);
         ag_put_u64(&b, AG_A_EXIT_CODE, err);
@@ -146,7 +133,7 @@ static void send_end(uint32_t sid, int err, const char *msg)
         if (ag_frame_end(&b) == 0)
                 agent_send(&b);
         ag_buf_done(&b);
-        send_simple(AG_K_CLOSE, AG_CHAN_ALL, sid, NULL, 0);
+        agent_send_simple(AG_K_CLOSE, AG_CHAN_ALL, sid, NULL, 0);
 }
 
 static void put_layer_attrs(struct ag_buf *b, const char *id, bool present)
@@ -870,7 +857,7 @@ bool layer_data(const struct ag_hdr *h, const uint8_t *p)
         w[3] = (uint8_t)lp->consumed;
         lp->recv_left += lp->consumed;
         lp->consumed = 0;
-        send_simple(AG_K_WINDOW, AG_CHAN_STDIN, lp->sid, w, sizeof(w));
+        agent_send_simple(AG_K_WINDOW, AG_CHAN_STDIN, lp->sid, w, sizeof(w));
         return true;
 }
 

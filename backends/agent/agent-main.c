@@ -232,6 +232,19 @@ static void flush_out(void)
         }
 }
 
+void agent_send_simple(enum ag_kind kind, uint16_t op, uint32_t sid, const void *d, size_t n)
+{
+        struct ag_buf b;
+
+        ag_buf_init(&b);
+        ag_frame_begin(&b, kind, op, sid, 0);
+        if (n)
+                ag_put_raw(&b, d, n);
+        if (ag_frame_end(&b) == 0)
+                agent_send(&b);
+        ag_buf_done(&b);
+}
+
 void agent_send(struct ag_buf *b)
 {
         if (conn_w.fd < 0 || b->err || b->len == 0)

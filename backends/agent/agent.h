@@ -57,6 +57,8 @@ int64_t agent_mono_ms(void); /* CLOCK_MONOTONIC */
 bool agent_connected(void);
 /* Queues a finished frame (ag_frame_end done) for the host; dropped when none is connected. */
 void agent_send(struct ag_buf *b);
+/* Queues a frame of @kind with no id: @op, stream @sid and the raw payload @d (@n bytes). */
+void agent_send_simple(enum ag_kind kind, uint16_t op, uint32_t sid, const void *d, size_t n);
 /* A RESP with ERRNO (positive @err) and a message. */
 void agent_resp_err(const struct ag_hdr *h, int err, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -341,7 +341,7 @@ static void test_present_and_lowers(void **state)
 {
         struct fake f = {.fail_at = -1, .has_present = true};
         struct ag_client *c = start(&f);
-        const char *chains[] = {CHAIN, CHAIN + 7, NULL};
+        const char *chains[] = {CHAIN, &CHAIN[7], NULL};
         const char *dirs[] = {"/nonexistent/a", "/nonexistent/b", NULL};
         struct sh_error err = {0};
         char **lowers = NULL;
