@@ -384,7 +384,10 @@ static int mount_overlay(struct ctr *c, char *msg, size_t msize)
                 }
                 len += (size_t)snprintf(opts + len, cap - len, "%s%s", l, i ? ":" : "");
         }
-        snprintf(opts + len, cap - len, ",upperdir=%s/upper,workdir=%s/work", c->dir, c->dir);
+        /* In a user namespace overlay cannot use trusted.* xattrs: its marks are in user.* (the
+         * layer writer puts the opaque marks there, agent-layer.c). */
+        snprintf(opts + len, cap - len, ",upperdir=%s/upper,workdir=%s/work%s", c->dir, c->dir,
+                 agent_cfg.userns ? ",userxattr" : "");
         if (n == 0) {
                 snprintf(msg, msize, "no lower layer");
                 r = -EINVAL;
@@ -578,7 +581,22 @@ static int setup_dev(int rootfd, bool privileged, char *msg, size_t msize)
         close(dfd);
         if (real < 0)
                 return -errno;
-        for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++)
+        for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+                char src[32], dst[32];
+
+                /* In a user namespace mknod fails, and a node on this tmpfs would not open
+                 * anyway (the kernel makes it nodev there): the agent's own device is bind
+                 * mounted on an empty file, as LXC makes an unprivileged CT's /dev. */
+                if (agent_cfg.userns) {
+                        snprintf(src, sizeof(src), "/dev/%s", nodes[i].name);
+                        snprintf(dst, sizeof(dst), "/dev/%s", nodes[i].name);
+                        r = mount_at(rootfd, src, dst, NULL, MS_BIND, NULL, true, msg, msize);
+                        if (r < 0) {
+                                close(real);
+                                return r;
+                        }
+                        continue;
+                }
                 if (mknodat(real, nodes[i].name, S_IFCHR | 0666,
                             makedev(nodes[i].maj, nodes[i].min)) < 0) {
                         r = -errno;
@@ -586,6 +604,7 @@ static int setup_dev(int rootfd, bool privileged, char *msg, size_t msize)
                         close(real);
                         return r;
                 }
+        }
         symlinkat("pts/ptmx", real, "ptmx");
         symlinkat("/proc/self/fd", real, "fd");
         symlinkat("/proc/self/fd/0", real, "stdin");

@@ -14,11 +14,17 @@
  * Device nodes other than the overlay whiteout (char 0/0) and overlay xattrs other than
  * trusted.overlay.opaque=y on a directory are refused. A failed or abandoned PUT removes
  * its temp dir (by fd: sh_rm_rf_at).
+ *
+ * In a user namespace that maps only some ids (an unprivileged CT, agent-idmap.c) the
+ * opaque mark is written as user.overlay.opaque (the agent mounts overlay with userxattr
+ * there), other trusted.* attributes cannot be set and are dropped (logged), and an owner
+ * outside the map becomes the overflow id (65534), as the kernel shows an unmapped owner.
  */
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -524,6 +530,21 @@ static int xattr_check(const struct ag_lent *e, const struct ag_xattr *x, char *
                          x->name);
 }
 
+static void owner_of(const struct ag_lent *e, uid_t *uid, gid_t *gid)
+{
+        static bool told;
+
+        *uid = agent_map_id(false, e->uid);
+        *gid = agent_map_id(true, e->gid);
+        if ((*uid != e->uid || *gid != e->gid) && !told) {
+                told = true;
+                agent_log("layer entry '%.200s': owner %" PRIu32 ":%" PRIu32
+                          " is outside this user namespace's id map: given %u:%u (further "
+                          "ones not logged)",
+                          e->path, e->uid, e->gid, (unsigned)*uid, (unsigned)*gid);
+        }
+}
+
 /* Sets @e's xattrs on @fd, or (@fd < 0) on @base of directory @dfd without following it. */
 static int set_xattrs(const struct ag_lent *e, int fd, int dfd, const char *base, char *msg,
                       size_t msize)
@@ -535,17 +556,27 @@ static int set_xattrs(const struct ag_lent *e, int fd, int dfd, const char *base
         for (size_t i = 0; i < e->n_xattrs; i++) {
                 const struct ag_xattr *x = &e->xattrs[i];
                 int r = xattr_check(e, x, msg, msize);
+                bool opaque = strcmp(x->name, "trusted.overlay.opaque") == 0;
+                const char *name = opaque && agent_cfg.userns ? "user.overlay.opaque" : x->name;
 
                 if (r < 0)
                         return r;
                 /* The directory's fd is followed (a magic link to it); @base is not. */
-                r = fd >= 0 ? fsetxattr(fd, x->name, x->value, x->len, 0)
-                            : lsetxattr(proc, x->name, x->value, x->len, 0);
+                r = fd >= 0 ? fsetxattr(fd, name, x->value, x->len, 0)
+                            : lsetxattr(proc, name, x->value, x->len, 0);
                 if (r == 0)
                         continue;
+                /* trusted.* needs CAP_SYS_ADMIN of the first user namespace. */
+                if (errno == EPERM && agent_cfg.userns && !opaque &&
+                    strncmp(x->name, "trusted.", 8) == 0) {
+                        agent_log("layer entry '%.200s': xattr %s cannot be set in a user "
+                                  "namespace: dropped",
+                                  e->path, x->name);
+                        continue;
+                }
                 /* A file system without that namespace (user.* on an older tmpfs): the
                  * image's attribute is dropped. Never overlay's opaque mark. */
-                if (errno == EOPNOTSUPP && strcmp(x->name, "trusted.overlay.opaque") != 0) {
+                if (errno == EOPNOTSUPP && !opaque) {
                         agent_log("layer entry '%.200s': xattr %s not supported here: dropped",
                                   e->path, x->name);
                         continue;
@@ -560,9 +591,12 @@ static int set_xattrs(const struct ag_lent *e, int fd, int dfd, const char *base
 static int meta_fd(const struct ag_lent *e, int fd, bool times, char *msg, size_t msize)
 {
         struct timespec ts[2];
+        uid_t uid;
+        gid_t gid;
         int r;
 
-        if (fchown(fd, e->uid, e->gid) < 0)
+        owner_of(e, &uid, &gid);
+        if (fchown(fd, uid, gid) < 0)
                 return entry_err(e, -errno, msg, msize, "chown: %s", strerror(errno));
         if (fchmod(fd, e->mode) < 0)
                 return entry_err(e, -errno, msg, msize, "chmod: %s", strerror(errno));
@@ -579,9 +613,12 @@ static int meta_fd(const struct ag_lent *e, int fd, bool times, char *msg, size_
 static int meta_at(const struct ag_lent *e, int dfd, const char *base, char *msg, size_t msize)
 {
         struct timespec ts[2];
+        uid_t uid;
+        gid_t gid;
         int r;
 
-        if (fchownat(dfd, base, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+        owner_of(e, &uid, &gid);
+        if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return entry_err(e, -errno, msg, msize, "chown: %s", strerror(errno));
         if (e->type != AG_LT_SYMLINK && fchmodat(dfd, base, e->mode, AT_SYMLINK_NOFOLLOW) < 0)
                 return entry_err(e, -errno, msg, msize, "chmod: %s", strerror(errno));

@@ -1185,6 +1185,7 @@ int main(int argc, char **argv)
                 prctl(PR_SET_DUMPABLE, 0);
         }
 
+        agent_idmap_init();
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
         if (agent_cfg.ct) {

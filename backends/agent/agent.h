@@ -48,8 +48,14 @@ struct agent_cfg {
         bool have_cgroups;
         char boot_id[40];
         uint64_t layer_max_bytes; /* one LAYER_PUT stream at most */
+        bool userns; /* in a user namespace that maps only some ids (an unprivileged CT) */
 };
 extern struct agent_cfg agent_cfg;
+
+/* ---- agent-idmap.c: the user namespace ---- */
+void agent_idmap_init(void); /* sets agent_cfg.userns */
+/* @id if the agent's user namespace maps it, else the kernel's overflow id (65534). */
+uint32_t agent_map_id(bool gid, uint32_t id);
 
 /* ---- agent-main.c: the loop and the connection ---- */
 int64_t agent_now_ns(void);  /* CLOCK_REALTIME */

@@ -525,7 +525,7 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
         P("rootfs", px->o.rootfs);
         P("features", "nesting=1");
         P("ostype", "unmanaged");
-        P("unprivileged", "0");
+        P("unprivileged", "1");
         P("tags", px->tags);
         P("description", desc);
         if (px->o.dns)

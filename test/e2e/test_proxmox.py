@@ -21,6 +21,7 @@ import kstream as K
 from conftest import pb
 from test_containers import EMPTY_CTRS, Ctrs, cap_eff, images, security, sleeper  # noqa: F401
 from test_microvm import StreamVmPods
+from test_pvefake import free_subnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pvefake"))
 from pvefake_client import PveFake  # noqa: E402
@@ -28,7 +29,7 @@ from pvefake_client import PveFake  # noqa: E402
 HAVE_LXC = os.geteuid() == 0 and os.path.exists("/usr/bin/lxc-start")
 pytestmark = pytest.mark.skipif(not HAVE_LXC, reason="the fake's --run-cts needs root and lxc")
 T = 90
-NET = "10.88.7"
+NET = free_subnet()  # the fake's bridge: a /24 of its own, so that two runs do not collide
 TOKEN = "root@pam!runt=" + "4f1c2d3e-1111-2222-3333-444455556666"
 
 
@@ -188,6 +189,56 @@ def test_two_container_pod_exec_logs_exit_codes(pods):
         ("GET", "/cluster/nextid"), ("POST", "CT"), ("PUT", "CT/config"),
         ("POST", "CT/status/start"), ("PUT", "CT/config"), ("GET", "CT/config"),
         ("DELETE", "CT")], calls
+
+
+def test_unprivileged_ct_layers_ids_and_overlay(pods, registry, tmp_path):
+    """The CT is unprivileged (PVE refuses feature flags on a privileged CT to any API
+    token): its root is uid 100000 on the node. The agent unpacks layers there with the
+    opaque mark in user.overlay.opaque, an owner outside the id map as 65534 and a trusted.*
+    xattr dropped, and mounts overlay with userxattr, so deletions and opaque directories
+    work in the lower layers and in the container's upper one."""
+    import registry as R
+    from registry import Dir, File, Opaque, Whiteout
+
+    lay = R.OciLayout.create(tmp_path)
+    R.busybox_image(lay, "base", cmd=["/bin/sh"], env=["PATH=/bin"])
+    lay.append_layer("base", R.layer_tar([
+        Dir("data"), Whiteout("data/remove-me"), File("data/added", "added\n"),
+        Dir("opq"), Opaque("opq"), File("opq/new1", "new1\n"),
+        File("far", "far\n", uid=70000, gid=70001),
+        File("near", "near\n", uid=1234, gid=5678),
+        File("xa", "xa\n", xattrs={"user.test": "hello", "trusted.test": "t"}),
+    ]), new_tag="layered")
+    ref = f"{registry.host}/pve/layered:1"
+    lay.push("layered", registry.host, ref.split("/", 1)[1])
+    v = pods
+    v.d.image().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=T)
+    v.images["layered"] = ref
+    pod, cfg = v.pod("unpriv")
+    vmid, ct = pve_state(v, pod)
+    assert ct["config"].get("unprivileged") == "1", ct["config"]
+    r = subprocess.run(["lxc-info", "-n", str(vmid), "-P", str(Path(v.pve.dir) / "lxc"), "-pH"],
+                       capture_output=True, text=True)
+    init = int(r.stdout.strip())
+    assert Path(f"/proc/{init}/uid_map").read_text().split() == ["0", "100000", "65536"]
+    assert os.stat(f"/proc/{init}").st_uid == 100000
+    c = v.run_ctr(pod, cfg, "c", image="layered", **sleeper())
+    r = v.exec(c, ["/bin/sh", "-c",
+                   "ls /data; echo --; ls -a /opq; echo --; stat -c '%u:%g' /far /near; "
+                   "echo --; cat /xa; ls -l /dev/null; head -c 4 /dev/zero | wc -c; "
+                   "echo x > /dev/null && echo null-ok"])
+    assert r.exit_code == 0, r
+    out = r.stdout.decode().split("--\n")
+    assert out[0].split() == ["added", "keep"], out
+    assert out[1].split() == [".", "..", "new1"], out
+    assert out[2].split() == ["65534:65534", "1234:5678"], out
+    assert out[3].startswith("xa\ncrw-rw-rw-") and "4\nnull-ok\n" in out[3], out
+    # In the upper layer: a lower directory removed and made again is empty (an opaque
+    # mark overlay sets in user.*), a removed lower file stays gone.
+    r = v.exec(c, ["/bin/sh", "-c", "rm -r /opq /data/keep && mkdir /opq && ls -a /opq && "
+                   "echo -- && ls /data"])
+    assert r.exit_code == 0 and r.stdout.decode().split() == [".", "..", "--", "added"], r
+    finish(v, pod)
 
 
 def non_poll_calls(v):

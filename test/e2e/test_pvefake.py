@@ -558,6 +558,20 @@ def test_create_checks(fresh):
     assert [(v["volid"], v["vmid"], v["content"], v["format"]) for v in body["data"]] == [
         ("local-lvm:vm-303-disk-0", 303, "rootdir", "raw"),
         ("local-lvm:vm-303-disk-1", 303, "rootdir", "raw")]
+    # Feature flags (PVE::LXC::check_ct_modify_config_perm): an API token, even root@pam's,
+    # may set only nesting, and only on an unprivileged CT (the default at create).
+    priv = "changing feature flags for privileged container is only allowed for root@pam"
+    other = "changing feature flags (except nesting) is only allowed for root@pam"
+    for params, msg in (({"unprivileged": 0, "features": "nesting=1"}, priv),
+                        ({"features": "nesting=1,keyctl=1"}, other)):
+        st, reason, _ = fresh.api("POST", "/nodes/node1/lxc", dict(
+            vmid=304, ostemplate=vol, storage="local-lvm", **params))
+        assert (st, reason) == (403, "Permission check failed (%s)" % msg), params
+    assert "304" not in fresh.state()["cts"]
+    assert fresh.api("GET", "/nodes/node1/lxc/303/config")[2]["data"]["unprivileged"] == 1
+    st, reason, _ = fresh.api("PUT", "/nodes/node1/lxc/303/config", {"features": "fuse=1"})
+    assert (st, reason) == (403, "Permission check failed (%s)" % other)
+    assert fresh.api("PUT", "/nodes/node1/lxc/303/config", {"features": "nesting=1"})[0] == 200
 
 
 def test_oci_create_overwrites_entrypoint_and_env(fresh, tmp_path):
@@ -1150,6 +1164,8 @@ def test_run_ct_layers_whiteouts_and_quoted_entrypoint(ctpve, tmp_path):
     assert sorted(os.listdir(root / "data")) == ["b", "c", "d"]
     assert os.listdir(root / "opq") == ["y"]
     assert (root / "data" / "b").stat().st_mode & 0o777 == 0o600
+    # unprivileged (the default): unpacked with the CT's id map, root is 100000 on the host
+    assert (os.stat(root).st_uid, (root / "data" / "b").stat().st_gid) == (100000, 100000)
     assert os.stat(root / "data" / "c").st_ino == os.stat(root / "data" / "b").st_ino
     assert (root / "data" / "d").read_bytes() == b"through a symlink"
     assert not (Path(ctpve.dir) / "cts" / "1003" / "escape").exists()

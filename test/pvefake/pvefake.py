@@ -1043,6 +1043,7 @@ class API:
                   "unique", "force", "password", "ssh-public-keys", "pool", "debug"):
             p.pop(k, None)
         unpriv = perl_str(ctx.params.get("unprivileged", "1"))
+        self.check_features_perm(ctx.user, None, p.get("features"), unpriv == "1")
         with f.lock:
             other = f.cts.get(vmid)
             if other is not None:
@@ -1130,6 +1131,25 @@ class API:
                 self.start_ct(ct, node, user)
 
         return f.start_task(node, "vzcreate", str(vmid), user, work)
+
+    @staticmethod
+    def check_features_perm(user, old, new, unprivileged):
+        """PVE::LXC::check_ct_modify_config_perm for `features`: only root@pam itself (not a
+        token of it) may set feature flags on a privileged CT, or any flag but nesting."""
+        if user == "root@pam" or new is None:
+            return
+        if not unprivileged:
+            raise PVEError(403, "Permission check failed (changing feature flags for privileged "
+                                "container is only allowed for root@pam)\n")
+
+        def flags(text):
+            return {k: v for k, _, v in (x.partition("=") for x in perl_str(text or "")
+                                         .split(",") if x)}
+        newf, oldf = flags(new), flags(old)
+        changed = {k for k in set(newf) | set(oldf) if newf.get(k) != oldf.get(k)}
+        if (changed - {"nesting"}) if old else (set(newf) - {"nesting"}):
+            raise PVEError(403, "Permission check failed (changing feature flags (except "
+                                "nesting) is only allowed for root@pam)\n")
 
     def net_string(self, d):
         fmt = self.f.schema.find("POST", "/nodes/x/lxc")[1]["parameters"]["net0"]["format"]
@@ -1422,6 +1442,10 @@ class API:
                     if opt in p:
                         raise ParamError({"delete": "you can't use '-%s' and -delete %s' at "
                                                     "the same time" % (opt, opt)})
+                if "features" in p or "features" in delete:
+                    self.check_features_perm(ctx.user, ct.config.get("features"),
+                                             p.get("features", ""),
+                                             ct.config.get("unprivileged") == "1")
                 for opt in delete:
                     ct.config.pop(opt, None)
                 for k, v in p.items():
@@ -2383,9 +2407,26 @@ class _Chain:
         return self.rest.read(n)
 
 
-def apply_layer(root, tarpath):
+ID_SHIFT, ID_COUNT = 100000, 65536   # PVE's default id map of an unprivileged CT
+
+
+def _owner(m, shift):
+    """The host uid, gid of member @m in a CT whose ids start at @shift (0: privileged).
+    Unprivileged, PVE unpacks in the CT's user namespace, where an id outside the map fails."""
+    if not shift:
+        return m.uid, m.gid
+    for what, i in (("uid", m.uid), ("gid", m.gid)):
+        if i >= ID_COUNT:
+            raise OCIError("%s: Cannot change ownership to %s %d: Invalid argument"
+                           % (m.name, what, i))
+    return m.uid + shift, m.gid + shift
+
+
+def apply_layer(root, tarpath, shift=0):
     """Applies one plain-tar layer to @root: whiteouts (.wh.<name>) and opaque markers
-    (.wh..wh..opq) first, against the lower layers, then the entries."""
+    (.wh..wh..opq) first, against the lower layers, then the entries. Ownership is moved up
+    by @shift (an unprivileged CT's id map), and device nodes are skipped there, as an
+    unpack in a user namespace cannot make them."""
     with tarfile.open(tarpath, "r:") as tf:
         members = tf.getmembers()
         for m in members:
@@ -2415,7 +2456,7 @@ def apply_layer(root, tarpath):
                     _remove(path)
                     os.mkdir(path)
                 os.chmod(path, m.mode & 0o7777)
-                os.lchown(path, m.uid, m.gid)
+                os.lchown(path, *_owner(m, shift))
                 continue
             if m.islnk():
                 links.append((m, path))
@@ -2429,7 +2470,7 @@ def apply_layer(root, tarpath):
                     shutil.copyfileobj(tf.extractfile(m), out, 1 << 20)
             elif m.isfifo():
                 os.mkfifo(path)
-            elif m.ischr() or m.isblk():
+            elif (m.ischr() or m.isblk()) and not shift:
                 kind = 0o020000 if m.ischr() else 0o060000
                 try:
                     os.mknod(path, kind | (m.mode & 0o777), os.makedev(m.devmajor, m.devminor))
@@ -2437,7 +2478,7 @@ def apply_layer(root, tarpath):
                     continue
             else:
                 continue
-            os.lchown(path, m.uid, m.gid)
+            os.lchown(path, *_owner(m, shift))
             if not m.issym():
                 os.chmod(path, m.mode & 0o7777)
                 os.utime(path, (m.mtime, m.mtime))
@@ -2455,11 +2496,13 @@ def apply_layer(root, tarpath):
             os.link(target, path, follow_symlinks=False)
 
 
-def extract_oci(archive, root, tmpdir):
-    """Unpacks the image in OCI archive @archive into the new directory @root."""
+def extract_oci(archive, root, tmpdir, shift=0):
+    """Unpacks the image in OCI archive @archive into the new directory @root, its ids moved
+    up by @shift (apply_layer)."""
     image, layers = oci_read_image(archive)
     os.makedirs(root, exist_ok=False)
     os.chmod(root, 0o755)
+    os.chown(root, shift, shift)
     with tarfile.open(archive, "r:") as tf:
         for digest, media in layers:
             algo, _, hexd = digest.partition(":")
@@ -2469,12 +2512,13 @@ def extract_oci(archive, root, tmpdir):
                 f = tf.extractfile("./blobs/%s/%s" % (algo, hexd))
             plain = _plain_layer(f, media, tmpdir)
             try:
-                apply_layer(root, plain)
+                apply_layer(root, plain, shift)
             finally:
                 os.unlink(plain)
     for d in ("dev", "proc", "sys", "tmp"):
         if not os.path.lexists(os.path.join(root, d)):
             os.mkdir(os.path.join(root, d), 0o1777 if d == "tmp" else 0o755)
+            os.chown(os.path.join(root, d), shift, shift)
     return image
 
 
@@ -2545,6 +2589,9 @@ class LxcRunner:
             raise SystemExit("--run-cts needs root")
         os.makedirs(self.lxcpath, exist_ok=True)
         os.makedirs(self.ctdir, exist_ok=True)
+        # an unprivileged CT's root (host uid 100000) must reach its rootfs
+        for d in (self.f.dir, self.ctdir):
+            os.chmod(d, 0o711)
         used = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show"], check=True,
                                          capture_output=True, text=True).stdout or "[]")
         for name, (host, cidr) in self.bridge_map.items():
@@ -2608,6 +2655,10 @@ class LxcRunner:
     def rootfs(self, ct):
         return os.path.join(self.ctdir, str(ct.vmid), "rootfs")
 
+    @staticmethod
+    def shift(ct):
+        return ID_SHIFT if ct.config.get("unprivileged") == "1" else 0
+
     def wants(self, ct):
         return os.path.isdir(self.rootfs(ct))
 
@@ -2618,7 +2669,7 @@ class LxcRunner:
             shutil.rmtree(d)
         os.makedirs(d)
         try:
-            extract_oci(archive, self.rootfs(ct), d)
+            extract_oci(archive, self.rootfs(ct), d, self.shift(ct))
         except (OCIError, tarfile.TarError, OSError, KeyError, ValueError) as e:
             shutil.rmtree(d, ignore_errors=True)
             raise TaskError("failed to extract OCI image: %s" % e)
@@ -2653,6 +2704,9 @@ class LxcRunner:
                  "lxc.cgroup.dir.container = %s/ct%d" % (self.cgroup_base, vmid),
                  "lxc.cgroup.dir.monitor = %s/monitor-ct%d" % (self.cgroup_base, vmid),
                  "lxc.environment = TERM=linux"]
+        if self.shift(ct):
+            lines += ["lxc.idmap = u 0 %d %d" % (ID_SHIFT, ID_COUNT),
+                      "lxc.idmap = g 0 %d %d" % (ID_SHIFT, ID_COUNT)]
         entry = c.get("entrypoint") or "/sbin/init"
         for text in [entry] + (c.get("env") or "").split("\0"):
             if "\n" in text or "\r" in text:
