@@ -22,11 +22,11 @@ from test_containers import EMPTY_CTRS, Ctrs, images, mounts_under, sleeper  # n
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 KERNELS = sorted(Path("/boot").glob("vmlinuz-*"))
+HAVE_VM = os.path.exists(QEMU) and bool(KERNELS) and os.path.exists("/usr/lib/qemu/virtiofsd")
+NO_VM = "qemu-system-x86 and a guest kernel are not installed"
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="microVMs need root"),
-    pytest.mark.skipif(not os.path.exists(QEMU) or not KERNELS or
-                       not os.path.exists("/usr/lib/qemu/virtiofsd"),
-                       reason="qemu-system-x86 and a guest kernel are not installed"),
+    pytest.mark.skipif(not HAVE_VM, reason=NO_VM),
 ]
 T = 90
 
@@ -78,13 +78,17 @@ def vms(runtd_factory, tmp_path, images):
     v = VmPods(runtd_factory, tmp_path, images, runtimes={
         "lxc": ("lxc", {}), "microvm": ("microvm", {"console": "true"})})
     yield v
-    # What the guests said, for a test that failed (pytest shows it then).
+    print_vm_logs(v)
+    reap(v)
+
+
+def print_vm_logs(v):
+    """What the guests said, for a test that failed (pytest shows it then)."""
     for d in v.vm_dirs():
         for f in ("console.log", "qemu.log", "virtiofsd.log"):
             p = v.d.run_dir / "microvm" / d / f
             if p.exists():
                 print(f"--- {d}/{f}\n" + p.read_text(errors="replace")[-4000:])
-    reap(v)
 
 
 def reap(v):
@@ -234,11 +238,7 @@ def svms(runtd_factory, tmp_path, images):
     v = StreamVmPods(runtd_factory, tmp_path, images, streaming=STREAMING, stats=STATS,
                      runtimes={"lxc": ("lxc", {}), "microvm": ("microvm", {"console": "true"})})
     yield v
-    for d in v.vm_dirs():
-        for f in ("console.log", "qemu.log", "virtiofsd.log"):
-            p = v.d.run_dir / "microvm" / d / f
-            if p.exists():
-                print(f"--- {d}/{f}\n" + p.read_text(errors="replace")[-4000:])
+    print_vm_logs(v)
     reap(v)
 
 

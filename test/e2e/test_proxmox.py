@@ -19,8 +19,9 @@ import pytest
 
 import kstream as K
 from conftest import pb
-from test_containers import EMPTY_CTRS, Ctrs, cap_eff, images, security, sleeper  # noqa: F401
-from test_microvm import StreamVmPods
+from test_containers import (EMPTY_CTRS, Ctrs, cap_eff, images, mounts_under,  # noqa: F401
+                             security, sleeper)
+from test_microvm import HAVE_VM, NO_VM, StreamVmPods, VmPods, print_vm_logs, qemu_pids, reap
 from test_pvefake import free_subnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pvefake"))
@@ -58,6 +59,8 @@ class PvePods(Ctrs):
     attach_url = StreamVmPods.attach_url
     pf_url = StreamVmPods.pf_url
     wait_listening = StreamVmPods.wait_listening
+    # A runtd with a microvm handler too (more_runtimes) leaves no VM either.
+    vm_dirs = VmPods.vm_dirs
 
     def leases(self):
         d = self.d.state_dir / "proxmox" / "ipam" / "proxmox"
@@ -72,10 +75,13 @@ class PvePods(Ctrs):
         lxc = Path(self.pve.dir) / "lxc"
         left["lxc_host"] = sorted(x for x in os.listdir(lxc)
                                   if (lxc / x / "config").exists()) if lxc.exists() else []
+        left["vms"] = self.vm_dirs()
+        left["qemu"] = qemu_pids(self.d.run_dir)
+        left["mounts"] += mounts_under(self.d.run_dir)
         return left
 
 
-EMPTY_PVE = dict(EMPTY_CTRS, cts=[], tasks=[], leases=[], lxc_host=[])
+EMPTY_PVE = dict(EMPTY_CTRS, cts=[], tasks=[], leases=[], lxc_host=[], vms=[], qemu=[])
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +103,20 @@ def pods(runtd_factory, tmp_path, images, pve):
     v = PvePods(runtd_factory, tmp_path, images, pve)
     yield v
     v.cleanup()
+
+
+@pytest.fixture
+def vm_pods(runtd_factory, tmp_path, images, pve):
+    """PvePods whose runtd has the microvm handler as well."""
+    if not HAVE_VM:
+        pytest.skip(NO_VM)
+    for n in pve.nodes:
+        pve.set_node(n, True)
+    v = PvePods(runtd_factory, tmp_path, images, pve,
+                more_runtimes={"microvm": ("microvm", {"console": "true"})})
+    yield v
+    print_vm_logs(v)
+    reap(v)
 
 
 def finish(v, *pods_):
@@ -617,10 +637,12 @@ def test_null_fields_in_replies(pods):
     finish(v, pod, p2)
 
 
-def test_lxc_and_proxmox_pods_reach_each_other(pods):
-    """The lxc pod is on its CNI bridge, the proxmox pod's CT on the fake's bridge; both
-    bridges are this host's, which routes between them when it forwards IPv4."""
-    v = pods
+def test_lxc_microvm_and_proxmox_pods_reach_each_other(vm_pods):
+    """Three pods in one runtd, each serving a page and fetching the other two's by pod IP:
+    the lxc pod and the microvm pod (a tap in its netns redirected to the guest) on the
+    suite's CNI bridge, the proxmox pod's CT on the fake's bridge. Both bridges are this
+    host's, which routes between them when it forwards IPv4."""
+    v = vm_pods
     if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
         pytest.skip("this host does not forward IPv4: the two bridges are not routed")
     # The suite's CNI network gives a pod no default route: add one via its bridge.
@@ -628,29 +650,34 @@ def test_lxc_and_proxmox_pods_reach_each_other(pods):
                            "isDefaultGateway": True, "ipMasq": False,
                            "ipam": {"type": "host-local", "dataDir": str(v.ipam),
                                     "ranges": [[{"subnet": v.prefix + "0/24"}]]}}])
-    pp, pcfg = v.pod("pve")
-    web = v.run_ctr(pp, pcfg, "web", command=[
-        "/bin/sh", "-c", "mkdir -p /tmp/w && echo from-pve > /tmp/w/i && "
-        "exec busybox httpd -f -p 8080 -h /tmp/w"])
-    lp, lcfg = v.pod("lxc", handler="lxc")
-    lweb = v.run_ctr(lp, lcfg, "web", command=[
-        "/bin/sh", "-c", "mkdir -p /tmp/w && echo from-lxc > /tmp/w/i && "
-        "exec busybox httpd -f -p 8080 -h /tmp/w"])
-    v.wait_listening(web, [8080])
-    v.wait_listening(lweb, [8080])
-    pip = v.status(pp).status.network.ip
-    lip = v.status(lp).status.network.ip
+    web = {}  # handler -> (pod, its web container)
+    for handler in ("proxmox", "lxc", "microvm"):
+        pod, cfg = v.pod(handler, handler=handler)
+        web[handler] = pod, v.run_ctr(pod, cfg, "web", command=[
+            "/bin/sh", "-c", f"mkdir -p /tmp/w && echo from-{handler} > /tmp/w/i && "
+            "exec busybox httpd -f -p 8080 -h /tmp/w"])
+    for _, cid in web.values():
+        v.wait_listening(cid, [8080])
+    ips = {h: v.status(pod).status.network.ip for h, (pod, _) in web.items()}
+    assert ips["lxc"].startswith(v.prefix) and ips["microvm"].startswith(v.prefix), ips
+    assert ips["proxmox"].startswith(NET + "."), ips
+    # Off-subnet traffic leaves both CNI pods through the bridge, the guest's as the netns's.
+    for h in ("lxc", "microvm"):
+        out = v.exec(web[h][1], ["busybox", "ip", "-4", "route"]).stdout.decode()
+        assert f"default via {v.prefix}1 dev eth0" in out, (h, out)
 
     def get(cid, ip):
         return v.exec(cid, ["/bin/sh", "-c", "printf 'GET /i HTTP/1.0\\r\\n\\r\\n' | "
                                              f"busybox nc -w 5 {ip} 8080"], timeout=15)
 
-    r = get(lweb, pip)
-    assert r.stdout.endswith(b"from-pve\n"), (r, pip)
-    r = get(web, lip)
-    assert r.stdout.endswith(b"from-lxc\n"), (r, lip)
-    print(f"\nlxc pod {lip} <-> proxmox pod {pip}: reachable both ways")
-    finish(v, pp, lp)
+    got = {(src, dst): get(cid, ips[dst]) for src, (_, cid) in web.items()
+           for dst in web if dst != src}
+    assert len(got) == 6
+    failed = {k: r for k, r in got.items() if not r.stdout.endswith(f"from-{k[1]}\n".encode())}
+    assert not failed, (ips, failed)
+    print("\n" + ", ".join(f"{h} pod {ip}" for h, ip in ips.items()) +
+          ": each reaches the other two")
+    finish(v, *(pod for pod, _ in web.values()))
 
 
 def test_update_resources_grows_the_ct(pods):
