@@ -80,6 +80,8 @@ static bool shutting_down;
 
 /* TLS: the server context, and the connection's session while it is one. */
 static SSL_CTX *tls_ctx;
+static uint8_t *tls_ca; /* the CA's certificate (DER), kept for TLS_RENEW */
+static size_t tls_ca_len;
 static SSL *conn_ssl;
 static bool conn_ssl_failed;      /* a fatal error: no close_notify */
 static uint32_t rd_want, wr_want; /* the epoll event a TLS read / write waits for */
@@ -405,6 +407,52 @@ static void op_shutdown(const struct ag_hdr *h)
         shutting_down = true;
 }
 
+/*
+ * TLS_RENEW: the next certificate and key, from runtd over the connection it authenticated.
+ * The connections made from here on get them (a connection keeps the context it was made
+ * with); the context they replace is freed once its last connection ends.
+ */
+static void op_tls_renew(const struct ag_hdr *h, const uint8_t *p)
+{
+        struct agent_tls_creds c = {0};
+        struct ag_iter it;
+        struct ag_attr a;
+        char msg[256] = "";
+        SSL_CTX *ctx;
+
+        if (!tls_ctx) {
+                agent_resp_err(h, EOPNOTSUPP, "this agent serves no TLS");
+                return;
+        }
+        ag_iter_init(&it, p, h->len);
+        while (ag_iter_next(&it, &a) == 1) {
+                if (a.tag == AG_A_TLS_CERT && !c.cert) {
+                        c.cert = malloc(a.len ? a.len : 1);
+                        c.cert_len = a.len;
+                        if (c.cert)
+                                memcpy(c.cert, a.val, a.len);
+                } else if (a.tag == AG_A_TLS_KEY && !c.key) {
+                        c.key = malloc(a.len ? a.len : 1);
+                        c.key_len = a.len;
+                        if (c.key)
+                                memcpy(c.key, a.val, a.len);
+                }
+        }
+        c.ca = tls_ca;
+        c.ca_len = tls_ca_len;
+        ctx = c.cert && c.key ? agent_tls_ctx_new(&c, msg, sizeof(msg)) : NULL;
+        c.ca = NULL; /* not the creds' to free */
+        agent_tls_creds_done(&c);
+        if (!ctx) {
+                agent_resp_err(h, EINVAL, "TLS_RENEW: %s", msg[0] ? msg : "no certificate and key");
+                return;
+        }
+        SSL_CTX_free(tls_ctx);
+        tls_ctx = ctx;
+        agent_log("TLS: a renewed certificate for the next connections");
+        agent_resp_ok(h);
+}
+
 static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
 {
         struct ag_buf b;
@@ -493,6 +541,9 @@ static void dispatch_req(const struct ag_hdr *h, const uint8_t *p)
                 return;
         case AG_OP_LAYER_PUT:
                 layer_op_put(h, p);
+                return;
+        case AG_OP_TLS_RENEW:
+                op_tls_renew(h, p);
                 return;
         default:
                 agent_resp_err(h, EOPNOTSUPP, "unknown op %u", h->op);
@@ -1056,6 +1107,12 @@ static int tls_setup(struct agent_tls_creds *c, const char *const files[3])
         if (r == 0) {
                 tls_ctx = agent_tls_ctx_new(c, msg, sizeof(msg));
                 r = tls_ctx ? 0 : -1;
+        }
+        if (r == 0) {
+                /* kept: the CA stays, a renewal brings only the certificate and key */
+                tls_ca = c->ca;
+                tls_ca_len = c->ca_len;
+                c->ca = NULL;
         }
         agent_tls_creds_done(c);
         if (r < 0) {

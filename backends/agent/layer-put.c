@@ -43,6 +43,11 @@ void ag_layer_put_set_stall_ms(unsigned ms)
         atomic_store(&stall_ms, ms ? ms : AG_LAYER_STALL_MS);
 }
 
+unsigned ag_layer_put_stall_ms(void)
+{
+        return atomic_load(&stall_ms);
+}
+
 static long long now_ms(void)
 {
         struct timespec ts;

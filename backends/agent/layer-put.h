@@ -30,6 +30,8 @@
  * with -ETIMEDOUT.
  */
 void ag_layer_put_set_stall_ms(unsigned ms);
+/* What it is now. */
+unsigned ag_layer_put_stall_ms(void);
 
 int ag_layer_put(struct ag_client *c, const char *chain_id, const char *dir, struct sh_error *err);
 

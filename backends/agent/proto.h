@@ -145,6 +145,9 @@ enum ag_op {
         AG_OP_LAYER_HAS = 21,  /* ID (a chain id: 64 hex) -> PRESENT, LAYER_DIR */
         AG_OP_LAYER_PUT = 22,  /* ID; opens a stream of layer records (IMAGE LAYERS above)
                                   -> PRESENT, LAYER_DIR */
+        AG_OP_TLS_RENEW = 23,  /* TLS_CERT, TLS_KEY: the agent's next certificate (the TLS
+                                  transport only): new connections get it; EOPNOTSUPP when
+                                  the agent serves no TLS */
 };
 
 enum ag_event {
@@ -278,6 +281,10 @@ enum ag_tag {
         /* LAYER_HAS, LAYER_PUT */
         AG_A_PRESENT = 160,   /* u  0/1: the layer is complete in the agent */
         AG_A_LAYER_DIR = 161, /* s  its directory there: what LOWER names */
+
+        /* TLS_RENEW */
+        AG_A_TLS_CERT = 165, /* b  DER */
+        AG_A_TLS_KEY = 166,  /* b  DER (PKCS#8) */
 
         /* A layer record's header (IMAGE LAYERS above) */
         AG_A_L_PATH = 170,     /* s */

@@ -462,7 +462,7 @@ static char *env_b64(const char *name, const uint8_t *d, size_t n)
 }
 
 int ag_tls_agent_env(const struct ag_tls_ca *ca, const char *pod_id, const char *listen,
-                     char ***ret_env, struct sh_error *err)
+                     unsigned days, char ***ret_env, struct sh_error *err)
 {
         struct ag_tls_cred c = {0};
         char def[32], **env;
@@ -477,7 +477,7 @@ int ag_tls_agent_env(const struct ag_tls_ca *ca, const char *pod_id, const char 
                               "agent listen address '%.80s': want IPV4:PORT or "
                               "[IPV6]:PORT",
                               listen);
-        r = ag_tls_issue(ca, AG_TLS_AGENT, pod_id, 0, &c, err);
+        r = ag_tls_issue(ca, AG_TLS_AGENT, pod_id, days, &c, err);
         if (r < 0)
                 return sh_err_prefix(err, r, "agent certificate of pod %.80s", pod_id);
         env = calloc(5, sizeof(*env));
@@ -733,6 +733,16 @@ static int wait_fd(int fd, short events, int64_t deadline)
                 if (n > 0)
                         return 1;
         }
+}
+
+int64_t ag_tls_conn_peer_until(const struct ag_tls_conn *t)
+{
+        X509 *x = t && t->ssl ? SSL_get0_peer_certificate(t->ssl) : NULL;
+        struct tm tm;
+
+        if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+                return 0;
+        return (int64_t)timegm(&tm);
 }
 
 void ag_tls_conn_free(struct ag_tls_conn *t)

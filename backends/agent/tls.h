@@ -74,10 +74,11 @@ int ag_tls_issue(const struct ag_tls_ca *ca, enum ag_tls_role role, const char *
  * the CA's, as "NAME=VALUE" strings with no newline (AG_TLS_ENV_CERT, _KEY, _CA,
  * AG_TLS_ENV_LISTEN; see tls-common.h), NULL-terminated, in *@ret_env (free it with
  * ag_tls_env_free). @listen: the agent's listen address, "IPV4:PORT" or "[IPV6]:PORT";
- * NULL: "0.0.0.0:AG_TLS_PORT". 0 or -errno (-EINVAL for a bad @pod_id or @listen).
+ * NULL: "0.0.0.0:AG_TLS_PORT". The certificate is valid @days days (0: AG_TLS_CERT_DAYS).
+ * 0 or -errno (-EINVAL for a bad @pod_id or @listen).
  */
 int ag_tls_agent_env(const struct ag_tls_ca *ca, const char *pod_id, const char *listen,
-                     char ***ret_env, struct sh_error *err);
+                     unsigned days, char ***ret_env, struct sh_error *err);
 /* Zeroes and frees ag_tls_agent_env's strings. NULL-safe. */
 void ag_tls_env_free(char **env);
 
@@ -112,6 +113,9 @@ int ag_tls_handshake(struct ag_tls_client *cl, int fd, const char *pod_id, unsig
  */
 int ag_dial_tls(struct ag_tls_client *cl, const char *host, uint16_t port, const char *pod_id,
                 unsigned timeout_ms, struct ag_tls_conn **ret, struct sh_error *err);
+
+/* The end of the agent's certificate on @t (seconds since the epoch); 0 when unknown. */
+int64_t ag_tls_conn_peer_until(const struct ag_tls_conn *t);
 
 /* Sends the agent a close_notify (not waiting for anything), closes, frees. NULL-safe. */
 void ag_tls_conn_free(struct ag_tls_conn *t);

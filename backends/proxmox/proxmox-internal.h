@@ -30,7 +30,9 @@ struct px_opts {
         unsigned cores;
         unsigned agent_port;
         unsigned task_timeout_s;
-        unsigned poll_s; /* how often the nodes' CTs are looked at; 0: never */
+        unsigned poll_s;        /* how often the nodes' CTs are looked at; 0: never */
+        unsigned cert_days;     /* an agent certificate's validity */
+        unsigned layer_stall_s; /* how long a layer transfer may make no progress */
 };
 
 /*

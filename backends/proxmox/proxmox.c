@@ -101,6 +101,9 @@ struct px_pod {
         atomic_bool node_down;
         int watch_fd; /* an eventfd written when the CT stops being alive; -1 until asked */
         pthread_mutex_t watch_mu;
+        /* The end of the agent's certificate (epoch seconds) as its last connection showed
+         * it, or as the renewal set it; 0 unknown. */
+        _Atomic int64_t cert_until;
 };
 
 static inline struct px_pod *px_pod(struct ap_pod *p)
@@ -470,7 +473,7 @@ static int ct_config(struct px_be *px, struct px_pod *p, struct sh_error *err)
         int r;
 
         snprintf(listen, sizeof(listen), "0.0.0.0:%u", px->o.agent_port);
-        r = ag_tls_agent_env(px->ca, p->ap.id, listen, &env, err);
+        r = ag_tls_agent_env(px->ca, p->ap.id, listen, px->o.cert_days, &env, err);
         if (r == 0)
                 r = px_env_join((const char *const *)env, &joined, &len, err);
         ag_tls_env_free(env);
@@ -640,6 +643,7 @@ static int px_connect(struct ap_pod *ap, unsigned timeout_ms, const struct ag_cl
                         return r; /* a certificate refused: retrying will not help */
                 usleep(100 * 1000);
         }
+        atomic_store(&p->cert_until, ag_tls_conn_peer_until(conn));
         return ag_client_new_tls(conn, cbs, cb_data, ret, err);
 }
 
@@ -960,6 +964,46 @@ static size_t pods_held(struct px_be *px, struct ap_pod ***ret)
 }
 
 /*
+ * Renews @p's agent certificate (TLS_RENEW over its connection) once less than a third of
+ * its validity, or 30 days, is left: the agent serves the next connections with the new
+ * one, so a pod outlives its first certificate. A failure is tried again the next round.
+ */
+static void cert_check(struct px_be *px, struct px_pod *p)
+{
+        int64_t until = atomic_load(&p->cert_until), now = (int64_t)time(NULL);
+        int64_t life = (int64_t)px->o.cert_days * 86400, before = life / 3;
+        struct ag_tls_cred cred = {0};
+        struct sh_error e = {0};
+        struct ag_buf b;
+        int r;
+
+        if (before > 30 * 86400)
+                before = 30 * 86400;
+        if (!until || until - now > before || ap_pod_agent(&p->ap, &e) < 0)
+                return;
+        r = ag_tls_issue(px->ca, AG_TLS_AGENT, p->ap.id, px->o.cert_days, &cred, &e);
+        if (r == 0) {
+                ag_buf_init(&b);
+                ag_put_bytes(&b, AG_A_TLS_CERT, cred.cert, cred.cert_len);
+                ag_put_bytes(&b, AG_A_TLS_KEY, cred.key, cred.key_len);
+                r = ag_client_call(p->ap.agent, AG_OP_TLS_RENEW, &b, PX_RECONNECT_MS, NULL, NULL,
+                                   &e);
+                if (b.data)
+                        explicit_bzero(b.data, b.len);
+                ag_buf_done(&b);
+        }
+        ag_tls_cred_done(&cred);
+        if (r < 0) {
+                sh_log_warn("pod %.12s: the agent's certificate (%lld s left) not renewed: %s",
+                            p->ap.id, (long long)(until - now), e.msg);
+                return;
+        }
+        atomic_store(&p->cert_until, now + life);
+        sh_log_info("pod %.12s: the agent's certificate renewed for %u days", p->ap.id,
+                    px->o.cert_days);
+}
+
+/*
  * One look at the nodes of the pods: GET /nodes/<node>/lxc per node (one call for all its
  * CTs). A node that cannot be reached makes its pods not ready (not lost); they are alive
  * again once the node answers with their CT running. A CT that is gone or stopped makes its
@@ -1034,6 +1078,9 @@ static void poll_once(struct px_be *px)
         for (size_t i = 0; i < n; i++)
                 if (px_alive(pods[i]))
                         ap_pod_reconnect(pods[i], PX_RECONNECT_MS, NULL);
+        for (size_t i = 0; i < n; i++)
+                if (px_alive(pods[i]))
+                        cert_check(px, px_pod(pods[i]));
         for (size_t i = 0; i < n; i++)
                 ap_pod_put(pods[i]);
         free(pods);
@@ -1197,6 +1244,15 @@ static int px_init(struct be *be, const struct be_config *cfg, struct sh_error *
         r = px_opts_parse(cfg, &px->o, err);
         if (r < 0)
                 return r;
+        {
+                /* Process-wide: the largest of the proxmox handlers'. */
+                static atomic_uint stall_set;
+                unsigned ms = px->o.layer_stall_s * 1000u, was = atomic_load(&stall_set);
+
+                while (ms > was && !atomic_compare_exchange_weak(&stall_set, &was, ms))
+                        ;
+                ag_layer_put_set_stall_ms(ms > was ? ms : was);
+        }
         r = range_hold(px, cfg->handler, err);
         if (r < 0)
                 return r;

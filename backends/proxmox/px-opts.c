@@ -12,10 +12,27 @@
 #include "strutil.h"
 
 static const char *const px_known[] = {
-        "endpoints",   "token_file", "ca_file",      "fingerprint",   "insecure",
-        "nodes",       "storage",    "rootfs",       "bridge",        "subnet",
-        "range_start", "range_end",  "gateway",      "dns",           "memory",
-        "cores",       "agent_port", "task_timeout", "poll_interval",
+        "endpoints",
+        "token_file",
+        "ca_file",
+        "fingerprint",
+        "insecure",
+        "nodes",
+        "storage",
+        "rootfs",
+        "bridge",
+        "subnet",
+        "range_start",
+        "range_end",
+        "gateway",
+        "dns",
+        "memory",
+        "cores",
+        "agent_port",
+        "task_timeout",
+        "poll_interval",
+        "agent_cert_days",
+        "layer_stall_timeout",
 };
 
 static int opt_uint(const struct be_config *cfg, const char *key, unsigned def, unsigned min,
@@ -115,8 +132,8 @@ int px_opts_parse(const struct be_config *cfg, struct px_opts *o, struct sh_erro
                                       "proxmox option '%s' is not known (expected endpoints, "
                                       "token_file, ca_file, fingerprint, insecure, nodes, "
                                       "storage, rootfs, bridge, subnet, range_start, range_end, "
-                                      "gateway, dns, memory, cores, agent_port, task_timeout or "
-                                      "poll_interval)",
+                                      "gateway, dns, memory, cores, agent_port, task_timeout, "
+                                      "poll_interval, agent_cert_days or layer_stall_timeout)",
                                       cfg->option_keys[i]);
         }
         if (opt_list(cfg, "endpoints", &o->endpoints, &o->n_endpoints) < 0 ||
@@ -168,6 +185,10 @@ int px_opts_parse(const struct be_config *cfg, struct px_opts *o, struct sh_erro
                 r = opt_uint(cfg, "task_timeout", 120, 1, 86400, &o->task_timeout_s, err);
         if (r == 0)
                 r = opt_uint(cfg, "poll_interval", 10, 0, 3600, &o->poll_s, err);
+        if (r == 0)
+                r = opt_uint(cfg, "agent_cert_days", 365, 1, 3650, &o->cert_days, err);
+        if (r == 0)
+                r = opt_uint(cfg, "layer_stall_timeout", 60, 1, 3600, &o->layer_stall_s, err);
         return r;
 }
 

@@ -588,6 +588,42 @@ def test_agent_env_removed_after_ready(pods):
     finish(v, pod)
 
 
+def test_ct_restarted_behind_runts_back_is_a_dead_pod(pods):
+    """A CT that someone stops and starts again through PVE (runtd running, or down
+    meanwhile) is not the pod any more: its containers' processes are gone, and its agent,
+    whose credentials left the CT's config once it was READY, exits at once, so the CT stops
+    again. The pod is NOTREADY with its containers EXITED (as when a sandbox's pause process
+    dies), and the kubelet makes a new one; stop and remove leave nothing."""
+    v = pods
+    dead = []
+    for down in (False, True):
+        pod, cfg = v.pod("behind-%d" % down)
+        c = v.run_ctr(pod, cfg, "c", **sleeper())
+        vmid, ct = pve_state(v, pod)
+        base = f"/nodes/{ct['node']}/lxc/{vmid}/status"
+        if down:
+            v.d.kill()
+            v.d.close_channels()
+        for what in ("stop", "start"):
+            st, reason, body = v.pve.api("POST", f"{base}/{what}")
+            assert st == 200, (what, st, reason)
+            t = v.pve.wait_task(body["data"])
+            assert what == "start" or t["exitstatus"] == "OK", t
+        # the agent exits without credentials: the CT is stopped again
+        deadline = time.monotonic() + 20
+        while pve_state(v, pod)[1]["status"] != "stopped":
+            assert time.monotonic() < deadline, pve_state(v, pod)
+            time.sleep(0.2)
+        if down:
+            v.d.start()
+        wait_state(v, pod, pb.SANDBOX_NOTREADY)
+        st = v.wait_exit(c)
+        assert st.state == pb.CONTAINER_EXITED and st.exit_code != 0, st
+        assert "CT" in st.message or "CT" in st.reason, st
+        dead.append(pod)
+    finish(v, *dead)
+
+
 def test_restart_through_api_errors_keeps_pod(pods):
     """runtd restarts while the API answers 500 to status/current: the pod is not declared
     dead; once the API answers, its containers are reached again."""
@@ -854,5 +890,49 @@ def test_create_failure_codes(runtd_factory, tmp_path, images, pve):
             v.pod("no-start")
         assert ei.value.code() == grpc.StatusCode.INTERNAL, ei.value
         assert v.leftovers() == EMPTY_PVE, v.leftovers()
+    finally:
+        v.cleanup()
+
+
+def agent_cert_days_left(ip, port=7443):
+    """What the agent at @ip serves: the days left of its certificate. TLS 1.3 sends the
+    server's certificate before it asks for the client's, so openssl s_client sees it
+    even though the agent then refuses a client without runtd's certificate."""
+    out = subprocess.run(
+        f"openssl s_client -connect {ip}:{port} -showcerts </dev/null 2>/dev/null | "
+        "openssl x509 -noout -enddate", shell=True, capture_output=True, text=True,
+        timeout=30).stdout
+    m = re.match(r"notAfter=(.*)", out.strip())
+    assert m, out
+    end = time.mktime(time.strptime(m.group(1).replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+    return (end - time.mktime(time.gmtime())) / 86400
+
+
+def test_agent_certificate_renewed_before_its_end(runtd_factory, tmp_path, images, pve):
+    """A pod outlives its agent's first certificate: with agent_cert_days 1 the agent starts
+    with a one-day certificate; runtd restarted with the default (365 days) finds it within
+    the renewal window (30 days, or a third of the validity) and sends the agent a new one
+    (TLS_RENEW) over its connection; the next connection gets that one, and runtd, killed
+    and started again, reaches the agent with it."""
+    v = PvePods(runtd_factory, tmp_path, images, pve, pve_opts={"agent_cert_days": "1"})
+    try:
+        pod, cfg = v.pod("certs")
+        c = v.run_ctr(pod, cfg, "c", **sleeper())
+        ip = v.status(pod).status.network.ip
+        left = agent_cert_days_left(ip)
+        assert 0.9 < left <= 1.0, left
+        text = v.d.config.read_text()
+        assert 'agent_cert_days: "1"\n' in text
+        v.d.config.write_text(text.replace('      agent_cert_days: "1"\n', ""))
+        restart(v)
+        deadline = time.monotonic() + 30
+        while agent_cert_days_left(ip) < 300:
+            assert time.monotonic() < deadline, "the agent's certificate was not renewed"
+            time.sleep(0.5)
+        assert 364 < agent_cert_days_left(ip) <= 365
+        restart(v)  # a new connection: the agent's new certificate verified
+        assert v.exec(c, ["echo", "renewed"]).stdout == b"renewed\n"
+        assert "certificate renewed for 365 days" in v.d.log_text()
+        finish(v, pod)
     finally:
         v.cleanup()

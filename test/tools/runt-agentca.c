@@ -100,7 +100,7 @@ int main(int argc, char **argv)
         }
         r = ag_tls_ca_open(argv[1], &ca, &err);
         if (r == 0)
-                r = ag_tls_agent_env(ca, argv[2], argc == 5 ? argv[4] : NULL, &env, &err);
+                r = ag_tls_agent_env(ca, argv[2], argc == 5 ? argv[4] : NULL, 0, &env, &err);
         if (r == 0)
                 r = ag_tls_issue(ca, AG_TLS_RUNTD, AG_TLS_CLIENT_CN, 0, &runtd, &err);
         if (r < 0) {

@@ -340,7 +340,7 @@ static void test_env_round_trip_and_scrub(void **state)
         SSL_CTX *ctx;
         size_t cal;
 
-        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", "[::]:7443", &env, &err), 0);
+        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", "[::]:7443", 0, &env, &err), 0);
         assert_string_equal(env[3], "RUNT_AGENT_LISTEN=[::]:7443");
         assert_null(env[4]);
         for (int i = 0; i < 4; i++) {
@@ -387,11 +387,12 @@ static void test_env_round_trip_and_scrub(void **state)
         assert_null(agent_tls_ctx_new(&c, msg, sizeof(msg)));
 
         /* defaults and refusals */
-        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", NULL, &env, &err), 0);
+        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", NULL, 0, &env, &err), 0);
         assert_string_equal(env[3], "RUNT_AGENT_LISTEN=0.0.0.0:7443");
         ag_tls_env_free(env);
-        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", "1.2.3.4:1\nX=y", &env, &err), -EINVAL);
-        assert_int_equal(ag_tls_agent_env(f->ca1, "pod 1", NULL, &env, &err), -EINVAL);
+        assert_int_equal(ag_tls_agent_env(f->ca1, "pod-1", "1.2.3.4:1\nX=y", 0, &env, &err),
+                         -EINVAL);
+        assert_int_equal(ag_tls_agent_env(f->ca1, "pod 1", NULL, 0, &env, &err), -EINVAL);
 }
 
 /* ---- handshakes: the agent on a thread, runtd here ---- */

@@ -79,7 +79,7 @@ static int spawn_agent(void)
         int64_t end;
         int fd;
 
-        if (ag_tls_agent_env(g.ca, POD, "127.0.0.1:0", &env, &err) < 0) {
+        if (ag_tls_agent_env(g.ca, POD, "127.0.0.1:0", 0, &env, &err) < 0) {
                 fprintf(stderr, "%s\n", err.msg);
                 return -1;
         }

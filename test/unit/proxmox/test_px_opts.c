@@ -59,6 +59,8 @@ static void test_defaults_and_values(void **state)
         assert_int_equal(o.cores, 1);
         assert_int_equal(o.agent_port, 7443);
         assert_int_equal(o.task_timeout_s, 120);
+        assert_int_equal(o.cert_days, 365);
+        assert_int_equal(o.layer_stall_s, 60);
         px_opts_done(&o);
 }
 
@@ -87,6 +89,14 @@ static void test_refused(void **state)
                   "yes"},
                  4,
                  "not true or false"},
+                {{"endpoints", "https://a", "token_file", "/t", "subnet", "10.0.0.0/24",
+                  "agent_cert_days", "0"},
+                 4,
+                 "agent_cert_days: '0' is not a number in 1..3650"},
+                {{"endpoints", "https://a", "token_file", "/t", "subnet", "10.0.0.0/24",
+                  "layer_stall_timeout", "3601"},
+                 4,
+                 "layer_stall_timeout"},
                 {{"endpoints", "https://a", "token_file", "/t", "ca_file", "/ca", "insecure",
                   "true", "subnet", "10.0.0.0/24"},
                  5,
