@@ -68,6 +68,10 @@ struct be_sandbox_spec {
         enum be_ns_mode pid_mode;
         enum be_ns_mode ipc_mode;
         bool privileged;
+        /* The pod's limits as the kubelet sizes its cgroup (CRI linux.resources plus
+         * linux.overhead): bytes and thousandths of a core; 0 unset (or unlimited). */
+        long long pod_memory_limit;
+        long long pod_cpu_millis;
 };
 void be_sandbox_spec_done(struct be_sandbox_spec *s);
 /* *@ret: a deep copy of @s (be_sandbox_spec_done frees it). 0 or -ENOMEM (nothing kept). */

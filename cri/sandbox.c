@@ -91,6 +91,44 @@ static int to_spec(const Runtime__V1__RunPodSandboxRequest *in, struct be_sandbo
                 s->ipc_mode = (enum be_ns_mode)ns->ipc;
         }
         s->privileged = sc && sc->privileged;
+        if (lx && (lx->resources || lx->overhead)) {
+                struct be_resources res, over;
+                int rc = cri_resources_from(lx->resources, "RunPodSandbox: linux.resources", &res,
+                                            err);
+
+                if (rc == 0)
+                        rc = cri_resources_from(lx->overhead, "RunPodSandbox: linux.overhead",
+                                                &over, err);
+                else
+                        memset(&over, 0, sizeof(over));
+                /* Overhead on top of no limit is no limit (Kubernetes' Pod Overhead). */
+                if (rc == 0 && res.memory_limit > 0 &&
+                    __builtin_add_overflow(res.memory_limit,
+                                           over.memory_limit > 0 ? over.memory_limit : 0,
+                                           &s->pod_memory_limit))
+                        rc = sh_err(err, -EINVAL,
+                                    "RunPodSandbox: linux.resources.memory_limit "
+                                    "plus overhead is out of range");
+                if (rc == 0 && res.cpu_quota > 0) {
+                        long long rp = res.cpu_period > 0 ? res.cpu_period : 100000;
+                        long long op = over.cpu_period > 0 ? over.cpu_period : 100000;
+
+                        long long a = 0, b = 0;
+
+                        if (__builtin_mul_overflow(res.cpu_quota, 1000LL, &a) ||
+                            (over.cpu_quota > 0 &&
+                             __builtin_mul_overflow(over.cpu_quota, 1000LL, &b)) ||
+                            __builtin_add_overflow(a / rp + (a % rp != 0), b / op + (b % op != 0),
+                                                   &s->pod_cpu_millis))
+                                rc = sh_err(err, -EINVAL,
+                                            "RunPodSandbox: linux.resources."
+                                            "cpu_quota plus overhead is out of range");
+                }
+                be_resources_done(&res);
+                be_resources_done(&over);
+                if (rc < 0)
+                        return rc;
+        }
         if (!s->name || !s->uid || !s->namespace || !s->handler || !s->hostname ||
             !s->log_directory || !s->cgroup_parent || !s->dns_servers || !s->dns_searches ||
             !s->dns_options || !s->ports || !s->labels || !s->annotations || !s->sysctls)

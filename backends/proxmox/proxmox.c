@@ -498,7 +498,26 @@ struct create_args {
         struct px_pod *p;
         const struct be_sandbox_spec *spec;
         const char *net0;
+        unsigned mib, cores; /* the CT's size: ct_size */
 };
+
+/*
+ * The size of a new CT: the handler's memory and cores, or the pod's limits where they are
+ * more (RunPodSandbox's linux.resources plus overhead, rounded up to MiB and cores).
+ */
+static void ct_size(const struct px_be *px, const struct be_sandbox_spec *s, unsigned *mib,
+                    unsigned *cores)
+{
+        unsigned long long m = ((unsigned long long)s->pod_memory_limit + (1 << 20) - 1) >> 20;
+        unsigned long long c = ((unsigned long long)s->pod_cpu_millis + 999) / 1000;
+
+        *mib = px->o.memory_mib;
+        *cores = px->o.cores;
+        if (s->pod_memory_limit > 0 && m > *mib)
+                *mib = m > (1u << 22) ? 1u << 22 : (unsigned)m; /* PVE's maximum */
+        if (s->pod_cpu_millis > 0 && c > *cores)
+                *cores = c > 8192 ? 8192 : (unsigned)c;
+}
 
 static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct sh_error *err)
 {
@@ -514,8 +533,8 @@ static int ct_create(struct pve_client *c, uint32_t vmid, void *userdata, struct
         if (!tmpl || !desc)
                 return -ENOMEM;
         snprintf(vmid_s, sizeof(vmid_s), "%" PRIu32, vmid);
-        snprintf(mem, sizeof(mem), "%u", px->o.memory_mib);
-        snprintf(cores, sizeof(cores), "%u", px->o.cores);
+        snprintf(mem, sizeof(mem), "%u", a->mib);
+        snprintf(cores, sizeof(cores), "%u", a->cores);
         px_hostname(a->spec, a->p->ap.id, hostname, sizeof(hostname));
         snprintf(path, sizeof(path), "/nodes/%s/lxc", a->p->node);
 #define P(k, v) (params[n++] = (k), params[n++] = (v))
@@ -1395,7 +1414,16 @@ static int px_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         {
                 struct create_args a = {.px = px, .p = p, .spec = sb->spec, .net0 = net0};
 
+                ct_size(px, sb->spec, &a.mib, &a.cores);
                 r = pve_create_with_nextid(px->api, 0, ct_create, &a, &vmid, err);
+                if (r == 0 && (a.mib != px->o.memory_mib || a.cores != px->o.cores)) {
+                        /* what ct_grow compares with: the CT never shrinks below it */
+                        _cleanup_free_ char *f = sh_path_join(p->ap.dir, "ct-size");
+                        _cleanup_free_ char *t = sh_strdup_printf("%u %u\n", a.mib, a.cores);
+
+                        if (!f || !t || sh_write_file_atomic(f, t, strlen(t), 0600) < 0)
+                                sh_log_warn("pod %.12s: the CT's size not recorded", p->ap.id);
+                }
         }
         if (p->vmid && rec_write(p) < 0)
                 sh_log_debug("pod %.12s: cannot record CT %" PRIu32, p->ap.id, p->vmid);
@@ -1667,42 +1695,21 @@ static int limits_sum(struct ap_pod *ap, long long *mem, long long *mcpu)
 }
 
 /*
- * Records container @ctr_id's limits @res (NULL: forgets them) and grows @ap's CT if the sum
- * exceeds it. On failure the record is as it was. Under px_res_mu.
+ * Grows @ap's CT to @mem bytes and @mcpu thousandths of a core (rounded up to MiB and
+ * cores) where that is more than it has (<pod dir>/ct-size, else the handler's options):
+ * PUT config, then ct-size. Never shrinks it. Under px_res_mu.
  */
-static int ct_fit(struct px_be *px, struct ap_pod *ap, const char *ctr_id,
-                  const struct be_resources *res, struct sh_error *err)
+static int ct_grow(struct px_be *px, struct ap_pod *ap, long long mem, long long mcpu,
+                   struct sh_error *err)
 {
         struct px_pod *p = px_pod(ap);
-        _cleanup_free_ char *d = limits_path(ap, NULL), *f = limits_path(ap, ctr_id);
-        _cleanup_free_ char *old = NULL, *text = NULL, *size_f = sh_path_join(ap->dir, "ct-size");
-        _cleanup_free_ char *size_text = NULL;
+        _cleanup_free_ char *size_f = sh_path_join(ap->dir, "ct-size"), *size_text = NULL;
         unsigned have_mib = px->o.memory_mib, have_cores = px->o.cores;
         unsigned long long want_mib, want_cores;
-        long long mem, mcpu;
-        size_t old_len = 0;
-        bool had;
         int r;
 
-        if (!d || !f || !size_f)
+        if (!size_f)
                 return -ENOMEM;
-        had = sh_read_file(f, 256, &old, &old_len) == 0;
-        if (!res) {
-                unlink(f);
-                return 0; /* a container gone: the CT stays as it is */
-        }
-        res_of(res, &mem, &mcpu);
-        text = sh_strdup_printf("%lld %lld\n", mem, mcpu);
-        if (!text)
-                return -ENOMEM;
-        r = sh_mkdir_p(d, 0700);
-        if (r == 0)
-                r = sh_write_file_atomic(f, text, strlen(text), 0600);
-        if (r < 0)
-                return sh_err(err, r, "record the container's limits: %s", strerror(-r));
-        r = limits_sum(ap, &mem, &mcpu);
-        if (r < 0)
-                goto undo;
         if (sh_read_file(size_f, 256, &size_text, NULL) == 0)
                 sscanf(size_text, "%u %u", &have_mib, &have_cores);
         want_mib = ((unsigned long long)mem + (1 << 20) - 1) >> 20;
@@ -1729,14 +1736,14 @@ static int ct_fit(struct px_be *px, struct ap_pod *ap, const char *ctr_id,
                 params[n] = NULL;
                 if (!p->vmid && rec_read(p) < 0) {
                         r = sh_err(err, -ESRCH, "proxmox: pod %.12s has no CT record", ap->id);
-                        goto undo;
+                        return r;
                 }
                 snprintf(path, sizeof(path), "/nodes/%s/lxc/%" PRIu32 "/config", p->node, p->vmid);
                 r = pve_call(px->api, "PUT", path, params, NULL, err);
                 if (r < 0) {
                         sh_err_prefix(err, r, "grow CT %" PRIu32 " to %u MiB, %u cores", p->vmid,
                                       have_mib, have_cores);
-                        goto undo;
+                        return r;
                 }
                 sh_log_debug("pod %.12s: CT %" PRIu32 " now %u MiB, %u cores", ap->id, p->vmid,
                              have_mib, have_cores);
@@ -1746,6 +1753,44 @@ static int ct_fit(struct px_be *px, struct ap_pod *ap, const char *ctr_id,
                         sh_write_file_atomic(size_f, size_text, strlen(size_text), 0600);
         }
         return 0;
+}
+
+/*
+ * Records container @ctr_id's limits @res (NULL: forgets them) and grows @ap's CT if the sum
+ * exceeds it. On failure the record is as it was. Under px_res_mu.
+ */
+static int ct_fit(struct px_be *px, struct ap_pod *ap, const char *ctr_id,
+                  const struct be_resources *res, struct sh_error *err)
+{
+        _cleanup_free_ char *d = limits_path(ap, NULL), *f = limits_path(ap, ctr_id);
+        _cleanup_free_ char *old = NULL, *text = NULL;
+        long long mem, mcpu;
+        size_t old_len = 0;
+        bool had;
+        int r;
+
+        if (!d || !f)
+                return -ENOMEM;
+        had = sh_read_file(f, 256, &old, &old_len) == 0;
+        if (!res) {
+                unlink(f);
+                return 0; /* a container gone: the CT stays as it is */
+        }
+        res_of(res, &mem, &mcpu);
+        text = sh_strdup_printf("%lld %lld\n", mem, mcpu);
+        if (!text)
+                return -ENOMEM;
+        r = sh_mkdir_p(d, 0700);
+        if (r == 0)
+                r = sh_write_file_atomic(f, text, strlen(text), 0600);
+        if (r < 0)
+                return sh_err(err, r, "record the container's limits: %s", strerror(-r));
+        r = limits_sum(ap, &mem, &mcpu);
+        if (r < 0)
+                goto undo;
+        r = ct_grow(px, ap, mem, mcpu, err);
+        if (r == 0)
+                return 0;
 
 undo:
         if (had)
@@ -1798,6 +1843,28 @@ static int px_container_update(struct be *be, const char *id, const struct be_re
         return ap_container_update(be, id, res, err);
 }
 
+/*
+ * UpdatePodSandboxResources (@res holds the overhead already): the CT grows to the pod's
+ * limits where they are more than it has; it never shrinks (as with the containers').
+ */
+static int px_sandbox_update(struct be *be, const char *id, const struct be_resources *res,
+                             struct sh_error *err)
+{
+        struct px_be *px = be->priv;
+        struct ap_pod *ap = NULL;
+        long long mem, mcpu;
+        int r = ap_pod_get(&px->ap, id, &ap, err);
+
+        if (r < 0)
+                return r;
+        res_of(res, &mem, &mcpu);
+        pthread_mutex_lock(&px_res_mu);
+        r = ct_grow(px, ap, mem, mcpu, err);
+        pthread_mutex_unlock(&px_res_mu);
+        ap_pod_put(ap);
+        return r;
+}
+
 static int px_container_remove(struct be *be, const char *id, struct sh_error *err)
 {
         struct px_be *px = be->priv;
@@ -1832,6 +1899,7 @@ const struct be_ops be_proxmox_ops = {
         .container_remove = px_container_remove,
         .container_status = ap_container_status,
         .container_update = px_container_update,
+        .sandbox_update = px_sandbox_update,
         .container_reopen_log = ap_container_reopen_log,
         .exec_sync = ap_exec_sync,
         .exec_stream = ap_exec_stream,

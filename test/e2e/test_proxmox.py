@@ -716,6 +716,40 @@ def test_lxc_microvm_and_proxmox_pods_reach_each_other(vm_pods):
     finish(v, *(pod for pod, _ in web.values()))
 
 
+def test_ct_sized_from_the_pods_limits_and_update(pods):
+    """A CT is made as large as the pod's limits when they are more than the handler's
+    options (RunPodSandbox's linux.resources plus linux.overhead, as the kubelet sizes the pod
+    cgroup; rounded up to MiB and cores); UpdatePodSandboxResources grows it (PUT config)
+    and never shrinks it; limits of no size keep the options."""
+    v = pods
+    mib = 1 << 20
+
+    def res(mem, quota=0):
+        return pb.LinuxContainerResources(memory_limit_in_bytes=mem, cpu_quota=quota,
+                                          cpu_period=100000 if quota else 0)
+
+    def size(pod):
+        c = pve_state(v, pod)[1]["config"]
+        return int(c["memory"]), int(c.get("cores", 1))
+
+    big, _ = v.pod("big", linux=pb.LinuxPodSandboxConfig(
+        resources=res(700 * mib + 1, 250000), overhead=res(64 * mib, 50000)))
+    assert size(big) == (765, 3)  # 700 MiB and a byte + 64; 2.5 + 0.5 cores
+    small, _ = v.pod("small", linux=pb.LinuxPodSandboxConfig(resources=res(32 * mib, 20000)))
+    assert size(small) == (256, 1)  # the options (memory 256 here, cores 1)
+    v.rt().UpdatePodSandboxResources(pb.UpdatePodSandboxResourcesRequest(
+        pod_sandbox_id=big, resources=res(1024 * mib, 300000)), timeout=T)
+    assert size(big) == (1024, 3)
+    v.rt().UpdatePodSandboxResources(pb.UpdatePodSandboxResourcesRequest(
+        pod_sandbox_id=big, resources=res(128 * mib, 100000)), timeout=T)
+    assert size(big) == (1024, 3)  # never shrinks
+    with pytest.raises(grpc.RpcError) as ei:
+        v.pod("bad", linux=pb.LinuxPodSandboxConfig(resources=res(-1)))
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ei.value
+    assert "linux.resources.memory_limit_in_bytes" in ei.value.details(), ei.value.details()
+    finish(v, big, small)
+
+
 def test_update_resources_grows_the_ct(pods):
     """The CT's memory and cores follow the sum of its containers' limits when that sum
     exceeds them (PUT config), never below the handler's options (memory 256 here, cores 1),
