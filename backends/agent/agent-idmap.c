@@ -16,7 +16,7 @@
 #define IDMAP_MAX 32 /* ranges the kernel accepts in one map (5.10+: 340; 32 is plenty here) */
 
 struct idrange {
-        uint32_t first, count;
+        uint32_t first, count; /* count: the ids after first (the map's count - 1) */
 };
 
 static struct idmap {
@@ -49,9 +49,10 @@ static bool idmap_read(struct idmap *m, const char *path, const char *overflow)
         return true;
 }
 
+/* The initial namespace's map: "0 0 4294967295" (every id but (uid_t)-1). */
 static bool idmap_full(const struct idmap *m)
 {
-        return m->n == 1 && m->r[0].first == 0 && m->r[0].count == UINT32_MAX;
+        return m->n == 1 && m->r[0].first == 0 && m->r[0].count >= UINT32_MAX - 1;
 }
 
 void agent_idmap_init(void)
