@@ -205,6 +205,12 @@ bool ap_pod_alive(struct ap_pod *p);
 /* ap_host_ops.gone of @p (!alive without one). */
 bool ap_pod_gone(struct ap_pod *p);
 /*
+ * When @p's box is gone (ap_pod_gone) and @p not yet dead: @p dead, its containers EXITED
+ * with the reason. The channel's close calls it; a host calls it too when it learns of the
+ * end later than that (the box's end seen after the channel closed). Takes @p's lock.
+ */
+void ap_pod_box_ended(struct ap_pod *p);
+/*
  * When @p's box runs (not stopped, not gone, alive) and its agent's connection is down,
  * connects again within @timeout_ms and asks every container's status (the agent resends the
  * exits runtd has not acknowledged, too). 0 once connected; -EINPROGRESS when another

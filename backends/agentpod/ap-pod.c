@@ -245,23 +245,17 @@ static void on_event(void *data, enum ag_event ev, const uint8_t *payload, size_
         pthread_mutex_unlock(&p->mu);
 }
 
-static void on_closed(void *data, int reason)
+void ap_pod_box_ended(struct ap_pod *p)
 {
-        struct ap_pod *p = data;
         const struct ap_host_ops *h = p->be->host;
 
-        (void)reason;
-        /* The channel may close a moment before the box is seen gone (a VM's chardev closes
-         * when QEMU goes): give it a moment to be reaped. */
-        for (int i = 0; i < 50 && ap_pod_alive(p); i++)
-                usleep(10 * 1000);
         pthread_mutex_lock(&p->mu);
         /*
          * Only when the box is known gone: a box that cannot be reached now (its node away,
          * a partition) keeps its containers as they were last known, until the layer
          * connects again and the agent tells what happened meanwhile.
          */
-        if (ap_pod_gone(p)) {
+        if (!p->dead && ap_pod_gone(p)) {
                 char why[128];
 
                 snprintf(why, sizeof(why), "the pod's %s ended (%s)", h->box, h->box_exited);
@@ -270,6 +264,19 @@ static void on_closed(void *data, int reason)
         }
         pthread_cond_broadcast(&p->changed);
         pthread_mutex_unlock(&p->mu);
+}
+
+static void on_closed(void *data, int reason)
+{
+        struct ap_pod *p = data;
+
+        (void)reason;
+        /* The channel may close a moment before the box is seen gone (a VM's chardev closes
+         * when QEMU goes): give it a moment to be reaped. The host calls ap_pod_box_ended
+         * itself when it learns of the end later (a CT seen stopped by the poller). */
+        for (int i = 0; i < 50 && ap_pod_alive(p); i++)
+                usleep(10 * 1000);
+        ap_pod_box_ended(p);
 }
 
 static const struct ag_client_ops agent_ops = {

@@ -1085,8 +1085,11 @@ static void poll_once(struct px_be *px)
                         if (found && !status[0])
                                 continue; /* no status said: nothing learned */
                         atomic_store(&q->node_down, false);
-                        if (!found || !running)
+                        if (!found || !running) {
                                 px_set_running(q, false);
+                                /* the agent's channel may have closed before this was known */
+                                ap_pod_box_ended(&q->ap);
+                        }
                 }
                 pve_reply_done(&rep);
         }

@@ -588,13 +588,15 @@ def test_agent_env_removed_after_ready(pods):
     finish(v, pod)
 
 
-def test_ct_restarted_behind_runts_back_is_a_dead_pod(pods):
+def test_ct_restarted_behind_runts_back_is_a_dead_pod(runtd_factory, tmp_path, images, pve):
     """A CT that someone stops and starts again through PVE (runtd running, or down
     meanwhile) is not the pod any more: its containers' processes are gone, and its agent,
     whose credentials left the CT's config once it was READY, exits at once, so the CT stops
     again. The pod is NOTREADY with its containers EXITED (as when a sandbox's pause process
     dies), and the kubelet makes a new one; stop and remove leave nothing."""
-    v = pods
+    # Polled every 3 s: the agent's channel closes (CT stopped) long before the poller
+    # sees the CT stopped, which must still make the containers EXITED.
+    v = PvePods(runtd_factory, tmp_path, images, pve, pve_opts={"poll_interval": "3"})
     dead = []
     for down in (False, True):
         pod, cfg = v.pod("behind-%d" % down)
@@ -621,7 +623,10 @@ def test_ct_restarted_behind_runts_back_is_a_dead_pod(pods):
         assert st.state == pb.CONTAINER_EXITED and st.exit_code != 0, st
         assert "CT" in st.message or "CT" in st.reason, st
         dead.append(pod)
-    finish(v, *dead)
+    try:
+        finish(v, *dead)
+    finally:
+        v.cleanup()
 
 
 def test_restart_through_api_errors_keeps_pod(pods):
