@@ -455,7 +455,11 @@ struct be_ops {
                             struct sh_error *err);
         /*
          * BE_CAP_OWN_NET: the IPs of sandbox @id, NULL-terminated and malloc'd in *@ret
-         * (the caller frees them). -ENOENT when the backend does not know @id.
+         * (the caller frees them), each "ADDR/PREFIX" with the prefix of the network the pod
+         * is on (the pods that reach it on one link), or a bare ADDR when the backend cannot
+         * tell. podmgr reports the addresses, and forwards the pod's host ports to the first
+         * (masquerading what comes from that network, as portmap does for a bridge's).
+         * -ENOENT when the backend does not know @id.
          */
         int (*sandbox_ips)(struct be *be, const char *id, char ***ret, struct sh_error *err);
 };

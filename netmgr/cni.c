@@ -25,17 +25,8 @@
 #include "strutil.h"
 #include "validate.h"
 
-#define CACHE_MAX  (4u << 20)
 #define IFNAME     "eth0"
 #define CACHE_KIND "runt-cni-cache"
-
-static void json_putp(json_object **o)
-{
-        if (*o)
-                json_object_put(*o);
-        *o = NULL;
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 void net_result_done(struct net_result *r)
 {
@@ -148,7 +139,7 @@ int net_plugin_output(const char *type, const char *command, int exit_code, cons
                 else
                         r = sh_err(err, -EIO, "plugin %s %s failed (exit %d): %.300s", type,
                                    command, exit_code, err_text && err_text[0] ? err_text : out);
-                json_putp(&e);
+                net_json_putp(&e);
                 return r;
         }
         if (ret_result) {
@@ -156,7 +147,7 @@ int net_plugin_output(const char *type, const char *command, int exit_code, cons
 
                 r = sh_json_parse(out, out_len, "CNI result", ret_result, &perr);
                 if (r == 0 && !json_object_is_type(*ret_result, json_type_object)) {
-                        json_putp(ret_result);
+                        net_json_putp(ret_result);
                         r = -EINVAL;
                         sh_err(&perr, r, "not an object");
                 }
@@ -209,8 +200,7 @@ static int run_plugin(const struct invocation *inv, const char *path, const char
         return r;
 }
 
-/* The runtimeConfig a pod offers, by capability name. */
-static json_object *runtime_config(const struct net_pod *pod)
+json_object *net_runtime_config(const struct net_pod *pod)
 {
         json_object *rc = json_object_new_object();
 
@@ -321,12 +311,12 @@ static bool version_at_least_040(const char *v)
         return v && (strcmp(v, "0.4.0") == 0 || strncmp(v, "1.", 2) == 0);
 }
 
-static char *cache_path(struct net_mgr *nm, const char *id)
+char *net_cache_path(struct net_mgr *nm, const char *id)
 {
         return sh_strdup_printf("%s/%s.json", net_mgr_cache_dir(nm), id);
 }
 
-static char *find_in(char *const *dirs, const char *type)
+char *net_find_plugin(char *const *dirs, const char *type)
 {
         for (size_t i = 0; dirs && dirs[i]; i++) {
                 char *p = sh_path_join(dirs[i], type);
@@ -341,7 +331,7 @@ static char *find_in(char *const *dirs, const char *type)
 /* Loopback ADD or DEL ("lo" comes up in the pod's namespace). */
 static int loopback(struct invocation inv, const char *version, struct sh_error *err)
 {
-        _cleanup_free_ char *path = find_in(inv.bin_dirs, "loopback");
+        _cleanup_free_ char *path = net_find_plugin(inv.bin_dirs, "loopback");
         _cleanup_json_ json_object *in = json_object_new_object();
         _cleanup_json_ json_object *res = NULL;
 
@@ -447,7 +437,7 @@ oom:
         return -ENOMEM;
 }
 
-static char *cni_args(const struct net_pod *pod)
+char *net_cni_args(const struct net_pod *pod)
 {
         return sh_strdup_printf("IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;"
                                 "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
@@ -482,7 +472,7 @@ static int del_chain(const struct invocation *base, json_object *plugins, size_t
                         continue;
                 }
                 if (!paths || !paths[i])
-                        found = find_in(inv.bin_dirs, type);
+                        found = net_find_plugin(inv.bin_dirs, type);
                 in = plugin_input(p, name, version, result, rtconf);
                 if (!in)
                         return -ENOMEM;
@@ -504,7 +494,8 @@ static int del_chain(const struct invocation *base, json_object *plugins, size_t
 /*
  * Writes pod @id's cache: everything ADD is given (@list, @rtconf, @args, @netns, the
  * ifname) and, once ADD is done, its @result (NULL before). Written before the first plugin
- * runs, so that a crash during ADD still leaves what DEL needs to undo it.
+ * runs, so that a crash during ADD still leaves what DEL needs to undo it. @netns NULL: a
+ * pod with no namespace here, whose network is its host ports alone ("hostPortsOnly").
  */
 static int write_cache(struct net_mgr *nm, const char *path, const char *id, const char *netns,
                        const char *args, const struct net_conf *conf, json_object *rtconf,
@@ -517,9 +508,12 @@ static int write_cache(struct net_mgr *nm, const char *path, const char *id, con
         json_object_object_add(doc, "kind", json_object_new_string(CACHE_KIND));
         json_object_object_add(doc, "containerId", json_object_new_string(id));
         json_object_object_add(doc, "netns", json_object_new_string(netns ? netns : ""));
+        if (!netns)
+                json_object_object_add(doc, "hostPortsOnly", json_object_new_boolean(true));
         json_object_object_add(doc, "ifname", json_object_new_string(IFNAME));
         json_object_object_add(doc, "cniArgs", json_object_new_string(args));
-        json_object_object_add(doc, "configFile", json_object_new_string(conf->path));
+        json_object_object_add(doc, "configFile",
+                               json_object_new_string(conf->path ? conf->path : ""));
         json_object_object_add(doc, "config", json_object_get(conf->list));
         json_object_object_add(doc, "runtimeConfig", json_object_get(rtconf));
         if (result)
@@ -531,58 +525,72 @@ static int write_cache(struct net_mgr *nm, const char *path, const char *id, con
         return r < 0 ? sh_err(err, r, "write CNI cache '%s': %s", path, strerror(-r)) : 0;
 }
 
-static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
-                    struct net_result *ret, struct sh_error *err)
+int net_cache_claim(struct net_mgr *nm, const char *path, const char *id, const char *netns,
+                    const char *args, const struct net_conf *conf, json_object *rtconf,
+                    struct sh_error *err)
 {
-        const struct runt_config *cfg = net_mgr_config(nm);
-        struct net_conf conf = {0};
+        json_object *maps = NULL;
+        int r;
+
+        if (!net_list_maps_ports(conf->list) ||
+            !json_object_object_get_ex(rtconf, "portMappings", &maps))
+                return write_cache(nm, path, id, netns, args, conf, rtconf, NULL, err);
+        /* The look at the other pods' caches and the write are one step for every claim. */
+        pthread_mutex_lock(net_mgr_ports_lock(nm));
+        r = net_ports_check(nm, id, maps, err);
+        if (r == 0)
+                r = write_cache(nm, path, id, netns, args, conf, rtconf, NULL, err);
+        pthread_mutex_unlock(net_mgr_ports_lock(nm));
+        return r;
+}
+
+int net_chain_add(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+                  struct net_conf *conf, json_object *first_prev, struct net_result *ret,
+                  struct sh_error *err)
+{
         _cleanup_free_ char *args = NULL, *cache = NULL;
-        _cleanup_json_ json_object *rtconf = NULL, *prev = NULL;
+        _cleanup_json_ json_object *rtconf = NULL;
+        _cleanup_json_ json_object *prev = first_prev ? json_object_get(first_prev) : NULL;
         json_object *plugins = NULL;
         struct invocation inv;
         struct lo_job lo = {0};
         size_t done = 0;
         int r;
 
-        r = sh_validate_name(pod->id, strlen(pod->id), "pod id", err);
-        if (r < 0)
-                return r;
-        r = net_conf_load(cfg->cni_conf_dir, cfg->cni_bin_dirs, &conf, err);
-        if (r < 0)
-                return sh_err_prefix(err, r == -ENOENT ? -EAGAIN : r, "network not ready");
-        args = cni_args(pod);
-        cache = cache_path(nm, pod->id);
-        rtconf = runtime_config(pod);
+        args = net_cni_args(pod);
+        cache = net_cache_path(nm, pod->id);
+        rtconf = net_runtime_config(pod);
         if (!args || !cache || !rtconf) {
-                net_conf_done(&conf);
+                net_conf_done(conf);
                 return -ENOMEM;
         }
-        inv = invocation_for(nm, "ADD", pod->id, netns, args);
-        json_object_object_get_ex(conf.list, "plugins", &plugins);
+        inv = invocation_for(nm, "ADD", pod->id, netns ? netns : NET_NETNS_NONE, args);
+        json_object_object_get_ex(conf->list, "plugins", &plugins);
 
-        r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, NULL, err);
+        r = net_cache_claim(nm, cache, pod->id, netns, args, conf, rtconf, err);
         if (r < 0)
                 goto fail;
-        lo_start(&lo, inv, "ADD", conf.cni_version);
-        for (; done < conf.n_plugins; done++) {
+        if (netns)
+                lo_start(&lo, inv, "ADD", conf->cni_version);
+        for (; done < conf->n_plugins; done++) {
                 _cleanup_json_ json_object *in =
-                        plugin_input(json_object_array_get_idx(plugins, done), conf.name,
-                                     conf.cni_version, prev, rtconf);
+                        plugin_input(json_object_array_get_idx(plugins, done), conf->name,
+                                     conf->cni_version, prev, rtconf);
                 json_object *res = NULL;
 
                 if (!in) {
                         r = -ENOMEM;
                         goto undo;
                 }
-                r = run_plugin(&inv, conf.plugin_paths[done], conf.plugin_types[done], in, &res,
+                r = run_plugin(&inv, conf->plugin_paths[done], conf->plugin_types[done], in, &res,
                                err);
                 if (r < 0)
                         goto undo;
-                json_putp(&prev);
+                net_json_putp(&prev);
                 prev = res;
         }
         if (!prev) {
-                r = sh_err(err, -EPROTO, "network %s gave no result", conf.name);
+                r = sh_err(err, -EPROTO, "network %s gave no result", conf->name);
                 goto undo;
         }
         if (lo_join(&lo) < 0) {
@@ -593,13 +601,13 @@ static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *n
         }
 
         /* The result joins the input already cached, so DEL after a restart gets both. */
-        r = write_cache(nm, cache, pod->id, netns, args, &conf, rtconf, prev, err);
+        r = write_cache(nm, cache, pod->id, netns, args, conf, rtconf, prev, err);
         if (r < 0)
                 goto undo;
-        r = net_result_facts(prev, conf.name, ret);
+        r = net_result_facts(prev, conf->name, ret);
         if (r < 0)
                 goto undo;
-        net_conf_done(&conf);
+        net_conf_done(conf);
         return 0;
 
 undo:
@@ -615,13 +623,14 @@ undo:
 
                 lo_join(&lo);
                 /* The one that failed: best effort (a bad config fails its DEL as well). */
-                if (done < conf.n_plugins)
-                        del_chain(&inv, plugins, done + 1, done, conf.name, conf.cni_version, prev,
-                                  rtconf, conf.plugin_paths, &ignored);
-                rd = del_chain(&inv, plugins, done, 0, conf.name, conf.cni_version, prev, rtconf,
-                               conf.plugin_paths, &ignored);
+                if (done < conf->n_plugins)
+                        del_chain(&inv, plugins, done + 1, done, conf->name, conf->cni_version,
+                                  prev, rtconf, conf->plugin_paths, &ignored);
+                rd = del_chain(&inv, plugins, done, 0, conf->name, conf->cni_version, prev, rtconf,
+                               conf->plugin_paths, &ignored);
                 inv.command = "DEL";
-                loopback(inv, conf.cni_version, &ignored);
+                if (netns)
+                        loopback(inv, conf->cni_version, &ignored);
                 /*
                  * A DEL of a plugin whose ADD succeeded that failed keeps the cache: what it
                  * made (an address, chains) is DELeted again later.
@@ -634,9 +643,25 @@ undo:
         }
         unlink(cache);
 fail:
-        r = sh_err_prefix(err, r, "network %s", conf.name ? conf.name : "?");
-        net_conf_done(&conf);
+        r = sh_err_prefix(err, r, "network %s", conf->name ? conf->name : "?");
+        net_conf_done(conf);
         return r;
+}
+
+static int do_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+                    struct net_result *ret, struct sh_error *err)
+{
+        const struct runt_config *cfg = net_mgr_config(nm);
+        struct net_conf conf = {0};
+        int r;
+
+        r = sh_validate_name(pod->id, strlen(pod->id), "pod id", err);
+        if (r < 0)
+                return r;
+        r = net_conf_load(cfg->cni_conf_dir, cfg->cni_bin_dirs, &conf, err);
+        if (r < 0)
+                return sh_err_prefix(err, r == -ENOENT ? -EAGAIN : r, "network not ready");
+        return net_chain_add(nm, pod, netns, &conf, NULL, ret, err);
 }
 
 int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
@@ -650,14 +675,14 @@ int net_setup(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
 /* Reads pod @id's cache. -ENOENT when there is none. */
 static int read_cache(struct net_mgr *nm, const char *id, json_object **ret, struct sh_error *err)
 {
-        _cleanup_free_ char *path = cache_path(nm, id);
+        _cleanup_free_ char *path = net_cache_path(nm, id);
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
         int r;
 
         if (!path)
                 return -ENOMEM;
-        r = sh_read_file(path, CACHE_MAX, &buf, &len);
+        r = sh_read_file(path, NET_CACHE_MAX, &buf, &len);
         if (r == -ENOENT)
                 return r;
         if (r < 0)
@@ -675,7 +700,7 @@ int net_cache_parse(const char *text, size_t len, const char *path, json_object 
         if (r < 0)
                 return r;
         if (sh_json_get_string(*ret, "kind", path, &kind, NULL) < 0 || strcmp(kind, CACHE_KIND)) {
-                json_putp(ret);
+                net_json_putp(ret);
                 return sh_err(err, -EINVAL, "%s is not a runt CNI cache", path);
         }
         return 0;
@@ -702,7 +727,7 @@ int net_cached_fields(struct net_cached *c, const char *id, struct sh_error *err
             sh_json_get_array(c->list, "plugins", "CNI cache", &c->plugins, err) < 0 ||
             sh_json_get_string(c->list, "name", "CNI cache", &c->name, err) < 0 ||
             sh_json_get_string(c->list, "cniVersion", "CNI cache", &c->version, err) < 0) {
-                json_putp(&c->doc);
+                net_json_putp(&c->doc);
                 return sh_err(err, -EINVAL, "CNI cache of pod %s is damaged", id);
         }
         json_object_object_get_ex(c->doc, "runtimeConfig", &c->rtconf);
@@ -778,15 +803,63 @@ static int do_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
         r = del_chain(&inv, c.plugins, json_object_array_length(c.plugins), 0, c.name, c.version,
                       c.result, c.rtconf, NULL, err);
         rl = lo_join(&lo);
-        json_putp(&c.doc);
+        net_json_putp(&c.doc);
         if (r < 0)
                 return sh_err_prefix(err, r, "network teardown of pod %s", id);
         if (rl < 0)
                 sh_log_debug("pod=%s loopback DEL failed, ignoring: %s", id, lo.err.msg);
-        path = cache_path(nm, id);
+        path = net_cache_path(nm, id);
         if (path && unlink(path) < 0 && errno != ENOENT)
                 return sh_err(err, -errno, "remove CNI cache '%s': %s", path, strerror(errno));
         return 0;
+}
+
+int net_cache_readd(struct net_mgr *nm, const char *id, struct sh_error *err)
+{
+        _cleanup_json_ json_object *prev = NULL;
+        struct net_cached c;
+        struct invocation inv;
+        bool only = false;
+        int r = load_cached(nm, id, &c, err);
+
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        sh_json_get_bool(c.doc, "hostPortsOnly", "CNI cache", &only, NULL);
+        if (!only || !c.result) {
+                net_json_putp(&c.doc);
+                return 0;
+        }
+        /*
+         * Its network is portmap alone, which hands its prevResult back: the cached result
+         * is the prevResult its ADD had.
+         */
+        prev = json_object_get(c.result);
+        inv = invocation_for(nm, "ADD", id, NET_NETNS_NONE, c.args);
+        for (size_t i = 0; r == 0 && i < json_object_array_length(c.plugins); i++) {
+                json_object *p = json_object_array_get_idx(c.plugins, i);
+                const char *type = NULL;
+                _cleanup_free_ char *path = NULL;
+                _cleanup_json_ json_object *in = NULL;
+                json_object *res = NULL;
+
+                sh_json_get_string(p, "type", "CNI cache", &type, NULL);
+                path = type && !strchr(type, '/') ? net_find_plugin(inv.bin_dirs, type) : NULL;
+                if (!path) {
+                        r = sh_err(err, -ENOENT, "plugin %s was not found in the CNI bin dirs",
+                                   type ? type : "?");
+                        break;
+                }
+                in = plugin_input(p, c.name, c.version, prev, c.rtconf);
+                r = in ? run_plugin(&inv, path, type, in, &res, err) : -ENOMEM;
+                if (r == 0) {
+                        net_json_putp(&prev);
+                        prev = res;
+                }
+        }
+        net_json_putp(&c.doc);
+        return r < 0 ? sh_err_prefix(err, r, "host ports of pod %.12s", id) : 0;
 }
 
 int net_teardown(struct net_mgr *nm, const char *id, struct sh_error *err)
@@ -918,11 +991,11 @@ static int do_check(struct net_mgr *nm, const char *id, struct sh_error *err)
         if (r < 0)
                 return r;
         if (!c.result) {
-                json_putp(&c.doc);
+                net_json_putp(&c.doc);
                 return sh_err(err, -EINVAL, "the CNI ADD of pod %s did not finish", id);
         }
         if (!version_at_least_040(c.version)) {
-                json_putp(&c.doc);
+                net_json_putp(&c.doc);
                 return 0; /* CHECK arrived with CNI 0.4.0 */
         }
         inv = invocation_for(nm, "CHECK", id, c.netns, c.args);
@@ -933,7 +1006,7 @@ static int do_check(struct net_mgr *nm, const char *id, struct sh_error *err)
                 _cleanup_json_ json_object *in = NULL;
 
                 sh_json_get_string(p, "type", "CNI cache", &type, NULL);
-                pp = type && !strchr(type, '/') ? find_in(inv.bin_dirs, type) : NULL;
+                pp = type && !strchr(type, '/') ? net_find_plugin(inv.bin_dirs, type) : NULL;
                 if (!pp) {
                         r = sh_err(err, -ENOENT, "plugin %s was not found in the CNI bin dirs",
                                    type ? type : "?");
@@ -942,7 +1015,7 @@ static int do_check(struct net_mgr *nm, const char *id, struct sh_error *err)
                 in = plugin_input(p, c.name, c.version, c.result, c.rtconf);
                 r = in ? run_plugin(&inv, pp, type, in, NULL, err) : -ENOMEM;
         }
-        json_putp(&c.doc);
+        net_json_putp(&c.doc);
         return r;
 }
 
@@ -962,6 +1035,6 @@ int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struc
                 return r;
         r = c.result ? net_result_facts(c.result, c.name, ret)
                      : sh_err(err, -EINVAL, "CNI cache of pod %s has no result", id);
-        json_putp(&c.doc);
+        net_json_putp(&c.doc);
         return r;
 }

@@ -1,11 +1,22 @@
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
 
+#include "cleanup.h"
 #include "netmgr.h"
+
+/* Drops the reference @o holds (NULL-safe, twice-safe). */
+static inline void net_json_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+        *o = NULL;
+}
+#define _cleanup_json_ _cleanup_(net_json_putp)
 
 /* The run dir netns mounts go below (borrowed). */
 const char *net_mgr_run_dir(struct net_mgr *nm);
@@ -19,6 +30,77 @@ const struct runt_config *net_mgr_config(struct net_mgr *nm);
 const char *net_mgr_cache_dir(struct net_mgr *nm);
 /* Adds @ns to the plugin time counter (net_mgr_plugin_ns). */
 void net_mgr_count_plugin(struct net_mgr *nm, unsigned long long ns);
+/* Held across a host-port claim: the look at every pod's cache and the write of one. */
+pthread_mutex_t *net_mgr_ports_lock(struct net_mgr *nm);
+
+/* A CNI cache larger than this is refused rather than parsed. */
+#define NET_CACHE_MAX (4u << 20)
+
+/*
+ * CNI_NETNS of an ADD for a pod with no namespace on this host (its host ports only). The
+ * skel of CNI plugins requires one for ADD, and newer ones refuse the plugin's own (the
+ * host's); a path that can never name a namespace makes a plugin that would enter it fail
+ * instead of acting on the host. The cache records none (""), so DEL passes none.
+ */
+#define NET_NETNS_NONE "/proc/self/ns/none"
+
+/* ---- The plugin chain (cni.c), shared with the host ports of pods networked elsewhere ---- */
+
+/* The first of @dirs holding an executable @type, malloc'd; NULL when none does. */
+char *net_find_plugin(char *const *dirs, const char *type);
+/* CNI_ARGS for @pod (malloc'd): its namespace, name, uid and sandbox id. */
+char *net_cni_args(const struct net_pod *pod);
+/* The runtimeConfig @pod offers (owned), by capability: portMappings (host_port > 0 only),
+ * bandwidth, dns; an empty object when it offers none. */
+json_object *net_runtime_config(const struct net_pod *pod);
+/* <state_dir>/cni/<id>.json, malloc'd. */
+char *net_cache_path(struct net_mgr *nm, const char *id);
+
+/*
+ * Writes pod @id's cache at @path before its ADD (no result yet). When network @conf has a
+ * plugin taking portMappings and @rtconf holds some, they are claimed first, under
+ * net_mgr_ports_lock: -EADDRINUSE naming the holder when another pod's cache claims one of
+ * them (net_ports_check), and nothing written. @netns NULL: a pod with no namespace here.
+ */
+int net_cache_claim(struct net_mgr *nm, const char *path, const char *id, const char *netns,
+                    const char *args, const struct net_conf *conf, json_object *rtconf,
+                    struct sh_error *err);
+
+/*
+ * ADD of network @conf (freed here, whatever the outcome) for @pod, as net_setup describes:
+ * claimed and cached first, plugins chained, a failure undone. @netns NULL: a pod with no
+ * namespace here: no loopback, CNI_NETNS is NET_NETNS_NONE, and @first_prev (borrowed) is
+ * the prevResult the first plugin gets. Blocks for the plugins' time.
+ */
+int net_chain_add(struct net_mgr *nm, const struct net_pod *pod, const char *netns,
+                  struct net_conf *conf, json_object *first_prev, struct net_result *ret,
+                  struct sh_error *err);
+
+/*
+ * ADD again, from its cache, for pod @id when the cache is a "hostPortsOnly" one whose ADD
+ * finished; 0 with nothing run otherwise (no cache included). Blocks for the plugins' time.
+ */
+int net_cache_readd(struct net_mgr *nm, const char *id, struct sh_error *err);
+
+/* ---- Host ports (hostport.c) ---- */
+
+/* Does network list @list have a plugin that takes portMappings (capabilities)? */
+bool net_list_maps_ports(json_object *list);
+
+/*
+ * Do CNI portMappings entries @a and @b take one host port: one protocol (tcp when unset,
+ * any case), one hostPort, and host IPs that are equal or of which one is unset ("",
+ * 0.0.0.0 or ::, every address)?
+ */
+bool net_port_maps_collide(json_object *a, json_object *b);
+
+/*
+ * Checks @maps (the portMappings pod @id asks for) against every other pod's cache in the
+ * cache dir whose network takes portMappings: -EADDRINUSE with a message naming the port and
+ * the pod holding it on the first collision, else 0. Caches that do not parse are skipped.
+ * Call under net_mgr_ports_lock.
+ */
+int net_ports_check(struct net_mgr *nm, const char *id, json_object *maps, struct sh_error *err);
 
 /* ---- What runtd parses from outside: plugin answers and its own cache files (cni.c) ---- */
 

@@ -1,6 +1,7 @@
 #include "netmgr.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@
 
 struct net_mgr {
         const struct runt_config *cfg;
-        char *cache_dir; /* <state_dir>/cni */
+        char *cache_dir;            /* <state_dir>/cni */
+        pthread_mutex_t ports_lock; /* held across a host-port claim (net_cache_claim) */
         _Atomic unsigned long long plugin_ns;
         /* Set once before serving (net_mgr_set_metrics), then only added to. */
         struct sh_histogram *op_seconds[NET_OP_COUNT];
@@ -81,6 +83,7 @@ int net_mgr_new(const struct runt_config *cfg, struct net_mgr **ret, struct sh_e
                 free(nm);
                 return -ENOMEM;
         }
+        pthread_mutex_init(&nm->ports_lock, NULL);
         *ret = nm;
         return 0;
 }
@@ -89,6 +92,7 @@ struct net_mgr *net_mgr_free(struct net_mgr *nm)
 {
         if (!nm)
                 return NULL;
+        pthread_mutex_destroy(&nm->ports_lock);
         free(nm->cache_dir);
         free(nm);
         return NULL;
@@ -97,6 +101,11 @@ struct net_mgr *net_mgr_free(struct net_mgr *nm)
 void net_mgr_count_plugin(struct net_mgr *nm, unsigned long long ns)
 {
         nm->plugin_ns += ns;
+}
+
+pthread_mutex_t *net_mgr_ports_lock(struct net_mgr *nm)
+{
+        return &nm->ports_lock;
 }
 
 unsigned long long net_mgr_plugin_ns(struct net_mgr *nm)

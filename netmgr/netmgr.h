@@ -138,6 +138,44 @@ int net_check(struct net_mgr *nm, const char *id, struct sh_error *err);
 /* The cached result of pod @id (as net_setup returned it). -ENOENT without a cache. */
 int net_status(struct net_mgr *nm, const char *id, struct net_result *ret, struct sh_error *err);
 
+/* ------------------------------------------------------------------ host ports */
+
+/*
+ * Host ports of a pod that has no namespace on this host: its backend networks it elsewhere
+ * (BE_CAP_OWN_NET: a proxmox CT). Its port mappings are forwarded from this node as for a
+ * CNI pod, by the CNI portmap plugin run alone in a network of its own ("runt-hostport")
+ * with a prevResult holding the pod's address. Its cache is a CNI cache like the others, so
+ * net_teardown removes the forwarding (after a restart too), net_cache_ids lists it, and a
+ * claim sees it. Host port 0 declares a container port: nothing is forwarded for it.
+ */
+
+/*
+ * Claims @pod's host ports before the pod is made (nothing runs yet): 0 with nothing
+ * recorded when it has none; else its cache is written, so the claim holds until
+ * net_teardown. -EADDRINUSE naming the port and the holder when a pod of this runtd holds
+ * one of them already (net_ports_check: same protocol and host port, host IPs equal or one
+ * unset), -EBUSY when no portmap plugin is in the CNI bin dirs. Reads every pod's cache.
+ */
+int net_hostports_claim(struct net_mgr *nm, const struct net_pod *pod, struct sh_error *err);
+
+/*
+ * Forwards @pod's host ports to its address: portmap ADD with a prevResult holding @cidrs
+ * (NULL-terminated "ADDR/PREFIX", the prefix of the network the pod is on, whose traffic to
+ * the ports is masqueraded as portmap does for a bridge's; a bare ADDR is a /32 or /128).
+ * 0 at once when it has no host port. A failed ADD is undone (DEL); the claim may stay,
+ * so net_teardown the pod as after any failed setup. -EINVAL for an address that does not
+ * parse. Blocks for the plugin's time.
+ */
+int net_hostports_setup(struct net_mgr *nm, const struct net_pod *pod, char *const *cidrs,
+                        struct sh_error *err);
+
+/*
+ * After a restart: forwards pod @id's host ports again from its cache (a node reboot, or a
+ * table flushed, loses them while the pod lives elsewhere; an ADD of what is there changes
+ * nothing). 0 when @id has no host-port cache or its ADD never finished. Blocks.
+ */
+int net_hostports_restore(struct net_mgr *nm, const char *id, struct sh_error *err);
+
 /* ------------------------------------------------------------------ pod files */
 
 /* DNS for a pod's resolv.conf (CRI DNSConfig); all NULL: a copy of the host's. */

@@ -485,6 +485,15 @@ static int check_spec(const struct be_sandbox_spec *s, struct sh_error *err)
         return 0;
 }
 
+/* Does @s map a host port (host_port 0 only declares a container port)? */
+static bool pod_has_host_ports(const struct be_sandbox_spec *s)
+{
+        for (size_t i = 0; i < s->n_ports; i++)
+                if (s->ports[i].host_port > 0)
+                        return true;
+        return false;
+}
+
 /* Tears down what a sandbox has on the network side: CNI, then its namespace. */
 static int net_down(struct pod_mgr *pm, const char *id, struct sh_error *err)
 {
@@ -603,6 +612,7 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                 .dns_options = spec->dns_options,
         };
         struct net_job job = {.pm = pm, .pod = &pod, .id = id};
+        bool own_net = false, claimed = false;
         int r;
 
         r = check_spec(spec, err);
@@ -611,9 +621,15 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         r = pod_mgr_backend(pm, spec->handler, &be, err);
         if (r < 0)
                 return r;
-        /* A backend that networks its pods itself: no netns, no CNI (be.h BE_CAP_OWN_NET). */
-        if (be->ops->caps & BE_CAP_OWN_NET)
+        /*
+         * A backend that networks its pods itself: no netns, no CNI (be.h BE_CAP_OWN_NET),
+         * but this node forwards the pod's host ports to it (step 3b). A pod asking for the
+         * host's network is the backend's to refuse.
+         */
+        if (be->ops->caps & BE_CAP_OWN_NET) {
+                own_net = !host_net;
                 host_net = true;
+        }
         r = sh_id_new(id);
         if (r < 0)
                 return sh_err(err, r, "new sandbox id: %s", strerror(-r));
@@ -646,28 +662,38 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
         if (r < 0)
                 return r;
 
+        ports = calloc(spec->n_ports + 1, sizeof(*ports));
+        if (!ports) {
+                r = -ENOMEM;
+                goto undo_record;
+        }
+        for (size_t i = 0; i < spec->n_ports; i++)
+                ports[i] = (struct net_port){
+                        .protocol = spec->ports[i].protocol,
+                        .container_port = spec->ports[i].container_port,
+                        .host_port = spec->ports[i].host_port,
+                        .host_ip = spec->ports[i].host_ip,
+                };
+        pod.ports = ports;
+
         /*
          * 2. Network: a namespace of its own and CNI, unless it shares the host's; CNI ADD
-         * on a thread beside step 3 when the backend allows.
+         * on a thread beside step 3 when the backend allows. A pod networked elsewhere claims
+         * its host ports now, before its backend makes anything: one another pod holds fails
+         * the run at once.
          */
+        if (own_net && pod_has_host_ports(spec)) {
+                r = net ? net_hostports_claim(net, &pod, err)
+                        : sh_err(err, -EAGAIN, "no network manager for the pod's host ports");
+                if (r < 0)
+                        goto undo_record;
+                claimed = true;
+        }
         if (!host_net) {
                 r = net ? net_netns_create(net, id, &netns, err)
                         : sh_err(err, -EAGAIN, "no network manager");
                 if (r < 0)
                         goto undo_record;
-                ports = calloc(spec->n_ports + 1, sizeof(*ports));
-                if (!ports) {
-                        r = -ENOMEM;
-                        goto undo_netns;
-                }
-                for (size_t i = 0; i < spec->n_ports; i++)
-                        ports[i] = (struct net_port){
-                                .protocol = spec->ports[i].protocol,
-                                .container_port = spec->ports[i].container_port,
-                                .host_port = spec->ports[i].host_port,
-                                .host_ip = spec->ports[i].host_ip,
-                        };
-                pod.ports = ports;
                 job.netns = netns;
                 net_job_start(&job, net_beside(be, spec));
                 if (!job.started && job.r < 0) {
@@ -701,10 +727,16 @@ int pod_sandbox_run(struct pod_mgr *pm, const struct be_sandbox_spec *spec, char
                 goto undo_files; /* the backend may have made the pod's dir (microvm binds it) */
         if (be->ops->caps & BE_CAP_OWN_NET) {
                 r = be_sandbox_ips(be, id, &nres.ips, err);
+                /* 3b. Its host ports forwarded from this node to its address. */
+                if (r == 0 && claimed)
+                        r = net_hostports_setup(net, &pod, nres.ips, err);
                 if (r < 0) {
                         be_sandbox_remove(be, id, &ignored);
                         goto undo_files;
                 }
+                /* The backend gives "ADDR/PREFIX"; the pod's IPs are the addresses. */
+                for (size_t i = 0; nres.ips && nres.ips[i]; i++)
+                        nres.ips[i][strcspn(nres.ips[i], "/")] = '\0';
         }
 
         /* 4. The pod's resolv.conf, hostname and hosts (with the pod IPs CNI gave). */
@@ -780,6 +812,9 @@ undo_netns:
         if (!host_net)
                 net_netns_remove(net, id, &ignored);
 undo_record:
+        /* A DEL that fails keeps the cache: recovery DELs it again once the record is gone. */
+        if (claimed && net_teardown(net, id, &ignored) < 0)
+                sh_log_debug("sandbox=%s its host ports' teardown failed: %s", id, ignored.msg);
         net_result_done(&nres);
         pod_db_run(pm, "DELETE FROM sandboxes WHERE id = ?", (const char *[]){id, NULL}, NULL);
         return r;
@@ -850,6 +885,9 @@ int pod_sandbox_stop(struct pod_mgr *pm, const char *id, struct sh_error *err)
                                 *err = job.err;
                         r = job.r;
                 }
+                /* A pod networked elsewhere: the host ports this node forwards to it. */
+                if (r == 0 && (be->ops->caps & BE_CAP_OWN_NET) && pod_mgr_net(pm))
+                        r = net_teardown(pod_mgr_net(pm), i->id, err);
         }
         if (r == 0)
                 r = pod_db_run(pm, "UPDATE sandboxes SET state = 'notready' WHERE id = ?",
@@ -1173,6 +1211,29 @@ static void del_orphan_caches(struct pod_mgr *pm)
         sh_strv_free(ids);
 }
 
+/*
+ * The host ports this node forwards to pods networked elsewhere (a proxmox CT) are rules a
+ * node reboot or a flushed table loses while the pod lives on: set them up again from each
+ * pod's cache (portmap ADD of rules that are there changes nothing). The caches of pods the
+ * store no longer has were DELeted already (del_orphan_caches), and those of half-created
+ * ones with their pods; lxc pods' caches are not host-port-only ones and are left alone.
+ */
+static void restore_host_ports(struct pod_mgr *pm)
+{
+        struct net_mgr *net = pod_mgr_net(pm);
+        char **ids = net ? net_cache_ids(net) : NULL;
+
+        for (size_t i = 0; ids && ids[i]; i++) {
+                _cleanup_free_ char *have =
+                        pod_db_text(pm, "SELECT id FROM sandboxes WHERE id = ?", ids[i]);
+                struct sh_error e = {0};
+
+                if (have && net_hostports_restore(net, ids[i], &e) < 0)
+                        sh_log_warn("sandbox=%s host ports not forwarded again: %s", ids[i], e.msg);
+        }
+        sh_strv_free(ids);
+}
+
 /* Has the store a sandbox @id? True when it cannot tell, so nothing is removed then. */
 static bool sandbox_known(struct pod_mgr *pm, const char *id)
 {
@@ -1269,6 +1330,7 @@ int pod_mgr_recover(struct pod_mgr *pm, struct sh_error *err)
                 sh_log_info("sandbox=%s half-created before a restart: cleaned up", ids[i]);
         }
         sh_strv_free(ids);
+        restore_host_ports(pm);
         sweep_pod_dirs(pm);
         r = pod_view_resume(pm, err);
         /*

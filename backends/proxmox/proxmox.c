@@ -1487,6 +1487,8 @@ fail:
 
 static int px_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_error *err)
 {
+        struct px_be *px = be->priv;
+        struct pve_ipam_lease lease;
         struct ap_pod *ap = NULL;
         char **v;
         int r = ap_pod_get(be->priv, id, &ap, err);
@@ -1495,7 +1497,12 @@ static int px_sandbox_ips(struct be *be, const char *id, char ***ret, struct sh_
                 return r;
         v = calloc(2, sizeof(*v));
         if (v && px_pod(ap)->ip[0]) {
-                v[0] = strdup(px_pod(ap)->ip);
+                /* With the prefix of the range's subnet: the link the CT shares with others. */
+                if (pve_ipam_get(px->ipam, id, &lease, NULL) == 0 && lease.prefix &&
+                    strcmp(lease.ip, px_pod(ap)->ip) == 0)
+                        v[0] = sh_strdup_printf("%s/%u", lease.ip, lease.prefix);
+                else
+                        v[0] = strdup(px_pod(ap)->ip);
                 if (!v[0]) {
                         free(v);
                         v = NULL;

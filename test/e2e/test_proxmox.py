@@ -7,10 +7,13 @@ task running, no lease, no lxc container on the host."""
 
 import json
 import os
+import random
 import re
-import signal
+import shlex
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import grpc
 import pytest
 
 import kstream as K
-from conftest import pb
+from conftest import CNI_BIN_DIR, pb
 from test_containers import (EMPTY_CTRS, Ctrs, cap_eff, images, mounts_under,  # noqa: F401
                              security, sleeper)
 from test_microvm import HAVE_VM, NO_VM, StreamVmPods, VmPods, print_vm_logs, qemu_pids, reap
@@ -78,10 +81,36 @@ class PvePods(Ctrs):
         left["vms"] = self.vm_dirs()
         left["qemu"] = qemu_pids(self.d.run_dir)
         left["mounts"] += mounts_under(self.d.run_dir)
+        left["hostports"] = hostport_rules(ids=self.ids)[1]
         return left
 
 
-EMPTY_PVE = dict(EMPTY_CTRS, cts=[], tasks=[], leases=[], lxc_host=[], vms=[], qemu=[])
+EMPTY_PVE = dict(EMPTY_CTRS, cts=[], tasks=[], leases=[], lxc_host=[], vms=[], qemu=[],
+                 hostports=[])
+
+HOSTPORT_NET = "runt-hostport"  # the network of proxmox pods' host ports (netmgr/hostport.c)
+
+
+def nat_rules():
+    return subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+def hostport_rules(ids=None, port=None):
+    """portmap's entry rules (CNI-HOSTPORT-DNAT) of the runt-hostport network that name one
+    of the pod ids @ids or forward host port @port, and the CNI-DN-* chains they jump to:
+    (chains, rules)."""
+    mark = re.compile(r'dnat name: \\?"' + HOSTPORT_NET + r'\\?" id: \\?"([0-9a-f]{64})')
+    chains, rules = set(), []
+    for line in nat_rules():
+        m = mark.search(line)
+        if not line.startswith("-A CNI-HOSTPORT-DNAT ") or not m:
+            continue
+        if (ids is not None and m.group(1) in ids) or \
+                (port is not None and re.search(rf"--dports (\S+,)?{port}(,|\s)", line)):
+            rules.append(line)
+            chains.add(line.split()[line.split().index("-j") + 1])
+    return sorted(chains), sorted(rules)
 
 
 @pytest.fixture(scope="module")
@@ -975,3 +1004,246 @@ def test_agent_certificate_renewed_before_its_end(runtd_factory, tmp_path, image
         finish(v, pod)
     finally:
         v.cleanup()
+
+
+# ---- host ports: forwarded from this node (the Kubernetes node) to the CT, by CNI portmap
+
+
+def free_host_port():
+    """A TCP port no nat rule names and nothing on this host listens on."""
+    nat = "\n".join(nat_rules())
+    for _ in range(200):
+        port = random.randrange(40000, 50000)
+        if re.search(rf"\D{port}\D", nat):
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free host port")
+
+
+def http_get(addr, port, timeout=5):
+    """The body of GET / at @addr:@port (HTTP/1.0, plain sockets: no proxy in the way)."""
+    with socket.create_connection((addr, port), timeout=timeout) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1") and b" 200 " in head.split(b"\r\n")[0], data
+    return body
+
+
+def refused(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=3).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def web_server(v, pod, cfg, text):
+    web = v.run_ctr(pod, cfg, "web", command=[
+        "/bin/sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && "
+        "exec busybox httpd -f -p 8080 -h /tmp/www"])
+    v.wait_listening(web, [8080])
+    return web
+
+
+def host_port_pod(v, name, port):
+    """A pod mapping host port @port to its port 8080, with the kubelet's entry for a
+    containerPort with no host port beside it (host_port 0: nothing to forward)."""
+    return v.pod(name, port_mappings=[
+        pb.PortMapping(protocol=pb.TCP, container_port=8080, host_port=port),
+        pb.PortMapping(protocol=pb.TCP, container_port=9090, host_port=0)])
+
+
+def drop_chain(chain):
+    """Removes portmap's chain @chain and the rule jumping to it, as a node reboot (or an
+    iptables flush) loses them."""
+    for line in nat_rules():
+        if line.startswith("-A CNI-HOSTPORT-DNAT ") and line.endswith(f"-j {chain}"):
+            iptables("-t", "nat", "-D", *shlex.split(line)[1:])
+    iptables("-t", "nat", "-F", chain)
+    iptables("-t", "nat", "-X", chain)
+
+
+def chain_exists(chain):
+    return f"-N {chain}" in nat_rules()
+
+
+class OtherHost:
+    """A network namespace standing for another host, joined to this one by a veth pair: this
+    host is 10.89.N.1 on its end, the other host 10.89.N.2, its default route through here."""
+
+    def __init__(self):
+        used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+        n = next(n for n in random.sample(range(1, 250), 249) if f"10.89.{n}." not in used)
+        self.ns = f"rthp{os.getpid() % 100000}"
+        self.here, self.there = self.ns + "a", self.ns + "b"
+        self.host_ip, self.ip = f"10.89.{n}.1", f"10.89.{n}.2"
+        for argv in (["ip", "netns", "add", self.ns],
+                     ["ip", "link", "add", self.here, "type", "veth", "peer", "name", self.there],
+                     ["ip", "link", "set", self.there, "netns", self.ns],
+                     ["ip", "addr", "add", f"{self.host_ip}/24", "dev", self.here],
+                     ["ip", "link", "set", self.here, "up"],
+                     ["ip", "-n", self.ns, "addr", "add", f"{self.ip}/24", "dev", self.there],
+                     ["ip", "-n", self.ns, "link", "set", self.there, "up"],
+                     ["ip", "-n", self.ns, "link", "set", "lo", "up"],
+                     ["ip", "-n", self.ns, "route", "add", "default", "via", self.host_ip]):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    def http_get(self, addr, port):
+        """GET / at @addr:@port from the other host."""
+        code = ("import socket,sys; c=socket.create_connection((sys.argv[1],int(sys.argv[2])),5);"
+                "c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); d=b''\n"
+                "while (b:=c.recv(65536)): d+=b\n"
+                "sys.stdout.buffer.write(d)")
+        out = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code,
+                              addr, str(port)], capture_output=True, timeout=30)
+        assert out.returncode == 0, out
+        return out.stdout.partition(b"\r\n\r\n")[2]
+
+    def remove(self):
+        subprocess.run(["ip", "link", "del", self.here], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+@pytest.fixture
+def other_host():
+    h = OtherHost()
+    yield h
+    h.remove()
+
+
+def test_host_port_reaches_the_ct(pods, other_host):
+    """A proxmox pod's host port is forwarded from this node to its CT at the pod IP, as CNI
+    portmap does for an lxc pod: from the node itself at 127.0.0.1 and at another of its
+    addresses, and from another host that reaches the node. A second pod asking the same
+    port is refused with a status that names the holder, before anything of it is made.
+    Stopping the pod takes the forwarding away."""
+    v = pods
+    port = free_host_port()
+    pod, cfg = host_port_pod(v, "hp", port)
+    web_server(v, pod, cfg, "hello-hostport")
+    ip = v.status(pod).status.network.ip
+    assert ip.startswith(NET + ".") and "/" not in ip, ip
+    (chain,), (rule,) = hostport_rules(ids=[pod])
+    assert f"--dports {port} " in rule and "9090" not in rule, rule
+    dnat = [r for r in nat_rules() if r.startswith(f"-A {chain} ")]
+    assert any(f"--to-destination {ip}:8080" in r for r in dnat), dnat
+    # the pod's subnet is masqueraded (hairpin: another CT on its bridge), as for a bridge
+    assert any(f"-s {NET}.0/24 " in r and "CNI-HOSTPORT-SETMARK" in r for r in dnat), dnat
+
+    assert http_get("127.0.0.1", port) == b"hello-hostport\n"
+    assert http_get(other_host.host_ip, port) == b"hello-hostport\n"
+    if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1":
+        assert other_host.http_get(other_host.host_ip, port) == b"hello-hostport\n"
+    else:
+        print("\nthis host does not forward IPv4: no fetch from the other host")
+    # what portmap needs for 127.0.0.1 to cross to the CT's link
+    route = subprocess.run(["ip", "-o", "route", "get", ip], capture_output=True, text=True,
+                           check=True).stdout
+    dev = route.split(" dev ")[1].split()[0]
+    assert Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet").read_text().strip() == "1"
+
+    n_cts = len(v.pve.state()["cts"])
+    with pytest.raises(grpc.RpcError) as ei:
+        v.pod("hp-again", port_mappings=[pb.PortMapping(container_port=80, host_port=port)])
+    assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION, ei.value
+    assert f"host port {port}/tcp is already mapped by pod default/hp (sandbox {pod[:12]})" \
+        in ei.value.details(), ei.value.details()
+    assert len(v.pve.state()["cts"]) == n_cts and len(v.leases()) == 1
+    assert [p.id for p in v.list()] == [pod]
+    assert hostport_rules(port=port)[1] == [rule]  # the first pod's forwarding is untouched
+    assert http_get("127.0.0.1", port) == b"hello-hostport\n"
+
+    v.stop(pod)
+    assert hostport_rules(port=port) == ([], [])
+    assert not chain_exists(chain)
+    assert refused("127.0.0.1", port) and refused(other_host.host_ip, port)
+    v.remove(pod)
+    assert v.leftovers() == EMPTY_PVE, v.leftovers()
+
+
+def test_host_port_across_runtd_kill9(pods):
+    """runtd killed (-9) with a host-port pod running: the forwarding is the kernel's and goes
+    on; a restart sets it up again when it was lost meanwhile (a node reboot, a flushed
+    table), and keeps it, once, when it was not; RemovePodSandbox after the restart takes it
+    away, and nothing is left."""
+    v = pods
+    port = free_host_port()
+    pod, cfg = host_port_pod(v, "hpk", port)
+    web_server(v, pod, cfg, "still-here")
+    (chain,), _ = hostport_rules(ids=[pod])
+    assert http_get("127.0.0.1", port) == b"still-here\n"
+
+    v.d.kill()  # SIGKILL
+    v.d.close_channels()
+    assert http_get("127.0.0.1", port) == b"still-here\n"
+    drop_chain(chain)
+    assert hostport_rules(port=port) == ([], []) and refused("127.0.0.1", port)
+    v.d.start()  # its recovery forwards the pod's host port again, before it serves
+    assert v.status(pod).status.state == pb.SANDBOX_READY
+    assert hostport_rules(port=port)[0] == [chain]
+    assert http_get("127.0.0.1", port) == b"still-here\n"
+
+    restart(v)  # this time the rules are there: kept as they are, not doubled
+    assert len(hostport_rules(port=port)[1]) == 1
+    assert len([r for r in nat_rules() if r.startswith(f"-A {chain} ") and "DNAT" in r]) == 1
+    assert http_get("127.0.0.1", port) == b"still-here\n"
+
+    v.remove(pod)  # no StopPodSandbox first: remove does it all
+    assert hostport_rules(port=port) == ([], []) and not chain_exists(chain)
+    assert refused("127.0.0.1", port)
+    assert v.leftovers() == EMPTY_PVE, v.leftovers()
+
+
+def test_host_port_of_a_run_cut_by_kill9_is_removed(pods, tmp_path):
+    """runtd killed (-9) during RunPodSandbox, after portmap made the pod's chains and before
+    the pod was ready: the pod never existed for CRI, and the restart's recovery removes its
+    chains with its CT and lease. A portmap wrapper (first in the bin dirs) opens the window:
+    it marks the end of its ADD and waits a little before it exits."""
+    v = pods
+    port = free_host_port()
+    wrap = tmp_path / "cni-bin"
+    wrap.mkdir()
+    mark = tmp_path / "portmap-added"
+    (wrap / "portmap").write_text(
+        "#!/bin/sh\n"
+        f"out=$({CNI_BIN_DIR}/portmap); rc=$?\n"
+        "printf '%s' \"$out\"\n"
+        f"if [ \"$CNI_COMMAND\" = ADD ] && [ $rc = 0 ]; then touch {mark}; sleep 2; fi\n"
+        "exit $rc\n")
+    (wrap / "portmap").chmod(0o755)
+    text = v.d.config.read_text()
+    v.d.config.write_text(text.replace("  bin_dirs:\n", f'  bin_dirs:\n    - "{wrap}"\n', 1))
+    restart(v)
+
+    errors = []
+
+    def run():
+        try:
+            host_port_pod(v, "cut", port)
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + T
+    while not mark.exists():
+        assert time.monotonic() < deadline and t.is_alive(), errors
+        time.sleep(0.05)
+    (chain,), _ = hostport_rules(port=port)
+    v.d.kill()
+    v.d.close_channels()
+    t.join()
+    assert errors, "RunPodSandbox returned though runtd was killed"
+    assert chain_exists(chain)
+    v.d.start()  # waits for the wrapper a killed runtd left, then undoes the half-made pod
+    assert v.list() == []
+    assert hostport_rules(port=port) == ([], []) and not chain_exists(chain)
+    assert v.leftovers() == EMPTY_PVE, v.leftovers()

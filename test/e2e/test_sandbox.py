@@ -221,6 +221,31 @@ def test_two_pods_reach_each_other(pods):
     assert pods.leftovers() == EMPTY
 
 
+def test_taken_host_port_is_refused(pods):
+    """portmap reserves nothing: runt refuses a second pod asking a host port a pod holds
+    (same protocol and port; an unset host IP is every address), naming the holder, and
+    leaves nothing of it; another protocol is another port; a stopped pod holds none."""
+    a = pods.run(pods.config("holder", port_mappings=[
+        pb.PortMapping(container_port=80, host_port=30084)]))
+    for name, pm in (("again", pb.PortMapping(container_port=8080, host_port=30084)),
+                     ("on-ip", pb.PortMapping(container_port=80, host_port=30084,
+                                              host_ip="127.0.0.1"))):
+        with pytest.raises(grpc.RpcError) as e:
+            pods.run(pods.config(name, port_mappings=[pm]))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value
+        assert "host port 30084/tcp" in e.value.details() and \
+            f"default/holder (sandbox {a[:12]})" in e.value.details(), e.value.details()
+    assert [i.id for i in pods.list()] == [a] and len(pods.reserved()) == 1
+    udp = pods.run(pods.config("udp", port_mappings=[
+        pb.PortMapping(protocol=pb.UDP, container_port=53, host_port=30084)]))
+    pods.stop(a)
+    b = pods.run(pods.config("after", port_mappings=[
+        pb.PortMapping(container_port=80, host_port=30084)]))
+    for p in (a, udp, b):
+        pods.remove(p)
+    assert pods.leftovers() == EMPTY
+
+
 def test_host_network_pod_has_no_netns(pods):
     cfg = pods.config("hostnet", linux=pb.LinuxPodSandboxConfig(
         security_context=pb.LinuxSandboxSecurityContext(

@@ -311,6 +311,7 @@ static void test_status_from_errno(void **state)
                 {-ETIMEDOUT, GRPC_STATUS_DEADLINE_EXCEEDED},
                 {-ECANCELED, GRPC_STATUS_CANCELLED},
                 {-EBUSY, GRPC_STATUS_FAILED_PRECONDITION},
+                {-EADDRINUSE, GRPC_STATUS_FAILED_PRECONDITION},
                 {-EPERM, GRPC_STATUS_PERMISSION_DENIED},
                 {-EACCES, GRPC_STATUS_PERMISSION_DENIED},
                 {-ENOMEM, GRPC_STATUS_RESOURCE_EXHAUSTED},

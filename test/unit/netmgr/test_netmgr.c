@@ -1,4 +1,5 @@
-/* netmgr/conf.c and netmgr.c: finding and validating the CNI network config. */
+/* netmgr/conf.c and netmgr.c: finding and validating the CNI network config; hostport.c: host
+ * port claims and the portmap runs of pods networked elsewhere (with a recording stand-in). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -715,6 +716,295 @@ static void test_result_facts_addresses(void **state)
         json_object_put(res);
 }
 
+/* ------------------------------------------------------------------ host ports */
+
+/*
+ * A portmap stand-in that keeps what it was given, beside itself: its stdin in
+ * portmap.<COMMAND>.in, CNI_NETNS in portmap.<COMMAND>.netns, "<COMMAND> <id>" appended to
+ * portmap.log; ADD prints a result, as portmap hands its prevResult back.
+ */
+static const char portmap_recorder[] =
+        "#!/bin/sh\n"
+        "d=$(dirname \"$0\")\n"
+        "cat > \"$d/portmap.$CNI_COMMAND.in\"\n"
+        "printf '%s' \"$CNI_NETNS\" > \"$d/portmap.$CNI_COMMAND.netns\"\n"
+        "echo \"$CNI_COMMAND $CNI_CONTAINERID\" >> \"$d/portmap.log\"\n"
+        "if [ \"$CNI_COMMAND\" = ADD ]; then\n"
+        "  printf '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.88.7.10/24\"}]}'\n"
+        "fi\n";
+
+/* The fixture's config with a state dir of its own and the recorder as portmap. */
+static void hostport_config(struct fixture *f, struct runt_config *cfg)
+{
+        char state[128], path[160];
+
+        config_for(f, cfg);
+        snprintf(state, sizeof(state), "%s/state", f->base);
+        free(cfg->state_dir);
+        cfg->state_dir = strdup(state);
+        assert_non_null(cfg->state_dir);
+        snprintf(path, sizeof(path), "%s/portmap", f->bin);
+        assert_int_equal(unlink(path), 0);
+        write_file_mode(f->bin, "portmap", portmap_recorder, 0755);
+}
+
+static struct net_pod pod_with(const char *id, const char *name, const struct net_port *ports,
+                               size_t n)
+{
+        return (struct net_pod){.id = id,
+                                .name = name,
+                                .namespace = "default",
+                                .uid = "uid",
+                                .ports = ports,
+                                .n_ports = n};
+}
+
+static bool has_cache(struct fixture *f, const char *id)
+{
+        char path[256];
+
+        snprintf(path, sizeof(path), "%s/state/cni/%s.json", f->base, id);
+        return access(path, F_OK) == 0;
+}
+
+static json_object *read_json(const char *dir, const char *name)
+{
+        char *text = slurp(dir, name);
+        json_object *o = NULL;
+
+        assert_int_equal(sh_json_parse(text, strlen(text), name, &o, NULL), 0);
+        free(text);
+        return o;
+}
+
+/* The string at @path ("a.b.0.c": keys and array indexes) in @o. */
+static const char *json_at(json_object *o, const char *path)
+{
+        char buf[128], *save = NULL;
+
+        snprintf(buf, sizeof(buf), "%s", path);
+        for (char *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+                if (json_object_is_type(o, json_type_array))
+                        o = json_object_array_get_idx(o, (size_t)atoi(k));
+                else if (!json_object_object_get_ex(o, k, &o))
+                        return NULL;
+        }
+        return o ? json_object_get_string(o) : NULL;
+}
+
+static bool collide(const char *a, const char *b)
+{
+        json_object *x = NULL, *y = NULL;
+        bool r;
+
+        assert_int_equal(sh_json_parse(a, strlen(a), "a", &x, NULL), 0);
+        assert_int_equal(sh_json_parse(b, strlen(b), "b", &y, NULL), 0);
+        r = net_port_maps_collide(x, y);
+        assert_true(net_port_maps_collide(y, x) == r);
+        json_object_put(x);
+        json_object_put(y);
+        return r;
+}
+
+/* One host port is one protocol, port and host address; unset and 0.0.0.0 / :: are all. */
+static void test_port_maps_collide(void **state)
+{
+        (void)state;
+        assert_true(collide("{\"hostPort\":80,\"protocol\":\"tcp\"}",
+                            "{\"hostPort\":80,\"protocol\":\"TCP\",\"hostIP\":\"\"}"));
+        assert_true(collide("{\"hostPort\":80}", "{\"hostPort\":80,\"protocol\":\"tcp\"}"));
+        assert_false(collide("{\"hostPort\":80,\"protocol\":\"tcp\"}",
+                             "{\"hostPort\":80,\"protocol\":\"udp\"}"));
+        assert_false(collide("{\"hostPort\":80}", "{\"hostPort\":81}"));
+        assert_false(collide("{\"hostPort\":0}", "{\"hostPort\":0}"));
+        assert_true(collide("{\"hostPort\":80,\"hostIP\":\"10.0.0.1\"}", "{\"hostPort\":80}"));
+        assert_true(collide("{\"hostPort\":80,\"hostIP\":\"10.0.0.1\"}",
+                            "{\"hostPort\":80,\"hostIP\":\"0.0.0.0\"}"));
+        assert_true(collide("{\"hostPort\":80,\"hostIP\":\"fd00::1\"}",
+                            "{\"hostPort\":80,\"hostIP\":\"::\"}"));
+        assert_true(collide("{\"hostPort\":80,\"hostIP\":\"fd00::1\"}",
+                            "{\"hostPort\":80,\"hostIP\":\"fd00:0::1\"}"));
+        assert_true(collide("{\"hostPort\":80,\"hostIP\":\"10.0.0.1\"}",
+                            "{\"hostPort\":80,\"hostIP\":\"10.0.0.1\"}"));
+        assert_false(collide("{\"hostPort\":80,\"hostIP\":\"10.0.0.1\"}",
+                             "{\"hostPort\":80,\"hostIP\":\"10.0.0.2\"}"));
+}
+
+/* A claim holds its ports until its pod's teardown; another pod asking one is refused. */
+static void test_hostports_claim(void **state)
+{
+        struct fixture *f = *state;
+        static const struct net_port web[] = {{"tcp", 8080, 30080, ""}};
+        static const struct net_port web_udp[] = {{"udp", 8080, 30080, ""}};
+        static const struct net_port on_ip[] = {{"tcp", 80, 30080, "10.1.2.3"}};
+        static const struct net_port none[] = {{"tcp", 80, 0, ""}};
+        struct net_pod a = pod_with("pod-a", "a", web, 1), b = pod_with("pod-b", "b", web, 1);
+        struct net_pod c = pod_with("pod-c", "c", on_ip, 1);
+        struct net_pod u = pod_with("pod-u", "u", web_udp, 1);
+        struct net_pod z = pod_with("pod-z", "z", none, 1);
+        struct runt_config cfg;
+        struct sh_error err = {0};
+        struct net_mgr *nm = NULL;
+        char dir[128];
+        json_object *doc;
+
+        hostport_config(f, &cfg);
+        assert_int_equal(net_mgr_new(&cfg, &nm, &err), 0);
+
+        assert_int_equal(net_hostports_claim(nm, &a, &err), 0);
+        snprintf(dir, sizeof(dir), "%s/state/cni", f->base);
+        doc = read_json(dir, "pod-a.json");
+        assert_string_equal(json_at(doc, "hostPortsOnly"), "true");
+        assert_string_equal(json_at(doc, "netns"), "");
+        assert_string_equal(json_at(doc, "config.name"), "runt-hostport");
+        assert_string_equal(json_at(doc, "config.plugins.0.type"), "portmap");
+        assert_string_equal(json_at(doc, "runtimeConfig.portMappings.0.hostPort"), "30080");
+        assert_null(json_at(doc, "result"));
+        json_object_put(doc);
+
+        assert_int_equal(net_hostports_claim(nm, &b, &err), -EADDRINUSE);
+        assert_non_null(strstr(err.msg, "host port 30080/tcp is already mapped by pod default/a"));
+        assert_non_null(strstr(err.msg, "pod-a"));
+        assert_false(has_cache(f, "pod-b"));
+        assert_int_equal(net_hostports_claim(nm, &c, &err), -EADDRINUSE);
+        assert_non_null(strstr(err.msg, "30080/tcp on 10.1.2.3"));
+        assert_int_equal(net_hostports_claim(nm, &u, &err), 0);
+        /* Host port 0 only declares a container port: nothing is claimed. */
+        assert_int_equal(net_hostports_claim(nm, &z, &err), 0);
+        assert_false(has_cache(f, "pod-z"));
+        /* A pod's own claim is no collision (its setup writes it again). */
+        assert_int_equal(net_hostports_claim(nm, &a, &err), 0);
+
+        assert_int_equal(net_teardown(nm, "pod-a", &err), 0);
+        assert_false(has_cache(f, "pod-a"));
+        assert_int_equal(net_hostports_claim(nm, &b, &err), 0);
+        assert_int_equal(net_teardown(nm, "pod-b", &err), 0);
+        assert_int_equal(net_teardown(nm, "pod-u", &err), 0);
+
+        net_mgr_free(nm);
+        runt_config_done(&cfg);
+}
+
+/*
+ * Setup runs portmap alone with the pod's address as prevResult and a CNI_NETNS that is no
+ * namespace; restore runs that ADD again from the cache; teardown DELs with no netns.
+ */
+static void test_hostports_setup_restore_teardown(void **state)
+{
+        struct fixture *f = *state;
+        static const struct net_port web[] = {{"tcp", 8080, 30080, ""}, {"udp", 53, 0, ""}};
+        struct net_pod a = pod_with("pod-a", "a", web, 2), b = pod_with("pod-b", "b", web, 1);
+        char *cidrs[] = {"10.88.7.10/24", NULL}, *bare[] = {"10.88.7.11", NULL};
+        char *bad[] = {"10.88.7", NULL}, *bad_prefix[] = {"10.88.7.12/33", NULL};
+        struct runt_config cfg;
+        struct sh_error err = {0};
+        struct net_mgr *nm = NULL;
+        json_object *in;
+        char *s, dir[128];
+
+        hostport_config(f, &cfg);
+        assert_int_equal(net_mgr_new(&cfg, &nm, &err), 0);
+        assert_int_equal(net_hostports_claim(nm, &a, &err), 0);
+        assert_int_equal(net_hostports_setup(nm, &a, cidrs, &err), 0);
+
+        in = read_json(f->bin, "portmap.ADD.in");
+        assert_string_equal(json_at(in, "name"), "runt-hostport");
+        assert_string_equal(json_at(in, "cniVersion"), "1.0.0");
+        assert_string_equal(json_at(in, "prevResult.ips.0.address"), "10.88.7.10/24");
+        assert_null(json_at(in, "prevResult.interfaces"));
+        assert_string_equal(json_at(in, "runtimeConfig.portMappings.0.hostPort"), "30080");
+        assert_string_equal(json_at(in, "runtimeConfig.portMappings.0.containerPort"), "8080");
+        assert_string_equal(json_at(in, "runtimeConfig.portMappings.0.protocol"), "tcp");
+        assert_null(json_at(in, "runtimeConfig.portMappings.1")); /* host port 0: left out */
+        json_object_put(in);
+        s = slurp(f->bin, "portmap.ADD.netns");
+        assert_string_equal(s, "/proc/self/ns/none");
+        free(s);
+        snprintf(dir, sizeof(dir), "%s/state/cni", f->base);
+        in = read_json(dir, "pod-a.json");
+        assert_string_equal(json_at(in, "result.ips.0.address"), "10.88.7.10/24");
+        json_object_put(in);
+
+        /* After a restart: the same ADD again. */
+        assert_int_equal(net_hostports_restore(nm, "pod-a", &err), 0);
+        s = slurp(f->bin, "portmap.log");
+        assert_string_equal(s, "ADD pod-a\nADD pod-a\n");
+        free(s);
+
+        assert_int_equal(net_teardown(nm, "pod-a", &err), 0);
+        s = slurp(f->bin, "portmap.DEL.netns");
+        assert_string_equal(s, "");
+        free(s);
+        in = read_json(f->bin, "portmap.DEL.in");
+        assert_string_equal(json_at(in, "runtimeConfig.portMappings.0.hostPort"), "30080");
+        json_object_put(in);
+        assert_false(has_cache(f, "pod-a"));
+        /* Nothing cached: nothing to restore. */
+        assert_int_equal(net_hostports_restore(nm, "pod-a", &err), 0);
+        s = slurp(f->bin, "portmap.log");
+        assert_string_equal(s, "ADD pod-a\nADD pod-a\nDEL pod-a\n");
+        free(s);
+
+        /* A bare address is the pod's alone; what is no address is refused before any run. */
+        assert_int_equal(net_hostports_setup(nm, &b, bare, &err), 0);
+        in = read_json(f->bin, "portmap.ADD.in");
+        assert_string_equal(json_at(in, "prevResult.ips.0.address"), "10.88.7.11/32");
+        json_object_put(in);
+        assert_int_equal(net_teardown(nm, "pod-b", &err), 0);
+        assert_int_equal(net_hostports_setup(nm, &b, bad, &err), -EINVAL);
+        assert_int_equal(net_hostports_setup(nm, &b, bad_prefix, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "prefix"));
+        assert_false(has_cache(f, "pod-b"));
+
+        net_mgr_free(nm);
+        runt_config_done(&cfg);
+}
+
+/* No portmap in the bin dirs: a pod with host ports is refused at its claim, saying why. */
+static void test_hostports_need_portmap(void **state)
+{
+        struct fixture *f = *state;
+        static const struct net_port web[] = {{"tcp", 8080, 30080, ""}};
+        struct net_pod a = pod_with("pod-a", "a", web, 1);
+        struct runt_config cfg;
+        struct sh_error err = {0};
+        struct net_mgr *nm = NULL;
+        char path[160];
+
+        config_for(f, &cfg);
+        snprintf(path, sizeof(path), "%s/portmap", f->bin);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(net_mgr_new(&cfg, &nm, &err), 0);
+        assert_int_equal(net_hostports_claim(nm, &a, &err), -EBUSY);
+        assert_non_null(strstr(err.msg, "portmap"));
+        net_mgr_free(nm);
+        runt_config_done(&cfg);
+}
+
+/* A CNI pod's portmap ports go through the same claim: refused before any plugin runs. */
+static void test_cni_setup_refuses_a_taken_port(void **state)
+{
+        struct fixture *f = *state;
+        static const struct net_port web[] = {{"tcp", 80, 30080, ""}};
+        struct net_pod a = pod_with("pod-a", "a", web, 1), l = pod_with("pod-l", "l", web, 1);
+        struct runt_config cfg;
+        struct sh_error err = {0};
+        struct net_mgr *nm = NULL;
+        struct net_result res = {0};
+
+        hostport_config(f, &cfg);
+        write_conf(f, "10-runt.conflist", conflist_bridge);
+        assert_int_equal(net_mgr_new(&cfg, &nm, &err), 0);
+        assert_int_equal(net_hostports_claim(nm, &a, &err), 0);
+        /* The bridge stand-in would fail with EIO had it run. */
+        assert_int_equal(net_setup(nm, &l, "/nonexistent", &res, &err), -EADDRINUSE);
+        assert_non_null(strstr(err.msg, "network runt-net: host port 30080/tcp"));
+        assert_false(has_cache(f, "pod-l"));
+        assert_int_equal(net_teardown(nm, "pod-a", &err), 0);
+        net_mgr_free(nm);
+        runt_config_done(&cfg);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -741,6 +1031,11 @@ int main(void)
                 T(test_mgr_info_json),
                 T(test_pod_files),
                 cmocka_unit_test(test_mgr_free_null),
+                cmocka_unit_test(test_port_maps_collide),
+                T(test_hostports_claim),
+                T(test_hostports_setup_restore_teardown),
+                T(test_hostports_need_portmap),
+                T(test_cni_setup_refuses_a_taken_port),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
