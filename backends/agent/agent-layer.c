@@ -17,6 +17,7 @@
  *
  * In a user namespace that maps only some ids (an unprivileged CT, agent-idmap.c) the
  * opaque mark is written as user.overlay.opaque (the agent mounts overlay with userxattr
+ * there), an image's own user.overlay.* attributes are dropped (overlay would act on them
  * there), other trusted.* attributes cannot be set and are dropped (logged), and an owner
  * outside the map becomes the overflow id (65534), as the kernel shows an unmapped owner.
  */
@@ -561,6 +562,17 @@ static int set_xattrs(const struct ag_lent *e, int fd, int dfd, const char *base
 
                 if (r < 0)
                         return r;
+                /*
+                 * With userxattr, overlay reads its marks from user.overlay.*: an image's own
+                 * attribute of that name, inert data on a host or in a VM, would act there.
+                 * Dropped, so the image gives the same tree everywhere.
+                 */
+                if (agent_cfg.userns && strncmp(x->name, "user.overlay.", 13) == 0) {
+                        agent_log("layer entry '%.200s': xattr %s is overlay's own in a user "
+                                  "namespace: dropped",
+                                  e->path, x->name);
+                        continue;
+                }
                 /* The directory's fd is followed (a magic link to it); @base is not. */
                 r = fd >= 0 ? fsetxattr(fd, name, x->value, x->len, 0)
                             : lsetxattr(proc, name, x->value, x->len, 0);

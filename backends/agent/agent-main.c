@@ -41,6 +41,9 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -412,6 +415,40 @@ static void op_shutdown(const struct ag_hdr *h)
  * The connections made from here on get them (a connection keeps the context it was made
  * with); the context they replace is freed once its last connection ends.
  */
+/*
+ * Whether certificate @der may replace the one served now: the same subject (this pod),
+ * issued by the CA runtd gave at start (for a TLS server), and lasting longer. A mistake of
+ * runtd's must not leave the pod with a certificate runtd will refuse.
+ */
+static bool renewal_ok(const uint8_t *der, size_t len, char *msg, size_t msize)
+{
+        const unsigned char *q = der, *cq = tls_ca;
+        X509 *x = d2i_X509(NULL, &q, (long)len), *ca = d2i_X509(NULL, &cq, (long)tls_ca_len);
+        X509 *cur = SSL_CTX_get0_certificate(tls_ctx);
+        X509_STORE *st = X509_STORE_new();
+        X509_STORE_CTX *vc = X509_STORE_CTX_new();
+        bool ok = false;
+
+        if (!x || !ca || !cur || !st || !vc || X509_STORE_add_cert(st, ca) != 1)
+                snprintf(msg, msize, "the certificate does not parse");
+        else if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_subject_name(cur)) != 0)
+                snprintf(msg, msize, "the certificate names another subject");
+        else if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(cur)) <= 0)
+                snprintf(msg, msize, "the certificate does not last longer");
+        else if (X509_STORE_CTX_init(vc, st, x, NULL) != 1 ||
+                 X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_SERVER) != 1 ||
+                 X509_verify_cert(vc) != 1)
+                snprintf(msg, msize, "the certificate does not chain to the CA: %s",
+                         X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc)));
+        else
+                ok = true;
+        X509_STORE_CTX_free(vc);
+        X509_STORE_free(st);
+        X509_free(ca);
+        X509_free(x);
+        return ok;
+}
+
 static void op_tls_renew(const struct ag_hdr *h, const uint8_t *p)
 {
         struct agent_tls_creds c = {0};
@@ -440,7 +477,9 @@ static void op_tls_renew(const struct ag_hdr *h, const uint8_t *p)
         }
         c.ca = tls_ca;
         c.ca_len = tls_ca_len;
-        ctx = c.cert && c.key ? agent_tls_ctx_new(&c, msg, sizeof(msg)) : NULL;
+        ctx = c.cert && c.key && renewal_ok(c.cert, c.cert_len, msg, sizeof(msg))
+                      ? agent_tls_ctx_new(&c, msg, sizeof(msg))
+                      : NULL;
         c.ca = NULL; /* not the creds' to free */
         agent_tls_creds_done(&c);
         if (!ctx) {

@@ -104,6 +104,7 @@ struct px_pod {
         /* The end of the agent's certificate (epoch seconds) as its last connection showed
          * it, or as the renewal set it; 0 unknown. */
         _Atomic int64_t cert_until;
+        int64_t cert_retry_at; /* after a failed renewal: not before (the poller's only) */
 };
 
 static inline struct px_pod *px_pod(struct ap_pod *p)
@@ -998,7 +999,8 @@ static void cert_check(struct px_be *px, struct px_pod *p)
 
         if (before > 30 * 86400)
                 before = 30 * 86400;
-        if (!until || until - now > before || ap_pod_agent(&p->ap, &e) < 0)
+        if (!until || until - now > before || now < p->cert_retry_at ||
+            ap_pod_agent(&p->ap, &e) < 0)
                 return;
         r = ag_tls_issue(px->ca, AG_TLS_AGENT, p->ap.id, px->o.cert_days, &cred, &e);
         if (r == 0) {
@@ -1013,7 +1015,11 @@ static void cert_check(struct px_be *px, struct px_pod *p)
         }
         ag_tls_cred_done(&cred);
         if (r < 0) {
-                sh_log_warn("pod %.12s: the agent's certificate (%lld s left) not renewed: %s",
+                /* An agent of an older runt answers EOPNOTSUPP: said once an hour, not
+                 * every poll. */
+                p->cert_retry_at = now + 3600;
+                sh_log_warn("pod %.12s: the agent's certificate (%lld s left) not renewed, "
+                            "tried again in an hour: %s",
                             p->ap.id, (long long)(until - now), e.msg);
                 return;
         }
@@ -1662,10 +1668,14 @@ static pthread_mutex_t px_res_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void res_of(const struct be_resources *r, long long *mem, long long *mcpu)
 {
+        long long period = r->cpu_period > 0 ? r->cpu_period : 100000, q;
+
         *mem = r->memory_limit > 0 ? r->memory_limit : 0;
-        *mcpu = r->cpu_quota > 0 && r->cpu_period > 0
-                        ? (r->cpu_quota * 1000 + r->cpu_period - 1) / r->cpu_period
-                        : 0;
+        *mcpu = 0;
+        if (r->cpu_quota > 0)
+                *mcpu = __builtin_mul_overflow(r->cpu_quota, 1000LL, &q)
+                                ? LLONG_MAX
+                                : q / period + (q % period != 0);
 }
 
 static char *limits_path(struct ap_pod *ap, const char *ctr_id)
@@ -1696,8 +1706,10 @@ static int limits_sum(struct ap_pod *ap, long long *mem, long long *mcpu)
                 f = sh_path_join(d, e->d_name);
                 if (f && sh_read_file(f, 256, &text, NULL) == 0 &&
                     sscanf(text, "%lld %lld", &m, &c) == 2) {
-                        *mem += m > 0 ? m : 0;
-                        *mcpu += c > 0 ? c : 0;
+                        if (__builtin_add_overflow(*mem, m > 0 ? m : 0, mem))
+                                *mem = LLONG_MAX;
+                        if (__builtin_add_overflow(*mcpu, c > 0 ? c : 0, mcpu))
+                                *mcpu = LLONG_MAX;
                 }
         }
         closedir(dir);
@@ -1724,8 +1736,10 @@ static int ct_grow(struct px_be *px, struct ap_pod *ap, long long mem, long long
                 sscanf(size_text, "%u %u", &have_mib, &have_cores);
         want_mib = ((unsigned long long)mem + (1 << 20) - 1) >> 20;
         want_cores = ((unsigned long long)mcpu + 999) / 1000;
+        if (want_mib > 1u << 22)
+                want_mib = 1u << 22; /* PVE's maximums */
         if (want_cores > 8192)
-                want_cores = 8192; /* PVE's maximum */
+                want_cores = 8192;
         if (want_mib > have_mib || want_cores > have_cores) {
                 char path[160], mib_s[24], cores_s[16];
                 const char *params[5];

@@ -5,6 +5,7 @@ mutual TLS at the pod's leased address, sends the image layers and the pod's fil
 channel, and runs the containers there. Every test checks that nothing is left: no CT, no
 task running, no lease, no lxc container on the host."""
 
+import calendar
 import json
 import os
 import random
@@ -972,8 +973,8 @@ def agent_cert_days_left(ip, port=7443):
         timeout=30).stdout
     m = re.match(r"notAfter=(.*)", out.strip())
     assert m, out
-    end = time.mktime(time.strptime(m.group(1).replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
-    return (end - time.mktime(time.gmtime())) / 86400
+    end = calendar.timegm(time.strptime(m.group(1).replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+    return (end - time.time()) / 86400
 
 
 def test_agent_certificate_renewed_before_its_end(runtd_factory, tmp_path, images, pve):
