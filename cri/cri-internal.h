@@ -292,6 +292,9 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
                    struct sh_error *err);
 /* Serves until cri_server_stop(); returns when every call is done (or after a bounded wait). */
 int cri_server_run(struct cri_server *s);
+/* @fn(@data) is called once by cri_server_run, on its thread, as the server starts taking
+ * calls (runtd's READY=1). Set before cri_server_run. */
+void cri_server_on_serving(struct cri_server *s, void (*fn)(void *data), void *data);
 /* Thread-safe and async-signal-unsafe: call from the signal thread. */
 void cri_server_stop(struct cri_server *s);
 void cri_server_free(struct cri_server *s);

@@ -14,14 +14,18 @@
 #include <grpc/grpc.h>
 
 #define SH_LOG_MODULE "runtd"
+#include "cleanup.h"
 #include "config.h"
 #include "cri-internal.h"
 #include "events.h"
+#include "helpercg.h"
 #include "imagemgr.h"
 #include "log.h"
 #include "metrics.h"
 #include "netmgr.h"
+#include "notify.h"
 #include "podmgr.h"
+#include "strutil.h"
 
 #define DEFAULT_CONFIG "/etc/runt/runt.yaml"
 
@@ -184,6 +188,7 @@ static int load_config(const struct opts *o, struct runt_config *cfg)
 struct sig_thread {
         sigset_t set;
         struct cri_server *srv;
+        const struct sh_notify *notify;
 };
 
 /*
@@ -222,8 +227,26 @@ static void *signal_loop(void *arg)
                         break;
         }
         sh_log_info("signal=%s stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        sh_notify_send(st->notify, "STOPPING=1\nSTATUS=stopping: pods keep running");
         cri_server_stop(st->srv);
         return NULL;
+}
+
+struct serving {
+        const struct sh_notify *notify;
+        const char *listen;
+};
+
+/* The server takes calls now: the service manager may count runtd as started. */
+static void on_serving(void *data)
+{
+        const struct serving *sv = data;
+        _cleanup_free_ char *msg =
+                sh_strdup_printf("READY=1\nSTATUS=serving CRI on %s", sv->listen);
+        int r = sh_notify_send(sv->notify, msg ? msg : "READY=1");
+
+        if (r < 0)
+                sh_log_warn("cannot tell the service manager runtd is ready: %s", strerror(-r));
 }
 
 int main(int argc, char **argv)
@@ -235,6 +258,8 @@ int main(int argc, char **argv)
         struct cri_metrics_http *mhttp = NULL;
         struct sh_metrics *metrics = NULL;
         struct sig_thread st = {0};
+        struct sh_notify notify = {0};
+        struct serving serving = {0};
         struct opts o = {0};
         struct timespec ts;
         pthread_t sig_tid;
@@ -267,6 +292,26 @@ int main(int argc, char **argv)
         }
 
         raise_nofile();
+        /*
+         * Before any thread (unsetenv, and the move below covers every thread by moving the
+         * one there is). NOTIFY_SOCKET leaves the environment, so no helper or container
+         * inherits it.
+         */
+        if (sh_notify_init(&notify) < 0)
+                sh_log_warn("NOTIFY_SOCKET is neither an absolute path nor @name: ignored");
+        {
+                /* runtd's own leaf beside its helpers' cgroups (helpercg.h). */
+                struct sh_error e = {0};
+                int n = sh_helpercg_enter_leaf(&e);
+
+                if (n < 0 || e.code)
+                        sh_log_warn("helpers may share runtd's cgroup (a stop of runtd's cgroup "
+                                    "would end them): %s",
+                                    n < 0 ? strerror(-n) : e.msg);
+                else
+                        sh_log_debug("cgroup: runtd in a leaf of its own on %d hierarchies", n);
+        }
+        sh_notify_send(&notify, "STATUS=starting: opening the state, recovering pods");
         /* Before grpc_init, so every grpc thread inherits the mask (notes/grpc-c-core.md). */
         sigemptyset(&st.set);
         sigaddset(&st.set, SIGTERM);
@@ -332,6 +377,9 @@ int main(int argc, char **argv)
                 goto out;
         }
         st.srv = srv;
+        st.notify = &notify;
+        serving = (struct serving){.notify = &notify, .listen = cfg.listen};
+        cri_server_on_serving(srv, on_serving, &serving);
         if (pthread_create(&sig_tid, NULL, signal_loop, &st) != 0) {
                 sh_log_error("cannot start the signal thread");
                 cri_server_stop(srv);

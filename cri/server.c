@@ -129,7 +129,9 @@ struct cri_server {
         char *socket_path;
         int shutdown_tag; /* its address is the tag */
         atomic_bool stop_requested;
-        atomic_int active; /* calls requested or in flight, handler threads included */
+        atomic_int active;              /* calls requested or in flight, handler threads included */
+        void (*on_serving)(void *data); /* once the server accepts calls (READY=1) */
+        void *on_serving_data;
 };
 
 static void stream_done(struct cri_call *c);
@@ -1074,6 +1076,8 @@ int cri_server_run(struct cri_server *s)
         for (int i = 0; i < CRI_SLOTS; i++)
                 if (post_slot(s) < 0)
                         return -ENOMEM;
+        if (s->on_serving)
+                s->on_serving(s->on_serving_data);
         for (;;) {
                 gpr_timespec deadline = shut ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                                             gpr_time_from_millis(50, GPR_TIMESPAN))
@@ -1098,6 +1102,12 @@ int cri_server_run(struct cri_server *s)
                 }
         }
         return 0;
+}
+
+void cri_server_on_serving(struct cri_server *s, void (*fn)(void *data), void *data)
+{
+        s->on_serving = fn;
+        s->on_serving_data = data;
 }
 
 void cri_server_stop(struct cri_server *s)

@@ -1299,6 +1299,7 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
         _cleanup_free_ char *dir = lb_dir(lb, id), *start = file_in(lb, id, "start");
         _cleanup_(sh_strv_freep) char **fields = NULL;
         _cleanup_free_ const char **argv = NULL;
+        _cleanup_strv_ char **envp = NULL;
         struct sh_exec_result res = {0};
         char helper[PATH_MAX];
         size_t n = 0;
@@ -1343,7 +1344,14 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
                                 close(fd);
                 }
         }
-        r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
+        /* The monitor lives beside runtd's cgroup, never in it: runtd's stop must not end it. */
+        r = lb_helper_cgroup(lb, "ctr", id, &envp, err);
+        if (r < 0)
+                return sh_err_prefix(err, r, "start container %.12s", id);
+        r = sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                           .envp = (const char *const *)envp,
+                                           .timeout_ms = 60000},
+                    &res, err);
         if (r == 0 && res.exit_code != 0) {
                 size_t l = res.err_len;
 
@@ -1530,8 +1538,11 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
 
         if (!dir)
                 return -ENOMEM;
-        if (access(dir, F_OK) < 0)
-                return rm_layer(lb, id); /* a removal cut short: only the layer is left */
+        if (access(dir, F_OK) < 0) {
+                /* A removal cut short: only the layer (and maybe the monitor's cgroup) left. */
+                lb_helper_cgroup_remove(lb, "ctr", id);
+                return rm_layer(lb, id);
+        }
         {
                 _cleanup_lxc_ struct lxc_container *c = lxc_container_new(id, lb->lxcpath);
 
@@ -1562,6 +1573,7 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
                 lb_rm_cgroup(cg);
         if (cgm[0])
                 lb_rm_cgroup(cgm);
+        lb_helper_cgroup_remove(lb, "ctr", id);
         r = rm_layer(lb, id);
         if (r == 0)
                 r = lb_rm_dir(lb, dir);

@@ -11,6 +11,8 @@
 #include "be.h"
 #include "cleanup.h"
 
+struct sh_helpercg;
+
 struct lxc_be {
         char *lxcpath;           /* where runt's LXC container dirs live */
         char *pause_root;        /* the shared sandbox rootfs: /pause and empty mount points */
@@ -27,6 +29,8 @@ struct lxc_be {
          * around their rm -rf; lb_look holds it shared while it loads.
          */
         pthread_rwlock_t rm_lock;
+        /* The cgroups of the helpers that outlive runtd: runt-ctr-<id>, runt-pod-<id>. */
+        struct sh_helpercg *hcg;
 };
 
 /*
@@ -80,6 +84,14 @@ void lb_rm_cgroup(const char *rel);
 bool lb_rm_cgroup_empty(const char *rel);
 /* <lxcpath>/<id> (malloc'd). */
 char *lb_dir(struct lxc_be *lb, const char *id);
+/*
+ * Makes the cgroup "runt-<kind>-<id>" beside runtd's (helpercg.h) and gives the environment
+ * a helper program joins it with in *@ret_envp (NULL: placement is off, inherit runtd's).
+ */
+int lb_helper_cgroup(struct lxc_be *lb, const char *kind, const char *id, char ***ret_envp,
+                     struct sh_error *err);
+/* Removes the cgroup "runt-<kind>-<id>" (what is left in it is killed). Never fails. */
+void lb_helper_cgroup_remove(struct lxc_be *lb, const char *kind, const char *id);
 
 /* Container ops (container.c). */
 int lb_container_create(struct be *be, const struct be_container *c, struct sh_error *err);

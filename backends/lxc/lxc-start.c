@@ -13,6 +13,8 @@
 
 #include <lxc/lxccontainer.h>
 
+#include "helpercg.h"
+
 int main(int argc, char **argv)
 {
         struct lxc_container *c;
@@ -22,6 +24,16 @@ int main(int argc, char **argv)
         if (argc < 4) {
                 fprintf(stderr, "usage: runt-lxc-start LXCPATH NAME ARG... (run by runtd)\n");
                 return 2;
+        }
+        {
+                /* First: the LXC monitor this forks is born in the pod's cgroup (helpercg.h),
+                 * on any hierarchy liblxc leaves it on. */
+                char why[300];
+
+                if (sh_helpercg_join_env(why, sizeof(why)) < 0) {
+                        fprintf(stderr, "runt-lxc-start: %s\n", why);
+                        return 1;
+                }
         }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);

@@ -29,6 +29,7 @@
 #include "be-internal.h"
 #include "cleanup.h"
 #include "exec.h"
+#include "helpercg.h"
 #include "log.h"
 #include "lxc-internal.h"
 #include "seccomp.h"
@@ -78,6 +79,46 @@ static int make_pause_root(struct lxc_be *lb, struct sh_error *err)
         chmod(lb->pause_root, 0755);
         dst = sh_path_join(lb->pause_root, "pause");
         return dst ? install_pause(pause, dst, err) : -ENOMEM;
+}
+
+/* Is the helper cgroup @name ("runt-ctr-<id>", "runt-pod-<id>") of an id lxcpath still has? */
+static bool helper_cgroup_known(const char *name, void *data)
+{
+        struct lxc_be *lb = data;
+        const char *id = NULL;
+        _cleanup_free_ char *dir = NULL;
+
+        if (strncmp(name, "runt-ctr-", 9) == 0 || strncmp(name, "runt-pod-", 9) == 0)
+                id = name + 9;
+        if (!id || !id[0] || strchr(id, '/') || id[0] == '.')
+                return false;
+        dir = lb_dir(lb, id);
+        return !dir || access(dir, F_OK) == 0; /* no memory: keep it */
+}
+
+int lb_helper_cgroup(struct lxc_be *lb, const char *kind, const char *id, char ***ret_envp,
+                     struct sh_error *err)
+{
+        _cleanup_free_ char *name = sh_strdup_printf("runt-%s-%s", kind, id), *dirs = NULL;
+        int r;
+
+        *ret_envp = NULL;
+        if (!name)
+                return -ENOMEM;
+        r = sh_helpercg_make(lb->hcg, name, &dirs, err);
+        if (r < 0 || !dirs)
+                return r;
+        *ret_envp = sh_helpercg_environ(dirs);
+        return *ret_envp ? 0 : -ENOMEM;
+}
+
+void lb_helper_cgroup_remove(struct lxc_be *lb, const char *kind, const char *id)
+{
+        _cleanup_free_ char *name = sh_strdup_printf("runt-%s-%s", kind, id);
+        struct sh_error e = {0};
+
+        if (name && sh_helpercg_remove(lb->hcg, name, &e) < 0)
+                sh_log_debug("%s left for the next start's sweep: %s", name, e.msg);
 }
 
 static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error *err)
@@ -130,6 +171,19 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
         r = sh_mkdir_p(lb->lxcpath, 0700);
         if (r < 0)
                 return sh_err(err, r, "create lxcpath '%s': %s", lb->lxcpath, strerror(-r));
+        {
+                _cleanup_free_ char *record = sh_path_join(cfg->root_dir, "lxc-helper-cgroups");
+
+                if (!record)
+                        return -ENOMEM;
+                r = sh_helpercg_new(record, &lb->hcg, err);
+                if (r < 0)
+                        return r;
+                /* Those of pods and containers that went while runtd was away (a crash). */
+                r = sh_helpercg_sweep(lb->hcg, helper_cgroup_known, lb);
+                if (r > 0)
+                        sh_log_info("removed %d helper cgroups of pods and containers gone", r);
+        }
         return make_pause_root(lb, err);
 }
 
@@ -362,7 +416,7 @@ static int apply_sysctls(struct lxc_container *c, const struct be_sandbox_spec *
  * Starts container @id daemonized through runt-lxc-start (lxc/lxc-start.c says why not
  * here). LXC's double fork makes the monitor, so the container is no child of runtd.
  */
-static int start_detached(struct lxc_be *lb, const char *id, const char *const *args,
+static int start_detached(struct lxc_be *lb, const char *id, const char *const *args, char **envp,
                           struct sh_error *err)
 {
         char helper[PATH_MAX];
@@ -380,9 +434,18 @@ static int start_detached(struct lxc_be *lb, const char *id, const char *const *
         for (size_t i = 0; args[i] && n < SH_ARRAY_SIZE(argv) - 1; i++)
                 argv[n++] = args[i];
         argv[n] = NULL;
-        r = sh_exec(&(struct sh_exec_opts){.argv = argv, .timeout_ms = 60000}, &res, err);
-        if (r == 0 && res.exit_code != 0)
-                r = -EIO;
+        r = sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                           .envp = (const char *const *)envp,
+                                           .timeout_ms = 60000},
+                    &res, err);
+        if (r == 0 && res.exit_code != 0) {
+                size_t l = res.err_len;
+
+                while (l && res.err[l - 1] == '\n')
+                        res.err[--l] = '\0';
+                /* runt-lxc-start's own word (it could not join its cgroup), if any. */
+                r = l ? sh_err(err, -EIO, "%s", res.err) : -EIO;
+        }
         sh_exec_result_done(&res);
         return r;
 }
@@ -606,13 +669,18 @@ static int lxc_sandbox_create(struct be *be, const struct be_sandbox *sb, struct
         }
         {
                 _cleanup_free_ char *leaf = lb_cgroup_dir(lb, sb->spec, "", sb->id);
+                _cleanup_strv_ char **envp = NULL;
 
+                /* The pause container's LXC monitor is born there, outside runtd's cgroup. */
+                r = lb_helper_cgroup(lb, "pod", sb->id, &envp, err);
+                if (r < 0)
+                        goto fail;
                 pthread_mutex_lock(&lb->cg_lock);
                 if (leaf) {
                         note_new_parents(lb, leaf);
                         prepare_cpuset(leaf);
                 }
-                r = start_detached(lb, sb->id, argv, err);
+                r = start_detached(lb, sb->id, argv, envp, err);
                 pthread_mutex_unlock(&lb->cg_lock);
         }
         if (r < 0) {
@@ -644,6 +712,7 @@ fail:
                         pthread_mutex_unlock(&lb->cg_lock);
                 }
         }
+        lb_helper_cgroup_remove(lb, "pod", sb->id);
         lb_rm_dir(lb, dir);
         return r;
 }
@@ -782,6 +851,7 @@ static int lxc_sandbox_remove(struct be *be, const char *id, struct sh_error *er
                 drop_parents(lb, cg);
                 pthread_mutex_unlock(&lb->cg_lock);
         }
+        lb_helper_cgroup_remove(lb, "pod", id);
         r = lb_rm_dir(lb, dir);
         if (r < 0)
                 return sh_err(err, r, "remove '%s': %s", dir, strerror(-r));
@@ -870,6 +940,7 @@ static void lxc_fini(struct be *be)
                 free(lb->seccomp_default);
                 free(lb->cg_created);
                 free(lb->containers_dir);
+                sh_helpercg_free(lb->hcg);
                 pthread_mutex_destroy(&lb->cg_lock);
                 pthread_rwlock_destroy(&lb->rm_lock);
         }

@@ -53,6 +53,7 @@
 #include <lxc/lxccontainer.h>
 
 #include "attach.h"
+#include "helpercg.h"
 #include "nofollow.h"
 
 #define MAX_LINE_DEFAULT 16384
@@ -953,6 +954,15 @@ int main(int argc, char **argv)
                 fprintf(stderr, "usage: runt-lxc-shim LXCPATH NAME DIR LOG FLAGS MEMCG ARG... "
                                 "(run by runtd)\n");
                 return 2;
+        }
+        {
+                /* First: the monitor forked below is born in its cgroup (helpercg.h). */
+                char why[300];
+
+                if (sh_helpercg_join_env(why, sizeof(why)) < 0) {
+                        fprintf(stderr, "runt-lxc-shim: %s\n", why);
+                        return 1;
+                }
         }
         s.lxcpath = argv[1];
         s.name = argv[2];

@@ -29,6 +29,8 @@ struct mv_pod {
         struct mv_vm vm;
 };
 
+struct sh_helpercg;
+
 struct mv_be {
         struct ap_be ap; /* first: be->priv is the layer's too */
         char *qemu, *kernel, *kver, *modules_dir, *initramfs, *accel, *virtiofsd, *agent_bin;
@@ -36,6 +38,7 @@ struct mv_be {
         unsigned memory_mib, vcpus, boot_timeout_ms;
         bool console; /* the guest's console to console.log (a slower boot) */
         char *cache_dir;
+        struct sh_helpercg *hcg; /* the pods' cgroups "runt-pod-<id>": QEMU and virtiofsd */
 };
 
 static inline struct mv_pod *mv_pod(struct ap_pod *p)

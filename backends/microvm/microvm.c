@@ -22,6 +22,7 @@
 
 #include "cleanup.h"
 #include "fswalk.h"
+#include "helpercg.h"
 #include "log.h"
 #include "microvm-internal.h"
 #include "netdev.h"
@@ -81,8 +82,30 @@ static void mv_fini(struct be *be)
         free(mb->agent_bin);
         free(mb->cmdline);
         free(mb->cache_dir);
+        sh_helpercg_free(mb->hcg);
         free(mb);
         be->priv = NULL;
+}
+
+/* Is "runt-pod-<id>" the cgroup of a pod this backend still has a dir of? */
+static bool pod_cgroup_known(const char *name, void *data)
+{
+        struct mv_be *mb = data;
+        _cleanup_free_ char *dir = NULL;
+
+        if (strncmp(name, "runt-pod-", 9) != 0 || strlen(name + 9) < 20)
+                return false;
+        dir = sh_strdup_printf("%s/%.20s", mb->ap.dir, name + 9);
+        return !dir || access(dir, F_OK) == 0; /* no memory: keep it */
+}
+
+static void pod_cgroup_remove(struct mv_be *mb, const char *id)
+{
+        _cleanup_free_ char *name = sh_strdup_printf("runt-pod-%s", id);
+        struct sh_error e = {0};
+
+        if (name && sh_helpercg_remove(mb->hcg, name, &e) < 0)
+                sh_log_debug("%s left for the next start's sweep: %s", name, e.msg);
 }
 
 static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *err)
@@ -145,6 +168,19 @@ static int mv_init(struct be *be, const struct be_config *cfg, struct sh_error *
                 r = sh_mkdir_p(mb->cache_dir, 0700);
         if (r < 0)
                 return sh_err(err, r, "create '%s': %s", mb->ap.dir, strerror(-r));
+        {
+                _cleanup_free_ char *record = sh_path_join(cfg->root_dir, "microvm-helper-cgroups");
+
+                if (!record)
+                        return -ENOMEM;
+                r = sh_helpercg_new(record, &mb->hcg, err);
+                if (r < 0)
+                        return r;
+                /* Those of pods that went while runtd was away (a crash). */
+                r = sh_helpercg_sweep(mb->hcg, pod_cgroup_known, mb);
+                if (r > 0)
+                        sh_log_info("microvm: removed %d cgroups of pods gone", r);
+        }
         /*
          * What may be missing on this host (no QEMU, no kernel) makes the handler not
          * ready, with the reason, rather than runtd refusing to start.
@@ -261,6 +297,8 @@ static int mv_teardown(struct ap_pod *ap, struct sh_error *err)
         if (sb_netns(ap, netns, sizeof(netns)))
                 mv_tap_remove(netns, "eth0", NULL);
         mv_vm_cleanup_dir(ap->dir, NULL);
+        /* QEMU and virtiofsd are gone (stop ran): their cgroup goes. */
+        pod_cgroup_remove((struct mv_be *)ap->be, ap->id);
         return share_teardown(mv_pod(ap));
 }
 
@@ -571,7 +609,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         struct mv_pod *p = NULL;
         struct ag_net net = {0};
         _cleanup_close_ int tap = -1;
-        _cleanup_free_ char *initramfs = NULL, *cmdline = NULL;
+        _cleanup_free_ char *initramfs = NULL, *cmdline = NULL, *cg_dirs = NULL;
         int r;
 
         r = refuse_host_ns(sb->spec, err);
@@ -593,6 +631,14 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
         r = ap_pod_mkdir(&p->ap, err);
         if (r < 0)
                 goto fail;
+        {
+                /* QEMU and virtiofsd live beside runtd's cgroup: runtd's stop ends neither. */
+                _cleanup_free_ char *name = sh_strdup_printf("runt-pod-%s", sb->id);
+
+                r = name ? sh_helpercg_make(mb->hcg, name, &cg_dirs, err) : -ENOMEM;
+                if (r < 0)
+                        goto fail;
+        }
         /*
          * The share is a mount of its own with shared propagation: virtiofsd's private mount
          * namespace (a slave of runtd's) then sees the binds made under it later, for
@@ -654,6 +700,7 @@ static int mv_sandbox_create(struct be *be, const struct be_sandbox *sb, struct 
                         .shared_dir = p->share,
                         .cmdline_extra = cmdline,
                         .console = mb->console || attempt > 0,
+                        .cgroup_dirs = cg_dirs,
                 };
                 char tail[200];
 
@@ -718,6 +765,7 @@ fail_net:
         mv_tap_remove(sb->netns, "eth0", NULL);
 fail:
         ag_net_done(&net);
+        pod_cgroup_remove(mb, p->ap.id);
         if (share_teardown(p) == 0)
                 sh_rm_rf(p->ap.dir);
         ap_pod_free(&p->ap);

@@ -43,10 +43,11 @@ int mv_qemu_argv(const struct mv_vm_opts *o, unsigned tsc_khz, char ***ret_argv,
 int mv_virtiofsd_argv(const struct mv_vm_opts *o, char ***ret_argv, struct sh_error *err);
 /*
  * Runs @argv in a new session as a grandchild, fds 0 /dev/null, 1+2 @log_path, 3 @keep_fd
- * (if >= 0). 0 with its pid and a pidfd; safe to call from several threads at once.
+ * (if >= 0), in the cgroups of @cgroup_dirs ('\n'-separated, helpercg.h; NULL: runtd's).
+ * 0 with its pid and a pidfd; safe to call from several threads at once.
  */
-int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret_pid,
-                      int *ret_pidfd, struct sh_error *err);
+int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, const char *cgroup_dirs,
+                      pid_t *ret_pid, int *ret_pidfd, struct sh_error *err);
 /* The kernel cmdline (malloc'd). */
 char *mv_kernel_cmdline(const struct mv_vm_opts *o, unsigned tsc_khz);
 

@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "error.h"
+#include "helpercg.h"
 #include "strutil.h"
 #include "vm-internal.h"
 
@@ -352,11 +353,12 @@ static void child_fail(int fd, int e)
  * never left as runtd's zombie), fds: 0 /dev/null, 1+2 @log_path, 3 @keep_fd (if >= 0),
  * nothing else. The pidfd is opened while the intermediate child still holds the pid.
  */
-int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret_pid,
-                      int *ret_pidfd, struct sh_error *err)
+int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, const char *cgroup_dirs,
+                      pid_t *ret_pid, int *ret_pidfd, struct sh_error *err)
 {
         _cleanup_close_ int devnull = -EBADF, logfd = -EBADF;
         int errp[2] = {-1, -1}, pidp[2] = {-1, -1}, hold[2] = {-1, -1};
+        int cg[32], n_cg = 0; /* one per hierarchy (helpercg.c: at most 32) */
         _cleanup_free_ char *exe = find_exe(argv[0]);
         pid_t mid, pid = 0;
         int pidfd = -1, e = 0, status, r = 0;
@@ -373,18 +375,35 @@ int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret
                 r = sh_err(err, -errno, "pipe");
                 goto out;
         }
+        /* Opened here, joined in the child before it forks the program (helpercg.h). */
+        n_cg = cgroup_dirs ? sh_helpercg_open_procs(cgroup_dirs, cg, SH_ARRAY_SIZE(cg)) : 0;
+        if (n_cg < 0) {
+                r = sh_err(err, n_cg, "open cgroup.procs of %s", cgroup_dirs);
+                n_cg = 0;
+                goto out;
+        }
         mid = fork();
         if (mid < 0) {
                 r = sh_err(err, -errno, "fork");
                 goto out;
         }
         if (mid == 0) {
-                int keep_fds[] = {devnull, logfd, keep_fd, errp[1], pidp[1], hold[0]};
+                int keep_fds[6 + SH_ARRAY_SIZE(cg)] = {devnull, logfd,   keep_fd,
+                                                       errp[1], pidp[1], hold[0]};
                 pid_t g;
                 char c;
+                int q;
 
-                close_all_but(keep_fds, sizeof(keep_fds) / sizeof(keep_fds[0]));
+                for (int i = 0; i < n_cg; i++)
+                        keep_fds[6 + i] = cg[i];
+                close_all_but(keep_fds, 6 + (size_t)n_cg);
                 setsid();
+                /* Out of runtd's cgroup before the program exists: its children follow. */
+                q = sh_helpercg_join_fds(cg, (size_t)n_cg);
+                if (q < 0)
+                        child_fail(errp[1], -q);
+                for (int i = 0; i < n_cg; i++)
+                        close(cg[i]);
                 g = fork();
                 if (g < 0)
                         child_fail(errp[1], errno);
@@ -447,6 +466,8 @@ int mv_spawn_detached(char **argv, int keep_fd, const char *log_path, pid_t *ret
         *ret_pid = pid;
         *ret_pidfd = pidfd;
 out:
+        for (int i = 0; i < n_cg; i++)
+                close(cg[i]);
         for (int i = 0; i < 2; i++) {
                 if (errp[i] >= 0)
                         close(errp[i]);
@@ -527,7 +548,8 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                 r = mv_virtiofsd_argv(o, &fargv, err);
                 if (r < 0)
                         goto fail;
-                r = mv_spawn_detached(fargv, -1, flog, &vm.vfsd_pid, &vm.vfsd_pidfd, err);
+                r = mv_spawn_detached(fargv, -1, flog, o->cgroup_dirs, &vm.vfsd_pid, &vm.vfsd_pidfd,
+                                      err);
                 if (r < 0) {
                         sh_err_prefix(err, r, "vm: virtiofsd");
                         goto fail;
@@ -543,8 +565,8 @@ int mv_vm_start(const struct mv_vm_opts *o, struct mv_vm *ret, struct sh_error *
                         goto fail;
                 }
         }
-        r = mv_spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, &vm.qemu_pid,
-                              &vm.qemu_pidfd, err);
+        r = mv_spawn_detached(qargv, o->tap_fd > 0 ? o->tap_fd : -1, qlog, o->cgroup_dirs,
+                              &vm.qemu_pid, &vm.qemu_pidfd, err);
         if (r < 0) {
                 sh_err_prefix(err, r, "vm: qemu");
                 goto fail;

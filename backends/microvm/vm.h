@@ -88,6 +88,7 @@ struct mv_vm_opts {
         bool console;              /* true: guest serial console to console.log (slower boot) */
         bool balloon;              /* virtio-balloon with free page reporting */
         const char *machine_extra; /* appended to the -M microvm options; NULL: none */
+        const char *cgroup_dirs;   /* QEMU's and virtiofsd's cgroups (helpercg.h); NULL: runtd's */
 };
 
 #define MV_DEFAULT_MEM_MIB 256

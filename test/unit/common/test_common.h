@@ -14,6 +14,7 @@ int test_nofollow_run(void);
 int test_fswalk_run(void);
 int test_cgstats_run(void);
 int test_metrics_run(void);
+int test_notify_run(void);
 
 /* A fresh directory under $TMPDIR (or /tmp), malloc'd; removed with test_tmpdir_remove(). */
 char *test_tmpdir_new(void);

@@ -547,7 +547,7 @@ static void *spawn_many(void *arg)
                 struct sh_error err = {0};
                 int pidfd = -1;
 
-                if (mv_spawn_detached(argv, -1, s->log, &s->pids[i], &pidfd, &err) < 0) {
+                if (mv_spawn_detached(argv, -1, s->log, NULL, &s->pids[i], &pidfd, &err) < 0) {
                         s->failed++;
                         continue;
                 }
