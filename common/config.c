@@ -21,6 +21,7 @@
 #define DEF_CNI_CONF_DIR    "/etc/cni/net.d"
 #define DEF_REGISTRIES_CONF "/etc/containers/registries.conf"
 #define DEF_STREAMING_ADDR  "127.0.0.1"
+#define DEF_AUDIT_PATH      "/var/log/runt/audit.log"
 
 #define HANDLER_NAME_MAX 63
 #define TIMEOUT_MAX      86400u /* one day; keeps seconds * 1000 far from overflow */
@@ -102,6 +103,7 @@ void runt_config_done(struct runt_config *cfg)
         sh_strv_free(cfg->pinned_images);
         free(cfg->streaming_address);
         free(cfg->metrics_address);
+        free(cfg->audit_path);
         memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -194,7 +196,8 @@ static int config_copy(const struct runt_config *src, struct runt_config *ret)
             dup_str(src->registries_conf, &c.registries_conf) < 0 ||
             strv_dup(src->pinned_images, &c.pinned_images) < 0 ||
             dup_str(src->streaming_address, &c.streaming_address) < 0 ||
-            dup_str(src->metrics_address, &c.metrics_address) < 0)
+            dup_str(src->metrics_address, &c.metrics_address) < 0 ||
+            dup_str(src->audit_path, &c.audit_path) < 0)
                 return -ENOMEM;
 
         if (src->n_handlers > 0) {
@@ -259,6 +262,7 @@ int runt_config_defaults(struct runt_config *cfg, struct sh_error *err)
                 .pids_limit = 4096,
                 .stats_interval_s = 10,
                 .stats_fs_interval_s = 60,
+                .audit_path = DEF_AUDIT_PATH,
         };
 
         if (config_copy(&d, cfg) < 0)
@@ -954,6 +958,11 @@ static const struct field metrics_fields[] = {
         {.key = NULL},
 };
 
+static const struct field audit_fields[] = {
+        F_STR("path", audit_path, STR_ABSPATH | STR_NULLABLE),
+        {.key = NULL},
+};
+
 static const struct field logs_fields[] = {
         F_NUM("max_line", max_log_line, LOG_LINE_MIN, LOG_LINE_MAX),
         {.key = NULL},
@@ -995,6 +1004,7 @@ static const struct field top_fields[] = {
         F_SUB("server", server_fields),
         F_SUB("containers", containers_fields),
         F_SUB("stats", stats_fields),
+        F_SUB("audit", audit_fields),
         {.key = NULL},
 };
 

@@ -64,6 +64,7 @@ struct runt_config {
         unsigned pids_limit;          /* pids.max of every container, 4096; 0 = no limit */
         unsigned stats_interval_s;    /* the stats collector samples cgroups and netns, 10 */
         unsigned stats_fs_interval_s; /* and walks writable layers, 60 (rounded up to rounds) */
+        char *audit_path;             /* the audit log, "/var/log/runt/audit.log"; NULL = off */
 };
 
 /*

@@ -39,6 +39,7 @@ struct cri_ctx {
         long long started_ns;                  /* CLOCK_REALTIME at start, for Status info */
         struct cri_metrics *metrics;           /* per-RPC series (metrics.c); NULL: metrics off */
         struct cri_runtime_conf *runtime_conf; /* UpdateRuntimeConfig's state (runtime.c) */
+        struct cri_audit *audit;               /* the audit log (audit.c); NULL: off */
 };
 
 /*

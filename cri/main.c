@@ -14,6 +14,7 @@
 #include <grpc/grpc.h>
 
 #define SH_LOG_MODULE "runtd"
+#include "audit.h"
 #include "cleanup.h"
 #include "config.h"
 #include "cri-internal.h"
@@ -189,6 +190,7 @@ struct sig_thread {
         sigset_t set;
         struct cri_server *srv;
         const struct sh_notify *notify;
+        struct cri_audit *audit;
 };
 
 /*
@@ -225,6 +227,17 @@ static void *signal_loop(void *arg)
                         continue;
                 if (sig == SIGTERM || sig == SIGINT)
                         break;
+                /* logrotate's postrotate: the audit log goes on in a new file. */
+                if (sig == SIGHUP && st->audit) {
+                        struct sh_error err = {0};
+
+                        if (cri_audit_reopen(st->audit, &err) < 0)
+                                sh_log_error("signal=SIGHUP the audit log stays in the file "
+                                             "it was: %s",
+                                             err.msg);
+                        else
+                                sh_log_info("signal=SIGHUP audit log reopened");
+                }
         }
         sh_log_info("signal=%s stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         sh_notify_send(st->notify, "STOPPING=1\nSTATUS=stopping: pods keep running");
@@ -316,6 +329,7 @@ int main(int argc, char **argv)
         sigemptyset(&st.set);
         sigaddset(&st.set, SIGTERM);
         sigaddset(&st.set, SIGINT);
+        sigaddset(&st.set, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &st.set, NULL);
         signal(SIGPIPE, SIG_IGN);
 
@@ -323,6 +337,11 @@ int main(int argc, char **argv)
         ctx.cfg = &cfg;
         ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
         ctx.fs_cache = cri_fs_cache_new(); /* NULL (no memory): ImageFsInfo measures per call */
+        if (cfg.audit_path && cri_audit_new(cfg.audit_path, &ctx.audit, &err) < 0) {
+                sh_log_error("start failed: %s", err.msg);
+                goto out;
+        }
+        st.audit = ctx.audit;
         ctx.events = cri_events_new(cfg.server_events_queue);
         if (!ctx.events) {
                 sh_log_error("start failed: out of memory");
@@ -388,9 +407,10 @@ int main(int argc, char **argv)
                 grpc_shutdown_blocking();
                 goto out;
         }
-        sh_log_info("listen=%s version=%s state_dir=%s root_dir=%s metrics=%s ready", cfg.listen,
-                    RUNT_VERSION, cfg.state_dir, cfg.root_dir,
-                    cfg.metrics_address ? cfg.metrics_address : "off");
+        sh_log_info("listen=%s version=%s state_dir=%s root_dir=%s metrics=%s audit=%s ready",
+                    cfg.listen, RUNT_VERSION, cfg.state_dir, cfg.root_dir,
+                    cfg.metrics_address ? cfg.metrics_address : "off",
+                    cfg.audit_path ? cfg.audit_path : "off");
         r = cri_server_run(srv);
         pthread_join(sig_tid, NULL);
         if (r == -ETIMEDOUT) {
@@ -419,7 +439,8 @@ out:
         cri_events_free(ctx.events);
         ctx.metrics = cri_metrics_free(ctx.metrics);
         ctx.runtime_conf = cri_runtime_conf_free(ctx.runtime_conf);
-        sh_metrics_free(metrics); /* after every module that holds its series */
+        ctx.audit = cri_audit_free(ctx.audit); /* after the server: no call writes a line */
+        sh_metrics_free(metrics);              /* after every module that holds its series */
         runt_config_done(&cfg);
         sh_log_close();
         return rc;

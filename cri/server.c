@@ -16,9 +16,14 @@
  * memory only up to the limit. Reads never wait behind slow calls: their lane has its own
  * workers. See notes/grpc-c-core.md for the facts this rests on (the trailers-only hang in
  * 1.51, message limits, shutdown order).
+ *
+ * runtd accepts the unix connections itself (accept_loop) and hands each to grpc, so that a
+ * call's caller can be told from SO_PEERCRED for the audit log (peer_of).
  */
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +36,14 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #define SH_LOG_MODULE "cri"
+#include "audit.h"
 #include "cleanup.h"
 #include "cri-internal.h"
 #include "events.h"
@@ -90,6 +97,8 @@ struct cri_call {
         const struct cri_method *method;
         ProtobufCMessage *req;
         long long t_start_ns;
+        bool audited;         /* a mutating call, and the audit log is on */
+        struct cri_peer peer; /* who called, for the audit log (audited calls only) */
         struct cri_tag t_new, t_recv, t_done, t_close;
         /* Server streams (see "Server streams" below); one message in flight at a time. */
         const struct cri_method *run; /* whose handler serves it: method, or its List form */
@@ -127,6 +136,17 @@ struct cri_server {
         grpc_server *server;
         grpc_completion_queue *cq;
         char *socket_path;
+        /* The listening socket and its accept thread (accept_loop). accept_mtx orders the
+         * thread's start (cri_server_run) against its stop (cri_server_stop). */
+        int listen_fd;
+        dev_t sock_dev; /* the socket file bound, to remove it only if still that one */
+        ino_t sock_ino;
+        int accept_stop;                /* eventfd: the accept thread leaves */
+        grpc_server_credentials *creds; /* what each accepted connection is added with */
+        pthread_mutex_t accept_mtx;
+        pthread_t accept_tid;
+        bool accepting;   /* the thread runs (under accept_mtx) */
+        bool accept_done; /* stopped for good: no thread starts any more (under accept_mtx) */
         int shutdown_tag; /* its address is the tag */
         atomic_bool stop_requested;
         atomic_int active;              /* calls requested or in flight, handler threads included */
@@ -207,6 +227,11 @@ static size_t call_finish(struct cri_call *c, grpc_status_code code, const char 
 
         cri_metrics_rpc(c->srv->ctx->metrics, c->method, code,
                         sh_now_ns() - (unsigned long long)c->t_start_ns);
+        /* Before the answer goes: a client that has its answer finds its line written. */
+        if (c->audited)
+                cri_audit_call(c->srv->ctx->audit, c->method, &c->peer, c->req,
+                               code == GRPC_STATUS_OK ? resp : NULL, code, msg,
+                               (long long)(sh_now_ns() - (unsigned long long)c->t_start_ns));
         memset(ops, 0, sizeof(ops));
         if (resp && code == GRPC_STATUS_OK) {
                 grpc_slice sl;
@@ -821,6 +846,24 @@ static void dispatch(struct cri_call *c)
         }
 }
 
+/*
+ * An audited call answered without running (UNIMPLEMENTED): its request is read anyway, so
+ * that its line names the objects it was about. Best effort: nothing if it cannot be read.
+ */
+static void unpack_for_audit(struct cri_call *c)
+{
+        grpc_byte_buffer_reader rd;
+        grpc_slice sl;
+
+        if (!c->audited || !c->recv || c->req || !grpc_byte_buffer_reader_init(&rd, c->recv))
+                return;
+        sl = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+        c->req = protobuf_c_message_unpack(c->method->req, NULL, GRPC_SLICE_LENGTH(sl),
+                                           GRPC_SLICE_START_PTR(sl));
+        grpc_slice_unref(sl);
+}
+
 /* The request message arrived (or did not): check it and hand it to its handler. */
 static void on_recv(struct cri_call *c)
 {
@@ -844,6 +887,7 @@ static void on_recv(struct cri_call *c)
                          c->method->unimplemented ? ": " : " yet",
                          c->method->unimplemented ? c->method->unimplemented : "");
                 log_failure(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+                unpack_for_audit(c);
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
         }
@@ -884,6 +928,41 @@ static void on_recv(struct cri_call *c)
 }
 
 /*
+ * Who called: the credentials the kernel recorded when the caller connected (SO_PEERCRED:
+ * uid, gid and pid at connect time, not what the client claims). grpc names a connection it
+ * was handed as "fd:N" (grpc_server_add_channel_from_fd), N the accepted socket. N is still
+ * that connection here: grpc closes the fd only when the transport is destroyed, and the
+ * transport lives while a stream of it does, which @c's call holds. Anything else (a peer
+ * string of another form, N not a unix socket) leaves the peer unknown: null in the line.
+ */
+static void peer_of(struct cri_call *c)
+{
+        char *peer = grpc_call_get_peer(c->call);
+        struct ucred uc;
+        socklen_t len = sizeof(uc), dlen = sizeof(int);
+        int dom = 0;
+        long fd = -1;
+        char *end = NULL;
+
+        if (peer && strncmp(peer, "fd:", 3) == 0 && peer[3] >= '0' && peer[3] <= '9') {
+                errno = 0;
+                fd = strtol(peer + 3, &end, 10);
+                if (errno || *end || fd > INT_MAX)
+                        fd = -1;
+        }
+        if (fd >= 0 && getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &dom, &dlen) == 0 &&
+            dom == AF_UNIX && getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0 &&
+            len == sizeof(uc)) {
+                c->peer = (struct cri_peer){
+                        .known = true, .uid = uc.uid, .gid = uc.gid, .pid = uc.pid};
+        } else {
+                sh_log_warn("peer=%s rpc=%s the caller's credentials are unknown",
+                            peer ? peer : "?", c->method ? c->method->name : "?");
+        }
+        gpr_free(peer);
+}
+
+/*
  * A new call: find its method, send initial metadata and read the request message. The
  * client's close is asked for at once, in a batch of its own, so that a handler still at
  * work learns when its client goes away (notes/grpc-c-core.md: as for a server stream).
@@ -895,6 +974,9 @@ static void on_new(struct cri_call *c)
         c->t_start_ns = (long long)sh_now_ns();
         c->method = cri_method_lookup((const char *)GRPC_SLICE_START_PTR(c->details.method),
                                       GRPC_SLICE_LENGTH(c->details.method));
+        c->audited = c->srv->ctx->audit && cri_audit_wants(c->method);
+        if (c->audited)
+                peer_of(c);
         memset(ops, 0, sizeof(ops));
         ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
         ops[0].data.send_initial_metadata.count = 0;
@@ -995,6 +1077,118 @@ static int claim_socket(const char *path, struct sh_error *err)
         return 0;
 }
 
+/*
+ * Binds and listens on @path, born 0660 (under umask 0117: no window in which others could
+ * connect). Returns the socket or -errno.
+ */
+static int listen_unix(const char *path, struct stat *ret_st, struct sh_error *err)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        mode_t old_mask;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return sh_err(err, -ENAMETOOLONG, "socket path '%s' is too long", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return sh_err(err, -errno, "socket: %s", strerror(errno));
+        old_mask = umask(0117);
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old_mask);
+        if (r < 0)
+                return sh_err(err, -errno, "bind '%s': %s", path, strerror(errno));
+        if (lstat(path, ret_st) < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                unlink(path);
+                return sh_err(err, r, "listen on '%s': %s", path, strerror(-r));
+        }
+        if (chmod(path, 0660) < 0 && errno != ENOENT)
+                sh_log_warn_errno(-errno, "socket=%s chmod 0660 failed: %m", path);
+        return TAKE_FD(fd);
+}
+
+/* Waits up to @ms for @stop; true if it came. */
+static bool stop_wait(int stop, int ms)
+{
+        struct pollfd p = {.fd = stop, .events = POLLIN};
+
+        return poll(&p, 1, ms) > 0;
+}
+
+/*
+ * Accepts the CRI socket's connections and hands each to grpc as a connected channel, until
+ * s->accept_stop is written. grpc owns the fd from then on (it closes it with the
+ * connection). Running out of fds is waited out 100 ms at a time, logged once per episode.
+ */
+static void *accept_loop(void *arg)
+{
+        struct cri_server *s = arg;
+        struct pollfd p[2] = {{.fd = s->listen_fd, .events = POLLIN},
+                              {.fd = s->accept_stop, .events = POLLIN}};
+        bool starved = false;
+
+        for (;;) {
+                int fd;
+
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        sh_log_error_errno(-errno,
+                                           "socket=%s poll failed, no more connections "
+                                           "are taken: %m",
+                                           s->socket_path);
+                        break;
+                }
+                if (p[1].revents)
+                        break;
+                fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        int e = errno;
+
+                        if (e == EAGAIN || e == EINTR || e == ECONNABORTED || e == EPROTO)
+                                continue;
+                        if (!starved)
+                                sh_log_warn_errno(-e,
+                                                  "socket=%s accept failed: %m; trying "
+                                                  "again every 100 ms",
+                                                  s->socket_path);
+                        starved = true;
+                        if (stop_wait(s->accept_stop, 100))
+                                break;
+                        continue;
+                }
+                starved = false;
+                grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+        }
+        return NULL;
+}
+
+/* Stops the accept thread for good (or keeps it from starting), closes the listening
+ * socket and removes its file if it is still ours. Any thread; idempotent. */
+static void accept_stop(struct cri_server *s)
+{
+        struct stat st;
+
+        pthread_mutex_lock(&s->accept_mtx);
+        if (s->accepting) {
+                eventfd_write(s->accept_stop, 1);
+                pthread_join(s->accept_tid, NULL);
+                s->accepting = false;
+        }
+        s->accept_done = true;
+        if (s->listen_fd >= 0) {
+                /* Another runtd may have taken the path since (claim_socket): not ours then. */
+                if (lstat(s->socket_path, &st) == 0 && st.st_ino == s->sock_ino &&
+                    st.st_dev == s->sock_dev)
+                        unlink(s->socket_path);
+                close(s->listen_fd);
+                s->listen_fd = -1;
+        }
+        pthread_mutex_unlock(&s->accept_mtx);
+}
+
 int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **ret,
                    struct sh_error *err)
 {
@@ -1007,13 +1201,11 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
                  .value.integer = CRI_MAX_MESSAGE},
         };
         grpc_channel_args cargs = {.num_args = 2, .args = args};
-        grpc_server_credentials *creds;
         const char *path = unix_path(listen);
         _cleanup_free_ char *dir = NULL;
-        _cleanup_free_ char *addr = NULL;
         struct cri_server *s;
-        mode_t old_mask;
-        int port, r;
+        struct stat st;
+        int r;
 
         if (!path || path[0] != '/')
                 return sh_err(err, -EINVAL, "listen address '%s': want unix:///absolute/path",
@@ -1027,29 +1219,33 @@ int cri_server_new(struct cri_ctx *ctx, const char *listen, struct cri_server **
         r = claim_socket(path, err);
         if (r < 0)
                 return r;
-        addr = sh_strdup_printf("unix:%s", path);
         s = calloc(1, sizeof(*s));
-        if (!addr || !s) {
-                free(s);
+        if (!s)
                 return -ENOMEM;
-        }
         s->ctx = ctx;
+        s->listen_fd = -1;
+        s->accept_stop = -1;
+        pthread_mutex_init(&s->accept_mtx, NULL);
         s->socket_path = strdup(path);
         s->server = grpc_server_create(&cargs, NULL);
         s->cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->server, s->cq, NULL);
-        creds = grpc_insecure_server_credentials_create();
-        /* The socket is born 0660: no window in which others could connect. */
-        old_mask = umask(0117);
-        port = grpc_server_add_http2_port(s->server, addr, creds);
-        umask(old_mask);
-        grpc_server_credentials_release(creds);
-        if (port == 0) {
+        /* No port of grpc's own: accept_loop hands it each connection (peer_of). */
+        s->creds = grpc_insecure_server_credentials_create();
+        s->accept_stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (!s->socket_path || !s->creds || s->accept_stop < 0) {
+                r = s->socket_path && s->creds ? -errno : -ENOMEM;
                 cri_server_free(s);
-                return sh_err(err, -EADDRNOTAVAIL, "cannot listen on '%s'", listen);
+                return sh_err(err, r, "cannot listen on '%s': %s", listen, strerror(-r));
         }
-        if (chmod(path, 0660) < 0 && errno != ENOENT)
-                sh_log_warn_errno(-errno, "socket=%s chmod 0660 failed: %m", path);
+        s->listen_fd = listen_unix(path, &st, err);
+        if (s->listen_fd < 0) {
+                r = s->listen_fd;
+                cri_server_free(s);
+                return sh_err_prefix(err, r, "cannot listen on '%s'", listen);
+        }
+        s->sock_dev = st.st_dev;
+        s->sock_ino = st.st_ino;
         r = lane_start(&s->slow, s, "slow", ctx->cfg->server_workers, ctx->cfg->server_max_queued,
                        true);
         if (r == 0)
@@ -1076,6 +1272,19 @@ int cri_server_run(struct cri_server *s)
         for (int i = 0; i < CRI_SLOTS; i++)
                 if (post_slot(s) < 0)
                         return -ENOMEM;
+        /* Connections are taken once the server runs, unless a stop came first. */
+        pthread_mutex_lock(&s->accept_mtx);
+        if (!s->accept_done) {
+                int r = -pthread_create(&s->accept_tid, NULL, accept_loop, s);
+
+                if (r < 0) {
+                        pthread_mutex_unlock(&s->accept_mtx);
+                        sh_log_error_errno(r, "cannot start the accept thread: %m");
+                        return r;
+                }
+                s->accepting = true;
+        }
+        pthread_mutex_unlock(&s->accept_mtx);
         if (s->on_serving)
                 s->on_serving(s->on_serving_data);
         for (;;) {
@@ -1115,6 +1324,8 @@ void cri_server_stop(struct cri_server *s)
         if (atomic_exchange(&s->stop_requested, true))
                 return;
         atomic_store(&s->ctx->stopping, true);
+        /* No connection is handed to grpc after its shutdown began. */
+        accept_stop(s);
         /* Event streams end with a status of their own, not by the drain's timeout. */
         cri_events_shutdown(s->ctx->events);
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
@@ -1125,6 +1336,7 @@ void cri_server_free(struct cri_server *s)
 {
         if (!s)
                 return;
+        accept_stop(s);
         /* cri_server_run returned 0: no call is in flight, so the workers are idle. */
         lane_done(&s->slow);
         lane_done(&s->read);
@@ -1138,6 +1350,11 @@ void cri_server_free(struct cri_server *s)
                         ;
                 grpc_completion_queue_destroy(s->cq);
         }
+        if (s->creds)
+                grpc_server_credentials_release(s->creds);
+        if (s->accept_stop >= 0)
+                close(s->accept_stop);
+        pthread_mutex_destroy(&s->accept_mtx);
         free(s->socket_path);
         free(s);
 }

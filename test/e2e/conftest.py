@@ -188,10 +188,13 @@ def yaml_str(s):
 
 
 def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_runtime=None,
-                images=None, streaming=None, server=None, containers=None, stats=None, metrics=None):
+                images=None, streaming=None, server=None, containers=None, stats=None, metrics=None,
+                audit=None):
     """A runt.yaml text. runtimes: {name: (backend, {option: value})}. images, streaming,
     server, containers: the `images:` / `streaming:` / `server:` / `containers:` sections as
-    dicts (written as JSON, a YAML flow mapping), or None (no such section)."""
+    dicts (written as JSON, a YAML flow mapping), or None (no such section). audit: the
+    `audit:` section; None turns the audit log off (its built-in path is the host's
+    /var/log/runt)."""
     if runtimes is None:
         runtimes = {"lxc": ("lxc", {}), "fake": ("fake", {})}
     lines = [
@@ -221,6 +224,7 @@ def make_config(cni_conf_dir, bin_dirs=(CNI_BIN_DIR,), runtimes=None, default_ru
         lines.append("stats: " + json.dumps(stats))
     if metrics is not None:
         lines.append("metrics: " + json.dumps(metrics))
+    lines.append("audit: " + json.dumps(audit if audit is not None else {"path": None}))
     return "\n".join(lines) + "\n"
 
 
@@ -229,8 +233,13 @@ class Runtd:
 
     def __init__(self, runtimes=None, default_runtime=None, valgrind=VALGRIND,
                  allow_log_errors=False, socket_path=None, log_to_file=True, images=None,
-                 streaming=None, server=None, containers=None, stats=None, metrics=None):
+                 streaming=None, server=None, containers=None, stats=None, metrics=None,
+                 audit=None):
         self.base = Path(tempfile.mkdtemp(prefix="runt-e2e-", dir="/tmp"))
+        # Every daemon keeps an audit log of its own (test_audit.py reads it).
+        self.audit_log = self.base / "audit.log"
+        if audit is None:
+            audit = {"path": str(self.audit_log)}
         self.cni_dir = self.base / "cni"
         self.state_dir = self.base / "state"
         self.root_dir = self.base / "root"
@@ -242,7 +251,8 @@ class Runtd:
         self.config.write_text(make_config(str(self.cni_dir), runtimes=runtimes,
                                            default_runtime=default_runtime, images=images,
                                            streaming=streaming, server=server,
-                                           containers=containers, stats=stats, metrics=metrics))
+                                           containers=containers, stats=stats, metrics=metrics,
+                                           audit=audit))
         self.log_file = self.base / "runtd.log"
         self.stderr_file = self.base / "stderr"
         self.vg_log = self.base / "valgrind.log"

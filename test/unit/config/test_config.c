@@ -91,6 +91,7 @@ static void assert_defaults(const struct runt_config *c)
         assert_int_equal(c->pids_limit, 4096);
         assert_int_equal(c->stats_interval_s, 10);
         assert_int_equal(c->stats_fs_interval_s, 60);
+        assert_string_equal(c->audit_path, "/var/log/runt/audit.log");
 }
 
 static void test_defaults(void **state)
@@ -339,11 +340,15 @@ static void test_nullable_strings(void **state)
         assert_string_equal(c.metrics_address, "127.0.0.1:9090");
         assert_string_equal(c.log_file, "/l");
         /* a second file overlays the first: "" and null turn them off again */
-        path = write_yaml("metrics:\n  address: \"\"\nlog_file: ~\n");
+        path = write_yaml("metrics:\n  address: \"\"\nlog_file: ~\naudit: {path: null}\n");
         assert_int_equal(runt_config_load(&c, path, &err), 0);
         remove_file(path);
         assert_null(c.metrics_address);
         assert_null(c.log_file);
+        assert_null(c.audit_path);
+        runt_config_done(&c);
+        assert_int_equal(load_yaml("audit:\n  path: /a/audit.log\n", &c, &err), 0);
+        assert_string_equal(c.audit_path, "/a/audit.log");
         runt_config_done(&c);
 }
 
@@ -421,6 +426,8 @@ static const struct bad_case bad_cases[] = {
         /* unknown keys */
         {"listen: unix:///a.sock\nlisten_addr: x\n", 2, "listen_addr", "unknown key"},
         {"cni:\n  conf_dir: /x\n  bin_dir: [/a]\n", 3, "cni.bin_dir", "unknown key"},
+        {"audit:\n  file: /a\n", 2, "audit.file", "unknown key"},
+        {"audit:\n  path: audit.log\n", 2, "audit.path", "absolute"},
         {"runtimes:\n  lxc:\n    backnd: lxc\n", 3, "runtimes.lxc.backnd", "unknown key"},
         {"images:\n  registries:\n    - prefix: a\n      secure: true\n", 4,
          "images.registries[0].secure", "unknown key"},
