@@ -16,6 +16,7 @@
 #include "imagemgr.h"
 #include "log.h"
 #include "podmgr.h"
+#include "stream.h"
 #include "validate.h"
 
 #define NEW(type, lower) ((type *)cri_msg_new(&runtime__v1__##lower##__descriptor))
@@ -1210,11 +1211,11 @@ int cri_exec_sync(struct cri_ctx *ctx, const ProtobufCMessage *req, int cancel_f
  * and the container @id runs, and issues a URL for a request of @kind (@cmd: Exec's, else
  * NULL) in *@ret_url.
  */
-static int container_stream(struct cri_ctx *ctx, const char *rpc, enum cri_stream_kind kind,
+static int container_stream(struct cri_ctx *ctx, const char *rpc, enum stream_kind kind,
                             const char *id, char *const *cmd, size_t n_cmd, bool tty, bool in,
                             bool out, bool errs, char **ret_url, struct sh_error *err)
 {
-        struct cri_stream_req *sr;
+        struct stream_req *sr;
         int rc;
 
         if (tty && errs)
@@ -1226,17 +1227,17 @@ static int container_stream(struct cri_ctx *ctx, const char *rpc, enum cri_strea
         sr = calloc(1, sizeof(*sr));
         if (!sr)
                 return -ENOMEM;
-        *sr = (struct cri_stream_req){.kind = kind, .tty = tty, .in = in, .out = out, .err = errs};
+        *sr = (struct stream_req){.kind = kind, .tty = tty, .in = in, .out = out, .err = errs};
         if (cmd && !(sr->argv = cri_strv_from(cmd, n_cmd))) {
-                cri_stream_req_free(sr);
+                stream_req_free(sr);
                 return -ENOMEM;
         }
         rc = pod_container_running(ctx->pods, id, &sr->id, err);
         if (rc < 0) {
-                cri_stream_req_free(sr);
+                stream_req_free(sr);
                 return sh_err_prefix(err, rc, "%s", rpc);
         }
-        return cri_stream_issue(ctx->stream, sr, ret_url, err);
+        return stream_issue(ctx->stream, sr, ret_url, err);
 }
 
 int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
@@ -1253,7 +1254,7 @@ int cri_exec(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
                 return sh_err(err, -EINVAL, "Exec: cmd is required");
         if (!in->cmd[0] || !in->cmd[0][0])
                 return sh_err(err, -EINVAL, "Exec: cmd[0] must not be empty");
-        rc = container_stream(ctx, "Exec", CRI_STREAM_EXEC, in->container_id, in->cmd, in->n_cmd,
+        rc = container_stream(ctx, "Exec", STREAM_EXEC, in->container_id, in->cmd, in->n_cmd,
                               in->tty, in->stdin, in->stdout, in->stderr, &url, err);
         if (rc < 0)
                 return rc;
@@ -1277,7 +1278,7 @@ int cri_attach(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessag
 
         /* The kubelet asks with the container's own tty setting; the streams follow it. */
         if (rc == 0)
-                rc = container_stream(ctx, "Attach", CRI_STREAM_ATTACH, in->container_id, NULL, 0,
+                rc = container_stream(ctx, "Attach", STREAM_ATTACH, in->container_id, NULL, 0,
                                       in->tty, in->stdin, in->stdout, in->stderr, &url, err);
         if (rc < 0)
                 return rc;

@@ -16,10 +16,10 @@
 struct cri_events;
 struct cri_fs_cache;
 struct cri_metrics;
-struct cri_stream;
 struct img_mgr;
 struct net_mgr;
 struct pod_mgr;
+struct stream_server;
 
 /*
  * The daemon context handed to every handler (STYLE R11: no mutable globals). The managers
@@ -31,7 +31,7 @@ struct cri_ctx {
         struct pod_mgr *pods;
         struct img_mgr *images;
         struct net_mgr *net;
-        struct cri_stream *stream; /* the exec/attach/port-forward server (stream.c) */
+        struct stream_server *stream; /* the exec/attach/port-forward server (stream/) */
         struct cri_fs_cache
                 *fs_cache;         /* ImageFsInfo's figures (image.c); NULL: measured per call */
         struct cri_events *events; /* GetContainerEvents' hub (events.c); made in main.c */
@@ -300,43 +300,15 @@ void cri_server_on_serving(struct cri_server *s, void (*fn)(void *data), void *d
 void cri_server_stop(struct cri_server *s);
 void cri_server_free(struct cri_server *s);
 
-/* ---- The streaming server (stream.c, stream-session.c) ---- */
-
-enum cri_stream_kind {
-        CRI_STREAM_EXEC,
-        CRI_STREAM_ATTACH,
-        CRI_STREAM_PORTFORWARD,
-};
-
-/* What a streaming URL was issued for; everything owned (cri_stream_req_free). */
-struct cri_stream_req {
-        enum cri_stream_kind kind;
-        char *id;    /* the full container id (exec, attach) or sandbox id (port-forward) */
-        char **argv; /* exec: NULL-terminated */
-        bool tty, in, out, err;
-        char *netns;     /* port-forward: the pod's netns path, "" for the host's */
-        uint16_t *ports; /* port-forward: the request's ports (WebSocket form), may be none */
-        size_t n_ports;
-};
-void cri_stream_req_free(struct cri_stream_req *r);
+/* ---- The streaming server (stream/; wired to podmgr in streaming.c) ---- */
 
 /*
- * Starts the HTTP server on cfg streaming.address:port (port 0: any free one), serving the
- * Kubernetes remotecommand and portforward protocols over SPDY/3.1 and WebSocket for the
- * URLs cri_stream_issue() hands out. Returns 0 or -errno.
+ * Starts the streaming server (stream_server_new) on ctx->cfg's streaming.*, its sessions
+ * running exec, attach and port-forward through ctx->pods. Returns 0 or -errno.
  */
-int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error *err);
-/* Ends every session (their exec processes are killed) and stops the server; NULL-safe. */
-void cri_stream_free(struct cri_stream *s);
-/* "http://127.0.0.1:PORT", what URLs start with. */
-const char *cri_stream_base_url(const struct cri_stream *s);
-/*
- * Registers @req (taken, also on failure) under a new single-use token that expires after
- * streaming.token_ttl, and returns its URL in *@ret_url (malloc'd). -EAGAIN when too many
- * unused tokens are outstanding.
- */
-int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **ret_url,
-                     struct sh_error *err);
+int cri_stream_new(struct cri_ctx *ctx, struct stream_server **ret, struct sh_error *err);
+/* stream_server_free: ends every session and stops the server; NULL-safe. */
+void cri_stream_free(struct stream_server *s);
 
 /*
  * Allocates and initialises an empty message of type @desc (malloc'd; every part added to

@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "cri-internal.h"
 #include "podmgr.h"
+#include "stream.h"
 #include "validate.h"
 
 #define NEW(type, lower) ((type *)cri_msg_new(&runtime__v1__##lower##__descriptor))
@@ -450,7 +451,7 @@ int cri_port_forward(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufC
         const Runtime__V1__PortForwardRequest *in = (const Runtime__V1__PortForwardRequest *)req;
         Runtime__V1__PortForwardResponse *r;
         struct pod_sandbox_info *i = NULL;
-        struct cri_stream_req *sr;
+        struct stream_req *sr;
         char *url = NULL;
         int rc = id_of(in->pod_sandbox_id, "PortForward", err);
 
@@ -474,7 +475,7 @@ int cri_port_forward(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufC
         }
         sr = calloc(1, sizeof(*sr));
         if (sr) {
-                sr->kind = CRI_STREAM_PORTFORWARD;
+                sr->kind = STREAM_PORTFORWARD;
                 sr->id = i->id;
                 sr->netns = i->netns;
                 i->id = i->netns = NULL;
@@ -485,10 +486,10 @@ int cri_port_forward(struct cri_ctx *ctx, const ProtobufCMessage *req, ProtobufC
         }
         pod_sandbox_info_free(i);
         if (!sr || !sr->id || !sr->netns || (in->n_port && !sr->ports)) {
-                cri_stream_req_free(sr);
+                stream_req_free(sr);
                 return -ENOMEM;
         }
-        rc = cri_stream_issue(ctx->stream, sr, &url, err);
+        rc = stream_issue(ctx->stream, sr, &url, err);
         if (rc < 0)
                 return rc;
         r = NEW(Runtime__V1__PortForwardResponse, port_forward_response);

@@ -27,12 +27,14 @@ rule() { # rule MESSAGE REGEX PATHS...
     fail=1
   fi
 }
-src=(common cri podmgr imagemgr netmgr backends)
+src=(common cri stream podmgr imagemgr netmgr backends)
 rule "no sprintf (use snprintf)" '\bv?sprintf\(' "${src[@]}" test
 rule "no strcpy/strcat (use snprintf or memcpy with a checked length)" '\b(strcpy|strcat)\(' "${src[@]}" test
 rule "no while (1) (write for (;;))" 'while \(1\)' "${src[@]}" test
 rule "no // comments in C (STYLE R17)" '^\s*//' "${src[@]}"
-rule "no protobuf or grpc outside cri/ (STYLE R9)" 'pb-c\.h|<grpc/|protobuf-c' podmgr imagemgr netmgr backends common
+rule "no protobuf or grpc outside cri/ (STYLE R9)" 'pb-c\.h|<grpc/|protobuf-c' stream podmgr imagemgr netmgr backends common
+rule "stream/ reaches pods only through its stream_ops (stream/stream.h)" \
+  '#include "(cri-internal|events|podmgr|imagemgr|netmgr|be|agent[a-z-]*)\.h"' stream
 mapfile -t exits < <(grep -rlnE '(^|[^_a-z])exit\(' "${src[@]}" --include='*.c' | grep -v '/main\.c$' || true)
 for f in "${exits[@]}"; do
   [ -n "$f" ] && { echo "lint: exit() below main() in $f"; fail=1; }

@@ -9,7 +9,7 @@ moby/spdystream, and client-go's WebSocket executor over gorilla/websocket):
   server's SYN_REPLY before opening the next; remotecommand streams come in the order
   error, stdin, stdout, stderr (not with a tty), resize (tty, v3 and later); header names
   are sent lower-case; header blocks share one zlib context per direction, primed with the
-  SPDY/3 dictionary (read from cri/spdy.c, the one copy of it), each block sync-flushed; no
+  SPDY/3 dictionary (read from stream/spdy.c, the one copy of it), each block sync-flushed; no
   WINDOW_UPDATE is ever sent. Port-forward: per connection an "error" stream (half-closed
   at once, as client-go does) and a "data" stream with the same port and requestid.
 - WebSocket: RFC 6455, masked client frames, the channel framings (binary: first byte the
@@ -54,7 +54,7 @@ import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SPDY_C = REPO / "cri" / "spdy.c"
+SPDY_C = REPO / "stream" / "spdy.c"
 IO_TIMEOUT = 10.0
 CHUNK = 32 * 1024  # what client-go's io.Copy writes at once: one DATA frame or message each
 
@@ -90,7 +90,7 @@ SPDY_DICT_ID = 0xE3C6A7C2  # adler32 of the dictionary, the id in each zlib head
 
 
 def load_spdy_dictionary(path=SPDY_C):
-    """The SPDY/3 header dictionary, parsed out of the C array in cri/spdy.c."""
+    """The SPDY/3 header dictionary, parsed out of the C array in stream/spdy.c."""
     text = Path(path).read_text()
     m = re.search(r"spdy_dictionary\s*\[\s*\]\s*=\s*\{(.*?)\}\s*;", text, re.S)
     if not m:

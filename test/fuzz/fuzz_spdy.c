@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the SPDY/3.1 framer (cri/spdy.c), as a session's receive side sees a
+ * libFuzzer target: the SPDY/3.1 framer (stream/spdy.c), as a session's receive side sees a
  * client: the input is an incoming byte stream, cut into chunks whose sizes come from the
  * input's first bytes, appended to a buffer and parsed frame by frame as stream-session.c
  * does. Small limits make the size checks reachable. Beyond not crashing or leaking: a

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: what the streaming server (cri/stream.c) parses itself from an HTTP
+ * libFuzzer target: what the streaming server (stream/stream.c) parses itself from an HTTP
  * request once libmicrohttpd has split it into a path and header lines: the URL's kind and
  * token (both as the request line arrives and as the handler sees it), the Connection
  * header's tokens, repeated X-Stream-Protocol-Version / Sec-WebSocket-Protocol lines joined
@@ -32,22 +32,20 @@ static bool in_list(const char *const *v, const char *s)
 
 static void check_path(const char *path, bool query)
 {
-        enum cri_stream_kind kind;
+        enum stream_kind kind;
         const char *token = NULL;
         size_t n = 0;
 
         if (st_path_token(path, query, &kind, &token, &n) < 0)
                 return;
         if (n != ST_TOKEN_LEN || token < path || token + n > path + strlen(path) ||
-            kind > CRI_STREAM_PORTFORWARD || memchr(token, '/', n) ||
-            (query && memchr(token, '?', n)))
+            kind > STREAM_PORTFORWARD || memchr(token, '/', n) || (query && memchr(token, '?', n)))
                 abort();
 }
 
 static void check_spdy(const char *offered)
 {
-        static const enum cri_stream_kind kinds[] = {CRI_STREAM_EXEC, CRI_STREAM_ATTACH,
-                                                     CRI_STREAM_PORTFORWARD};
+        static const enum stream_kind kinds[] = {STREAM_EXEC, STREAM_ATTACH, STREAM_PORTFORWARD};
 
         for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
                 const char *name = NULL;
@@ -56,8 +54,7 @@ static void check_spdy(const char *offered)
                 if (st_spdy_choose(offered, kinds[i], &version, &name) < 0)
                         continue;
                 if (!name || !strstr(offered, name) ||
-                    (kinds[i] == CRI_STREAM_PORTFORWARD ? version != 0
-                                                        : version < 1 || version > 5))
+                    (kinds[i] == STREAM_PORTFORWARD ? version != 0 : version < 1 || version > 5))
                         abort();
         }
 }

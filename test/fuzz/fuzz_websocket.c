@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the WebSocket framer and the Kubernetes channel framings
- * (cri/websocket.c). The first bytes choose the chunk size, max_message and the channel
+ * (stream/websocket.c). The first bytes choose the chunk size, max_message and the channel
  * protocol; the rest is a client's byte stream, fed in chunks to ws_parse as
  * stream-session.c does. Every decoded message goes through ws_k8s_unwrap, and resize
  * payloads through ws_k8s_parse_resize. Beyond not crashing or leaking: errors stick and map

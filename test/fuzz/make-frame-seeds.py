@@ -2,7 +2,7 @@
 """Writes the seed corpora of fuzz_spdy, fuzz_websocket and fuzz_stream_http.
 
 SPDY seeds are a chunking byte and a client's stream of frames as kubectl sends them (header
-blocks deflated with the SPDY/3 dictionary, read from cri/spdy.c); WebSocket seeds are two
+blocks deflated with the SPDY/3 dictionary, read from stream/spdy.c); WebSocket seeds are two
 setup bytes (chunk size - 1, protocol/max-message byte) and masked client frames; the
 stream_http seeds are newline-separated request fields (see fuzz_stream_http.c).
 """
@@ -12,7 +12,7 @@ import struct
 import zlib
 
 here = os.path.dirname(os.path.abspath(__file__))
-src = open(os.path.join(here, "../../cri/spdy.c")).read()
+src = open(os.path.join(here, "../../stream/spdy.c")).read()
 body = re.search(r"spdy_dictionary\[\] = \{(.*?)\};", src, re.S).group(1)
 DICT = bytes(int(x, 16) for x in re.findall(r"0x([0-9a-fA-F]{2})", body))
 assert len(DICT) == 1423

@@ -1,4 +1,4 @@
-/* cri/spdy.c: SPDY/3.1 framing, header compression, hostile input and flow control. */
+/* stream/spdy.c: SPDY/3.1 framing, header compression, hostile input and flow control. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,10 +1,13 @@
 /*
- * cri/stream.c and stream-session.c without a backend: the token rules and HTTP answers,
+ * stream/stream.c and stream-session.c without a backend: the token rules and HTTP answers,
  * protocol negotiation, and whole port-forward sessions over SPDY and WebSocket into a TCP
- * echo server on loopback (a request with the host's netns, "", needs no pod).
+ * echo server on loopback (a request with the host's netns, "", needs no pod). Most tests
+ * give the server no stream_ops; test_ops_* give it child_ops, which runs an exec as a child
+ * of the test and dials port-forwards itself, as cri/ does through podmgr.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,37 +20,46 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "config.h"
-#include "cri-internal.h"
+#include "error.h"
 #include "spdy.h"
+#include "stream.h"
 #include "strutil.h"
 
 struct fixture {
         struct runt_config cfg;
-        struct cri_ctx ctx;
-        struct cri_stream *srv;
+        struct stream_server *srv;
         char host[64];
         unsigned port;
+        /* child_ops: where sandbox_dial goes, and what the ops were asked (under lock) */
+        pthread_mutex_t lock;
+        unsigned dial_to;
+        unsigned dialled_port;
+        char asked_id[80];
+        int n_dials, n_execs;
 };
 
-static int setup(void **state)
+static const struct stream_ops child_ops;
+
+static int setup_with(void **state, const struct stream_ops *ops)
 {
         struct fixture *f = calloc(1, sizeof(*f));
         struct sh_error err = {0};
         const char *base;
 
         assert_non_null(f);
+        pthread_mutex_init(&f->lock, NULL);
         assert_int_equal(runt_config_defaults(&f->cfg, &err), 0);
         f->cfg.streaming_token_ttl_s = 1;
         f->cfg.streaming_creation_timeout_s = 2;
-        f->ctx.cfg = &f->cfg;
-        assert_int_equal(cri_stream_new(&f->ctx, &f->srv, &err), 0);
-        base = cri_stream_base_url(f->srv);
+        assert_int_equal(stream_server_new(&f->cfg, ops, f, &f->srv, &err), 0);
+        base = stream_base_url(f->srv);
         assert_int_equal(sscanf(base, "http://%63[^:]:%u", f->host, &f->port), 2);
         assert_string_equal(f->host, "127.0.0.1");
         assert_true(f->port > 0);
@@ -55,19 +67,30 @@ static int setup(void **state)
         return 0;
 }
 
+static int setup(void **state)
+{
+        return setup_with(state, NULL);
+}
+
+static int setup_ops(void **state)
+{
+        return setup_with(state, &child_ops);
+}
+
 static int teardown(void **state)
 {
         struct fixture *f = *state;
 
-        cri_stream_free(f->srv);
+        stream_server_free(f->srv);
         runt_config_done(&f->cfg);
+        pthread_mutex_destroy(&f->lock);
         free(f);
         return 0;
 }
 
-static char *issue(struct fixture *f, enum cri_stream_kind kind, const uint16_t *ports, size_t n)
+static char *issue(struct fixture *f, enum stream_kind kind, const uint16_t *ports, size_t n)
 {
-        struct cri_stream_req *r = calloc(1, sizeof(*r));
+        struct stream_req *r = calloc(1, sizeof(*r));
         struct sh_error err = {0};
         char *url = NULL;
 
@@ -75,7 +98,7 @@ static char *issue(struct fixture *f, enum cri_stream_kind kind, const uint16_t 
         r->kind = kind;
         r->id = strdup("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
         r->netns = strdup("");
-        if (kind == CRI_STREAM_EXEC) {
+        if (kind == STREAM_EXEC) {
                 r->argv = calloc(2, sizeof(char *));
                 r->argv[0] = strdup("true");
                 r->out = true;
@@ -85,7 +108,7 @@ static char *issue(struct fixture *f, enum cri_stream_kind kind, const uint16_t 
                 memcpy(r->ports, ports, n * sizeof(*r->ports));
                 r->n_ports = n;
         }
-        assert_int_equal(cri_stream_issue(f->srv, r, &url, &err), 0);
+        assert_int_equal(stream_issue(f->srv, r, &url, &err), 0);
         return url;
 }
 
@@ -164,11 +187,10 @@ static void test_tokens(void **state)
 {
         struct fixture *f = *state;
         char head[4096];
-        char *url = issue(f, CRI_STREAM_EXEC, NULL, 0), *other;
+        char *url = issue(f, STREAM_EXEC, NULL, 0), *other;
         char wrong[128];
 
-        assert_true(strncmp(url, cri_stream_base_url(f->srv),
-                            strlen(cri_stream_base_url(f->srv))) == 0);
+        assert_true(strncmp(url, stream_base_url(f->srv), strlen(stream_base_url(f->srv))) == 0);
         assert_non_null(strstr(url, "/exec/"));
         /* No upgrade: 400, and the token is spent. */
         assert_int_equal(
@@ -187,7 +209,7 @@ static void test_tokens(void **state)
                                  NULL, NULL),
                          404);
         assert_int_equal(request(f, "GET", "/", NULL, head, sizeof(head), NULL, NULL, NULL), 404);
-        other = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        other = issue(f, STREAM_EXEC, NULL, 0);
         snprintf(wrong, sizeof(wrong), "/attach/%s", strrchr(other, '/') + 1);
         assert_int_equal(request(f, "GET", wrong, SPDY_UP, head, sizeof(head), NULL, NULL, NULL),
                          404);
@@ -196,7 +218,7 @@ static void test_tokens(void **state)
                 405);
         free(other);
         /* Expired (ttl 1 s): 401 saying so. */
-        other = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        other = issue(f, STREAM_EXEC, NULL, 0);
         usleep(1200 * 1000);
         assert_int_equal(
                 request(f, "POST", path_of(other), SPDY_UP, head, sizeof(head), NULL, NULL, NULL),
@@ -214,11 +236,11 @@ static void test_too_many(void **state)
         size_t n = 0;
 
         for (;; n++) {
-                struct cri_stream_req *r = calloc(1, sizeof(*r));
+                struct stream_req *r = calloc(1, sizeof(*r));
 
-                r->kind = CRI_STREAM_PORTFORWARD;
+                r->kind = STREAM_PORTFORWARD;
                 r->id = strdup("x");
-                if (cri_stream_issue(f->srv, r, &url, &err) < 0)
+                if (stream_issue(f->srv, r, &url, &err) < 0)
                         break;
                 free(url);
                 assert_true(n < 5000);
@@ -227,7 +249,7 @@ static void test_too_many(void **state)
         assert_non_null(strstr(err.msg, "wait for a connection"));
         /* Once they expire, new ones are taken again. */
         usleep(1200 * 1000);
-        url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+        url = issue(f, STREAM_EXEC, NULL, 0);
         free(url);
 }
 
@@ -258,7 +280,7 @@ static void test_negotiation(void **state)
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char *url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+                char *url = issue(f, STREAM_EXEC, NULL, 0);
 
                 assert_int_equal(request(f, "GET", path_of(url), cases[i].headers, head,
                                          sizeof(head), NULL, NULL, NULL),
@@ -269,7 +291,7 @@ static void test_negotiation(void **state)
         }
         /* Request headers past the 32 KiB a connection may use: refused, not buffered. */
         {
-                char *url = issue(f, CRI_STREAM_EXEC, NULL, 0);
+                char *url = issue(f, STREAM_EXEC, NULL, 0);
                 size_t big = 40 * 1024;
                 char *h = malloc(big + 64);
                 int status;
@@ -286,7 +308,7 @@ static void test_negotiation(void **state)
         }
         /* A WebSocket port-forward without ports anywhere. */
         {
-                char *url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+                char *url = issue(f, STREAM_PORTFORWARD, NULL, 0);
 
                 assert_int_equal(request(f, "GET", path_of(url),
                                          "Connection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -355,6 +377,8 @@ static size_t read_more(int fd, uint8_t *buf, size_t have, size_t need, size_t s
         while (have < need) {
                 ssize_t n = read(fd, buf + have, size - have);
 
+                if (n < 0 && errno == EINTR) /* test_ops_exec: its child's SIGCHLD */
+                        continue;
                 assert_true(n > 0);
                 have += (size_t)n;
         }
@@ -390,7 +414,7 @@ static void test_portforward_ws(void **state)
 
         echo_start(&e);
         ports[0] = (uint16_t)e.port;
-        url = issue(f, CRI_STREAM_PORTFORWARD, ports, 1);
+        url = issue(f, STREAM_PORTFORWARD, ports, 1);
         assert_int_equal(request(f, "GET", path_of(url),
                                  "Connection: Upgrade\r\nUpgrade: websocket\r\n"
                                  "Sec-WebSocket-Version: 13\r\n"
@@ -477,7 +501,7 @@ static void test_portforward_spdy(void **state)
 
         echo_start(&e);
         snprintf(port, sizeof(port), "%u", e.port);
-        url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+        url = issue(f, STREAM_PORTFORWARD, NULL, 0);
         assert_int_equal(request(f, "POST", path_of(url),
                                  SPDY_UP "X-Stream-Protocol-Version: portforward.k8s.io\r\n", head,
                                  sizeof(head), &fd, rest, &n_rest),
@@ -618,7 +642,7 @@ static void test_stop_with_session(void **state)
         uint8_t rest[4096];
         char head[4096];
         size_t n_rest = 0;
-        char *url = issue(f, CRI_STREAM_PORTFORWARD, NULL, 0);
+        char *url = issue(f, STREAM_PORTFORWARD, NULL, 0);
         struct timespec t0, t1;
         int fd;
 
@@ -627,7 +651,7 @@ static void test_stop_with_session(void **state)
                                  sizeof(head), &fd, rest, &n_rest),
                          101);
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        cri_stream_free(f->srv);
+        stream_server_free(f->srv);
         f->srv = NULL;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         assert_true(t1.tv_sec - t0.tv_sec < 3);
@@ -640,6 +664,253 @@ static void test_stop_with_session(void **state)
         free(url);
 }
 
+/* ---------------------------------------------------------------- through stream_ops */
+
+/* exec: @argv as a child of this process, its stdout on a pipe; the session reaps it. */
+static int ops_exec(void *data, const char *id, const char *const *argv, bool tty, bool want_stdin,
+                    struct stream_exec *ret, struct sh_error *err)
+{
+        struct fixture *f = data;
+        int out[2];
+        pid_t pid;
+
+        if (tty || want_stdin)
+                return sh_err(err, -EINVAL, "test exec: no tty, no stdin");
+        pthread_mutex_lock(&f->lock);
+        f->n_execs++;
+        snprintf(f->asked_id, sizeof(f->asked_id), "%s", id);
+        pthread_mutex_unlock(&f->lock);
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return sh_err(err, -errno, "pipe: %s", strerror(errno));
+        pid = fork();
+        if (pid < 0) {
+                close(out[0]);
+                close(out[1]);
+                return sh_err(err, -errno, "fork: %s", strerror(errno));
+        }
+        if (pid == 0) {
+                dup2(out[1], STDOUT_FILENO);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        close(out[1]);
+        ret->stdout_fd = out[0];
+        ret->pid = pid;
+        return 0;
+}
+
+/* sandbox_dial: the port asked for is noted, the connection goes to f->dial_to. */
+static int ops_sandbox_dial(void *data, const char *id, unsigned port, int *ret_fd,
+                            struct sh_error *err)
+{
+        struct fixture *f = data;
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        int fd;
+
+        pthread_mutex_lock(&f->lock);
+        f->n_dials++;
+        f->dialled_port = port;
+        snprintf(f->asked_id, sizeof(f->asked_id), "%s", id);
+        a.sin_port = htons((uint16_t)f->dial_to);
+        pthread_mutex_unlock(&f->lock);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return sh_err(err, -errno, "socket: %s", strerror(errno));
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+                int e = errno;
+
+                close(fd);
+                return sh_err(err, -e, "connect: %s", strerror(e));
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* attach and container_running are left out: a missing op answers -EOPNOTSUPP. */
+static const struct stream_ops child_ops = {
+        .exec = ops_exec,
+        .sandbox_dial = ops_sandbox_dial,
+};
+
+/*
+ * Reads server frames (unmasked) until a close frame; appends each binary message's payload
+ * after its channel byte to @chan[channel] (channels 0..4). Returns the close code.
+ */
+static unsigned ws_read_until_close(int fd, uint8_t *buf, size_t have, size_t size,
+                                    struct spdy_buf chan[5], unsigned *ret_first_channel)
+{
+        bool first = true;
+
+        for (;;) {
+                size_t hdr = 2, len;
+
+                have = read_more(fd, buf, have, 2, size);
+                len = buf[1] & 0x7f;
+                assert_int_equal(buf[1] & 0x80, 0);
+                if (len == 126) {
+                        hdr = 4;
+                        have = read_more(fd, buf, have, hdr, size);
+                        len = (size_t)buf[2] << 8 | buf[3];
+                }
+                assert_true(len != 127 && hdr + len <= size);
+                have = read_more(fd, buf, have, hdr + len, size);
+                if ((buf[0] & 0x0f) == 0x8) {
+                        assert_true(len >= 2);
+                        return (unsigned)buf[hdr] << 8 | buf[hdr + 1];
+                }
+                assert_int_equal(buf[0], 0x82);
+                assert_true(len >= 1 && buf[hdr] < 5);
+                if (first && ret_first_channel)
+                        *ret_first_channel = buf[hdr];
+                first = false;
+                assert_int_equal(spdy_buf_append(&chan[buf[hdr]], buf + hdr + 1, len - 1), 0);
+                memmove(buf, buf + hdr + len, have - hdr - len);
+                have -= hdr + len;
+        }
+}
+
+#define OPS_ID "feedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedface"
+
+/* A request of @kind for container OPS_ID with stdout. */
+static struct stream_req *ops_req(enum stream_kind kind)
+{
+        struct stream_req *r = calloc(1, sizeof(*r));
+
+        assert_non_null(r);
+        *r = (struct stream_req){.kind = kind, .out = true};
+        r->id = strdup(OPS_ID);
+        r->netns = strdup("");
+        assert_true(r->id && r->netns);
+        return r;
+}
+
+/* Upgrades a connection to @url to WebSocket v4.channel.k8s.io; what came past the head
+ * is in @buf, *@have bytes. */
+static int ws_open(struct fixture *f, const char *url, uint8_t *buf, size_t *have)
+{
+        char head[4096];
+        int fd;
+
+        *have = 0;
+        assert_int_equal(request(f, "GET", path_of(url),
+                                 "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                 "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n",
+                                 head, sizeof(head), &fd, buf, have),
+                         101);
+        return fd;
+}
+
+/* Issues @r (taken), runs its session to the close frame; the channels' bytes in @chan,
+ * channel 3 (the status) NUL-terminated. Returns the close code. */
+static unsigned ws_whole_session(struct fixture *f, struct stream_req *r, struct spdy_buf chan[5],
+                                 unsigned *ret_first_channel)
+{
+        struct sh_error err = {0};
+        uint8_t buf[8192];
+        char *url = NULL;
+        size_t have;
+        unsigned code;
+        int fd;
+
+        assert_int_equal(stream_issue(f->srv, r, &url, &err), 0);
+        fd = ws_open(f, url, buf, &have);
+        code = ws_read_until_close(fd, buf, have, sizeof(buf), chan, ret_first_channel);
+        close(fd);
+        free(url);
+        assert_int_equal(spdy_buf_append(&chan[3], "", 1), 0);
+        return code;
+}
+
+static void chans_done(struct spdy_buf chan[5])
+{
+        for (size_t i = 0; i < 5; i++)
+                spdy_buf_done(&chan[i]);
+}
+
+/* An exec runs through ops.exec: its output and its exit code reach the client. */
+static void test_ops_exec(void **state)
+{
+        static const char *const argv[] = {"/bin/sh", "-c", "printf hello; exit 3", NULL};
+        struct fixture *f = *state;
+        struct spdy_buf chan[5] = {0};
+        struct stream_req *r = ops_req(STREAM_EXEC);
+        unsigned first = 99;
+
+        r->argv = calloc(4, sizeof(char *));
+        assert_non_null(r->argv);
+        for (size_t i = 0; argv[i]; i++)
+                assert_non_null(r->argv[i] = strdup(argv[i]));
+        assert_int_equal(ws_whole_session(f, r, chan, &first), 1000);
+        assert_int_equal(first, 1); /* the empty stdout message: the session is up */
+        assert_int_equal(chan[1].len, 5);
+        assert_memory_equal(chan[1].data, "hello", 5);
+        assert_non_null(strstr((char *)chan[3].data, "\"reason\":\"NonZeroExitCode\""));
+        assert_non_null(strstr((char *)chan[3].data, "exited with 3"));
+        pthread_mutex_lock(&f->lock);
+        assert_int_equal(f->n_execs, 1);
+        assert_string_equal(f->asked_id, OPS_ID);
+        pthread_mutex_unlock(&f->lock);
+        chans_done(chan);
+}
+
+/* A port-forward dials through ops.sandbox_dial, not in the request's netns. */
+static void test_ops_portforward(void **state)
+{
+        struct fixture *f = *state;
+        struct spdy_buf chan[5] = {0};
+        uint16_t ports[1] = {9}; /* nothing listens there: only the op's dial reaches the echo */
+        uint8_t buf[8192], frame[256];
+        struct echo e;
+        size_t have, k;
+        char *url;
+        int fd;
+
+        echo_start(&e);
+        pthread_mutex_lock(&f->lock);
+        f->dial_to = e.port;
+        pthread_mutex_unlock(&f->lock);
+        url = issue(f, STREAM_PORTFORWARD, ports, 1);
+        fd = ws_open(f, url, buf, &have);
+        have = read_more(fd, buf, have, 10, sizeof(buf)); /* the port on channels 0 and 1 */
+        assert_int_equal(buf[3] | buf[4] << 8, 9);
+        memmove(buf, buf + 10, have - 10);
+        have -= 10;
+        k = ws_client_frame(frame, 0x2, "\x00hello", 6);
+        assert_int_equal(write(fd, frame, k), (ssize_t)k);
+        have = read_more(fd, buf, have, 8, sizeof(buf));
+        assert_memory_equal(buf + 2, "\x00hello", 6);
+        memmove(buf, buf + 8, have - 8);
+        have -= 8;
+        k = ws_client_frame(frame, 0x2, "\x00quit", 5);
+        assert_int_equal(write(fd, frame, k), (ssize_t)k);
+        assert_int_equal(ws_read_until_close(fd, buf, have, sizeof(buf), chan, NULL), 1000);
+        close(fd);
+        echo_stop(&e);
+        free(url);
+        pthread_mutex_lock(&f->lock);
+        assert_int_equal(f->n_dials, 1);
+        assert_int_equal(f->dialled_port, 9);
+        assert_string_equal(f->asked_id,
+                            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        pthread_mutex_unlock(&f->lock);
+        chans_done(chan);
+}
+
+/* An attach whose op is missing is refused with a clear error, not a crash. */
+static void test_ops_missing(void **state)
+{
+        struct fixture *f = *state;
+        struct spdy_buf chan[5] = {0};
+
+        assert_int_equal(ws_whole_session(f, ops_req(STREAM_ATTACH), chan, NULL), 1000);
+        assert_non_null(strstr((char *)chan[3].data,
+                               "error attaching to container: attach is not supported here"));
+        chans_done(chan);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -649,6 +920,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_portforward_ws, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_portforward_spdy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_with_session, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ops_exec, setup_ops, teardown),
+                cmocka_unit_test_setup_teardown(test_ops_portforward, setup_ops, teardown),
+                cmocka_unit_test_setup_teardown(test_ops_missing, setup_ops, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * common/sha1.c (FIPS 180-4 vectors) and cri/websocket.c: the RFC 6455 handshake and
+ * common/sha1.c (FIPS 180-4 vectors) and stream/websocket.c: the RFC 6455 handshake and
  * framing examples, reassembly under every split, limits and every refusal, the
  * Kubernetes channel framings (channel, base64, v4, v4.base64, v5 and its close signal),
  * port-forward announcements, the resize JSON, and a random mutation loop.

@@ -9,15 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cri-internal.h"
+#include "stream.h"
 #include "websocket.h"
 
 struct MHD_Daemon;
 struct MHD_UpgradeResponseHandle;
 struct st_peer;
 
-struct cri_stream {
-        struct cri_ctx *ctx;
+struct stream_server {
+        const struct stream_ops *ops; /* NULL: none (stream.h) */
+        void *ops_data;
         struct MHD_Daemon *mhd;
         char base_url[96];
         unsigned ttl_s, creation_s, idle_s;
@@ -45,8 +46,8 @@ struct cri_stream {
 
 /* One upgraded connection, handed from the HTTP side to its session thread. */
 struct st_session {
-        struct cri_stream *srv;
-        struct cri_stream_req *req;
+        struct stream_server *srv;
+        struct stream_req *req;
         int fd;
         struct MHD_UpgradeResponseHandle *urh;
         bool spdy;            /* else WebSocket */
@@ -68,8 +69,8 @@ struct st_session {
  * *@ret_token points into @path, @ret_len bytes. 0, or -ENOENT (no such path, or a token
  * that is not ST_TOKEN_LEN characters or is followed by a '/'). @path may be NULL.
  */
-int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
-                  const char **ret_token, size_t *ret_len);
+int st_path_token(const char *path, bool query, enum stream_kind *ret_kind, const char **ret_token,
+                  size_t *ret_len);
 
 /* True if the comma-separated header value @v (NULL: none) holds @token, case-insensitive. */
 bool st_has_token(const char *v, const char *token);
@@ -91,7 +92,7 @@ bool st_joined_add(struct st_joined *j, const char *value);
  * v1, *@ret_version 5..1; port-forward: PORTFORWARD_PROTO, version 0. *@ret_name is static.
  * -ENOENT if none is.
  */
-int st_spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
+int st_spdy_choose(const char *offered, enum stream_kind kind, int *ret_version,
                    const char **ret_name);
 
 /* The session thread (stream-session.c): runs @arg (a struct st_session) and frees it. */
@@ -101,4 +102,4 @@ void *st_session_main(void *arg);
 void st_session_free(struct st_session *s);
 
 /* Called by a session thread as its last step. */
-void st_session_done(struct cri_stream *srv);
+void st_session_done(struct stream_server *srv);

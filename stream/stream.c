@@ -32,6 +32,8 @@
 
 #define SH_LOG_MODULE "stream"
 #include "cleanup.h"
+#include "config.h"
+#include "error.h"
 #include "log.h"
 #include "stream-internal.h"
 #include "strutil.h"
@@ -53,7 +55,7 @@ struct st_token {
         char key[33];
         long long expires_ns; /* CLOCK_MONOTONIC */
         bool used;
-        struct cri_stream_req *req; /* NULL once used */
+        struct stream_req *req; /* NULL once used */
         struct st_token *next;
 };
 
@@ -63,7 +65,7 @@ enum st_peer_state {
         PEER_UPGRADED, /* a session thread owns it: never shut down here */
 };
 
-/* One accepted socket (MHD's socket context), in cri_stream's peers list, oldest first. */
+/* One accepted socket (MHD's socket context), in stream_server's peers list, oldest first. */
 struct st_peer {
         int fd;
         long long accepted_ns; /* CLOCK_MONOTONIC */
@@ -86,7 +88,7 @@ static long long mono_ns(void)
         return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-void cri_stream_req_free(struct cri_stream_req *r)
+void stream_req_free(struct stream_req *r)
 {
         if (!r)
                 return;
@@ -97,7 +99,7 @@ void cri_stream_req_free(struct cri_stream_req *r)
         free(r);
 }
 
-const char *cri_stream_base_url(const struct cri_stream *s)
+const char *stream_base_url(const struct stream_server *s)
 {
         return s->base_url;
 }
@@ -106,12 +108,12 @@ const char *cri_stream_base_url(const struct cri_stream *s)
 
 static void token_free(struct st_token *t)
 {
-        cri_stream_req_free(t->req);
+        stream_req_free(t->req);
         free(t);
 }
 
 /* Drops tokens expired long ago, and the oldest beyond MAX_REMEMBERED. Under the lock. */
-static void tokens_prune(struct cri_stream *s, long long now)
+static void tokens_prune(struct stream_server *s, long long now)
 {
         struct st_token **pp = &s->tokens;
         size_t kept = 0;
@@ -122,7 +124,7 @@ static void tokens_prune(struct cri_stream *s, long long now)
 
                 if (!t->used && now > t->expires_ns && t->req) {
                         /* Expired unused: keep the key for the 401, free the request. */
-                        cri_stream_req_free(t->req);
+                        stream_req_free(t->req);
                         t->req = NULL;
                         s->n_unused--;
                 }
@@ -139,8 +141,8 @@ static void tokens_prune(struct cri_stream *s, long long now)
         }
 }
 
-int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **ret_url,
-                     struct sh_error *err)
+int stream_issue(struct stream_server *s, struct stream_req *req, char **ret_url,
+                 struct sh_error *err)
 {
         static const char hex[] = "0123456789abcdef";
         static const char *const paths[] = {"exec", "attach", "portforward"};
@@ -150,12 +152,12 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
         char *url;
 
         if (!t) {
-                cri_stream_req_free(req);
+                stream_req_free(req);
                 return -ENOMEM;
         }
         if (getrandom(raw, sizeof(raw), 0) != sizeof(raw)) {
                 free(t);
-                cri_stream_req_free(req);
+                stream_req_free(req);
                 return sh_err(err, -EIO, "streaming: no random bytes for a token");
         }
         for (size_t i = 0; i < sizeof(raw); i++) {
@@ -165,7 +167,7 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
         url = sh_strdup_printf("%s/%s/%s", s->base_url, paths[req->kind], t->key);
         if (!url) {
                 free(t);
-                cri_stream_req_free(req);
+                stream_req_free(req);
                 return -ENOMEM;
         }
         t->req = req;
@@ -192,8 +194,8 @@ int cri_stream_issue(struct cri_stream *s, struct cri_stream_req *req, char **re
  * Finds token @key (@key_len bytes) for a connection to @kind's path and, if @ret, takes its
  * request. -ENOENT unknown (or issued for another path), -EACCES used already, -ETIME expired.
  */
-static int token_find(struct cri_stream *s, enum cri_stream_kind kind, const char *key,
-                      size_t key_len, struct cri_stream_req **ret)
+static int token_find(struct stream_server *s, enum stream_kind kind, const char *key,
+                      size_t key_len, struct stream_req **ret)
 {
         long long now = mono_ns();
         int r = -ENOENT;
@@ -223,8 +225,8 @@ static int token_find(struct cri_stream *s, enum cri_stream_kind kind, const cha
 
 static const char *const kind_paths[] = {"/exec/", "/attach/", "/portforward/"};
 
-int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
-                  const char **ret_token, size_t *ret_len)
+int st_path_token(const char *path, bool query, enum stream_kind *ret_kind, const char **ret_token,
+                  size_t *ret_len)
 {
         for (size_t i = 0; path && i < SH_ARRAY_SIZE(kind_paths); i++)
                 if (strncmp(path, kind_paths[i], strlen(kind_paths[i])) == 0) {
@@ -233,7 +235,7 @@ int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
 
                         if (n != ST_TOKEN_LEN || (token[n] && !(query && token[n] == '?')))
                                 return -ENOENT;
-                        *ret_kind = (enum cri_stream_kind)i;
+                        *ret_kind = (enum stream_kind)i;
                         *ret_token = token;
                         *ret_len = n;
                         return 0;
@@ -248,7 +250,7 @@ int st_path_token(const char *path, bool query, enum cri_stream_kind *ret_kind,
  * peers_lock: MHD calls on_connection(CLOSED), which unlinks @p under that lock, before it
  * closes the fd, so the fd is still @p's here, never a reused number.
  */
-static void peer_shut(struct cri_stream *s, struct st_peer *p, int how)
+static void peer_shut(struct stream_server *s, struct st_peer *p, int how)
 {
         shutdown(p->fd, how);
         if (!p->shut) {
@@ -265,7 +267,8 @@ static struct st_peer *peer_of(struct MHD_Connection *c)
         return ci ? ci->socket_context : NULL;
 }
 
-static void peer_set_state(struct cri_stream *s, struct MHD_Connection *c, enum st_peer_state state)
+static void peer_set_state(struct stream_server *s, struct MHD_Connection *c,
+                           enum st_peer_state state)
 {
         struct st_peer *p = peer_of(c);
 
@@ -281,7 +284,7 @@ static void peer_set_state(struct cri_stream *s, struct MHD_Connection *c, enum 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-        struct cri_stream *s = cls;
+        struct stream_server *s = cls;
         const union MHD_ConnectionInfo *ci;
         struct st_peer *p = *socket_context;
 
@@ -344,11 +347,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
-        struct cri_stream *s = cls;
+        struct stream_server *s = cls;
         struct st_peer *p;
         const char *token;
         size_t n;
-        enum cri_stream_kind kind;
+        enum stream_kind kind;
 
         if (st_path_token(uri, true, &kind, &token, &n) == 0 &&
             token_find(s, kind, token, n, NULL) == 0)
@@ -369,7 +372,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
  */
 static void *reaper_main(void *arg)
 {
-        struct cri_stream *s = arg;
+        struct stream_server *s = arg;
         struct timespec until;
 
         pthread_mutex_lock(&s->peers_lock);
@@ -483,7 +486,7 @@ static int joined_header(struct MHD_Connection *c, enum MHD_ValueKind kind, cons
         return j->overflow ? -E2BIG : 0;
 }
 
-int st_spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_version,
+int st_spdy_choose(const char *offered, enum stream_kind kind, int *ret_version,
                    const char **ret_name)
 {
         static const struct {
@@ -497,7 +500,7 @@ int st_spdy_choose(const char *offered, enum cri_stream_kind kind, int *ret_vers
         size_t m;
 
         while (sh_list_next(&cur, &v, &m)) {
-                if (kind == CRI_STREAM_PORTFORWARD) {
+                if (kind == STREAM_PORTFORWARD) {
                         if (m == strlen(PORTFORWARD_PROTO) &&
                             strncmp(v, PORTFORWARD_PROTO, m) == 0) {
                                 *ret_version = 0;
@@ -541,7 +544,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
 {
         struct st_session *s = cls;
         struct st_conn *conn = con_cls;
-        struct cri_stream *srv = s->srv;
+        struct stream_server *srv = s->srv;
         pthread_attr_t attr;
         pthread_t tid;
         bool started;
@@ -580,7 +583,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
         pthread_attr_destroy(&attr);
 }
 
-void st_session_done(struct cri_stream *srv)
+void st_session_done(struct stream_server *srv)
 {
         pthread_mutex_lock(&srv->lock);
         srv->n_sessions--;
@@ -608,15 +611,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-        struct cri_stream *srv = cls;
-        struct cri_stream_req *req = NULL;
+        struct stream_server *srv = cls;
+        struct stream_req *req = NULL;
         struct st_session *s;
         struct st_conn *conn;
         struct MHD_Response *resp;
         struct st_joined j;
         const char *upgrade, *connection, *token = NULL, *proto = NULL;
         char accept[29];
-        enum cri_stream_kind kind = CRI_STREAM_EXEC;
+        enum stream_kind kind = STREAM_EXEC;
         enum MHD_Result ret;
         size_t n;
         bool spdy;
@@ -654,7 +657,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
         if (!upgrade || !st_has_token(connection, "upgrade") ||
             (strcasecmp(upgrade, "SPDY/3.1") != 0 && strcasecmp(upgrade, "websocket") != 0)) {
-                cri_stream_req_free(req);
+                stream_req_free(req);
                 return reply(c, MHD_HTTP_BAD_REQUEST, NULL, NULL,
                              "unable to upgrade: this endpoint needs 'Connection: Upgrade' and "
                              "'Upgrade: SPDY/3.1' or 'Upgrade: websocket'");
@@ -662,7 +665,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         spdy = strcasecmp(upgrade, "SPDY/3.1") == 0;
         s = calloc(1, sizeof(*s));
         if (!s) {
-                cri_stream_req_free(req);
+                stream_req_free(req);
                 return MHD_NO;
         }
         s->srv = srv;
@@ -678,7 +681,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 if (st_spdy_choose(j.buf, kind, &s->version, &proto) < 0) {
                         st_session_free(s);
                         return reply(c, MHD_HTTP_FORBIDDEN, "X-Accepted-Stream-Protocol-Versions",
-                                     kind == CRI_STREAM_PORTFORWARD
+                                     kind == STREAM_PORTFORWARD
                                              ? PORTFORWARD_PROTO
                                              : "v5.channel.k8s.io, v4.channel.k8s.io, "
                                                "v3.channel.k8s.io, v2.channel.k8s.io, "
@@ -704,9 +707,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 }
                 if (joined_header(c, MHD_HEADER_KIND, "Sec-WebSocket-Protocol", &j) < 0 ||
                     ws_choose_protocol(j.buf,
-                                       kind == CRI_STREAM_PORTFORWARD
-                                               ? ws_k8s_portforward_protocols()
-                                               : ws_k8s_exec_protocols(),
+                                       kind == STREAM_PORTFORWARD ? ws_k8s_portforward_protocols()
+                                                                  : ws_k8s_exec_protocols(),
                                        &proto) < 0 ||
                     ws_k8s_proto_from_name(proto, &s->ws) < 0) {
                         st_session_free(s);
@@ -720,7 +722,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                         s->version = 5;
                 else if (!ws_k8s_proto_status_errors(s->ws))
                         s->version = 2;
-                if (kind == CRI_STREAM_PORTFORWARD) {
+                if (kind == STREAM_PORTFORWARD) {
                         s->version = 0;
                         if (!req->n_ports) {
                                 struct port_args pa = {.n = 0};
@@ -781,7 +783,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Binds @addr:@port (IPv4 or IPv6 literal) and fills the URL base. */
-static int bind_listener(struct cri_stream *s, const char *addr, unsigned port, int *ret_fd,
+static int bind_listener(struct stream_server *s, const char *addr, unsigned port, int *ret_fd,
                          struct sh_error *err)
 {
         struct sockaddr_storage ss = {0};
@@ -825,16 +827,17 @@ static int bind_listener(struct cri_stream *s, const char *addr, unsigned port, 
         return 0;
 }
 
-int cri_stream_new(struct cri_ctx *ctx, struct cri_stream **ret, struct sh_error *err)
+int stream_server_new(const struct runt_config *cfg, const struct stream_ops *ops, void *data,
+                      struct stream_server **ret, struct sh_error *err)
 {
-        const struct runt_config *cfg = ctx->cfg;
-        struct cri_stream *s = calloc(1, sizeof(*s));
+        struct stream_server *s = calloc(1, sizeof(*s));
         pthread_condattr_t ca;
         int fd = -1, r;
 
         if (!s)
                 return -ENOMEM;
-        s->ctx = ctx;
+        s->ops = ops;
+        s->ops_data = data;
         s->ttl_s = cfg->streaming_token_ttl_s ? cfg->streaming_token_ttl_s : 60;
         s->creation_s = cfg->streaming_creation_timeout_s ? cfg->streaming_creation_timeout_s : 30;
         s->idle_s = cfg->streaming_idle_timeout_s;
@@ -889,7 +892,7 @@ fail:
         return r;
 }
 
-void cri_stream_free(struct cri_stream *s)
+void stream_server_free(struct stream_server *s)
 {
         struct timespec until;
         uint64_t one = 1;

@@ -35,8 +35,8 @@
 
 #define SH_LOG_MODULE "stream"
 #include "cleanup.h"
+#include "error.h"
 #include "log.h"
-#include "podmgr.h"
 #include "spdy.h"
 #include "stream-internal.h"
 #include "strutil.h"
@@ -53,7 +53,7 @@
 #define RESIZE_WAIT_NS (100 * 1000000LL)   /* for a tty's first size: clients send it at once */
 #define MAX_MESSAGE    (1024 * 1024)       /* a client's DATA frame or WebSocket message */
 
-/* The attach socket's packet kinds (backends/be.h, container_attach). */
+/* The attach socket's packet kinds (stream.h, stream_ops.attach). */
 enum { ATT_STDIN = 0, ATT_STDOUT = 1, ATT_STDERR = 2, ATT_STDIN_EOF = 3, ATT_RESIZE = 4 };
 
 enum ch { CH_STDIN, CH_STDOUT, CH_STDERR, CH_ERROR, CH_RESIZE, CH_N };
@@ -79,8 +79,8 @@ struct pf_conn {
 
 struct sess {
         struct st_session *ss;
-        struct cri_stream *srv;
-        struct cri_stream_req *req;
+        struct stream_server *srv;
+        struct stream_req *req;
         int fd;
         bool spdy;
         enum phase phase;
@@ -107,7 +107,7 @@ struct sess {
         long long resize_until;
         bool tty;
         int in_fd, out_fd, err_fd, pty_fd, pid, pidfd;
-        bool xfd; /* pidfd is the backend's exit socket (be_exec_stream.exit_fd), pid 0 */
+        bool xfd; /* pidfd is the exec's exit socket (stream_exec.exit_fd), pid 0 */
         bool exited;
         int exit_code;
         int afd;
@@ -131,13 +131,60 @@ static void close_fd(int *fd)
         *fd = -1;
 }
 
+/* ---------------------------------------------------------------- the ops (stream.h) */
+
+static const struct stream_ops *ops_of(const struct sess *s)
+{
+        static const struct stream_ops none = {0};
+
+        return s->srv->ops ? s->srv->ops : &none;
+}
+
+static int op_exec(struct sess *s, struct stream_exec *ret, struct sh_error *err)
+{
+        const struct stream_ops *o = ops_of(s);
+
+        if (!o->exec)
+                return sh_err(err, -EOPNOTSUPP, "exec is not supported here");
+        return o->exec(s->srv->ops_data, s->req->id, (const char *const *)s->req->argv, s->req->tty,
+                       s->req->in, ret, err);
+}
+
+static int op_attach(struct sess *s, bool *ret_tty, bool *ret_stdin, struct sh_error *err)
+{
+        const struct stream_ops *o = ops_of(s);
+
+        if (!o->attach)
+                return sh_err(err, -EOPNOTSUPP, "attach is not supported here");
+        return o->attach(s->srv->ops_data, s->req->id, &s->afd, ret_tty, ret_stdin, err);
+}
+
+static int op_container_running(struct sess *s, struct sh_error *err)
+{
+        const struct stream_ops *o = ops_of(s);
+
+        if (!o->container_running)
+                return sh_err(err, -EOPNOTSUPP, "container state is not known here");
+        return o->container_running(s->srv->ops_data, s->req->id, err);
+}
+
+/* -EOPNOTSUPP without a message: the session dials in the request's netns itself. */
+static int op_sandbox_dial(struct sess *s, unsigned port, int *ret_fd, struct sh_error *err)
+{
+        const struct stream_ops *o = ops_of(s);
+
+        if (!o->sandbox_dial)
+                return -EOPNOTSUPP;
+        return o->sandbox_dial(s->srv->ops_data, s->req->id, port, ret_fd, err);
+}
+
 void st_session_free(struct st_session *s)
 {
         if (!s)
                 return;
         if (s->urh)
                 MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
-        cri_stream_req_free(s->req);
+        stream_req_free(s->req);
         free(s->extra);
         free(s);
 }
@@ -228,7 +275,7 @@ static char *status_text(const char *status, const char *message, const char *re
 }
 
 /* "sh -c exit 3", cut to fit. */
-static void cmdline(const struct cri_stream_req *r, char *out, size_t size)
+static void cmdline(const struct stream_req *r, char *out, size_t size)
 {
         size_t len = 0;
 
@@ -305,7 +352,7 @@ static void abort_session(struct sess *s, uint16_t ws_code, const char *why)
 
 static void apply_resize(struct sess *s, uint16_t w, uint16_t h)
 {
-        if (s->req->kind == CRI_STREAM_ATTACH && s->afd >= 0) {
+        if (s->req->kind == STREAM_ATTACH && s->afd >= 0) {
                 uint8_t p[5] = {ATT_RESIZE, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8),
                                 (uint8_t)h};
 
@@ -472,9 +519,7 @@ static void pf_dial(struct sess *s, struct pf_conn *c)
 
         c->dialled = true;
         /* A pod in a VM: its backend dials inside. */
-        r = s->srv->ctx && s->srv->ctx->pods
-                    ? pod_sandbox_dial(s->srv->ctx->pods, s->req->id, c->port, &d.fd, &e)
-                    : -EOPNOTSUPP;
+        r = op_sandbox_dial(s, c->port, &d.fd, &e);
         if (r == 0) {
                 fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) | O_NONBLOCK);
                 c->sock = d.fd;
@@ -618,14 +663,14 @@ static void spdy_frame_in(struct sess *s, const struct spdy_frame *f)
                 }
                 s->last_sid = f->stream_id;
                 header_copy(f, "streamtype", type, sizeof(type));
-                if (s->req->kind == CRI_STREAM_PORTFORWARD)
+                if (s->req->kind == STREAM_PORTFORWARD)
                         pf_syn(s, f, type);
                 else
                         rc_syn(s, f, type);
                 return;
         }
         case SPDY_DATA:
-                if (s->req->kind == CRI_STREAM_PORTFORWARD) {
+                if (s->req->kind == STREAM_PORTFORWARD) {
                         struct pf_conn *c = pf_by_sid(s, f->stream_id);
 
                         if (!c || c->data_sid != f->stream_id)
@@ -646,7 +691,7 @@ static void spdy_frame_in(struct sess *s, const struct spdy_frame *f)
                 }
                 return;
         case SPDY_RST_STREAM:
-                if (s->req->kind == CRI_STREAM_PORTFORWARD) {
+                if (s->req->kind == STREAM_PORTFORWARD) {
                         struct pf_conn *c = pf_by_sid(s, f->stream_id);
 
                         if (c) {
@@ -714,7 +759,7 @@ static void ws_message(struct sess *s, const struct ws_frame *f)
         }
         if (m.kind == WS_K8S_EMPTY)
                 return;
-        if (s->req->kind == CRI_STREAM_PORTFORWARD) {
+        if (s->req->kind == STREAM_PORTFORWARD) {
                 size_t i = m.channel / 2;
 
                 if (m.channel % 2 || i >= s->n_pf)
@@ -828,17 +873,15 @@ static bool in_backlog(const struct sess *s)
 
 static int start_exec(struct sess *s, struct sh_error *err)
 {
-        struct be_exec_stream es = {.stdin_fd = -1,
-                                    .stdout_fd = -1,
-                                    .stderr_fd = -1,
-                                    .pty_fd = -1,
-                                    .pid = 0,
-                                    .exit_fd = -1,
-                                    .rows = s->init_h,
-                                    .cols = s->init_w};
-        int r = pod_container_exec_stream(s->srv->ctx->pods, s->req->id,
-                                          (const char *const *)s->req->argv, s->req->tty,
-                                          s->req->in, &es, err);
+        struct stream_exec es = {.stdin_fd = -1,
+                                 .stdout_fd = -1,
+                                 .stderr_fd = -1,
+                                 .pty_fd = -1,
+                                 .pid = 0,
+                                 .exit_fd = -1,
+                                 .rows = s->init_h,
+                                 .cols = s->init_w};
+        int r = op_exec(s, &es, err);
 
         if (r < 0)
                 return r;
@@ -869,7 +912,7 @@ static int start_exec(struct sess *s, struct sh_error *err)
 static int start_attach(struct sess *s, struct sh_error *err)
 {
         bool tty = false, has_stdin = false;
-        int r = pod_container_attach(s->srv->ctx->pods, s->req->id, &s->afd, &tty, &has_stdin, err);
+        int r = op_attach(s, &tty, &has_stdin, err);
 
         if (r < 0)
                 return r;
@@ -894,7 +937,7 @@ static void start(struct sess *s)
 
         s->phase = P_RUN;
         s->deadline = 0;
-        if (s->req->kind == CRI_STREAM_PORTFORWARD) {
+        if (s->req->kind == STREAM_PORTFORWARD) {
                 for (size_t i = 0; i < s->n_pf; i++) {
                         struct pf_conn *c = &s->pf[i];
                         unsigned data = ws_k8s_pf_data_channel((unsigned)i);
@@ -912,13 +955,13 @@ static void start(struct sess *s)
 
                 send_chan(s, first, "", 0);
         }
-        r = s->req->kind == CRI_STREAM_EXEC ? start_exec(s, &e) : start_attach(s, &e);
+        r = s->req->kind == STREAM_EXEC ? start_exec(s, &e) : start_attach(s, &e);
         if (r < 0) {
                 char why[320];
 
                 snprintf(why, sizeof(why), "%s %s: %s",
-                         s->req->kind == CRI_STREAM_EXEC ? "error executing command in"
-                                                         : "error attaching to",
+                         s->req->kind == STREAM_EXEC ? "error executing command in"
+                                                     : "error attaching to",
                          "container", e.msg[0] ? e.msg : strerror(-r));
                 finish(s, 0, why);
         }
@@ -973,15 +1016,13 @@ static void attach_read(struct sess *s)
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 return;
         if (n <= 0) {
-                _cleanup_free_ char *id = NULL;
                 struct sh_error e = {0};
 
                 close_fd(&s->afd);
                 /* The monitor closes its clients when the container exited, and refuses
                  * one beyond its limit: tell the two apart. The exit is on disk by then;
                  * the watcher may not have seen it yet, so ask. */
-                pod_container_refresh(s->srv->ctx->pods, s->req->id);
-                if (pod_container_running(s->srv->ctx->pods, s->req->id, &id, &e) == 0)
+                if (op_container_running(s, &e) == 0)
                         finish(s, 0,
                                "error attaching to container: the container's monitor "
                                "closed the attach (too many attached clients?)");
@@ -1321,10 +1362,9 @@ static void loop(struct sess *s)
                          * client must not cost it the output still in the pipe. */
                         if (s->exited && s->tx.len >= TX_HIGH)
                                 s->deadline = now + DRAIN_NS;
-                        if (s->req->kind == CRI_STREAM_EXEC && exec_done(s, now))
+                        if (s->req->kind == STREAM_EXEC && exec_done(s, now))
                                 finish(s, s->exit_code, NULL);
-                        else if (s->req->kind == CRI_STREAM_PORTFORWARD && !s->spdy &&
-                                 pf_all_done(s)) {
+                        else if (s->req->kind == STREAM_PORTFORWARD && !s->spdy && pf_all_done(s)) {
                                 ws_take(s, ws_encode_close(&s->wtmp, WS_CLOSE_NORMAL, NULL));
                                 s->phase = P_FLUSH;
                                 s->deadline = now + FLUSH_NS;
@@ -1394,7 +1434,7 @@ static void cleanup(struct sess *s)
 void *st_session_main(void *arg)
 {
         struct st_session *ss = arg;
-        struct cri_stream *srv = ss->srv;
+        struct stream_server *srv = ss->srv;
         struct sess s = {
                 .ss = ss,
                 .srv = srv,
@@ -1427,18 +1467,18 @@ void *st_session_main(void *arg)
         if (!s.spdy)
                 ws_parser_init(&s.wp, MAX_MESSAGE);
         sh_log_debug("session %s %s v%d for %.12s", s.spdy ? "spdy" : "websocket",
-                     s.req->kind == CRI_STREAM_EXEC     ? "exec"
-                     : s.req->kind == CRI_STREAM_ATTACH ? "attach"
-                                                        : "portforward",
+                     s.req->kind == STREAM_EXEC     ? "exec"
+                     : s.req->kind == STREAM_ATTACH ? "attach"
+                                                    : "portforward",
                      ss->version, s.req->id);
-        if (s.req->kind == CRI_STREAM_PORTFORWARD && !s.spdy) {
+        if (s.req->kind == STREAM_PORTFORWARD && !s.spdy) {
                 s.pf = calloc(s.req->n_ports ? s.req->n_ports : 1, sizeof(*s.pf));
                 if (!s.pf)
                         s.client_gone = true;
                 for (size_t i = 0; s.pf && i < s.req->n_ports; i++)
                         s.pf[s.n_pf++] = (struct pf_conn){.port = s.req->ports[i], .sock = -1};
         }
-        if (s.spdy && s.req->kind != CRI_STREAM_PORTFORWARD) {
+        if (s.spdy && s.req->kind != STREAM_PORTFORWARD) {
                 s.want = 1u << CH_ERROR;
                 if (s.req->in)
                         s.want |= 1u << CH_STDIN;
@@ -1448,10 +1488,10 @@ void *st_session_main(void *arg)
                         s.want |= 1u << CH_STDERR;
                 if (s.req->tty && ss->version >= 3)
                         s.want |= 1u << CH_RESIZE;
-                s.tty_wait = s.req->kind == CRI_STREAM_EXEC && (s.want & (1u << CH_RESIZE));
+                s.tty_wait = s.req->kind == STREAM_EXEC && (s.want & (1u << CH_RESIZE));
                 s.phase = P_STREAMS;
                 s.deadline = s.last_io + (long long)srv->creation_s * 1000000000LL;
-        } else if (!s.spdy && s.req->kind == CRI_STREAM_EXEC && s.req->tty) {
+        } else if (!s.spdy && s.req->kind == STREAM_EXEC && s.req->tty) {
                 /* No streams to wait for, but the size the client sends first. */
                 s.tty_wait = true;
                 s.resize_until = s.last_io + RESIZE_WAIT_NS;
