@@ -181,6 +181,76 @@ def readlink(p):
         return None
 
 
+def own_cgroup_dirs():
+    """This process's cgroup directory on every hierarchy it is in (v1 and v2)."""
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ", 1)
+        fstype, _, sopts = right.split()[:3]
+        if fstype in ("cgroup", "cgroup2"):
+            mounts.append((fstype, left.split()[4], set(sopts.split(","))))
+    dirs = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for fstype, mnt, opts in mounts:
+            if (fstype == "cgroup2" and not ctrls) or \
+                    (fstype == "cgroup" and ctrls and set(ctrls.split(",")) <= opts):
+                if os.path.isdir(mnt + path):
+                    dirs.append(Path(mnt + path))
+                break
+    return dirs
+
+
+class UnitCgroup:
+    """The cgroup systemd makes for the unit (system.slice/runt.service, delegated), here
+    below this process's own cgroups: runtd is started in it, and what is in it when the
+    unit stops (KillMode=process) is what a stop leaves running."""
+
+    def __init__(self, name):
+        self.dirs = []
+        for d in own_cgroup_dirs():
+            try:
+                (d / name).mkdir()
+                # v1 cpuset: a new cgroup starts with no CPUs and no memory nodes.
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    if (d / name / f).exists() and not (d / name / f).read_text().strip():
+                        (d / name / f).write_text((d / f).read_text())
+            except OSError:
+                continue  # a hierarchy this process may not write
+            self.dirs.append(d / name)
+
+    def walk(self):
+        for top in self.dirs:
+            for dirpath, dirnames, _ in os.walk(top):
+                yield Path(dirpath), dirnames
+
+    def pids(self):
+        out = set()
+        for d, _ in self.walk():
+            try:
+                out |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return out
+
+    def subgroups(self):
+        """Cgroups below the unit's but runtd's own leaf ("runtd"), which goes with it."""
+        return sorted(str(d / n) for d, names in self.walk() for n in names
+                      if not (d in self.dirs and n == "runtd"))
+
+    def remove(self):
+        """As systemd does once the unit is stopped and empty."""
+        for d, _ in sorted(self.walk(), key=lambda e: len(str(e[0])), reverse=True):
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
 class Node:
     """This machine as a fresh node, in namespaces of its own (see the module's comment)."""
 
@@ -194,6 +264,7 @@ class Node:
         self.runtd = None
         self.runtd_pid = None
         self.ids = []  # pods and containers made here: their cgroups are the host's
+        self.unit = UnitCgroup(f"runt-node-{os.getpid()}-{self.base.name}.service")
         try:
             assert self.holder.stdout.readline() == b"ready\n", "the node's init did not start"
             self.init = self._child(self.holder.pid)
@@ -340,21 +411,29 @@ class Node:
         return self.base / "run" / "runt" / "runt.sock"  # the node's /run/runt/runt.sock
 
     def start_runtd(self):
+        """ExecStart run as systemd would: in the unit's cgroup, with its LimitNOFILE (as far
+        as this process may raise it: systemd, PID 1, may go further)."""
         argv, nofile = self.exec_start()
-
-        def limits():
-            # As far as this process may raise it (systemd, PID 1, may go further).
-            if nofile is not None:
-                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-                n = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
-
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if nofile is None:
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        elif hard != resource.RLIM_INFINITY:
+            nofile = min(nofile, hard)
+        wrapper = ('for d in "$@"; do [ "$d" = -- ] && break; echo $$ >"$d/cgroup.procs"; done; '
+                   f"ulimit -n {nofile}; "
+                   'while [ "$1" != -- ]; do shift; done; shift; exec "$@"')
+        cmd = ["/bin/sh", "-c", wrapper, "sh", *map(str, self.unit.dirs), "--",
+               *self.enter(), *argv]
         log = open(self.base / "runtd.log", "ab")
-        self.runtd = subprocess.Popen(self.enter() + argv, stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=subprocess.STDOUT, env=UNIT_ENV,
-                                      preexec_fn=limits, start_new_session=True)
+        self.runtd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=subprocess.STDOUT, env=UNIT_ENV,
+                                      start_new_session=True)
         log.close()
         self.runtd_pid = self._child(self.runtd.pid)
+        if self.unit.dirs:
+            name = self.unit.dirs[0].name
+            assert f"/{name}" in Path(f"/proc/{self.runtd_pid}/cgroup").read_text(), \
+                "runtd is not in the unit's cgroup"
         deadline = time.monotonic() + T
         last = None
         while time.monotonic() < deadline:
@@ -398,6 +477,11 @@ class Node:
             self.holder.kill()
             self.holder.wait(timeout=30)
         self.holder.stdout.close()
+        for _ in range(50):
+            if not self.unit.pids():
+                break
+            time.sleep(0.1)
+        self.unit.remove()
         for _ in range(50 if self.ids else 0):
             cleanup_cgroups(self.ids)
             if not cgroups_named(self.ids):
@@ -465,6 +549,7 @@ def leftovers(node, before, package_files, allowed=()):
             changed.append(f"{path} ({kind})")
     left["files"] = changed
     left["processes"] = node.processes()
+    left["unit cgroup"] = node.unit.subgroups() + sorted(node.unit.pids())
     left["cgroups"] = cgroups_named(node.ids) if node.ids else []
     left["mounts"] = sorted(set(node.mount_points()) - node.mounts_before)
     links = node.run(["ip", "-o", "link", "show"]).stdout.splitlines()
