@@ -328,6 +328,33 @@ int sh_open_nofollow(const char *base, const char *rel, int flags)
         return r;
 }
 
+/* Copies the rest of @in to @out with read and write. 0 or -errno. */
+static int copy_rw(int in, int out)
+{
+        enum { CHUNK = 64 << 10 };
+        _cleanup_free_ char *buf = malloc(CHUNK); /* not on a handler thread's stack */
+
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(in, buf, CHUNK);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : 0;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = write(out, buf + done, (size_t)(n - done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0)
+                                return -errno;
+                        done += w;
+                }
+        }
+}
+
 int sh_copy_file(const char *src, const char *dst, unsigned mode)
 {
         int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, r = 0;
@@ -335,8 +362,12 @@ int sh_copy_file(const char *src, const char *dst, unsigned mode)
 
         if (in < 0)
                 return -errno;
-        if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-                r = errno ? -errno : -EINVAL;
+        if (fstat(in, &st) < 0) {
+                r = -errno;
+                goto done;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
                 goto done;
         }
         unlink(dst);
@@ -350,6 +381,17 @@ int sh_copy_file(const char *src, const char *dst, unsigned mode)
 
                 if (n < 0 && errno == EINTR)
                         continue;
+                /*
+                 * Between two file systems (runt's helpers on / copied into a root_dir on a
+                 * /var of its own, say) Linux 5.19 and later refuse with EXDEV, and a file
+                 * system or kernel without it says EOPNOTSUPP, ENOSYS or EINVAL: the offsets
+                 * are where the last call left them, so read and write the rest.
+                 */
+                if (n < 0 &&
+                    (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+                        r = copy_rw(in, out);
+                        break;
+                }
                 if (n <= 0) {
                         r = n < 0 ? -errno : -EIO;
                         break;

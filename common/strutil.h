@@ -30,7 +30,10 @@ int sh_write_file_replace(const char *path, const void *buf, size_t len, unsigne
  * @ret_len may be NULL. Returns 0, -EFBIG when the file is larger than @max, or -errno.
  */
 int sh_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
-/* Copies the regular file @src to a new @dst (replaced if there) with @mode. 0 or -errno. */
+/*
+ * Copies the regular file @src to a new @dst (replaced if there) with @mode, within one file
+ * system or across two. 0 or -errno (-EISDIR, -EINVAL for a @src not a regular file).
+ */
 int sh_copy_file(const char *src, const char *dst, unsigned mode);
 
 /*

@@ -15,7 +15,7 @@ run_pkgs=(
 test_pkgs=(
   libcmocka-dev python3-grpcio python3-grpc-tools python3-pytest
   docker-registry umoci apache2-utils clang libclang-rt-14-dev valgrind clang-format sqlite3
-  openssl logrotate
+  openssl logrotate debhelper lintian
 )
 
 want=("${run_pkgs[@]}")

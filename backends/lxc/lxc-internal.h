@@ -39,7 +39,10 @@ struct lxc_be {
  * ENOMEM: not a sign that it is gone). Never recreates a removed directory.
  */
 int lb_look(struct lxc_be *lb, const char *id, struct lxc_container **ret);
-/* sh_rm_rf of @dir, a container's or sandbox's LXC dir, with no look loading it meanwhile. */
+/*
+ * sh_rm_rf of @dir, a container's or sandbox's LXC dir, with no look loading it meanwhile;
+ * liblxc's lock file of the container goes with it.
+ */
 int lb_rm_dir(struct lxc_be *lb, const char *dir);
 
 static inline void lb_put(struct lxc_container **c)

@@ -877,10 +877,23 @@ int lb_look(struct lxc_be *lb, const char *id, struct lxc_container **ret)
 
 int lb_rm_dir(struct lxc_be *lb, const char *dir)
 {
+        const char *name = strrchr(dir, '/');
         int r;
 
         pthread_rwlock_wrlock(&lb->rm_lock);
         r = sh_rm_rf(dir);
+        /*
+         * liblxc's lock file of the container, /run/lxc/lock/<lxcpath>/.<name> for root, made
+         * by lxc_container_new and never removed by liblxc: one per container ever made
+         * would pile up on /run until a reboot.
+         */
+        if (r == 0 && name && geteuid() == 0) {
+                _cleanup_free_ char *lock =
+                        sh_strdup_printf("/run/lxc/lock/%s/.%s", lb->lxcpath, name + 1);
+
+                if (lock && unlink(lock) < 0 && errno != ENOENT)
+                        sh_log_debug("cannot remove '%s': %s", lock, strerror(errno));
+        }
         pthread_rwlock_unlock(&lb->rm_lock);
         return r;
 }

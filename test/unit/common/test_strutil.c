@@ -214,6 +214,84 @@ static void test_read_file_limits(void **state)
         test_tmpdir_remove(dir);
 }
 
+/* Writes @len bytes of a pattern to a new @path. */
+static void write_pattern(const char *path, size_t len)
+{
+        char *buf = malloc(len);
+
+        assert_non_null(buf);
+        for (size_t i = 0; i < len; i++)
+                buf[i] = (char)(i * 7 + i / 4096);
+        assert_int_equal(sh_write_file_atomic(path, buf, len, 0600), 0);
+        free(buf);
+}
+
+static void check_same(const char *a, const char *b, unsigned mode)
+{
+        char *x = NULL, *y = NULL;
+        size_t lx = 0, ly = 0;
+        struct stat st;
+
+        assert_int_equal(sh_read_file(a, 1 << 24, &x, &lx), 0);
+        assert_int_equal(sh_read_file(b, 1 << 24, &y, &ly), 0);
+        assert_int_equal(lx, ly);
+        assert_memory_equal(x, y, lx);
+        assert_int_equal(stat(b, &st), 0);
+        assert_int_equal(st.st_mode & 07777, mode);
+        free(x);
+        free(y);
+}
+
+static void test_copy_file(void **state)
+{
+        char *dir = test_tmpdir_new();
+        char *src = sh_path_join(dir, "src"), *dst = sh_path_join(dir, "dst");
+        char *missing = sh_path_join(dir, "missing");
+
+        (void)state;
+        write_pattern(src, 300000); /* several copy_file_range and read chunks */
+        assert_int_equal(sh_copy_file(src, dst, 0555), 0);
+        check_same(src, dst, 0555);
+        assert_int_equal(sh_copy_file(src, dst, 0640), 0); /* replaced */
+        check_same(src, dst, 0640);
+        assert_int_equal(sh_copy_file(missing, dst, 0600), -ENOENT);
+        assert_int_equal(sh_copy_file(dir, dst, 0600), -EISDIR);
+        assert_int_equal(sh_copy_file("/dev/null", dst, 0600), -EINVAL);
+        free(src);
+        free(dst);
+        free(missing);
+        test_tmpdir_remove(dir);
+}
+
+/*
+ * Between two file systems copy_file_range(2) fails with EXDEV (Linux 5.19 and later): an
+ * installed runt-init on / is still copied into a root_dir on a /var of its own.
+ */
+static void test_copy_file_across_file_systems(void **state)
+{
+        char *dir = test_tmpdir_new();
+        char *dst = sh_path_join(dir, "dst");
+        char src[] = "/dev/shm/runt-test-copy-XXXXXX";
+        struct stat a, b;
+        int fd;
+
+        (void)state;
+        if (stat("/dev/shm", &a) < 0 || stat(dir, &b) < 0 || a.st_dev == b.st_dev) {
+                free(dst);
+                test_tmpdir_remove(dir);
+                skip(); /* no second file system at hand */
+        }
+        fd = mkstemp(src);
+        assert_true(fd >= 0);
+        close(fd);
+        write_pattern(src, 300000);
+        assert_int_equal(sh_copy_file(src, dst, 0555), 0);
+        check_same(src, dst, 0555);
+        unlink(src);
+        free(dst);
+        test_tmpdir_remove(dir);
+}
+
 static void test_now_ns_is_monotonic(void **state)
 {
         unsigned long long a, b;
@@ -257,6 +335,8 @@ int test_strutil_run(void)
                 cmocka_unit_test(test_write_file_atomic),
                 cmocka_unit_test(test_write_file_replace),
                 cmocka_unit_test(test_read_file_limits),
+                cmocka_unit_test(test_copy_file),
+                cmocka_unit_test(test_copy_file_across_file_systems),
                 cmocka_unit_test(test_now_ns_is_monotonic),
                 cmocka_unit_test(test_list_next),
         };
