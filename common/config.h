@@ -7,10 +7,11 @@
 #include "log.h"
 
 /*
- * The runtd configuration, read from /etc/runt/runt.yaml (docs/configuration.md lists
- * every key). Every key is optional: runt_config_defaults() fills the built-in values and
- * runt_config_load() overlays a file on them. The struct owns every string and array in
- * it; runt_config_done() frees them. Read-only once runtd has started, so no lock.
+ * The runtd configuration, read from /etc/runt/runt.yaml and the drop-ins in
+ * /etc/runt/runt.yaml.d/ (docs/configuration.md lists every key and the merge rules).
+ * Every key is optional: runt_config_defaults() fills the built-in values and
+ * runt_config_load_all() overlays the files on them. The struct owns every string and
+ * array in it; runt_config_done() frees them. Read-only once runtd has started, so no lock.
  */
 
 #define RUNT_CONFIG_PATH "/etc/runt/runt.yaml"
@@ -74,12 +75,41 @@ struct runt_config {
 int runt_config_defaults(struct runt_config *cfg, struct sh_error *err);
 
 /*
- * Loads the YAML file @path over the values already in @cfg (normally the defaults).
- * Returns 0, -ENOENT when @path does not exist (the caller decides whether that is fine),
- * -EINVAL for a bad file with "FILE:LINE: key 'a.b': what is wrong" in @err, -ENOMEM, or
- * another -errno from reading. On any failure @cfg is left exactly as it was.
+ * Loads the YAML file @path, as runt.yaml, over the values already in @cfg (normally the
+ * defaults); its drop-ins are not read. Returns 0, -ENOENT when @path does not exist (the
+ * caller decides whether that is fine), -EINVAL for a bad file with
+ * "FILE:LINE:COLUMN: key 'a.b': what is wrong" in @err, -ENOMEM, or another -errno from
+ * reading. On any failure @cfg is left exactly as it was.
  */
 int runt_config_load(struct runt_config *cfg, const char *path, struct sh_error *err);
+
+/*
+ * As runt_config_load(), then the drop-ins: the files in "@path.d/" whose names end in
+ * ".yaml" (hidden ones left out), in byte order of their names, each merged over the
+ * result (docs/configuration.md, "Drop-in files") and checked as strictly as @path. A
+ * missing "@path.d" has none. A missing @path is -ENOENT, unless @missing_ok: then the
+ * drop-ins apply over @cfg alone. An error names the file it is in. On any failure @cfg is
+ * left exactly as it was.
+ */
+int runt_config_load_all(struct runt_config *cfg, const char *path, bool missing_ok,
+                         struct sh_error *err);
+
+/*
+ * Sets the top-level key @key ("listen", "state_dir", "log_level", ...) to the text @value,
+ * checked as the same key in a file is (a command-line flag). @origin names the source in
+ * the message ("--listen: key 'listen': ..."). Returns 0, -EINVAL or -ENOMEM; on failure
+ * @cfg is left as it was.
+ */
+int runt_config_set(struct runt_config *cfg, const char *key, const char *value, const char *origin,
+                    struct sh_error *err);
+
+/*
+ * Writes @cfg as a YAML document with every key, in the order of docs/configuration.md;
+ * loading it over the defaults gives @cfg again, and writing that gives the same text.
+ * *@ret_text is malloc'd. Returns 0, -ENOMEM, or -EINVAL for a string YAML cannot hold
+ * (not UTF-8).
+ */
+int runt_config_format(const struct runt_config *cfg, char **ret_text, struct sh_error *err);
 
 /* Frees everything @cfg owns and zeroes it; safe to call twice. */
 void runt_config_done(struct runt_config *cfg);

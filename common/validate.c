@@ -1,6 +1,10 @@
 #include "validate.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -120,5 +124,69 @@ int sh_id_new(char ret[65])
                 ret[2 * i + 1] = hex[raw[i] & 0xf];
         }
         ret[SH_ID_LEN] = '\0';
+        return 0;
+}
+
+int sh_parse_host_port(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len,
+                       struct sh_error *err)
+{
+        char host[INET6_ADDRSTRLEN + 2];
+        const char *colon, *port_s, *h = addr;
+        size_t hlen;
+        char *end;
+        long port;
+
+        if (!addr || !addr[0])
+                return sh_err(err, -EINVAL, "is empty");
+        if (addr[0] == '[') {
+                const char *close = strchr(addr, ']');
+
+                if (!close || close[1] != ':')
+                        return sh_err(err, -EINVAL,
+                                      "'%s': an IPv6 address is written [address]:port", addr);
+                h = addr + 1;
+                hlen = (size_t)(close - h);
+                port_s = close + 2;
+        } else {
+                colon = strrchr(addr, ':');
+                if (!colon)
+                        return sh_err(err, -EINVAL, "'%s' is not host:port", addr);
+                if (memchr(addr, ':', (size_t)(colon - addr)))
+                        return sh_err(err, -EINVAL,
+                                      "'%s': an IPv6 address is written [address]:port", addr);
+                hlen = (size_t)(colon - addr);
+                port_s = colon + 1;
+        }
+        errno = 0;
+        port = strtol(port_s, &end, 10);
+        if (!port_s[0] || *end || errno || port < 1 || port > 65535)
+                return sh_err(err, -EINVAL, "'%s': port '%s' is not 1 to 65535", addr, port_s);
+        if (hlen == 0 || hlen >= sizeof(host))
+                return sh_err(err, -EINVAL,
+                              "'%s': the host must be a literal IPv4 or [IPv6] address", addr);
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        memset(ret, 0, sizeof(*ret));
+        if (addr[0] != '[') {
+                struct sockaddr_in *in = (struct sockaddr_in *)ret;
+
+                if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+                        return sh_err(err, -EINVAL,
+                                      "'%s': '%s' is not a literal IPv4 address (runt does not "
+                                      "resolve names; IPv6 is written [address]:port)",
+                                      addr, host);
+                in->sin_family = AF_INET;
+                in->sin_port = htons((uint16_t)port);
+                *ret_len = sizeof(*in);
+        } else {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ret;
+
+                if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+                        return sh_err(err, -EINVAL, "'%s': '%s' is not a literal IPv6 address",
+                                      addr, host);
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t)port);
+                *ret_len = sizeof(*in6);
+        }
         return 0;
 }

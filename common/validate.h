@@ -2,6 +2,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "error.h"
 
@@ -36,3 +37,11 @@ int sh_validate_id_prefix(const char *s, const char *what, struct sh_error *err)
 
 /* Fills @ret (65 bytes) with a new random id (64 hex digits). Returns 0 or -errno. */
 int sh_id_new(char ret[65]);
+
+/*
+ * Parses a listen address "a.b.c.d:port" or "[v6]:port": literal addresses only (runt
+ * resolves no names) and a port of 1 to 65535. Fills @ret and @ret_len. Returns 0 or
+ * -EINVAL with a message that quotes @addr but names no key (the caller prefixes it).
+ */
+int sh_parse_host_port(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len,
+                       struct sh_error *err);

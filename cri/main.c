@@ -39,6 +39,7 @@ struct opts {
         const char *run_dir;
         const char *log_level;
         const char *log_file;
+        bool print_config;
 };
 
 static void usage(FILE *f)
@@ -47,20 +48,30 @@ static void usage(FILE *f)
                    "\n"
                    "The runt CRI daemon: serves the CRI v1 RuntimeService and ImageService.\n"
                    "\n"
-                   "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+                   "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG "),\n"
+                   "                        then the drop-ins FILE.d/*.yaml in name order\n"
                    "  -l, --listen ADDR     listen address, unix:///path\n"
                    "      --state-dir DIR   state directory (runt.db, exit status, CNI cache)\n"
                    "      --root-dir DIR    root directory (layers, container rootfs)\n"
                    "      --run-dir DIR     runtime directory (netns mounts, sockets)\n"
                    "      --log-level LVL   error, warn, info or debug\n"
                    "      --log-file FILE   log to FILE instead of stderr\n"
+                   "      --print-config    print the effective configuration (the file, its\n"
+                   "                        drop-ins and these flags) as YAML and exit\n"
                    "  -h, --help            show this help\n"
                    "  -V, --version         show the version\n"
                    "\n"
                    "Flags override the configuration file; see docs/configuration.md.\n");
 }
 
-enum { OPT_STATE_DIR = 256, OPT_ROOT_DIR, OPT_RUN_DIR, OPT_LOG_LEVEL, OPT_LOG_FILE };
+enum {
+        OPT_STATE_DIR = 256,
+        OPT_ROOT_DIR,
+        OPT_RUN_DIR,
+        OPT_LOG_LEVEL,
+        OPT_LOG_FILE,
+        OPT_PRINT_CONFIG,
+};
 
 /* Returns 0 to run, 1 to exit successfully (help, version), -EINVAL on a usage error. */
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -73,6 +84,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 {"run-dir", required_argument, NULL, OPT_RUN_DIR},
                 {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
                 {"log-file", required_argument, NULL, OPT_LOG_FILE},
+                {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},
                 {NULL, 0, NULL, 0},
@@ -104,6 +116,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 case OPT_LOG_FILE:
                         o->log_file = optarg;
                         break;
+                case OPT_PRINT_CONFIG:
+                        o->print_config = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 1;
@@ -122,26 +137,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 0;
 }
 
-static int set_str(char **dst, const char *v, const char *flag, bool absolute)
-{
-        char *s;
-
-        if (!v)
-                return 0;
-        if (absolute && v[0] != '/') {
-                fprintf(stderr, "runtd: %s: '%s' is not an absolute path\n", flag, v);
-                return -EINVAL;
-        }
-        s = strdup(v);
-        if (!s)
-                return -ENOMEM;
-        free(*dst);
-        *dst = s;
-        return 0;
-}
-
+/*
+ * The built-in defaults, runt.yaml and its drop-ins (runt.yaml.d/NAME.yaml), then the flags,
+ * each checked as the same key in a file would be. A bad value is reported on stderr.
+ */
 static int load_config(const struct opts *o, struct runt_config *cfg)
 {
+        const struct {
+                const char *key, *value, *flag;
+        } flags[] = {
+                {"listen", o->listen, "--listen"},
+                {"state_dir", o->state_dir, "--state-dir"},
+                {"root_dir", o->root_dir, "--root-dir"},
+                {"run_dir", o->run_dir, "--run-dir"},
+                {"log_level", o->log_level, "--log-level"},
+                {"log_file", o->log_file, "--log-file"},
+        };
         struct sh_error err = {0};
         int r;
 
@@ -150,38 +161,40 @@ static int load_config(const struct opts *o, struct runt_config *cfg)
                 fprintf(stderr, "runtd: %s\n", err.msg);
                 return r;
         }
-        r = runt_config_load(cfg, o->config, &err);
-        if (r == -ENOENT && !o->config_given)
-                r = 0; /* no file: the built-in defaults */
+        /* No file where none was asked for: the built-in defaults (and drop-ins, if any). */
+        r = runt_config_load_all(cfg, o->config, !o->config_given, &err);
         if (r < 0) {
                 fprintf(stderr, "runtd: config: %s\n", err.msg[0] ? err.msg : strerror(-r));
                 return r;
         }
-        if ((r = set_str(&cfg->listen, o->listen, "--listen", false)) < 0 ||
-            (r = set_str(&cfg->state_dir, o->state_dir, "--state-dir", true)) < 0 ||
-            (r = set_str(&cfg->root_dir, o->root_dir, "--root-dir", true)) < 0 ||
-            (r = set_str(&cfg->run_dir, o->run_dir, "--run-dir", true)) < 0 ||
-            (r = set_str(&cfg->log_file, o->log_file, "--log-file", true)) < 0)
-                return r;
-        if (o->log_level && sh_log_level_parse(o->log_level, &cfg->log_level) < 0) {
-                fprintf(stderr, "runtd: --log-level: '%s' is not error, warn, info or debug\n",
-                        o->log_level);
-                return -EINVAL;
-        }
-        if (cfg->metrics_address && !cfg->metrics_address[0]) {
-                free(cfg->metrics_address); /* "" is off, as null (docs/configuration.md) */
-                cfg->metrics_address = NULL;
-        }
-        if (cfg->metrics_address) {
-                struct sockaddr_storage sa;
-                socklen_t sl;
-
-                /* Checked here, so a bad address stops runtd before it touches anything. */
-                r = cri_metrics_address_parse(cfg->metrics_address, &sa, &sl, &err);
+        for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+                if (!flags[i].value)
+                        continue;
+                r = runt_config_set(cfg, flags[i].key, flags[i].value, flags[i].flag, &err);
                 if (r < 0) {
-                        fprintf(stderr, "runtd: config: %s\n", err.msg);
+                        fprintf(stderr, "runtd: %s\n", err.msg);
                         return r;
                 }
+        }
+        return 0;
+}
+
+/* --print-config: the configuration runtd would run with, as YAML on stdout. */
+static int print_config(const struct runt_config *cfg)
+{
+        _cleanup_free_ char *text = NULL;
+        struct sh_error err = {0};
+        int r;
+
+        r = runt_config_format(cfg, &text, &err);
+        if (r < 0) {
+                fprintf(stderr, "runtd: %s\n", err.msg);
+                return r;
+        }
+        if (fputs(text, stdout) == EOF || fflush(stdout) == EOF) {
+                r = -errno;
+                fprintf(stderr, "runtd: --print-config: %s\n", strerror(errno));
+                return r;
         }
         return 0;
 }
@@ -297,6 +310,11 @@ int main(int argc, char **argv)
         if (load_config(&o, &cfg) < 0) {
                 runt_config_done(&cfg);
                 return EXIT_FAILURE;
+        }
+        if (o.print_config) {
+                r = print_config(&cfg);
+                runt_config_done(&cfg);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         if (sh_log_open(cfg.log_file, cfg.log_level, &err) < 0) {
                 fprintf(stderr, "runtd: %s\n", err.msg);

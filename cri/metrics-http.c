@@ -8,7 +8,6 @@
  * the connection is closed. Every answer carries Connection: close. So a client that
  * connects and sends nothing holds one slot for MH_READ_TIMEOUT_MS at most.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "strutil.h"
+#include "validate.h"
 
 #define MH_MAX_CONNS        4
 #define MH_MAX_REQUEST      8192
@@ -62,73 +62,10 @@ struct cri_metrics_http {
 int cri_metrics_address_parse(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len,
                               struct sh_error *err)
 {
-        char host[INET6_ADDRSTRLEN + 2];
-        const char *colon, *port_s, *h = addr;
-        size_t hlen;
-        char *end;
-        long port;
+        int r = sh_parse_host_port(addr, ret, ret_len, err);
 
-        if (!addr || !addr[0])
-                return sh_err(err, -EINVAL, "metrics.address is empty");
-        if (addr[0] == '[') {
-                const char *close = strchr(addr, ']');
-
-                if (!close || close[1] != ':')
-                        return sh_err(err, -EINVAL,
-                                      "metrics.address '%s': an IPv6 address is written "
-                                      "[address]:port",
-                                      addr);
-                h = addr + 1;
-                hlen = (size_t)(close - h);
-                port_s = close + 2;
-        } else {
-                colon = strrchr(addr, ':');
-                if (!colon)
-                        return sh_err(err, -EINVAL, "metrics.address '%s' is not host:port", addr);
-                if (memchr(addr, ':', (size_t)(colon - addr)))
-                        return sh_err(err, -EINVAL,
-                                      "metrics.address '%s': an IPv6 address is written "
-                                      "[address]:port",
-                                      addr);
-                hlen = (size_t)(colon - addr);
-                port_s = colon + 1;
-        }
-        errno = 0;
-        port = strtol(port_s, &end, 10);
-        if (!port_s[0] || *end || errno || port < 1 || port > 65535)
-                return sh_err(err, -EINVAL, "metrics.address '%s': port '%s' is not 1 to 65535",
-                              addr, port_s);
-        if (hlen == 0 || hlen >= sizeof(host))
-                return sh_err(err, -EINVAL,
-                              "metrics.address '%s': the host must be a literal IPv4 or [IPv6] "
-                              "address",
-                              addr);
-        memcpy(host, h, hlen);
-        host[hlen] = '\0';
-        memset(ret, 0, sizeof(*ret));
-        if (addr[0] != '[') {
-                struct sockaddr_in *in = (struct sockaddr_in *)ret;
-
-                if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-                        return sh_err(err, -EINVAL,
-                                      "metrics.address '%s': '%s' is not a literal IPv4 address "
-                                      "(runt does not resolve names; IPv6 is written "
-                                      "[address]:port)",
-                                      addr, host);
-                in->sin_family = AF_INET;
-                in->sin_port = htons((uint16_t)port);
-                *ret_len = sizeof(*in);
-        } else {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ret;
-
-                if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
-                        return sh_err(err, -EINVAL,
-                                      "metrics.address '%s': '%s' is not a literal IPv6 address",
-                                      addr, host);
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t)port);
-                *ret_len = sizeof(*in6);
-        }
+        if (r < 0)
+                return sh_err_prefix(err, r, "metrics.address");
         return 0;
 }
 

@@ -44,7 +44,7 @@ def test_help():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: runtd")
     for flag in ("--config", "--listen", "--state-dir", "--root-dir", "--run-dir",
-                 "--log-level", "--log-file", "--help", "--version"):
+                 "--log-level", "--log-file", "--print-config", "--help", "--version"):
         assert flag in r.stdout, flag
     assert r.stderr == ""
 
@@ -106,18 +106,24 @@ def test_bad_config_refused(tmpdir_short, body, line, key):
 
 
 @pytest.mark.parametrize("listen,msg", [
-    ("unix://relative.sock", "want unix:///absolute/path"),
-    ("tcp://127.0.0.1:10010", "want unix:///absolute/path"),
-    ("unix:///tmp/" + "x" * 120 + ".sock", "too long"),
+    ("unix://relative.sock", "is not unix:///absolute/path"),
+    ("tcp://127.0.0.1:10010", "is not unix:///absolute/path"),
+    ("unix:///tmp/" + "x" * 120 + ".sock", "socket path is longer than 107 bytes"),
 ])
 def test_bad_listen_address(tmpdir_short, listen, msg):
     cfg = tmpdir_short / "c.yaml"
     cfg.write_text(make_config(str(tmpdir_short)))
     args = dir_args(tmpdir_short)
     args[1] = listen
+    # The flag is checked as the listen key in a file is, before anything starts.
     r = run(["--config", str(cfg)] + args)
     assert r.returncode != 0
-    assert msg in r.stderr, r.stderr
+    assert "--listen: key 'listen': " in r.stderr and msg in r.stderr, r.stderr
+    # and the same key in the file
+    cfg.write_text(make_config(str(tmpdir_short)) + f"listen: {listen}\n")
+    r = run(["--config", str(cfg)] + args[2:])
+    assert r.returncode != 0
+    assert f"{cfg}:" in r.stderr and msg in r.stderr, r.stderr
 
 
 def test_yaml_syntax_error(tmpdir_short):

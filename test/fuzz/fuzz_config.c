@@ -2,7 +2,8 @@
  * libFuzzer target: runt.yaml. The input is written to a memfd and loaded with
  * runt_config_load over the defaults. Beyond not crashing or leaking, the loader's contract
  * is checked: a failure leaves the config as it was and says why; a success yields a config
- * whose default handler exists, and loading the same file again over it succeeds too.
+ * whose default handler exists, loading the same file again over it succeeds too, and the
+ * config printed by runt_config_format() loads back to the same config and prints the same.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -59,7 +60,17 @@ static bool config_eq(const struct runt_config *a, const struct runt_config *b)
             !str_eq(a->streaming_address, b->streaming_address) ||
             a->streaming_port != b->streaming_port ||
             !str_eq(a->metrics_address, b->metrics_address) || a->max_log_line != b->max_log_line ||
-            a->pids_limit != b->pids_limit)
+            a->pids_limit != b->pids_limit || !strv_eq(a->pinned_images, b->pinned_images) ||
+            a->streaming_token_ttl_s != b->streaming_token_ttl_s ||
+            a->streaming_creation_timeout_s != b->streaming_creation_timeout_s ||
+            a->streaming_idle_timeout_s != b->streaming_idle_timeout_s ||
+            a->streaming_header_timeout_s != b->streaming_header_timeout_s ||
+            a->server_workers != b->server_workers ||
+            a->server_read_workers != b->server_read_workers ||
+            a->server_max_queued != b->server_max_queued ||
+            a->server_events_queue != b->server_events_queue ||
+            a->stats_interval_s != b->stats_interval_s ||
+            a->stats_fs_interval_s != b->stats_fs_interval_s)
                 return false;
         for (size_t i = 0; i < a->n_handlers; i++)
                 if (!handler_eq(&a->handlers[i], &b->handlers[i]))
@@ -70,6 +81,36 @@ static bool config_eq(const struct runt_config *a, const struct runt_config *b)
                     a->registries[i].insecure != b->registries[i].insecure)
                         return false;
         return true;
+}
+
+/* Prints @cfg, loads the text over the defaults, prints again: same config, same text. */
+static void check_round_trip(const struct runt_config *cfg)
+{
+        static int fd = -1;
+        static char path[64];
+        struct runt_config back;
+        struct sh_error err = {0};
+        char *text = NULL, *again = NULL;
+        size_t len;
+
+        if (fd < 0) {
+                fd = memfd_create("printed.yaml", MFD_CLOEXEC);
+                if (fd < 0)
+                        abort();
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        }
+        if (runt_config_format(cfg, &text, &err) != 0)
+                abort();
+        len = strlen(text);
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, text, len, 0) != (ssize_t)len)
+                abort();
+        if (runt_config_defaults(&back, &err) < 0 || runt_config_load(&back, path, &err) != 0 ||
+            !config_eq(cfg, &back) || runt_config_format(&back, &again, &err) != 0 ||
+            strcmp(text, again) != 0)
+                abort();
+        free(text);
+        free(again);
+        runt_config_done(&back);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -112,6 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 if (runt_config_load(&cfg, path, &err) != 0 || !config_eq(&cfg, &ref))
                         abort();
+                check_round_trip(&cfg);
         }
         runt_config_done(&cfg);
         runt_config_done(&ref);
