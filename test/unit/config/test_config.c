@@ -1223,7 +1223,9 @@ static const char defaults_yaml[] = "listen: unix:///run/runt/runt.sock\n"
                                     "  pids_limit: 4096\n"
                                     "stats:\n"
                                     "  interval: 10\n"
-                                    "  fs_interval: 60\n";
+                                    "  fs_interval: 60\n"
+                                    "audit:\n"
+                                    "  path: /var/log/runt/audit.log\n";
 
 /* The defaults print as every key in the documented order. */
 static void test_format_defaults(void **state)
