@@ -328,9 +328,28 @@ int sh_open_nofollow(const char *base, const char *rel, int flags)
         return r;
 }
 
+/* One read() of up to 64 KiB from @in and its full write() to @out: bytes copied or -1. */
+static ssize_t copy_chunk(int in, int out, off_t left)
+{
+        char buf[1 << 16];
+        ssize_t n = read(in, buf, left < (off_t)sizeof(buf) ? (size_t)left : sizeof(buf));
+
+        for (ssize_t done = 0; n > 0 && done < n;) {
+                ssize_t w = write(out, buf + done, (size_t)(n - done));
+
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -1;
+                done += w;
+        }
+        return n;
+}
+
 int sh_copy_file(const char *src, const char *dst, unsigned mode)
 {
         int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, r = 0;
+        bool plain = false;
         struct stat st;
 
         if (in < 0)
@@ -346,8 +365,21 @@ int sh_copy_file(const char *src, const char *dst, unsigned mode)
                 goto done;
         }
         for (off_t left = st.st_size; left > 0;) {
-                ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+                ssize_t n = -1;
 
+                /*
+                 * copy_file_range refuses files of two filesystem types (EXDEV since Linux
+                 * 5.19: an overlay over virtiofs to a tmpfs); read and write then.
+                 */
+                if (!plain)
+                        n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+                if (!plain && n < 0 &&
+                    (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+                        plain = true;
+                        continue;
+                }
+                if (plain)
+                        n = copy_chunk(in, out, left);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0) {

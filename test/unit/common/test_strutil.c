@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "cleanup.h"
 #include "strutil.h"
 #include "test_common.h"
 
@@ -226,6 +227,47 @@ static void test_now_ns_is_monotonic(void **state)
         assert_true(b - a < 5ull * 1000 * 1000 * 1000);
 }
 
+/*
+ * sh_copy_file between two filesystems of different types (a tmpfs /dev/shm to the test's
+ * temp dir): copy_file_range refuses that (EXDEV) on Linux 5.19 and later, and the copy is
+ * read and written instead. Within one filesystem as well.
+ */
+static void test_copy_file_across_filesystems(void **state)
+{
+        char *dir = test_tmpdir_new();
+        _cleanup_free_ char *src = sh_strdup_printf("/dev/shm/runt-copy-%d", (int)getpid());
+        _cleanup_free_ char *dst = sh_path_join(dir, "copy");
+        _cleanup_free_ char *dst2 = sh_path_join(dir, "copy2");
+        _cleanup_free_ char *data = malloc(200000), *back = NULL;
+        struct stat st;
+        size_t len = 0;
+
+        (void)state;
+        assert_non_null(data);
+        for (size_t i = 0; i < 200000; i++)
+                data[i] = (char)(i * 7 + i / 251);
+        if (access("/dev/shm", W_OK) < 0) {
+                test_tmpdir_remove(dir);
+                skip();
+        }
+        assert_int_equal(sh_write_file_atomic(src, data, 200000, 0600), 0);
+        assert_int_equal(sh_copy_file(src, dst, 0755), 0);
+        assert_int_equal(sh_read_file(dst, 1 << 20, &back, &len), 0);
+        assert_int_equal(len, 200000);
+        assert_memory_equal(back, data, 200000);
+        assert_int_equal(stat(dst, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        assert_int_equal(sh_copy_file(dst, dst2, 0644), 0);
+        free(back);
+        back = NULL;
+        assert_int_equal(sh_read_file(dst2, 1 << 20, &back, &len), 0);
+        assert_int_equal(len, 200000);
+        assert_memory_equal(back, data, 200000);
+        assert_int_equal(sh_copy_file("/nonexistent/x", dst2, 0644), -ENOENT);
+        unlink(src);
+        test_tmpdir_remove(dir);
+}
+
 static void test_list_next(void **state)
 {
         const char *cur = " a, ,\tbc  ,,d", *v;
@@ -259,6 +301,7 @@ int test_strutil_run(void)
                 cmocka_unit_test(test_read_file_limits),
                 cmocka_unit_test(test_now_ns_is_monotonic),
                 cmocka_unit_test(test_list_next),
+                cmocka_unit_test(test_copy_file_across_filesystems),
         };
 
         return cmocka_run_group_tests_name("strutil", tests, NULL, NULL);
