@@ -58,6 +58,7 @@ int main(void)
         int failed = 0;
 
         failed += test_cgstats_run();
+        failed += test_cgroup_run();
         failed += test_error_run();
         failed += test_log_run();
         failed += test_exec_run();

@@ -13,6 +13,7 @@ int test_fdpass_run(void);
 int test_nofollow_run(void);
 int test_fswalk_run(void);
 int test_cgstats_run(void);
+int test_cgroup_run(void);
 int test_metrics_run(void);
 
 /* A fresh directory under $TMPDIR (or /tmp), malloc'd; removed with test_tmpdir_remove(). */
