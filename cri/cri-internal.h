@@ -10,6 +10,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "api.pb-c.h"
+#include "cgroup.h"
 #include "config.h"
 #include "error.h"
 
@@ -40,6 +41,7 @@ struct cri_ctx {
         struct cri_metrics *metrics;           /* per-RPC series (metrics.c); NULL: metrics off */
         struct cri_runtime_conf *runtime_conf; /* UpdateRuntimeConfig's state (runtime.c) */
         struct cri_audit *audit;               /* the audit log (audit.c); NULL: off */
+        struct sh_cg_host cgroup;              /* the host's cgroups, found at start (main.c) */
 };
 
 /*

@@ -353,6 +353,19 @@ int main(int argc, char **argv)
 
         clock_gettime(CLOCK_REALTIME, &ts);
         ctx.cfg = &cfg;
+        if (sh_cg_host_detect("/sys/fs/cgroup", &ctx.cgroup, &err) < 0) {
+                sh_log_error("start failed: %s", err.msg);
+                goto out;
+        }
+        {
+                char names[128];
+
+                sh_cg_ctrl_names(ctx.cgroup.controllers, names, sizeof(names));
+                sh_log_info("cgroup_version=%d%s cgroup_driver=%s cgroup_root=%s "
+                            "controllers=\"%s\" swap_accounting=%s",
+                            (int)ctx.cgroup.version, ctx.cgroup.hybrid ? " (hybrid)" : "",
+                            sh_cg_driver(), ctx.cgroup.root, names, ctx.cgroup.swap ? "yes" : "no");
+        }
         ctx.started_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
         ctx.fs_cache = cri_fs_cache_new(); /* NULL (no memory): ImageFsInfo measures per call */
         if (cfg.audit_path && cri_audit_new(cfg.audit_path, &ctx.audit, &err) < 0) {

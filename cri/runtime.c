@@ -117,6 +117,29 @@ static void handler_features(const struct runt_handler *h, Runtime__V1__RuntimeH
 
 static char *runtime_conf_json(struct cri_runtime_conf *rc);
 
+/* The host's cgroups as runtd found them at start: {"version": 2, "driver": "cgroupfs", ...}. */
+static char *cgroup_json(const struct sh_cg_host *h)
+{
+        json_object *o = json_object_new_object();
+        json_object *ctl = json_object_new_array();
+        char names[128];
+        char *s;
+
+        sh_cg_ctrl_names(h->controllers, names, sizeof(names));
+        for (char *save = NULL, *t = strtok_r(names, " ", &save); t; t = strtok_r(NULL, " ", &save))
+                json_object_array_add(ctl, json_object_new_string(t));
+        json_object_object_add(o, "version", json_object_new_int(h->version));
+        json_object_object_add(o, "hybrid", json_object_new_boolean(h->hybrid));
+        json_object_object_add(o, "driver", json_object_new_string(sh_cg_driver()));
+        json_object_object_add(o, "root", json_object_new_string(h->root));
+        json_object_object_add(o, "controllers", ctl);
+        json_object_object_add(o, "swapAccounting", json_object_new_boolean(h->swap));
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+        return s;
+}
+
 static int build_status(struct cri_ctx *ctx, const Runtime__V1__StatusRequest *in,
                         Runtime__V1__StatusResponse *r)
 {
@@ -166,13 +189,14 @@ static int build_status(struct cri_ctx *ctx, const Runtime__V1__StatusRequest *i
 
         if (!in->verbose)
                 return 0;
-        r->info = cri_array_new(4);
+        r->info = cri_array_new(5);
         if (!r->info)
                 return -ENOMEM;
         if (add_info(r, "config", config_json(ctx->cfg)) < 0 ||
             add_info(r, "runtime", pod_mgr_info_json(ctx->pods)) < 0 ||
             add_info(r, "network", net_mgr_info_json(ctx->net)) < 0 ||
-            add_info(r, "runtimeConfig", runtime_conf_json(ctx->runtime_conf)) < 0)
+            add_info(r, "runtimeConfig", runtime_conf_json(ctx->runtime_conf)) < 0 ||
+            add_info(r, "cgroup", cgroup_json(&ctx->cgroup)) < 0)
                 return -ENOMEM;
         return 0;
 }

@@ -444,77 +444,49 @@ static int set_seccomp(struct lxc_container *c, const struct be_container_spec *
         return lb_set(c, "lxc.seccomp.profile", path, err);
 }
 
-/* The cgroup v1 controller directory @ctrl exists on this host. */
-static bool have_controller(const char *ctrl)
-{
-        _cleanup_free_ char *p = sh_path_join("/sys/fs/cgroup", ctrl);
-        struct stat st;
-
-        return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool have_cgroup_file(const char *ctrl, const char *file)
-{
-        _cleanup_free_ char *p = sh_strdup_printf("/sys/fs/cgroup/%s/%s", ctrl, file);
-
-        return p && access(p, F_OK) == 0;
-}
-
-/* The cgroup settings for @res as key/value pairs LXC takes (v1 names). */
+/*
+ * Calls @fn for each cgroup file of @res on this host (v1 or v2 names, common/cgroup.h),
+ * in the order to write them. pids.max is not among them: lb_set_pids_max sets it.
+ */
 static int resource_items(struct lxc_be *lb, const struct be_resources *res,
                           int (*fn)(void *data, const char *key, const char *value,
                                     struct sh_error *err),
                           void *data, struct sh_error *err)
 {
-        char v[64];
-        int r = 0;
+        _cleanup_free_ const char **sizes = calloc(res->n_hugepages + 1, sizeof(char *));
+        _cleanup_free_ const char **limits = calloc(res->n_hugepages + 1, sizeof(char *));
+        struct sh_cg_limits l = {
+                .cpu_shares = res->cpu_shares,
+                .cpu_quota = res->cpu_quota,
+                .cpu_period = res->cpu_period,
+                .cpuset_cpus = res->cpuset_cpus,
+                .cpuset_mems = res->cpuset_mems,
+                .memory = res->memory_limit,
+                .memory_swap = res->memory_swap_limit,
+                .hugepage_sizes = sizes,
+                .hugepage_limits = limits,
+                .n_hugepages = res->n_hugepages,
+        };
 
-        if (res->cpu_shares > 0) {
-                snprintf(v, sizeof(v), "%lld", res->cpu_shares < 2 ? 2 : res->cpu_shares);
-                r = fn(data, "cpu.shares", v, err);
+        if (!sizes || !limits)
+                return -ENOMEM;
+        for (size_t i = 0; i < res->n_hugepages; i++) {
+                sizes[i] = res->hugepages[i].key;
+                limits[i] = res->hugepages[i].value;
         }
-        if (r == 0 && res->cpu_period > 0) {
-                snprintf(v, sizeof(v), "%lld", res->cpu_period);
-                r = fn(data, "cpu.cfs_period_us", v, err);
-        }
-        if (r == 0 && res->cpu_quota != 0) {
-                snprintf(v, sizeof(v), "%lld", res->cpu_quota < 0 ? -1 : res->cpu_quota);
-                r = fn(data, "cpu.cfs_quota_us", v, err);
-        }
-        if (r == 0 && res->cpuset_cpus && res->cpuset_cpus[0])
-                r = fn(data, "cpuset.cpus", res->cpuset_cpus, err);
-        if (r == 0 && res->cpuset_mems && res->cpuset_mems[0])
-                r = fn(data, "cpuset.mems", res->cpuset_mems, err);
-        if (r == 0 && res->memory_limit > 0) {
-                snprintf(v, sizeof(v), "%lld", res->memory_limit);
-                r = fn(data, "memory.limit_in_bytes", v, err);
-        }
-        if (r == 0 && res->memory_swap_limit > 0 &&
-            have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
-                snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
-                r = fn(data, "memory.memsw.limit_in_bytes", v, err);
-        }
-        for (size_t i = 0; r == 0 && i < res->n_hugepages; i++) {
-                _cleanup_free_ char *key = NULL;
-
-                if (!have_controller("hugetlb"))
-                        break; /* not on this host: the limit cannot be set, nor exceeded */
-                key = sh_strdup_printf("hugetlb.%s.limit_in_bytes", res->hugepages[i].key);
-                r = key ? fn(data, key, res->hugepages[i].value, err) : -ENOMEM;
-        }
-        (void)lb;
-        return r;
+        return sh_cg_limit_items(&lb->cg, &l, fn, data, err);
 }
 
+/* Sets lxc.cgroup.<key> (v1) or lxc.cgroup2.<key> (v2) in the container @data's config. */
 static int set_cgroup_config(void *data, const char *key, const char *value, struct sh_error *err)
 {
-        struct lxc_container *c = data;
-        _cleanup_free_ char *k = sh_strdup_printf("lxc.cgroup.%s", key);
+        const struct cg_config *cc = data;
+        _cleanup_free_ char *k = sh_strdup_printf("%s.%s", lb_cgroup_key(cc->lb), key);
 
         if (!k)
                 return -ENOMEM;
-        c->clear_config_item(c, k);
-        return lb_set(c, k, value, err);
+        cc->c->clear_config_item(cc->c, k);
+        return lb_set(cc->c, k, value, err);
 }
 
 static int set_process(struct lxc_be *lb, struct lxc_container *c,
@@ -713,8 +685,8 @@ static int set_once_hook(struct lxc_container *c, const char *dir, struct sh_err
         return set_hook(c, "lxc.hook.pre-start", "--once", path, err);
 }
 
-static int set_mounts(struct lxc_container *c, const struct be_container *bc, const char *upper,
-                      const char *dir, struct sh_error *err)
+static int set_mounts(struct lxc_be *lb, struct lxc_container *c, const struct be_container *bc,
+                      const char *upper, const char *dir, struct sh_error *err)
 {
         const struct be_container_spec *s = bc->spec;
         static const char *const pod_files[] = {"hosts", "hostname", "resolv.conf"};
@@ -872,7 +844,7 @@ static int set_mounts(struct lxc_container *c, const struct be_container *bc, co
                                         major(st.st_rdev), minor(st.st_rdev),
                                         d->permissions[0] ? d->permissions : "rwm");
                 if (r == 0 && !s->privileged)
-                        r = rule ? lb_set(c, "lxc.cgroup.devices.allow", rule, err) : -ENOMEM;
+                        r = rule ? lb_set_device_rule(lb, c, "allow", rule, err) : -ENOMEM;
         }
         if (r == 0 && shared)
                 r = set_shared_hook(c, dir, shared, shared_len, err);
@@ -977,20 +949,21 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
                         return r;
         }
         if (!s->privileged) {
-                r = lb_set(c, "lxc.cgroup.devices.deny", "a", err);
+                r = lb_set_device_rule(lb, c, "deny", "a", err);
                 for (size_t i = 0; r == 0 && default_devices[i]; i++)
-                        r = lb_set(c, "lxc.cgroup.devices.allow", default_devices[i], err);
+                        r = lb_set_device_rule(lb, c, "allow", default_devices[i], err);
                 if (r < 0)
                         return r;
         }
         if ((r = be_cap_set(s, &caps, err)) < 0 || (r = set_caps(c, s, caps, err)) < 0 ||
             (r = set_seccomp(c, s, caps, dir, err)) < 0 || (r = set_process(lb, c, s, err)) < 0 ||
-            (r = resource_items(lb, &s->resources, set_cgroup_config, c, err)) < 0 ||
-            (r = lb_set_pids_max(c, s->pids_limit, err)) < 0)
+            (r = resource_items(lb, &s->resources, set_cgroup_config, &(struct cg_config){lb, c},
+                                err)) < 0 ||
+            (r = lb_set_pids_max(lb, c, s->pids_limit, err)) < 0)
                 return r;
         if ((r = set_once_hook(c, dir, err)) < 0)
                 return r;
-        return set_mounts(c, bc, upper, dir, err);
+        return set_mounts(lb, c, bc, upper, dir, err);
 }
 
 /*
@@ -1053,11 +1026,15 @@ static int read_fields(const char *path, char ***ret)
         return lb_fields_parse(buf, len, ret);
 }
 
-static char *memcg_of(const char *cg)
+/*
+ * The directory of cgroup @cg holding its memory files, which runt-lxc-shim watches for OOM
+ * kills: <root>/memory/<cg> on v1, <root>/<cg> on v2; "" without the memory controller.
+ */
+static char *memcg_of(struct lxc_be *lb, const char *cg)
 {
-        if (!have_controller("memory"))
+        if (!(lb->cg.controllers & SH_CG_MEMORY))
                 return strdup("");
-        return sh_strdup_printf("/sys/fs/cgroup/memory/%s", cg);
+        return sh_cg_dir_for(&lb->cg, cg, "memory.max");
 }
 
 int lb_container_create(struct be *be, const struct be_container *bc, struct sh_error *err)
@@ -1079,7 +1056,7 @@ int lb_container_create(struct be *be, const struct be_container *bc, struct sh_
         start = sh_path_join(dir, "start");
         process = sh_path_join(dir, "process");
         cg = lb_cgroup_dir(lb, bc->sandbox, "", bc->id);
-        memcg = cg ? memcg_of(cg) : NULL;
+        memcg = cg ? memcg_of(lb, cg) : NULL;
         if (!upper || !start || !process || !memcg)
                 return -ENOMEM;
         if (access(dir, F_OK) == 0)
@@ -1433,6 +1410,17 @@ static int kill_cgroup(struct lxc_be *lb, const char *id, int sig)
         if (!cfg || read_fields(cfg, &fields) < 0 || !fields[0] || !fields[1] || !fields[2] ||
             !fields[2][0])
                 return 0;
+        if (sig == SIGKILL && lb->cg.version == SH_CG_V2) {
+                _cleanup_free_ char *kill_file = sh_path_join(fields[2], "cgroup.kill");
+                _cleanup_free_ char *events = sh_path_join(fields[2], "cgroup.events");
+
+                /* v2 (Linux 5.14): the whole subtree at once, liblxc's attach leaf too. */
+                if (kill_file && events && sh_read_file(events, 4096, &buf, NULL) == 0 &&
+                    lb_write_cgroup_file(kill_file, "1") == 0)
+                        return strstr(buf, "populated 1") ? 1 : 0;
+                free(buf);
+                buf = NULL;
+        }
         procs = sh_path_join(fields[2], "cgroup.procs");
         if (!procs || sh_read_file(procs, 1u << 20, &buf, NULL) < 0)
                 return 0;
@@ -1583,21 +1571,17 @@ int lb_container_remove(struct be *be, const char *id, struct sh_error *err)
 }
 
 struct live_cg {
+        struct lxc_be *lb;
         const char *rel;
 };
 
 static int write_cgroup_file(void *data, const char *key, const char *value, struct sh_error *err)
 {
         const struct live_cg *l = data;
-        char ctrl[32];
-        const char *dot = strchr(key, '.');
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *dir = sh_cg_dir_for(&l->lb->cg, l->rel, key);
+        _cleanup_free_ char *path = dir ? sh_path_join(dir, key) : NULL;
         int r;
 
-        if (!dot || (size_t)(dot - key) >= sizeof(ctrl))
-                return -EINVAL;
-        snprintf(ctrl, sizeof(ctrl), "%.*s", (int)(dot - key), key);
-        path = sh_strdup_printf("/sys/fs/cgroup/%s/%s/%s", ctrl, l->rel, key);
         if (!path)
                 return -ENOMEM;
         r = lb_write_cgroup_file(path, value);
@@ -1608,18 +1592,18 @@ int lb_cgroup_write_limits(struct lxc_be *lb, const char *rel, const struct be_r
                            struct sh_error *err)
 {
         /*
-         * memsw may not be below memory: raising both needs memsw first, lowering needs
+         * v1: memsw may not be below memory: raising both needs memsw first, lowering needs
          * memory first. memsw is tried first (failing harmlessly when lowering), then
-         * everything in order.
+         * everything in order. v2 limits swap apart from memory: any order does.
          */
-        if (res->memory_swap_limit > 0 &&
-            have_cgroup_file("memory", "memory.memsw.limit_in_bytes")) {
+        if (lb->cg.version == SH_CG_V1 && res->memory_swap_limit > 0 && lb->cg.swap) {
                 char v[32];
 
                 snprintf(v, sizeof(v), "%lld", res->memory_swap_limit);
-                write_cgroup_file(&(struct live_cg){rel}, "memory.memsw.limit_in_bytes", v, NULL);
+                write_cgroup_file(&(struct live_cg){lb, rel}, "memory.memsw.limit_in_bytes", v,
+                                  NULL);
         }
-        return resource_items(lb, res, write_cgroup_file, &(struct live_cg){rel}, err);
+        return resource_items(lb, res, write_cgroup_file, &(struct live_cg){lb, rel}, err);
 }
 
 int lb_container_update(struct be *be, const char *id, const struct be_resources *res,
@@ -1643,7 +1627,7 @@ int lb_container_update(struct be *be, const char *id, const struct be_resources
                 if (r < 0)
                         return r;
         }
-        r = resource_items(lb, res, set_cgroup_config, c, err);
+        r = resource_items(lb, res, set_cgroup_config, &(struct cg_config){lb, c}, err);
         if (r == 0 && !c->save_config(c, NULL))
                 r = sh_err(err, -EIO, "save the LXC config of %.12s: %s", id, lb_why(c));
         return r;

@@ -9,6 +9,7 @@
 #include <lxc/lxccontainer.h>
 
 #include "be.h"
+#include "cgroup.h"
 #include "cleanup.h"
 
 struct sh_helpercg;
@@ -21,6 +22,7 @@ struct lxc_be {
         char *containers_dir;    /* <root>/containers: the containers' writable layers */
         long own_oom_score_adj;  /* runtd's own: root without CAP_SYS_RESOURCE cannot go below */
         char *cg_created;        /* the cgroup parents runt created, one per line */
+        struct sh_cg_host cg;    /* the host's cgroups, as found at init (v1 or v2) */
         pthread_mutex_t cg_lock; /* cg_created, and sandbox starts against parent removal */
         /*
          * Looks against removals: liblxc opens (and creates, with its directory) a
@@ -63,16 +65,35 @@ int lb_set(struct lxc_container *c, const char *key, const char *value, struct s
 int lb_set_common(struct lxc_container *c, const char *mount_auto, const char *pty_max,
                   const char *dir, const char *cg, const char *cgm, struct sh_error *err);
 /*
- * Sets lxc.cgroup.pids.max to @limit, replacing what was set; 0 sets nothing. A host
- * without the pids controller gets no limit (nothing to set it on), not an error.
+ * Sets pids.max (lxc.cgroup.pids.max, or lxc.cgroup2.pids.max on v2) to @limit, replacing
+ * what was set; 0 sets nothing. A host without the pids controller gets no limit (nothing to
+ * set it on), not an error.
  */
-int lb_set_pids_max(struct lxc_container *c, unsigned limit, struct sh_error *err);
+int lb_set_pids_max(struct lxc_be *lb, struct lxc_container *c, unsigned limit,
+                    struct sh_error *err);
+/* The prefix of liblxc's cgroup keys on this host: "lxc.cgroup" (v1), "lxc.cgroup2" (v2). */
+static inline const char *lb_cgroup_key(const struct lxc_be *lb)
+{
+        return lb->cg.version == SH_CG_V2 ? "lxc.cgroup2" : "lxc.cgroup";
+}
+/*
+ * Adds a device cgroup rule ("c 1:3 rwm", "a") to @c's config, @kind "allow" or "deny": the
+ * devices controller on v1, the BPF program liblxc attaches on v2.
+ */
+int lb_set_device_rule(struct lxc_be *lb, struct lxc_container *c, const char *kind,
+                       const char *rule, struct sh_error *err);
+/* A container's config and its backend, for the cgroup item callbacks. */
+struct cg_config {
+        struct lxc_be *lb;
+        struct lxc_container *c;
+};
 /* "<cgroup_parent or runt>/<kind><id>", relative to each hierarchy's root (malloc'd). */
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
                     const char *id);
 /*
  * Writes the limits of @res into the live cgroup @rel (relative to each hierarchy's root;
- * v1 file names, memsw before memory when both are raised). 0 or -errno naming the file.
+ * the host's version's file names, v1 memsw before memory when both are raised). 0 or
+ * -errno naming the file.
  */
 int lb_cgroup_write_limits(struct lxc_be *lb, const char *rel, const struct be_resources *res,
                            struct sh_error *err);

@@ -166,6 +166,9 @@ static int lxc_init(struct be *be, const struct be_config *cfg, struct sh_error 
                 if (r < 0)
                         return sh_err(err, r, "write '%s': %s", lb->seccomp_default, strerror(-r));
         }
+        r = sh_cg_host_detect("/sys/fs/cgroup", &lb->cg, err);
+        if (r < 0)
+                return r;
         if (lb->lxcpath[0] != '/')
                 return sh_err(err, -EINVAL, "lxcpath '%s' is not absolute", lb->lxcpath);
         r = sh_mkdir_p(lb->lxcpath, 0700);
@@ -245,16 +248,27 @@ int lb_set(struct lxc_container *c, const char *key, const char *value, struct s
         return 0;
 }
 
-int lb_set_pids_max(struct lxc_container *c, unsigned limit, struct sh_error *err)
+int lb_set_pids_max(struct lxc_be *lb, struct lxc_container *c, unsigned limit,
+                    struct sh_error *err)
 {
+        _cleanup_free_ char *key = sh_strdup_printf("%s.pids.max", lb_cgroup_key(lb));
         char v[16];
-        struct stat st;
 
-        c->clear_config_item(c, "lxc.cgroup.pids.max");
-        if (limit == 0 || stat("/sys/fs/cgroup/pids", &st) < 0 || !S_ISDIR(st.st_mode))
+        if (!key)
+                return -ENOMEM;
+        c->clear_config_item(c, key);
+        if (limit == 0 || !(lb->cg.controllers & SH_CG_PIDS))
                 return 0;
         snprintf(v, sizeof(v), "%u", limit);
-        return lb_set(c, "lxc.cgroup.pids.max", v, err);
+        return lb_set(c, key, v, err);
+}
+
+int lb_set_device_rule(struct lxc_be *lb, struct lxc_container *c, const char *kind,
+                       const char *rule, struct sh_error *err)
+{
+        _cleanup_free_ char *key = sh_strdup_printf("%s.devices.%s", lb_cgroup_key(lb), kind);
+
+        return key ? lb_set(c, key, rule, err) : -ENOMEM;
 }
 
 char *lb_cgroup_dir(struct lxc_be *lb, const struct be_sandbox_spec *pod, const char *kind,
@@ -310,7 +324,7 @@ static int configure(struct lxc_be *lb, struct lxc_container *c, const struct be
             (r = lb_set_common(c, "proc:mixed sys:mixed cgroup:mixed", "0", dir, cg, cgm, err)) <
                     0 ||
             (r = lb_set(c, "lxc.signal.halt", "SIGTERM", err)) < 0 ||
-            (r = lb_set_pids_max(c, SANDBOX_PIDS_MAX, err)) < 0)
+            (r = lb_set_pids_max(lb, c, SANDBOX_PIDS_MAX, err)) < 0)
                 return r;
         /* The network namespace is the pod's (CNI set it up), or the host's. */
         /*

@@ -8,8 +8,9 @@
  *   - the container's stdout and stderr are pipes (a pty with FLAGS 't') read here and
  *     written to LOG in the CRI format: "<RFC3339Nano> stdout|stderr F|P <line>";
  *   - SIGUSR1 reopens LOG (ReopenContainerLog, after the kubelet rotated it);
- *   - an OOM kill in the container's memory cgroup MEMCG (a cgroup v1 directory, "" for
- *     none) is noticed through cgroup.event_control;
+ *   - an OOM kill in the container's memory cgroup MEMCG ("" for none) is noticed: on cgroup
+ *     v1 (a directory of the memory hierarchy) through cgroup.event_control, on v2 (the
+ *     container's cgroup) through inotify on memory.events and its oom_kill counter;
  *   - the exit status, OOM flag and times go to DIR/exit, written atomically, so runtd reads
  *     them whenever it asks, also after it restarted or crashed;
  *   - DIR/attach, a SOCK_SEQPACKET socket (attach.h), lets clients (CRI Attach) read the
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -86,8 +88,9 @@ struct shim {
         const char *lxcpath, *name, *dir, *log_path, *memcg;
         int log_fd;
         struct stream out, err;
-        int oom_efd;
-        int oom_ctl; /* memory.oom_control, to read its oom_kill counter */
+        int oom_efd; /* v1: the eventfd of the OOM notification; v2: an inotify fd */
+        int oom_ctl; /* v1 memory.oom_control, v2 memory.events: their oom_kill counter */
+        bool oom_v2;
         bool oom;
         int dir_fd;    /* O_PATH of DIR, for the attach socket's file */
         int listen_fd; /* the attach socket; -1 once the container is gone */
@@ -554,6 +557,29 @@ static void kill_leftovers(struct shim *s)
                 fclose(f);
 }
 
+/*
+ * cgroup v2: memory.events changes (the kernel notifies inotify watchers of it) at every
+ * OOM kill, and at other memory events too (max, high): its oom_kill counter says which.
+ */
+static void watch_oom_v2(struct shim *s)
+{
+        char path[PATH_MAX];
+        int fd;
+
+        path_in(path, sizeof(path), s->memcg, "memory.events");
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        s->oom_ctl = fd;
+        s->oom_v2 = true;
+        s->oom_efd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (s->oom_efd >= 0 && inotify_add_watch(s->oom_efd, path, IN_MODIFY) < 0) {
+                close(s->oom_efd);
+                s->oom_efd = -1;
+        }
+        check_oom(s);
+}
+
 /* Arms the OOM notification of the container's memory cgroup; sets s->oom if one happened. */
 static void watch_oom(struct shim *s)
 {
@@ -564,6 +590,10 @@ static void watch_oom(struct shim *s)
                 return;
         path_in(path, sizeof(path), s->memcg, "memory.oom_control");
         ofd = open(path, O_RDONLY | O_CLOEXEC);
+        if (ofd < 0 && errno == ENOENT) {
+                watch_oom_v2(s);
+                return;
+        }
         if (ofd < 0)
                 return;
         s->oom_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -830,7 +860,15 @@ static int monitor(struct shim *s, int ready, const char *flags, char **argv)
                 }
                 if (p[4].revents & POLLIN)
                         attach_accept(s);
-                if (p[3].revents & POLLIN) {
+                if ((p[3].revents & POLLIN) && s->oom_v2) {
+                        char ev[4096];
+
+                        /* The counter is there as soon as the event: read at once, before
+                         * the container's end takes its cgroup (and the file) away. */
+                        while (read(s->oom_efd, ev, sizeof(ev)) > 0)
+                                ;
+                        check_oom(s);
+                } else if (p[3].revents & POLLIN) {
                         uint64_t v;
 
                         char buf[64];

@@ -28,13 +28,15 @@ static long long realtime_ns(void)
 
 /*
  * The cgroup of container @id, relative to each hierarchy's root (malloc'd): the start
- * file names its memory cgroup, which is the one every hierarchy uses; a host without the
+ * file names its memory cgroup (v1) or its cgroup (v2), which is the one every hierarchy
+ * uses; a host without the
  * memory controller has LXC's config say it (slower, but no such host runs the kubelet).
  * -ENOENT: it never started.
  */
 static int ctr_cgroup(struct lxc_be *lb, const char *id, char **ret)
 {
-        static const char memroot[] = CGROUP_ROOT "/memory/";
+        /* "<root>/memory/" (v1) or "<root>/" (v2): what precedes the cgroup in the file. */
+        _cleanup_free_ char *memroot = sh_cg_dir_for(&lb->cg, "", "memory.max");
         _cleanup_free_ char *start = sh_strdup_printf("%s/%s/start", lb->lxcpath, id);
         _cleanup_free_ char *buf = NULL;
         _cleanup_(sh_strv_freep) char **fields = NULL;
@@ -43,7 +45,7 @@ static int ctr_cgroup(struct lxc_be *lb, const char *id, char **ret)
         size_t len = 0;
         int r;
 
-        if (!start)
+        if (!start || !memroot)
                 return -ENOMEM;
         r = sh_read_file(start, 1u << 20, &buf, &len);
         if (r < 0)

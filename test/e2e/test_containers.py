@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import cgv
 import registry as R
 from conftest import fresh_fs_info, pb
 from test_lxc_sandbox import EMPTY_LXC, LxcPods, pause_pids
@@ -615,14 +616,13 @@ def test_resources_and_update(ctrs):
     cid = ctrs.run_ctr(pod, cfg, **sleeper(linux=pb.LinuxContainerConfig(
         resources=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20, cpu_shares=512,
                                              cpu_quota=50000, cpu_period=100000))))
-    cg = f"/sys/fs/cgroup/memory/runt/{cid}/memory.limit_in_bytes"
-    assert int(Path(cg).read_text()) == 64 << 20
-    assert int(Path(f"/sys/fs/cgroup/cpu/runt/{cid}/cpu.shares").read_text()) == 512
-    assert int(Path(f"/sys/fs/cgroup/cpu/runt/{cid}/cpu.cfs_quota_us").read_text()) == 50000
+    # cgroup v2: cpu.weight 59 for 512 shares, cpu.max "50000 100000", memory.max.
+    assert cgv.memory_limit(f"runt/{cid}") == 64 << 20
+    assert cgv.cpu(f"runt/{cid}") == (cgv.shares(512), 50000, 100000)
     ctrs.rt().UpdateContainerResources(pb.UpdateContainerResourcesRequest(
         container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20)),
         timeout=T)
-    assert int(Path(cg).read_text()) == 96 << 20
+    assert cgv.memory_limit(f"runt/{cid}") == 96 << 20
     st = ctrs.cstatus(cid)
     assert st.resources.linux.memory_limit_in_bytes == 96 << 20
     ctrs.remove(pod)

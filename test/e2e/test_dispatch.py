@@ -305,7 +305,7 @@ def test_compressed_requests(shared_runtd, compression):
     r = rt.Version(pb.VersionRequest(version="v" * 4096), timeout=T, compression=compression)
     assert r.runtime_name == "runt"
     r = rt.Status(pb.StatusRequest(verbose=True), timeout=T, compression=compression)
-    assert set(r.info) == {"config", "runtime", "network", "runtimeConfig"}
+    assert set(r.info) == {"config", "runtime", "network", "runtimeConfig", "cgroup"}
 
 
 def test_concurrent_version_calls(shared_runtd):

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+import cgv
 from conftest import RUNTD, pb
 from test_containers import EMPTY_CTRS, Ctrs, images, sleeper  # noqa: F401 (fixture)
 
@@ -57,13 +58,13 @@ def test_root_cannot_raise_its_own_limits(ctrs):
     limit = 64 << 20
     cid = ctrs.run_ctr(pod, cfg, "c", linux=pb.LinuxContainerConfig(
         resources=pb.LinuxContainerResources(memory_limit_in_bytes=limit)), **sleeper())
-    r = ctrs.exec(cid, ["sh", "-c", "f=/sys/fs/cgroup/memory/memory.limit_in_bytes; "
+    inside = "memory.max" if cgv.v2() else "memory/memory.limit_in_bytes"
+    r = ctrs.exec(cid, ["sh", "-c", f"f=/sys/fs/cgroup/{inside}; "
                                     "cat $f && echo 9999999999 > $f && echo raised"])
     # The file is there (its own limit, read), and the write is refused.
     assert r.stdout.split(b"\n")[0] == str(limit).encode(), r
     assert b"raised" not in r.stdout and b"Read-only file system" in r.stderr, r
-    host_file = f"/sys/fs/cgroup/memory/runt/{cid}/memory.limit_in_bytes"
-    assert open(host_file).read().strip() == str(limit)
+    assert cgv.memory_limit(f"runt/{cid}") == limit
     ctrs.stop(pod)
     ctrs.remove(pod)
     assert ctrs.leftovers() == EMPTY_CTRS

@@ -1,6 +1,6 @@
 """Limits a container cannot exceed by default (issue 14): the pids cgroup limit every
 container and every pause container gets (runt.yaml containers.pids_limit), on the LXC
-backend with real liblxc as root and the host's cgroup v1 pids controller."""
+backend with real liblxc as root and the host's pids controller (cgroup v1 or v2)."""
 
 import os
 from pathlib import Path
@@ -8,13 +8,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+import cgv
 from conftest import pb
 from test_containers import EMPTY_CTRS, Ctrs, images  # noqa: F401 (a fixture)
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="LXC containers need root"),
-    pytest.mark.skipif(not Path("/sys/fs/cgroup/pids").is_dir(),
-                       reason="no cgroup v1 pids controller"),
+    pytest.mark.skipif(not cgv.has("pids"), reason="no pids controller"),
 ]
 T = 60
 LIMIT = 50
@@ -23,7 +23,7 @@ NAPS = 40000 + os.getpid() % 10000
 
 
 def pids_file(cid, name):
-    return Path("/sys/fs/cgroup/pids/runt", cid, name)
+    return cgv.path(f"runt/{cid}", "pids", name)
 
 
 def host_procs_in(cid):
@@ -34,12 +34,9 @@ def host_procs_in(cid):
         if not p.name.isdigit():
             continue
         try:
-            cg = (p / "cgroup").read_text()
+            n += cgv.in_cgroup(p, "pids", "/" + cid)
         except OSError:
             continue
-        if any(line.split(":", 2)[1] == "pids" and line.endswith("/" + cid)
-               for line in cg.splitlines()):
-            n += 1
     return n
 
 

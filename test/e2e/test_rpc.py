@@ -144,7 +144,7 @@ def test_network_ready_follows_conf_dir(runtd):
 def test_status_verbose_info(runtd):
     (runtd.cni_dir / "10-runt.conflist").write_text(good_conflist("e2e-net"))
     r = runtd.runtime().Status(pb.StatusRequest(verbose=True), timeout=T)
-    assert set(r.info) == {"config", "runtime", "network", "runtimeConfig"}
+    assert set(r.info) == {"config", "runtime", "network", "runtimeConfig", "cgroup"}
     info = {k: json.loads(v) for k, v in r.info.items()}
 
     cfg = info["config"]

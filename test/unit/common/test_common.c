@@ -59,6 +59,7 @@ int main(void)
 
         failed += test_cgstats_run();
         failed += test_notify_run();
+        failed += test_cgroup_run();
         failed += test_error_run();
         failed += test_log_run();
         failed += test_exec_run();

@@ -13,6 +13,7 @@ int test_fdpass_run(void);
 int test_nofollow_run(void);
 int test_fswalk_run(void);
 int test_cgstats_run(void);
+int test_cgroup_run(void);
 int test_metrics_run(void);
 int test_notify_run(void);
 

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "cleanup.h"
 #include "strutil.h"
 #include "test_common.h"
 

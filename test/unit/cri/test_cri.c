@@ -509,6 +509,10 @@ static void test_status_with_managers(void **state)
         assert_int_equal(net_mgr_new(&cfg, &ctx.net, &err), 0);
         assert_int_equal(cri_runtime_conf_new(cfg.state_dir, &ctx.runtime_conf, &err), 0);
 
+        ctx.cgroup = (struct sh_cg_host){.version = SH_CG_V2,
+                                         .controllers = SH_CG_CPU | SH_CG_MEMORY | SH_CG_PIDS,
+                                         .swap = true,
+                                         .root = "/sys/fs/cgroup"};
         req.verbose = true;
         assert_int_equal(cri_status(&ctx, &req.base, &resp, &err), 0);
         r = (Runtime__V1__StatusResponse *)resp;
@@ -529,7 +533,7 @@ static void test_status_with_managers(void **state)
         assert_string_equal(r->runtime_handlers[1]->name, "fake");
         assert_non_null(r->features);
 
-        assert_int_equal(r->n_info, 4);
+        assert_int_equal(r->n_info, 5);
         for (size_t i = 0; i < r->n_info; i++) {
                 json_object *o = json_tokener_parse(r->info[i]->value);
 
@@ -543,6 +547,11 @@ static void test_status_with_managers(void **state)
         assert_string_equal(r->info[2]->key, "network");
         assert_string_equal(r->info[3]->key, "runtimeConfig");
         assert_string_equal(r->info[3]->value, "{\"podCIDR\":\"\"}");
+        assert_string_equal(r->info[4]->key, "cgroup");
+        assert_string_equal(r->info[4]->value,
+                            "{\"version\":2,\"hybrid\":false,\"driver\":\"cgroupfs\","
+                            "\"root\":\"/sys/fs/cgroup\",\"controllers\":[\"cpu\",\"memory\","
+                            "\"pids\"],\"swapAccounting\":true}");
         /* What runt supports, told truly: neither (see handler_features in runtime.c). */
         for (size_t i = 0; i < r->n_runtime_handlers; i++) {
                 assert_false(r->runtime_handlers[i]->features->recursive_read_only_mounts);
