@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "cgstats.h"
+#include "cgweight.h"
 #include "error.h"
 
 /*
@@ -53,14 +54,6 @@ const char *sh_cg_driver(void);
 
 /* The names of the bits in @controllers, space-separated ("cpu memory pids"), into @buf. */
 void sh_cg_ctrl_names(unsigned controllers, char *buf, size_t size);
-
-/*
- * CRI/OCI cpu_shares (v1 cpu.shares, 2 to 262144, 1024 the default) as v2 cpu.weight (1 to
- * 10000, 100 the default), the conversion runc 1.3.2 and crun 1.23 use: a quadratic in
- * log2(shares) through (2, 1), (1024, 100) and (262144, 10000), rounded up. 0 stays 0
- * (unset); below 2 is 1, above 262144 is 10000.
- */
-uint64_t sh_cg_shares_to_weight(uint64_t shares);
 
 /*
  * CRI's memory_swap_limit_in_bytes (@memsw: memory and swap together, cgroup v1's memsw; 0

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "cgweight.h"
 
 struct ctr *ctr_list;
 static struct ctr *ctr_dead;
@@ -162,9 +163,9 @@ static int cg_apply(const char *dir, const struct ag_resources *r, char *msg, si
                 W("cpu.max", v);
         }
         if (r->cpu_shares > 0) {
-                int64_t s = r->cpu_shares < 2 ? 2 : r->cpu_shares > 262144 ? 262144 : r->cpu_shares;
-
-                snprintf(v, sizeof(v), "%lld", (long long)(1 + ((s - 2) * 9999) / 262142));
+                /* as runtd converts for the lxc backend (common/cgweight.c) */
+                snprintf(v, sizeof(v), "%llu",
+                         (unsigned long long)sh_cg_shares_to_weight((uint64_t)r->cpu_shares));
                 W("cpu.weight", v);
         }
         if (r->pids_max > 0) {

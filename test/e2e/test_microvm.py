@@ -510,8 +510,10 @@ def test_oom_and_update_resources(vms):
         container_id=s, linux=pb.LinuxContainerResources(
             memory_limit_in_bytes=96 << 20, cpu_quota=50000, cpu_period=100000,
             cpu_shares=512)), timeout=T)
-    r = vms.exec(s, ["cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/memory.max"])
-    assert r.stdout == b"50000 100000\n" + str(96 << 20).encode() + b"\n", r
+    r = vms.exec(s, ["cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/memory.max",
+                     "/sys/fs/cgroup/cpu.weight"])
+    # 512 shares: weight 59, the conversion the lxc backend uses on cgroup v2 (runc, crun)
+    assert r.stdout == b"50000 100000\n" + str(96 << 20).encode() + b"\n59\n", r
     # A container that ignores SIGTERM is killed at the end of the grace: 137.
     k = vms.run_ctr(pod, cfg, "stubborn", command=[
         "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
