@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1807,17 +1808,34 @@ static int load_file(struct runt_config *cfg, const char *path, bool dropin, str
         struct stat sb;
         int r;
 
-        f = fopen(path, "re");
-        if (!f) {
-                r = -errno;
-                return sh_err(err, r, "%s: %s", path, strerror(-r));
+        {
+                /* A drop-in is opened without blocking and must be a regular file: a FIFO
+                 * named *.yaml in the directory must not hang the start. The main file is
+                 * whatever the command line names (a pipe from the shell, say). */
+                int fd = open(path, O_RDONLY | O_CLOEXEC | (dropin ? O_NONBLOCK : 0));
+
+                if (fd < 0) {
+                        r = -errno;
+                        return sh_err(err, r, "%s: %s", path, strerror(-r));
+                }
+                if (fstat(fd, &sb) < 0) {
+                        r = -errno;
+                        close(fd);
+                        return sh_err(err, r, "%s: %s", path, strerror(-r));
+                }
+                if (S_ISDIR(sb.st_mode) || (dropin && !S_ISREG(sb.st_mode))) {
+                        close(fd);
+                        return S_ISDIR(sb.st_mode)
+                                       ? sh_err(err, -EISDIR, "%s: is a directory", path)
+                                       : sh_err(err, -EINVAL, "%s: not a regular file", path);
+                }
+                f = fdopen(fd, "re");
+                if (!f) {
+                        r = -errno;
+                        close(fd);
+                        return sh_err(err, r, "%s: %s", path, strerror(-r));
+                }
         }
-        if (fstat(fileno(f), &sb) < 0) {
-                r = -errno;
-                return sh_err(err, r, "%s: %s", path, strerror(-r));
-        }
-        if (S_ISDIR(sb.st_mode))
-                return sh_err(err, -EISDIR, "%s: is a directory", path);
 
         if (!yaml_parser_initialize(&parser))
                 return oom(&l);

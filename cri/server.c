@@ -1284,9 +1284,10 @@ int cri_server_run(struct cri_server *s)
                 }
                 s->accepting = true;
         }
-        pthread_mutex_unlock(&s->accept_mtx);
-        if (s->on_serving)
+        /* Not READY=1 after a stop that came during recovery (STOPPING=1 was sent). */
+        if (s->on_serving && s->accepting)
                 s->on_serving(s->on_serving_data);
+        pthread_mutex_unlock(&s->accept_mtx);
         for (;;) {
                 gpr_timespec deadline = shut ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                                             gpr_time_from_millis(50, GPR_TIMESPAN))

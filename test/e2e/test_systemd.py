@@ -178,8 +178,9 @@ class Unit:
                                   stderr=subprocess.STDOUT, env=RUNTD_ENV, preexec_fn=enter)
 
     def kill_all(self):
-        """What systemd does to the unit's processes (KillMode=control-group): SIGKILL
-        every process in the unit's cgroup and in runtd's own, on every hierarchy."""
+        """What a stop or a crash of the unit does with KillMode=process, at its worst:
+        SIGKILL every process in the unit's own cgroup and in runtd's leaf, on every
+        hierarchy (the helpers' cgroups beside runtd's leaf are not touched)."""
         for u in self.dirs.values():
             for d in (u, f"{u}/runtd"):
                 kill_cgroup(d)

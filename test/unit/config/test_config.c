@@ -1012,6 +1012,17 @@ static void test_dropin_dir_missing_or_wrong(void **state)
         assert_non_null(strstr(err.msg, path));
         assert_defaults(&c);
         runt_config_done(&c);
+        assert_int_equal(rmdir(path), 0);
+
+        /* a FIFO named *.yaml: refused at once, not read (a blocking open would hang) */
+        snprintf(path, sizeof(path), "%s/50-fifo.yaml", t.dropin);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(load_tree(&t, &c, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "not a regular file"));
+        assert_non_null(strstr(err.msg, path));
+        assert_defaults(&c);
+        runt_config_done(&c);
+        unlink(path);
         tree_free(&t);
 }
 
