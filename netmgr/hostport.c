@@ -304,20 +304,28 @@ static bool has_host_ports(const struct net_pod *pod)
         return false;
 }
 
-int net_hostports_claim(struct net_mgr *nm, const struct net_pod *pod, struct sh_error *err)
+/* 1 and @conf (net_conf_done it) when @pod has host ports to forward, 0 when none, -errno. */
+static int hostport_begin(struct net_mgr *nm, const struct net_pod *pod, struct net_conf *conf,
+                          struct sh_error *err)
 {
-        _cleanup_free_ char *args = NULL, *cache = NULL;
-        _cleanup_json_ json_object *rtconf = NULL;
-        struct net_conf conf;
         int r;
 
         if (!has_host_ports(pod))
                 return 0;
         r = sh_validate_name(pod->id, strlen(pod->id), "pod id", err);
-        if (r < 0)
-                return r;
-        r = hostport_conf(nm, &conf, err);
-        if (r < 0)
+        if (r == 0)
+                r = hostport_conf(nm, conf, err);
+        return r < 0 ? r : 1;
+}
+
+int net_hostports_claim(struct net_mgr *nm, const struct net_pod *pod, struct sh_error *err)
+{
+        _cleanup_free_ char *args = NULL, *cache = NULL;
+        _cleanup_json_ json_object *rtconf = NULL;
+        struct net_conf conf;
+        int r = hostport_begin(nm, pod, &conf, err);
+
+        if (r <= 0)
                 return r;
         args = net_cni_args(pod);
         cache = net_cache_path(nm, pod->id);
@@ -336,20 +344,16 @@ int net_hostports_setup(struct net_mgr *nm, const struct net_pod *pod, char *con
         _cleanup_json_ json_object *prev = NULL;
         struct net_result res = {0};
         struct net_conf conf;
-        int r;
+        int r = hostport_begin(nm, pod, &conf, err);
 
-        if (!has_host_ports(pod))
-                return 0;
-        r = sh_validate_name(pod->id, strlen(pod->id), "pod id", err);
-        if (r < 0)
+        if (r <= 0)
                 return r;
         r = own_result(cidrs, &prev, err);
-        if (r < 0)
+        if (r < 0) {
+                net_conf_done(&conf);
                 return r;
-        r = hostport_conf(nm, &conf, err);
-        if (r < 0)
-                return r;
-        r = net_chain_add(nm, pod, NULL, &conf, prev, &res, err);
+        }
+        r = net_chain_add(nm, pod, NULL, &conf, prev, &res, err); /* frees @conf */
         net_result_done(&res);
         return net_mgr_observe(nm, NET_OP_ADD, t0, r);
 }

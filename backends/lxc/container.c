@@ -1277,8 +1277,7 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
         _cleanup_(sh_strv_freep) char **fields = NULL;
         _cleanup_free_ const char **argv = NULL;
         _cleanup_strv_ char **envp = NULL;
-        struct sh_exec_result res = {0};
-        char helper[PATH_MAX];
+        char helper[PATH_MAX], why[512];
         size_t n = 0;
         int r;
 
@@ -1325,19 +1324,10 @@ int lb_container_start(struct be *be, const char *id, struct sh_error *err)
         r = lb_helper_cgroup(lb, "ctr", id, &envp, err);
         if (r < 0)
                 return sh_err_prefix(err, r, "start container %.12s", id);
-        r = sh_exec(&(struct sh_exec_opts){.argv = argv,
-                                           .envp = (const char *const *)envp,
-                                           .timeout_ms = 60000},
-                    &res, err);
-        if (r == 0 && res.exit_code != 0) {
-                size_t l = res.err_len;
-
-                while (l && res.err[l - 1] == '\n')
-                        res.err[--l] = '\0';
+        r = lb_exec_helper((const char *const *)argv, envp, why, sizeof(why), err);
+        if (r == -EIO)
                 r = sh_err(err, -EIO, "start container %.12s: %s", id,
-                           l ? res.err : "runt-lxc-shim failed");
-        }
-        sh_exec_result_done(&res);
+                           why[0] ? why : "runt-lxc-shim failed");
         return r;
 }
 

@@ -116,6 +116,12 @@ int lb_helper_cgroup(struct lxc_be *lb, const char *kind, const char *id, char *
                      struct sh_error *err);
 /* Removes the cgroup "runt-<kind>-<id>" (what is left in it is killed). Never fails. */
 void lb_helper_cgroup_remove(struct lxc_be *lb, const char *kind, const char *id);
+/*
+ * Runs helper @argv with @envp (60 s at most). 0; -EIO when it exited non-zero, with its
+ * stderr (trailing newlines cut, "" for none) in @why; or sh_exec's error.
+ */
+int lb_exec_helper(const char *const *argv, char **envp, char *why, size_t size,
+                   struct sh_error *err);
 
 /* Container ops (container.c). */
 int lb_container_create(struct be *be, const struct be_container *c, struct sh_error *err);

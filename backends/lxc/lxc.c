@@ -426,6 +426,29 @@ static int apply_sysctls(struct lxc_container *c, const struct be_sandbox_spec *
         return j.r < 0 ? sh_err(err, j.r, "%s", j.why) : 0;
 }
 
+int lb_exec_helper(const char *const *argv, char **envp, char *why, size_t size,
+                   struct sh_error *err)
+{
+        struct sh_exec_result res = {0};
+        int r = sh_exec(&(struct sh_exec_opts){.argv = argv,
+                                               .envp = (const char *const *)envp,
+                                               .timeout_ms = 60000},
+                        &res, err);
+
+        if (size)
+                why[0] = '\0';
+        if (r == 0 && res.exit_code != 0) {
+                size_t l = res.err_len;
+
+                while (l && res.err[l - 1] == '\n')
+                        res.err[--l] = '\0';
+                snprintf(why, size, "%s", l ? res.err : "");
+                r = -EIO;
+        }
+        sh_exec_result_done(&res);
+        return r;
+}
+
 /*
  * Starts container @id daemonized through runt-lxc-start (lxc/lxc-start.c says why not
  * here). LXC's double fork makes the monitor, so the container is no child of runtd.
@@ -433,9 +456,8 @@ static int apply_sysctls(struct lxc_container *c, const struct be_sandbox_spec *
 static int start_detached(struct lxc_be *lb, const char *id, const char *const *args, char **envp,
                           struct sh_error *err)
 {
-        char helper[PATH_MAX];
+        char helper[PATH_MAX], why[512];
         const char *argv[8];
-        struct sh_exec_result res = {0};
         size_t n = 0;
         int r;
 
@@ -448,19 +470,10 @@ static int start_detached(struct lxc_be *lb, const char *id, const char *const *
         for (size_t i = 0; args[i] && n < SH_ARRAY_SIZE(argv) - 1; i++)
                 argv[n++] = args[i];
         argv[n] = NULL;
-        r = sh_exec(&(struct sh_exec_opts){.argv = argv,
-                                           .envp = (const char *const *)envp,
-                                           .timeout_ms = 60000},
-                    &res, err);
-        if (r == 0 && res.exit_code != 0) {
-                size_t l = res.err_len;
-
-                while (l && res.err[l - 1] == '\n')
-                        res.err[--l] = '\0';
-                /* runt-lxc-start's own word (it could not join its cgroup), if any. */
-                r = l ? sh_err(err, -EIO, "%s", res.err) : -EIO;
-        }
-        sh_exec_result_done(&res);
+        r = lb_exec_helper(argv, envp, why, sizeof(why), err);
+        /* runt-lxc-start's own word (it could not join its cgroup), if any. */
+        if (r == -EIO && why[0])
+                r = sh_err(err, -EIO, "%s", why);
         return r;
 }
 
